@@ -1,0 +1,75 @@
+"""One error type for everything a user can get wrong, rendered once at the CLI edge."""
+from __future__ import annotations
+
+import difflib
+from typing import Iterable, Optional
+
+
+class NetdslError(Exception):
+    """A user-facing error: what is wrong, where it is, and a hint when one is close.
+
+    ``file``/``line``/``column`` locate it in a source text (1-based), ``layer``
+    and ``field`` in a net.  ``str(err)`` renders all of it on one line
+    (``file:line:col: layer 'x': field `f`: message; did you mean `g`?``).
+    """
+
+    def __init__(self, message: str, *, file: Optional[str] = None,
+                 line: Optional[int] = None, column: Optional[int] = None,
+                 layer: Optional[str] = None, field: Optional[str] = None,
+                 hint: Optional[str] = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.file = file
+        self.line = line
+        self.column = column
+        self.layer = layer
+        self.field = field
+        self.hint = hint
+
+    def located(self, *, file: Optional[str] = None, line: Optional[int] = None,
+                column: Optional[int] = None, layer: Optional[str] = None) -> "NetdslError":
+        """Fill in location parts that are still unknown; returns self."""
+        if self.file is None and file is not None:
+            self.file = file
+        if self.line is None and line is not None:
+            self.line, self.column = line, column
+        if self.layer is None and layer is not None:
+            self.layer = layer
+        return self
+
+    def __str__(self) -> str:
+        where = ""
+        if self.file:
+            where = self.file
+            if self.line:
+                where += ":%d" % self.line
+                if self.column:
+                    where += ":%d" % self.column
+            where += ": "
+        elif self.line:
+            where = "line %d" % self.line + (", column %d" % self.column if self.column else "") + ": "
+        ctx = ""
+        if self.layer:
+            ctx += "layer '%s': " % self.layer
+        text = where + ctx + self.message
+        if self.hint:
+            text += "; " + self.hint
+        return text
+
+
+def closest(name: str, candidates: Iterable[str], n: int = 3) -> list:
+    """Candidates close to ``name`` (case-insensitive), best first."""
+    cands = list(candidates)
+    lower = {c.lower(): c for c in cands}
+    hits = difflib.get_close_matches(name.lower(), list(lower), n=n, cutoff=0.6)
+    return [lower[h] for h in hits]
+
+
+def did_you_mean(name: str, candidates: Iterable[str]) -> Optional[str]:
+    """A "did you mean `x`?" hint, or None when nothing is close."""
+    hits = closest(name, candidates)
+    if not hits:
+        return None
+    if len(hits) == 1:
+        return "did you mean `%s`?" % hits[0]
+    return "did you mean " + " or ".join("`%s`" % h for h in hits) + "?"

@@ -1,0 +1,76 @@
+"""Caffe's schema, compiled at run time into message classes.
+
+``from netdsl.proto import caffe_pb2`` gives the bundled BVLC schema with the
+same names as pycaffe's ``caffe.proto.caffe_pb2``.  :func:`load_schema`
+compiles a fork's extended ``caffe.proto`` the same way into a module of its
+own, with a private descriptor pool, so several schemas (and a real pycaffe)
+can live in one process.
+"""
+from __future__ import annotations
+
+import os
+import types
+from typing import Dict, Optional
+
+from google.protobuf import descriptor_pool
+from google.protobuf.internal.enum_type_wrapper import EnumTypeWrapper
+
+from ..errors import NetdslError
+from ..protoparse import file_loader, parse_proto
+
+try:  # protobuf >= 4.22
+    from google.protobuf.message_factory import GetMessageClass as _get_class
+except ImportError:  # protobuf 4.21
+    _get_class = None
+    from google.protobuf import message_factory as _mf
+
+BUNDLED = os.path.join(os.path.dirname(os.path.abspath(__file__)), "caffe.proto")
+
+_cache: Dict[str, types.ModuleType] = {}
+
+
+def populate(namespace: dict, text: str, path: str) -> None:
+    """Compile ``text`` (a caffe.proto) and put its classes and enums into ``namespace``."""
+    fdps = parse_proto(text, path, load=file_loader(os.path.dirname(os.path.abspath(path))))
+    pool = descriptor_pool.DescriptorPool()
+    for fdp in fdps:
+        pool.AddSerializedFile(fdp.SerializeToString())
+    fd = pool.FindFileByName(fdps[-1].name)
+    factory = None if _get_class else _mf.MessageFactory(pool)
+
+    def cls(desc):
+        return _get_class(desc) if _get_class else factory.GetPrototype(desc)
+
+    namespace["DESCRIPTOR"] = fd
+    namespace["POOL"] = pool
+    namespace["SOURCE"] = path
+    for name, desc in fd.message_types_by_name.items():
+        namespace[name] = cls(desc)
+    for name, desc in fd.enum_types_by_name.items():
+        namespace[name] = EnumTypeWrapper(desc)
+        for v in desc.values:
+            namespace[v.name] = v.number
+
+
+def load_schema(path: Optional[str] = None) -> types.ModuleType:
+    """A ``caffe_pb2``-like module for the schema at ``path`` (bundled when None).
+
+    Compiled once per path and cached.  Errors in the schema raise
+    :class:`~netdsl.errors.NetdslError` with file, line and column.
+    """
+    if path is None:
+        from . import caffe_pb2
+        return caffe_pb2
+    key = os.path.abspath(path)
+    if key not in _cache:
+        try:
+            with open(path, encoding="utf-8") as fh:
+                text = fh.read()
+        except OSError as exc:
+            raise NetdslError("cannot read schema: %s" % (exc.strerror or exc), file=path)
+        mod = types.ModuleType("caffe_pb2", "Caffe schema compiled from %s" % path)
+        populate(mod.__dict__, text, path)
+        from ..schema import check_fork
+        check_fork(mod)
+        _cache[key] = mod
+    return _cache[key]

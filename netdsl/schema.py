@@ -1,0 +1,135 @@
+"""Questions answered from the caffe.proto descriptors.
+
+Which parameter message a layer type reads, what fields a message has, what an
+enum name means, and "did you mean" suggestions.  Everything is derived from
+the descriptors of whichever schema is in use (the bundled BVLC one or a
+fork's), so a new layer type needs no Python code here.
+"""
+from __future__ import annotations
+
+from functools import lru_cache
+from types import ModuleType
+from typing import Dict, List, Optional, Tuple
+
+from google.protobuf.descriptor import Descriptor, FieldDescriptor
+
+from .errors import NetdslError, did_you_mean
+
+
+def default_pb2() -> ModuleType:
+    from .proto import caffe_pb2
+    return caffe_pb2
+
+
+@lru_cache(maxsize=None)
+def _param_names(layer_desc: Descriptor) -> Dict[str, str]:
+    # pycaffe's param_name_dict(): strip "Parameter" from each *_param field's
+    # message type and "_param" from the field name.
+    out: Dict[str, str] = {}
+    for f in layer_desc.fields:
+        if f.name.endswith("_param") and f.message_type is not None:
+            tname = f.message_type.name
+            if tname.endswith("Parameter"):
+                out[tname[: -len("Parameter")]] = f.name
+    return out
+
+
+def param_field(layer_type: str, pb2: Optional[ModuleType] = None) -> Optional[str]:
+    """The ``*_param`` field pycaffe routes a layer type's flat kwargs to, if any.
+
+    pycaffe's rule: the LayerParameter field whose message type is
+    ``<Type>Parameter`` (``Pooling`` -> ``pooling_param``).
+    """
+    pb2 = pb2 or default_pb2()
+    return _param_names(pb2.LayerParameter.DESCRIPTOR).get(layer_type)
+
+
+# Parameter messages Caffe's layer implementations read besides the one named
+# after their type (from BVLC src/caffe/layers/*.cpp and layer_factory.cpp).
+_DATA_LAYERS = ("Data", "ImageData", "WindowData", "MemoryData")
+_EXTRA_PARAMS: Dict[str, Tuple[str, ...]] = {
+    "Deconvolution": ("convolution_param",),   # deconv_layer.cpp uses convolution_param
+    "Im2col": ("convolution_param",),          # im2col_layer.cpp
+    "SoftmaxWithLoss": ("softmax_param", "loss_param"),  # softmax_loss_layer.cpp
+    "SigmoidCrossEntropyLoss": ("loss_param",),
+    "LSTM": ("recurrent_param",),              # lstm_layer.cpp via RecurrentLayer
+    "RNN": ("recurrent_param",),
+    "HDF5Output": ("hdf5_output_param",),
+}
+
+
+def param_fields(layer_type: str, pb2: Optional[ModuleType] = None) -> List[str]:
+    """Every parameter message a layer of this type reads, its own first."""
+    pb2 = pb2 or default_pb2()
+    out: List[str] = []
+    own = param_field(layer_type, pb2)
+    if own:
+        out.append(own)
+    names = {f.name for f in pb2.LayerParameter.DESCRIPTOR.fields}
+    for extra in _EXTRA_PARAMS.get(layer_type, ()):
+        if extra in names and extra not in out:
+            out.append(extra)
+    if layer_type.endswith("Loss") and "loss_param" not in out:
+        out.append("loss_param")
+    if layer_type in _DATA_LAYERS and "transform_param" not in out:
+        out.append("transform_param")
+    return out
+
+
+def layer_types(pb2: Optional[ModuleType] = None) -> List[str]:
+    """Layer type names known from the schema's ``*Parameter`` messages, plus
+    BVLC's parameterless types (from layer_factory registrations)."""
+    pb2 = pb2 or default_pb2()
+    types = set(_param_names(pb2.LayerParameter.DESCRIPTOR))
+    types.discard("Transformation")
+    types.discard("Loss")
+    types.update(KNOWN_TYPES)
+    return sorted(types)
+
+
+# BVLC layer types (REGISTER_LAYER_CLASS / REGISTER_LAYER_CREATOR names).
+KNOWN_TYPES = (
+    "AbsVal", "Accuracy", "ArgMax", "BNLL", "BatchNorm", "BatchReindex", "Bias",
+    "Clip", "Concat", "ContrastiveLoss", "Convolution", "Crop", "Data", "Deconvolution",
+    "Dropout", "DummyData", "ELU", "Eltwise", "Embed", "EuclideanLoss", "Exp",
+    "Filter", "Flatten", "HDF5Data", "HDF5Output", "HingeLoss", "Im2col", "ImageData",
+    "InfogainLoss", "InnerProduct", "Input", "LRN", "LSTM", "LSTMUnit", "Log", "MVN",
+    "MemoryData", "MultinomialLogisticLoss", "PReLU", "Parameter", "Pooling", "Power",
+    "Python", "RNN", "ReLU", "Reduction", "Reshape", "SPP", "Scale", "Sigmoid",
+    "SigmoidCrossEntropyLoss", "Silence", "Slice", "Softmax", "SoftmaxWithLoss",
+    "Split", "Swish", "TanH", "Threshold", "Tile", "WindowData",
+)
+
+
+def field(desc: Descriptor, name: str) -> Optional[FieldDescriptor]:
+    return desc.fields_by_name.get(name)
+
+
+def unknown_field(desc: Descriptor, name: str, *, layer: Optional[str] = None,
+                  where: Optional[str] = None, extra: Tuple[str, ...] = ()) -> NetdslError:
+    """The error for a field name a message does not have, with suggestions."""
+    cands = [f.name for f in desc.fields] + list(extra)
+    return NetdslError("unknown field `%s` in %s" % (name, where or _msg_name(desc)),
+                       layer=layer, field=name, hint=did_you_mean(name, cands))
+
+
+def _msg_name(desc: Descriptor) -> str:
+    # the snake_case field name users know (convolution_param) when there is one
+    return desc.name
+
+
+def enum_number(fd: FieldDescriptor, value: str, *, layer: Optional[str] = None) -> int:
+    """The number of enum value ``value`` (a name) of field ``fd``."""
+    ev = fd.enum_type.values_by_name.get(value)
+    if ev is None:
+        raise NetdslError("`%s` is not a value of %s (expected one of %s)"
+                          % (value, fd.name, ", ".join(v.name for v in fd.enum_type.values)),
+                          layer=layer, field=fd.name,
+                          hint=did_you_mean(value, [v.name for v in fd.enum_type.values]))
+    return ev.number
+
+
+def check_fork(pb2: ModuleType) -> None:
+    """Validate a fork schema against BVLC's field numbers (see netdsl.fork)."""
+    from .fork import check_against_bvlc
+    check_against_bvlc(pb2)
