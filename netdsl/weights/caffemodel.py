@@ -113,9 +113,31 @@ class _Schema:
 _schemas: Dict[int, Tuple[ModuleType, _Schema]] = {}
 
 
+# V1LayerParameter.LayerType numbers in BVLC's caffe.proto
+_V1_NUMBERS: Dict[str, int] = {
+    "NONE": 0, "ABSVAL": 35, "ACCURACY": 1, "ARGMAX": 30, "BNLL": 2, "CONCAT": 3,
+    "CONTRASTIVE_LOSS": 37, "CONVOLUTION": 4, "DATA": 5, "DECONVOLUTION": 39, "DROPOUT": 6,
+    "DUMMY_DATA": 32, "EUCLIDEAN_LOSS": 7, "ELTWISE": 25, "EXP": 38, "FLATTEN": 8,
+    "HDF5_DATA": 9, "HDF5_OUTPUT": 10, "HINGE_LOSS": 28, "IM2COL": 11, "IMAGE_DATA": 12,
+    "INFOGAIN_LOSS": 13, "INNER_PRODUCT": 14, "LRN": 15, "MEMORY_DATA": 29,
+    "MULTINOMIAL_LOGISTIC_LOSS": 16, "MVN": 34, "POOLING": 17, "POWER": 26, "RELU": 18,
+    "SIGMOID": 19, "SIGMOID_CROSS_ENTROPY_LOSS": 27, "SILENCE": 36, "SOFTMAX": 20,
+    "SOFTMAX_LOSS": 21, "SPLIT": 22, "SLICE": 33, "TANH": 23, "WINDOW_DATA": 24,
+    "THRESHOLD": 31,
+}
+
+#: BVLC's field numbers: the bundled schema's, known without compiling it, so
+#: that opening a file costs only the scan.
+_BVLC = _Schema(
+    net_name=1, net_layer=100, net_layers=2, layer_name=1, layer_type=2, layer_blobs=7,
+    v1_name=4, v1_type=5, v1_blobs=6, v1_v0=1, v0_name=1, v0_type=2, v0_blobs=50,
+    blob_shape=7, blob_data=5, blob_double=8, blob_legacy=(1, 2, 3, 4), shape_dim=1,
+    v1_enum_names={v: k for k, v in _V1_NUMBERS.items()}, v1_enum_values=dict(_V1_NUMBERS))
+
+
 def _schema(pb2: Optional[ModuleType]) -> _Schema:
     if pb2 is None:
-        from ..proto import caffe_pb2 as pb2
+        return _BVLC
     hit = _schemas.get(id(pb2))
     if hit is not None and hit[0] is pb2:
         return hit[1]
