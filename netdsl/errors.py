@@ -59,10 +59,16 @@ class NetdslError(Exception):
 
 def closest(name: str, candidates: Iterable[str], n: int = 3) -> list:
     """Candidates close to ``name`` (case-insensitive), best first."""
-    cands = list(candidates)
-    lower = {c.lower(): c for c in cands}
-    hits = difflib.get_close_matches(name.lower(), list(lower), n=n, cutoff=0.6)
-    return [lower[h] for h in hits]
+    lower = {c.lower(): c for c in candidates}
+    key = name.lower()
+    scored = sorted(((difflib.SequenceMatcher(None, key, c).ratio(), c) for c in lower),
+                    key=lambda t: -t[0])
+    scored = [(r, c) for r, c in scored if r >= 0.6]
+    if not scored:
+        return []
+    best = scored[0][0]
+    # keep only candidates nearly as close as the best one
+    return [lower[c] for r, c in scored[:n] if r >= best - 0.08]
 
 
 def did_you_mean(name: str, candidates: Iterable[str]) -> Optional[str]:

@@ -58,6 +58,11 @@ _EXTRA_PARAMS: Dict[str, Tuple[str, ...]] = {
 }
 
 
+def param_field_of(layer_desc: Descriptor, layer_type: str) -> Optional[str]:
+    """:func:`param_field` for a LayerParameter descriptor (any schema)."""
+    return _param_names(layer_desc).get(layer_type)
+
+
 def param_fields(layer_type: str, pb2: Optional[ModuleType] = None) -> List[str]:
     """Every parameter message a layer of this type reads, its own first."""
     pb2 = pb2 or default_pb2()
@@ -99,6 +104,14 @@ KNOWN_TYPES = (
     "SigmoidCrossEntropyLoss", "Silence", "Slice", "Softmax", "SoftmaxWithLoss",
     "Split", "Swish", "TanH", "Threshold", "Tile", "WindowData",
 )
+
+
+def is_repeated(fd: FieldDescriptor) -> bool:
+    """Whether a field is repeated (works on protobuf runtimes with and without ``label``)."""
+    rep = getattr(fd, "is_repeated", None)
+    if rep is not None:
+        return bool(rep)
+    return fd.label == FieldDescriptor.LABEL_REPEATED
 
 
 def field(desc: Descriptor, name: str) -> Optional[FieldDescriptor]:

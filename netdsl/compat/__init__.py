@@ -1,0 +1,44 @@
+"""Run existing pycaffe NetSpec scripts with netdsl standing in for ``caffe``."""
+from __future__ import annotations
+
+import os
+import runpy
+import sys
+from typing import List, Optional
+
+from ..errors import NetdslError
+
+_ALIASES = ("caffe", "caffe.proto", "caffe.proto.caffe_pb2", "caffe.net_spec",
+            "caffe.coord_map", "caffe.io")
+
+
+def install_caffe_alias() -> None:
+    """Make ``import caffe`` (and its submodules) resolve to netdsl's stand-ins."""
+    import importlib
+    from . import caffe as alias
+    sys.modules["caffe"] = alias
+    for name in _ALIASES[1:]:
+        sys.modules[name] = importlib.import_module("netdsl.compat." + name)
+
+
+def run_script(script: str, args: Optional[List[str]] = None) -> None:
+    """Run a pycaffe NetSpec script as ``python SCRIPT ARGS`` would, with no Caffe.
+
+    The script's directory comes first on ``sys.path`` (for its own imports)
+    and ``import caffe`` gives netdsl.  Files the script writes are its own.
+    """
+    if not os.path.isfile(script):
+        raise NetdslError("no such script", file=script)
+    saved = (list(sys.argv), list(sys.path), {k: sys.modules.get(k) for k in _ALIASES})
+    sys.argv = [script] + list(args or [])
+    sys.path.insert(0, os.path.dirname(os.path.abspath(script)))
+    install_caffe_alias()
+    try:
+        runpy.run_path(script, run_name="__main__")
+    finally:
+        sys.argv, sys.path[:] = saved[0], saved[1]
+        for k, v in saved[2].items():
+            if v is None:
+                sys.modules.pop(k, None)
+            else:
+                sys.modules[k] = v
