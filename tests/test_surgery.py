@@ -257,3 +257,16 @@ def test_init_weights_with_stand_in_shapes(monkeypatch, tmp_path):
     with open_caffemodel(path) as m:
         assert m.layer("up").type == "Deconvolution"
         np.testing.assert_array_equal(m.arrays("sc")[0], np.ones(4))
+
+
+def test_init_weights_with_real_shape_inference():
+    pytest.importorskip("netdsl.shapes")
+    from google.protobuf import text_format
+    net = text_format.Parse(NET, caffe_pb2.NetParameter())
+    # PARAM_SHAPES are worked out by hand from Caffe's layer set-up: conv1
+    # (num_output 4, 3 input channels, 3x3), BatchNorm (C, C, 1), Scale with bias
+    # (C, C), PReLU (C), fc6 (8, 4, 3, 3), grouped deconv (C_in, C_out / group,
+    # k, k) = (8, 1, 4, 4), dense deconv (8, 8, 2, 2)
+    w = init_weights(net, seed=0, interp_layers=["up"])
+    assert {k: [a.shape for a in v] for k, v in w.items()} == PARAM_SHAPES
+    np.testing.assert_array_equal(w["up"][0][0, 0], K4)

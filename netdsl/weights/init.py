@@ -79,12 +79,14 @@ def _rng(seed: int, layer: str, index: int) -> np.random.Generator:
 
 def init_weights(net: Any, *, seed: int = 0, source: Optional[Source] = None,
                  interp_layers: Iterable[str] = (), nearest_layers: Iterable[str] = (),
-                 inputs: Any = None, report: Optional[List[TransplantReport]] = None,
+                 inputs: Any = None, phase: Any = None,
+                 report: Optional[List[TransplantReport]] = None,
                  ) -> Dict[str, List[np.ndarray]]:
     """``{layer_name: [float32 arrays]}`` for every layer with learnable blobs.
 
-    ``net`` is a NetParameter or a prototxt path; ``inputs`` is passed to
-    :func:`netdsl.shapes.infer_shapes` (None: the net's own inputs).  Steps:
+    ``net`` is a NetParameter or a prototxt path; ``inputs`` and ``phase`` are
+    passed to :func:`netdsl.shapes.infer_shapes` (None: the net's own inputs,
+    its state's phase).  Steps:
     fillers per :func:`layer_fillers` (seeded by ``seed``, layer name and blob
     index, so results are reproducible), then blobs from ``source`` (a
     caffemodel path, CaffeModel or weight dict) by layer name with
@@ -98,10 +100,11 @@ def init_weights(net: Any, *, seed: int = 0, source: Optional[Source] = None,
         from ..prototxt import read_net
         net = read_net(net)
     from ..shapes import infer_shapes
-    shapes = infer_shapes(net, inputs)
-    by_name: Dict[str, Any] = {}
+    shapes = infer_shapes(net, inputs) if phase is None else infer_shapes(net, inputs,
+                                                                          phase=phase)
+    by_name: Dict[Tuple[str, str], Any] = {}
     for lp in net.layer:
-        by_name.setdefault(lp.name, lp)
+        by_name.setdefault((lp.name, lp.type), lp)
     weights: Dict[str, List[np.ndarray]] = {}
     shared: Dict[str, np.ndarray] = {}
     for entry in shapes.layers:
@@ -110,7 +113,7 @@ def init_weights(net: Any, *, seed: int = 0, source: Optional[Source] = None,
             continue
         lp = getattr(entry, "param", None)
         if lp is None or not hasattr(lp, "type"):
-            lp = by_name.get(entry.name)
+            lp = by_name.get((entry.name, entry.type))
         if lp is None:
             raise NetdslError("shape inference reports a layer the net does not have",
                               layer=entry.name)
