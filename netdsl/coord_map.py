@@ -1,0 +1,763 @@
+"""Coordinate maps between blobs, and the Crop offsets that align them.
+
+The semantics are those of pycaffe's ``caffe.coord_map`` (BVLC
+python/caffe/coord_map.py).  A layer's map is ``(axis, scale, shift)``: an
+output coordinate ``y`` relates to an input coordinate ``x`` by
+``y = scale * x + shift`` on the spatial axes after ``axis``.  For a
+convolution, pooling or im2col window of extent ``e = dilation*(kernel-1)+1``::
+
+    scale = 1 / stride              shift = (pad - (e - 1) / 2) / stride
+
+for a deconvolution::
+
+    scale = stride                  shift = (e - 1) / 2 - pad
+
+element-wise layers are the identity ``(None, 1, 0)`` and a Crop with
+``offset`` o is ``(axis - 1, 1, -o)``.  Maps compose along a path; the map
+between two blobs is found by walking back from both to a common ancestor.
+
+Arithmetic here is exact (fractions), so offsets are never lost to rounding;
+:func:`coord_map_from_to` converts to numpy arrays at the end, as pycaffe
+returns them.  Beyond pycaffe, maps are also defined for ``kernel_h``/
+``stride_h``/``pad_h`` parameters (one value per spatial axis), parameters
+given as messages, Concat and Slice along the batch or channel axis, Clip,
+Swish and Softmax over channels; two paths that reach a blob with different
+maps are reported instead of one silently winning.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+
+from google.protobuf.message import Message
+
+from .errors import NetdslError
+
+Number = Union[int, Fraction]
+Vec = Tuple[Number, ...]
+Map = Tuple[Optional[int], Vec, Vec]
+
+IDENTITY: Map = (None, (1,), (0,))
+
+
+class UndefinedMapException(NetdslError):
+    """A layer whose output coordinates do not follow from its input's."""
+
+
+class AxisMismatchException(NetdslError):
+    """Maps on different axes composed together."""
+
+
+# pycaffe's PASS_THROUGH_LAYERS, plus the newer element-wise types.
+PASS_THROUGH_LAYERS = ['AbsVal', 'BatchNorm', 'Bias', 'BNLL', 'Dropout',
+                       'Eltwise', 'ELU', 'Log', 'LRN', 'Exp', 'MVN', 'Power',
+                       'ReLU', 'PReLU', 'Scale', 'Sigmoid', 'Split', 'TanH',
+                       'Threshold', 'Clip', 'Swish']
+
+MapRule = Callable[[Message, Optional[Sequence[Tuple[int, ...]]]], Map]
+
+#: layer type -> function(layer, bottom_shapes or None) -> (axis, scale, shift).
+#: A function raises UndefinedMapException when its parameters give no map.
+COORD_MAPS: Dict[str, MapRule] = {}
+
+
+def coord_rule(*types: str) -> Callable[[MapRule], MapRule]:
+    """Register a coordinate-map function for layer ``types``."""
+    def deco(fn: MapRule) -> MapRule:
+        for t in types:
+            COORD_MAPS[t] = fn
+        return fn
+    return deco
+
+
+# -- exact arithmetic ---------------------------------------------------------
+
+def _q(num: int, den: int = 1) -> Number:
+    """num/den as an int when exact, else a Fraction."""
+    if den < 0:
+        num, den = -num, -den
+    if num % den == 0:
+        return num // den
+    return Fraction(num, den)
+
+
+def _bc(*vecs: Vec) -> Tuple[int, List[Vec]]:
+    n = max(len(v) for v in vecs)
+    out = []
+    for v in vecs:
+        if len(v) == n:
+            out.append(v)
+        elif len(v) == 1:
+            out.append(v * n)
+        else:
+            raise NetdslError("coordinate maps over %d and %d spatial axes cannot be combined"
+                              % (len(v), n))
+    return n, out
+
+
+def _compose(base: Map, nxt: Map) -> Map:
+    """pycaffe's compose on exact maps: scales multiply, ``b = a1*b2 + b1``."""
+    ax1, a1, b1 = base
+    ax2, a2, b2 = nxt
+    if ax1 is None:
+        ax = ax2
+    elif ax2 is None or ax1 == ax2:
+        ax = ax1
+    else:
+        raise AxisMismatchException("coordinate maps on axis %d and axis %d cannot be composed"
+                                    % (ax1, ax2))
+    if len(a1) == len(b1) == len(a2) == len(b2) == 1:
+        x1, y1, x2, y2 = a1[0], b1[0], a2[0], b2[0]
+        return ax, (x1 * x2,), (x1 * y2 + y1,)
+    _, (a1, b1, a2, b2) = _bc(a1, b1, a2, b2)
+    return ax, tuple(x * y for x, y in zip(a1, a2)), tuple(x * y + z for x, y, z in zip(a1, b2, b1))
+
+
+def _inverse(m: Map) -> Map:
+    """(axis, 1/a, -b/a), exactly."""
+    ax, a, b = m
+    _, (a, b) = _bc(a, b)
+    return ax, tuple(_norm(1 / Fraction(x)) for x in a), \
+        tuple(_norm(-Fraction(y) / x) for x, y in zip(a, b))
+
+
+def _norm(x: Number) -> Number:
+    if isinstance(x, Fraction) and x.denominator == 1:
+        return int(x)
+    return x
+
+
+def _is_identity(m: Map) -> bool:
+    return all(x == 1 for x in m[1]) and all(y == 0 for y in m[2])
+
+
+def _same(m1: Map, m2: Map) -> bool:
+    if _is_identity(m1) and _is_identity(m2):
+        return True
+    if m1[0] != m2[0] and m1[0] is not None and m2[0] is not None:
+        return False
+    try:
+        _, (a1, b1, a2, b2) = _bc(m1[1], m1[2], m2[1], m2[2])
+    except NetdslError:
+        return False
+    return a1 == a2 and b1 == b2
+
+
+def _fmt(x: Number) -> str:
+    x = _norm(x)
+    if isinstance(x, int):
+        return str(x)
+    return "%s/%s" % (x.numerator, x.denominator)
+
+
+def _fmt_vec(v: Vec) -> str:
+    if len(set(v)) == 1:
+        return _fmt(v[0])
+    return "(" + ", ".join(_fmt(x) for x in v) + ")"
+
+
+def format_map(m: Map) -> str:
+    """``scale 1/32, shift 19/2`` style text of an exact map."""
+    return "scale %s, shift %s" % (_fmt_vec(m[1]), _fmt_vec(m[2]))
+
+
+def stride_offset(m: Map) -> Tuple[Vec, Vec]:
+    """Per-axis (stride, offset) of a map from a net input to a blob.
+
+    ``stride`` input pixels per blob pixel and ``offset`` the input coordinate
+    of the centre of blob pixel 0: ``x_input = stride * x_blob + offset``.
+    """
+    _, a, b = _inverse(m)
+    return a, b
+
+
+# -- per-layer maps -----------------------------------------------------------
+
+def _canon_axis(axis: int, layer: Message, shapes: Optional[Sequence[Tuple[int, ...]]],
+                field: str) -> int:
+    if axis >= 0 or not shapes:
+        return axis
+    n = len(shapes[0])
+    if axis < -n:
+        raise NetdslError("axis %d out of range for a %d-axis blob" % (axis, n),
+                          layer=layer.name or None, field=field)
+    return axis + n
+
+
+def _conv_window(layer: Message, msg: Message, where: str) -> Tuple[Vec, Vec, Vec]:
+    """(stride, extent, pad) per spatial axis of a ConvolutionParameter."""
+    name = layer.name or None
+    if msg.HasField("kernel_h") or msg.HasField("kernel_w"):
+        if not (msg.HasField("kernel_h") and msg.HasField("kernel_w")):
+            raise NetdslError("kernel_h and kernel_w must be given together", layer=name,
+                              field=where + ".kernel_h")
+        kernel: Vec = (msg.kernel_h, msg.kernel_w)
+    else:
+        kernel = tuple(msg.kernel_size)
+        if not kernel:
+            raise NetdslError("no kernel_size", layer=name, field=where + ".kernel_size")
+    if msg.HasField("stride_h") or msg.HasField("stride_w"):
+        stride: Vec = (msg.stride_h, msg.stride_w)
+    else:
+        stride = tuple(msg.stride) or (1,)
+    if msg.HasField("pad_h") or msg.HasField("pad_w"):
+        pad: Vec = (msg.pad_h, msg.pad_w)
+    else:
+        pad = tuple(msg.pad) or (0,)
+    dilation = tuple(msg.dilation) or (1,)
+    _, (kernel, stride, pad, dilation) = _bc(kernel, stride, pad, dilation)
+    if any(s <= 0 for s in stride):
+        raise NetdslError("stride must be positive", layer=name, field=where + ".stride")
+    extent = tuple(d * (k - 1) + 1 for k, d in zip(kernel, dilation))
+    return stride, extent, pad
+
+
+def _down_map(axis: int, stride: Vec, extent: Vec, pad: Vec) -> Map:
+    # y = x/s + (p - (e-1)/2)/s
+    return axis, tuple(_q(1, s) for s in stride), \
+        tuple(_q(2 * p - (e - 1), 2 * s) for s, e, p in zip(stride, extent, pad))
+
+
+@coord_rule("Convolution", "Im2col")
+def _conv_map(layer: Message, shapes=None) -> Map:
+    cp = layer.convolution_param
+    axis = _canon_axis(cp.axis, layer, shapes, "convolution_param.axis")
+    return _down_map(axis, *_conv_window(layer, cp, "convolution_param"))
+
+
+@coord_rule("Deconvolution")
+def _deconv_map(layer: Message, shapes=None) -> Map:
+    cp = layer.convolution_param
+    axis = _canon_axis(cp.axis, layer, shapes, "convolution_param.axis")
+    stride, extent, pad = _conv_window(layer, cp, "convolution_param")
+    # y = s*x + (e-1)/2 - p
+    return axis, tuple(stride), tuple(_q(e - 1 - 2 * p, 2) for e, p in zip(extent, pad))
+
+
+@coord_rule("Pooling")
+def _pool_map(layer: Message, shapes=None) -> Map:
+    pp = layer.pooling_param
+    name = layer.name or None
+    if pp.global_pooling:
+        raise UndefinedMapException("global pooling has no coordinate map", layer=name)
+    if pp.HasField("kernel_size"):
+        kernel: Vec = (pp.kernel_size,)
+    elif pp.HasField("kernel_h") and pp.HasField("kernel_w"):
+        kernel = (pp.kernel_h, pp.kernel_w)
+    else:
+        raise NetdslError("Pooling needs kernel_size, or kernel_h and kernel_w",
+                          layer=name, field="pooling_param.kernel_size")
+    stride: Vec = (pp.stride_h, pp.stride_w) if pp.HasField("stride_h") else (pp.stride,)
+    pad: Vec = (pp.pad_h, pp.pad_w) if pp.HasField("pad_h") else (pp.pad,)
+    _, (kernel, stride, pad) = _bc(kernel, stride, pad)
+    if any(s <= 0 for s in stride):
+        raise NetdslError("stride must be positive", layer=name, field="pooling_param.stride")
+    return _down_map(1, stride, kernel, pad)
+
+
+@coord_rule(*PASS_THROUGH_LAYERS)
+def _pass_map(layer: Message, shapes=None) -> Map:
+    return IDENTITY
+
+
+@coord_rule("Crop")
+def _crop_map(layer: Message, shapes=None) -> Map:
+    cp = layer.crop_param
+    axis = _canon_axis(cp.axis, layer, shapes, "crop_param.axis")
+    offsets = tuple(cp.offset) or (0,)
+    return axis - 1, (1,), tuple(-o for o in offsets)
+
+
+def _channel_axis_map(axis: int, layer: Message, shapes, field: str) -> Map:
+    axis = _canon_axis(axis, layer, shapes, field)
+    if 0 <= axis <= 1:
+        return IDENTITY
+    raise UndefinedMapException("%s on axis %d changes spatial extent" % (layer.type, axis),
+                                layer=layer.name or None)
+
+
+@coord_rule("Concat")
+def _concat_map(layer: Message, shapes=None) -> Map:
+    cp = layer.concat_param
+    axis = cp.concat_dim if cp.HasField("concat_dim") else cp.axis
+    return _channel_axis_map(axis, layer, shapes, "concat_param.axis")
+
+
+@coord_rule("Slice")
+def _slice_map(layer: Message, shapes=None) -> Map:
+    sp = layer.slice_param
+    axis = sp.slice_dim if sp.HasField("slice_dim") else sp.axis
+    return _channel_axis_map(axis, layer, shapes, "slice_param.axis")
+
+
+@coord_rule("Softmax")
+def _softmax_map(layer: Message, shapes=None) -> Map:
+    return _channel_axis_map(layer.softmax_param.axis, layer, shapes, "softmax_param.axis")
+
+
+def layer_coord_map(layer: Message, bottom_shapes: Optional[Sequence[Tuple[int, ...]]] = None
+                    ) -> Optional[Map]:
+    """The exact map of a LayerParameter, or None when its type or parameters give none."""
+    fn = COORD_MAPS.get(layer.type)
+    if fn is None:
+        return None
+    try:
+        return fn(layer, bottom_shapes)
+    except UndefinedMapException:
+        return None
+
+
+# -- pycaffe-compatible functions on maps --------------------------------------
+
+def _is_exact(m) -> bool:
+    return isinstance(m[1], tuple)
+
+
+def compose(base_map, next_map):
+    """pycaffe's ``compose``: scales multiply; the further shift is scaled by the base scale.
+
+    Works on pycaffe-style maps (numbers or numpy arrays) and on exact maps
+    (tuples of ints and fractions) alike.
+    """
+    if _is_exact(base_map) and _is_exact(next_map):
+        return _compose(base_map, next_map)
+    ax1, a1, b1 = base_map
+    ax2, a2, b2 = next_map
+    if ax1 is None:
+        ax = ax2
+    elif ax2 is None or ax1 == ax2:
+        ax = ax1
+    else:
+        raise AxisMismatchException("coordinate maps on axis %s and axis %s cannot be composed"
+                                    % (ax1, ax2))
+    return ax, a1 * a2, a1 * b2 + b1
+
+
+def inverse(coord_map):
+    """pycaffe's ``inverse``: ``(axis, 1/a, -b/a)``, the map back from output to input."""
+    if _is_exact(coord_map):
+        return _inverse(coord_map)
+    ax, a, b = coord_map
+    return ax, 1 / a, -b / a
+
+
+def _to_numpy(m: Map):
+    import numpy as np
+    ax, a, b = m
+    if ax is None:   # only element-wise layers: pycaffe's plain numbers
+        return ax, float(a[0]), float(b[0])
+    return ax, np.array([float(x) for x in a]), np.array([float(x) for x in b])
+
+
+def _fn_layer(fn, cache: dict) -> Message:
+    key = id(fn)
+    hit = cache.get(key)
+    if hit is None:
+        hit = (fn, fn.to_layer())
+        cache[key] = hit
+    return hit[1]
+
+
+def coord_map(fn):
+    """pycaffe's ``coord_map(fn)`` for a NetSpec Function: ``(axis, scale, shift)``.
+
+    Raises :class:`UndefinedMapException` for a layer with no map.
+    """
+    layer = fn.to_layer() if hasattr(fn, "to_layer") else fn
+    rule = COORD_MAPS.get(layer.type)
+    if rule is None:
+        raise UndefinedMapException("%s layers have no coordinate map" % layer.type)
+    return _to_numpy(rule(layer, None))
+
+
+# -- walking a graph ----------------------------------------------------------
+
+class _Walk:
+    """Back-walks over an abstract graph of nodes.
+
+    ``parents(node)`` gives (map of the producing layer or None, mapped bottom
+    nodes, producing layer's name).  ``maps[node]`` maps node coordinates to
+    the start node's; ``via[node]`` is the node it was reached from.
+    """
+
+    def __init__(self, start, parents, label) -> None:
+        self.parents = parents
+        self.label = label
+        self.maps = {start: IDENTITY}
+        self.via = {start: None}
+        self.order = [start]
+
+    def expand(self, node) -> None:
+        m, bottoms, lname = self.parents(node)
+        if m is None:
+            return
+        for b in bottoms:
+            try:
+                new = _compose(self.maps[node], m)
+            except AxisMismatchException as exc:
+                raise AxisMismatchException(
+                    "%s; layer '%s' maps axis %s but the blobs after it map axis %s"
+                    % (exc.message, lname, m[0], self.maps[node][0]), layer=lname) from None
+            old = self.maps.get(b)
+            if old is None:
+                self.maps[b] = new
+                self.via[b] = node
+                self.order.append(b)
+            elif not _same(old, new):
+                other = self.parents(self.via[b])[2]
+                raise NetdslError(
+                    "blob '%s' reaches '%s' along two paths with different coordinate maps: "
+                    "through layer '%s' (%s) and through layer '%s' (%s); the branches are "
+                    "not aligned, so no single crop offset exists"
+                    % (self.label(b), self.label(self.order[0]), other, format_map(old),
+                       lname, format_map(new)), layer=lname)
+
+    def run(self) -> None:
+        i = 0
+        while i < len(self.order):
+            self.expand(self.order[i])
+            i += 1
+
+    def chain(self, node) -> List:
+        """Nodes from ``node`` forward to the start."""
+        out = []
+        while node is not None:
+            out.append(node)
+            node = self.via[node]
+        return out
+
+
+def _map_between(start_from, start_to, parents, label, layer_of) -> Tuple[Map, Any, _Walk, _Walk]:
+    """Map from ``start_from`` coordinates to ``start_to``'s, via a common ancestor."""
+    wf = _Walk(start_from, parents, label)
+    wf.run()
+    wt = _Walk(start_to, parents, label)
+    i = 0
+    while i < len(wt.order):
+        node = wt.order[i]
+        if node in wf.maps:
+            return _compose(wt.maps[node], _inverse(wf.maps[node])), node, wf, wt
+        wt.expand(node)
+        i += 1
+    raise NetdslError("no coordinate map between '%s' and '%s': walking back through "
+                      "spatial layers (convolution, pooling, deconvolution, crop, element-wise) "
+                      "from both never reaches a common blob" % (label(start_from), label(start_to)),
+                      hint="layers such as InnerProduct, Reshape or data layers end the walk")
+
+
+def _spatial_layers(walk: _Walk, node, layer_of) -> List[str]:
+    names = []
+    for n in walk.chain(node)[1:]:
+        lname, m = layer_of(n)
+        if m is not None and not _is_identity(m) and lname not in names:
+            names.append(lname)
+    return names
+
+
+def _check_crop(m: Map, from_label: str, to_label: str, culprits: str) -> Tuple[int, List[int]]:
+    ax, a, b = m
+    _, (a, b) = _bc(a, b)
+    if any(x != 1 for x in a):
+        raise NetdslError("scale mismatch: '%s' and '%s' differ in resolution by a factor of %s "
+                          "(Crop only shifts, it cannot resample)%s"
+                          % (from_label, to_label, _fmt_vec(a), culprits))
+    if any(y > 0 for y in b):
+        raise NetdslError("cannot crop '%s' to '%s': the offset would be negative (%s); "
+                          "'%s' does not cover '%s'%s"
+                          % (from_label, to_label, _fmt_vec(tuple(-y for y in b)),
+                             from_label, to_label, culprits))
+    if any(not isinstance(_norm(y), int) for y in b):
+        raise NetdslError("cannot crop '%s' to '%s': the offset %s is not a whole number of "
+                          "pixels (Crop takes integer offsets)%s"
+                          % (from_label, to_label, _fmt_vec(tuple(-y for y in b)), culprits))
+    return ax, [int(-y) for y in b]
+
+
+# -- NetSpec tops (pycaffe's API) ----------------------------------------------
+
+def _top_graph():
+    cache: dict = {}
+    mcache: dict = {}
+
+    def parents(top):
+        fn = top.fn
+        key = id(fn)
+        hit = mcache.get(key)
+        if hit is None:
+            layer = _fn_layer(fn, cache)
+            rule = COORD_MAPS.get(layer.type)
+            m = None
+            if rule is not None:
+                try:
+                    m = rule(layer, None)
+                except UndefinedMapException:
+                    m = None
+            bottoms = tuple(fn.inputs[:1]) if fn.type_name == "Crop" else tuple(fn.inputs)
+            hit = (m, bottoms, _fn_label(fn))
+            mcache[key] = (fn, hit)
+        else:
+            hit = hit[1]
+        return hit
+
+    def label(top):
+        return _top_label(top)
+
+    def layer_of(top):
+        m, _, lname = parents(top)
+        return lname, m
+
+    return parents, label, layer_of
+
+
+def _fn_label(fn) -> str:
+    where = getattr(fn, "where", None)
+    if where:
+        return "%s at %s:%d" % (fn.type_name, where[0].rsplit("/", 1)[-1], where[1])
+    return fn.type_name
+
+
+def _top_label(top) -> str:
+    fn = top.fn
+    return "%s top %d" % (_fn_label(fn), top.n) if fn.ntop > 1 else _fn_label(fn)
+
+
+def _between_tops(top_from, top_to) -> Tuple[Map, Any, _Walk, _Walk, Any]:
+    parents, label, layer_of = _top_graph()
+    m, common, wf, wt = _map_between(top_from, top_to, parents, label, layer_of)
+    return m, common, wf, wt, layer_of
+
+
+def coord_map_from_to(top_from, top_to):
+    """pycaffe's ``coord_map_from_to``: the map from ``top_from`` to ``top_to`` coordinates.
+
+    Returns ``(axis, scale, shift)`` with numpy arrays (plain floats when
+    only element-wise layers lie between), as pycaffe does.
+    """
+    m = _between_tops(top_from, top_to)[0]
+    return _to_numpy(m)
+
+
+def crop(top_from, top_to):
+    """pycaffe's ``crop``: a Crop layer cropping ``top_from`` to ``top_to``'s extent.
+
+    ``L.Crop(top_from, top_to, crop_param=dict(axis=ax + 1, offset=[...]))``
+    with the offsets the coordinate maps give.
+    """
+    from . import layers as L
+    m, common, wf, wt, layer_of = _between_tops(top_from, top_to)
+    culprits = _culprit_text(wf, wt, common, layer_of)
+    ax, offsets = _check_crop(m, _top_label(top_from), _top_label(top_to), culprits)
+    if ax is None:
+        ax = 1
+    return L.Crop(top_from, top_to, crop_param=dict(axis=ax + 1, offset=offsets))
+
+
+def _culprit_text(wf: _Walk, wt: _Walk, common, layer_of) -> str:
+    a = _spatial_layers(wf, common, layer_of)
+    b = _spatial_layers(wt, common, layer_of)
+    if not a and not b:
+        return ""
+    parts = []
+    if a:
+        parts.append("[%s]" % ", ".join(a))
+    if b:
+        parts.append("[%s]" % ", ".join(b))
+    return "; the maps come from layers " + " and ".join(parts)
+
+
+# -- NetParameter level ---------------------------------------------------------
+
+class NetGraph:
+    """Blob versions of a NetParameter and the layers that produce them.
+
+    Each top of each layer is a node (an in-place top is a new version of
+    its name); ``current[name]`` is the newest node of a name.
+    """
+
+    def __init__(self, net: Message, layers: Optional[Sequence[Message]] = None,
+                 shapes: Optional[Mapping[str, Tuple[int, ...]]] = None) -> None:
+        if layers is None:
+            from .netstate import included_layers
+            layers = included_layers(net)
+        self.layers = list(layers)
+        self.node_layer: List[int] = []
+        self.node_name: List[str] = []
+        self.bottoms: List[List[int]] = []
+        self.current: Dict[str, int] = {}
+        self.shapes = shapes
+        self._maps: Dict[int, Optional[Map]] = {}
+        for name in net.input:       # legacy inputs: roots
+            self._add(-1, name)
+        for li, layer in enumerate(self.layers):
+            nodes = []
+            for bi, b in enumerate(layer.bottom):
+                node = self.current.get(b)
+                if node is None:
+                    raise NetdslError("unknown bottom blob '%s' (bottom %d); no earlier layer "
+                                      "produces it" % (b, bi), layer=layer.name or None,
+                                      field="bottom")
+                nodes.append(node)
+            self.bottoms.append(nodes)
+            for t in layer.top:
+                self._add(li, t)
+
+    def _add(self, li: int, name: str) -> None:
+        self.current[name] = len(self.node_layer)
+        self.node_layer.append(li)
+        self.node_name.append(name)
+
+    def layer_map(self, li: int) -> Optional[Map]:
+        if li not in self._maps:
+            layer = self.layers[li]
+            shapes = None
+            if self.shapes is not None and layer.bottom:
+                shapes = [self.shapes[b] for b in layer.bottom if b in self.shapes] or None
+            self._maps[li] = layer_coord_map(layer, shapes)
+        return self._maps[li]
+
+    def parents(self, node: int):
+        li = self.node_layer[node]
+        if li < 0:
+            return None, (), "input"
+        layer = self.layers[li]
+        bottoms = self.bottoms[li]
+        if layer.type == "Crop":
+            bottoms = bottoms[:1]
+        return self.layer_map(li), bottoms, layer.name
+
+    def label(self, node: int) -> str:
+        return self.node_name[node]
+
+    def layer_of(self, node: int):
+        m, _, lname = self.parents(node)
+        return lname, m
+
+    def node(self, blob: str) -> int:
+        node = self.current.get(blob)
+        if node is None:
+            from .errors import did_you_mean
+            raise NetdslError("no blob named '%s' in the net" % blob, field="bottom",
+                              hint=did_you_mean(blob, self.current))
+        return node
+
+    def map_between(self, n_from: int, n_to: int):
+        return _map_between(n_from, n_to, self.parents, self.label, self.layer_of)
+
+
+def _shape_dict(shapes) -> Optional[Mapping[str, Tuple[int, ...]]]:
+    if shapes is None:
+        return None
+    return getattr(shapes, "blobs", shapes)
+
+
+def _crop_between(graph: NetGraph, n_from: int, n_to: int,
+                  shapes: Optional[Mapping[str, Tuple[int, ...]]],
+                  from_shape: Optional[Tuple[int, ...]] = None,
+                  to_shape: Optional[Tuple[int, ...]] = None) -> Tuple[int, List[int]]:
+    m, common, wf, wt = graph.map_between(n_from, n_to)
+    culprits = _culprit_text(wf, wt, common, graph.layer_of)
+    fl, tl = graph.label(n_from), graph.label(n_to)
+    ax, offsets = _check_crop(m, fl, tl, culprits)
+    axis = 2 if ax is None else ax + 1
+    if len(set(offsets)) == 1:
+        offsets = offsets[:1]
+    if shapes is not None:
+        fs = from_shape if from_shape is not None else shapes.get(fl)
+        ts = to_shape if to_shape is not None else shapes.get(tl)
+        if fs is not None and ts is not None:
+            _check_extent(fl, tl, fs, ts, axis, offsets)
+    return axis, offsets
+
+
+def _check_extent(fl: str, tl: str, fs, ts, axis: int, offsets: List[int]) -> None:
+    if axis >= len(fs) or len(fs) != len(ts):
+        raise NetdslError("cannot crop %d-axis '%s' %s to %d-axis '%s' %s from axis %d"
+                          % (len(fs), fl, _shape_str(fs), len(ts), tl, _shape_str(ts), axis))
+    if len(offsets) > 1 and axis + len(offsets) != len(fs):
+        raise NetdslError("%d offsets for axes %d.. of a %d-axis blob (Crop needs one offset, or "
+                          "one per axis from crop_param.axis)" % (len(offsets), axis, len(fs)))
+    for i in range(axis, len(fs)):
+        off = offsets[0] if len(offsets) == 1 else offsets[i - axis]
+        if fs[i] - off < ts[i]:
+            raise NetdslError("the crop of '%s' %s to '%s' %s at offset %d is out of bounds on "
+                              "axis %d: %d - %d < %d (Caffe requires bottom[0].shape(i) - offset "
+                              ">= bottom[1].shape(i))"
+                              % (fl, _shape_str(fs), tl, _shape_str(ts), off, i, fs[i], off,
+                                 ts[i]))
+
+
+def _shape_str(s) -> str:
+    return "(" + ", ".join(str(d) for d in s) + ")"
+
+
+def crop_params(net: Message, blob: str, reference: str, *, shapes=None,
+                phase=None) -> Tuple[int, List[int]]:
+    """The Crop ``(axis, offsets)`` aligning blob ``blob`` to blob ``reference``.
+
+    Blob names refer to their newest version (after any in-place layers).
+    The maps of both blobs are composed back to a common ancestor, as
+    pycaffe's ``coord_map_from_to`` does; Crop layers map only their first
+    bottom.  ``offsets`` is one int when every spatial axis shifts alike,
+    else one per axis from ``axis``.  With ``shapes`` (a NetShapes or a
+    name -> shape dict) the crop's extent is checked too.
+    Raises NetdslError on a scale mismatch or a negative or fractional offset.
+    """
+    layers = None
+    if phase is not None:
+        from .netstate import included_layers, make_state
+        layers = included_layers(net, make_state(net, phase))
+    sd = _shape_dict(shapes)
+    graph = NetGraph(net, layers, sd)
+    return _crop_between(graph, graph.node(blob), graph.node(reference), sd)
+
+
+@dataclass
+class CropOffsets:
+    """What the coordinate maps say about one Crop layer."""
+    layer: str
+    axis: Optional[int]          # from the coordinate maps (None when undefined)
+    offsets: Optional[List[int]]
+    given_axis: int              # the layer's own crop_param
+    given_offsets: List[int]
+    error: Optional[str] = None  # why no offset follows from the maps
+
+    @property
+    def matches(self) -> bool:
+        """Whether the layer's crop_param equals the offsets the maps give."""
+        if self.offsets is None:
+            return False
+        if self.axis != self.given_axis:
+            return False
+        given = self.given_offsets or [0]
+        if len(given) == len(self.offsets):
+            return given == self.offsets
+        return len(set(given)) == 1 and len(set(self.offsets)) == 1 and given[0] == self.offsets[0]
+
+
+def offsets_for(net: Message, *, shapes=None, phase=None) -> Dict[str, CropOffsets]:
+    """For every Crop layer, the axis and offsets its bottoms' coordinate maps give.
+
+    Keyed by layer name, in net order.  When no offset follows (no common
+    ancestor, a scale mismatch, ...) ``axis``/``offsets`` are None and
+    ``error`` says why.
+    """
+    layers = None
+    if phase is not None:
+        from .netstate import included_layers, make_state
+        layers = included_layers(net, make_state(net, phase))
+    sd = _shape_dict(shapes)
+    graph = NetGraph(net, layers, sd)
+    out: Dict[str, CropOffsets] = {}
+    for li, layer in enumerate(graph.layers):
+        if layer.type != "Crop" or len(graph.bottoms[li]) != 2:
+            continue
+        n_from, n_to = graph.bottoms[li]
+        cp = layer.crop_param
+        rec = CropOffsets(layer.name, None, None, cp.axis, list(cp.offset))
+        try:
+            rec.axis, rec.offsets = _crop_between(graph, n_from, n_to, None)
+        except NetdslError as exc:
+            rec.error = exc.message
+        out[layer.name] = rec
+    return out
