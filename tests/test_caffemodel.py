@@ -345,6 +345,13 @@ def test_reader_v1_made_by_protobuf(tmp_path):
     path_bytes = net.SerializeToString()
     open(path, "wb").write(path_bytes)
     _check_against_protobuf(path)
+    # rewritten in the current format straight from the open model
+    current = str(tmp_path / "current.caffemodel")
+    with open_caffemodel(path) as m:
+        write_caffemodel(current, m)
+    _check_against_protobuf(current)
+    with open_caffemodel(current) as c:
+        assert c.format == "layer" and len(c.layers) == len(specs)
     with open_caffemodel(path) as m:
         assert m.format == "v1" and m.name == "old"
         # UpgradeV1LayerType's names

@@ -228,7 +228,8 @@ def _as_array(value: Any, layer: str, index: int) -> np.ndarray:
     return arr
 
 
-LayersArg = Union[Mapping[str, Sequence[Any]], Iterable[Tuple[str, str, Sequence[Any]]]]
+LayersArg = Union[Mapping[str, Sequence[Any]], Iterable[Tuple[str, str, Sequence[Any]]],
+                  "CaffeModel"]
 
 
 def _layer_items(layers: LayersArg, types: Any) -> Iterator[Tuple[str, str, Sequence[Any]]]:
@@ -243,9 +244,11 @@ def _layer_items(layers: LayersArg, types: Any) -> Iterator[Tuple[str, str, Sequ
         for name, blobs in layers.items():
             yield str(name), type_of.get(name, ""), blobs
         return
+    if isinstance(layers, CaffeModel):  # e.g. a V1 file rewritten in the current format
+        for entry in layers.layers:
+            yield entry.name, entry.type, layers.arrays(entry)
+        return
     for item in layers:
-        if isinstance(item, CaffeModel):
-            raise NetdslError("pass model.to_dict() or a list of layers, not a CaffeModel")
         try:
             name, type_, blobs = item
         except (TypeError, ValueError):
@@ -263,7 +266,8 @@ def write_caffemodel(path: str, layers: LayersArg, *, types: Any = None,
     from ``types``: a mapping name -> type string, or a ``NetParameter`` whose
     layers give them; missing ones are written empty, which Caffe ignores since
     it matches layers by name), or an iterable of ``(name, type, [arrays])``
-    triples, which may be a generator: layers are encoded one at a time.
+    triples, which may be a generator: layers are encoded one at a time, or an
+    open :class:`CaffeModel` (all its layers: a V1 file rewritten as current).
 
     Each layer becomes ``layer { name type blobs { data shape { dim } } }``: the
     floats as one packed field written straight from the array's buffer

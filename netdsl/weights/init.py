@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import warnings
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 import numpy as np
 

@@ -15,7 +15,7 @@ be an open :class:`~netdsl.weights.caffemodel.CaffeModel` or a caffemodel path.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Mapping, MutableMapping, Optional, Sequence, Tuple, Union
+from typing import Any, List, Mapping, MutableMapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
