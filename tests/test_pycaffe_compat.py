@@ -1,0 +1,92 @@
+"""`netdsl pycaffe SCRIPT`: existing NetSpec scripts run unchanged with no Caffe."""
+import os
+import subprocess
+import sys
+
+import pytest
+
+from netdsl.cli import main
+from netdsl.proto import caffe_pb2
+from netdsl.prototxt import parse_net
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SCRIPTS = os.path.join(HERE, "data", "scripts")
+
+
+def test_caffenet_style_script(tmp_path):
+    assert main(["pycaffe", os.path.join(SCRIPTS, "caffenet_style.py"), str(tmp_path)]) == 0
+    train = (tmp_path / "train.prototxt").read_text()
+    test = (tmp_path / "test.prototxt").read_text()
+    # caffe.to_proto(loss) names everything automatically (pycaffe's rule):
+    # layers in depth-first order from the loss, tops <Type><k> counted per type;
+    # in-place ReLUs take the next ReLU name; the layer is named after its top.
+    net = parse_net(train, upgrade=False)
+    got = [(l.name, l.type, list(l.bottom), list(l.top)) for l in net.layer]
+    assert got == [
+        ("Data1", "Data", [], ["Data1", "Data2"]),
+        ("Convolution1", "Convolution", ["Data1"], ["Convolution1"]),
+        ("ReLU1", "ReLU", ["Convolution1"], ["Convolution1"]),
+        ("Pooling1", "Pooling", ["Convolution1"], ["Pooling1"]),
+        ("LRN1", "LRN", ["Pooling1"], ["LRN1"]),
+        ("Convolution2", "Convolution", ["LRN1"], ["Convolution2"]),
+        ("ReLU2", "ReLU", ["Convolution2"], ["Convolution2"]),
+        ("Pooling2", "Pooling", ["Convolution2"], ["Pooling2"]),
+        ("InnerProduct1", "InnerProduct", ["Pooling2"], ["InnerProduct1"]),
+        ("ReLU3", "ReLU", ["InnerProduct1"], ["InnerProduct1"]),
+        ("Dropout1", "Dropout", ["InnerProduct1"], ["InnerProduct1"]),
+        ("InnerProduct2", "InnerProduct", ["InnerProduct1"], ["InnerProduct2"]),
+        ("SoftmaxWithLoss1", "SoftmaxWithLoss", ["InnerProduct2", "Data2"], ["SoftmaxWithLoss1"]),
+    ]
+    assert net.layer[5].convolution_param.group == 2
+    assert net.layer[5].convolution_param.pad == [2]
+    # print() adds one newline after str(net), which already ends in one
+    assert train.endswith("}\n\n")
+    test_net = parse_net(test, upgrade=False)
+    assert [l.name for l in test_net.layer][-2:] == ["SoftmaxWithLoss1", "Accuracy1"]
+    assert test_net.layer[0].data_param.batch_size == 50
+
+
+def test_python_m_netdsl_runs_the_same(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "netdsl", "pycaffe",
+                          os.path.join(SCRIPTS, "caffenet_style.py"), str(tmp_path)],
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert (tmp_path / "train.prototxt").exists()
+
+
+def test_runtime_features_say_caffe_is_needed(tmp_path, capsys):
+    script = tmp_path / "solve.py"
+    script.write_text("import caffe\ncaffe.set_mode_gpu()\n")
+    assert main(["pycaffe", str(script)]) == 2
+    err = capsys.readouterr().err
+    assert "caffe.set_mode_gpu needs Caffe's compiled runtime" in err
+    script.write_text("import caffe\nnet = caffe.Net('deploy.prototxt', caffe.TEST)\n")
+    assert main(["pycaffe", str(script)]) == 2
+    assert "caffe.Net needs Caffe's compiled runtime" in capsys.readouterr().err
+
+
+def test_proto_module_and_phases(tmp_path):
+    script = tmp_path / "s.py"
+    script.write_text(
+        "import caffe\nfrom caffe.proto import caffe_pb2\nimport caffe.proto.caffe_pb2 as pb\n"
+        "assert pb is caffe_pb2\nassert caffe.TRAIN == 0 and caffe.TEST == 1\n"
+        "s = caffe_pb2.SolverParameter(base_lr=0.01)\n"
+        "open(%r, 'w').write(str(s))\n" % str(tmp_path / "solver.prototxt"))
+    assert main(["pycaffe", str(script)]) == 0
+    assert (tmp_path / "solver.prototxt").read_text() == "base_lr: 0.01\n"
+    assert caffe_pb2.TRAIN == 0
+
+
+def test_missing_script_is_user_error(tmp_path, capsys):
+    assert main(["pycaffe", str(tmp_path / "nope.py")]) == 2
+    assert "no such script" in capsys.readouterr().err
+
+
+def test_builder_error_in_script_points_at_script_line(tmp_path, capsys):
+    script = tmp_path / "bad.py"
+    script.write_text("import caffe\nfrom caffe import layers as L\n"
+                      "n = caffe.NetSpec()\nn.data = L.Input(shape=dict(dim=[1, 3, 4, 4]))\n"
+                      "n.conv = L.Convolution(n.data, kernal_size=3)\nprint(n.to_proto())\n")
+    assert main(["pycaffe", str(script)]) == 2
+    err = capsys.readouterr().err
+    assert "%s:5: layer 'conv': unknown parameter `kernal_size`" % script in err
