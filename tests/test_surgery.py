@@ -270,3 +270,59 @@ def test_init_weights_with_real_shape_inference():
     w = init_weights(net, seed=0, interp_layers=["up"])
     assert {k: [a.shape for a in v] for k, v in w.items()} == PARAM_SHAPES
     np.testing.assert_array_equal(w["up"][0][0, 0], K4)
+
+
+TINY_FCN = """
+name: "tinyfcn"
+layer { name: "data" type: "Input" top: "data"
+        input_param { shape { dim: 1 dim: 3 dim: 12 dim: 12 } } }
+layer { name: "conv1" type: "Convolution" bottom: "data" top: "conv1"
+        convolution_param { num_output: 4 kernel_size: 3 pad: 1
+                            weight_filler { type: "msra" } } }
+layer { name: "relu1" type: "ReLU" bottom: "conv1" top: "conv1" }
+layer { name: "fc6" type: "Convolution" bottom: "conv1" top: "fc6"
+        convolution_param { num_output: 6 kernel_size: 3 } }
+layer { name: "score_fr" type: "Convolution" bottom: "fc6" top: "score_fr"
+        convolution_param { num_output: 2 kernel_size: 1 } }
+layer { name: "upscore" type: "Deconvolution" bottom: "score_fr" top: "upscore"
+        convolution_param { num_output: 2 group: 2 kernel_size: 4 stride: 2
+                            bias_term: false } }
+"""
+
+
+def test_init_transplant_interp_end_to_end_in_opencv(tmp_path):
+    # init (real shape inference) -> transplant an InnerProduct fc6 -> interp ->
+    # write -> OpenCV loads the same blobs and upsamples bilinearly
+    pytest.importorskip("netdsl.shapes")
+    cv2 = pytest.importorskip("cv2")
+    from google.protobuf import text_format
+    net = text_format.Parse(TINY_FCN, caffe_pb2.NetParameter())
+    rng = np.random.default_rng(4)
+    src_path = str(tmp_path / "classifier.caffemodel")
+    fc6 = rng.standard_normal((6, 36)).astype(np.float32)  # 6 x (4 * 3 * 3)
+    write_caffemodel(src_path, [("fc6", "InnerProduct", [fc6, np.ones(6, np.float32)])])
+    reports = []
+    w = init_weights(net, seed=1, source=src_path, interp_layers=["upscore"], report=reports)
+    assert reports[0].reshaped == [("fc6", 0, (6, 36), (6, 4, 3, 3))]
+    assert reports[0].copied == [("fc6", 1)]
+    model = str(tmp_path / "fcn.caffemodel")
+    write_caffemodel(model, w, types=net)
+    proto = tmp_path / "fcn.prototxt"
+    proto.write_text(TINY_FCN)
+    cvnet = cv2.dnn.readNetFromCaffe(str(proto), model)
+    for name, arrays in w.items():
+        for i, a in enumerate(arrays):
+            np.testing.assert_array_equal(cvnet.getParam(name, i).reshape(a.shape), a)
+    # a constant score map upsampled by the k = 4, stride 2 bilinear kernel is
+    # constant away from the border: per output pixel the kernel taps sum to
+    # 0.25 + 0.75 = 1 along each axis
+    s = np.float32(2.5)
+    w["score_fr"][0][...] = 0
+    w["score_fr"][1][...] = s
+    write_caffemodel(model, w, types=net)
+    cvnet = cv2.dnn.readNetFromCaffe(str(proto), model)
+    cvnet.setInput(rng.standard_normal((1, 3, 12, 12)).astype(np.float32))
+    out = cvnet.forward()
+    # 12 -> conv1 (pad 1) 12 -> fc6 (k3) 10 -> upscore (10 - 1) * 2 + 4 = 22
+    assert out.shape == (1, 2, 22, 22)
+    np.testing.assert_allclose(out[0, :, 2:-2, 2:-2], s, rtol=1e-6)
