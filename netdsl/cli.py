@@ -97,6 +97,127 @@ def cmd_upgrade(args: argparse.Namespace) -> int:
     return 0
 
 
+def parse_inputs(items: Optional[List[str]]) -> Dict[str, List[int]]:
+    """``--input name=N,C,H,W`` (repeatable) -> {name: [N, C, H, W]}."""
+    out: Dict[str, List[int]] = {}
+    for item in items or ():
+        name, sep, dims = item.partition("=")
+        try:
+            if not sep or not name:
+                raise ValueError
+            out[name] = [int(d) for d in dims.replace("x", ",").split(",") if d.strip()]
+            if not out[name]:
+                raise ValueError
+        except ValueError:
+            raise NetdslError("bad --input %r: expected NAME=N,C,H,W (e.g. data=1,3,500,500)"
+                              % item) from None
+    return out
+
+
+def _is_spec(path: str) -> bool:
+    return path.endswith((".yaml", ".yml", ".yaml.j2", ".yml.j2"))
+
+
+def load_net(path: str, pb2, *, phase: Optional[str] = None, variables=None):
+    """A NetParameter from a prototxt, or from a spec's net for ``phase``
+    (train, val or deploy; default deploy)."""
+    from . import prototxt
+    if _is_spec(path):
+        from .spec import build_nets, load_spec
+        spec = load_spec(path, variables=variables)
+        nets = build_nets(spec)
+        want = {"test": "val", None: "deploy"}.get(phase, phase)
+        if want not in nets:
+            raise NetdslError("the spec has no %s net (it has %s)" % (want, ", ".join(nets)),
+                              file=path)
+        return nets[want]
+    return prototxt.read_net(path, schema=pb2)
+
+
+def cmd_shapes(args: argparse.Namespace) -> int:
+    from . import shapes
+    pb2 = _schema(args)
+    spec = _is_spec(args.net)
+    net = load_net(args.net, pb2, phase=args.phase, variables=_defines(args))
+    caffe_phase = None if spec else (args.phase or "test").upper()
+    result = shapes.infer_shapes(net, parse_inputs(args.input), phase=caffe_phase)
+    if args.format == "json":
+        text = _json_text(shapes.to_json(result))
+    else:
+        text = shapes.format_table(result)
+        if not text.endswith("\n"):
+            text += "\n"
+    _emit(text, args.output)
+    return 0
+
+
+def _defines(args: argparse.Namespace) -> Optional[Dict[str, str]]:
+    items = getattr(args, "define", None)
+    if not items:
+        return None
+    out: Dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise NetdslError("bad -D %r: expected NAME=VALUE" % item)
+        out[key.strip()] = value
+    return out
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    from .weights import init_weights, write_caffemodel
+    pb2 = _schema(args)
+    net = load_net(args.net, pb2, phase=args.phase, variables=_defines(args))
+    interp_layers = list(args.interp or [])
+    nearest_layers = list(args.nearest or [])
+    if _is_spec(args.net):
+        from .spec import surgery_layers
+        auto_interp, auto_nearest = surgery_layers(net)
+        interp_layers += [n for n in auto_interp if n not in interp_layers]
+        nearest_layers += [n for n in auto_nearest if n not in nearest_layers]
+    report: list = []
+    weights = init_weights(net, seed=args.seed, source=args.source,
+                           interp_layers=interp_layers, nearest_layers=nearest_layers,
+                           inputs=parse_inputs(args.input) or None, report=report)
+    size = write_caffemodel(args.output, weights, types=net, name=net.name or None)
+    for rep in report:
+        print(str(rep), file=sys.stderr)
+    print("wrote %s: %d layers with parameters, %d bytes" % (args.output, len(weights), size),
+          file=sys.stderr)
+    return 0
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    from .weights import format_inspect, inspect
+    pb2 = _schema(args)
+    info = inspect(args.model, stats=args.stats, pb2=pb2)
+    if args.format == "json":
+        _emit(_json_text(info), None)
+    else:
+        text = format_inspect(info)
+        _emit(text if text.endswith("\n") else text + "\n", None)
+    return 0
+
+
+def _json_text(obj) -> str:
+    """Indented JSON with lists of numbers kept on one line."""
+    import re
+    text = json.dumps(obj, indent=2, default=_json_default)
+    text = re.sub(r"\[\s*([-0-9.eE,\s]*?)\s*\]",
+                  lambda m: "[" + ", ".join(x.strip() for x in m.group(1).split(",") if x.strip())
+                  + "]", text)
+    return text + "\n"
+
+
+def _json_default(obj):
+    import numpy as np
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, tuple):
+        return list(obj)
+    raise TypeError(type(obj).__name__)
+
+
 # -- parser ----------------------------------------------------------------
 
 VERBS: Dict[str, Callable[[argparse.ArgumentParser], None]] = {}
@@ -132,6 +253,46 @@ def _p_upgrade(p: argparse.ArgumentParser) -> None:
     p.add_argument("input", metavar="OLD.prototxt")
     p.add_argument("-o", "--output", metavar="NEW.prototxt", help="default: standard output")
     p.set_defaults(func=cmd_upgrade)
+
+
+@verb("shapes", "every blob's shape, Caffe-exact, with parameter counts and crop geometry")
+def _p_shapes(p: argparse.ArgumentParser) -> None:
+    p.add_argument("net", metavar="SPEC|PROTOTXT")
+    p.add_argument("--input", action="append", metavar="NAME=N,C,H,W",
+                   help="input shape (overrides the net's own); repeatable")
+    p.add_argument("--phase", choices=["train", "test", "val", "deploy"],
+                   help="prototxt: Caffe phase for include/exclude rules (default test); "
+                        "spec: which net (default deploy)")
+    p.add_argument("--format", choices=["table", "json"], default="table")
+    p.add_argument("-D", "--define", action="append", metavar="NAME=VALUE",
+                   help="spec variable")
+    p.add_argument("-o", "--output", help="write here instead of standard output")
+    p.set_defaults(func=cmd_shapes)
+
+
+@verb("init", "initialise a caffemodel: fillers, then --from transplant, then interp surgery")
+def _p_init(p: argparse.ArgumentParser) -> None:
+    p.add_argument("net", metavar="SPEC|PROTOTXT")
+    p.add_argument("-o", "--output", required=True, metavar="MODEL.caffemodel")
+    p.add_argument("--from", dest="source", metavar="SOURCE.caffemodel",
+                   help="copy blobs by layer name from this model (reshaping fc -> conv)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--interp", action="append", metavar="LAYER",
+                   help="put per-channel bilinear kernels on this Deconvolution (repeatable)")
+    p.add_argument("--nearest", action="append", metavar="LAYER",
+                   help="put per-channel constant kernels on this Deconvolution (repeatable)")
+    p.add_argument("--input", action="append", metavar="NAME=N,C,H,W")
+    p.add_argument("--phase", choices=["train", "test", "val", "deploy"])
+    p.add_argument("-D", "--define", action="append", metavar="NAME=VALUE")
+    p.set_defaults(func=cmd_init)
+
+
+@verb("inspect", "list a caffemodel's layers and blob shapes (--stats: min/max/mean)")
+def _p_inspect(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", metavar="MODEL.caffemodel")
+    p.add_argument("--stats", action="store_true")
+    p.add_argument("--format", choices=["table", "json"], default="table")
+    p.set_defaults(func=cmd_inspect)
 
 
 def build_parser() -> argparse.ArgumentParser:

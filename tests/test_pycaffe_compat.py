@@ -90,3 +90,25 @@ def test_builder_error_in_script_points_at_script_line(tmp_path, capsys):
     assert main(["pycaffe", str(script)]) == 2
     err = capsys.readouterr().err
     assert "%s:5: layer 'conv': unknown parameter `kernal_size`" % script in err
+
+
+def test_fcn32s_style_script_with_coord_map_crop(tmp_path):
+    assert main(["pycaffe", os.path.join(SCRIPTS, "fcn32s_net.py"), str(tmp_path)]) == 0
+    net = parse_net((tmp_path / "train.prototxt").read_text(), upgrade=False)
+    names = [l.name for l in net.layer]
+    # FCN voc-fcn32s/train.prototxt layer order
+    body = []
+    for stage, convs in enumerate([2, 2, 3, 3, 3], start=1):
+        for k in range(1, convs + 1):
+            body += ["conv%d_%d" % (stage, k), "relu%d_%d" % (stage, k)]
+        body.append("pool%d" % stage)
+    assert names == (["data"] + body + ["fc6", "relu6", "drop6", "fc7", "relu7", "drop7",
+                                         "score_fr", "upscore", "score", "loss"])
+    score = net.layer[names.index("score")]
+    # FCN's published voc-fcn32s crop: axis 2, offset 19 (crop_param of layer "score")
+    assert score.type == "Crop" and list(score.bottom) == ["upscore", "data"]
+    assert score.crop_param.axis == 2 and list(score.crop_param.offset) == [19]
+    text = (tmp_path / "train.prototxt").read_text()
+    assert 'crop_param {\n    axis: 2\n    offset: 19\n  }' in text
+    val = (tmp_path / "val.prototxt").read_text()
+    assert "seg11valid" in val and "seg11valid" not in text
