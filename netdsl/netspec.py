@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import gc
 import sys
-from collections import Counter, OrderedDict
+from collections import Counter
 from types import ModuleType
 from typing import Any, Dict, Iterable, List, Optional, Tuple, Union
 
@@ -159,19 +159,6 @@ class _Emitter:
         self.given: set = set()  # top names given in the NetSpec
         self.automatic: set = set()  # top names given automatically
 
-    def name_field(self, name: str) -> bytes:
-        return self.tags[0] + _len_prefixed(name)
-
-    def remember(self, name: str, table: Dict[str, bytes], which: int) -> bytes:
-        b = table[name] = self.tags[which] + _len_prefixed(name)
-        return b
-
-    def type_field(self, type_name: str) -> bytes:
-        b = self.type_bytes.get(type_name)
-        if b is None:
-            b = self.type_bytes[type_name] = self.tags[1] + _len_prefixed(type_name)
-        return b
-
     def finish(self) -> Message:
         self.net.MergeFromString(b"".join(self.chunks))
         self.chunks = []
@@ -302,18 +289,31 @@ def _emit_one(fn: Function, names: dict, autonames: Counter, em: _Emitter) -> No
                 lname = names[first] = _autoname(type_name, autonames)
         else:
             lname = _autoname(type_name, autonames)
-        names[fn] = lname
+    t_name, t_type, t_bottom, t_top = em.tags
     bfield = em.bottom_field
     tfield = em.top_field
-    parts = [em.name_field(lname), em.type_field(type_name)]
+    lb = lname.encode()
+    n = len(lb)
+    lp = (_SHORT[n] if n < 128 else _varint(n)) + lb
+    type_field = em.type_bytes.get(type_name)
+    if type_field is None:
+        type_field = em.type_bytes[type_name] = t_type + _len_prefixed(type_name)
+    parts = [t_name, lp, type_field]
     for b in bottoms:
-        parts.append(bfield[b] if b in bfield else em.remember(b, bfield, 2))
+        field = bfield.get(b)
+        if field is None:
+            field = bfield[b] = t_bottom + _len_prefixed(b)
+        parts.append(field)
     for t in tops:
-        parts.append(tfield[t] if t in tfield else em.remember(t, tfield, 3))
+        field = tfield.get(t)
+        if field is None:
+            field = tfield[t] = t_top + (lp if t == lname else _len_prefixed(t))
+        parts.append(field)
     if fn.params:
         parts.append(_param_bytes(fn, lname, em))
     body = b"".join(parts)
-    em.chunks.append(em.layer_tag + _varint(len(body)) + body)
+    n = len(body)
+    em.chunks.append(em.layer_tag + (_SHORT[n] if n < 128 else _varint(n)) + body)
     top_names[fn] = tops
 
 
@@ -583,34 +583,41 @@ def to_proto(*tops: Union[Top, Function]) -> Message:
 
 
 class NetSpec:
-    """Named tops; ``to_proto()`` emits every layer needed to compute them."""
+    """Named tops; ``to_proto()`` emits every layer needed to compute them.
 
-    def __init__(self) -> None:
-        super().__setattr__("tops", OrderedDict())
+    ``n.name = top`` (or ``n["name"] = top``) names a top; ``n.tops`` is the
+    name -> top mapping in assignment order.  The tops live in the instance's
+    own attribute dictionary, so assigning and reading them costs no Python
+    call (big generated nets assign hundreds of thousands).
+    """
 
-    def __setattr__(self, name: str, value: Any) -> None:
-        self.tops[name] = value
+    @property
+    def tops(self) -> Dict[str, Any]:
+        """The named tops, in assignment order (pycaffe's ``NetSpec.tops``)."""
+        return self.__dict__
+
+    @tops.setter
+    def tops(self, value: Any) -> None:  # a top named "tops", as pycaffe allows
+        self.__dict__["tops"] = value
 
     def __getattr__(self, name: str) -> Any:
+        # only called for names that are not assigned
         if name.startswith("__"):
             raise AttributeError(name)
-        try:
-            return self.tops[name]
-        except KeyError:
-            raise NetdslError("the NetSpec has no top named '%s'" % name,
-                              hint=did_you_mean(name, list(self.tops))) from None
+        raise NetdslError("the NetSpec has no top named '%s'" % name,
+                          hint=did_you_mean(name, list(self.__dict__)))
 
     def __setitem__(self, key: str, value: Any) -> None:
-        self.__setattr__(key, value)
+        self.__dict__[key] = value
 
     def __getitem__(self, item: str) -> Any:
-        return self.__getattr__(item)
+        try:
+            return self.__dict__[item]
+        except KeyError:
+            return self.__getattr__(item)
 
     def __contains__(self, item: str) -> bool:
-        return item in self.tops
-
-    def __dir__(self):
-        return list(super().__dir__()) + list(self.tops)
+        return item in self.__dict__
 
     def to_proto(self) -> Message:
         """A NetParameter of every assigned top and what it needs, named as assigned."""
