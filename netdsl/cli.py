@@ -19,7 +19,8 @@ def _schema(args: argparse.Namespace):
     """The schema module selected with --proto (bundled BVLC schema by default)."""
     from .proto import load_schema
     from .netspec import use_schema
-    pb2 = load_schema(getattr(args, "proto", None))
+    pb2 = load_schema(getattr(args, "proto", None),
+                      allow_conflicts=getattr(args, "allow_proto_conflicts", False))
     use_schema(pb2 if getattr(args, "proto", None) else None)
     return pb2
 
@@ -305,6 +306,8 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_text, description=help_text)
         p.add_argument("--proto", metavar="FORK.proto",
                        help="use this caffe.proto (a fork's) instead of BVLC's")
+        p.add_argument("--allow-proto-conflicts", action="store_true",
+                       help="accept a fork schema that reuses BVLC's field numbers")
         setup(p)
     return parser
 

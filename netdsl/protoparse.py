@@ -96,6 +96,8 @@ class _Parser:
         # fully qualified name -> (kind, token) for type resolution
         self.locs: Dict[str, Tuple[int, int]] = {}
         self.pending: List[Tuple[F, List[str], Token]] = []
+        # (scope, name) -> (line, column) of each message field and enum value
+        self.where: Dict[Tuple[str, str], Tuple[int, int]] = {}
 
     # -- token helpers -------------------------------------------------
     def peek(self) -> Token:
@@ -317,6 +319,7 @@ class _Parser:
                 raise self.error("field number %d of `%s` is reserved" % (number, f.name), numtok)
         numbers[number] = ntok
         names[f.name] = ntok
+        self.where[(".".join(scope), f.name)] = (ntok.line, ntok.col)
         if ttok.text in SCALARS:
             f.type = SCALARS[ttok.text]
         else:
@@ -377,6 +380,7 @@ class _Parser:
                 raise self.error("enum value `%s` is already defined at line %d"
                                  % (v.name, seen[v.name].line), vtok)
             seen[v.name] = vtok
+            self.where[(".".join(scope + [e.name]), v.name)] = (vtok.line, vtok.col)
             # enum values live in the enclosing scope, as in C++
             self._declare(".".join(scope + [v.name]), vtok)
             if self.accept("["):
@@ -485,12 +489,16 @@ def _collect(fdp: descriptor_pb2.FileDescriptorProto, types: Dict[str, int],
 
 
 def parse_proto(text: str, filename: str = "caffe.proto",
-                load: Optional[Callable[[str], Tuple[str, str]]] = None
+                load: Optional[Callable[[str], Tuple[str, str]]] = None,
+                locations: Optional[Dict[Tuple[str, str], Tuple[str, int, int]]] = None,
                 ) -> List[descriptor_pb2.FileDescriptorProto]:
     """Parse a ``.proto`` text (and, through ``load``, the files it imports).
 
     Returns the file descriptors in dependency order, the given file last.
-    ``load(name)`` returns ``(text, path)`` for an imported file name.
+    ``load(name)`` returns ``(text, path)`` for an imported file name.  When
+    ``locations`` is given it is filled with ``(scope, name) -> (path, line,
+    column)`` for every field (scope: the message's full name) and enum value
+    (scope: the enum's full name).
     """
     done: Dict[str, descriptor_pb2.FileDescriptorProto] = {}
     order: List[descriptor_pb2.FileDescriptorProto] = []
@@ -514,6 +522,9 @@ def parse_proto(text: str, filename: str = "caffe.proto",
         _collect(fdp, types, enums)
         p.resolve(types)
         p.defaults(enums)
+        if locations is not None:
+            for key, (line, col) in p.where.items():
+                locations[key] = (path, line, col)
         done[name] = fdp
         order.append(fdp)
 

@@ -140,9 +140,3 @@ def enum_number(fd: FieldDescriptor, value: str, *, layer: Optional[str] = None)
                           layer=layer, field=fd.name,
                           hint=did_you_mean(value, [v.name for v in fd.enum_type.values]))
     return ev.number
-
-
-def check_fork(pb2: ModuleType) -> None:
-    """Validate a fork schema against BVLC's field numbers (see netdsl.fork)."""
-    from .fork import check_against_bvlc
-    check_against_bvlc(pb2)

@@ -30,8 +30,14 @@ _cache: Dict[str, types.ModuleType] = {}
 
 
 def populate(namespace: dict, text: str, path: str) -> None:
-    """Compile ``text`` (a caffe.proto) and put its classes and enums into ``namespace``."""
-    fdps = parse_proto(text, path, load=file_loader(os.path.dirname(os.path.abspath(path))))
+    """Compile ``text`` (a caffe.proto) and put its classes and enums into ``namespace``.
+
+    ``LOCATIONS`` maps ``(scope, name)`` of each field and enum value to
+    ``(file, line, column)`` in the schema source, for error messages.
+    """
+    locations: dict = {}
+    fdps = parse_proto(text, path, load=file_loader(os.path.dirname(os.path.abspath(path))),
+                       locations=locations)
     pool = descriptor_pool.DescriptorPool()
     for fdp in fdps:
         pool.AddSerializedFile(fdp.SerializeToString())
@@ -44,6 +50,7 @@ def populate(namespace: dict, text: str, path: str) -> None:
     namespace["DESCRIPTOR"] = fd
     namespace["POOL"] = pool
     namespace["SOURCE"] = path
+    namespace["LOCATIONS"] = locations
     for name, desc in fd.message_types_by_name.items():
         namespace[name] = cls(desc)
     for name, desc in fd.enum_types_by_name.items():
@@ -52,16 +59,20 @@ def populate(namespace: dict, text: str, path: str) -> None:
             namespace[v.name] = v.number
 
 
-def load_schema(path: Optional[str] = None) -> types.ModuleType:
+def load_schema(path: Optional[str] = None, *, allow_conflicts: bool = False
+                ) -> types.ModuleType:
     """A ``caffe_pb2``-like module for the schema at ``path`` (bundled when None).
 
     Compiled once per path and cached.  Errors in the schema raise
-    :class:`~netdsl.errors.NetdslError` with file, line and column.
+    :class:`~netdsl.errors.NetdslError` with file, line and column; so does a
+    field or enum value that reuses one of BVLC's numbers for something else
+    (files written with it would be misread by every BVLC-based tool), unless
+    ``allow_conflicts`` is true.
     """
     if path is None:
         from . import caffe_pb2
         return caffe_pb2
-    key = os.path.abspath(path)
+    key = (os.path.abspath(path), allow_conflicts)
     if key not in _cache:
         try:
             with open(path, encoding="utf-8") as fh:
@@ -70,7 +81,7 @@ def load_schema(path: Optional[str] = None) -> types.ModuleType:
             raise NetdslError("cannot read schema: %s" % (exc.strerror or exc), file=path)
         mod = types.ModuleType("caffe_pb2", "Caffe schema compiled from %s" % path)
         populate(mod.__dict__, text, path)
-        from ..schema import check_fork
-        check_fork(mod)
+        from ..fork import check_against_bvlc
+        mod.CONFLICTS = check_against_bvlc(mod, raise_errors=not allow_conflicts)
         _cache[key] = mod
     return _cache[key]
