@@ -296,6 +296,31 @@ def _p_inspect(p: argparse.ArgumentParser) -> None:
     p.set_defaults(func=cmd_inspect)
 
 
+def cmd_run(args: argparse.Namespace) -> int:
+    from .forward.run import parse_input_args, run, summary
+    _schema(args)
+    blobs = [b for b in (args.blobs or "").split(",") if b] or None
+    result = run(args.net, args.weights, parse_input_args(args.input or []), output=args.output,
+                 blobs=blobs, random_input=args.random_input, seed=args.seed, phase=args.phase)
+    sys.stdout.write(summary(result, blobs or result.outputs))
+    return 0
+
+
+@verb("run", "run a net forward in numpy (Caffe's layer semantics) and save blobs as .npz")
+def _p_run(p: argparse.ArgumentParser) -> None:
+    p.add_argument("net", metavar="NET.prototxt")
+    p.add_argument("weights", nargs="?", metavar="WEIGHTS.caffemodel")
+    p.add_argument("--input", action="append", metavar="NAME=FILE.npy",
+                   help="an input array (repeatable)")
+    p.add_argument("--random-input", action="store_true",
+                   help="fill inputs without a file with uniform [-1, 1) values")
+    p.add_argument("--seed", type=int, default=0, help="for --random-input and Dropout")
+    p.add_argument("--phase", choices=["TRAIN", "TEST"], default="TEST", type=str.upper)
+    p.add_argument("--blobs", metavar="A,B", help="blobs to save (default: the net's outputs)")
+    p.add_argument("-o", "--output", metavar="OUT.npz", help="write the blobs here")
+    p.set_defaults(func=cmd_run)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="netdsl", description="Author, check and initialise Caffe networks without Caffe.")

@@ -1,0 +1,297 @@
+"""The forward pass: layers in order, each computed by its registered numpy function.
+
+A registry entry is ``fn(layer, bottoms, blobs, ctx) -> list of top arrays``:
+``layer`` is the LayerParameter, ``bottoms`` the float32 input arrays,
+``blobs`` the layer's parameter arrays (from the weights, possibly empty) and
+``ctx`` a :class:`Context` (phase, random generator, number of tops).  Entries
+never change their inputs: an in-place layer's top simply replaces the blob of
+the same name, which gives what ``net.blobs`` holds after Caffe's ``Forward``.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Union
+
+import numpy as np
+from google.protobuf.message import Message
+
+from ..errors import NetdslError, did_you_mean
+
+__all__ = ["forward", "register", "FORWARD", "Context", "ForwardResult", "random_inputs",
+           "input_shapes", "blob_as", "LayerFn"]
+
+LayerFn = Callable[[Message, List[np.ndarray], List[np.ndarray], "Context"], List[np.ndarray]]
+
+#: layer type -> numpy forward function
+FORWARD: Dict[str, LayerFn] = {}
+
+TRAIN, TEST = 0, 1
+
+
+def register(*types: str) -> Callable[[LayerFn], LayerFn]:
+    """Register ``fn`` as the numpy forward of the given layer types."""
+    def deco(fn: LayerFn) -> LayerFn:
+        for t in types:
+            FORWARD[t] = fn
+        return fn
+    return deco
+
+
+@dataclass
+class Context:
+    """What a layer function may need beyond its parameters and inputs."""
+    phase: int
+    ntop: int
+    rng: np.random.Generator
+    inputs: Mapping[str, np.ndarray]
+
+
+class ForwardResult(dict):
+    """Blob name -> array after the forward pass, in order of first appearance.
+
+    ``outputs`` names the net's outputs as Caffe's ``net.outputs`` does: the
+    blobs produced and not consumed afterwards, in sorted order (Caffe keeps
+    them in a ``std::set``).
+    """
+
+    outputs: List[str]
+
+    @property
+    def output(self) -> Dict[str, np.ndarray]:
+        """The output blobs only."""
+        return {k: self[k] for k in self.outputs}
+
+
+def blob_as(blob: np.ndarray, shape: Sequence[int], layer: Message, index: int,
+            what: str = "blob") -> np.ndarray:
+    """``blob`` as a float32 array of ``shape``; only the count has to match
+    (Caffe copies by count when the legacy 4-D shape differs)."""
+    shape = tuple(int(d) for d in shape)
+    want = int(np.prod(shape, dtype=np.int64))
+    if blob.size != want:
+        raise NetdslError("%s %d has %d values %s, but the layer needs shape %s (%d values)"
+                          % (what, index, blob.size, tuple(blob.shape), shape, want),
+                          layer=layer.name)
+    return np.asarray(blob, dtype=np.float32).reshape(shape)
+
+
+# -- weights ------------------------------------------------------------------
+
+WeightsArg = Union[None, str, "os.PathLike[str]", Any, Mapping[str, Sequence[np.ndarray]]]
+
+
+class _Weights:
+    """Layer name -> blob arrays, from a caffemodel (path or open) or a dict."""
+
+    def __init__(self, weights: WeightsArg) -> None:
+        self._model = None
+        self._dict: Optional[Mapping[str, Sequence[np.ndarray]]] = None
+        self._close = False
+        if weights is None:
+            self._dict = {}
+        elif isinstance(weights, (str, os.PathLike)):
+            from ..weights import open_caffemodel
+            self._model = open_caffemodel(os.fspath(weights))
+            self._close = True
+        elif isinstance(weights, Mapping):
+            self._dict = weights
+        elif hasattr(weights, "arrays") and hasattr(weights, "names"):
+            self._model = weights
+        else:
+            raise NetdslError("weights must be a caffemodel path, an open CaffeModel or a dict "
+                              "of layer name -> list of arrays, not %s" % type(weights).__name__)
+
+    def get(self, name: str) -> Optional[List[np.ndarray]]:
+        if self._dict is not None:
+            blobs = self._dict.get(name)
+            return None if blobs is None else [np.asarray(b) for b in blobs]
+        if name in self._model:
+            return self._model.arrays(name)
+        return None
+
+    def names(self) -> List[str]:
+        return list(self._dict) if self._dict is not None else self._model.names()
+
+    def close(self) -> None:
+        if self._close and self._model is not None:
+            self._model.close()
+
+
+# -- the net ------------------------------------------------------------------
+
+def _load_net(net: Any) -> Message:
+    if isinstance(net, (str, os.PathLike)):
+        from ..prototxt import read_net
+        return read_net(os.fspath(net))
+    if hasattr(net, "to_proto") and not hasattr(net, "layer"):
+        net = net.to_proto()
+    if not hasattr(net, "layer"):
+        raise NetdslError("net must be a NetParameter, a NetSpec or a prototxt path, not %s"
+                          % type(net).__name__)
+    if len(getattr(net, "layers", ())) or len(getattr(net, "input", ())):
+        from ..upgrade import upgrade_net
+        net = upgrade_net(net)
+    return net
+
+
+def _phase_number(phase: Any) -> int:
+    if isinstance(phase, str) and phase.strip().upper() in ("TRAIN", "TEST"):
+        return TRAIN if phase.strip().upper() == "TRAIN" else TEST
+    if phase in (TRAIN, TEST) and not isinstance(phase, bool):
+        return int(phase)
+    raise NetdslError("phase must be TRAIN or TEST, not %r" % (phase,), field="phase")
+
+
+def _filter(net: Message, phase: int) -> List[Message]:
+    """The layers Caffe keeps for ``phase`` (include/exclude rules)."""
+    from ..netstate import included_layers, make_state
+    return included_layers(net, make_state(net, phase))
+
+
+def _declared_shape(lp: Message, index: int) -> Optional[List[int]]:
+    if lp.type == "Input":
+        shapes = lp.input_param.shape
+        if not shapes:
+            return None
+        s = shapes[0] if len(shapes) == 1 else shapes[index]
+        return [int(d) for d in s.dim]
+    return None
+
+
+def input_shapes(net: Any) -> Dict[str, List[int]]:
+    """Blob name -> declared shape of every Input layer top of ``net``."""
+    net = _load_net(net)
+    out: Dict[str, List[int]] = {}
+    for lp in net.layer:
+        if lp.type == "Input":
+            for i, top in enumerate(lp.top):
+                shape = _declared_shape(lp, i)
+                if shape is not None:
+                    out[top] = shape
+    return out
+
+
+def random_inputs(net: Any, seed: int = 0, *, low: float = -1.0, high: float = 1.0
+                  ) -> Dict[str, np.ndarray]:
+    """Uniform random float32 arrays for every declared Input blob of ``net``."""
+    rng = np.random.default_rng(seed)
+    return {name: rng.uniform(low, high, size=shape).astype(np.float32)
+            for name, shape in input_shapes(net).items()}
+
+
+def _shared_owner(lp: Message, layers: List[Message], weights: _Weights
+                  ) -> Optional[List[np.ndarray]]:
+    # a layer whose blobs are all shared by name takes them from the first owner
+    names = [p.name for p in lp.param]
+    if not names or not all(names):
+        return None
+    found: List[np.ndarray] = []
+    for pname in names:
+        for other in layers:
+            if other is lp:
+                continue
+            onames = [p.name for p in other.param]
+            if pname in onames:
+                blobs = weights.get(other.name)
+                if blobs is not None and onames.index(pname) < len(blobs):
+                    found.append(blobs[onames.index(pname)])
+                    break
+        else:
+            return None
+    return found
+
+
+_NEEDS_WEIGHTS = {"Convolution", "Deconvolution", "InnerProduct", "BatchNorm", "PReLU",
+                  "Embed", "Parameter"}
+
+
+def _needs_weights(lp: Message) -> bool:
+    if lp.type in _NEEDS_WEIGHTS:
+        return True
+    if lp.type == "Scale":
+        return len(lp.bottom) == 1 or lp.scale_param.bias_term
+    if lp.type == "Bias":
+        return len(lp.bottom) == 1
+    return False
+
+
+def forward(net: Any, weights: WeightsArg = None,
+            inputs: Optional[Mapping[str, Any]] = None, *, phase: Any = "TEST",
+            seed: int = 0) -> ForwardResult:
+    """Run ``net`` forward in numpy, float32, with Caffe's layer semantics.
+
+    ``net`` is a NetParameter, NetSpec or prototxt path; ``weights`` a caffemodel
+    path, open CaffeModel or ``{layer_name: [arrays]}`` (blobs are matched by
+    layer name, as Caffe's ``CopyTrainedLayersFrom`` does; a layer whose
+    ``param`` entries are all named shares the first owner's blobs);
+    ``inputs`` maps blob names to arrays for the Input layers (any shape, as
+    after pycaffe's ``blobs[name].reshape``) and for the tops of data layers.
+    Layers are kept or dropped by their include/exclude rules for ``phase``.
+    ``seed`` drives Dropout's mask in the TRAIN phase.  Returns every blob's
+    final value (in-place blobs hold the last layer's result).
+    """
+    net = _load_net(net)
+    ph = _phase_number(phase)
+    layers = _filter(net, ph)
+    given: Dict[str, np.ndarray] = {}
+    for k, v in (inputs or {}).items():
+        given[k] = np.ascontiguousarray(v, dtype=np.float32)
+    known_tops = {t for lp in layers for t in lp.top}
+    for k in given:
+        if k not in known_tops:
+            raise NetdslError("input '%s' is not a blob of the net" % k,
+                              hint=did_you_mean(k, sorted(known_tops)))
+    wts = _Weights(weights)
+    rng = np.random.default_rng(seed)
+    result = ForwardResult()
+    available: Dict[str, None] = {}
+    try:
+        for lp in layers:
+            bottoms = []
+            for b in lp.bottom:
+                if b not in result:
+                    raise NetdslError("bottom '%s' is not produced by any earlier layer" % b,
+                                      layer=lp.name, hint=did_you_mean(b, list(result)))
+                bottoms.append(result[b])
+                available.pop(b, None)
+            tops = _run_layer(lp, bottoms, layers, wts, given, rng, ph)
+            if len(tops) != len(lp.top):
+                raise NetdslError("layer gave %d tops for %d top names" % (len(tops), len(lp.top)),
+                                  layer=lp.name)
+            for name, arr in zip(lp.top, tops):
+                result[name] = arr
+                available[name] = None
+    finally:
+        wts.close()
+    result.outputs = sorted(available)
+    return result
+
+
+def _run_layer(lp: Message, bottoms: List[np.ndarray], layers: List[Message], wts: _Weights,
+               given: Mapping[str, np.ndarray], rng: np.random.Generator, phase: int
+               ) -> List[np.ndarray]:
+    if not lp.bottom and lp.top and all(t in given for t in lp.top):
+        return [given[t] for t in lp.top]
+    fn = FORWARD.get(lp.type)
+    if fn is None:
+        if not lp.bottom and lp.type.endswith("Data"):
+            raise NetdslError("data layer of type '%s': give its top%s %s as input"
+                              % (lp.type, "s" if len(lp.top) > 1 else "",
+                                 ", ".join("'%s'" % t for t in lp.top)), layer=lp.name)
+        raise NetdslError("no numpy forward for layer type '%s'" % lp.type, layer=lp.name,
+                          hint=did_you_mean(lp.type, FORWARD))
+    blobs = wts.get(lp.name)
+    if blobs is None:
+        blobs = _shared_owner(lp, layers, wts)
+    if blobs is None:
+        if _needs_weights(lp):
+            raise NetdslError("no weights for this %s layer (looked up by layer name)" % lp.type,
+                              layer=lp.name, hint=did_you_mean(lp.name, wts.names()))
+        blobs = []
+    ctx = Context(phase=phase, ntop=len(lp.top), rng=rng, inputs=given)
+    try:
+        out = fn(lp, bottoms, blobs, ctx)
+    except NetdslError as err:
+        raise err.located(layer=lp.name)
+    return [np.ascontiguousarray(a, dtype=np.float32) for a in out]

@@ -1,0 +1,88 @@
+"""``netdsl run``: load a net, weights and .npy inputs, run forward, save .npz."""
+from __future__ import annotations
+
+import io
+import os
+from typing import Dict, List, Mapping, Optional, Sequence
+
+import numpy as np
+
+from ..errors import NetdslError, did_you_mean
+from ..fileio import atomic_write
+from .core import ForwardResult, forward, input_shapes, random_inputs
+
+
+def parse_input_args(items: Sequence[str]) -> Dict[str, str]:
+    """``name=file.npy`` strings as a dict (each name once)."""
+    out: Dict[str, str] = {}
+    for item in items:
+        name, sep, path = item.partition("=")
+        if not sep or not name or not path:
+            raise NetdslError("--input takes name=file.npy, got %r" % item)
+        if name in out:
+            raise NetdslError("input '%s' is given twice" % name)
+        out[name] = path
+    return out
+
+
+def _load_npy(path: str) -> np.ndarray:
+    try:
+        arr = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise NetdslError("cannot read a .npy array: %s" % exc, file=path) from None
+    if isinstance(arr, np.lib.npyio.NpzFile):
+        names = list(arr.files)
+        if len(names) != 1:
+            raise NetdslError("an .npz input must hold exactly one array, this one has %d"
+                              % len(names), file=path)
+        arr = arr[names[0]]
+    return np.asarray(arr, dtype=np.float32)
+
+
+def run(net: str, weights: Optional[str] = None, inputs: Mapping[str, str] = (),
+        *, output: Optional[str] = None, blobs: Optional[Sequence[str]] = None,
+        random_input: bool = False, seed: int = 0, phase: str = "TEST") -> ForwardResult:
+    """Run ``net`` on the .npy files ``inputs`` (blob name -> path) and write the
+    chosen blobs (default: the net's outputs) to ``output`` as .npz, atomically.
+
+    Declared inputs without a file are an error unless ``random_input``, which
+    fills them with uniform [-1, 1) values from ``seed``.
+    """
+    from ..prototxt import read_net
+    netp = read_net(net)
+    arrays = {name: _load_npy(path) for name, path in dict(inputs).items()}
+    declared = input_shapes(netp)
+    missing = [n for n in declared if n not in arrays]
+    if missing:
+        if not random_input:
+            raise NetdslError("no array for input%s %s; give --input NAME=FILE.npy or "
+                              "--random-input" % ("s" if len(missing) > 1 else "",
+                                                   ", ".join("'%s' (%s)" % (
+                                                       n, "x".join(map(str, declared[n])))
+                                                       for n in missing)), file=net)
+        rand = random_inputs(netp, seed)
+        for n in missing:
+            arrays[n] = rand[n]
+    result = forward(netp, weights, arrays, phase=phase, seed=seed)
+    names: List[str] = list(blobs) if blobs else list(result.outputs)
+    for n in names:
+        if n not in result:
+            raise NetdslError("no blob '%s' in the net" % n, hint=did_you_mean(n, list(result)))
+    if output:
+        buf = io.BytesIO()
+        np.savez(buf, **{n: result[n] for n in names})
+        atomic_write(output, buf.getvalue())
+    return result
+
+
+def summary(result: ForwardResult, names: Sequence[str]) -> str:
+    """One line per blob: name, shape, min / mean / max."""
+    lines = []
+    for n in names:
+        a = result[n]
+        if a.size:
+            lines.append("%s %s min %.6g mean %.6g max %.6g" % (
+                n, "x".join(map(str, a.shape)), float(a.min()), float(a.mean()), float(a.max())))
+        else:
+            lines.append("%s %s (empty)" % (n, "x".join(map(str, a.shape))))
+    return "\n".join(lines) + "\n"
