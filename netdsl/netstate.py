@@ -130,6 +130,13 @@ def included_layers(net: Message, state: Optional[Message] = None) -> List[Messa
     return out
 
 
+def _is_repeated(fd) -> bool:
+    rep = getattr(fd, "is_repeated", None)   # protobuf >= 5.x; ``label`` before that
+    if rep is not None:
+        return bool(rep)
+    return fd.label == fd.LABEL_REPEATED
+
+
 def filter_net(net: Message, phase: PhaseLike = "TEST", level: int = 0,
                stages: Iterable[str] = ()) -> Message:
     """A copy of ``net`` holding only the layers Caffe keeps for this state.
@@ -145,7 +152,7 @@ def filter_net(net: Message, phase: PhaseLike = "TEST", level: int = 0,
     for fd, value in net.ListFields():
         if fd.name == "layer":
             continue
-        if fd.label == fd.LABEL_REPEATED:
+        if _is_repeated(fd):
             getattr(out, fd.name).extend(value)
         elif fd.message_type is not None:
             getattr(out, fd.name).CopyFrom(value)
