@@ -98,6 +98,10 @@ def _bc(*vecs: Vec) -> Tuple[int, List[Vec]]:
 
 def _compose(base: Map, nxt: Map) -> Map:
     """pycaffe's compose on exact maps: scales multiply, ``b = a1*b2 + b1``."""
+    if base is IDENTITY:
+        return nxt
+    if nxt is IDENTITY:
+        return base
     ax1, a1, b1 = base
     ax2, a2, b2 = nxt
     if ax1 is None:
@@ -217,6 +221,17 @@ def _down_map(axis: int, stride: Vec, extent: Vec, pad: Vec) -> Map:
     # y = x/s + (p - (e-1)/2)/s
     return axis, tuple(_q(1, s) for s in stride), \
         tuple(_q(2 * p - (e - 1), 2 * s) for s, e, p in zip(stride, extent, pad))
+
+
+def window_map(layer_type: str, axis: int, kernel: Sequence[int], stride: Sequence[int],
+               pad: Sequence[int], dilation: Sequence[int]) -> Map:
+    """The map of a Convolution, Im2col or Deconvolution from its per-axis geometry."""
+    if len(kernel) > 1 and all(len(set(v)) == 1 for v in (kernel, stride, pad, dilation)):
+        kernel, stride, pad, dilation = kernel[:1], stride[:1], pad[:1], dilation[:1]
+    extent = tuple(d * (k - 1) + 1 for k, d in zip(kernel, dilation))
+    if layer_type == "Deconvolution":
+        return axis, tuple(stride), tuple(_q(e - 1 - 2 * p, 2) for e, p in zip(extent, pad))
+    return _down_map(axis, tuple(stride), extent, tuple(pad))
 
 
 @coord_rule("Convolution", "Im2col")

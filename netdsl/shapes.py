@@ -13,6 +13,7 @@ Caffe itself allows but which no network means.
 """
 from __future__ import annotations
 
+import gc
 import math
 import struct
 from dataclasses import dataclass, field
@@ -179,6 +180,14 @@ def _dims(blob_shape: Message) -> Shape:
 
 def check_blob_shape(shape: Sequence[int], what: str = "blob") -> None:
     """Blob::Reshape's checks: at most 32 axes, dims >= 0, count <= INT_MAX."""
+    c = 1
+    for d in shape:
+        if d <= 0:
+            break
+        c *= d
+    else:
+        if c <= INT_MAX and len(shape) <= MAX_BLOB_AXES:
+            return
     if len(shape) > MAX_BLOB_AXES:
         raise _err("%s %s has %d axes; Caffe blobs have at most %d"
                    % (what, shape_str(shape), len(shape), MAX_BLOB_AXES))
@@ -393,6 +402,9 @@ def _per_axis(values: Sequence[int], n: int, default: Optional[int], what: str,
     return [int(values[0 if k == 1 else i]) for i in range(n)]
 
 
+_geometry_memo: List[Any] = [None, None, None]   # layer, shape, result of the last call
+
+
 def conv_geometry(layer: Message, shape: Shape, min_spatial: int = 0
                   ) -> Tuple[int, List[int], List[int], List[int], List[int]]:
     """(channel_axis, kernel, stride, pad, dilation) per spatial axis.
@@ -401,6 +413,16 @@ def conv_geometry(layer: Message, shape: Shape, min_spatial: int = 0
     and dilation given once or once per spatial axis; kernel_h/_w, stride_h/_w
     and pad_h/_w only for 2-D.
     """
+    memo = _geometry_memo
+    if memo[0] is layer and memo[1] == shape and min_spatial == 0:
+        return memo[2]
+    result = _conv_geometry(layer, shape, min_spatial)
+    if min_spatial == 0:
+        memo[0], memo[1], memo[2] = layer, shape, result
+    return result
+
+
+def _conv_geometry(layer: Message, shape: Shape, min_spatial: int):
     cp = layer.convolution_param
     ca = canonical_axis(cp.axis, shape, "convolution_param.axis")
     n = len(shape) - ca - 1
@@ -1316,10 +1338,13 @@ def param_shapes(layer: Message, bottom_shapes: Sequence[Sequence[int]]) -> List
     bottoms = [tuple(int(d) for d in s) for s in bottom_shapes]
     fn = PARAM_RULES.get(layer.type)
     if fn is not None:
+        _geometry_memo[0] = None
         try:
             return fn(layer, bottoms)
         except NetdslError as exc:
             raise exc.located(layer=layer.name or None)
+        finally:
+            _geometry_memo[0] = None
     if layer.type in SHAPE_RULES:
         return []
     raise NetdslError("no parameter rule for layer type `%s`" % layer.type,
@@ -1367,6 +1392,9 @@ def _is_shape_list(value: Any) -> bool:
                                for x in items)
 
 
+_WINDOW_TYPES = frozenset(("Convolution", "Deconvolution", "Im2col"))
+
+
 def _count_spec(spec: Any, layer: Message) -> Tuple[Optional[int], Optional[int]]:
     if callable(spec):
         spec = spec(layer)
@@ -1379,6 +1407,11 @@ def _count_spec(spec: Any, layer: Message) -> Tuple[Optional[int], Optional[int]
 
 def _check_counts(layer: Message, spec: BlobCounts, nb: int, nt: int) -> None:
     # layer.hpp CheckBlobCounts
+    if not callable(spec.bottoms) and not callable(spec.tops):
+        key = (spec.bottoms, spec.tops)
+        ok = _counts_ok.get(key)
+        if ok is not None and (nb, nt) in ok:
+            return
     t = layer.type
     for what, n, cs in (("bottom", nb, spec.bottoms), ("top", nt, spec.tops)):
         lo, hi = _count_spec(cs, layer)
@@ -1395,6 +1428,11 @@ def _check_counts(layer: Message, spec: BlobCounts, nb: int, nt: int) -> None:
     if spec.equal and nb != nt:
         raise NetdslError("%s takes as many top blobs as bottom blobs; got %d bottoms, %d tops"
                           % (t, nb, nt), field="top")
+    if not spec.equal and not callable(spec.bottoms) and not callable(spec.tops):
+        _counts_ok.setdefault((spec.bottoms, spec.tops), set()).add((nb, nt))
+
+
+_counts_ok: Dict[Any, set] = {}   # (bottoms spec, tops spec) -> counts already accepted
 
 
 def _num(x) -> Union[int, float]:
@@ -1417,7 +1455,20 @@ def _layer_names(net: Message) -> Tuple[set, set]:
 
 def _infer(net: Message, inputs: Optional[Mapping[str, Sequence[int]]], phase, declared,
            level, stages, strict: bool) -> NetShapes:
-    from .coord_map import IDENTITY, _compose, _same, layer_coord_map, stride_offset
+    # The walk allocates many small objects and no reference cycles; pausing the
+    # cyclic garbage collector keeps its full passes from dominating on deep nets.
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return _walk(net, inputs, phase, declared, level, stages, strict)
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _walk(net: Message, inputs: Optional[Mapping[str, Sequence[int]]], phase, declared,
+          level, stages, strict: bool) -> NetShapes:
+    from .coord_map import IDENTITY, _compose, _same, layer_coord_map, stride_offset, window_map
     from .netstate import included_layers, make_state
 
     if len(net.layers) and not len(net.layer):
@@ -1443,6 +1494,8 @@ def _infer(net: Message, inputs: Optional[Mapping[str, Sequence[int]]], phase, d
     producer: Dict[str, str] = {}
     fmaps: Dict[str, Any] = {}
     out_layers: List[LayerShapes] = []
+    placed: Dict[Any, Tuple[Any, Any]] = {}    # map -> (stride, offset), computed once
+    overrides = bool(given or decl_layer or decl_top)
 
     def add_top(ls: LayerShapes, i: int, name: str, shape: Shape, in_place: bool, fmap) -> None:
         if not in_place and name in blobs:
@@ -1453,9 +1506,12 @@ def _infer(net: Message, inputs: Optional[Mapping[str, Sequence[int]]], phase, d
         producer[name] = ls.name
         fmaps[name] = fmap
         if fmap is not None:
-            st, off = stride_offset(fmap)
-            ls.strides.append(tuple(_num(x) for x in st))
-            ls.offsets.append(tuple(_num(x) for x in off))
+            so = placed.get(fmap)
+            if so is None:
+                st, off = stride_offset(fmap)
+                so = placed[fmap] = (tuple(_num(x) for x in st), tuple(_num(x) for x in off))
+            ls.strides.append(so[0])
+            ls.offsets.append(so[1])
         else:
             ls.strides.append(None)
             ls.offsets.append(None)
@@ -1512,7 +1568,9 @@ def _infer(net: Message, inputs: Optional[Mapping[str, Sequence[int]]], phase, d
         try:
             # shapes given by the caller: inputs for bottomless layers, declarations anywhere
             fixed: Dict[int, Shape] = {}
-            if lname in decl_layer:
+            if not overrides:
+                pass
+            elif lname in decl_layer:
                 ds = decl_layer[lname]
                 used_decl.add(lname)
                 if len(ds) != ntop:
@@ -1526,7 +1584,7 @@ def _infer(net: Message, inputs: Optional[Mapping[str, Sequence[int]]], phase, d
                                       field="top")
                 fixed[0] = decl_top[lname]
                 used_decl.add(lname)
-            for i, t in enumerate(tnames):
+            for i, t in enumerate(tnames if overrides else ()):
                 if not bnames and t in given:
                     fixed[i] = given[t]
                     used_inputs.add(t)
@@ -1564,23 +1622,25 @@ def _infer(net: Message, inputs: Optional[Mapping[str, Sequence[int]]], phase, d
                 check_blob_shape(s, "top")
             # learnable blobs
             pshapes: List[Shape] = []
-            if ltype in PARAM_RULES:
-                pshapes = PARAM_RULES[ltype](layer, bshapes)
-                if len(layer.param) > len(pshapes):
+            nparam = len(layer.param)
+            prule = PARAM_RULES.get(ltype)
+            if prule is not None:
+                pshapes = prule(layer, bshapes)
+                if nparam > len(pshapes):
                     raise NetdslError("Too many params specified for layer: %d param entries, "
-                                      "%d learnable blobs" % (len(layer.param), len(pshapes)),
-                                      field="param")
-            elif ltype in SHAPE_RULES and ltype != "Python" and len(layer.param):
+                                      "%d learnable blobs" % (nparam, len(pshapes)), field="param")
+            elif nparam and ltype in SHAPE_RULES and ltype != "Python":
                 raise NetdslError("Too many params specified for layer: %d param entries, %s has "
-                                  "no learnable blobs" % (len(layer.param), ltype), field="param")
-            if len(layer.propagate_down) and len(layer.propagate_down) != len(bnames):
+                                  "no learnable blobs" % (nparam, ltype), field="param")
+            npd = len(layer.propagate_down)
+            if npd and npd != len(bnames):
                 raise NetdslError("propagate_down param must be specified either 0 or bottom_size "
-                                  "times (%d given, %d bottoms)"
-                                  % (len(layer.propagate_down), len(bnames)),
+                                  "times (%d given, %d bottoms)" % (npd, len(bnames)),
                                   field="propagate_down")
             # anonymous tops of loss layers and loss weights (layer.hpp SetLossWeights)
-            weights = [float(w) for w in layer.loss_weight]
-            auto = []
+            lw = layer.loss_weight
+            weights = [float(w) for w in lw] if len(lw) else []
+            auto: List[str] = []
             if spec is not None and spec.auto_top:
                 lo, hi = _count_spec(spec.tops, layer)
                 need = max(lo or 0, 0)
@@ -1599,26 +1659,38 @@ def _infer(net: Message, inputs: Optional[Mapping[str, Sequence[int]]], phase, d
             if auto:
                 tshapes = list(tshapes) + [()] * len(auto)
         except NetdslError as exc:
+            _geometry_memo[0] = None
             raise exc.located(layer=lname or None)
 
-        ls = LayerShapes(lname, ltype, bnames, tnames + auto, bshapes, list(tshapes), pshapes,
-                         _nparams(pshapes), weights or [0.0] * nall, declared=is_declared,
-                         note=note)
+        ls = LayerShapes(lname, ltype, bnames, tnames + auto if auto else tnames, bshapes,
+                         tshapes, pshapes, _nparams(pshapes) if pshapes else 0,
+                         weights or [0.0] * nall, declared=is_declared, note=note)
         # coordinate maps from the net input
         if not bnames:
             fm = IDENTITY
         else:
-            m = layer_coord_map(layer, bshapes) if not is_declared else None
             fm = None
+            first = fmaps.get(bnames[0])
+            if first is None or is_declared:
+                m = None
+            elif ltype in _WINDOW_TYPES and _geometry_memo[0] is layer:
+                m = window_map(ltype, *_geometry_memo[2])   # geometry already parsed
+            else:
+                m = layer_coord_map(layer, bshapes)
             if m is not None:
-                mapped = bnames[:1] if ltype == "Crop" else bnames
-                first = fmaps.get(mapped[0])
-                if first is not None and all(fmaps.get(b) is not None and _same(fmaps[b], first)
-                                             for b in mapped[1:]):
+                ok = True
+                if len(bnames) > 1 and ltype != "Crop":   # Crop maps its first bottom only
+                    for b in bnames[1:]:
+                        other = fmaps.get(b)
+                        if other is None or (other is not first and not _same(other, first)):
+                            ok = False
+                            break
+                if ok:
                     try:
                         fm = _compose(m, first)
                     except NetdslError:
                         fm = None
+        _geometry_memo[0] = None
         for i, t in enumerate(tnames):
             ip = i < len(bnames) and t == bnames[i]
             try:
