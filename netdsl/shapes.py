@@ -1395,6 +1395,14 @@ def _is_shape_list(value: Any) -> bool:
 _WINDOW_TYPES = frozenset(("Convolution", "Deconvolution", "Im2col"))
 
 
+def _auto_tops(spec: BlobCounts, layer: Message, ntop: int) -> List[str]:
+    # Net::Init: a layer with AutoTopBlobs() gets anonymous tops up to its required count
+    if not spec.auto_top:
+        return []
+    lo, _ = _count_spec(spec.tops, layer)
+    return ["(automatic)"] * max((lo or 0) - ntop, 0)
+
+
 def _count_spec(spec: Any, layer: Message) -> Tuple[Optional[int], Optional[int]]:
     if callable(spec):
         spec = spec(layer)
@@ -1592,6 +1600,7 @@ def _walk(net: Message, inputs: Optional[Mapping[str, Sequence[int]]], phase, de
                     fixed[i] = decl_top[t]
                     used_decl.add(t)
             fn = SHAPE_RULES.get(ltype)
+            auto: List[str] = []
             if len(fixed) == ntop and (ntop or fn is None or ltype == "Python"):
                 tshapes = [fixed[i] for i in range(ntop)]
                 is_declared = bool(ntop) and not (not bnames and all(t in given for t in tnames))
@@ -1612,7 +1621,8 @@ def _walk(net: Message, inputs: Optional[Mapping[str, Sequence[int]]], phase, de
                         if i < len(bnames) and t == bnames[i]:
                             raise NetdslError("%s Layer does not allow in-place computation "
                                               "(top '%s' is its bottom)" % (ltype, t), field="top")
-                tshapes = fn(layer, bshapes, ntop)
+                auto = _auto_tops(spec, layer, ntop)
+                tshapes = fn(layer, bshapes, ntop + len(auto))
                 note = getattr(tshapes, "note", None)
                 tshapes = list(tshapes)
                 for i, s in fixed.items():
@@ -1640,12 +1650,6 @@ def _walk(net: Message, inputs: Optional[Mapping[str, Sequence[int]]], phase, de
             # anonymous tops of loss layers and loss weights (layer.hpp SetLossWeights)
             lw = layer.loss_weight
             weights = [float(w) for w in lw] if len(lw) else []
-            auto: List[str] = []
-            if spec is not None and spec.auto_top:
-                lo, hi = _count_spec(spec.tops, layer)
-                need = max(lo or 0, 0)
-                while ntop + len(auto) < need:
-                    auto.append("(automatic)")
             if spec is not None and spec.loss and not weights:
                 weights = [1.0]   # loss_layer.cpp LayerSetUp
             nall = ntop + len(auto)
@@ -1656,8 +1660,6 @@ def _walk(net: Message, inputs: Optional[Mapping[str, Sequence[int]]], phase, de
                                      "loss_weight 1 when none is set" if spec is not None and
                                      spec.loss and not len(layer.loss_weight) else ""),
                                   field="loss_weight")
-            if auto:
-                tshapes = list(tshapes) + [()] * len(auto)
         except NetdslError as exc:
             _geometry_memo[0] = None
             raise exc.located(layer=lname or None)
