@@ -1,0 +1,574 @@
+"""PyTorch-parity recipes: stock Caffe layer groups that compute what a PyTorch op
+computes, to float rounding, in Caffe and in OpenCV dnn alike.
+
+Every recipe takes a NetSpec top ``x``, the ``(N, C, H, W)`` shape of ``x``
+(slice points and group counts depend on it) and the op's PyTorch arguments,
+adds layers through ``netdsl.layers`` and returns the result top.  Only layers
+both Caffe and OpenCV's Caffe importer run are used: Slice instead of a Crop
+against a DummyData reference (OpenCV has no DummyData), Scale instead of
+Bias (OpenCV has no Bias), no ``round_mode`` in ``pooling_param``.  Where
+PyTorch's output is shorter than Caffe's, the surplus is cut with a Slice whose
+unused parts go to a Silence layer.
+
+Recipes with learned or computed weights put the weight layer under ``name``
+and, when a ``weights`` dict is given, store its blobs there
+(``weights[name] = [arrays]``) for :func:`netdsl.weights.write_caffemodel`.
+Fixed upsampling kernels come from Caffe's own fillers (``bilinear``,
+``constant``), so a Caffe net built from the prototxt alone is already right.
+
+docs/pytorch-parity.md explains why each recipe is exact.
+
+=====================================  ==========================================
+PyTorch                                recipe
+=====================================  ==========================================
+F.interpolate bilinear, integer f      :func:`interpolate` -> :func:`bilinear_upsample`
+F.interpolate nearest, integer f       :func:`interpolate` -> :func:`nearest_upsample`
+F.interpolate, any size/align_corners  :func:`interpolate` -> :func:`resize_matrix`
+nn.ConvTranspose2d                     :func:`conv_transpose2d`
+nn.MaxPool2d / nn.AvgPool2d            :func:`max_pool2d` / :func:`avg_pool2d`
+F.pad (constant) [+ nn.Conv2d]         :func:`pad` / :func:`pad_conv2d`
+nn.InstanceNorm2d                      :func:`instance_norm`
+x + c, x * c                           :func:`add_constant` / :func:`mul_constant`
+=====================================  ==========================================
+"""
+from __future__ import annotations
+
+import math
+import warnings
+from typing import Any, Dict, List, MutableMapping, Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+from ..errors import NetdslError
+from ..netspec import Top, layers as L, params as P
+
+__all__ = ["interpolate", "bilinear_upsample", "nearest_upsample", "resize_matrix",
+           "interp_matrix", "conv_transpose2d", "max_pool2d", "avg_pool2d", "pad",
+           "pad_conv2d", "instance_norm", "add_constant", "mul_constant", "replicate_pad",
+           "pool_output_size", "conv_transpose_output_size", "RECIPES",
+           "MATRIX_WARN_VALUES"]
+
+Shape = Sequence[int]
+Weights = Optional[MutableMapping[str, List[np.ndarray]]]
+IntPair = Union[int, Sequence[int]]
+
+#: resize_matrix warns when its InnerProduct weight has more values than this
+MATRIX_WARN_VALUES = 1 << 20
+
+_FROZEN = [{"lr_mult": 0, "decay_mult": 0}]
+
+
+def _pair(v: IntPair, what: str) -> Tuple[int, int]:
+    if isinstance(v, (int, np.integer)) and not isinstance(v, bool):
+        return int(v), int(v)
+    vals = list(v)
+    if len(vals) != 2 or not all(isinstance(a, (int, np.integer)) for a in vals):
+        raise NetdslError("`%s` takes an integer or two, got %r" % (what, v), field=what)
+    return int(vals[0]), int(vals[1])
+
+
+def _nchw(shape: Shape) -> Tuple[int, int, int, int]:
+    s = [int(d) for d in shape]
+    if len(s) == 3:
+        s = [1] + s
+    if len(s) != 4 or min(s) <= 0:
+        raise NetdslError("shape must be (N, C, H, W) with positive sizes, got %r" % (shape,),
+                          field="shape")
+    return s[0], s[1], s[2], s[3]
+
+
+def _named(params: Dict[str, Any], name: Optional[str], suffix: str = "") -> Dict[str, Any]:
+    if name:
+        params["name"] = name + suffix
+    return params
+
+
+def _need_name(name: Optional[str], weights: Weights, what: str) -> None:
+    if weights is not None and not name:
+        raise NetdslError("%s: give `name` so the weights can be stored under the layer's name"
+                          % what, field="name")
+
+
+def _keep(x: Top, axis: int, size: int, start: int, length: int,
+          name: Optional[str] = None) -> Top:
+    """``x[start:start + length]`` along ``axis`` (of length ``size``) with a Slice;
+    the parts cut off go to a Silence layer."""
+    if start < 0 or length <= 0 or start + length > size:
+        raise NetdslError("cannot keep [%d, %d) of an axis of %d" % (start, start + length, size))
+    if start == 0 and length == size:
+        return x
+    points = [p for p in (start, start + length) if 0 < p < size]
+    tops = L.Slice(x, **_named({"axis": axis, "slice_point": points, "ntop": len(points) + 1},
+                               name))
+    keep = 1 if start > 0 else 0
+    L.Silence(*[t for i, t in enumerate(tops) if i != keep], ntop=0)
+    return tops[keep]
+
+
+def _edges(x: Top, axis: int, size: int) -> Tuple[Top, Top, Optional[Top]]:
+    """(first, last, middle) one-wide slices of ``x`` along ``axis`` (middle None
+    when nothing is left between)."""
+    if size == 1:
+        return x, x, None
+    if size == 2:
+        first, last = L.Slice(x, axis=axis, slice_point=[1], ntop=2)
+        return first, last, None
+    first, mid, last = L.Slice(x, axis=axis, slice_point=[1, size - 1], ntop=3)
+    return first, last, mid
+
+
+def replicate_pad(x: Top, shape: Shape) -> Top:
+    """``F.pad(x, (1, 1, 1, 1), mode='replicate')``: the first and last row, then
+    column, repeated once, by Slice + Concat (exact copies)."""
+    n, c, h, w = _nchw(shape)
+    for axis, size in ((2, h), (3, w)):
+        first, last, mid = _edges(x, axis, size)
+        parts = [first, first] + ([mid] if mid is not None else []) + [last, last]
+        if size == 1:
+            parts = [x, x, x]
+        x = L.Concat(*parts, axis=axis)
+    return x
+
+
+def bilinear_upsample(x: Top, shape: Shape, factor: int, *, name: Optional[str] = None) -> Top:
+    """``F.interpolate(x, scale_factor=f, mode='bilinear', align_corners=False)``.
+
+    Replicate-pad by one pixel, grouped bilinear Deconvolution (kernel
+    ``2f - f % 2``, stride ``f``, pad ``ceil((f - 1) / 2)``, Caffe's bilinear
+    filler), then drop ``f`` rows and columns on each side.  Output ``fH x fW``.
+    """
+    n, c, h, w = _nchw(shape)
+    f = int(factor)
+    if f < 1:
+        raise NetdslError("factor must be a positive integer, got %r" % (factor,), field="factor")
+    if f == 1:
+        return x
+    k, p = 2 * f - f % 2, -(-(f - 1) // 2)
+    padded = replicate_pad(x, shape)
+    up = L.Deconvolution(padded, **_named({
+        "convolution_param": {"num_output": c, "group": c, "kernel_size": k, "stride": f,
+                              "pad": p, "bias_term": False,
+                              "weight_filler": {"type": "bilinear"}},
+        "param": _FROZEN}, name))
+    # deconvolution of the (H + 2)-long padded input: f (H + 1) + k - 2p = f H + 2 f rows
+    up = _keep(up, 2, f * h + 2 * f, f, f * h)
+    return _keep(up, 3, f * w + 2 * f, f, f * w)
+
+
+def nearest_upsample(x: Top, shape: Shape, factor: int, *, name: Optional[str] = None) -> Top:
+    """``F.interpolate(x, scale_factor=f, mode='nearest')``: a grouped Deconvolution
+    with kernel ``f``, stride ``f`` and a kernel of ones (each pixel copied to an
+    f x f block)."""
+    n, c, h, w = _nchw(shape)
+    f = int(factor)
+    if f < 1:
+        raise NetdslError("factor must be a positive integer, got %r" % (factor,), field="factor")
+    if f == 1:
+        return x
+    return L.Deconvolution(x, **_named({
+        "convolution_param": {"num_output": c, "group": c, "kernel_size": f, "stride": f,
+                              "bias_term": False,
+                              "weight_filler": {"type": "constant", "value": 1.0}},
+        "param": _FROZEN}, name))
+
+
+def _axis_matrix(n_in: int, n_out: int, mode: str, align_corners: bool,
+                 scale: Optional[float]) -> np.ndarray:
+    """The (n_out, n_in) 1-D interpolation matrix of PyTorch's upsample kernels."""
+    a = np.zeros((n_out, n_in), dtype=np.float64)
+    o = np.arange(n_out, dtype=np.float64)
+    if mode == "nearest":
+        # PyTorch: src = floor(o * s) in float32, s = 1 / scale_factor or in / out
+        s = np.float32(1.0 / scale) if scale else np.float32(n_in) / np.float32(n_out)
+        src = np.minimum(np.floor(o.astype(np.float32) * s).astype(np.int64), n_in - 1)
+        a[np.arange(n_out), src] = 1.0
+        return a
+    if align_corners:
+        ratio = (n_in - 1) / (n_out - 1) if n_out > 1 else 0.0
+        src = o * ratio
+    else:
+        ratio = 1.0 / scale if scale else n_in / n_out
+        src = np.maximum((o + 0.5) * ratio - 0.5, 0.0)
+    i0 = np.minimum(np.floor(src).astype(np.int64), n_in - 1)
+    i1 = np.minimum(i0 + 1, n_in - 1)
+    l1 = src - i0
+    rows = np.arange(n_out)
+    np.add.at(a, (rows, i0), 1.0 - l1)
+    np.add.at(a, (rows, i1), l1)
+    return a
+
+
+def interp_matrix(in_hw: Tuple[int, int], out_hw: Tuple[int, int], *, mode: str = "bilinear",
+                  align_corners: bool = False,
+                  scale_factor: Optional[Tuple[float, float]] = None) -> np.ndarray:
+    """The (Ho*Wo, H*W) float32 matrix ``M`` with ``vec(y) = M vec(x)`` for
+    PyTorch's ``F.interpolate`` (bilinear or nearest): the Kronecker product of
+    the row and column interpolation matrices."""
+    sh, sw = scale_factor if scale_factor else (None, None)
+    ah = _axis_matrix(in_hw[0], out_hw[0], mode, align_corners, sh)
+    aw = _axis_matrix(in_hw[1], out_hw[1], mode, align_corners, sw)
+    return np.kron(ah, aw).astype(np.float32)
+
+
+def resize_matrix(x: Top, shape: Shape, size: Tuple[int, int], *, mode: str = "bilinear",
+                  align_corners: bool = False,
+                  scale_factor: Optional[Tuple[float, float]] = None,
+                  name: Optional[str] = None, weights: Weights = None) -> Top:
+    """Any ``F.interpolate`` (bilinear with or without ``align_corners``, nearest,
+    any output size) as Reshape -> InnerProduct(axis 2) with the interpolation
+    matrix -> Reshape.  Meant for small maps: the weight has
+    ``Ho*Wo x H*W`` values, and a warning gives that size past
+    :data:`MATRIX_WARN_VALUES`."""
+    n, c, h, w = _nchw(shape)
+    ho, wo = _pair(size, "size")
+    _need_name(name, weights, "resize_matrix")
+    values = ho * wo * h * w
+    if values > MATRIX_WARN_VALUES:
+        warnings.warn("resize_matrix: the InnerProduct weight has %d x %d = %d values (%.1f MB)"
+                      % (ho * wo, h * w, values, values * 4 / 1e6), stacklevel=2)
+    flat = L.Reshape(x, shape={"dim": [0, 0, -1]})
+    y = L.InnerProduct(flat, **_named({
+        "inner_product_param": {"num_output": ho * wo, "axis": 2, "bias_term": False},
+        "param": _FROZEN}, name))
+    if weights is not None:
+        weights[name] = [interp_matrix((h, w), (ho, wo), mode=mode, align_corners=align_corners,
+                                       scale_factor=scale_factor)]
+    return L.Reshape(y, shape={"dim": [0, 0, ho, wo]})
+
+
+def interpolate(x: Top, shape: Shape, *, size: Optional[IntPair] = None,
+                scale_factor: Optional[Union[float, Sequence[float]]] = None,
+                mode: str = "bilinear", align_corners: Optional[bool] = None,
+                name: Optional[str] = None, weights: Weights = None) -> Top:
+    """``F.interpolate`` for ``mode`` 'bilinear' or 'nearest'.
+
+    Integer ``scale_factor`` (or a size that is an integer multiple):
+    :func:`nearest_upsample`, or :func:`bilinear_upsample` when
+    ``align_corners`` is false; everything else :func:`resize_matrix`.
+    """
+    n, c, h, w = _nchw(shape)
+    if mode not in ("bilinear", "nearest"):
+        raise NetdslError("mode must be 'bilinear' or 'nearest', got %r" % (mode,), field="mode")
+    if mode == "nearest" and align_corners:
+        raise NetdslError("align_corners only goes with bilinear", field="align_corners")
+    scales: Optional[Tuple[float, float]] = None
+    if (size is None) == (scale_factor is None):
+        raise NetdslError("give exactly one of size and scale_factor", field="size")
+    if scale_factor is not None:
+        sf = (scale_factor, scale_factor) if isinstance(scale_factor, (int, float)) \
+            else tuple(scale_factor)
+        scales = (float(sf[0]), float(sf[1]))
+        out = (int(math.floor(h * scales[0])), int(math.floor(w * scales[1])))
+    else:
+        out = _pair(size, "size")
+    fh, fw = out[0] // h, out[1] // w
+    integer = out == (fh * h, fw * w) and fh == fw and fh >= 1 and (
+        scales is None or scales == (float(fh), float(fw)))
+    if integer and mode == "nearest":
+        return nearest_upsample(x, shape, fh, name=name)
+    if integer and mode == "bilinear" and not align_corners:
+        return bilinear_upsample(x, shape, fh, name=name)
+    return resize_matrix(x, shape, out, mode=mode, align_corners=bool(align_corners),
+                         scale_factor=scales, name=name, weights=weights)
+
+
+# -- transposed convolution --------------------------------------------------------
+
+def conv_transpose_output_size(size: int, kernel: int, stride: int, padding: int,
+                               output_padding: int, dilation: int) -> int:
+    """PyTorch's ``(H - 1) s - 2 p + d (k - 1) + output_padding + 1``."""
+    return (size - 1) * stride - 2 * padding + dilation * (kernel - 1) + output_padding + 1
+
+
+def _zeros_like_rows(x: Top, axis: int, size: int, count: int) -> List[Top]:
+    """``count`` references to one zero slice (one wide along ``axis``) of ``x``:
+    the first slice times 0 by Power (scale 0: Caffe fills 0^1 without reading x)."""
+    first = x if size == 1 else L.Slice(x, axis=axis, slice_point=[1], ntop=2)
+    if size > 1:
+        L.Silence(first[1], ntop=0)
+        first = first[0]
+    zero = L.Power(first, power=1.0, scale=0.0, shift=0.0)
+    return [zero] * count
+
+
+def conv_transpose2d(x: Top, shape: Shape, weight: Optional[np.ndarray] = None,
+                     bias: Optional[np.ndarray] = None, *, out_channels: Optional[int] = None,
+                     kernel_size: Optional[IntPair] = None, stride: IntPair = 1,
+                     padding: IntPair = 0, output_padding: IntPair = 0, groups: int = 1,
+                     dilation: IntPair = 1, bias_term: Optional[bool] = None,
+                     name: Optional[str] = None, weights: Weights = None) -> Top:
+    """``nn.ConvTranspose2d``: Deconvolution with pad 0 (PyTorch's weight layout
+    (C_in, C_out / groups, kh, kw) is Caffe's), then ``padding`` rows and columns
+    sliced off the start and the output cut to PyTorch's size.  When
+    ``output_padding > padding`` the input first gets zero rows/columns at the
+    end, so the extra outputs hold the bias, as in PyTorch."""
+    n, c, h, w = _nchw(shape)
+    _need_name(name, weights, "conv_transpose2d")
+    if weight is not None:
+        weight = np.asarray(weight, dtype=np.float32)
+        if weight.ndim != 4 or weight.shape[0] != c:
+            raise NetdslError("weight must be (C_in=%d, C_out/groups, kh, kw), got %s"
+                              % (c, weight.shape), field="weight")
+        out_channels = weight.shape[1] * groups
+        kernel_size = (weight.shape[2], weight.shape[3])
+    if out_channels is None or kernel_size is None:
+        raise NetdslError("give the weight, or out_channels and kernel_size",
+                          field="kernel_size")
+    (kh, kw), (sh, sw) = _pair(kernel_size, "kernel_size"), _pair(stride, "stride")
+    (ph, pw), (oph, opw) = _pair(padding, "padding"), _pair(output_padding, "output_padding")
+    (dh, dw) = _pair(dilation, "dilation")
+    for op, s, d in ((oph, sh, dh), (opw, sw, dw)):
+        if op >= max(s, d) or op < 0:
+            raise NetdslError("output_padding must be smaller than stride or dilation",
+                              field="output_padding")
+    has_bias = (bias is not None) if bias_term is None else bool(bias_term)
+    # zero rows / columns appended to the input when output_padding > padding
+    eh = -(-(oph - ph) // sh) if oph > ph else 0
+    ew = -(-(opw - pw) // sw) if opw > pw else 0
+    if eh:
+        x = L.Concat(x, *_zeros_like_rows(x, 2, h, eh), axis=2)
+    if ew:
+        x = L.Concat(x, *_zeros_like_rows(x, 3, w, ew), axis=3)
+    conv = {"num_output": out_channels, "group": groups, "kernel_h": kh, "kernel_w": kw,
+            "stride_h": sh, "stride_w": sw, "bias_term": has_bias}
+    if (dh, dw) != (1, 1):
+        conv["dilation"] = [dh, dw] if dh != dw else dh
+    y = L.Deconvolution(x, **_named({"convolution_param": conv}, name))
+    if weights is not None and weight is not None:
+        blobs = [weight]
+        if has_bias:
+            blobs.append(np.asarray(bias if bias is not None else np.zeros(out_channels),
+                                    dtype=np.float32).reshape(out_channels))
+        weights[name] = blobs
+    full_h = (h + eh - 1) * sh + dh * (kh - 1) + 1
+    full_w = (w + ew - 1) * sw + dw * (kw - 1) + 1
+    th = conv_transpose_output_size(h, kh, sh, ph, oph, dh)
+    tw = conv_transpose_output_size(w, kw, sw, pw, opw, dw)
+    if th <= 0 or tw <= 0:
+        raise NetdslError("PyTorch's output would be %d x %d" % (th, tw), field="padding")
+    y = _keep(y, 2, full_h, ph, th)
+    return _keep(y, 3, full_w, pw, tw)
+
+
+# -- pooling -----------------------------------------------------------------------
+
+def pool_output_size(size: int, kernel: int, stride: int, padding: int, ceil_mode: bool) -> int:
+    """PyTorch's pooling output size: ``(H + 2p - k) / s + 1`` rounded down, or up
+    with ``ceil_mode`` -- then, as in Caffe, one less when the last window would
+    start in the padding."""
+    span = size + 2 * padding - kernel
+    out = (-(-span // stride) if ceil_mode else span // stride) + 1
+    if ceil_mode and (out - 1) * stride >= size + padding:
+        out -= 1
+    return out
+
+
+def _pool_args(shape: Shape, kernel_size: IntPair, stride: Optional[IntPair],
+               padding: IntPair, what: str):
+    n, c, h, w = _nchw(shape)
+    (kh, kw) = _pair(kernel_size, "kernel_size")
+    (sh, sw) = _pair(stride if stride is not None else kernel_size, "stride")
+    (ph, pw) = _pair(padding, "padding")
+    if ph * 2 > kh or pw * 2 > kw:
+        raise NetdslError("%s: PyTorch requires padding <= kernel_size / 2" % what,
+                          field="padding")
+    return h, w, kh, kw, sh, sw, ph, pw
+
+
+def _pool(x: Top, pool: int, kh: int, kw: int, sh: int, sw: int, ph: int, pw: int,
+          name: Optional[str]) -> Top:
+    params: Dict[str, Any] = {"pool": pool}
+    if kh == kw:
+        params["kernel_size"] = kh
+    else:
+        params.update(kernel_h=kh, kernel_w=kw)
+    if sh == sw:
+        params["stride"] = sh
+    else:
+        params.update(stride_h=sh, stride_w=sw)
+    if (ph, pw) != (0, 0):
+        if ph == pw:
+            params["pad"] = ph
+        else:
+            params.update(pad_h=ph, pad_w=pw)
+    return L.Pooling(x, **_named({"pooling_param": params}, name))
+
+
+def _cut_to_torch(y: Top, h: int, w: int, kh: int, kw: int, sh: int, sw: int, ph: int,
+                  pw: int, ceil_mode: bool) -> Top:
+    """Caffe's pooling output (always ceil) cut to PyTorch's size."""
+    caffe_h = pool_output_size(h, kh, sh, ph, True)
+    caffe_w = pool_output_size(w, kw, sw, pw, True)
+    th = pool_output_size(h, kh, sh, ph, ceil_mode)
+    tw = pool_output_size(w, kw, sw, pw, ceil_mode)
+    y = _keep(y, 2, caffe_h, 0, th)
+    return _keep(y, 3, caffe_w, 0, tw)
+
+
+def max_pool2d(x: Top, shape: Shape, kernel_size: IntPair, stride: Optional[IntPair] = None,
+               padding: IntPair = 0, dilation: IntPair = 1, ceil_mode: bool = False, *,
+               name: Optional[str] = None) -> Top:
+    """``nn.MaxPool2d``: Caffe's MAX pooling (its windows are PyTorch's, padding
+    never wins), with the extra last row/column of Caffe's ceil rounding sliced
+    off when ``ceil_mode`` is false."""
+    if _pair(dilation, "dilation") != (1, 1):
+        raise NetdslError("Caffe's Pooling has no dilation", field="dilation")
+    h, w, kh, kw, sh, sw, ph, pw = _pool_args(shape, kernel_size, stride, padding, "max_pool2d")
+    y = _pool(x, P.Pooling.MAX, kh, kw, sh, sw, ph, pw, name)
+    return _cut_to_torch(y, h, w, kh, kw, sh, sw, ph, pw, ceil_mode)
+
+
+def avg_pool2d(x: Top, shape: Shape, kernel_size: IntPair, stride: Optional[IntPair] = None,
+               padding: IntPair = 0, ceil_mode: bool = False, count_include_pad: bool = True,
+               divisor_override: Optional[int] = None, *, name: Optional[str] = None) -> Top:
+    """``nn.AvgPool2d``.  Caffe's AVE divides by the window clipped to
+    ``H + pad`` -- PyTorch's ``count_include_pad=True`` rule exactly.  For
+    ``count_include_pad=False`` the result is multiplied by ``1 / AVE(ones)``,
+    the padded-window size over the in-image count, from an all-ones map made
+    by Power (scale 0, shift 1).  Outputs cut to PyTorch's size as in max_pool2d."""
+    if divisor_override is not None:
+        raise NetdslError("divisor_override has no Caffe recipe here", field="divisor_override")
+    h, w, kh, kw, sh, sw, ph, pw = _pool_args(shape, kernel_size, stride, padding, "avg_pool2d")
+    y = _pool(x, P.Pooling.AVE, kh, kw, sh, sw, ph, pw, name)
+    if not count_include_pad and (ph or pw):
+        ones = L.Power(x, power=1.0, scale=0.0, shift=1.0)
+        frac = _pool(ones, P.Pooling.AVE, kh, kw, sh, sw, ph, pw, None)
+        inv = L.Power(frac, power=-1.0)
+        y = L.Eltwise(y, inv, operation=P.Eltwise.PROD)
+    return _cut_to_torch(y, h, w, kh, kw, sh, sw, ph, pw, ceil_mode)
+
+
+# -- padding -----------------------------------------------------------------------
+
+def _constant_rows(x: Top, axis: int, size: int, count: int, value: float) -> List[Top]:
+    first = x if size == 1 else L.Slice(x, axis=axis, slice_point=[1], ntop=2)
+    if size > 1:
+        L.Silence(first[1], ntop=0)
+        first = first[0]
+    const = L.Power(first, power=1.0, scale=0.0, shift=float(value))
+    return [const] * count
+
+
+def pad(x: Top, shape: Shape, pads: Sequence[int], value: float = 0.0) -> Top:
+    """``F.pad(x, (left, right, top, bottom), value=value)`` (constant mode):
+    constant rows/columns (Power with scale 0 and shift ``value`` on a one-wide
+    Slice) concatenated on each side; negative pads cut with a Slice."""
+    n, c, h, w = _nchw(shape)
+    pads = [int(p) for p in pads]
+    if len(pads) == 2:
+        pads += [0, 0]
+    if len(pads) != 4:
+        raise NetdslError("pads are (left, right[, top, bottom]), got %r" % (pads,), field="pads")
+    left, right, top, bottom = pads
+    for axis, size, lo, hi in ((2, h, top, bottom), (3, w, left, right)):
+        if lo < 0 or hi < 0:
+            x = _keep(x, axis, size, max(0, -lo), size - max(0, -lo) - max(0, -hi))
+            size = size - max(0, -lo) - max(0, -hi)
+            lo, hi = max(0, lo), max(0, hi)
+        if lo or hi:
+            consts = _constant_rows(x, axis, size, max(lo, hi), value)
+            x = L.Concat(*(consts[:lo] + [x] + consts[:hi]), axis=axis)
+    return x
+
+
+def pad_conv2d(x: Top, shape: Shape, pads: Sequence[int], weight: Optional[np.ndarray] = None,
+               bias: Optional[np.ndarray] = None, *, out_channels: Optional[int] = None,
+               kernel_size: Optional[IntPair] = None, stride: IntPair = 1,
+               dilation: IntPair = 1, groups: int = 1, padding: IntPair = 0,
+               bias_term: Optional[bool] = None, name: Optional[str] = None,
+               weights: Weights = None) -> Top:
+    """``conv(F.pad(x, (left, right, top, bottom)))`` with zero padding: the
+    symmetric part (the smaller side, plus the conv's own ``padding``) is
+    Caffe's ``pad``, the rest explicit zero rows/columns (:func:`pad`)."""
+    n, c, h, w = _nchw(shape)
+    _need_name(name, weights, "pad_conv2d")
+    left, right, top, bottom = [int(p) for p in pads]
+    cph, cpw = _pair(padding, "padding")
+    if min(left, right, top, bottom) < 0:
+        raise NetdslError("pad_conv2d takes non-negative pads; use pad() to crop", field="pads")
+    sym_h, sym_w = min(top, bottom), min(left, right)
+    extra = (left - sym_w, right - sym_w, top - sym_h, bottom - sym_h)
+    if any(extra):
+        x = pad(x, shape, extra)
+    if weight is not None:
+        weight = np.asarray(weight, dtype=np.float32)
+        out_channels = weight.shape[0]
+        kernel_size = (weight.shape[2], weight.shape[3])
+    if out_channels is None or kernel_size is None:
+        raise NetdslError("give the weight, or out_channels and kernel_size",
+                          field="kernel_size")
+    kh, kw = _pair(kernel_size, "kernel_size")
+    sh, sw = _pair(stride, "stride")
+    dh, dw = _pair(dilation, "dilation")
+    has_bias = (bias is not None) if bias_term is None else bool(bias_term)
+    conv = {"num_output": out_channels, "group": groups, "kernel_h": kh, "kernel_w": kw,
+            "stride_h": sh, "stride_w": sw, "pad_h": sym_h + cph, "pad_w": sym_w + cpw,
+            "bias_term": has_bias}
+    if (dh, dw) != (1, 1):
+        conv["dilation"] = [dh, dw] if dh != dw else dh
+    y = L.Convolution(x, **_named({"convolution_param": conv}, name))
+    if weights is not None and weight is not None:
+        blobs = [weight]
+        if has_bias:
+            blobs.append(np.asarray(bias if bias is not None else np.zeros(out_channels),
+                                    dtype=np.float32).reshape(out_channels))
+        weights[name] = blobs
+    return y
+
+
+# -- normalisation and constants ---------------------------------------------------
+
+def instance_norm(x: Top, shape: Shape, eps: float = 1e-5, weight: Optional[np.ndarray] = None,
+                  bias: Optional[np.ndarray] = None, *, affine: Optional[bool] = None,
+                  name: Optional[str] = None, weights: Weights = None) -> Top:
+    """``nn.InstanceNorm2d`` (no running stats): ``(x - mean) / sqrt(var + eps)``
+    per (n, c), var the biased variance, then ``* weight + bias`` when affine.
+
+    MVN without variance normalisation centres x; Power(2) -> global AVE
+    Pooling gives var; Power(shift eps, power -0.5) gives ``(var + eps)^-1/2``,
+    flattened to (N, C) and broadcast by a two-bottom Scale (axis 0).  MVN's own
+    variance step is not used: it adds eps to the standard deviation.
+    """
+    n, c, h, w = _nchw(shape)
+    affine = (weight is not None or bias is not None) if affine is None else affine
+    if affine:
+        _need_name(name, weights, "instance_norm")
+    xc = L.MVN(x, normalize_variance=False)
+    var = L.Pooling(L.Power(xc, power=2.0), pool=P.Pooling.AVE, global_pooling=True)
+    inv = L.Flatten(L.Power(var, power=-0.5, shift=float(eps)))
+    y = L.Scale(xc, inv, axis=0)
+    if affine:
+        y = L.Scale(y, **_named({"scale_param": {"bias_term": True}}, name))
+        if weights is not None:
+            g = np.ones(c, np.float32) if weight is None else np.asarray(weight, np.float32)
+            b = np.zeros(c, np.float32) if bias is None else np.asarray(bias, np.float32)
+            weights[name] = [g.reshape(c), b.reshape(c)]
+    return y
+
+
+def add_constant(x: Top, value: float) -> Top:
+    """``x + value``: Power with shift ``value`` (power 1, scale 1: one addition)."""
+    return L.Power(x, shift=float(value))
+
+
+def mul_constant(x: Top, value: float, add: float = 0.0) -> Top:
+    """``x * value (+ add)``: Power with scale ``value`` (and shift ``add``),
+    multiplied then added as PyTorch's two ops do."""
+    params: Dict[str, Any] = {"scale": float(value)}
+    if add:
+        params["shift"] = float(add)
+    return L.Power(x, **params)
+
+
+#: recipe name -> function, for the spec language and other front ends
+RECIPES = {
+    "torch_interpolate": interpolate,
+    "torch_conv_transpose2d": conv_transpose2d,
+    "torch_max_pool2d": max_pool2d,
+    "torch_avg_pool2d": avg_pool2d,
+    "torch_pad": pad,
+    "torch_pad_conv2d": pad_conv2d,
+    "torch_instance_norm": instance_norm,
+    "torch_add": add_constant,
+    "torch_mul": mul_constant,
+}

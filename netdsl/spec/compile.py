@@ -1,0 +1,377 @@
+"""Layer records to a NetParameter, through the NetSpec builder.
+
+Each record becomes ``n.<top> = L.<Type>(*bottoms, **params)`` -- the call a
+pycaffe script makes -- so naming, order and parameter routing are the
+builder's (pycaffe's) and the prototxt equals the one the same net written as
+a script gives.  Names are checked here first, so a wrong bottom, a duplicate
+top or a cycle is reported at the spec line that caused it; errors the builder
+raises later (unknown fields, wrong value types) are mapped back to the field's
+line and column.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any, Dict, List, Optional, Tuple
+
+from google.protobuf.message import Message
+
+from ..errors import NetdslError, did_you_mean
+from ..ops import Record
+from .load import MappingNode, Node, SequenceNode, pairs, where
+
+# layer types that read no bottoms (sources): they never take the previous top
+SOURCE_TYPES = frozenset(("Data", "ImageData", "WindowData", "MemoryData", "HDF5Data",
+                          "DummyData", "Input", "Parameter"))
+INPUT_LAYER = "input"
+
+
+class Compiled:
+    """A phase's net and what the spec knows about its layers."""
+
+    def __init__(self, net: Message, layers: Dict[str, Record], surgery: Dict[str, List[str]],
+                 inputs: Dict[str, List[int]]) -> None:
+        self.net = net
+        self.layers = layers        # layer name -> record (for locating errors)
+        self.surgery = surgery      # {"interp": [...], "nearest": [...]}
+        self.inputs = inputs        # input shapes that apply to this net's source layers
+
+
+def _loc(rec: Record, field: Optional[str] = None) -> Node:
+    if field and field in rec.field_nodes:
+        return rec.field_nodes[field]
+    return rec.node
+
+
+def locate(err: NetdslError, rec: Record, *, keep_layer: bool = True) -> NetdslError:
+    """Point ``err`` (raised by the builder, shapes or coord_map) at the record's spec node."""
+    node = None
+    if err.field:
+        node = find_field(rec, err.field)
+    if node is None:
+        node = rec.node
+    if node is not None:
+        f, line, col = where(node)
+        err.file, err.line, err.column = f, line, col
+    if rec.trace:
+        err.message += "".join(" (in %s at %s:%d:%d)" % ((label,) + where(n))
+                               for label, n in reversed(rec.trace))
+        err.args = (err.message,)
+    return err
+
+
+def find_field(rec: Record, field: str) -> Optional[Node]:
+    """The node of key ``field`` in the record's item (breadth-first: outer keys win)."""
+    if field in rec.field_nodes:
+        n = rec.field_nodes[field]
+        # the key's own value node is the best place for a wrong value
+        return n
+    queue: List[Node] = list(rec.field_nodes.values())
+    i = 0
+    while i < len(queue):
+        n = queue[i]
+        i += 1
+        if isinstance(n, MappingNode):
+            for k, kn, vn in pairs(n):
+                if k == field:
+                    return vn
+                queue.append(vn)
+        elif isinstance(n, SequenceNode):
+            queue.extend(n.value)
+    return None
+
+
+def _error(rec: Record, message: str, field: Optional[str] = None,
+           hint: Optional[str] = None, layer: Optional[str] = None) -> NetdslError:
+    node = _loc(rec, field)
+    f, line, col = where(node) if node is not None else (None, None, None)
+    err = NetdslError(message, file=f, line=line, column=col, hint=hint, field=field,
+                      layer=layer)
+    if rec.trace:
+        err.message += "".join(" (in %s at %s:%d:%d)" % ((label,) + where(n))
+                               for label, n in reversed(rec.trace))
+        err.args = (err.message,)
+    return err
+
+
+def _where_text(rec: Record) -> str:
+    if rec.node is None:
+        return "the net's inputs"
+    f, line, col = where(rec.node)
+    return "%d:%d" % (line, col)
+
+
+def compile_records(records: List[Record], inputs: Dict[str, List[int]],
+                    phase: str = "") -> Compiled:
+    """A NetParameter of ``records`` built with the NetSpec builder."""
+    from .. import netspec
+    from ..netspec import NetSpec
+
+    L = netspec.layers
+    # pass 1: which declared inputs this phase reads without producing them, and the
+    # names given explicitly (automatic names must not collide with them)
+    produced: set = set()
+    needed: List[str] = []
+    given_names: Dict[str, Record] = {}
+    later: Dict[str, int] = {}
+    first_bottom_default = None
+    for idx, rec in enumerate(records):
+        if rec.bottoms is None and not produced and not _is_source(rec, inputs) and inputs:
+            first_bottom_default = next(iter(inputs))
+            if first_bottom_default not in needed:
+                needed.append(first_bottom_default)
+        for b in list(rec.bottoms or ()) + ([rec.reference] if rec.reference else []):
+            if b not in produced and b in inputs and b not in needed:
+                needed.append(b)
+        for t in rec.tops or ():
+            produced.add(t)
+            given_names.setdefault(t, rec)
+            later.setdefault(t, idx)
+        if rec.name:
+            produced.add(rec.name)
+            given_names.setdefault(rec.name, rec)
+        if rec.in_place and rec.name:
+            later.setdefault(rec.name, idx)
+    needed.sort(key=list(inputs).index)
+
+    n = NetSpec()
+    blobs: Dict[str, Any] = {}          # blob name (or in-place layer name) -> Top
+    blob_name: Dict[Any, str] = {}      # Top -> its blob name
+    owner: Dict[str, Record] = {}       # blob name -> record that made it
+    layer_names: Dict[str, Record] = {}
+    surgery: Dict[str, List[str]] = {"interp": [], "nearest": []}
+    autonames: Counter = Counter()
+    phase_inputs: Dict[str, List[int]] = {}
+    sources: set = set()                # tops of layers without bottoms
+
+    if needed:
+        shapes = [{"dim": list(inputs[k])} for k in needed]
+        kw: Dict[str, Any] = {"shape": shapes if len(shapes) > 1 else shapes[0]}
+        if len(needed) > 1:
+            kw["ntop"] = len(needed)
+        if needed[0] != INPUT_LAYER:
+            kw["name"] = INPUT_LAYER
+        out = L.Input(**kw)
+        tops = out if isinstance(out, tuple) else (out,)
+        for k, t in zip(needed, tops):
+            n[k] = t
+            blobs[k] = t
+            blob_name[t] = k
+            phase_inputs[k] = list(inputs[k])
+        layer_names[INPUT_LAYER] = Record("Input", name=INPUT_LAYER)
+        if INPUT_LAYER in given_names:
+            rec = given_names[INPUT_LAYER]
+            raise _error(rec, "the name `%s` is taken by the Input layer netdsl adds for %s"
+                         % (INPUT_LAYER, ", ".join(needed)), field="name",
+                         hint="rename this layer")
+
+    prev = None   # the previous layer's first top
+    records_by_name: Dict[str, Record] = {}
+    for idx, rec in enumerate(records):
+        # bottoms
+        if rec.bottoms is None:
+            if _is_source(rec, inputs):
+                btops: List[Any] = []
+            elif prev is not None:
+                btops = [prev]
+            elif first_bottom_default is not None and first_bottom_default in blobs:
+                btops = [blobs[first_bottom_default]]
+            else:
+                btops = []
+        else:
+            btops = [_resolve(b, rec, idx, records, blobs, later, "bottom") for b in rec.bottoms]
+        bnames = [blob_name[t] for t in btops]
+        ref_top = None
+        if rec.reference is not None:
+            ref_top = _resolve(rec.reference, rec, idx, records, blobs, later, "reference")
+        # in place?
+        in_place = rec.in_place
+        if not in_place and rec.tops and bnames and any(t in bnames for t in rec.tops):
+            if rec.tops == bnames:
+                in_place = True
+            else:
+                t = next(t for t in rec.tops if t in bnames)
+                raise _error(rec, "top `%s` is also a bottom, but the tops (%s) are not the "
+                             "bottoms (%s): an in-place layer writes all its bottoms"
+                             % (t, ", ".join(rec.tops), ", ".join(bnames)), field="top")
+        if in_place and not btops:
+            raise _error(rec, "an in-place layer needs a bottom", field="in_place")
+        kwargs = dict(rec.params)
+        name = rec.name
+        if in_place:
+            if name is None:
+                name = _autoname(rec, autonames, given_names)
+            key = name
+            if key in blobs or key in n:
+                other = owner.get(key)
+                raise _error(rec, "in-place layer `%s` has the name of blob `%s`%s; an in-place "
+                             "layer needs a name of its own"
+                             % (key, key, " (made by the layer at %s)" % _where_text(other)
+                                if other else ""),
+                             hint="e.g. `relu_%s`" % key if rec.type == "ReLU" else None)
+            kwargs["in_place"] = True
+            tops: List[str] = []
+        else:
+            ntop = rec.ntop if rec.ntop is not None else (len(rec.tops) if rec.tops else 1)
+            if rec.tops is not None and rec.ntop is not None and rec.ntop != len(rec.tops):
+                raise _error(rec, "ntop is %d but %d tops are named" % (rec.ntop, len(rec.tops)),
+                             field="ntop")
+            if rec.tops:
+                tops = list(rec.tops)
+            else:
+                tops = [_autoname(rec, autonames, given_names) for _ in range(ntop)]
+            seen = set()
+            for t in tops:
+                if t in seen:
+                    raise _error(rec, "top `%s` is listed twice" % t, field="top")
+                seen.add(t)
+                if t in blobs or t in n:
+                    other = owner.get(t)
+                    raise _error(rec, "duplicate top `%s`: %s already produces it; only an "
+                                 "in-place layer (top equal to its bottom) may write a blob "
+                                 "again" % (t, "the layer at %s" % _where_text(other)
+                                            if other else "the net's inputs"),
+                                 field="top", hint="give this top another name")
+            if ntop != 1:
+                kwargs["ntop"] = ntop
+            if ntop == 0:
+                key = name or _autoname(rec, autonames, given_names)
+                name = key
+            else:
+                key = tops[0]
+                if name is None:
+                    name = key
+            if name != key:
+                kwargs["name"] = name
+        if name in layer_names:
+            other = layer_names[name]
+            raise _error(rec, "duplicate layer name `%s` (also the layer at %s)"
+                         % (name, _where_text(other)), field="name" if rec.name else "top",
+                         layer=None)
+        layer_names[name] = rec
+        records_by_name[name] = rec
+        # the builder call
+        try:
+            if rec.type == "Crop" and rec.reference is not None:
+                out = _crop(rec, btops, ref_top, kwargs)
+            else:
+                out = getattr(L, rec.type)(*btops, **kwargs)
+        except NetdslError as exc:
+            exc.layer = exc.layer or name
+            raise locate(exc, rec)
+        if in_place:
+            top = out
+            n[key] = top
+            for b in bnames:
+                blobs[b] = top
+            blob_name[top] = bnames[0]
+            blobs[key] = top
+            owner.setdefault(key, rec)
+            prev = top
+        elif isinstance(out, tuple):
+            for t, tname in zip(out, tops):
+                n[tname] = t
+                blobs[tname] = t
+                blob_name[t] = tname
+                owner[tname] = rec
+            prev = out[0] if out else prev
+        elif hasattr(out, "fn") and hasattr(out, "n"):   # one Top
+            n[key] = out
+            blobs[key] = out
+            blob_name[out] = key
+            owner[key] = rec
+            prev = out
+        else:   # ntop 0: the layer itself
+            n[key] = out
+        if not btops:
+            sources.update(tops)
+        if rec.surgery:
+            surgery[rec.surgery].append(name)
+    try:
+        net = n.to_proto()
+    except NetdslError as exc:
+        rec = records_by_name.get(exc.layer or "")
+        if rec is None:
+            raise
+        raise locate(exc, rec)
+    for k, shape in inputs.items():
+        if k in sources:
+            phase_inputs.setdefault(k, list(shape))
+    return Compiled(net, layer_names, surgery, phase_inputs)
+
+
+def _is_source(rec: Record, inputs: Dict[str, List[int]]) -> bool:
+    # a source type, or a layer that makes a declared input: it takes no default bottom
+    return rec.type in SOURCE_TYPES or any(t in inputs for t in rec.tops or ())
+
+
+def _autoname(rec: Record, autonames: Counter, given: Dict[str, Record]) -> str:
+    # pycaffe's automatic name: <Type><k>, k counting per type in emission order
+    autonames[rec.type] += 1
+    name = "%s%d" % (rec.type, autonames[rec.type])
+    if name in given:
+        raise _error(rec, "this unnamed layer's automatic name `%s` is also given to the layer "
+                     "at %s" % (name, _where_text(given[name])), hint="name this layer")
+    return name
+
+
+def _resolve(b: str, rec: Record, idx: int, records: List[Record], blobs: Dict[str, Any],
+             later: Dict[str, int], field: str):
+    top = blobs.get(b)
+    if top is not None:
+        return top
+    j = later.get(b)
+    if j is not None and j > idx:
+        producer = records[j]
+        if _depends(producer, rec, records, later, idx):
+            raise _error(rec, "cycle: `%s` is made by the layer at %s, which (through its "
+                         "bottoms) needs this layer's output" % (b, _where_text(producer)),
+                         field=field)
+        raise _error(rec, "bottom `%s` is produced only later (by the layer at %s); layers run "
+                     "in the order listed" % (b, _where_text(producer)), field=field,
+                     hint="move this layer after it")
+    raise _error(rec, "undefined %s `%s`: no earlier layer produces it" % (field, b),
+                 field=field, hint=did_you_mean(b, list(blobs)))
+
+
+def _depends(producer: Record, rec: Record, records: List[Record], later: Dict[str, int],
+             idx: int) -> bool:
+    """Whether ``producer`` reaches back to ``rec``'s tops through later layers' bottoms."""
+    mine = set(rec.tops or ()) | ({rec.name} if rec.name else set())
+    seen = set()
+    queue = [producer]
+    steps = 0
+    while queue and steps < 100000:
+        steps += 1
+        r = queue.pop()
+        if id(r) in seen:
+            continue
+        seen.add(id(r))
+        for b in (r.bottoms or ()):
+            if b in mine:
+                return True
+            j = later.get(b)
+            if j is not None and j > idx:
+                queue.append(records[j])
+    return False
+
+
+def _crop(rec: Record, btops: List[Any], ref_top: Any, kwargs: Dict[str, Any]):
+    from .. import layers as L
+    if len(btops) != 1:
+        raise _error(rec, "a crop has one bottom (the blob to crop)", field="bottom")
+    if rec.offset is None:
+        from ..coord_map import crop
+        try:
+            auto = crop(btops[0], ref_top)
+        except NetdslError as exc:
+            raise _error(rec, "cannot compute the crop offset: %s" % exc.message,
+                         field="reference", hint=exc.hint or "give `offset:` explicitly")
+        cp = dict(auto.fn.params["crop_param"])
+        if rec.axis is not None and rec.axis != cp["axis"]:
+            raise _error(rec, "the coordinate maps give axis %d, not %d" % (cp["axis"], rec.axis),
+                         field="axis", hint="drop `axis`, or give `offset` too")
+    else:
+        cp = {"axis": rec.axis if rec.axis is not None else 2, "offset": list(rec.offset)}
+    params = dict(kwargs)
+    params["crop_param"] = cp
+    return L.Crop(btops[0], ref_top, **params)

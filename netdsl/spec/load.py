@@ -1,0 +1,325 @@
+"""Reading spec files: YAML nodes with their marks, Jinja2 templates, scalars.
+
+Every value of a spec stays a YAML node (``yaml.compose``), so an error found
+anywhere later can name the file, line and column it came from.  Scalars are
+typed by the YAML 1.2 core schema (``1e-10`` is a number, ``yes`` and ``1_1``
+are strings), duplicate keys are errors, and ``*.j2`` files are rendered with
+Jinja2's sandbox (``StrictUndefined``) before they are parsed; template errors
+point at the template's own line.
+"""
+from __future__ import annotations
+
+import io
+import os
+import re
+import sys
+from typing import Any, Dict, List, Optional, Tuple
+
+import yaml
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+
+from ..errors import NetdslError, did_you_mean
+from ..fileio import read_text
+
+__all__ = ["Node", "MappingNode", "ScalarNode", "SequenceNode", "compose_text", "load_file",
+           "scalar", "pairs", "where", "error", "render_template", "template_env",
+           "split_front_matter", "parse_scalar_text", "is_template"]
+
+# -- YAML 1.2 core schema ------------------------------------------------------------
+
+
+class _Resolver(yaml.resolver.BaseResolver):
+    yaml_implicit_resolvers: Dict[Any, Any] = {}
+
+
+_INT = re.compile(r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$")
+_FLOAT = re.compile(r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?"
+                    r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$")
+_BOOL = re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$")
+_NULL = re.compile(r"^(?:~|null|Null|NULL|)$")
+_TAG = "tag:yaml.org,2002:"
+
+_Resolver.add_implicit_resolver(_TAG + "bool", _BOOL, list("tTfF"))
+_Resolver.add_implicit_resolver(_TAG + "int", _INT, list("-+0123456789"))
+_Resolver.add_implicit_resolver(_TAG + "float", _FLOAT, list("-+0123456789."))
+_Resolver.add_implicit_resolver(_TAG + "null", _NULL, ["~", "n", "N", ""])
+
+if getattr(yaml, "__with_libyaml__", False):
+    from yaml._yaml import CParser as _CParser
+
+    class _Loader(_CParser, _Resolver):  # type: ignore[misc]
+        def __init__(self, stream: Any) -> None:
+            _CParser.__init__(self, stream)
+            _Resolver.__init__(self)
+else:  # pragma: no cover - pure-Python PyYAML
+    class _Loader(yaml.reader.Reader, yaml.scanner.Scanner, yaml.parser.Parser,  # type: ignore
+                  yaml.composer.Composer, _Resolver):
+        def __init__(self, stream: Any) -> None:
+            yaml.reader.Reader.__init__(self, stream)
+            yaml.scanner.Scanner.__init__(self)
+            yaml.parser.Parser.__init__(self)
+            yaml.composer.Composer.__init__(self)
+            _Resolver.__init__(self)
+
+
+class _Named(io.StringIO):
+    name = "<spec>"
+
+
+def compose_text(text: str, name: str) -> Optional[Node]:
+    """The root node of YAML ``text`` (None when empty); syntax errors are located."""
+    stream = _Named(text)
+    stream.name = name
+    loader = _Loader(stream)
+    try:
+        return loader.get_single_node()
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        what = exc.problem or exc.context or "invalid YAML"
+        if exc.context and exc.problem:
+            what = "%s (%s)" % (exc.problem, exc.context)
+        raise NetdslError("YAML syntax error: %s" % what, file=name,
+                          line=mark.line + 1 if mark else None,
+                          column=mark.column + 1 if mark else None) from None
+    except yaml.YAMLError as exc:
+        raise NetdslError("YAML error: %s" % exc, file=name) from None
+    finally:
+        loader.dispose()
+
+
+def where(node: Node) -> Tuple[str, int, int]:
+    """(file, line, column) of a node, 1-based."""
+    m = node.start_mark
+    return m.name, m.line + 1, m.column + 1
+
+
+def error(node: Optional[Node], message: str, *, hint: Optional[str] = None,
+          field: Optional[str] = None, layer: Optional[str] = None,
+          column_offset: int = 0) -> NetdslError:
+    """A NetdslError located at ``node``."""
+    if node is None:
+        return NetdslError(message, hint=hint, field=field, layer=layer)
+    f, line, col = where(node)
+    return NetdslError(message, file=f, line=line, column=col + column_offset, hint=hint,
+                       field=field, layer=layer)
+
+
+def scalar(node: ScalarNode) -> Any:
+    """The typed value of a scalar node (cached on the node)."""
+    try:
+        return node._netdsl_value  # type: ignore[attr-defined]
+    except AttributeError:
+        pass
+    tag = node.tag
+    text = node.value
+    if tag == _TAG + "str" or tag == "!":
+        v: Any = text
+    elif tag == _TAG + "int":
+        try:
+            v = int(text, 0) if text[:2] in ("0x", "0o") else int(text)
+        except ValueError:
+            raise error(node, "`%s` is not an integer" % text) from None
+    elif tag == _TAG + "float":
+        try:
+            v = float(text)
+        except ValueError:
+            raise error(node, "`%s` is not a number" % text) from None
+    elif tag == _TAG + "bool":
+        low = text.lower()
+        if low not in ("true", "false"):
+            raise error(node, "`%s` is not true or false" % text)
+        v = low == "true"
+    elif tag == _TAG + "null":
+        v = None
+    else:
+        raise error(node, "unsupported YAML tag `%s`" % tag,
+                    hint="specs use plain YAML values (tags !!str, !!int, !!float, !!bool)")
+    node._netdsl_value = v  # type: ignore[attr-defined]
+    return v
+
+
+def pairs(node: MappingNode) -> List[Tuple[str, ScalarNode, Node]]:
+    """(key, key node, value node) of a mapping; duplicate or non-text keys are errors."""
+    try:
+        return node._netdsl_pairs  # type: ignore[attr-defined]
+    except AttributeError:
+        pass
+    out = []
+    seen: Dict[str, ScalarNode] = {}
+    for knode, vnode in node.value:
+        if not isinstance(knode, ScalarNode):
+            raise error(knode, "a mapping key must be a plain name, not a %s"
+                        % ("list" if isinstance(knode, SequenceNode) else "mapping"))
+        if knode.tag == _TAG + "merge":
+            raise error(knode, "YAML merge keys (<<) are not supported",
+                        hint="use a block with arguments")
+        key = scalar(knode)
+        if not isinstance(key, str):
+            key = knode.value
+        if key in seen:
+            f, line, col = where(seen[key])
+            raise error(knode, "duplicate key `%s` (first at line %d, column %d)"
+                        % (key, line, col), field=key)
+        seen[key] = knode
+        out.append((key, knode, vnode))
+    node._netdsl_pairs = out  # type: ignore[attr-defined]
+    return out
+
+
+def parse_scalar_text(text: str, what: str) -> Any:
+    """A ``-D`` value: YAML text read with the spec's scalar rules (flow lists and maps too)."""
+    node = compose_text(text, what)
+    if node is None:
+        return None
+    return plain(node)
+
+
+def plain(node: Node) -> Any:
+    """A node as plain Python values (no variable substitution)."""
+    if isinstance(node, ScalarNode):
+        return scalar(node)
+    if isinstance(node, SequenceNode):
+        return [plain(n) for n in node.value]
+    return {k: plain(v) for k, _, v in pairs(node)}
+
+
+# -- files and templates ---------------------------------------------------------------
+
+def is_template(path: str) -> bool:
+    return path.endswith(".j2")
+
+
+_FRONT = re.compile(r"\A---[ \t]*\r?\n(.*?)^---[ \t]*\r?$\n?", re.S | re.M)
+
+
+def split_front_matter(text: str) -> Tuple[str, str]:
+    """(front matter YAML, template body with the front matter blanked to keep line numbers)."""
+    m = _FRONT.match(text)
+    if not m:
+        return "", text
+    front = m.group(1)
+    blank = "\n" * m.group(0).count("\n")
+    return front, blank + text[m.end():]
+
+
+_ENV_CACHE: Dict[str, Any] = {}
+
+
+def template_env(directory: str):
+    """A sandboxed Jinja2 environment with StrictUndefined, loading templates from ``directory``."""
+    env = _ENV_CACHE.get(directory)
+    if env is not None:
+        return env
+    import jinja2
+    from jinja2.sandbox import SandboxedEnvironment
+
+    class _Loader(jinja2.BaseLoader):
+        def get_source(self, environment, template):
+            path = os.path.normpath(os.path.join(directory, template))
+            if not os.path.isfile(path):
+                raise jinja2.TemplateNotFound(template)
+            text = read_text(path)
+            if is_template(path):
+                text = split_front_matter(text)[1]
+            return text, path, lambda: True
+
+    env = SandboxedEnvironment(loader=_Loader(), undefined=jinja2.StrictUndefined,
+                               keep_trailing_newline=True, autoescape=False)
+    _ENV_CACHE[directory] = env
+    return env
+
+
+def front_matter(path: str, text: Optional[str] = None) -> Tuple[Dict[str, Any], Dict[str, Node], str]:
+    """A template's front-matter variables (values, nodes) and its body."""
+    if text is None:
+        text = read_text(path)
+    front, body = split_front_matter(text)
+    values: Dict[str, Any] = {}
+    nodes: Dict[str, Node] = {}
+    if front.strip():
+        # parse the front matter at its own lines: pad with one line for the opening ---
+        root = compose_text("\n" + front, path)
+        if root is not None:
+            if not isinstance(root, MappingNode):
+                raise error(root, "a template's front matter is a mapping of variable defaults")
+            fm = dict((k, v) for k, _, v in pairs(root))
+            if "variables" in fm and isinstance(fm["variables"], MappingNode):
+                fm = dict((k, v) for k, _, v in pairs(fm["variables"]))
+            for k, v in fm.items():
+                values[k] = plain(v)
+                nodes[k] = v
+    return values, nodes, body
+
+
+def render_template(path: str, context: Dict[str, Any]) -> str:
+    """Render a ``*.j2`` file (front matter removed) with ``context``; errors point into it."""
+    import jinja2
+    directory = os.path.dirname(os.path.abspath(path))
+    env = template_env(directory)
+    name = os.path.basename(path)
+    shown = path
+    try:
+        template = env.get_template(name)
+        return template.render(**context)
+    except jinja2.TemplateSyntaxError as exc:
+        raise NetdslError("template syntax error: %s" % exc.message,
+                          file=_shown(exc.filename, directory, shown), line=exc.lineno) from None
+    except jinja2.TemplateNotFound as exc:
+        f, line = _template_frame(sys.exc_info()[2], directory, shown)
+        raise NetdslError("template not found: %s" % exc.name, file=f, line=line) from None
+    except jinja2.UndefinedError as exc:
+        f, line = _template_frame(sys.exc_info()[2], directory, shown)
+        msg = str(exc.message or exc)
+        m = re.match(r"'(\w+)' is undefined", msg)
+        hint = did_you_mean(m.group(1), list(context)) if m else None
+        if m:
+            msg = "unknown variable `%s` in template" % m.group(1)
+        raise NetdslError(msg, file=f, line=line, hint=hint) from None
+    except jinja2.TemplateError as exc:
+        f, line = _template_frame(sys.exc_info()[2], directory, shown)
+        raise NetdslError("template error: %s" % (exc.message or exc), file=f, line=line) from None
+    except (ArithmeticError, TypeError, ValueError, KeyError, AttributeError) as exc:
+        f, line = _template_frame(sys.exc_info()[2], directory, shown)
+        raise NetdslError("template error: %s: %s" % (type(exc).__name__, exc),
+                          file=f, line=line) from None
+
+
+def _shown(filename: Optional[str], directory: str, shown: str) -> str:
+    if not filename:
+        return shown
+    if os.path.abspath(filename) == os.path.abspath(os.path.join(os.path.dirname(shown) or ".",
+                                                                  os.path.basename(shown))):
+        return shown
+    return _rel(filename)
+
+
+def _rel(path: str) -> str:
+    try:
+        rel = os.path.relpath(path)
+    except ValueError:  # pragma: no cover - other drive on Windows
+        return path
+    return path if rel.startswith(".." + os.sep + "..") else rel
+
+
+def _template_frame(tb, directory: str, shown: str) -> Tuple[str, Optional[int]]:
+    """The innermost traceback frame that runs template code: (file, template line)."""
+    found: Tuple[str, Optional[int]] = (shown, None)
+    while tb is not None:
+        fname = tb.tb_frame.f_code.co_filename
+        if fname.endswith(".j2") or (fname.startswith(directory) and not fname.endswith(".py")):
+            found = (_shown(fname, directory, shown), tb.tb_lineno)
+        tb = tb.tb_next
+    return found
+
+
+def load_file(path: str, context: Optional[Dict[str, Any]] = None) -> Optional[Node]:
+    """Compose a spec file; a ``*.j2`` file is rendered with ``context`` first.
+
+    Nodes of a rendered template are marked ``<path> (rendered)``: their lines
+    are those of the rendered text (``netdsl render`` shows it).
+    """
+    text = read_text(path)
+    if not is_template(path):
+        return compose_text(text, path)
+    rendered = render_template(path, dict(context or {}))
+    return compose_text(rendered, path + " (rendered)")
