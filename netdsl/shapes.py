@@ -110,6 +110,7 @@ class LayerShapes:
     in_place: List[bool] = field(default_factory=list)
     declared: bool = False
     note: Optional[str] = None
+    layer: Optional[Message] = field(default=None, repr=False, compare=False)
 
 
 @dataclass
@@ -124,9 +125,15 @@ class NetShapes:
     layers: List[LayerShapes]
 
     def layer(self, name: str) -> LayerShapes:
-        for ls in self.layers:
-            if ls.name == name:
-                return ls
+        """The (first) layer called ``name``."""
+        index = self.__dict__.get("_index")
+        if index is None or len(index) > len(self.layers):
+            index = {}
+            for ls in self.layers:
+                index.setdefault(ls.name, ls)
+            self.__dict__["_index"] = index
+        if name in index:
+            return index[name]
         raise NetdslError("no layer named '%s'" % name,
                           hint=did_you_mean(name, [ls.name for ls in self.layers]))
 
@@ -229,9 +236,12 @@ def _declare_hint(layer: Message) -> str:
     name = layer.name or "<layer>"
     tops = list(layer.top) or ["<top>"]
     example = ", ".join("(N, C, H, W)" if i == 0 else "(N,)" for i in range(len(tops)))
-    return ("declare its output shapes: infer_shapes(..., declared={'%s': [%s]}) or by top "
-            "name, e.g. declared={'%s': (N, C, H, W)} (`--declare %s=N,C,H,W` on the command "
-            "line)" % (name, example, tops[0], tops[0]))
+    text = ("declare its output shapes: declared={'%s': [%s]}, or by top name, "
+            "declared={'%s': (N, C, H, W)}" % (name, example, tops[0]))
+    if not len(layer.bottom):
+        text += ("; as a data layer its tops can also be given as net inputs, inputs={'%s': "
+                 "(N, C, H, W)} (`--input %s=N,C,H,W` on the command line)" % (tops[0], tops[0]))
+    return text
 
 
 def _needs_declaration(layer: Message, why: str) -> NetdslError:
@@ -1585,6 +1595,7 @@ def _walk(net: Message, inputs: Optional[Mapping[str, Sequence[int]]], phase, de
                     raise NetdslError("declared %d shapes for a layer with %d tops"
                                       % (len(ds), ntop), field="top")
                 fixed.update(enumerate(ds))
+                is_declared = True
             elif lname in decl_top and lname not in tnames:
                 if ntop != 1:
                     raise NetdslError("declared one shape for a layer with %d tops (give a list "
@@ -1592,6 +1603,7 @@ def _walk(net: Message, inputs: Optional[Mapping[str, Sequence[int]]], phase, de
                                       field="top")
                 fixed[0] = decl_top[lname]
                 used_decl.add(lname)
+                is_declared = True
             for i, t in enumerate(tnames if overrides else ()):
                 if not bnames and t in given:
                     fixed[i] = given[t]
@@ -1599,11 +1611,11 @@ def _walk(net: Message, inputs: Optional[Mapping[str, Sequence[int]]], phase, de
                 elif t in decl_top:
                     fixed[i] = decl_top[t]
                     used_decl.add(t)
+                    is_declared = True
             fn = SHAPE_RULES.get(ltype)
             auto: List[str] = []
             if len(fixed) == ntop and (ntop or fn is None or ltype == "Python"):
                 tshapes = [fixed[i] for i in range(ntop)]
-                is_declared = bool(ntop) and not (not bnames and all(t in given for t in tnames))
             else:
                 if fn is None:
                     missing = [t for i, t in enumerate(tnames) if i not in fixed]
@@ -1627,7 +1639,6 @@ def _walk(net: Message, inputs: Optional[Mapping[str, Sequence[int]]], phase, de
                 tshapes = list(tshapes)
                 for i, s in fixed.items():
                     tshapes[i] = s
-                    is_declared = True
             for s in tshapes:
                 check_blob_shape(s, "top")
             # learnable blobs
@@ -1666,7 +1677,7 @@ def _walk(net: Message, inputs: Optional[Mapping[str, Sequence[int]]], phase, de
 
         ls = LayerShapes(lname, ltype, bnames, tnames + auto if auto else tnames, bshapes,
                          tshapes, pshapes, _nparams(pshapes) if pshapes else 0,
-                         weights or [0.0] * nall, declared=is_declared, note=note)
+                         weights or [0.0] * nall, declared=is_declared, note=note, layer=layer)
         # coordinate maps from the net input
         if not bnames:
             fm = IDENTITY
@@ -1813,9 +1824,13 @@ def _vec_text(v) -> str:
     return ",".join(vals)
 
 
-def format_table(net_shapes: NetShapes) -> str:
+def format_table(net_shapes: NetShapes, crops: Optional[Mapping[str, Any]] = None) -> str:
     """A text table: layer, type, parameter count, stride and offset of the first
-    top on the net input (spatial tops), then bottoms -> tops with shapes."""
+    top on the net input (spatial tops), then bottoms -> tops with shapes.
+
+    ``crops`` (from :func:`netdsl.coord_map.offsets_for`) adds a section comparing
+    each Crop layer's offsets with those the coordinate maps give.
+    """
     rows = []
     for ls in net_shapes.layers:
         ins = ", ".join("%s %s" % (b, _shape_text(s)) for b, s in zip(ls.bottoms, ls.bottom_shapes))
@@ -1849,11 +1864,34 @@ def format_table(net_shapes: NetShapes) -> str:
     total = net_shapes.param_count
     lines.append("%d layers, %d blobs, %s learnable parameters"
                  % (len(net_shapes.layers), len(net_shapes.blobs), "{:,}".format(total)))
+    if crops:
+        lines.append("")
+        lines.append("crop offsets (from coordinate maps):")
+        for name, rec in crops.items():
+            given = "axis %d offset %s" % (rec.given_axis, _offsets_text(rec.given_offsets))
+            if rec.error is not None:
+                lines.append("  %s: %s; cannot check: %s" % (name, given, rec.error))
+            elif rec.matches:
+                lines.append("  %s: axis %d offset %s (matches)"
+                             % (name, rec.axis, _offsets_text(rec.offsets)))
+            else:
+                lines.append("  %s: %s, but the maps give axis %d offset %s"
+                             % (name, given, rec.axis, _offsets_text(rec.offsets)))
     return "\n".join(lines) + "\n"
 
 
-def to_json(net_shapes: NetShapes) -> dict:
-    """``{"blobs": {name: [dims]}, "layers": [...]}`` (JSON-serialisable)."""
+def _offsets_text(offsets: Sequence[int]) -> str:
+    if not offsets:
+        return "0"
+    return ",".join(str(o) for o in offsets)
+
+
+def to_json(net_shapes: NetShapes, crops: Optional[Mapping[str, Any]] = None) -> dict:
+    """``{"blobs": {name: [dims]}, "layers": [...]}`` (JSON-serialisable).
+
+    With ``crops`` (from :func:`netdsl.coord_map.offsets_for`) a ``"crops"`` entry
+    maps each Crop layer to its given and computed axis/offsets.
+    """
     def vec(v):
         return None if v is None else list(v)
     layers = []
@@ -1875,4 +1913,11 @@ def to_json(net_shapes: NetShapes) -> dict:
         if ls.note:
             d["note"] = ls.note
         layers.append(d)
-    return {"blobs": {k: list(v) for k, v in net_shapes.blobs.items()}, "layers": layers}
+    out = {"blobs": {k: list(v) for k, v in net_shapes.blobs.items()}, "layers": layers}
+    if crops is not None:
+        out["crops"] = {
+            name: {"axis": rec.axis, "offsets": rec.offsets, "given_axis": rec.given_axis,
+                   "given_offsets": list(rec.given_offsets), "matches": rec.matches,
+                   "error": rec.error}
+            for name, rec in crops.items()}
+    return out
