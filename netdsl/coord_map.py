@@ -49,11 +49,13 @@ class AxisMismatchException(NetdslError):
     """Maps on different axes composed together."""
 
 
-# pycaffe's PASS_THROUGH_LAYERS, plus the newer element-wise types.
-PASS_THROUGH_LAYERS = ['AbsVal', 'BatchNorm', 'Bias', 'BNLL', 'Dropout',
-                       'Eltwise', 'ELU', 'Log', 'LRN', 'Exp', 'MVN', 'Power',
-                       'ReLU', 'PReLU', 'Scale', 'Sigmoid', 'Split', 'TanH',
-                       'Threshold', 'Clip', 'Swish']
+#: Types whose output pixel i sits where input pixel i does: the element-wise and
+#: normalisation layers pycaffe lists, plus Clip and Swish (added to Caffe later).
+PASS_THROUGH_LAYERS = sorted([
+    "AbsVal", "BNLL", "BatchNorm", "Bias", "Clip", "Dropout", "ELU", "Eltwise", "Exp", "LRN",
+    "Log", "MVN", "PReLU", "Power", "ReLU", "Scale", "Sigmoid", "Split", "Swish", "TanH",
+    "Threshold",
+])
 
 MapRule = Callable[[Message, Optional[Sequence[Tuple[int, ...]]]], Map]
 
@@ -318,9 +320,21 @@ def layer_coord_map(layer: Message, bottom_shapes: Optional[Sequence[Tuple[int, 
     if fn is None:
         return None
     try:
-        return fn(layer, bottom_shapes)
+        return _as_map(fn(layer, bottom_shapes))
     except UndefinedMapException:
         return None
+
+
+def _as_map(m) -> Map:
+    """An exact map from what a registered function returns (numbers or sequences)."""
+    ax, a, b = m
+    if isinstance(a, tuple) and isinstance(b, tuple):
+        return m
+    def vec(v) -> Vec:
+        vals = list(v) if hasattr(v, "__iter__") else [v]
+        return tuple(_norm(Fraction(x).limit_denominator(1 << 20)) if isinstance(x, float)
+                     else _norm(Fraction(x)) for x in vals)
+    return ax, vec(a), vec(b)
 
 
 # -- pycaffe-compatible functions on maps --------------------------------------
@@ -383,7 +397,7 @@ def coord_map(fn):
     rule = COORD_MAPS.get(layer.type)
     if rule is None:
         raise UndefinedMapException("%s layers have no coordinate map" % layer.type)
-    return _to_numpy(rule(layer, None))
+    return _to_numpy(_as_map(rule(layer, None)))
 
 
 # -- walking a graph ----------------------------------------------------------
@@ -505,7 +519,7 @@ def _top_graph():
             m = None
             if rule is not None:
                 try:
-                    m = rule(layer, None)
+                    m = _as_map(rule(layer, None))
                 except UndefinedMapException:
                     m = None
             bottoms = tuple(fn.inputs[:1]) if fn.type_name == "Crop" else tuple(fn.inputs)
@@ -534,7 +548,7 @@ def _fn_label(fn) -> str:
 
 def _top_label(top) -> str:
     fn = top.fn
-    return "%s top %d" % (_fn_label(fn), top.n) if fn.ntop > 1 else _fn_label(fn)
+    return "top %d of %s" % (top.n, _fn_label(fn)) if fn.ntop > 1 else _fn_label(fn)
 
 
 def _between_tops(top_from, top_to) -> Tuple[Map, Any, _Walk, _Walk, Any]:

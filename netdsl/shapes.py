@@ -261,7 +261,8 @@ def _input(layer: Message, bottoms: List[Shape], ntop: int) -> List[Shape]:
     if n == 0:
         raise NetdslError("Input layer has no input_param.shape, so its top shapes come from "
                           "the caller", field="input_param.shape",
-                          hint="pass inputs={'%s': (N, C, H, W)}" % (layer.top[0] if ntop else "data"))
+                          hint="pass inputs={%s} (`--input NAME=N,C,H,W` on the command line)"
+                          % ", ".join("'%s': (N, C, H, W)" % t for t in layer.top))
     return [_dims(shapes[0 if n == 1 else i]) for i in range(ntop)]
 
 

@@ -19,7 +19,6 @@ from netdsl.coord_map import (AxisMismatchException, UndefinedMapException, comp
                               coord_map, coord_map_from_to, crop, crop_params, inverse,
                               layer_coord_map, offsets_for)
 from netdsl.errors import NetdslError
-from netdsl.proto import caffe_pb2
 from netdsl.prototxt import parse_net
 from netdsl.shapes import infer_shapes
 
@@ -368,3 +367,18 @@ def test_netspec_params_as_messages_h_w_and_dilation():
     with pytest.raises(NetdslError) as ei:
         crop(n.c, n.data)
     assert "negative" in ei.value.message
+
+
+def test_registered_map_for_a_fork_type():
+    from netdsl.coord_map import COORD_MAPS, coord_rule
+    try:
+        @coord_rule("Upsample2x")
+        def _up(layer, shapes=None):
+            return 1, 2, 0.5          # plain numbers, as pycaffe-style code would give
+        net = net_of('layer { name: "u" type: "Upsample2x" bottom: "data" top: "u" }')
+        # x_u = 2 x + 1/2: data pixel 0 is u pixel 1/2, a fractional crop
+        with pytest.raises(NetdslError):
+            crop_params(net, "u", "data")
+        assert layer_coord_map(net.layer[1]) == (1, (2,), (Fraction(1, 2),))
+    finally:
+        COORD_MAPS.pop("Upsample2x", None)

@@ -854,3 +854,24 @@ def test_reports():
     assert d["blobs"]["score"] == [1, 21, 500, 500]
     up = [x for x in d["layers"] if x["name"] == "upscore"][0]
     assert up["param_shapes"] == [[21, 21, 64, 64]] and up["offsets"] == [[-19]]
+
+
+def test_registered_rule_for_a_fork_type():
+    from netdsl.shapes import BLOB_COUNTS, PARAM_RULES, param_rule, rule
+
+    try:
+        @rule("Upsample2x", bottoms=1, tops=1)
+        def _up(layer, bottoms, ntop):
+            n, c, h, w = bottoms[0]
+            return [(n, c, 2 * h, 2 * w)]
+
+        @param_rule("Upsample2x")
+        def _up_params(layer, bottoms):
+            return [(bottoms[0][1],)]
+
+        ls = layer('type: "Upsample2x"', (1, 3, 4, 5))
+        assert ls.top_shapes == [(1, 3, 8, 10)] and ls.param_shapes == [(3,)]
+        assert "exactly 1 bottom" in error('type: "Upsample2x"', (1, 3, 4, 5), (1,)).message
+    finally:
+        for d in (SHAPE_RULES, BLOB_COUNTS, PARAM_RULES):
+            d.pop("Upsample2x", None)
