@@ -25,7 +25,13 @@ def require(module: str):
 
 def save_net(directory, net, weights: Mapping[str, Sequence[np.ndarray]], stem: str = "net"
              ) -> Tuple[str, str]:
-    """Write ``net`` (NetParameter) and ``weights`` with netdsl's writers."""
+    """Write ``net`` (NetParameter) and ``weights`` with netdsl's writers; layers
+    missing from ``weights`` get their fillers' values (``init_weights``), since
+    OpenCV reads every blob from the caffemodel."""
+    from netdsl.weights import init_weights
+    full = {k: v for k, v in init_weights(net).items() if k not in weights}
+    full.update(weights)
+    weights = full
     proto = os.path.join(str(directory), stem + ".prototxt")
     model = os.path.join(str(directory), stem + ".caffemodel")
     write(proto, net)
@@ -35,14 +41,30 @@ def save_net(directory, net, weights: Mapping[str, Sequence[np.ndarray]], stem: 
 
 def opencv_forward(proto: str, model: str, inputs: Mapping[str, np.ndarray],
                    names: Sequence[str]) -> Dict[str, np.ndarray]:
-    """The named blobs as OpenCV dnn computes them from the same two files."""
+    """The named blobs as OpenCV dnn computes them from the same two files.
+
+    OpenCV looks outputs up by layer name and returns a layer's first top, so
+    each blob is asked for by the name of the last layer producing it as top 0.
+    """
     cv2 = require("cv2")
+    from netdsl.prototxt import read_net
+    producer = {}
+    for lp in read_net(proto).layer:
+        for i, top in enumerate(lp.top):
+            producer[top] = (lp.name, i)
     net = cv2.dnn.readNetFromCaffe(proto, model)
+    known = set(net.getLayerNames())
+    layer_names = []
+    for name in names:
+        lname, index = producer[name]
+        assert index == 0, "blob %s is top %d of layer %s" % (name, index, lname)
+        # OpenCV keeps most layer names but names some layers by their top
+        layer_names.append(lname if lname in known else name)
     net.setPreferableBackend(cv2.dnn.DNN_BACKEND_OPENCV)
     net.setPreferableTarget(cv2.dnn.DNN_TARGET_CPU)
     for name, arr in inputs.items():
         net.setInput(np.ascontiguousarray(arr, dtype=np.float32), name)
-    outs = net.forward(list(names))
+    outs = net.forward(layer_names)
     return {n: np.asarray(o) for n, o in zip(names, outs)}
 
 

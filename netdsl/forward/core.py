@@ -216,6 +216,47 @@ def _needs_weights(lp: Message) -> bool:
     return False
 
 
+_FIXED_FILLERS = ("constant", "bilinear")
+
+
+def _filled_blobs(lp: Message, bottoms: List[np.ndarray]) -> Optional[List[np.ndarray]]:
+    """Blobs Caffe's layer setup gives a Convolution, Deconvolution or InnerProduct
+    that the weights lack, when its ``weight_filler`` is set and deterministic
+    (constant or bilinear; the unset bias filler is constant 0).  None otherwise:
+    random or unset weight fillers need real weights."""
+    if lp.type in ("Convolution", "Deconvolution"):
+        p = lp.convolution_param
+    elif lp.type == "InnerProduct":
+        p = lp.inner_product_param
+    else:
+        return None
+    if not p.HasField("weight_filler") or p.weight_filler.type not in _FIXED_FILLERS:
+        return None
+    if p.bias_term and p.bias_filler.type not in _FIXED_FILLERS:
+        return None
+    if not bottoms:
+        return None
+    x = bottoms[0]
+    nout = int(p.num_output)
+    if lp.type == "InnerProduct":
+        axis = p.axis + x.ndim if p.axis < 0 else p.axis
+        k = int(np.prod(x.shape[axis:], dtype=np.int64))
+        wshape: Sequence[int] = (k, nout) if p.transpose else (nout, k)
+    else:
+        from .conv import conv_geometry
+        kernel = conv_geometry(p)[0]
+        group = max(1, int(p.group))
+        if x.ndim != 4:
+            return None
+        wshape = ((nout, x.shape[1] // group) if lp.type == "Convolution"
+                  else (x.shape[1], nout // group)) + tuple(kernel)
+    from ..weights import fill
+    blobs = [fill(p.weight_filler, wshape)]
+    if p.bias_term:
+        blobs.append(fill(p.bias_filler, (nout,)))
+    return blobs
+
+
 def forward(net: Any, weights: WeightsArg = None,
             inputs: Optional[Mapping[str, Any]] = None, *, phase: Any = "TEST",
             seed: int = 0) -> ForwardResult:
@@ -225,6 +266,9 @@ def forward(net: Any, weights: WeightsArg = None,
     path, open CaffeModel or ``{layer_name: [arrays]}`` (blobs are matched by
     layer name, as Caffe's ``CopyTrainedLayersFrom`` does; a layer whose
     ``param`` entries are all named shares the first owner's blobs);
+    A Convolution, Deconvolution or InnerProduct missing from the weights takes
+    its blobs from a constant or bilinear ``weight_filler``, as Caffe's layer
+    setup gives them (fixed upsampling kernels need no caffemodel entry).
     ``inputs`` maps blob names to arrays for the Input layers (any shape, as
     after pycaffe's ``blobs[name].reshape``) and for the tops of data layers.
     Layers are kept or dropped by their include/exclude rules for ``phase``.
@@ -284,10 +328,12 @@ def _run_layer(lp: Message, bottoms: List[np.ndarray], layers: List[Message], wt
     blobs = wts.get(lp.name)
     if blobs is None:
         blobs = _shared_owner(lp, layers, wts)
-    if blobs is None:
-        if _needs_weights(lp):
+    if blobs is None and _needs_weights(lp):
+        blobs = _filled_blobs(lp, bottoms)
+        if blobs is None:
             raise NetdslError("no weights for this %s layer (looked up by layer name)" % lp.type,
                               layer=lp.name, hint=did_you_mean(lp.name, wts.names()))
+    if blobs is None:
         blobs = []
     ctx = Context(phase=phase, ntop=len(lp.top), rng=rng, inputs=given)
     try:

@@ -8,7 +8,11 @@ both Caffe and OpenCV's Caffe importer run are used: Slice instead of a Crop
 against a DummyData reference (OpenCV has no DummyData), Scale instead of
 Bias (OpenCV has no Bias), no ``round_mode`` in ``pooling_param``.  Where
 PyTorch's output is shorter than Caffe's, the surplus is cut with a Slice whose
-unused parts go to a Silence layer.
+other parts stay unused tops (a NetSpec emits only the layers its tops need, so
+a Silence would be dropped; Caffe lists unused tops as net outputs, which is
+harmless); a result taken from a Slice is passed
+through a one-top Split, so that the layer producing it has a single top
+(OpenCV finds outputs by layer name and gives a layer's first top).
 
 Recipes with learned or computed weights put the weight layer under ``name``
 and, when a ``weights`` dict is given, store its blobs there
@@ -43,7 +47,7 @@ from ..errors import NetdslError
 from ..netspec import Top, layers as L, params as P
 
 __all__ = ["interpolate", "bilinear_upsample", "nearest_upsample", "resize_matrix",
-           "interp_matrix", "conv_transpose2d", "max_pool2d", "avg_pool2d", "pad",
+           "interp_matrix", "conv_transpose2d", "dilate_kernel", "max_pool2d", "avg_pool2d", "pad",
            "pad_conv2d", "instance_norm", "add_constant", "mul_constant", "replicate_pad",
            "pool_output_size", "conv_transpose_output_size", "RECIPES",
            "MATRIX_WARN_VALUES"]
@@ -92,7 +96,7 @@ def _need_name(name: Optional[str], weights: Weights, what: str) -> None:
 def _keep(x: Top, axis: int, size: int, start: int, length: int,
           name: Optional[str] = None) -> Top:
     """``x[start:start + length]`` along ``axis`` (of length ``size``) with a Slice;
-    the parts cut off go to a Silence layer."""
+    the parts cut off stay unused tops (net outputs in Caffe, ignored by OpenCV)."""
     if start < 0 or length <= 0 or start + length > size:
         raise NetdslError("cannot keep [%d, %d) of an axis of %d" % (start, start + length, size))
     if start == 0 and length == size:
@@ -100,9 +104,16 @@ def _keep(x: Top, axis: int, size: int, start: int, length: int,
     points = [p for p in (start, start + length) if 0 < p < size]
     tops = L.Slice(x, **_named({"axis": axis, "slice_point": points, "ntop": len(points) + 1},
                                name))
-    keep = 1 if start > 0 else 0
-    L.Silence(*[t for i, t in enumerate(tops) if i != keep], ntop=0)
-    return tops[keep]
+    return tops[1 if start > 0 else 0]
+
+
+def _own(x: Top) -> Top:
+    """``x`` as the only top of its layer: a one-top Split (a copy) after a kept
+    Slice part, so the result's layer carries the result's name (OpenCV looks
+    outputs up by layer name and returns a layer's first top)."""
+    if x.fn.ntop > 1 or x.fn.type_name in ("Slice", "Split"):
+        return L.Split(x)
+    return x
 
 
 def _edges(x: Top, axis: int, size: int) -> Tuple[Top, Top, Optional[Top]]:
@@ -152,7 +163,7 @@ def bilinear_upsample(x: Top, shape: Shape, factor: int, *, name: Optional[str] 
         "param": _FROZEN}, name))
     # deconvolution of the (H + 2)-long padded input: f (H + 1) + k - 2p = f H + 2 f rows
     up = _keep(up, 2, f * h + 2 * f, f, f * h)
-    return _keep(up, 3, f * w + 2 * f, f, f * w)
+    return _own(_keep(up, 3, f * w + 2 * f, f, f * w))
 
 
 def nearest_upsample(x: Top, shape: Shape, factor: int, *, name: Optional[str] = None) -> Top:
@@ -283,12 +294,20 @@ def conv_transpose_output_size(size: int, kernel: int, stride: int, padding: int
 def _zeros_like_rows(x: Top, axis: int, size: int, count: int) -> List[Top]:
     """``count`` references to one zero slice (one wide along ``axis``) of ``x``:
     the first slice times 0 by Power (scale 0: Caffe fills 0^1 without reading x)."""
-    first = x if size == 1 else L.Slice(x, axis=axis, slice_point=[1], ntop=2)
-    if size > 1:
-        L.Silence(first[1], ntop=0)
-        first = first[0]
+    first = x if size == 1 else L.Slice(x, axis=axis, slice_point=[1], ntop=2)[0]
     zero = L.Power(first, power=1.0, scale=0.0, shift=0.0)
     return [zero] * count
+
+
+def dilate_kernel(weight: np.ndarray, dilation: IntPair) -> np.ndarray:
+    """A 4-D kernel with ``d - 1`` zeros between taps: size ``d (k - 1) + 1``; a
+    convolution with it equals the dilated convolution with ``weight``."""
+    dh, dw = _pair(dilation, "dilation")
+    w = np.asarray(weight, dtype=np.float32)
+    kh, kw = w.shape[2], w.shape[3]
+    out = np.zeros(w.shape[:2] + (dh * (kh - 1) + 1, dw * (kw - 1) + 1), dtype=np.float32)
+    out[:, :, ::dh, ::dw] = w
+    return out
 
 
 def conv_transpose2d(x: Top, shape: Shape, weight: Optional[np.ndarray] = None,
@@ -301,7 +320,9 @@ def conv_transpose2d(x: Top, shape: Shape, weight: Optional[np.ndarray] = None,
     (C_in, C_out / groups, kh, kw) is Caffe's), then ``padding`` rows and columns
     sliced off the start and the output cut to PyTorch's size.  When
     ``output_padding > padding`` the input first gets zero rows/columns at the
-    end, so the extra outputs hold the bias, as in PyTorch."""
+    end, so the extra outputs hold the bias, as in PyTorch.  A dilated kernel
+    is written out with zeros between its taps (:func:`dilate_kernel`), since
+    OpenCV's Deconvolution ignores ``dilation``; the stored weight is that one."""
     n, c, h, w = _nchw(shape)
     _need_name(name, weights, "conv_transpose2d")
     if weight is not None:
@@ -322,6 +343,13 @@ def conv_transpose2d(x: Top, shape: Shape, weight: Optional[np.ndarray] = None,
             raise NetdslError("output_padding must be smaller than stride or dilation",
                               field="output_padding")
     has_bias = (bias is not None) if bias_term is None else bool(bias_term)
+    if (dh, dw) != (1, 1):
+        # OpenCV's Deconvolution ignores dilation: use the dilated kernel itself
+        # (zeros between the taps add exact zeros)
+        if weight is not None:
+            weight = dilate_kernel(weight, (dh, dw))
+        kh, kw = dh * (kh - 1) + 1, dw * (kw - 1) + 1
+        dh = dw = 1
     # zero rows / columns appended to the input when output_padding > padding
     eh = -(-(oph - ph) // sh) if oph > ph else 0
     ew = -(-(opw - pw) // sw) if opw > pw else 0
@@ -331,8 +359,6 @@ def conv_transpose2d(x: Top, shape: Shape, weight: Optional[np.ndarray] = None,
         x = L.Concat(x, *_zeros_like_rows(x, 3, w, ew), axis=3)
     conv = {"num_output": out_channels, "group": groups, "kernel_h": kh, "kernel_w": kw,
             "stride_h": sh, "stride_w": sw, "bias_term": has_bias}
-    if (dh, dw) != (1, 1):
-        conv["dilation"] = [dh, dw] if dh != dw else dh
     y = L.Deconvolution(x, **_named({"convolution_param": conv}, name))
     if weights is not None and weight is not None:
         blobs = [weight]
@@ -342,12 +368,12 @@ def conv_transpose2d(x: Top, shape: Shape, weight: Optional[np.ndarray] = None,
         weights[name] = blobs
     full_h = (h + eh - 1) * sh + dh * (kh - 1) + 1
     full_w = (w + ew - 1) * sw + dw * (kw - 1) + 1
-    th = conv_transpose_output_size(h, kh, sh, ph, oph, dh)
-    tw = conv_transpose_output_size(w, kw, sw, pw, opw, dw)
+    th = conv_transpose_output_size(h, kh, sh, ph, oph, 1)
+    tw = conv_transpose_output_size(w, kw, sw, pw, opw, 1)
     if th <= 0 or tw <= 0:
         raise NetdslError("PyTorch's output would be %d x %d" % (th, tw), field="padding")
     y = _keep(y, 2, full_h, ph, th)
-    return _keep(y, 3, full_w, pw, tw)
+    return _own(_keep(y, 3, full_w, pw, tw))
 
 
 # -- pooling -----------------------------------------------------------------------
@@ -402,7 +428,7 @@ def _cut_to_torch(y: Top, h: int, w: int, kh: int, kw: int, sh: int, sw: int, ph
     th = pool_output_size(h, kh, sh, ph, ceil_mode)
     tw = pool_output_size(w, kw, sw, pw, ceil_mode)
     y = _keep(y, 2, caffe_h, 0, th)
-    return _keep(y, 3, caffe_w, 0, tw)
+    return _own(_keep(y, 3, caffe_w, 0, tw))
 
 
 def max_pool2d(x: Top, shape: Shape, kernel_size: IntPair, stride: Optional[IntPair] = None,
@@ -441,10 +467,7 @@ def avg_pool2d(x: Top, shape: Shape, kernel_size: IntPair, stride: Optional[IntP
 # -- padding -----------------------------------------------------------------------
 
 def _constant_rows(x: Top, axis: int, size: int, count: int, value: float) -> List[Top]:
-    first = x if size == 1 else L.Slice(x, axis=axis, slice_point=[1], ntop=2)
-    if size > 1:
-        L.Silence(first[1], ntop=0)
-        first = first[0]
+    first = x if size == 1 else L.Slice(x, axis=axis, slice_point=[1], ntop=2)[0]
     const = L.Power(first, power=1.0, scale=0.0, shift=float(value))
     return [const] * count
 
@@ -468,7 +491,7 @@ def pad(x: Top, shape: Shape, pads: Sequence[int], value: float = 0.0) -> Top:
         if lo or hi:
             consts = _constant_rows(x, axis, size, max(lo, hi), value)
             x = L.Concat(*(consts[:lo] + [x] + consts[:hi]), axis=axis)
-    return x
+    return _own(x)
 
 
 def pad_conv2d(x: Top, shape: Shape, pads: Sequence[int], weight: Optional[np.ndarray] = None,
