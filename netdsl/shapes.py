@@ -126,12 +126,13 @@ class NetShapes:
 
     def layer(self, name: str) -> LayerShapes:
         """The (first) layer called ``name``."""
-        index = self.__dict__.get("_index")
-        if index is None or len(index) > len(self.layers):
-            index = {}
+        cached = self.__dict__.get("_index")
+        if cached is None or cached[0] != len(self.layers):
+            index: Dict[str, LayerShapes] = {}
             for ls in self.layers:
                 index.setdefault(ls.name, ls)
-            self.__dict__["_index"] = index
+            cached = self.__dict__["_index"] = (len(self.layers), index)
+        index = cached[1]
         if name in index:
             return index[name]
         raise NetdslError("no layer named '%s'" % name,
@@ -1490,7 +1491,7 @@ def _walk(net: Message, inputs: Optional[Mapping[str, Sequence[int]]], phase, de
     from .coord_map import IDENTITY, _compose, _same, layer_coord_map, stride_offset, window_map
     from .netstate import included_layers, make_state
 
-    if len(net.layers) and not len(net.layer):
+    if "layers" in net.DESCRIPTOR.fields_by_name and len(net.layers) and not len(net.layer):
         raise NetdslError("this is a legacy (V1) net with `layers` entries; upgrade it first "
                           "(netdsl.upgrade.upgrade_net, or `netdsl upgrade`)", field="layers")
     state = make_state(net, phase, level, stages)
