@@ -115,6 +115,11 @@ def parse_inputs(items: Optional[List[str]]) -> Dict[str, List[int]]:
     return out
 
 
+def parse_declared(items: Optional[List[str]]) -> Optional[Dict[str, List[int]]]:
+    """``--declare top=N,C,H,W`` (repeatable): shapes of tops Caffe cannot infer."""
+    return parse_inputs(items) or None
+
+
 def _is_spec(path: str) -> bool:
     return path.endswith((".yaml", ".yml", ".yaml.j2", ".yml.j2"))
 
@@ -140,12 +145,15 @@ def cmd_shapes(args: argparse.Namespace) -> int:
     pb2 = _schema(args)
     spec = _is_spec(args.net)
     net = load_net(args.net, pb2, phase=args.phase, variables=_defines(args))
-    caffe_phase = None if spec else (args.phase or "test").upper()
-    result = shapes.infer_shapes(net, parse_inputs(args.input), phase=caffe_phase)
+    caffe_phase = None if spec else ("TRAIN" if args.phase == "train" else "TEST")
+    result = shapes.infer_shapes(net, parse_inputs(args.input), phase=caffe_phase,
+                                 declared=parse_declared(args.declare))
+    from .coord_map import offsets_for
+    crops = offsets_for(net, shapes=result, phase=caffe_phase)
     if args.format == "json":
-        text = _json_text(shapes.to_json(result))
+        text = _json_text(shapes.to_json(result, crops=crops))
     else:
-        text = shapes.format_table(result)
+        text = shapes.format_table(result, crops=crops)
         if not text.endswith("\n"):
             text += "\n"
     _emit(text, args.output)
@@ -262,8 +270,10 @@ def _p_shapes(p: argparse.ArgumentParser) -> None:
     p.add_argument("--input", action="append", metavar="NAME=N,C,H,W",
                    help="input shape (overrides the net's own); repeatable")
     p.add_argument("--phase", choices=["train", "test", "val", "deploy"],
-                   help="prototxt: Caffe phase for include/exclude rules (default test); "
-                        "spec: which net (default deploy)")
+                   help="prototxt: Caffe phase for include/exclude rules (default test; "
+                        "val and deploy mean test); spec: which net (default deploy)")
+    p.add_argument("--declare", action="append", metavar="TOP=N,C,H,W",
+                   help="shape of a top Caffe cannot infer (Python or fork layers); repeatable")
     p.add_argument("--format", choices=["table", "json"], default="table")
     p.add_argument("-D", "--define", action="append", metavar="NAME=VALUE",
                    help="spec variable")
@@ -319,6 +329,74 @@ def _p_run(p: argparse.ArgumentParser) -> None:
     p.add_argument("--blobs", metavar="A,B", help="blobs to save (default: the net's outputs)")
     p.add_argument("-o", "--output", metavar="OUT.npz", help="write the blobs here")
     p.set_defaults(func=cmd_run)
+
+
+# -- spec verbs: build, render, schema (netdsl.spec) ---------------------------
+
+def _spec_defines(items: Optional[List[str]]) -> Dict[str, str]:
+    """``-D NAME=VALUE`` items, checked, as raw text (read as YAML by the spec loader)."""
+    from .spec import parse_define
+    out: Dict[str, str] = {}
+    for item in items or ():
+        key, _ = parse_define(item)
+        out[key] = item.partition("=")[2]
+    return out
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    from .spec import build
+    _schema(args)
+    written = build(args.spec, args.output, _spec_defines(args.define), args.phase,
+                    weights=args.weights or bool(args.source), source=args.source,
+                    seed=args.seed, check=not args.no_check)
+    for path in written:
+        print("wrote %s" % path, file=sys.stderr)
+    return 0
+
+
+def cmd_render(args: argparse.Namespace) -> int:
+    from .spec import render
+    _schema(args)
+    _emit(render(args.template, _spec_defines(args.define)), args.output)
+    return 0
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    from .spec.schema_json import spec_schema
+    pb2 = _schema(args)
+    _emit(json.dumps(spec_schema(pb2), indent=1) + "\n", args.output)
+    return 0
+
+
+@verb("build", "build a YAML spec into train/val/deploy prototxt (and solver, --weights)")
+def _p_build(p: argparse.ArgumentParser) -> None:
+    p.add_argument("spec", metavar="SPEC.yaml")
+    p.add_argument("-o", "--output", metavar="DIR", help="default: out/<spec name>")
+    p.add_argument("-D", "--define", action="append", metavar="NAME=VALUE",
+                   help="set a spec variable (VALUE is read as YAML: 59, 0.5, text, [1, 2])")
+    p.add_argument("--phase", action="append", metavar="PHASE",
+                   help="build only this phase's net (train, val, deploy; repeatable)")
+    p.add_argument("--weights", action="store_true",
+                   help="also write init.caffemodel: fillers, --from, then interp surgery")
+    p.add_argument("--from", dest="source", metavar="SRC.caffemodel",
+                   help="with --weights: copy trained blobs by layer name from this model")
+    p.add_argument("--seed", type=int, default=0, help="filler seed (default 0)")
+    p.add_argument("--no-check", action="store_true", help="skip the shape checks")
+    p.set_defaults(func=cmd_build)
+
+
+@verb("render", "render a Jinja2 template (*.j2) with its defaults and -D values")
+def _p_render(p: argparse.ArgumentParser) -> None:
+    p.add_argument("template", metavar="TEMPLATE.j2")
+    p.add_argument("-D", "--define", action="append", metavar="NAME=VALUE")
+    p.add_argument("-o", "--output", help="write here (atomically) instead of standard output")
+    p.set_defaults(func=cmd_render)
+
+
+@verb("schema", "print the JSON Schema of the spec format (from caffe.proto)")
+def _p_schema(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-o", "--output", help="write here instead of standard output")
+    p.set_defaults(func=cmd_schema)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -91,3 +91,16 @@ def test_inspect_corrupt_file(tmp_path, capsys):
     bad.write_bytes(b"\xa2\x06\xff\xff\xff\x0f")
     assert main(["inspect", str(bad)]) == 2
     assert "byte" in capsys.readouterr().err
+
+
+def test_shapes_reports_crop_offsets_from_maps(capsys):
+    # fcn.prototxt is a shortened FCN; place each top's pixel i on the input
+    # (x = stride * i + offset) with coord_map.py's rules (window centre, minus pad):
+    #   conv1_1 k3 p100:  x = i + 1 - 100           = i - 99
+    #   pool1 k2 s2:      x = (2i + 0.5) - 99       = 2i - 98.5
+    #   fc6 k7:           x = 2(i + 3) - 98.5       = 2i - 92.5   (score_fr k1: same)
+    #   upscore k4 s2 p0: input i sits at output j = 2i + 1.5, so x = (j - 1.5) - 92.5 = j - 94
+    # data pixel 0 is upscore pixel 94: the right offset is 94, not the file's 19
+    assert main(["shapes", FCN, "--phase", "val"]) == 0
+    out = capsys.readouterr().out
+    assert "score: axis 2 offset 19, but the maps give axis 2 offset 94" in out
