@@ -208,3 +208,43 @@ def test_constants(tmp_path, torch):
     check(tmp_path, torch, x, lambda d, s, w: T.add_constant(d, 0.37), t + 0.37)
     check(tmp_path, torch, x, lambda d, s, w: T.mul_constant(d, -1.7), t * -1.7)
     check(tmp_path, torch, x, lambda d, s, w: T.mul_constant(d, 2.5, 0.25), t * 2.5 + 0.25)
+
+
+# -- the recipes as spec ops ------------------------------------------------------
+
+def _expand_and_compile(op, top, args, shape):
+    from netdsl import NetdslError
+    from netdsl.ops.base import OpCall
+    from netdsl.spec.compile import compile_records
+
+    def err(node, message, hint=None, trace=(), field=None):
+        return NetdslError(message, hint=hint, field=field)
+    call = OpCall(op, top, dict(args, bottom="data", shape=list(shape)), {}, None, (), err)
+    return compile_records(T.SPEC_OPS[op](call), {"data": list(shape)}).net
+
+
+def test_spec_ops_compile_to_the_same_recipes(torch):
+    rng = np.random.default_rng(11)
+    x = rand(rng, 1, 3, 5, 4)
+    F = torch.nn.functional
+    net = _expand_and_compile("torch_interpolate", "up", {"scale_factor": 2}, x.shape)
+    want = F.interpolate(torch.from_numpy(x), scale_factor=2, mode="bilinear").numpy()
+    assert max_err(forward(net, None, {"data": x})["up"], want) <= TOL
+    net = _expand_and_compile("torch_avg_pool2d", "pool", {
+        "kernel_size": 3, "stride": 2, "padding": 1, "count_include_pad": False}, x.shape)
+    want = F.avg_pool2d(torch.from_numpy(x), 3, 2, 1, count_include_pad=False).numpy()
+    assert max_err(forward(net, None, {"data": x})["pool"], want) <= TOL
+    wt, b = rand(rng, 3, 2, 3, 3), rand(rng, 2)
+    net = _expand_and_compile("torch_conv_transpose2d", "dec", {
+        "out_channels": 2, "kernel_size": 3, "stride": 2, "padding": 1, "output_padding": 1,
+        "bias_term": True, "name": "dec_w"}, x.shape)
+    want = F.conv_transpose2d(torch.from_numpy(x), torch.from_numpy(wt), torch.from_numpy(b),
+                              stride=2, padding=1, output_padding=1).numpy()
+    assert max_err(forward(net, {"dec_w": [wt, b]}, {"data": x})["dec"], want) <= TOL
+
+
+def test_spec_op_refuses_matrix_resize():
+    from netdsl import NetdslError
+    with pytest.raises(NetdslError, match="interpolation matrix"):
+        _expand_and_compile("torch_interpolate", "up", {"size": [7, 7], "align_corners": True},
+                            (1, 1, 3, 3))

@@ -44,12 +44,25 @@ from typing import Any, Dict, List, MutableMapping, Optional, Sequence, Tuple, U
 import numpy as np
 
 from ..errors import NetdslError
-from ..netspec import Top, layers as L, params as P
+from ..netspec import Top, layers as _netspec_layers, params as P
+
+
+class _LayerProxy:
+    """``L.<Type>(...)`` through the current layer factory: NetSpec's ``layers``,
+    or, while a spec op expands, one that records :class:`~netdsl.ops.base.Record` s."""
+
+    factory: Any = _netspec_layers
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(_LayerProxy.factory, name)
+
+
+L = _LayerProxy()
 
 __all__ = ["interpolate", "bilinear_upsample", "nearest_upsample", "resize_matrix",
            "interp_matrix", "conv_transpose2d", "dilate_kernel", "max_pool2d", "avg_pool2d", "pad",
            "pad_conv2d", "instance_norm", "add_constant", "mul_constant", "replicate_pad",
-           "pool_output_size", "conv_transpose_output_size", "RECIPES",
+           "pool_output_size", "conv_transpose_output_size", "RECIPES", "SPEC_OPS",
            "MATRIX_WARN_VALUES"]
 
 Shape = Sequence[int]
@@ -583,7 +596,7 @@ def mul_constant(x: Top, value: float, add: float = 0.0) -> Top:
     return L.Power(x, **params)
 
 
-#: recipe name -> function, for the spec language and other front ends
+#: recipe name -> function (NetSpec tops in, top out)
 RECIPES = {
     "torch_interpolate": interpolate,
     "torch_conv_transpose2d": conv_transpose2d,
@@ -595,3 +608,104 @@ RECIPES = {
     "torch_add": add_constant,
     "torch_mul": mul_constant,
 }
+
+
+# -- spec-language ops ---------------------------------------------------------------
+
+class _RecFn:
+    __slots__ = ("type_name", "ntop", "record")
+
+    def __init__(self, type_name: str, ntop: int, record: Any) -> None:
+        self.type_name, self.ntop, self.record = type_name, ntop, record
+
+
+class _RecTop:
+    """A blob of an expanding spec op: its name and the record producing it."""
+    __slots__ = ("fn", "n", "name")
+
+    def __init__(self, fn: Optional[_RecFn], n: int, name: str) -> None:
+        self.fn, self.n, self.name = fn, n, name
+
+
+class _RecordLayers:
+    """A layer factory with NetSpec's call form that appends spec Records."""
+
+    def __init__(self, call: Any, prefix: str) -> None:
+        self.call, self.prefix = call, prefix
+        self.records: List[Any] = []
+        self.count = 0
+
+    def __getattr__(self, type_name: str):
+        from .base import Record
+
+        def make(*bottoms: _RecTop, **params: Any):
+            ntop = params.pop("ntop", 1)
+            lname = params.pop("name", None)
+            tops = []
+            for _ in range(ntop):
+                self.count += 1
+                tops.append("%s_%s%d" % (self.prefix, type_name.lower(), self.count))
+            rec = Record(type_name, name=lname, tops=tops, bottoms=[b.name for b in bottoms],
+                         ntop=ntop, params=params, node=self.call.node, trace=self.call.trace,
+                         op=self.call.op, field_nodes=dict(self.call.nodes))
+            self.records.append(rec)
+            fn = _RecFn(type_name, ntop, rec)
+            out = tuple(_RecTop(fn, i, t) for i, t in enumerate(tops))
+            return out[0] if ntop == 1 else out
+        return make
+
+
+def _spec_op(op: str, recipe: Any):
+    import inspect
+    sig = inspect.signature(recipe)
+    allowed = [k for k, prm in list(sig.parameters.items())[2:]
+               if k != "weights" and prm.kind in (prm.POSITIONAL_OR_KEYWORD, prm.KEYWORD_ONLY)]
+
+    def expand(call: Any) -> List[Any]:
+        """Expand ``- %s: TOP`` with ``bottom``, ``shape`` (N, C, H, W) and the
+        recipe's keyword arguments into records."""
+        call.check_keys(["bottom", "shape"] + allowed)
+        top = call.top()
+        if not top:
+            raise call.error(None, "give the top name: `- %s: NAME`" % op)
+        bottoms = call.names("bottom")
+        if not bottoms or len(bottoms) != 1:
+            raise call.error("bottom", "needs `bottom`: the input blob")
+        shape = call.args.get("shape")
+        if (not isinstance(shape, list) or len(shape) not in (3, 4)
+                or not all(isinstance(d, int) and not isinstance(d, bool) for d in shape)):
+            raise call.error("shape", "`shape` is the input's [N, C, H, W], got %r" % (shape,))
+        kwargs = {k: v for k, v in call.args.items() if k not in ("bottom", "shape")}
+        if op == "torch_interpolate":
+            kwargs["weights"] = None
+        factory = _RecordLayers(call, top[0])
+        previous = _LayerProxy.factory
+        _LayerProxy.factory = factory
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", UserWarning)
+                result = recipe(_RecTop(None, 0, bottoms[0]), shape, **kwargs)
+        except NetdslError as exc:
+            raise call.error(exc.field if exc.field in call.args else None, exc.message,
+                             hint=exc.hint) from None
+        except UserWarning as exc:
+            raise call.error(None, "%s; build it from Python to get the weight" % exc) from None
+        finally:
+            _LayerProxy.factory = previous
+        if op == "torch_interpolate" and any(r.type == "InnerProduct" for r in factory.records):
+            raise call.error(None, "this resize needs a computed interpolation matrix "
+                             "(InnerProduct weights); only integer-scale nearest and "
+                             "align_corners=false bilinear have filler-made kernels",
+                             hint="use netdsl.ops.pytorch.resize_matrix from Python")
+        if result.fn is None:   # nothing to do (factor 1): copy the input
+            result = factory.Split(result)
+        rec = result.fn.record
+        rec.tops[result.n] = top[0]
+        return factory.records
+    expand.__name__ = "expand_" + op
+    return expand
+
+
+#: spec op name -> ``expand(OpCall) -> [Record]`` (the form of :data:`netdsl.ops.OPS`);
+#: every recipe except the matrix resize, whose weights no filler makes
+SPEC_OPS = {name: _spec_op(name, fn) for name, fn in RECIPES.items()}
