@@ -140,3 +140,19 @@ def test_nsfw_resnet50_run_matches_opencv(nsfw_model, tmp_path, capsys):
         for name in names:
             assert max_err(z[name], theirs[name]) <= 1e-4 * max(1.0, np.abs(theirs[name]).max()), name
         assert abs(float(z["prob"].sum()) - 1) < 1e-5
+
+
+def test_seed_tables_in_opencv(tmp_path):
+    """The seed article's bilinear (k4 s2 p1) and nearest (k2 s2) tables, in OpenCV too."""
+    from test_forward import BILINEAR_TABLE, X44
+    n = NetSpec()
+    n.data = L.Input(shape=dict(dim=[1, 1, 4, 4]))
+    n.up = L.Deconvolution(n.data, num_output=1, kernel_size=4, stride=2, pad=1, bias_term=False,
+                           weight_filler=dict(type="bilinear"))
+    n.near = L.Deconvolution(n.data, num_output=1, kernel_size=2, stride=2, bias_term=False,
+                             weight_filler=dict(type="constant", value=1))
+    proto, model = save_net(tmp_path, n.to_proto(), {})
+    theirs = opencv_forward(proto, model, {"data": X44}, ["up", "near"])
+    assert np.array_equal(theirs["up"][0, 0], BILINEAR_TABLE)
+    # nearest: pixel (i, j) copied to rows 2i, 2i+1 and columns 2j, 2j+1
+    assert np.array_equal(theirs["near"][0, 0], np.kron(X44[0, 0], np.ones((2, 2))))

@@ -5,8 +5,6 @@ Expected values come from PyTorch (CPU, float32) on the same random inputs;
 the bound is a max abs error of 1e-5."""
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 import pytest
 

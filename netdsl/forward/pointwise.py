@@ -4,7 +4,7 @@ Each follows the arithmetic of its BVLC ``*_layer.cpp`` in float32.
 """
 from __future__ import annotations
 
-from typing import List, Optional, Sequence
+from typing import List, Sequence
 
 import numpy as np
 from google.protobuf.message import Message

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import io
-import os
 from typing import Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
