@@ -16,6 +16,8 @@ Schema of the format.  Every user error is a
 """
 from __future__ import annotations
 
+import contextlib
+import gc
 import os
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
@@ -52,10 +54,47 @@ class Built:
     def texts(self) -> Dict[str, str]:
         """File name -> prototxt text (``<phase>.prototxt``, ``solver.prototxt``)."""
         from ..prototxt import to_text
-        out = {"%s.prototxt" % p: to_text(net) for p, net in self.nets.items()}
+        cache: Dict[bytes, str] = {}
+        out = {"%s.prototxt" % p: net_text(net, cache) for p, net in self.nets.items()}
         if self.solver is not None:
             out["solver.prototxt"] = to_text(self.solver)
         return out
+
+
+def net_text(net: Message, cache: Optional[Dict[bytes, str]] = None) -> str:
+    """``prototxt.to_text(net)``, with each layer's text made once for all phases.
+
+    A net of only ``layer`` entries prints as the concatenation of
+    ``layer {`` + the layer's fields indented by two + ``}``, which is what
+    protobuf's text format gives for the whole message; layers the phases share
+    (same bytes) are printed once.
+    """
+    from google.protobuf import text_format
+    from ..prototxt import to_text
+    if cache is None or net.ListFields()[:1] and any(fd.name != "layer"
+                                                     for fd, _ in net.ListFields()):
+        return to_text(net)
+    parts = []
+    for layer in net.layer:
+        key = layer.SerializeToString(deterministic=True)
+        text = cache.get(key)
+        if text is None:
+            text = cache[key] = "layer {\n" + text_format.MessageToString(layer, indent=2) + "}\n"
+        parts.append(text)
+    return "".join(parts)
+
+
+@contextlib.contextmanager
+def no_gc():
+    """Pause the cyclic garbage collector: a big spec makes many objects and no cycles,
+    so collections would only rescan them (the NetSpec builder does the same)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def _phases(spec: Spec, phases: Optional[Iterable[str]]) -> List[str]:
@@ -77,6 +116,13 @@ def build_all(spec: Spec, phases: Optional[Iterable[str]] = None, *,
     """Build the nets of ``phases`` (default: all) and the solver; shape-check each net
     with :func:`netdsl.shapes.check_net` when ``check``."""
     built = Built(spec)
+    with no_gc():
+        _build_phases(built, spec, phases, check)
+    built.solver = build_solver(spec)
+    return built
+
+
+def _build_phases(built: Built, spec: Spec, phases: Optional[Iterable[str]], check: bool) -> None:
     for phase in _phases(spec, phases):
         records = expand(spec, phase)
         if not records:
@@ -86,8 +132,6 @@ def build_all(spec: Spec, phases: Optional[Iterable[str]] = None, *,
         built.nets[phase] = compiled.net
         if check:
             built.shapes[phase] = _check(compiled, phase)
-    built.solver = build_solver(spec)
-    return built
 
 
 def _check(compiled: Compiled, phase: str):
@@ -187,11 +231,12 @@ def build(path: str, out_dir: Optional[str] = None, variables: Optional[Dict[str
     ``out_dir`` defaults to ``out/<spec name>``.  Returns the paths written.
     """
     from ..fileio import atomic_write
-    spec = load_spec(path, variables, custom_types=custom_types)
-    built = build_all(spec, phases, check=check)
+    with no_gc():
+        spec = load_spec(path, variables, custom_types=custom_types)
+        built = build_all(spec, phases, check=check)
+        files = built.texts()
     if out_dir is None:
         out_dir = os.path.join("out", spec.name)
-    files = built.texts()
     model = None
     if weights:
         model = initial_weights(built, source=source, seed=seed)

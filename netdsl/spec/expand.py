@@ -86,13 +86,48 @@ def _err(node: Optional[Node], message: str, *, hint: Optional[str] = None,
     return error(node, message, hint=hint, field=field, layer=layer, column_offset=column_offset)
 
 
-def value(node: Node, scope: Dict[str, Any]) -> Any:
-    """A node's value with ``${...}`` substituted (recursing only into nested values)."""
+_VARIES = object()   # a node whose value depends on ${...}
+
+
+def _constant(node: Node) -> Any:
+    """The node's value when it has no ``${...}`` anywhere (cached on the node), else _VARIES."""
+    try:
+        return node._netdsl_const  # type: ignore[attr-defined]
+    except AttributeError:
+        pass
     if isinstance(node, ScalarNode):
         v = scalar(node)
-        if type(v) is str and "${" in v:
-            return substitute(v, scope, node)
-        return v
+        out = _VARIES if type(v) is str and "${" in v else v
+    elif isinstance(node, SequenceNode):
+        items = [_constant(n) for n in node.value]
+        out = _VARIES if any(i is _VARIES for i in items) else items
+    else:
+        d = {}
+        out = d
+        for k, _, vn in pairs(node):
+            c = _constant(vn)
+            if c is _VARIES:
+                out = _VARIES
+            elif out is not _VARIES:
+                d[k] = c
+    node._netdsl_const = out  # type: ignore[attr-defined]
+    return out
+
+
+def value(node: Node, scope: Dict[str, Any]) -> Any:
+    """A node's value with ``${...}`` substituted.
+
+    Values without references are computed once and shared: callers copy
+    before they change one.
+    """
+    try:
+        c = node._netdsl_const  # type: ignore[attr-defined]
+    except AttributeError:
+        c = _constant(node)
+    if c is not _VARIES:
+        return c
+    if isinstance(node, ScalarNode):
+        return substitute(scalar(node), scope, node)
     if isinstance(node, SequenceNode):
         return [value(n, scope) for n in node.value]
     return {k: value(v, scope) for k, _, v in pairs(node)}

@@ -28,8 +28,26 @@ __all__ = ["Node", "MappingNode", "ScalarNode", "SequenceNode", "compose_text", 
 # -- YAML 1.2 core schema ------------------------------------------------------------
 
 
+_PLAIN = "?plain"   # a plain scalar, typed lazily by scalar()
+
+
 class _Resolver(yaml.resolver.BaseResolver):
+    """Tags without Python regex work per scalar: plain scalars are typed on first use."""
+
     yaml_implicit_resolvers: Dict[Any, Any] = {}
+
+    def resolve(self, kind, value, implicit):  # type: ignore[override]
+        if kind is ScalarNode:
+            return _PLAIN if implicit[0] else _TAG + "str"
+        if kind is SequenceNode:
+            return _TAG + "seq"
+        return _TAG + "map"
+
+    def descend_resolver(self, current_node, current_index):  # type: ignore[override]
+        pass
+
+    def ascend_resolver(self):  # type: ignore[override]
+        pass
 
 
 _INT = re.compile(r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$")
@@ -39,10 +57,23 @@ _BOOL = re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$")
 _NULL = re.compile(r"^(?:~|null|Null|NULL|)$")
 _TAG = "tag:yaml.org,2002:"
 
-_Resolver.add_implicit_resolver(_TAG + "bool", _BOOL, list("tTfF"))
-_Resolver.add_implicit_resolver(_TAG + "int", _INT, list("-+0123456789"))
-_Resolver.add_implicit_resolver(_TAG + "float", _FLOAT, list("-+0123456789."))
-_Resolver.add_implicit_resolver(_TAG + "null", _NULL, ["~", "n", "N", ""])
+
+
+def _implicit_tag(text: str) -> str:
+    """The YAML 1.2 core-schema tag of a plain scalar."""
+    c = text[:1]
+    if c == "" or c in "~nN":
+        if _NULL.match(text):
+            return _TAG + "null"
+    elif c in "tTfF":
+        if _BOOL.match(text):
+            return _TAG + "bool"
+    if c in "-+0123456789.":
+        if _INT.match(text):
+            return _TAG + "int"
+        if _FLOAT.match(text):
+            return _TAG + "float"
+    return _TAG + "str"
 
 if getattr(yaml, "__with_libyaml__", False):
     from yaml._yaml import CParser as _CParser
@@ -112,6 +143,11 @@ def scalar(node: ScalarNode) -> Any:
         pass
     tag = node.tag
     text = node.value
+    if tag == _PLAIN:
+        tag = _implicit_tag(text)
+        if tag == _TAG + "str":
+            node._netdsl_value = text  # type: ignore[attr-defined]
+            return text
     if tag == _TAG + "str" or tag == "!":
         v: Any = text
     elif tag == _TAG + "int":
@@ -121,7 +157,8 @@ def scalar(node: ScalarNode) -> Any:
             raise error(node, "`%s` is not an integer" % text) from None
     elif tag == _TAG + "float":
         try:
-            v = float(text)
+            v = float(text.replace(".inf", "inf").replace(".Inf", "inf").replace(".INF", "inf")
+                      .replace(".nan", "nan").replace(".NaN", "nan").replace(".NAN", "nan"))
         except ValueError:
             raise error(node, "`%s` is not a number" % text) from None
     elif tag == _TAG + "bool":
@@ -150,7 +187,7 @@ def pairs(node: MappingNode) -> List[Tuple[str, ScalarNode, Node]]:
         if not isinstance(knode, ScalarNode):
             raise error(knode, "a mapping key must be a plain name, not a %s"
                         % ("list" if isinstance(knode, SequenceNode) else "mapping"))
-        if knode.tag == _TAG + "merge":
+        if knode.tag == _PLAIN and knode.value == "<<":
             raise error(knode, "YAML merge keys (<<) are not supported",
                         hint="use a block with arguments")
         key = scalar(knode)
