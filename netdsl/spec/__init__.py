@@ -296,4 +296,14 @@ def render(path: str, variables: Optional[Dict[str, Any]] = None) -> str:
                               ("variables: %s" % ", ".join(fm) if fm else None))
     context = dict(fm)
     context.update(defines)
-    return render_template(path, context)
+    text = render_template(path, context)
+    # the front matter was blanked to keep template line numbers; drop those lines here
+    from .load import split_front_matter
+    from ..fileio import read_text as _read
+    front, body = split_front_matter(_read(path))
+    blank = len(body) - len(body.lstrip("\n")) if front else 0
+    i = 0
+    while i < blank and i < len(text) and text[i] == "\n":
+        i += 1
+    text = text[i:]
+    return text if not text or text.endswith("\n") else text + "\n"

@@ -242,8 +242,17 @@ def split_front_matter(text: str) -> Tuple[str, str]:
 _ENV_CACHE: Dict[str, Any] = {}
 
 
+class TemplateFailure(Exception):
+    """Raised by ``{{ fail("message") }}`` in a template."""
+
+
+def _fail(message: str = "the template refused its variables") -> None:
+    raise TemplateFailure(str(message))
+
+
 def template_env(directory: str):
-    """A sandboxed Jinja2 environment with StrictUndefined, loading templates from ``directory``."""
+    """A sandboxed Jinja2 environment (StrictUndefined, trim_blocks, lstrip_blocks) loading
+    templates relative to ``directory``."""
     env = _ENV_CACHE.get(directory)
     if env is not None:
         return env
@@ -260,8 +269,12 @@ def template_env(directory: str):
                 text = split_front_matter(text)[1]
             return text, path, lambda: True
 
+    # trim_blocks/lstrip_blocks: a {% tag %} line leaves no blank line or indent behind,
+    # which keeps rendered YAML's indentation as written
     env = SandboxedEnvironment(loader=_Loader(), undefined=jinja2.StrictUndefined,
-                               keep_trailing_newline=True, autoescape=False)
+                               keep_trailing_newline=True, autoescape=False,
+                               trim_blocks=True, lstrip_blocks=True)
+    env.globals["fail"] = _fail
     _ENV_CACHE[directory] = env
     return env
 
@@ -315,6 +328,9 @@ def render_template(path: str, context: Dict[str, Any]) -> str:
     except jinja2.TemplateError as exc:
         f, line = _template_frame(sys.exc_info()[2], directory, shown)
         raise NetdslError("template error: %s" % (exc.message or exc), file=f, line=line) from None
+    except TemplateFailure as exc:
+        f, line = _template_frame(sys.exc_info()[2], directory, shown)
+        raise NetdslError(str(exc), file=f, line=line) from None
     except (ArithmeticError, TypeError, ValueError, KeyError, AttributeError) as exc:
         f, line = _template_frame(sys.exc_info()[2], directory, shown)
         raise NetdslError("template error: %s: %s" % (type(exc).__name__, exc),
