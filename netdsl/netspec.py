@@ -159,6 +159,11 @@ class _Emitter:
         self.given: set = set()  # top names given in the NetSpec
         self.automatic: set = set()  # top names given automatically
 
+    def type_field(self, type_name: str) -> bytes:
+        """The encoded ``type`` field for a layer type (cached)."""
+        b = self.type_bytes[type_name] = self.tags[1] + _len_prefixed(type_name)
+        return b
+
     def finish(self) -> Message:
         self.net.MergeFromString(b"".join(self.chunks))
         self.chunks = []
@@ -227,15 +232,46 @@ def _emit(roots: List[Function], names: dict, autonames: Counter, em: _Emitter) 
 
 def _emit_all(roots: List[Function], names: dict, autonames: Counter, em: _Emitter) -> None:
     done = em.top_names
+    # locals for the common case, inlined below: a one-top layer whose top has
+    # a given name and whose inputs are already emitted
+    t_name, t_type, t_bottom, t_top = em.tags
+    bfield, tfield, type_bytes = em.bottom_field, em.top_field, em.type_bytes
+    chunk = em.chunks.append
+    layer_tag = em.layer_tag
+    short = _SHORT
     for root in roots:
         if root in done:
             continue
-        # fast path: every input already emitted (the usual case in a NetSpec)
         for inp in root.inputs:
             if inp.fn not in done:
                 break
         else:
-            _emit_one(root, names, autonames, em)
+            top = root._top0
+            lname = names.get(top) if root.ntop == 1 and not root.in_place else None
+            if lname is None or root in names:
+                _emit_one(root, names, autonames, em)
+                continue
+            parts = [t_name, None, type_bytes.get(root.type_name) or em.type_field(root.type_name)]
+            for inp in root.inputs:
+                b = done[inp.fn][inp.n]
+                field = bfield.get(b)
+                if field is None:
+                    field = bfield[b] = t_bottom + _len_prefixed(b)
+                parts.append(field)
+            lb = lname.encode()
+            n = len(lb)
+            lp = (short[n] if n < 128 else _varint(n)) + lb
+            parts[1] = lp
+            field = tfield.get(lname)
+            if field is None:
+                field = tfield[lname] = t_top + lp
+            parts.append(field)
+            if root.params:
+                parts.append(_param_bytes(root, lname, em))
+            body = b"".join(parts)
+            n = len(body)
+            chunk(layer_tag + (short[n] if n < 128 else _varint(n)) + body)
+            done[root] = [lname]
             continue
         stack = [[root, 0]]
         while stack:
@@ -295,10 +331,7 @@ def _emit_one(fn: Function, names: dict, autonames: Counter, em: _Emitter) -> No
     lb = lname.encode()
     n = len(lb)
     lp = (_SHORT[n] if n < 128 else _varint(n)) + lb
-    type_field = em.type_bytes.get(type_name)
-    if type_field is None:
-        type_field = em.type_bytes[type_name] = t_type + _len_prefixed(type_name)
-    parts = [t_name, lp, type_field]
+    parts = [t_name, lp, em.type_bytes.get(type_name) or em.type_field(type_name)]
     for b in bottoms:
         field = bfield.get(b)
         if field is None:
