@@ -127,7 +127,7 @@ def _build_phases(built: Built, spec: Spec, phases: Optional[Iterable[str]], che
         records = expand(spec, phase)
         if not records:
             raise NetdslError("the %s net has no layers" % phase, file=spec.path)
-        compiled = compile_records(records, spec.inputs, phase)
+        compiled = compile_records(records, spec.inputs, phase, spec.inputs_node)
         built.compiled[phase] = compiled
         built.nets[phase] = compiled.net
         if check:

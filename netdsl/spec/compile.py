@@ -96,12 +96,31 @@ def _error(rec: Record, message: str, field: Optional[str] = None,
 def _where_text(rec: Record) -> str:
     if rec.node is None:
         return "the net's inputs"
-    f, line, col = where(rec.node)
-    return "%d:%d" % (line, col)
+    return "%s:%d:%d" % where(rec.node)
+
+
+_CODES: Dict[str, Any] = {}
+
+
+def _mark(out: Any, rec: Record) -> None:
+    """Make the builder's layer remember its spec file and line (not this module's):
+    messages that name layers by where they were made (coordinate maps, the builder's
+    own errors) then point into the spec."""
+    if rec.node is None:
+        return
+    fn = out[0].fn if isinstance(out, tuple) and out else getattr(out, "fn", out)
+    f, line, _ = where(rec.node)
+    code = _CODES.get(f)
+    if code is None:
+        code = _CODES[f] = compile("", f, "exec")
+    try:
+        fn._code, fn._line = code, line
+    except AttributeError:  # pragma: no cover - a builder without source locations
+        pass
 
 
 def compile_records(records: List[Record], inputs: Dict[str, List[int]],
-                    phase: str = "") -> Compiled:
+                    phase: str = "", input_node: Optional[Node] = None) -> Compiled:
     """A NetParameter of ``records`` built with the NetSpec builder."""
     from .. import netspec
     from ..netspec import NetSpec
@@ -151,6 +170,8 @@ def compile_records(records: List[Record], inputs: Dict[str, List[int]],
         if needed[0] != INPUT_LAYER:
             kw["name"] = INPUT_LAYER
         out = L.Input(**kw)
+        if input_node is not None:
+            _mark(out, Record("Input", node=input_node))
         tops = out if isinstance(out, tuple) else (out,)
         for k, t in zip(needed, tops):
             n[k] = t
@@ -185,7 +206,9 @@ def compile_records(records: List[Record], inputs: Dict[str, List[int]],
             ref_top = _resolve(rec.reference, rec, idx, records, blobs, later, "reference")
         # in place?
         in_place = rec.in_place
-        if not in_place and rec.tops and bnames and any(t in bnames for t in rec.tops):
+        if not in_place and rec.tops and rec.bottoms and any(t in bnames for t in rec.tops):
+            # top equal to the bottom given with `bottom:` (a default bottom is not enough:
+            # reusing the previous top's name by accident is a duplicate top)
             if rec.tops == bnames:
                 in_place = True
             else:
@@ -230,7 +253,10 @@ def compile_records(records: List[Record], inputs: Dict[str, List[int]],
                                  "in-place layer (top equal to its bottom) may write a blob "
                                  "again" % (t, "the layer at %s" % _where_text(other)
                                             if other else "the net's inputs"),
-                                 field="top", hint="give this top another name")
+                                 field="top", hint=(
+                                     "for an in-place layer write `in_place: true`"
+                                     if rec.bottoms is None and t in bnames
+                                     else "give this top another name"))
             if ntop != 1:
                 kwargs["ntop"] = ntop
             if ntop == 0:
@@ -258,6 +284,7 @@ def compile_records(records: List[Record], inputs: Dict[str, List[int]],
         except NetdslError as exc:
             exc.layer = exc.layer or name
             raise locate(exc, rec)
+        _mark(out, rec)
         if in_place:
             top = out
             n[key] = top

@@ -57,6 +57,7 @@ class Spec:
         self.variable_nodes: Dict[str, Node] = {}
         self.inputs: Dict[str, List[int]] = {}
         self.input_nodes: Dict[str, Node] = {}
+        self.inputs_node: Optional[Node] = None
         self.blocks: Dict[str, Block] = {}
         self.layers: Optional[SequenceNode] = None
         self.solver: Optional[MappingNode] = None
@@ -295,6 +296,7 @@ def load_spec(path: str, variables: Optional[Dict[str, Any]] = None, *,
             raise _err(top["phases"][1], "`phases` lists no phase")
         spec.phases = phs
     if "inputs" in top:
+        spec.inputs_node = top["inputs"][0]
         for k, kn, vn in _mapping(top["inputs"][1], "`inputs`"):
             shape = value(vn, scope)
             if isinstance(shape, dict) and "shape" in shape and len(shape) == 1:
@@ -799,7 +801,13 @@ class Expander:
             context = dict(scope)
             context.update(fm)
             context.update(with_values)
-            root = load_file(path, context)
+            try:
+                root = load_file(path, context)
+            except NetdslError as exc:
+                exc.message += "".join(" (in %s at %s:%d:%d)" % ((label,) + where(n)) for label, n
+                                       in reversed(fr.trace + (("include `%s`" % rel, node),)))
+                exc.args = (exc.message,)
+                raise
         else:
             root = self._file_cache.get(ap)
             if root is None:
