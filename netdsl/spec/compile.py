@@ -42,11 +42,14 @@ def _loc(rec: Record, field: Optional[str] = None) -> Node:
     return rec.node
 
 
-def locate(err: NetdslError, rec: Record, *, keep_layer: bool = True) -> NetdslError:
-    """Point ``err`` (raised by the builder, shapes or coord_map) at the record's spec node."""
+def locate(err: NetdslError, rec: Record) -> NetdslError:
+    """Point ``err`` (raised by the builder, shapes or coord_map) at the record's spec node:
+    the field's key for an unknown field, its value for a wrong value, else the layer."""
     node = None
     if err.field:
-        node = find_field(rec, err.field)
+        hit = find_field(rec, err.field)
+        if hit is not None:
+            node = hit[0] if err.message.startswith("unknown") else hit[1]
     if node is None:
         node = rec.node
     if node is not None:
@@ -59,13 +62,11 @@ def locate(err: NetdslError, rec: Record, *, keep_layer: bool = True) -> NetdslE
     return err
 
 
-def find_field(rec: Record, field: str) -> Optional[Node]:
-    """The node of key ``field`` in the record's item (breadth-first: outer keys win)."""
-    if field in rec.field_nodes:
-        n = rec.field_nodes[field]
-        # the key's own value node is the best place for a wrong value
-        return n
-    queue: List[Node] = list(rec.field_nodes.values())
+def find_field(rec: Record, field: str) -> Optional[Tuple[Node, Node]]:
+    """(key node, value node) of key ``field`` in the record's item, breadth-first."""
+    if not isinstance(rec.node, MappingNode):
+        return None
+    queue: List[Node] = [rec.node]
     i = 0
     while i < len(queue):
         n = queue[i]
@@ -73,7 +74,7 @@ def find_field(rec: Record, field: str) -> Optional[Node]:
         if isinstance(n, MappingNode):
             for k, kn, vn in pairs(n):
                 if k == field:
-                    return vn
+                    return kn, vn
                 queue.append(vn)
         elif isinstance(n, SequenceNode):
             queue.extend(n.value)
