@@ -140,7 +140,8 @@ def _check(compiled: Compiled, phase: str):
     except ImportError:  # pragma: no cover - shape inference not installed
         return None
     try:
-        return check_net(compiled.net, compiled.inputs or None, phase=caffe_phase(phase))
+        return check_net(compiled.net, compiled.inputs or None, phase=caffe_phase(phase),
+                         declared=compiled.declared or None)
     except NetdslError as exc:
         rec = compiled.layers.get(exc.layer or "")
         if rec is not None and rec.node is not None:

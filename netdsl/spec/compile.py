@@ -29,11 +29,13 @@ class Compiled:
     """A phase's net and what the spec knows about its layers."""
 
     def __init__(self, net: Message, layers: Dict[str, Record], surgery: Dict[str, List[str]],
-                 inputs: Dict[str, List[int]]) -> None:
+                 inputs: Dict[str, List[int]],
+                 declared: Optional[Dict[str, List[int]]] = None) -> None:
         self.net = net
         self.layers = layers        # layer name -> record (for locating errors)
         self.surgery = surgery      # {"interp": [...], "nearest": [...]}
         self.inputs = inputs        # input shapes that apply to this net's source layers
+        self.declared = declared or {}   # `inputs` naming tops of other layers (Python, custom)
 
 
 def _loc(rec: Record, field: Optional[str] = None) -> Node:
@@ -321,10 +323,13 @@ def compile_records(records: List[Record], inputs: Dict[str, List[int]],
         if rec is None:
             raise
         raise locate(exc, rec)
+    declared: Dict[str, List[int]] = {}
     for k, shape in inputs.items():
         if k in sources:
             phase_inputs.setdefault(k, list(shape))
-    return Compiled(net, layer_names, surgery, phase_inputs)
+        elif k in owner:
+            declared[k] = list(shape)
+    return Compiled(net, layer_names, surgery, phase_inputs, declared)
 
 
 def _is_source(rec: Record, inputs: Dict[str, List[int]]) -> bool:
