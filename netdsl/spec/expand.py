@@ -213,7 +213,11 @@ def parse_define(item: str) -> Tuple[str, Any]:
     if not key.isidentifier():
         raise NetdslError("bad -D %r: `%s` is not a variable name (letters, digits and _)"
                           % (item, key))
-    return key, parse_scalar_text(raw, "-D %s" % key)
+    try:
+        return key, parse_scalar_text(raw, "-D %s" % key)
+    except NetdslError as exc:
+        raise NetdslError("bad -D %r: the value is not valid YAML (%s)" % (item, exc.message),
+                          hint="quote text with YAML syntax in it: -D 'x=\"[a\"'") from None
 
 
 def load_spec(path: str, variables: Optional[Dict[str, Any]] = None, *,
