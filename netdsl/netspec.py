@@ -73,7 +73,7 @@ class Top:
 class Function:
     """A layer: its type, its input Tops and its keyword parameters."""
 
-    __slots__ = ("type_name", "inputs", "params", "ntop", "in_place", "_top0", "_tops",
+    __slots__ = ("type_name", "_in", "params", "ntop", "in_place", "_top0", "_tops",
                  "_code", "_line", "__weakref__")
 
     def __init__(self, type_name: str, inputs: Iterable[Any], params: Dict[str, Any]) -> None:
@@ -84,7 +84,8 @@ class Function:
                 raise NetdslError("input %d of %s is %s, not a top"
                                   % (index, type_name, _describe(inp)),
                                   hint="inputs are the tops returned by L.<Type>(...)")
-        self.inputs = inputs
+        # a lone input is kept bare (no tuple) to keep big nets light on the collector
+        self._in = inputs[0] if len(inputs) == 1 else inputs
         self.params = params
         ntop = params.pop("ntop", 1)
         if type(ntop) is not int or ntop < 0:
@@ -102,6 +103,12 @@ class Function:
         if f.f_code.co_filename == __file__:
             f = f.f_back
         self._code, self._line = (f.f_code, f.f_lineno) if f is not None else (None, 0)
+
+    @property
+    def inputs(self) -> Tuple[Top, ...]:
+        """The input Tops (bottoms), in order."""
+        ins = self._in
+        return (ins,) if isinstance(ins, Top) else ins
 
     @property
     def tops(self) -> Tuple[Top, ...]:
@@ -150,13 +157,12 @@ class _Emitter:
         self.tags = tuple(_tag(fields[f].number) for f in ("name", "type", "bottom", "top"))
         self.layer_tag = _tag(net.DESCRIPTOR.fields_by_name["layer"].number)
         self.chunks: List[bytes] = []
-        self.bottom_field: Dict[str, bytes] = {}  # blob name -> its encoded bottom field
-        self.top_field: Dict[str, bytes] = {}  # blob name -> its encoded top field
+        self.bottom_field: Dict[str, bytes] = {}  # emitted blob name -> its encoded bottom field
         self.type_bytes: Dict[str, bytes] = {}  # layer type -> its encoded type field
         self.param_bytes: Dict[Any, bytes] = {}  # (type, frozen keywords) -> encoded params
         self.routes: Dict[str, tuple] = {}   # layer type -> where its keywords go
         self.top_names: Dict[Function, List[str]] = {}  # emitted layer -> its top names
-        self.given: set = set()  # top names given in the NetSpec
+        self.given: Any = ()  # top names given in the NetSpec (a container of names)
         self.automatic: set = set()  # top names given automatically
 
     def type_field(self, type_name: str) -> bytes:
@@ -198,8 +204,10 @@ def _varint(n: int) -> bytes:
 def _freeze(value: Any) -> Any:
     """A hashable, type-exact key for plain keyword values (None when not plain)."""
     t = type(value)
-    if t is int or t is float or t is str or t is bool:
+    if t is int or t is str or t is bool:
         return (t, value)
+    if t is float:  # repr tells -0.0 from 0.0, which compare equal
+        return (t, repr(value))
     if t is dict:
         items = []
         for k, v in value.items():
@@ -235,37 +243,35 @@ def _emit_all(roots: List[Function], names: dict, autonames: Counter, em: _Emitt
     # locals for the common case, inlined below: a one-top layer whose top has
     # a given name and whose inputs are already emitted
     t_name, t_type, t_bottom, t_top = em.tags
-    bfield, tfield, type_bytes = em.bottom_field, em.top_field, em.type_bytes
+    bfield, type_bytes = em.bottom_field, em.type_bytes
     chunk = em.chunks.append
     layer_tag = em.layer_tag
     short = _SHORT
     for root in roots:
         if root in done:
             continue
-        for inp in root.inputs:
-            if inp.fn not in done:
-                break
+        ins = root._in
+        if isinstance(ins, Top):
+            ready = ins.fn in done
         else:
+            ready = all(inp.fn in done for inp in ins)
+        if ready:
             top = root._top0
             lname = names.get(top) if root.ntop == 1 and not root.in_place else None
             if lname is None or root in names:
                 _emit_one(root, names, autonames, em)
                 continue
-            parts = [t_name, None, type_bytes.get(root.type_name) or em.type_field(root.type_name)]
-            for inp in root.inputs:
-                b = done[inp.fn][inp.n]
-                field = bfield.get(b)
-                if field is None:
-                    field = bfield[b] = t_bottom + _len_prefixed(b)
-                parts.append(field)
             lb = lname.encode()
             n = len(lb)
             lp = (short[n] if n < 128 else _varint(n)) + lb
-            parts[1] = lp
-            field = tfield.get(lname)
-            if field is None:
-                field = tfield[lname] = t_top + lp
-            parts.append(field)
+            parts = [t_name, lp, type_bytes.get(root.type_name) or em.type_field(root.type_name)]
+            if isinstance(ins, Top):
+                parts.append(bfield[done[ins.fn][ins.n]])
+            else:
+                for inp in ins:
+                    parts.append(bfield[done[inp.fn][inp.n]])
+            parts.append(t_top + lp)
+            bfield[lname] = t_bottom + lp
             if root.params:
                 parts.append(_param_bytes(root, lname, em))
             body = b"".join(parts)
@@ -273,19 +279,18 @@ def _emit_all(roots: List[Function], names: dict, autonames: Counter, em: _Emitt
             chunk(layer_tag + (short[n] if n < 128 else _varint(n)) + body)
             done[root] = [lname]
             continue
-        stack = [[root, 0]]
+        stack = [[root, 0, root.inputs]]
         while stack:
             frame = stack[-1]
-            fn = frame[0]
             i = frame[1]
-            if i < len(fn.inputs):
+            if i < len(frame[2]):
                 frame[1] = i + 1
-                child = fn.inputs[i].fn
+                child = frame[2][i].fn
                 if child not in done:
-                    stack.append([child, 0])
+                    stack.append([child, 0, child.inputs])
                 continue
             stack.pop()
-            _emit_one(fn, names, autonames, em)
+            _emit_one(frame[0], names, autonames, em)
 
 
 def _autoname(type_name: str, autonames: Counter) -> str:
@@ -327,21 +332,17 @@ def _emit_one(fn: Function, names: dict, autonames: Counter, em: _Emitter) -> No
             lname = _autoname(type_name, autonames)
     t_name, t_type, t_bottom, t_top = em.tags
     bfield = em.bottom_field
-    tfield = em.top_field
     lb = lname.encode()
     n = len(lb)
     lp = (_SHORT[n] if n < 128 else _varint(n)) + lb
     parts = [t_name, lp, em.type_bytes.get(type_name) or em.type_field(type_name)]
     for b in bottoms:
-        field = bfield.get(b)
-        if field is None:
-            field = bfield[b] = t_bottom + _len_prefixed(b)
-        parts.append(field)
+        parts.append(bfield[b])
     for t in tops:
-        field = tfield.get(t)
-        if field is None:
-            field = tfield[t] = t_top + (lp if t == lname else _len_prefixed(t))
-        parts.append(field)
+        tp = lp if t == lname else _len_prefixed(t)
+        parts.append(t_top + tp)
+        if t not in bfield:
+            bfield[t] = t_bottom + tp
     if fn.params:
         parts.append(_param_bytes(fn, lname, em))
     body = b"".join(parts)
@@ -350,10 +351,21 @@ def _emit_one(fn: Function, names: dict, autonames: Counter, em: _Emitter) -> No
     top_names[fn] = tops
 
 
+_PLAIN = frozenset((int, float, str, bool))
+
+
 def _param_bytes(fn: Function, lname: str, em: _Emitter) -> bytes:
-    key = _freeze(fn.params)
+    params = fn.params
+    values = params.values()
+    if _PLAIN.issuperset(map(type, values)):
+        # flat scalar keywords (the common case): repr keeps 1, 1.0, True and
+        # -0.0 apart, and for these types it is exact
+        key = (fn.type_name, tuple(params), tuple(map(repr, values)))
+    else:
+        key = _freeze(params)
+        if key is not None:
+            key = (fn.type_name, key)
     if key is not None:
-        key = (fn.type_name, key)
         cached = em.param_bytes.get(key)
         if cached is not None:
             return cached
@@ -654,21 +666,14 @@ class NetSpec:
 
     def to_proto(self) -> Message:
         """A NetParameter of every assigned top and what it needs, named as assigned."""
-        net = current_schema().NetParameter()
-        em = _Emitter(net)
-        names: dict = {}
-        roots = []
-        for k, v in self.tops.items():
-            if type(v) is Top:
-                names[v] = k
-                roots.append(v.fn)
-                em.given.add(k)
-            else:
-                fn = _as_function(v, "n." + k)
-                names[v] = k
-                roots.append(fn)
-        autonames: Counter = Counter()
-        _emit(roots, names, autonames, em)
+        tops = self.__dict__
+        for k, v in tops.items():
+            if type(v) is not Top:
+                _as_function(v, "n." + k)  # a clear error for anything but a top or layer
+        names = {v: k for k, v in tops.items()}
+        em = _Emitter(current_schema().NetParameter())
+        em.given = tops  # the given names (keys); only automatic names can clash with them
+        _emit([v.fn if type(v) is Top else v for v in tops.values()], names, Counter(), em)
         return em.finish()
 
 

@@ -546,3 +546,19 @@ def test_deep_chain_does_not_recurse():
     net = to_proto(x)
     assert len(net.layer) == 5001
     assert net.layer[-1].name == "ReLU5000" and net.layer[-1].bottom[0] == "ReLU4999"
+
+
+def test_equal_but_different_keyword_values_are_not_confused():
+    # layers are encoded once per distinct keyword set; values that compare
+    # equal in Python must still give their own fields: -0.0 vs 0.0 (text
+    # format prints "-0" and "0"), 1 vs 1.0 (1.0 is not an integer)
+    n = NetSpec()
+    n.data = L.Input(shape=dict(dim=[1, 4]))
+    n.a = L.Power(n.data, shift=0.0)
+    n.b = L.Power(n.data, shift=-0.0)
+    text = str(n.to_proto())
+    assert "shift: 0\n" in text and "shift: -0\n" in text
+    n.c = L.InnerProduct(n.data, num_output=1)
+    n.d = L.InnerProduct(n.data, num_output=1.0)
+    with pytest.raises(NetdslError, match="`num_output` in inner_product_param expects an integer"):
+        n.to_proto()
