@@ -126,8 +126,8 @@ def test_schema_verb(tmp_path):
 
 def test_all_shipped_specs_build(tmp_path):
     specs = sorted(f for f in os.listdir(os.path.join(ROOT, "specs")) if f.endswith(".yaml"))
-    assert specs == ["fcn16s.yaml", "fcn32s.yaml", "fcn8s-atonce.yaml", "fcn8s.yaml",
-                     "fcn32s-bilinear-group.yaml", "nearest-decoder.yaml"] or len(specs) == 6
+    assert specs == ["fcn16s.yaml", "fcn32s-bilinear-group.yaml", "fcn32s.yaml",
+                     "fcn8s-atonce.yaml", "fcn8s.yaml", "nearest-decoder.yaml"]
     for f in specs:
         assert main(["build", os.path.join(ROOT, "specs", f), "-o", str(tmp_path / f)]) == 0
 
