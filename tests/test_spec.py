@@ -387,3 +387,45 @@ def test_json_schema():
     assert "dropout_ratio" in defs["layer.Dropout"]["properties"]
     assert any(r["if"] == {"required": ["upsample"]} for r in defs["item"]["allOf"])
     assert "base_lr" in defs["msg.caffe.SolverParameter"]["properties"]
+
+
+def test_error_in_rendered_yaml_names_the_rendered_text(tmp_path):
+    # the template renders fine, but the YAML it renders has a misspelt type: template
+    # line 7, rendered line 6 (the front matter's three lines stay as blank lines, and the
+    # `{% for %}` line renders to nothing)
+    path = tmp_path / "t.yaml.j2"
+    path.write_text("---\nn: 1\n---\ninputs: {data: [1, 1, 2, 2]}\nlayers:\n"
+                    "{% for i in range(n) %}\n  - Relu: r{{ i }}\n{% endfor %}\n")
+    with pytest.raises(NetdslError) as info:
+        build_all(load_spec(str(path)))
+    assert info.value.file == str(path) + " (rendered)"
+    assert (info.value.line, info.value.column) == (6, 5)
+    assert "unknown layer type `Relu`; did you mean `ReLU`?" in str(info.value)
+
+
+def test_schema_knows_every_key_of_the_shipped_specs():
+    # each layer written in specs/ and templates/ uses only keys the schema allows
+    import glob
+    from netdsl.spec.schema_json import spec_schema
+    defs = spec_schema()["$defs"]
+    seen = 0
+    for path in glob.glob(os.path.join(ROOT, "specs", "*.yaml")) + \
+            glob.glob(os.path.join(ROOT, "templates", "*.yaml")):
+        with open(path) as fh:
+            root = plain(compose_text(fh.read(), path))
+        items = list(root.get("layers") or [])
+        for blk in (root.get("blocks") or {}).values():
+            items += blk["layers"] if isinstance(blk, dict) else blk
+        while items:
+            item = items.pop()
+            head = next(iter(item))
+            if head == "repeat":
+                items += item["layers"]
+                continue
+            rule = "layer." + head if "layer." + head in defs else \
+                   ("op." + head if "op." + head in defs else None)
+            if rule is None:
+                continue    # a block use
+            seen += 1
+            assert set(item) <= set(defs[rule]["properties"]), (path, item)
+    assert seen > 20
