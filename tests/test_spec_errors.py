@@ -125,13 +125,30 @@ def test_located_error(name):
     assert text.startswith(where + ": ")
 
 
+@pytest.fixture(scope="module")
+def good_build(tmp_path_factory):
+    out = tmp_path_factory.mktemp("good") / "out"
+    build(os.path.join(ROOT, "specs", "fcn32s.yaml"), str(out))
+    return out
+
+
+def _snapshot(d):
+    return {p.name: p.read_bytes() for p in d.iterdir()}
+
+
 @pytest.mark.parametrize("name", sorted(CATALOGUE))
-def test_cli_exit_2_writes_nothing(name, tmp_path, capsys):
+def test_cli_exit_2_writes_nothing(name, tmp_path, capsys, good_build):
     out = tmp_path / "out"
     assert main(["build", os.path.join(BAD, name), "-o", str(out)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("netdsl: error: ") and CATALOGUE[name][3][0] in err
     assert not out.exists()
+    # over a previous good build: nothing replaced, nothing added
+    prev = tmp_path / "prev"
+    shutil.copytree(str(good_build), str(prev))
+    before = _snapshot(prev)
+    assert main(["build", os.path.join(BAD, name), "-o", str(prev), "--weights"]) == 2
+    assert _snapshot(prev) == before
 
 
 def test_failed_build_keeps_previous_good_build(tmp_path, capsys):
