@@ -429,3 +429,24 @@ def test_schema_knows_every_key_of_the_shipped_specs():
             seen += 1
             assert set(item) <= set(defs[rule]["properties"]), (path, item)
     assert seen > 20
+
+
+def test_phase_singular_is_caffes_field(tmp_path):
+    with pytest.raises(NetdslError) as info:
+        build_all(spec_of(tmp_path, """
+            inputs: {data: [1, 1, 2, 2]}
+            layers:
+              - ReLU: r
+                phase: train
+        """))
+    assert (info.value.line, info.value.column) == (5, 5)
+    assert "`phase` is Caffe's TRAIN/TEST field" in str(info.value)
+    assert "write `phases: train`" in str(info.value)
+    # Caffe's own field still works
+    net = build_all(spec_of(tmp_path, """
+        inputs: {data: [1, 1, 2, 2]}
+        layers:
+          - ReLU: r
+            phase: TRAIN
+    """)).nets["val"]
+    assert net.layer[1].phase == 0

@@ -617,7 +617,13 @@ class Expander:
                     raise _err(vn, "`ntop` is a whole number, got %r" % (ntop,), trace=trace,
                                field="ntop")
             else:
-                params[key] = value(vn, scope)
+                v = params[key] = value(vn, scope)
+                if key == "phase" and isinstance(v, (str, list)) and all(
+                        p in self.spec.phases for p in (v if isinstance(v, list) else [v])):
+                    raise _err(kn, "`phase` is Caffe's TRAIN/TEST field of the layer",
+                               trace=trace, field="phase",
+                               hint="to keep this layer in some nets only, write `phases: %s`"
+                               % (v if isinstance(v, str) else "[%s]" % ", ".join(v)))
         if head_value is not None:
             if isinstance(head_value, list):
                 for t in head_value:
