@@ -19,16 +19,26 @@ import time
 
 
 def make_spec(layers: int, repeat_form: bool = False) -> str:
-    """YAML text of a spec with ``layers`` layers in the train, val and deploy nets."""
+    """YAML text of a spec whose train net has ``layers`` layers: a Python data layer
+    (train and val, with a per-phase ``param_str``), Convolution / in-place ReLU pairs
+    with variables and per-layer params, and a loss; deploy has an Input layer instead
+    of the data layer and no loss."""
+    body = layers - 2
     out = ["name: bench%d" % layers,
            "variables:",
            "  width: 8",
            "  lr: 1",
            "inputs:",
            "  data: [1, 8, 16, 16]",
-           "layers:"]
+           "  label: [1, 1, 16, 16]",
+           "layers:",
+           "  - Python: [data, label]",
+           "    module: bench_layers",
+           "    layer: Data",
+           "    phases: [train, val]",
+           "    param_str: \"split: ${phase}\""]
     if repeat_form:
-        out += ["  - repeat: %d" % ((layers - 1) // 2),
+        out += ["  - repeat: %d" % (body // 2),
                 "    layers:",
                 "      - Convolution: conv${i}",
                 "        num_output: ${width}",
@@ -38,18 +48,21 @@ def make_spec(layers: int, repeat_form: bool = False) -> str:
                 "        weight_filler: {type: xavier}",
                 "      - ReLU: relu${i}",
                 "        in_place: true"]
-        return "\n".join(out) + "\n"
-    for i in range(1, layers):
-        if i % 2 == 1:
-            out += ["  - Convolution: conv%d" % i,
-                    "    num_output: ${width}",
-                    "    kernel_size: 3",
-                    "    pad: 1",
-                    "    param: [{lr_mult: \"${lr}\"}, {lr_mult: 2}]",
-                    "    weight_filler: {type: xavier}"]
-        else:
-            out += ["  - ReLU: relu%d" % i,
-                    "    in_place: true"]
+    else:
+        for i in range(1, body + 1):
+            if i % 2 == 1:
+                out += ["  - Convolution: conv%d" % i,
+                        "    num_output: ${width}",
+                        "    kernel_size: 3",
+                        "    pad: 1",
+                        "    param: [{lr_mult: \"${lr}\"}, {lr_mult: 2}]",
+                        "    weight_filler: {type: xavier}"]
+            else:
+                out += ["  - ReLU: relu%d" % i,
+                        "    in_place: true"]
+    last = body // 2 if repeat_form else (body - 1 if body % 2 == 0 else body)
+    out += ["  - SoftmaxWithLoss: loss",
+            "    bottom: [conv%d, label]" % last]
     return "\n".join(out) + "\n"
 
 
@@ -67,7 +80,7 @@ def main(argv=None) -> int:
     text = make_spec(args.layers, args.repeat_form)
     with open(spec_path, "w") as fh:
         fh.write(text)
-    print("spec: %s (%d layers per net, %d lines, %d bytes)"
+    print("spec: %s (%d layers in the train net, %d lines, %d bytes)"
           % (spec_path, args.layers, text.count("\n"), len(text)))
 
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -95,7 +108,8 @@ def main(argv=None) -> int:
           "prototxt text %.3f s, shape check %.3f s"
           % (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4))
     built = build_all(spec)
-    assert len(built.nets["deploy"].layer) == args.layers
+    assert len(built.nets["train"].layer) == args.layers
+    assert len(built.nets["deploy"].layer) == args.layers - 1
 
     out_dir = os.path.join(work, "out")
     t0 = time.perf_counter()
