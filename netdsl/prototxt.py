@@ -2,8 +2,8 @@
 
 Reading accepts what Caffe's ``ReadProtoFromTextFile`` accepts, including the
 legacy V0/V1 net syntax, which :mod:`netdsl.upgrade` turns into the current
-form exactly as Caffe's ``UpgradeNetAsNeeded`` does.  Writing is
-``text_format.MessageToString``, the same text pycaffe's ``str(net)`` gives.
+form exactly as Caffe's ``UpgradeNetAsNeeded`` does.  Writing is ``str(net)``,
+the same text a pycaffe script writes.
 """
 from __future__ import annotations
 
@@ -90,8 +90,15 @@ def read_solver(path: str, *, upgrade: bool = True, schema: Optional[ModuleType]
 
 
 def to_text(message: Message) -> str:
-    """Prototxt text of a message: byte-identical to pycaffe's ``str(message)``."""
-    return text_format.MessageToString(message)
+    """Prototxt text of a message: ``str(message)``, byte for byte what a pycaffe
+    script writes with ``str(net.to_proto())`` on the same protobuf runtime.
+
+    With protobuf's default (upb) backend this is the C++ text format Caffe's
+    own tools print (``lr_mult: 1``, ``scale: 0.00392156886``); the pure-Python
+    backend prints ``text_format.MessageToString`` (``lr_mult: 1.0``).  Both
+    parse to the same message.
+    """
+    return str(message)
 
 
 def write(path: str, message: Message) -> None:

@@ -69,7 +69,6 @@ def net_text(net: Message, cache: Optional[Dict[bytes, str]] = None) -> str:
     protobuf's text format gives for the whole message; layers the phases share
     (same bytes) are printed once.
     """
-    from google.protobuf import text_format
     from ..prototxt import to_text
     if cache is None or net.ListFields()[:1] and any(fd.name != "layer"
                                                      for fd, _ in net.ListFields()):
@@ -79,7 +78,9 @@ def net_text(net: Message, cache: Optional[Dict[bytes, str]] = None) -> str:
         key = layer.SerializeToString(deterministic=True)
         text = cache.get(key)
         if text is None:
-            text = cache[key] = "layer {\n" + text_format.MessageToString(layer, indent=2) + "}\n"
+            body = to_text(layer)  # strings are escaped on one line: indenting lines is safe
+            text = cache[key] = "layer {\n" + "".join(
+                "  " + line + "\n" for line in body.splitlines()) + "}\n"
         parts.append(text)
     return "".join(parts)
 
