@@ -98,6 +98,16 @@ def _bc(*vecs: Vec) -> Tuple[int, List[Vec]]:
     return n, out
 
 
+def _compose_axis(ax1, ax2):
+    """The axis of a composed map: None (no spatial effect) gives way to the other."""
+    if ax1 is None:
+        return ax2
+    if ax2 is None or ax1 == ax2:
+        return ax1
+    raise AxisMismatchException("coordinate maps on axis %s and axis %s cannot be composed"
+                                % (ax1, ax2))
+
+
 def _compose(base: Map, nxt: Map) -> Map:
     """pycaffe's compose on exact maps: scales multiply, ``b = a1*b2 + b1``."""
     if base is IDENTITY:
@@ -106,13 +116,7 @@ def _compose(base: Map, nxt: Map) -> Map:
         return base
     ax1, a1, b1 = base
     ax2, a2, b2 = nxt
-    if ax1 is None:
-        ax = ax2
-    elif ax2 is None or ax1 == ax2:
-        ax = ax1
-    else:
-        raise AxisMismatchException("coordinate maps on axis %d and axis %d cannot be composed"
-                                    % (ax1, ax2))
+    ax = _compose_axis(ax1, ax2)
     if len(a1) == len(b1) == len(a2) == len(b2) == 1:
         x1, y1, x2, y2 = a1[0], b1[0], a2[0], b2[0]
         return ax, (x1 * x2,), (x1 * y2 + y1,)
@@ -353,13 +357,7 @@ def compose(base_map, next_map):
         return _compose(base_map, next_map)
     ax1, a1, b1 = base_map
     ax2, a2, b2 = next_map
-    if ax1 is None:
-        ax = ax2
-    elif ax2 is None or ax1 == ax2:
-        ax = ax1
-    else:
-        raise AxisMismatchException("coordinate maps on axis %s and axis %s cannot be composed"
-                                    % (ax1, ax2))
+    ax = _compose_axis(ax1, ax2)
     return ax, a1 * a2, a1 * b2 + b1
 
 
