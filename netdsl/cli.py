@@ -16,12 +16,17 @@ EXIT_USER_ERROR = 2
 
 
 def _schema(args: argparse.Namespace):
-    """The schema module selected with --proto (bundled BVLC schema by default)."""
+    """The schema module selected with --proto (bundled BVLC schema by default);
+    also loads the layer plugins of --plugin and $NETDSL_PLUGINS."""
     from .proto import load_schema
     from .netspec import use_schema
+    from .plugins import ensure_env_plugins, load_plugin
     pb2 = load_schema(getattr(args, "proto", None),
                       allow_conflicts=getattr(args, "allow_proto_conflicts", False))
     use_schema(pb2 if getattr(args, "proto", None) else None)
+    ensure_env_plugins()
+    for plugin in getattr(args, "plugin", None) or ():
+        load_plugin(plugin)
     return pb2
 
 
@@ -185,10 +190,18 @@ def cmd_init(args: argparse.Namespace) -> int:
         interp_layers += [n for n in auto_interp if n not in interp_layers]
         nearest_layers += [n for n in auto_nearest if n not in nearest_layers]
     report: list = []
-    weights = init_weights(net, seed=args.seed, source=args.source,
-                           interp_layers=interp_layers, nearest_layers=nearest_layers,
-                           inputs=parse_inputs(args.input) or None, report=report)
-    size = write_caffemodel(args.output, weights, types=net, name=net.name or None)
+    source = args.source
+    if source and getattr(args, "proto", None):
+        from .weights import open_caffemodel
+        source = open_caffemodel(source, pb2=pb2)
+    try:
+        weights = init_weights(net, seed=args.seed, source=source,
+                               interp_layers=interp_layers, nearest_layers=nearest_layers,
+                               inputs=parse_inputs(args.input) or None, report=report)
+    finally:
+        if source is not args.source:
+            source.close()
+    size = write_caffemodel(args.output, weights, types=net, name=net.name or None, pb2=pb2)
     for rep in report:
         print(str(rep), file=sys.stderr)
     print("wrote %s: %d layers with parameters, %d bytes" % (args.output, len(weights), size),
@@ -308,12 +321,50 @@ def _p_inspect(p: argparse.ArgumentParser) -> None:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from .forward.run import parse_input_args, run, summary
-    _schema(args)
+    pb2 = _schema(args)
     blobs = [b for b in (args.blobs or "").split(",") if b] or None
-    result = run(args.net, args.weights, parse_input_args(args.input or []), output=args.output,
-                 blobs=blobs, random_input=args.random_input, seed=args.seed, phase=args.phase)
+    if getattr(args, "proto", None):
+        result = _run_with_schema(args, pb2, blobs)
+    else:
+        result = run(args.net, args.weights, parse_input_args(args.input or []),
+                     output=args.output, blobs=blobs, random_input=args.random_input,
+                     seed=args.seed, phase=args.phase)
     sys.stdout.write(summary(result, blobs or result.outputs))
     return 0
+
+
+def _run_with_schema(args: argparse.Namespace, pb2, blobs: Optional[List[str]]):
+    """What ``run`` does, with the net and the caffemodel read through a fork's schema."""
+    import io
+    import numpy as np
+    from .errors import did_you_mean
+    from .fileio import atomic_write
+    from .forward import forward, input_shapes, random_inputs
+    from .forward.run import _load_npy, parse_input_args
+    from .prototxt import read_net
+    from .weights import open_caffemodel
+    net = read_net(args.net, schema=pb2)
+    arrays = {n: _load_npy(p) for n, p in parse_input_args(args.input or []).items()}
+    missing = [n for n in input_shapes(net) if n not in arrays]
+    if missing and not args.random_input:
+        raise NetdslError("no array for %s; give --input NAME=FILE.npy or --random-input"
+                          % ", ".join("'%s'" % n for n in missing), file=args.net)
+    rand = random_inputs(net, args.seed) if missing else {}
+    arrays.update({n: rand[n] for n in missing})
+    model = open_caffemodel(args.weights, pb2=pb2) if args.weights else None
+    try:
+        result = forward(net, model, arrays, phase=args.phase, seed=args.seed)
+    finally:
+        if model is not None:
+            model.close()
+    for n in blobs or ():
+        if n not in result:
+            raise NetdslError("no blob '%s' in the net" % n, hint=did_you_mean(n, list(result)))
+    if args.output:
+        buf = io.BytesIO()
+        np.savez(buf, **{n: result[n] for n in (blobs or result.outputs)})
+        atomic_write(args.output, buf.getvalue())
+    return result
 
 
 @verb("run", "run a net forward in numpy (Caffe's layer semantics) and save blobs as .npz")
@@ -411,6 +462,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="use this caffe.proto (a fork's) instead of BVLC's")
         p.add_argument("--allow-proto-conflicts", action="store_true",
                        help="accept a fork schema that reuses BVLC's field numbers")
+        p.add_argument("--plugin", action="append", metavar="MODULE",
+                       help="load custom layer rules from this Python module or .py file "
+                            "(repeatable; also $NETDSL_PLUGINS, comma-separated)")
         setup(p)
     return parser
 
