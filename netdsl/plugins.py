@@ -407,7 +407,7 @@ def _check_syntax(text: str) -> ast.Expression:
             continue
         if isinstance(node, ast.Call):
             if not isinstance(node.func, ast.Name) or node.func.id not in _FUNCS:
-                name = node.func.id if isinstance(node.func, ast.Name) else "this call"
+                name = ast.unparse(node.func)
                 raise _ExprError("`%s` is not a function here (functions: %s)"
                                  % (name, ", ".join(_FUNCS)))
             if node.keywords:
