@@ -62,6 +62,14 @@ def _exact(x: Fraction):
     return int(x) if x.denominator == 1 else x
 
 
+def _axes_map(scale: Sequence, shift: Sequence):
+    """A map on axis 1 with per-axis values, one value when both axes agree."""
+    scale, shift = tuple(scale), tuple(shift)
+    if len(set(scale)) == 1 and len(set(shift)) == 1:
+        scale, shift = scale[:1], shift[:1]
+    return 1, scale, shift
+
+
 # -- switches: scattering values back to their argmax positions -----------------------------
 
 def scatter(values: np.ndarray, switches: np.ndarray, out_h: int, out_w: int,
@@ -158,7 +166,7 @@ def upsample_map(layer, shapes=None):
     sh, sw = (p.scale_h, p.scale_w) if p.HasField("scale_h") else (p.scale, p.scale)
     if sh < 1 or sw < 1:
         raise UndefinedMapException("Upsample with scale 0 has no coordinate map")
-    return 1, (int(sh), int(sw)), (_exact(Fraction(sh - 1, 2)), _exact(Fraction(sw - 1, 2)))
+    return _axes_map((int(sh), int(sw)), (_exact(Fraction(sh - 1, 2)), _exact(Fraction(sw - 1, 2))))
 
 
 def upsample_forward(layer, bottoms, blobs, ctx):
@@ -245,7 +253,7 @@ def interp_map(layer, shapes=None):
             r = Fraction(n_out - 1, n_in - 1)
             scale.append(_exact(r))
             shift.append(_exact(beg * r))
-    return 1, tuple(scale), tuple(shift)
+    return _axes_map(scale, shift)
 
 
 def interp2(x: np.ndarray, y0: int, x0: int, h1: int, w1: int, h2: int, w2: int) -> np.ndarray:
@@ -352,7 +360,7 @@ def unpooling_map(layer, shapes=None):
     # the inverse of the pooling map (scale 1/s, shift (p - (k-1)/2)/s):
     # scale s, shift (k - 1)/2 - p, as for a Deconvolution of that geometry
     k, s, pad = unpooling_geometry(layer)
-    return 1, s, tuple(_exact(Fraction(k[i] - 1, 2) - pad[i]) for i in range(2))
+    return _axes_map(s, [_exact(Fraction(k[i] - 1, 2) - pad[i]) for i in range(2)])
 
 
 def unpooling_forward(layer, bottoms, blobs, ctx):
