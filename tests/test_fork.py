@@ -633,3 +633,17 @@ def test_example_specs_build_under_their_fork(name, proto, expected, tmp_path, c
     # the scores sit on the input pixels: stride 1, offset 0
     last = infer_shapes(deploy).layer(deploy.layer[-1].name)
     assert last.strides[0] == (1,) and last.offsets[0] == (0,)
+
+
+def test_pycaffe_script_matches_the_yaml_spec(tmp_path):
+    """specs/forks/deconvnet_net.py (pycaffe) and deconvnet-unpool.yaml give one net."""
+    out = str(tmp_path / "script.prototxt")
+    assert main(["pycaffe", "--proto", DCN, os.path.join(FORKS, "deconvnet_net.py"), out]) == 0
+    assert main(["build", os.path.join(FORKS, "deconvnet-unpool.yaml"), "-o", str(tmp_path / "y"),
+                 "--phase", "deploy", "--proto", DCN, "--plugin", PLUGIN]) == 0
+    pb2 = load_schema(DCN)
+    script = read_net(out, schema=pb2)
+    spec = read_net(str(tmp_path / "y" / "deploy.prototxt"), schema=pb2)
+    # the spec's deploy net names its input layer `input`, the script `data`
+    assert script.layer[0].top == spec.layer[0].top == ["data"]
+    assert list(script.layer)[1:] == list(spec.layer)[1:]
