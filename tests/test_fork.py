@@ -483,9 +483,11 @@ def test_proto_reaches_init_and_inspect(tmp_path, capsys):
 
 def test_cli_shapes_init_inspect_fmt_run(tmp_path, capsys):
     net = _write(tmp_path / "seg.prototxt", '''name: "mini"
-layer { name: "data" type: "Input" top: "data" input_param { shape { dim: 1 dim: 1 dim: 4 dim: 4 } } }
+layer { name: "data" type: "Input" top: "data"
+        input_param { shape { dim: 1 dim: 1 dim: 4 dim: 4 } } }
 layer { name: "conv" type: "Convolution" bottom: "data" top: "conv"
-        convolution_param { num_output: 1 kernel_size: 1 weight_filler { type: "constant" value: 2 } } }
+        convolution_param { num_output: 1 kernel_size: 1
+                            weight_filler { type: "constant" value: 2 } } }
 layer { name: "pool" type: "Pooling" bottom: "conv" top: "pool" top: "mask"
         pooling_param { pool: MAX kernel_size: 2 stride: 2 } }
 layer { name: "up" type: "Upsample" bottom: "pool" bottom: "mask" top: "up"

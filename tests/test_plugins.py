@@ -12,14 +12,14 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
-from netdsl import NetSpec, NetdslError, layers as L, params as P
+from netdsl import NetSpec, NetdslError, layers as L
 from netdsl.cli import main
 from netdsl.coord_map import COORD_MAPS, layer_coord_map
 from netdsl.netspec import use_schema
 from netdsl.plugins import (ENV_VAR, expression_param_rule, expression_shape_rule, load_plugin,
                             register_layer, registered, temporary_layers, unregister_layer)
 from netdsl.proto import caffe_pb2, load_schema
-from netdsl.shapes import BLOB_COUNTS, PARAM_RULES, SHAPE_RULES, infer_shapes
+from netdsl.shapes import BLOB_COUNTS, SHAPE_RULES, infer_shapes
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SEG_PROTO = os.path.join(ROOT, "specs", "forks", "segnet-deeplab.proto")
