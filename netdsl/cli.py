@@ -129,10 +129,12 @@ def _is_spec(path: str) -> bool:
     return path.endswith((".yaml", ".yml", ".yaml.j2", ".yml.j2"))
 
 
-def load_net(path: str, pb2, *, phase: Optional[str] = None, variables=None):
-    """A NetParameter from a prototxt, or from a spec's net for ``phase``
-    (train, val or deploy; default deploy)."""
+def load_net(path: str, pb2=None, *, phase: Optional[str] = None, variables=None):
+    """A NetParameter from a prototxt (read with ``pb2``, default the schema in
+    use), or from a spec's net for ``phase`` (train, val or deploy; default deploy)."""
     from . import prototxt
+    from .netspec import current_schema
+    pb2 = pb2 or current_schema()
     if _is_spec(path):
         from .spec import build_nets, load_spec
         spec = load_spec(path, variables=variables)
@@ -180,8 +182,10 @@ def _defines(args: argparse.Namespace) -> Optional[Dict[str, str]]:
 
 def cmd_init(args: argparse.Namespace) -> int:
     from .weights import init_weights, write_caffemodel
-    pb2 = _schema(args)
-    net = load_net(args.net, pb2, phase=args.phase, variables=_defines(args))
+    from .proto import load_schema, schema_of
+    _schema(args)
+    net = load_net(args.net, None, phase=args.phase, variables=_defines(args))
+    pb2 = schema_of(net)  # --proto, or a spec's own `proto:`
     interp_layers = list(args.interp or [])
     nearest_layers = list(args.nearest or [])
     if _is_spec(args.net):
@@ -191,7 +195,7 @@ def cmd_init(args: argparse.Namespace) -> int:
         nearest_layers += [n for n in auto_nearest if n not in nearest_layers]
     report: list = []
     source = args.source
-    if source and getattr(args, "proto", None):
+    if source and pb2 is not load_schema(None):  # a fork: read the source with it too
         from .weights import open_caffemodel
         source = open_caffemodel(source, pb2=pb2)
     try:

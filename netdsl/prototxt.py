@@ -18,10 +18,11 @@ from .fileio import atomic_write, read_text
 
 
 def _pb2(schema: Optional[ModuleType]) -> ModuleType:
+    # the given schema, else the one in use (netdsl.use_schema / --proto)
     if schema is not None:
         return schema
-    from .proto import caffe_pb2
-    return caffe_pb2
+    from .netspec import current_schema
+    return current_schema()
 
 
 def parse_message(text: str, message: Message, filename: Optional[str] = None) -> Message:

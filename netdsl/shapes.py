@@ -1475,6 +1475,8 @@ def _layer_names(net: Message) -> Tuple[set, set]:
 
 def _infer(net: Message, inputs: Optional[Mapping[str, Sequence[int]]], phase, declared,
            level, stages, strict: bool) -> NetShapes:
+    from .plugins import ensure_env_plugins
+    ensure_env_plugins()  # custom layers' rules named in NETDSL_PLUGINS
     # The walk allocates many small objects and no reference cycles; pausing the
     # cyclic garbage collector keeps its full passes from dominating on deep nets.
     enabled = gc.isenabled()
@@ -1627,7 +1629,9 @@ def _walk(net: Message, inputs: Optional[Mapping[str, Sequence[int]]], phase, de
                         "of %s are unknown" % (ltype, ", ".join("'%s'" % m for m in missing)),
                         field="type",
                         hint=(close + "; otherwise " if close else "") + _declare_hint(layer)
-                        + ", or register a rule with @netdsl.shapes.rule(%r)" % ltype)
+                        + " (`--declare TOP=N,C,H,W` on the command line), or give the type "
+                        "rules: `custom_layers:` in a spec, a plugin (`--plugin`, "
+                        "netdsl.plugins.register_layer(%r, ...))" % ltype)
                 spec = spec or BlobCounts()
                 _check_counts(layer, spec, len(bnames), ntop)
                 if not spec.in_place:

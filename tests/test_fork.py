@@ -159,8 +159,10 @@ def test_netspec_under_the_fork_writes_and_reads_its_messages(seg, tmp_path):
     # BVLC's schema has no upsample_param: located at its line and column
     line = text.splitlines().index("  upsample_param {") + 1
     with pytest.raises(NetdslError) as ei:
-        parse_net(text, "net.prototxt")
+        parse_net(text, "net.prototxt", schema=caffe_pb2)
     assert str(ei.value).startswith("net.prototxt:%d:3: unknown field `upsample_param`" % line)
+    # with no schema given, the one in use (the fork here) reads it
+    assert parse_net(text, "net.prototxt") == net
     # binary: a BVLC reader keeps the fields it does not know and writes them back
     data = net.SerializeToString()
     through_bvlc = caffe_pb2.NetParameter.FromString(data).SerializeToString()
@@ -620,12 +622,16 @@ SPECS = (
 @pytest.mark.parametrize("name,proto,expected", SPECS, ids=[s[0] for s in SPECS])
 def test_example_specs_build_under_their_fork(name, proto, expected, tmp_path, capsys):
     spec = os.path.join(FORKS, name)
-    # without the plugin the shape check stops at the first fork layer and says so
-    assert main(["build", spec, "-o", str(tmp_path / "x"), "--proto", proto]) == 2
-    assert "no shape rule for layer type" in capsys.readouterr().err
-    assert not os.path.exists(str(tmp_path / "x" / "deploy.prototxt"))
+    # the spec names its schema (`proto:`) and plugin (`plugins:`) itself
     out = str(tmp_path / "out")
-    assert main(["build", spec, "-o", out, "--proto", proto, "--plugin", PLUGIN]) == 0
+    assert main(["build", spec, "-o", out]) == 0
+    # --proto naming the same file agrees; another schema is a located error
+    assert main(["build", spec, "-o", str(tmp_path / "same"), "--proto", proto]) == 0
+    other = DCN if proto == SEG else SEG
+    assert main(["build", spec, "-o", str(tmp_path / "other"), "--proto", other]) == 2
+    assert "the spec's `proto:` names %s but --proto gives %s" % (proto, other) \
+        in capsys.readouterr().err
+    assert not os.path.exists(str(tmp_path / "other"))
     pb2 = load_schema(proto)
     deploy = read_net(os.path.join(out, "deploy.prototxt"), schema=pb2)
     use_schema(pb2)
@@ -635,6 +641,87 @@ def test_example_specs_build_under_their_fork(name, proto, expected, tmp_path, c
     # the scores sit on the input pixels: stride 1, offset 0
     last = infer_shapes(deploy).layer(deploy.layer[-1].name)
     assert last.strides[0] == (1,) and last.offsets[0] == (0,)
+
+
+def test_fork_layer_without_rules_says_how_to_declare(tmp_path, capsys):
+    # the same net with the schema but no plugin: the shape check stops at Interp
+    spec = tmp_path / "interp.yaml"
+    spec.write_text("proto: %s\ninputs:\n  data: [1, 3, 9, 9]\nlayers:\n"
+                    "  - Interp: up\n    zoom_factor: 2\n" % SEG)
+    assert main(["build", str(spec), "-o", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err
+    assert "no shape rule for layer type" in err and "Interp" in err
+    assert not os.path.exists(str(tmp_path / "x"))
+
+
+def test_custom_layers_declared_in_the_spec(tmp_path):
+    # DeepLab's Interp declared with expressions (interp_layer.cpp, zoom only):
+    # out = in + (in - 1) * (zoom - 1): 9 + 8 * 1 = 17; blob counts 1 -> 1;
+    # coordinate map: output pixel 2i is input pixel i (axis 1, scale 2, shift 0)
+    spec = tmp_path / "interp.yaml"
+    spec.write_text(
+        "proto: %s\n"
+        "custom_layers:\n"
+        "  Interp:\n"
+        "    bottoms: 1\n"
+        "    tops: 1\n"
+        "    shape: [[N, C, 'H + (H - 1) * (param.zoom_factor - 1)',"
+        " 'W + (W - 1) * (param.zoom_factor - 1)']]\n"
+        "    coord_map: [1, 2, 0]\n"
+        "inputs:\n  data: [1, 3, 9, 11]\n"
+        "layers:\n"
+        "  - Interp: up\n    zoom_factor: 2\n" % SEG)
+    out = tmp_path / "out"
+    assert main(["build", str(spec), "-o", str(out), "--phase", "deploy"]) == 0
+    pb2 = load_schema(SEG)
+    net = read_net(str(out / "deploy.prototxt"), schema=pb2)
+    assert net.layer[-1].interp_param.zoom_factor == 2
+    assert infer_shapes(net).blobs["up"] == (1, 3, 17, 21)  # 11 + 10 * 1 = 21
+
+
+@pytest.mark.parametrize("text,where,message", [
+    ("proto: missing.proto\n", "1:8", "no schema file"),
+    ("proto: {file: x.proto}\n", "1:8", "`proto` is a path, or {path: ..., allow_conflicts"),
+    ("plugins: [nowhere.py]\n", "1:11", "no plugin file"),
+    ("custom_layers:\n  Interp: {shap: [[N]]}\n", "2:12", "unknown key `shap` in custom layer"),
+    ("custom_layers:\n  ReLU: {shape: [[N]]}\n", "2:3", "`ReLU` is a BVLC layer type"),
+])
+def test_fork_spec_keys_errors_are_located(tmp_path, capsys, text, where, message):
+    spec = tmp_path / "bad.yaml"
+    spec.write_text(text + "inputs:\n  data: [1, 3, 4, 4]\nlayers:\n  - ReLU: r\n")
+    assert main(["build", str(spec), "-o", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "%s:%s: %s" % (spec, where, message) in err, err
+    assert not os.path.exists(str(tmp_path / "out"))
+
+
+def test_spec_proto_conflict_is_located_in_the_schema(tmp_path, capsys):
+    # a fork from before BVLC's input_param (DeepLab's era) that uses its number,
+    # 143, for interp_param
+    text = open(SEG).read().replace("optional InputParameter input_param = 143;", "")
+    text = text.replace("interp_param = 1143", "interp_param = 143")
+    fork = tmp_path / "deeplab.proto"
+    fork.write_text(text)
+    line = text[:text.index("interp_param = 143")].count("\n") + 1
+    spec = tmp_path / "s.yaml"
+    # (such a schema has no Input layer either: the net starts with DummyData)
+    body = "layers:\n  - DummyData: data\n    shape: {dim: [1, 3, 4, 4]}\n  - ReLU: r\n"
+    spec.write_text("proto: deeplab.proto\n" + body)
+    assert main(["build", str(spec), "-o", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "%s:%d:" % (fork, line) in err
+    assert "takes BVLC's number of `input_param`" in err
+    spec.write_text("proto: {path: deeplab.proto, allow_conflicts: true}\n" + body)
+    assert main(["build", str(spec), "-o", str(tmp_path / "out")]) == 0
+
+
+def test_spec_weights_use_the_fork_schema(tmp_path):
+    out = tmp_path / "out"
+    assert main(["build", os.path.join(FORKS, "segnet-upsample.yaml"), "-o", str(out),
+                 "--weights"]) == 0
+    with open_caffemodel(str(out / "init.caffemodel"), pb2=load_schema(SEG)) as model:
+        names = [l.name for l in model.layers]
+    assert "conv1" in names and "score" in names
 
 
 def test_pycaffe_script_matches_the_yaml_spec(tmp_path):

@@ -230,7 +230,8 @@ def test_unknown_custom_type_explains_how_to_declare_it():
         infer_shapes(n.to_proto())
     text = str(ei.value)
     assert text.startswith("layer 'r': no shape rule for layer type `MyResize`")
-    assert "declared={'r': [(N, C, H, W)]}" in text and "register a rule" in text
+    assert "declared={'r': [(N, C, H, W)]}" in text and "register_layer('MyResize'" in text
+    assert "custom_layers:" in text and "--declare TOP=N,C,H,W" in text
     # declaring the shape is enough
     res = infer_shapes(n.to_proto(), declared={"r": (1, 3, 8, 8)})
     assert res.blobs["r"] == (1, 3, 8, 8) and res.layer("r").declared

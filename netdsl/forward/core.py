@@ -275,6 +275,8 @@ def forward(net: Any, weights: WeightsArg = None,
     ``seed`` drives Dropout's mask in the TRAIN phase.  Returns every blob's
     final value (in-place blobs hold the last layer's result).
     """
+    from ..plugins import ensure_env_plugins
+    ensure_env_plugins()  # custom layers' rules named in NETDSL_PLUGINS
     net = _load_net(net)
     ph = _phase_number(phase)
     layers = _filter(net, ph)

@@ -85,3 +85,16 @@ def load_schema(path: Optional[str] = None, *, allow_conflicts: bool = False
         mod.CONFLICTS = check_against_bvlc(mod, raise_errors=not allow_conflicts)
         _cache[key] = mod
     return _cache[key]
+
+
+def schema_of(message) -> types.ModuleType:
+    """The schema module (bundled or loaded with :func:`load_schema`) a message
+    belongs to; the bundled one when it is not from a loaded schema."""
+    from . import caffe_pb2
+    fd = message.DESCRIPTOR.file
+    if fd is caffe_pb2.DESCRIPTOR:
+        return caffe_pb2
+    for mod in _cache.values():
+        if mod.DESCRIPTOR is fd:
+            return mod
+    return caffe_pb2

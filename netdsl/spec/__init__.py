@@ -112,14 +112,35 @@ def _phases(spec: Spec, phases: Optional[Iterable[str]]) -> List[str]:
     return [p for p in spec.phases if p in out]
 
 
+@contextlib.contextmanager
+def schema_of(spec: Spec):
+    """Make the spec's fork schema (``proto:``) the builder's schema while inside."""
+    from .. import netspec
+    if spec.schema is None:
+        yield
+        return
+    previous = netspec._schema
+    if previous is not None and previous is not spec.schema:
+        raise NetdslError("the spec's `proto:` names %s but --proto gives %s"
+                          % (spec.schema.SOURCE, previous.SOURCE), file=spec.path,
+                          hint="drop --proto, or make both name the same file")
+    netspec.use_schema(spec.schema)
+    try:
+        yield
+    finally:
+        netspec.use_schema(previous)
+
+
 def build_all(spec: Spec, phases: Optional[Iterable[str]] = None, *,
               check: bool = True) -> Built:
     """Build the nets of ``phases`` (default: all) and the solver; shape-check each net
-    with :func:`netdsl.shapes.check_net` when ``check``."""
+    with :func:`netdsl.shapes.check_net` when ``check``.  A spec with ``proto:``
+    builds with that schema."""
     built = Built(spec)
-    with no_gc():
-        _build_phases(built, spec, phases, check)
-    built.solver = build_solver(spec)
+    with schema_of(spec):
+        with no_gc():
+            _build_phases(built, spec, phases, check)
+        built.solver = build_solver(spec)
     return built
 
 
@@ -250,10 +271,11 @@ def build(path: str, out_dir: Optional[str] = None, variables: Optional[Dict[str
         atomic_write(target, text)
         written.append(target)
     if model is not None:
+        from ..proto import schema_of as module_of
         from ..weights import write_caffemodel
         target = os.path.join(out_dir, "init.caffemodel")
         net, blobs = model
-        write_caffemodel(target, blobs, types=net)
+        write_caffemodel(target, blobs, types=net, pb2=module_of(net))
         written.append(target)
     return written
 
@@ -271,6 +293,9 @@ def initial_weights(built: Built, *, source: Optional[str] = None, seed: int = 0
     interp = [n for n in interp if n in names]
     nearest = [n for n in nearest if n in names]
     try:
+        if source is not None and built.spec.schema is not None:
+            from ..weights import open_caffemodel
+            source = open_caffemodel(source, pb2=built.spec.schema)
         blobs = init_weights(compiled.net, seed=seed, source=source, interp_layers=interp,
                              nearest_layers=nearest, inputs=compiled.inputs or None)
     except NetdslError as exc:

@@ -21,7 +21,7 @@ from .load import (MappingNode, Node, ScalarNode, SequenceNode, error, front_mat
                    load_file, pairs, parse_scalar_text, plain, scalar, where)
 
 TOP_KEYS = ("name", "description", "variables", "include", "blocks", "phases", "inputs",
-            "layers", "solver", "custom_types")
+            "layers", "solver", "custom_types", "proto", "plugins", "custom_layers")
 LIBRARY_KEYS = ("name", "description", "variables", "include", "blocks", "layers")
 LAYER_KEYS = ("type", "name", "top", "bottom", "in_place", "ntop", "phases", "per_phase", "when")
 BLOCK_KEYS = ("args", "layers", "description")
@@ -62,6 +62,7 @@ class Spec:
         self.layers: Optional[SequenceNode] = None
         self.solver: Optional[MappingNode] = None
         self.custom_types: List[str] = []
+        self.schema: Any = None            # the fork schema module named by `proto:`, if any
         self.root: Optional[Node] = None
         self.files: List[str] = [path]
 
@@ -287,6 +288,15 @@ def load_spec(path: str, variables: Optional[Dict[str, Any]] = None, *,
             if not isinstance(t, str) or not t:
                 raise _err(n, "a custom layer type is a name, got %r" % (t,))
             spec.custom_types.append(t)
+    if "proto" in top:
+        spec.schema = _load_proto(top["proto"][1], scope, path)
+    if "plugins" in top:
+        for n in _sequence(top["plugins"][1], "`plugins`"):
+            _load_plugin(n, value(n, scope), path)
+    if "custom_layers" in top:
+        for t, kn, vn in _mapping(top["custom_layers"][1], "`custom_layers`"):
+            _register_custom(t, kn, vn, scope)
+            spec.custom_types.append(t)
     if "phases" in top:
         phs = []
         for n in _sequence(top["phases"][1], "`phases`"):
@@ -330,6 +340,100 @@ def load_spec(path: str, variables: Optional[Dict[str, Any]] = None, *,
             raise _err(top["solver"][1], "`solver` is a mapping of SolverParameter fields")
         spec.solver = top["solver"][1]
     return spec
+
+
+def _relative(base_file: str, path: str) -> str:
+    return path if os.path.isabs(path) else os.path.join(os.path.dirname(base_file), path)
+
+
+def _load_proto(node: Node, scope: Dict[str, Any], spec_path: str) -> Any:
+    """``proto: fork.proto`` or ``proto: {path: fork.proto, allow_conflicts: true}``:
+    the fork schema the spec's layers, nets and weights use (relative to the spec)."""
+    from ..proto import load_schema
+    v = value(node, scope)
+    allow = False
+    if isinstance(v, dict):
+        unknown = set(v) - {"path", "allow_conflicts"}
+        if unknown or "path" not in v:
+            raise _err(node, "`proto` is a path, or {path: ..., allow_conflicts: true|false}")
+        allow = bool(v.get("allow_conflicts", False))
+        v = v["path"]
+    if not isinstance(v, str) or not v:
+        raise _err(node, "`proto` names a caffe.proto file, got %r" % (v,))
+    target = _relative(spec_path, v)
+    if not os.path.isfile(target):
+        raise _err(node, "no schema file %s" % target,
+                   hint="`proto` is relative to the spec file")
+    return load_schema(target, allow_conflicts=allow)
+
+
+def _load_plugin(node: Node, name: Any, spec_path: str) -> None:
+    """``plugins: [layers.py, package.module]``: Python files (relative to the spec)
+    or modules that register custom layers' rules (netdsl.plugins)."""
+    from ..plugins import load_plugin
+    if not isinstance(name, str) or not name:
+        raise _err(node, "a plugin is a Python file or module name, got %r" % (name,))
+    if name.endswith(".py") or os.sep in name or "/" in name:
+        name = _relative(spec_path, name)
+        if not os.path.isfile(name):
+            raise _err(node, "no plugin file %s" % name, hint="plugin paths are relative to "
+                       "the spec file")
+    try:
+        load_plugin(name)
+    except NetdslError as exc:
+        if exc.file is None:
+            raise _err(node, exc.message, hint=exc.hint) from None
+        raise
+
+
+_CUSTOM_KEYS = ("bottoms", "tops", "shape", "params", "coord_map")
+
+
+def _register_custom(type_name: str, knode: Node, vnode: Node, scope: Dict[str, Any]) -> None:
+    """``custom_layers: {Type: {shape: [[N, C, "2*H", "2*W"]], ...}}``: a fork layer's
+    output shapes (and learnable blob shapes, blob counts, coordinate map) declared
+    as expressions over its bottoms and parameters (netdsl.plugins)."""
+    from .. import plugins, schema as _schema
+    if type_name in _schema.KNOWN_TYPES:
+        raise _err(knode, "`%s` is a BVLC layer type; custom_layers declares new types"
+                   % type_name)
+    decl = value(vnode, scope)
+    if decl is None:
+        decl = {}
+    if not isinstance(decl, dict):
+        raise _err(vnode, "custom layer `%s` takes a mapping of %s" % (type_name,
+                                                                       ", ".join(_CUSTOM_KEYS)))
+    nodes = {k: vn for k, _, vn in pairs(vnode)} if isinstance(vnode, MappingNode) else {}
+    for k in decl:
+        if k not in _CUSTOM_KEYS:
+            raise _err(_key_node(vnode, k) or vnode, "unknown key `%s` in custom layer `%s`"
+                       % (k, type_name), hint=did_you_mean(k, _CUSTOM_KEYS) or
+                       "keys: %s" % ", ".join(_CUSTOM_KEYS), field=k)
+    coord = decl.get("coord_map")
+    if isinstance(coord, list):
+        coord = tuple(coord)
+    try:
+        plugins.register_layer(type_name, shape=decl.get("shape"), params=decl.get("params"),
+                               coord_map=coord, bottoms=_count(decl.get("bottoms")),
+                               tops=_count(decl.get("tops")))
+    except NetdslError as exc:
+        field = exc.field if exc.field in nodes else None
+        for k in ("shape", "params", "coord_map", "bottoms", "tops"):
+            if field is None and k in nodes and k in exc.message:
+                field = k
+        raise _err(nodes.get(field, vnode), exc.message, hint=exc.hint) from None
+
+
+def _count(v: Any) -> Any:
+    return tuple(v) if isinstance(v, list) else v
+
+
+def _key_node(mapping: Node, key: str) -> Optional[Node]:
+    if isinstance(mapping, MappingNode):
+        for k, kn, _ in pairs(mapping):
+            if k == key:
+                return kn
+    return None
 
 
 def _load_libraries(spec: Spec, node: Node, var_items: List[Tuple[str, Node]],

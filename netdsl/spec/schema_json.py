@@ -205,6 +205,17 @@ def spec_schema(pb2: Optional[ModuleType] = None) -> Dict[str, Any]:
             "layers": {"$ref": "#/$defs/layers"},
             "solver": {"$ref": "#/$defs/msg." + solver.full_name},
             "custom_types": {"type": "array", "items": {"type": "string"}},
+            "proto": {"anyOf": [{"type": "string"}, {
+                "type": "object", "additionalProperties": False, "required": ["path"],
+                "properties": {"path": {"type": "string"},
+                               "allow_conflicts": {"type": "boolean"}}}]},
+            "plugins": {"type": "array", "items": {"type": "string"}},
+            "custom_layers": {"type": "object", "additionalProperties": {
+                "type": "object", "additionalProperties": False,
+                "properties": {"bottoms": {}, "tops": {},
+                               "shape": {"type": "array", "items": {"type": "array"}},
+                               "params": {"type": "array", "items": {"type": "array"}},
+                               "coord_map": {}}}},
         },
         "$defs": defs,
     }
