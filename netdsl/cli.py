@@ -168,16 +168,8 @@ def cmd_shapes(args: argparse.Namespace) -> int:
 
 
 def _defines(args: argparse.Namespace) -> Optional[Dict[str, str]]:
-    items = getattr(args, "define", None)
-    if not items:
-        return None
-    out: Dict[str, str] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise NetdslError("bad -D %r: expected NAME=VALUE" % item)
-        out[key.strip()] = value
-    return out
+    """The ``-D NAME=VALUE`` items of a verb (None when there are none)."""
+    return _spec_defines(getattr(args, "define", None)) or None
 
 
 def cmd_init(args: argparse.Namespace) -> int:
@@ -205,7 +197,8 @@ def cmd_init(args: argparse.Namespace) -> int:
     finally:
         if source is not args.source:
             source.close()
-    size = write_caffemodel(args.output, weights, types=net, name=net.name or None, pb2=pb2)
+    size = write_caffemodel(args.output, weights, types=net, name=net.name or None, pb2=pb2,
+                            double=args.double, allow_large=args.allow_large)
     for rep in report:
         print(str(rep), file=sys.stderr)
     print("wrote %s: %d layers with parameters, %d bytes" % (args.output, len(weights), size),
@@ -312,7 +305,16 @@ def _p_init(p: argparse.ArgumentParser) -> None:
     p.add_argument("--input", action="append", metavar="NAME=N,C,H,W")
     p.add_argument("--phase", choices=["train", "test", "val", "deploy"])
     p.add_argument("-D", "--define", action="append", metavar="NAME=VALUE")
+    _weights_options(p)
     p.set_defaults(func=cmd_init)
+
+
+def _weights_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--double", action="store_true",
+                   help="store double_data (Caffe reads it; OpenCV's importer rejects it)")
+    p.add_argument("--allow-large", action="store_true",
+                   help="write a caffemodel of 2 GiB or more (protobuf and Caffe cannot "
+                        "parse it)")
 
 
 @verb("inspect", "list a caffemodel's layers and blob shapes (--stats: min/max/mean)")
@@ -403,7 +405,8 @@ def cmd_build(args: argparse.Namespace) -> int:
     _schema(args)
     written = build(args.spec, args.output, _spec_defines(args.define), args.phase,
                     weights=args.weights or bool(args.source), source=args.source,
-                    seed=args.seed, check=not args.no_check)
+                    seed=args.seed, check=not args.no_check, double=args.double,
+                    allow_large=args.allow_large)
     for path in written:
         print("wrote %s" % path, file=sys.stderr)
     return 0
@@ -437,6 +440,7 @@ def _p_build(p: argparse.ArgumentParser) -> None:
                    help="with --weights: copy trained blobs by layer name from this model")
     p.add_argument("--seed", type=int, default=0, help="filler seed (default 0)")
     p.add_argument("--no-check", action="store_true", help="skip the shape checks")
+    _weights_options(p)
     p.set_defaults(func=cmd_build)
 
 
@@ -473,9 +477,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    print("netdsl: warning: %s" % message, file=sys.stderr)
+
+
 def main(argv: Optional[List[str]] = None) -> int:
+    import warnings
     parser = build_parser()
     args = parser.parse_args(argv)
+    shown = warnings.showwarning
+    warnings.showwarning = _show_warning  # one plain line, no source location
     try:
         return int(args.func(args) or 0)
     except NetdslError as err:
@@ -485,6 +496,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         return 130
     except BrokenPipeError:
         return 0
+    finally:
+        warnings.showwarning = shown
 
 
 if __name__ == "__main__":  # pragma: no cover

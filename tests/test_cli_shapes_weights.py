@@ -104,3 +104,17 @@ def test_shapes_reports_crop_offsets_from_maps(capsys):
     assert main(["shapes", FCN, "--phase", "val"]) == 0
     out = capsys.readouterr().out
     assert "score: axis 2 offset 19, but the maps give axis 2 offset 94" in out
+
+
+def test_init_double_data(tmp_path, capsys):
+    net = tmp_path / "small.prototxt"
+    net.write_text(SMALL)
+    model = tmp_path / "d.caffemodel"
+    assert main(["init", str(net), "-o", str(model), "--double"]) == 0
+    assert "netdsl: warning: writing double_data: Caffe reads it, but OpenCV's Caffe importer" \
+        in capsys.readouterr().err
+    # BlobProto.double_data (field 8) instead of data (field 5): protobuf reads it back
+    from netdsl.proto import caffe_pb2
+    parsed = caffe_pb2.NetParameter.FromString(model.read_bytes())
+    conv = [l for l in parsed.layer if l.name == "conv"][0]
+    assert len(conv.blobs[0].data) == 0 and list(conv.blobs[0].double_data) == [0.5] * 4

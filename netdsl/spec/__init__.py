@@ -245,7 +245,8 @@ def surgery_layers(net: Message) -> Tuple[List[str], List[str]]:
 def build(path: str, out_dir: Optional[str] = None, variables: Optional[Dict[str, Any]] = None,
           phases: Optional[Sequence[str]] = None, *, weights: bool = False,
           source: Optional[str] = None, seed: int = 0, check: bool = True,
-          custom_types: Sequence[str] = ()) -> List[str]:
+          custom_types: Sequence[str] = (), double: bool = False,
+          allow_large: bool = False) -> List[str]:
     """Build a spec and write ``<phase>.prototxt`` (and ``solver.prototxt``, and with
     ``weights`` an initialised ``init.caffemodel``) into ``out_dir``.
 
@@ -275,7 +276,8 @@ def build(path: str, out_dir: Optional[str] = None, variables: Optional[Dict[str
         from ..weights import write_caffemodel
         target = os.path.join(out_dir, "init.caffemodel")
         net, blobs = model
-        write_caffemodel(target, blobs, types=net, pb2=module_of(net))
+        write_caffemodel(target, blobs, types=net, pb2=module_of(net), double=double,
+                         allow_large=allow_large)
         written.append(target)
     return written
 
