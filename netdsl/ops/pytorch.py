@@ -75,6 +75,18 @@ MATRIX_WARN_VALUES = 1 << 20
 _FROZEN = [{"lr_mult": 0, "decay_mult": 0}]
 
 
+def _store(weights: Weights, name: str, weight: Any, bias: Any, out_channels: int,
+           has_bias: bool) -> None:
+    """Put a converted layer's blobs (weight, then bias when it has one) in ``weights``."""
+    if weights is None or weight is None:
+        return
+    blobs = [weight]
+    if has_bias:
+        blobs.append(np.asarray(bias if bias is not None else np.zeros(out_channels),
+                                dtype=np.float32).reshape(out_channels))
+    weights[name] = blobs
+
+
 def _pair(v: IntPair, what: str) -> Tuple[int, int]:
     if isinstance(v, (int, np.integer)) and not isinstance(v, bool):
         return int(v), int(v)
@@ -373,12 +385,7 @@ def conv_transpose2d(x: Top, shape: Shape, weight: Optional[np.ndarray] = None,
     conv = {"num_output": out_channels, "group": groups, "kernel_h": kh, "kernel_w": kw,
             "stride_h": sh, "stride_w": sw, "bias_term": has_bias}
     y = L.Deconvolution(x, **_named({"convolution_param": conv}, name))
-    if weights is not None and weight is not None:
-        blobs = [weight]
-        if has_bias:
-            blobs.append(np.asarray(bias if bias is not None else np.zeros(out_channels),
-                                    dtype=np.float32).reshape(out_channels))
-        weights[name] = blobs
+    _store(weights, name, weight, bias if has_bias else None, out_channels, has_bias)
     full_h = (h + eh - 1) * sh + dh * (kh - 1) + 1
     full_w = (w + ew - 1) * sw + dw * (kw - 1) + 1
     th = conv_transpose_output_size(h, kh, sh, ph, oph, 1)
@@ -543,12 +550,7 @@ def pad_conv2d(x: Top, shape: Shape, pads: Sequence[int], weight: Optional[np.nd
     if (dh, dw) != (1, 1):
         conv["dilation"] = [dh, dw] if dh != dw else dh
     y = L.Convolution(x, **_named({"convolution_param": conv}, name))
-    if weights is not None and weight is not None:
-        blobs = [weight]
-        if has_bias:
-            blobs.append(np.asarray(bias if bias is not None else np.zeros(out_channels),
-                                    dtype=np.float32).reshape(out_channels))
-        weights[name] = blobs
+    _store(weights, name, weight, bias if has_bias else None, out_channels, has_bias)
     return y
 
 
