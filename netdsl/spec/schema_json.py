@@ -201,7 +201,8 @@ def spec_schema(pb2: Optional[ModuleType] = None) -> Dict[str, Any]:
                                 "description": {"type": "string"}}}]}},
             "phases": {"type": "array", "items": {"type": "string"}},
             "inputs": {"type": "object", "additionalProperties": {
-                "anyOf": [{"type": "array", "items": {"type": "integer", "minimum": 0}}, REF]}},
+                "anyOf": [{"type": "array", "items": {"anyOf": [
+                    {"type": "integer", "minimum": 0}, REF]}}, REF]}},
             "layers": {"$ref": "#/$defs/layers"},
             "solver": {"$ref": "#/$defs/msg." + solver.full_name},
             "custom_types": {"type": "array", "items": {"type": "string"}},
