@@ -34,6 +34,7 @@ from google.protobuf.message import Message
 
 from . import schema
 from .schema import is_repeated
+from .wire import LEN, key, varint as _varint
 from .errors import NetdslError, did_you_mean
 
 _MESSAGE = FieldDescriptor.CPPTYPE_MESSAGE
@@ -187,18 +188,7 @@ def _len_prefixed(text: str) -> bytes:
 
 
 def _tag(number: int) -> bytes:
-    return _varint(number << 3 | 2)  # wire type 2: length-delimited
-
-
-def _varint(n: int) -> bytes:
-    if n < 0x80:
-        return bytes((n,))
-    out = bytearray()
-    while n >= 0x80:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
+    return key(number, LEN)
 
 
 def _freeze(value: Any) -> Any:

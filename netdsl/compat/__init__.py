@@ -19,7 +19,8 @@ def install_caffe_alias() -> None:
     from . import caffe as alias
     sys.modules["caffe"] = alias
     for name in _ALIASES[1:]:
-        sys.modules[name] = importlib.import_module("netdsl.compat." + name)
+        if name != "caffe.proto.caffe_pb2":
+            sys.modules[name] = importlib.import_module("netdsl.compat." + name)
     # caffe.proto.caffe_pb2 is the schema in use now (BVLC's, or --proto's)
     sys.modules["caffe.proto"].caffe_pb2 = current_schema()
     sys.modules["caffe.proto.caffe_pb2"] = current_schema()

@@ -31,6 +31,7 @@ from typing import (Any, Dict, Iterable, Iterator, List, Mapping, Optional, Sequ
 
 import numpy as np
 
+from ..wire import key as _key, varint as _varint
 from ..errors import NetdslError, did_you_mean
 from ..fileio import atomic_open
 
@@ -172,21 +173,6 @@ def _schema(pb2: Optional[ModuleType]) -> _Schema:
 
 # --------------------------------------------------------------------------
 # writer
-
-
-def _varint(n: int) -> bytes:
-    if n < 0:
-        n += 1 << 64
-    out = bytearray()
-    while n > 0x7F:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
-
-
-def _key(number: int, wire: int) -> bytes:
-    return _varint(number << 3 | wire)
 
 
 def _len_head(number: int, length: int) -> bytes:

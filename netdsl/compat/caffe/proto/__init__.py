@@ -1,7 +1,5 @@
-"""``caffe.proto``: the schema's message classes as ``caffe.proto.caffe_pb2``."""
-import sys
-
+"""``caffe.proto``: ``caffe.proto.caffe_pb2`` is the schema in use (set by
+netdsl.compat.install_caffe_alias: BVLC's, or the one given with --proto)."""
 from netdsl.netspec import current_schema as _current
 
 caffe_pb2 = _current()
-sys.modules[__name__ + ".caffe_pb2"] = caffe_pb2
