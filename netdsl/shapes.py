@@ -434,6 +434,21 @@ def conv_geometry(layer: Message, shape: Shape, min_spatial: int = 0
     return result
 
 
+def _conv_dims(cp: Message, n: int, base: str, field: str, default: Optional[int],
+               note: str = "") -> List[int]:
+    """base_conv_layer.cpp: ``<base>_h``/``<base>_w`` (2-D only, exclusive with the
+    repeated ``field``) or ``field`` given once or per spatial axis."""
+    if cp.HasField(base + "_h") or cp.HasField(base + "_w"):
+        if n != 2:
+            raise _err("%s_h & %s_w can only be used for 2D convolution%s" % (base, base, note),
+                       "convolution_param.%s_h" % base)
+        if len(getattr(cp, field)):
+            raise _err("Either %s or %s_h/w should be specified; not both" % (field, base),
+                       "convolution_param." + field)
+        return [getattr(cp, base + "_h"), getattr(cp, base + "_w")]
+    return _per_axis(getattr(cp, field), n, default, field, "convolution_param." + field)
+
+
 def _conv_geometry(layer: Message, shape: Shape, min_spatial: int):
     cp = layer.convolution_param
     ca = canonical_axis(cp.axis, shape, "convolution_param.axis")
@@ -441,42 +456,16 @@ def _conv_geometry(layer: Message, shape: Shape, min_spatial: int):
     if n < min_spatial:
         raise _err("%s needs at least %d spatial axis after the channel axis %d; input %s"
                    % (layer.type, min_spatial, ca, shape_str(shape)), "convolution_param.axis")
-    if cp.HasField("kernel_h") or cp.HasField("kernel_w"):
-        if n != 2:
-            raise _err("kernel_h & kernel_w can only be used for 2D convolution (%d spatial "
-                       "axes here)" % n, "convolution_param.kernel_h")
-        if len(cp.kernel_size):
-            raise _err("Either kernel_size or kernel_h/w should be specified; not both",
-                       "convolution_param.kernel_size")
-        kernel = [cp.kernel_h, cp.kernel_w]
-    else:
-        kernel = _per_axis(cp.kernel_size, n, None, "kernel_size", "convolution_param.kernel_size")
+    kernel = _conv_dims(cp, n, "kernel", "kernel_size", None,
+                        " (%d spatial axes here)" % n)
     if any(k <= 0 for k in kernel):
         raise _err("Filter dimensions must be nonzero (kernel %s)" % (kernel,),
                    "convolution_param.kernel_size")
-    if cp.HasField("stride_h") or cp.HasField("stride_w"):
-        if n != 2:
-            raise _err("stride_h & stride_w can only be used for 2D convolution",
-                       "convolution_param.stride_h")
-        if len(cp.stride):
-            raise _err("Either stride or stride_h/w should be specified; not both",
-                       "convolution_param.stride")
-        stride = [cp.stride_h, cp.stride_w]
-    else:
-        stride = _per_axis(cp.stride, n, 1, "stride", "convolution_param.stride")
+    stride = _conv_dims(cp, n, "stride", "stride", 1)
     if any(s <= 0 for s in stride):
         raise _err("Stride dimensions must be nonzero (stride %s)" % (stride,),
                    "convolution_param.stride")
-    if cp.HasField("pad_h") or cp.HasField("pad_w"):
-        if n != 2:
-            raise _err("pad_h & pad_w can only be used for 2D convolution",
-                       "convolution_param.pad_h")
-        if len(cp.pad):
-            raise _err("Either pad or pad_h/w should be specified; not both",
-                       "convolution_param.pad")
-        pad = [cp.pad_h, cp.pad_w]
-    else:
-        pad = _per_axis(cp.pad, n, 0, "pad", "convolution_param.pad")
+    pad = _conv_dims(cp, n, "pad", "pad", 0)
     dilation = _per_axis(cp.dilation, n, 1, "dilation", "convolution_param.dilation")
     return ca, kernel, stride, pad, dilation
 
