@@ -6,6 +6,7 @@ exit with status 2; nothing is written when a verb fails.
 from __future__ import annotations
 
 import argparse
+import contextvars
 import json
 import sys
 from typing import Callable, Dict, List, Optional
@@ -136,9 +137,11 @@ def load_net(path: str, pb2=None, *, phase: Optional[str] = None, variables=None
     from .netspec import current_schema
     pb2 = pb2 or current_schema()
     if _is_spec(path):
+        from .layers.registry import activate
         from .spec import build_nets, load_spec
         spec = load_spec(path, variables=variables)
         nets = build_nets(spec)
+        activate(spec.registry)   # its custom_layers, for the rest of this verb
         want = {"test": "val", None: "deploy"}.get(phase, phase)
         if want not in nets:
             raise NetdslError("the spec has no %s net (it has %s)" % (want, ", ".join(nets)),
@@ -488,7 +491,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     shown = warnings.showwarning
     warnings.showwarning = _show_warning  # one plain line, no source location
     try:
-        return int(args.func(args) or 0)
+        # each verb runs in a context of its own: the schema (--proto) and the layer
+        # types it selects (a spec's custom_layers) do not outlive it
+        return int(contextvars.copy_context().run(args.func, args) or 0)
     except NetdslError as err:
         print("netdsl: error: %s" % err, file=sys.stderr)
         return EXIT_USER_ERROR

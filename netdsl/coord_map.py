@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 from google.protobuf.message import Message
 
@@ -49,33 +49,9 @@ class AxisMismatchException(NetdslError):
     """Maps on different axes composed together."""
 
 
-#: Types whose output pixel i sits where input pixel i does: the element-wise and
-#: normalisation layers pycaffe lists, plus Clip and Swish (added to Caffe later).
-PASS_THROUGH_LAYERS = sorted([
-    "AbsVal", "BNLL", "BatchNorm", "Bias", "Clip", "Dropout", "ELU", "Eltwise", "Exp", "LRN",
-    "Log", "MVN", "PReLU", "Power", "ReLU", "Scale", "Sigmoid", "Split", "Swish", "TanH",
-    "Threshold",
-])
-
-MapRule = Callable[[Message, Optional[Sequence[Tuple[int, ...]]]], Map]
-
-#: layer type -> function(layer, bottom_shapes or None) -> (axis, scale, shift).
-#: A function raises UndefinedMapException when its parameters give no map.
-COORD_MAPS: Dict[str, MapRule] = {}
-
-
-def coord_rule(*types: str) -> Callable[[MapRule], MapRule]:
-    """Register a coordinate-map function for layer ``types``."""
-    def deco(fn: MapRule) -> MapRule:
-        for t in types:
-            COORD_MAPS[t] = fn
-        return fn
-    return deco
-
-
 # -- exact arithmetic ---------------------------------------------------------
 
-def _q(num: int, den: int = 1) -> Number:
+def exact(num: int, den: int = 1) -> Number:
     """num/den as an int when exact, else a Fraction."""
     if den < 0:
         num, den = -num, -den
@@ -84,7 +60,7 @@ def _q(num: int, den: int = 1) -> Number:
     return Fraction(num, den)
 
 
-def _bc(*vecs: Vec) -> Tuple[int, List[Vec]]:
+def broadcast(*vecs: Vec) -> Tuple[int, List[Vec]]:
     n = max(len(v) for v in vecs)
     out = []
     for v in vecs:
@@ -120,14 +96,14 @@ def _compose(base: Map, nxt: Map) -> Map:
     if len(a1) == len(b1) == len(a2) == len(b2) == 1:
         x1, y1, x2, y2 = a1[0], b1[0], a2[0], b2[0]
         return ax, (x1 * x2,), (x1 * y2 + y1,)
-    _, (a1, b1, a2, b2) = _bc(a1, b1, a2, b2)
+    _, (a1, b1, a2, b2) = broadcast(a1, b1, a2, b2)
     return ax, tuple(x * y for x, y in zip(a1, a2)), tuple(x * y + z for x, y, z in zip(a1, b2, b1))
 
 
 def _inverse(m: Map) -> Map:
     """(axis, 1/a, -b/a), exactly."""
     ax, a, b = m
-    _, (a, b) = _bc(a, b)
+    _, (a, b) = broadcast(a, b)
     return ax, tuple(_norm(1 / Fraction(x)) for x in a), \
         tuple(_norm(-Fraction(y) / x) for x, y in zip(a, b))
 
@@ -148,7 +124,7 @@ def _same(m1: Map, m2: Map) -> bool:
     if m1[0] != m2[0] and m1[0] is not None and m2[0] is not None:
         return False
     try:
-        _, (a1, b1, a2, b2) = _bc(m1[1], m1[2], m2[1], m2[2])
+        _, (a1, b1, a2, b2) = broadcast(m1[1], m1[2], m2[1], m2[2])
     except NetdslError:
         return False
     return a1 == a2 and b1 == b2
@@ -182,9 +158,9 @@ def stride_offset(m: Map) -> Tuple[Vec, Vec]:
     return a, b
 
 
-# -- per-layer maps -----------------------------------------------------------
+# -- helpers for the layer types' map rules (netdsl/layers/) --------------------
 
-def _canon_axis(axis: int, layer: Message, shapes: Optional[Sequence[Tuple[int, ...]]],
+def canon_axis(axis: int, layer: Message, shapes: Optional[Sequence[Tuple[int, ...]]],
                 field: str) -> int:
     if axis >= 0 or not shapes:
         return axis
@@ -195,141 +171,34 @@ def _canon_axis(axis: int, layer: Message, shapes: Optional[Sequence[Tuple[int, 
     return axis + n
 
 
-def _conv_window(layer: Message, msg: Message, where: str) -> Tuple[Vec, Vec, Vec]:
-    """(stride, extent, pad) per spatial axis of a ConvolutionParameter."""
-    name = layer.name or None
-    if msg.HasField("kernel_h") or msg.HasField("kernel_w"):
-        if not (msg.HasField("kernel_h") and msg.HasField("kernel_w")):
-            raise NetdslError("kernel_h and kernel_w must be given together", layer=name,
-                              field=where + ".kernel_h")
-        kernel: Vec = (msg.kernel_h, msg.kernel_w)
-    else:
-        kernel = tuple(msg.kernel_size)
-        if not kernel:
-            raise NetdslError("no kernel_size", layer=name, field=where + ".kernel_size")
-    if msg.HasField("stride_h") or msg.HasField("stride_w"):
-        stride: Vec = (msg.stride_h, msg.stride_w)
-    else:
-        stride = tuple(msg.stride) or (1,)
-    if msg.HasField("pad_h") or msg.HasField("pad_w"):
-        pad: Vec = (msg.pad_h, msg.pad_w)
-    else:
-        pad = tuple(msg.pad) or (0,)
-    dilation = tuple(msg.dilation) or (1,)
-    _, (kernel, stride, pad, dilation) = _bc(kernel, stride, pad, dilation)
-    if any(s <= 0 for s in stride):
-        raise NetdslError("stride must be positive", layer=name, field=where + ".stride")
-    extent = tuple(d * (k - 1) + 1 for k, d in zip(kernel, dilation))
-    return stride, extent, pad
-
-
-def _down_map(axis: int, stride: Vec, extent: Vec, pad: Vec) -> Map:
+def down_map(axis: int, stride: Vec, extent: Vec, pad: Vec) -> Map:
     # y = x/s + (p - (e-1)/2)/s
-    return axis, tuple(_q(1, s) for s in stride), \
-        tuple(_q(2 * p - (e - 1), 2 * s) for s, e, p in zip(stride, extent, pad))
+    return axis, tuple(exact(1, s) for s in stride), \
+        tuple(exact(2 * p - (e - 1), 2 * s) for s, e, p in zip(stride, extent, pad))
 
 
-def window_map(layer_type: str, axis: int, kernel: Sequence[int], stride: Sequence[int],
-               pad: Sequence[int], dilation: Sequence[int]) -> Map:
-    """The map of a Convolution, Im2col or Deconvolution from its per-axis geometry."""
-    if len(kernel) > 1 and all(len(set(v)) == 1 for v in (kernel, stride, pad, dilation)):
-        kernel, stride, pad, dilation = kernel[:1], stride[:1], pad[:1], dilation[:1]
-    extent = tuple(d * (k - 1) + 1 for k, d in zip(kernel, dilation))
-    if layer_type == "Deconvolution":
-        return axis, tuple(stride), tuple(_q(e - 1 - 2 * p, 2) for e, p in zip(extent, pad))
-    return _down_map(axis, tuple(stride), extent, tuple(pad))
-
-
-@coord_rule("Convolution", "Im2col")
-def _conv_map(layer: Message, shapes=None) -> Map:
-    cp = layer.convolution_param
-    axis = _canon_axis(cp.axis, layer, shapes, "convolution_param.axis")
-    return _down_map(axis, *_conv_window(layer, cp, "convolution_param"))
-
-
-@coord_rule("Deconvolution")
-def _deconv_map(layer: Message, shapes=None) -> Map:
-    cp = layer.convolution_param
-    axis = _canon_axis(cp.axis, layer, shapes, "convolution_param.axis")
-    stride, extent, pad = _conv_window(layer, cp, "convolution_param")
-    # y = s*x + (e-1)/2 - p
-    return axis, tuple(stride), tuple(_q(e - 1 - 2 * p, 2) for e, p in zip(extent, pad))
-
-
-@coord_rule("Pooling")
-def _pool_map(layer: Message, shapes=None) -> Map:
-    pp = layer.pooling_param
-    name = layer.name or None
-    if pp.global_pooling:
-        raise UndefinedMapException("global pooling has no coordinate map", layer=name)
-    if pp.HasField("kernel_size"):
-        kernel: Vec = (pp.kernel_size,)
-    elif pp.HasField("kernel_h") and pp.HasField("kernel_w"):
-        kernel = (pp.kernel_h, pp.kernel_w)
-    else:
-        raise NetdslError("Pooling needs kernel_size, or kernel_h and kernel_w",
-                          layer=name, field="pooling_param.kernel_size")
-    stride: Vec = (pp.stride_h, pp.stride_w) if pp.HasField("stride_h") else (pp.stride,)
-    pad: Vec = (pp.pad_h, pp.pad_w) if pp.HasField("pad_h") else (pp.pad,)
-    _, (kernel, stride, pad) = _bc(kernel, stride, pad)
-    if any(s <= 0 for s in stride):
-        raise NetdslError("stride must be positive", layer=name, field="pooling_param.stride")
-    return _down_map(1, stride, kernel, pad)
-
-
-@coord_rule(*PASS_THROUGH_LAYERS)
-def _pass_map(layer: Message, shapes=None) -> Map:
-    return IDENTITY
-
-
-@coord_rule("Crop")
-def _crop_map(layer: Message, shapes=None) -> Map:
-    cp = layer.crop_param
-    axis = _canon_axis(cp.axis, layer, shapes, "crop_param.axis")
-    offsets = tuple(cp.offset) or (0,)
-    return axis - 1, (1,), tuple(-o for o in offsets)
-
-
-def _channel_axis_map(axis: int, layer: Message, shapes, field: str) -> Map:
-    axis = _canon_axis(axis, layer, shapes, field)
+def channel_axis_map(axis: int, layer: Message, shapes, field: str) -> Map:
+    axis = canon_axis(axis, layer, shapes, field)
     if 0 <= axis <= 1:
         return IDENTITY
     raise UndefinedMapException("%s on axis %d changes spatial extent" % (layer.type, axis),
                                 layer=layer.name or None)
 
 
-@coord_rule("Concat")
-def _concat_map(layer: Message, shapes=None) -> Map:
-    cp = layer.concat_param
-    axis = cp.concat_dim if cp.HasField("concat_dim") else cp.axis
-    return _channel_axis_map(axis, layer, shapes, "concat_param.axis")
-
-
-@coord_rule("Slice")
-def _slice_map(layer: Message, shapes=None) -> Map:
-    sp = layer.slice_param
-    axis = sp.slice_dim if sp.HasField("slice_dim") else sp.axis
-    return _channel_axis_map(axis, layer, shapes, "slice_param.axis")
-
-
-@coord_rule("Softmax")
-def _softmax_map(layer: Message, shapes=None) -> Map:
-    return _channel_axis_map(layer.softmax_param.axis, layer, shapes, "softmax_param.axis")
-
-
 def layer_coord_map(layer: Message, bottom_shapes: Optional[Sequence[Tuple[int, ...]]] = None
                     ) -> Optional[Map]:
     """The exact map of a LayerParameter, or None when its type or parameters give none."""
-    fn = COORD_MAPS.get(layer.type)
-    if fn is None:
+    from .layers import lookup
+    lt = lookup(layer.type)
+    if lt is None or lt.coord_map is None:
         return None
     try:
-        return _as_map(fn(layer, bottom_shapes))
+        return as_map(lt.map(layer, bottom_shapes))
     except UndefinedMapException:
         return None
 
 
-def _as_map(m) -> Map:
+def as_map(m) -> Map:
     """An exact map from what a registered function returns (numbers or sequences)."""
     ax, a, b = m
     if isinstance(a, tuple) and isinstance(b, tuple):
@@ -391,11 +260,12 @@ def coord_map(fn):
 
     Raises :class:`UndefinedMapException` for a layer with no map.
     """
+    from .layers import lookup
     layer = fn.to_layer() if hasattr(fn, "to_layer") else fn
-    rule = COORD_MAPS.get(layer.type)
-    if rule is None:
+    lt = lookup(layer.type)
+    if lt is None or lt.coord_map is None:
         raise UndefinedMapException("%s layers have no coordinate map" % layer.type)
-    return _to_numpy(_as_map(rule(layer, None)))
+    return _to_numpy(as_map(lt.map(layer, None)))
 
 
 # -- walking a graph ----------------------------------------------------------
@@ -484,7 +354,7 @@ def _spatial_layers(walk: _Walk, node, layer_of) -> List[str]:
 
 def _check_crop(m: Map, from_label: str, to_label: str, culprits: str) -> Tuple[int, List[int]]:
     ax, a, b = m
-    _, (a, b) = _bc(a, b)
+    _, (a, b) = broadcast(a, b)
     if any(x != 1 for x in a):
         raise NetdslError("scale mismatch: '%s' and '%s' differ in resolution by a factor of %s "
                           "(Crop only shifts, it cannot resample)%s"
@@ -504,6 +374,7 @@ def _check_crop(m: Map, from_label: str, to_label: str, culprits: str) -> Tuple[
 # -- NetSpec tops (pycaffe's API) ----------------------------------------------
 
 def _top_graph():
+    from .layers import lookup
     cache: dict = {}
     mcache: dict = {}
 
@@ -513,14 +384,10 @@ def _top_graph():
         hit = mcache.get(key)
         if hit is None:
             layer = _fn_layer(fn, cache)
-            rule = COORD_MAPS.get(layer.type)
-            m = None
-            if rule is not None:
-                try:
-                    m = _as_map(rule(layer, None))
-                except UndefinedMapException:
-                    m = None
-            bottoms = tuple(fn.inputs[:1]) if fn.type_name == "Crop" else tuple(fn.inputs)
+            m = layer_coord_map(layer, None)
+            lt = lookup(layer.type)
+            k = lt.map_bottoms if lt is not None else None
+            bottoms = tuple(fn.inputs[:k]) if k else tuple(fn.inputs)
             hit = (m, bottoms, _fn_label(fn))
             mcache[key] = (fn, hit)
         else:
@@ -649,9 +516,16 @@ class NetGraph:
             return None, (), "input"
         layer = self.layers[li]
         bottoms = self.bottoms[li]
-        if layer.type == "Crop":
-            bottoms = bottoms[:1]
+        k = self.map_bottoms(layer)
+        if k:
+            bottoms = bottoms[:k]
         return self.layer_map(li), bottoms, layer.name
+
+    @staticmethod
+    def map_bottoms(layer: Message) -> Optional[int]:
+        from .layers import lookup
+        lt = lookup(layer.type)
+        return lt.map_bottoms if lt is not None else None
 
     def label(self, node: int) -> str:
         return self.node_name[node]
@@ -788,3 +662,18 @@ def offsets_for(net: Message, *, shapes=None, phase=None) -> Dict[str, CropOffse
             rec.error = exc.message
         out[layer.name] = rec
     return out
+
+
+# public names for the engines that compose maps layer by layer (netdsl.shapes)
+compose_exact = _compose
+same_map = _same
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("COORD_MAPS", "coord_rule", "PASS_THROUGH_LAYERS"):   # netdsl 0.1 tables
+        raise NetdslError("netdsl.coord_map.%s is gone: every layer type's rules live in one "
+                          "LayerType in netdsl.layers" % name,
+                          hint="read a map rule with netdsl.layers.lookup(TYPE).coord_map; "
+                               "declare a type with netdsl.plugins.register_layer(TYPE, "
+                               "coord_map=...) (see docs/custom-layers.md)")
+    raise AttributeError("module 'netdsl.coord_map' has no attribute %r" % name)

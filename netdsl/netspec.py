@@ -23,11 +23,12 @@ depth builds.
 """
 from __future__ import annotations
 
-import gc
+import contextlib
+import contextvars
 import sys
 from collections import Counter
 from types import ModuleType
-from typing import Any, Dict, Iterable, List, Optional, Tuple, Union
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Tuple, Union
 
 from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
@@ -40,18 +41,37 @@ from .errors import NetdslError, did_you_mean
 _MESSAGE = FieldDescriptor.CPPTYPE_MESSAGE
 _ENUM = FieldDescriptor.CPPTYPE_ENUM
 
-_schema: Optional[ModuleType] = None
+#: the schema in use in this thread or task (None: BVLC's)
+_SCHEMA: contextvars.ContextVar[Optional[ModuleType]] = contextvars.ContextVar(
+    "netdsl_schema", default=None)
 
 
 def use_schema(pb2: Optional[ModuleType]) -> None:
     """Make ``pb2`` (a module from :func:`netdsl.proto.load_schema`) the schema
-    that ``NetSpec``, ``to_proto`` and ``params`` use; None restores BVLC's."""
-    global _schema
-    _schema = pb2
+    that ``NetSpec``, ``to_proto`` and ``params`` use in this thread or task;
+    None restores BVLC's.  :func:`schema_in_use` does the same for a block."""
+    _SCHEMA.set(pb2)
+
+
+@contextlib.contextmanager
+def schema_in_use(pb2: Optional[ModuleType]) -> Iterator[ModuleType]:
+    """Use ``pb2`` (None: BVLC's) as the schema inside the block only."""
+    token = _SCHEMA.set(pb2)
+    try:
+        yield current_schema()
+    finally:
+        _SCHEMA.reset(token)
+
+
+def explicit_schema() -> Optional[ModuleType]:
+    """The schema set with :func:`use_schema` / :func:`schema_in_use`, or None."""
+    return _SCHEMA.get()
 
 
 def current_schema() -> ModuleType:
-    return _schema if _schema is not None else schema.default_pb2()
+    """The schema in use in this thread or task (BVLC's unless one was set)."""
+    pb2 = _SCHEMA.get()
+    return pb2 if pb2 is not None else schema.default_pb2()
 
 
 class Top:
@@ -219,13 +239,7 @@ def _freeze(value: Any) -> Any:
 
 def _emit(roots: List[Function], names: dict, autonames: Counter, em: _Emitter) -> None:
     """Emit ``roots`` and their inputs depth-first, inputs first, without recursion."""
-    enabled = gc.isenabled()
-    gc.disable()  # emission makes no reference cycles; collecting is wasted work
-    try:
-        _emit_all(roots, names, autonames, em)
-    finally:
-        if enabled:
-            gc.enable()
+    _emit_all(roots, names, autonames, em)
 
 
 def _emit_all(roots: List[Function], names: dict, autonames: Counter, em: _Emitter) -> None:

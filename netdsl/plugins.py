@@ -40,7 +40,6 @@ import os
 import re
 import sys
 import traceback
-from dataclasses import dataclass
 from fractions import Fraction
 from types import ModuleType
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
@@ -48,8 +47,9 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tupl
 from google.protobuf.message import Message
 
 from .errors import NetdslError, did_you_mean
+from .layers.registry import LayerType
 
-__all__ = ["register_layer", "unregister_layer", "registered", "LayerPlugin", "load_plugin",
+__all__ = ["register_layer", "unregister_layer", "registered", "load_plugin",
            "ensure_env_plugins", "expression_shape_rule", "expression_param_rule",
            "ShapeExpressions", "temporary_layers", "ENV_VAR"]
 
@@ -62,41 +62,13 @@ ExprList = Sequence[Sequence[Union[str, int]]]
 
 # -- registration ------------------------------------------------------------------------
 
-@dataclass
-class LayerPlugin:
-    """What :func:`register_layer` registered for one type, and where it came from."""
-    type_name: str
-    shape: Optional[Callable] = None
-    params: Optional[Callable] = None
-    coord_map: Optional[Callable] = None
-    forward: Optional[Callable] = None
-    bottoms: Any = None
-    tops: Any = None
-    source: Optional[str] = None
-
-
-_MISSING = object()
-_REGISTERED: Dict[str, LayerPlugin] = {}
-# type -> {registry name: the entry it replaced (or _MISSING)}, to undo a registration
-_SAVED: Dict[str, Dict[str, Any]] = {}
-_loading: List[str] = []      # plugins being imported (innermost last)
-
-
-def _registries() -> Dict[str, dict]:
-    from . import coord_map, shapes
-    regs = {"shape": shapes.SHAPE_RULES, "counts": shapes.BLOB_COUNTS,
-            "params": shapes.PARAM_RULES, "coord_map": coord_map.COORD_MAPS}
-    if "netdsl.forward" in sys.modules:   # numpy is imported only when needed
-        from .forward import FORWARD
-        regs["forward"] = FORWARD
-    return regs
+#: plugin modules being imported (innermost last), to name a registered type's source
+_loading: List[str] = []
 
 
 def _builtin(type_name: str) -> bool:
-    from . import schema, shapes
-    if type_name in _REGISTERED:
-        return False
-    return type_name in shapes.SHAPE_RULES or type_name in schema.KNOWN_TYPES
+    from .layers.registry import BUILTIN
+    return BUILTIN.get(type_name) is not None
 
 
 _TYPE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -104,101 +76,88 @@ _TYPE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 def register_layer(type_name: str, *, shape: Any = None, params: Any = None,
                    coord_map: Any = None, forward: Optional[Callable] = None,
+                   fillers: Optional[Callable] = None, needs_weights: Any = False,
                    bottoms: Any = None, tops: Any = None, equal: bool = False,
-                   loss: bool = False, in_place: bool = True, override: bool = False
-                   ) -> LayerPlugin:
-    """Register the rules of a custom layer type in one call.
+                   loss: bool = False, in_place: bool = True, override: bool = False,
+                   registry: Any = None) -> LayerType:
+    """Declare a custom layer type in one call (a :class:`~netdsl.layers.registry.LayerType`).
 
-    ``shape``: a rule ``fn(layer, bottom_shapes, ntop) -> [top shapes]`` (as
-    :func:`netdsl.shapes.rule` takes) or expressions, one list of dims per top
-    (:func:`expression_shape_rule`).  ``params``: the shapes of its learnable
-    blobs, ``fn(layer, bottom_shapes) -> [shapes]`` or expressions.
-    ``coord_map``: ``fn(layer, bottom_shapes_or_None) -> (axis, scale, shift)``,
-    a constant ``(axis, scale, shift)``, or ``"identity"``.  ``forward``: the
-    numpy forward, ``fn(layer, bottoms, blobs, ctx) -> [top arrays]``.
+    ``shape``: a rule ``fn(layer, bottom_shapes, ntop) -> [top shapes]`` or
+    expressions, one list of dims per top (:func:`expression_shape_rule`).
+    ``params``: the shapes of its learnable blobs, ``fn(layer, bottom_shapes) ->
+    [shapes]`` or expressions.  ``coord_map``: ``fn(layer, bottom_shapes_or_None)
+    -> (axis, scale, shift)``, a constant ``(axis, scale, shift)``, or
+    ``"identity"``.  ``forward``: the numpy forward, ``fn(layer, bottoms, blobs,
+    ctx) -> [top arrays]``.  ``fillers``: ``fn(layer, blob_shapes) -> [filler per
+    blob]`` (a FillerParameter or a dict; default constant 0 with a warning).
+    ``needs_weights``: the forward needs the layer's blobs (bool or ``fn(layer)``).
     ``bottoms``/``tops``: blob counts, an int, ``(min, max)`` (None: unbounded)
     or ``fn(layer)`` giving either; ``equal``, ``loss`` and ``in_place`` as in
-    :class:`netdsl.shapes.BlobCounts`.
+    :class:`~netdsl.layers.registry.LayerType`.
 
-    BVLC's own types are refused unless ``override`` is true.  Registering a
-    type again replaces its rules.  Errors other than
-    :class:`~netdsl.errors.NetdslError` raised by a rule are reported as
-    NetdslErrors naming the type and the plugin.
+    The type goes into ``registry`` (default: the one in use, see
+    :func:`netdsl.layers.use_layers`).  BVLC's own types are refused unless
+    ``override`` is true.  Registering a type again replaces its rules.  Errors
+    other than :class:`~netdsl.errors.NetdslError` raised by a rule are reported
+    as NetdslErrors naming the type and the plugin.
     """
+    from .layers import current
     if not isinstance(type_name, str) or not _TYPE_NAME.match(type_name):
         raise NetdslError("a layer type name is an identifier (letters, digits, _), not %r"
                           % (type_name,))
-    if not override and _builtin(type_name):
+    reg = registry if registry is not None else current()
+    if not override and _builtin(type_name) and type_name not in reg.own():
         raise NetdslError("`%s` is a built-in layer type; pass override=True to replace its "
                           "rules" % type_name)
     source = _loading[-1] if _loading else None
-    rec = LayerPlugin(type_name, bottoms=bottoms, tops=tops, source=source)
     if shape is not None:
         if not callable(shape):
             shape = expression_shape_rule(shape, type_name=type_name)
             if tops is None and len(shape.exprs) > 1:
-                rec.tops = tops = len(shape.exprs)
-        rec.shape = _guard(shape, "shape rule", type_name, source)
+                tops = len(shape.exprs)
+        shape = _guard(shape, "shape rule", type_name, source)
     if params is not None:
         if not callable(params):
             params = expression_param_rule(params, type_name=type_name)
-        rec.params = _guard(params, "parameter rule", type_name, source)
+        params = _guard(params, "parameter rule", type_name, source)
     if coord_map is not None:
-        rec.coord_map = _guard(_as_coord_rule(coord_map, type_name), "coordinate map",
-                               type_name, source)
+        coord_map = _guard(_as_coord_rule(coord_map, type_name), "coordinate map", type_name,
+                           source)
     if forward is not None:
         if not callable(forward):
             raise NetdslError("forward for `%s` must be a function (layer, bottoms, blobs, ctx) "
                               "-> [arrays], not %s" % (type_name, type(forward).__name__))
-        rec.forward = _guard(forward, "numpy forward", type_name, source)
-    unregister_layer(type_name)
-    from . import coord_map as cm
-    from . import shapes
-    saved: Dict[str, Any] = {}
-
-    def put(reg_name: str, registry: dict, value: Any) -> None:
-        saved[reg_name] = registry.get(type_name, _MISSING)
-        registry[type_name] = value
-
-    if rec.shape is not None:
-        put("shape", shapes.SHAPE_RULES, rec.shape)
-    if rec.shape is not None or bottoms is not None or tops is not None:
-        put("counts", shapes.BLOB_COUNTS,
-            shapes.BlobCounts(bottoms=bottoms, tops=tops, equal=equal, auto_top=loss, loss=loss,
-                              in_place=in_place))
-    if rec.params is not None:
-        put("params", shapes.PARAM_RULES, rec.params)
-    if rec.coord_map is not None:
-        put("coord_map", cm.COORD_MAPS, rec.coord_map)
-    if rec.forward is not None:
-        from .forward import FORWARD
-        put("forward", FORWARD, rec.forward)
-    _SAVED[type_name] = saved
-    _REGISTERED[type_name] = rec
-    return rec
+        forward = _guard(forward, "numpy forward", type_name, source)
+    if fillers is not None:
+        fillers = _guard(fillers, "filler rule", type_name, source)
+    return reg.add(LayerType(type_name, family="plugin", bottoms=bottoms, tops=tops, equal=equal,
+                             loss=loss, in_place=in_place, shape=shape, params=params,
+                             fillers=fillers, coord_map=coord_map, forward=forward,
+                             needs_weights=needs_weights, source=source))
 
 
 def unregister_layer(type_name: str) -> None:
-    """Undo :func:`register_layer` for ``type_name`` (restoring rules it replaced)."""
-    saved = _SAVED.pop(type_name, None)
-    _REGISTERED.pop(type_name, None)
-    if not saved:
-        return
-    regs = _registries()
-    if "forward" in saved and "forward" not in regs:
-        from .forward import FORWARD
-        regs["forward"] = FORWARD
-    for reg_name, old in saved.items():
-        reg = regs[reg_name]
-        if old is _MISSING:
-            reg.pop(type_name, None)
-        else:
-            reg[type_name] = old
+    """Undo :func:`register_layer` for ``type_name`` in the registry in use (a
+    built-in type it overrode gets its own rules back)."""
+    from .layers import current
+    reg = current()
+    while reg is not None and not reg.builtin_registry:
+        if reg.remove(type_name) is not None:
+            return
+        reg = reg.parent
 
 
-def registered() -> Dict[str, LayerPlugin]:
-    """Type name -> :class:`LayerPlugin` of every type registered so far."""
-    return dict(_REGISTERED)
+def registered() -> Dict[str, LayerType]:
+    """Type name -> :class:`~netdsl.layers.registry.LayerType` of every custom type
+    registered in the registries in use (not BVLC's own)."""
+    from .layers import current
+    out: Dict[str, LayerType] = {}
+    reg = current()
+    while reg is not None and not reg.builtin_registry:
+        for k, v in reg.own().items():
+            out.setdefault(k, v)
+        reg = reg.parent
+    return out
 
 
 def _guard(fn: Callable, what: str, type_name: str, source: Optional[str]) -> Callable:
@@ -809,32 +768,16 @@ def expression_param_rule(exprs: Any, *, type_name: Optional[str] = None) -> Cal
 def temporary_layers() -> Iterator[None]:
     """Undo every registration and plugin load made inside the ``with`` block.
 
-    Types registered in the block are unregistered (restoring what they
-    replaced), types re-registered get their previous rules back, and plugins
+    The block registers into a child of the registry in use (see
+    :func:`netdsl.layers.use_layers`), which is dropped at its end, and plugins
     loaded in the block are forgotten, so loading them again re-registers.
     """
-    before = dict(_REGISTERED)
-    saved = {t: dict(_SAVED.get(t, {})) for t in before}
-    values = {t: {name: reg.get(t, _MISSING) for name, reg in _registries().items()}
-              for t in before}
+    from .layers import use_layers
     loaded, env_done = dict(_LOADED), set(_env_done)
     try:
-        yield
+        with use_layers():
+            yield
     finally:
-        for t in list(_REGISTERED):
-            if t not in before:
-                unregister_layer(t)
-        for t, rec in before.items():
-            if _REGISTERED.get(t) is rec:
-                continue
-            regs = _registries()
-            for name, old in values[t].items():
-                if old is _MISSING:
-                    regs[name].pop(t, None)
-                else:
-                    regs[name][t] = old
-            _REGISTERED[t] = rec
-            _SAVED[t] = saved[t]
         _LOADED.clear()
         _LOADED.update(loaded)
         _env_done.clear()

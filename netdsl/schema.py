@@ -44,20 +44,6 @@ def param_field(layer_type: str, pb2: Optional[ModuleType] = None) -> Optional[s
     return _param_names(pb2.LayerParameter.DESCRIPTOR).get(layer_type)
 
 
-# Parameter messages Caffe's layer implementations read besides the one named
-# after their type (from BVLC src/caffe/layers/*.cpp and layer_factory.cpp).
-_DATA_LAYERS = ("Data", "ImageData", "WindowData", "MemoryData")
-_EXTRA_PARAMS: Dict[str, Tuple[str, ...]] = {
-    "Deconvolution": ("convolution_param",),   # deconv_layer.cpp uses convolution_param
-    "Im2col": ("convolution_param",),          # im2col_layer.cpp
-    "SoftmaxWithLoss": ("softmax_param", "loss_param"),  # softmax_loss_layer.cpp
-    "SigmoidCrossEntropyLoss": ("loss_param",),
-    "LSTM": ("recurrent_param",),              # lstm_layer.cpp via RecurrentLayer
-    "RNN": ("recurrent_param",),
-    "HDF5Output": ("hdf5_output_param",),
-}
-
-
 def param_field_of(layer_desc: Descriptor, layer_type: str) -> Optional[str]:
     """:func:`param_field` for a LayerParameter descriptor (any schema)."""
     return _param_names(layer_desc).get(layer_type)
@@ -71,13 +57,13 @@ def param_fields(layer_type: str, pb2: Optional[ModuleType] = None) -> List[str]
     if own:
         out.append(own)
     names = {f.name for f in pb2.LayerParameter.DESCRIPTOR.fields}
-    for extra in _EXTRA_PARAMS.get(layer_type, ()):
+    from .layers import lookup
+    lt = lookup(layer_type)
+    for extra in lt.reads if lt is not None else ():   # e.g. Deconvolution: convolution_param
         if extra in names and extra not in out:
             out.append(extra)
-    if layer_type.endswith("Loss") and "loss_param" not in out:
+    if layer_type.endswith("Loss") and "loss_param" not in out:   # every LossLayer
         out.append("loss_param")
-    if layer_type in _DATA_LAYERS and "transform_param" not in out:
-        out.append("transform_param")
     return out
 
 
@@ -88,22 +74,22 @@ def layer_types(pb2: Optional[ModuleType] = None) -> List[str]:
     types = set(_param_names(pb2.LayerParameter.DESCRIPTOR))
     types.discard("Transformation")
     types.discard("Loss")
-    types.update(KNOWN_TYPES)
+    from .layers import current
+    types.update(current().names())
     return sorted(types)
 
 
-# BVLC layer types (REGISTER_LAYER_CLASS / REGISTER_LAYER_CREATOR names).
-KNOWN_TYPES = (
-    "AbsVal", "Accuracy", "ArgMax", "BNLL", "BatchNorm", "BatchReindex", "Bias",
-    "Clip", "Concat", "ContrastiveLoss", "Convolution", "Crop", "Data", "Deconvolution",
-    "Dropout", "DummyData", "ELU", "Eltwise", "Embed", "EuclideanLoss", "Exp",
-    "Filter", "Flatten", "HDF5Data", "HDF5Output", "HingeLoss", "Im2col", "ImageData",
-    "InfogainLoss", "InnerProduct", "Input", "LRN", "LSTM", "LSTMUnit", "Log", "MVN",
-    "MemoryData", "MultinomialLogisticLoss", "PReLU", "Parameter", "Pooling", "Power",
-    "Python", "RNN", "ReLU", "Reduction", "Reshape", "SPP", "Scale", "Sigmoid",
-    "SigmoidCrossEntropyLoss", "Silence", "Slice", "Softmax", "SoftmaxWithLoss",
-    "Split", "Swish", "TanH", "Threshold", "Tile", "WindowData",
-)
+def is_builtin_type(type_name: str) -> bool:
+    """Whether ``type_name`` is one of BVLC Caffe's own layer types."""
+    from .layers.registry import BUILTIN
+    return BUILTIN.get(type_name) is not None
+
+
+def __getattr__(name: str):
+    if name == "KNOWN_TYPES":   # BVLC's layer types, as the layer registry declares them
+        from .layers.registry import BUILTIN
+        return tuple(BUILTIN.names())
+    raise AttributeError("module 'netdsl.schema' has no attribute %r" % name)
 
 
 def is_repeated(fd: FieldDescriptor) -> bool:

@@ -370,15 +370,14 @@ def test_netspec_params_as_messages_h_w_and_dilation():
 
 
 def test_registered_map_for_a_fork_type():
-    from netdsl.coord_map import COORD_MAPS, coord_rule
-    try:
-        @coord_rule("Upsample2x")
-        def _up(layer, shapes=None):
-            return 1, 2, 0.5          # plain numbers, as pycaffe-style code would give
+    from netdsl.layers import declare, use_layers
+
+    def _up(layer, shapes=None):
+        return 1, 2, 0.5          # plain numbers, as pycaffe-style code would give
+    with use_layers() as reg:
+        declare("Upsample2x", family="test", coord_map=_up, registry=reg)
         net = net_of('layer { name: "u" type: "Upsample2x" bottom: "data" top: "u" }')
         # x_u = 2 x + 1/2: data pixel 0 is u pixel 1/2, a fractional crop
         with pytest.raises(NetdslError):
             crop_params(net, "u", "data")
         assert layer_coord_map(net.layer[1]) == (1, (2,), (Fraction(1, 2),))
-    finally:
-        COORD_MAPS.pop("Upsample2x", None)

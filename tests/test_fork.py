@@ -676,7 +676,10 @@ def test_custom_layers_declared_in_the_spec(tmp_path):
     pb2 = load_schema(SEG)
     net = read_net(str(out / "deploy.prototxt"), schema=pb2)
     assert net.layer[-1].interp_param.zoom_factor == 2
-    assert infer_shapes(net).blobs["up"] == (1, 3, 17, 21)  # 11 + 10 * 1 = 21
+    from netdsl.layers import use_layers
+    from netdsl.spec import load_spec
+    with use_layers(load_spec(str(spec)).registry):   # the spec's custom layers are its own
+        assert infer_shapes(net).blobs["up"] == (1, 3, 17, 21)  # 11 + 10 * 1 = 21
 
 
 @pytest.mark.parametrize("text,where,message", [

@@ -14,12 +14,13 @@ import pytest
 
 from netdsl import NetSpec, NetdslError, layers as L
 from netdsl.cli import main
-from netdsl.coord_map import COORD_MAPS, layer_coord_map
+from netdsl.coord_map import layer_coord_map
+from netdsl.layers import lookup
 from netdsl.netspec import use_schema
 from netdsl.plugins import (ENV_VAR, expression_param_rule, expression_shape_rule, load_plugin,
                             register_layer, registered, temporary_layers, unregister_layer)
 from netdsl.proto import caffe_pb2, load_schema
-from netdsl.shapes import BLOB_COUNTS, SHAPE_RULES, infer_shapes
+from netdsl.shapes import infer_shapes
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SEG_PROTO = os.path.join(ROOT, "specs", "forks", "segnet-deeplab.proto")
@@ -53,7 +54,7 @@ def test_expression_rule_shapes_a_custom_type():
     # x_input = (x_s - shift) / scale: stride (1/2, 1/3), offset (-1/4, -1/3)
     ls = res.layer("s")
     assert ls.strides[0] == (0.5, 1 / 3) and ls.offsets[0] == (-0.25, -1 / 3)
-    assert BLOB_COUNTS["Stretch"].bottoms == 1
+    assert lookup("Stretch").bottoms == 1
 
 
 def test_one_expression_list_serves_every_top_and_counts_follow_per_top_lists():
@@ -180,13 +181,13 @@ def test_expression_errors_name_the_layer_and_the_expression():
 def test_rules_of_builtin_types_are_protected_and_restored():
     with pytest.raises(NetdslError, match="`Pooling` is a built-in layer type"):
         register_layer("Pooling", shape=[["N"]])
-    before = SHAPE_RULES["Pooling"]
+    before = lookup("Pooling").shape
     register_layer("Pooling", shape=[["N", "C", "1", "1"]], override=True)
     n = _input_net((1, 3, 8, 8))
     n.p = L.Pooling(n.data, kernel_size=2, stride=2)
     assert infer_shapes(n.to_proto()).blobs["p"] == (1, 3, 1, 1)
     unregister_layer("Pooling")
-    assert SHAPE_RULES["Pooling"] is before
+    assert lookup("Pooling").shape is before
     # 8 -> ceil((8 - 2) / 2) + 1 = 4 again
     assert infer_shapes(n.to_proto()).blobs["p"] == (1, 3, 4, 4)
     with pytest.raises(NetdslError, match="identifier"):
@@ -209,8 +210,8 @@ def test_forward_and_coord_map_registered_in_one_call():
         return [bottoms[0].repeat(2, axis=2).repeat(2, axis=3)]
     register_layer("Double", bottoms=1, tops=1, shape=[["N", "C", "2*H", "2*W"]],
                    coord_map=lambda layer, shapes=None: (1, 2, Fraction(1, 2)), forward=double)
-    from netdsl.forward import FORWARD, forward
-    assert "Double" in FORWARD and "Double" in COORD_MAPS
+    from netdsl.forward import forward
+    assert lookup("Double").forward is not None and lookup("Double").coord_map is not None
     n = _input_net((1, 1, 2, 2))
     n.d = L.Double(n.data)
     x = np.array([[[[1, 2], [3, 4]]]], dtype=np.float32)
@@ -220,7 +221,7 @@ def test_forward_and_coord_map_registered_in_one_call():
                                               [3, 3, 4, 4], [3, 3, 4, 4]])
     assert layer_coord_map(n.to_proto().layer[1]) == (1, (2,), (Fraction(1, 2),))
     unregister_layer("Double")
-    assert "Double" not in FORWARD and "Double" not in COORD_MAPS and "Double" not in SHAPE_RULES
+    assert lookup("Double") is None
 
 
 def test_unknown_custom_type_explains_how_to_declare_it():

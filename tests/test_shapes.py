@@ -13,8 +13,9 @@ import pytest
 from netdsl.errors import NetdslError
 from netdsl.proto import caffe_pb2
 from netdsl.prototxt import parse_net
-from netdsl.shapes import (SHAPE_RULES, check_net, conv_out, deconv_out, format_table,
-                           infer_shapes, param_shapes, pool_dims, to_json)
+from netdsl.layers import lookup
+from netdsl.shape_table import format_table, to_json
+from netdsl.shapes import check_net, conv_out, deconv_out, infer_shapes, param_shapes, pool_dims
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import fcn_nets  # noqa: E402
@@ -836,9 +837,23 @@ def test_param_shapes_function():
         param_shapes(caffe_pb2.LayerParameter(type="NoSuchType"), [(1,)])
 
 
+# BVLC layer types (REGISTER_LAYER_CLASS / REGISTER_LAYER_CREATOR names in
+# src/caffe/layers/*.cpp and layer_factory.cpp at BVLC master)
+BVLC_TYPES = (
+    "AbsVal", "Accuracy", "ArgMax", "BNLL", "BatchNorm", "BatchReindex", "Bias",
+    "Clip", "Concat", "ContrastiveLoss", "Convolution", "Crop", "Data", "Deconvolution",
+    "Dropout", "DummyData", "ELU", "Eltwise", "Embed", "EuclideanLoss", "Exp",
+    "Filter", "Flatten", "HDF5Data", "HDF5Output", "HingeLoss", "Im2col", "ImageData",
+    "InfogainLoss", "InnerProduct", "Input", "LRN", "LSTM", "LSTMUnit", "Log", "MVN",
+    "MemoryData", "MultinomialLogisticLoss", "PReLU", "Parameter", "Pooling", "Power",
+    "Python", "RNN", "ReLU", "Reduction", "Reshape", "SPP", "Scale", "Sigmoid",
+    "SigmoidCrossEntropyLoss", "Silence", "Slice", "Softmax", "SoftmaxWithLoss",
+    "Split", "Swish", "TanH", "Threshold", "Tile", "WindowData",
+)
+
+
 def test_every_bvlc_type_has_a_rule():
-    from netdsl.schema import KNOWN_TYPES
-    assert set(KNOWN_TYPES) <= set(SHAPE_RULES)
+    assert all(lookup(t) is not None and lookup(t).shape is not None for t in BVLC_TYPES)
 
 
 def test_reports():
@@ -857,21 +872,19 @@ def test_reports():
 
 
 def test_registered_rule_for_a_fork_type():
-    from netdsl.shapes import BLOB_COUNTS, PARAM_RULES, param_rule, rule
+    from netdsl.layers import declare, use_layers
 
-    try:
-        @rule("Upsample2x", bottoms=1, tops=1)
-        def _up(layer, bottoms, ntop):
-            n, c, h, w = bottoms[0]
-            return [(n, c, 2 * h, 2 * w)]
+    def _up(layer, bottoms, ntop):
+        n, c, h, w = bottoms[0]
+        return [(n, c, 2 * h, 2 * w)]
 
-        @param_rule("Upsample2x")
-        def _up_params(layer, bottoms):
-            return [(bottoms[0][1],)]
+    def _up_params(layer, bottoms):
+        return [(bottoms[0][1],)]
 
+    with use_layers() as reg:
+        declare("Upsample2x", family="test", bottoms=1, tops=1, shape=_up, params=_up_params,
+                registry=reg)
         ls = layer('type: "Upsample2x"', (1, 3, 4, 5))
         assert ls.top_shapes == [(1, 3, 8, 10)] and ls.param_shapes == [(3,)]
         assert "exactly 1 bottom" in error('type: "Upsample2x"', (1, 3, 4, 5), (1,)).message
-    finally:
-        for d in (SHAPE_RULES, BLOB_COUNTS, PARAM_RULES):
-            d.pop("Upsample2x", None)
+    assert lookup("Upsample2x") is None

@@ -194,7 +194,7 @@ def _fake_shapes(monkeypatch, param_shapes):
     mod = types.ModuleType("netdsl.shapes")
 
     def infer_shapes(net, inputs=None):
-        layers = [types.SimpleNamespace(name=lp.name, type=lp.type,
+        layers = [types.SimpleNamespace(name=lp.name, type=lp.type, layer=lp,
                                         param_shapes=param_shapes.get(lp.name, []))
                   for lp in net.layer]
         return types.SimpleNamespace(layers=layers)

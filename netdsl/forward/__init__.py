@@ -6,17 +6,24 @@
     blobs = forward("deploy.prototxt", "weights.caffemodel", {"data": x})
     blobs["prob"], blobs.outputs
 
-Each layer type is one registered function (:data:`FORWARD`), grouped by
-concern: :mod:`.conv` (Convolution, Deconvolution, Pooling, InnerProduct),
-:mod:`.pointwise` (neurons, Eltwise, Scale, Bias, Dropout), :mod:`.norm`
-(BatchNorm, MVN, LRN, Softmax, ArgMax) and :mod:`.structure` (Input,
-DummyData, Concat, Slice, Split, Flatten, Reshape, Crop, Silence, ...).
+Each layer type's forward lives with the rest of its rules in
+:mod:`netdsl.layers`; :mod:`.core` walks the net and :mod:`.run` is the
+``netdsl run`` verb.
 """
-from . import conv, norm, pointwise, structure  # noqa: F401  (register the layer types)
-from .conv import conv2d, deconv2d
-from .core import (FORWARD, Context, ForwardResult, forward, input_shapes, random_inputs,
-                   register)
+from ..layers.conv import conv2d, deconv2d
+from .core import Context, ForwardResult, forward, input_shapes, random_inputs
 from .run import run
 
-__all__ = ["forward", "run", "register", "FORWARD", "Context", "ForwardResult",
-           "random_inputs", "input_shapes", "conv2d", "deconv2d"]
+__all__ = ["forward", "run", "Context", "ForwardResult", "random_inputs", "input_shapes",
+           "conv2d", "deconv2d"]
+
+
+def __getattr__(name: str):
+    if name in ("FORWARD", "register"):   # netdsl 0.1's table
+        from ..errors import NetdslError
+        raise NetdslError("netdsl.forward.%s is gone: every layer type's rules live in one "
+                          "LayerType in netdsl.layers" % name,
+                          hint="read a forward with netdsl.layers.lookup(TYPE).forward; "
+                               "declare a type with netdsl.plugins.register_layer(TYPE, "
+                               "forward=...) (see docs/custom-layers.md)")
+    raise AttributeError("module 'netdsl.forward' has no attribute %r" % name)

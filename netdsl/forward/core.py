@@ -1,50 +1,28 @@
-"""The forward pass: layers in order, each computed by its registered numpy function.
+"""The forward pass: layers in order, each computed by its type's numpy forward
+in the layer registry (:mod:`netdsl.layers`).
 
-A registry entry is ``fn(layer, bottoms, blobs, ctx) -> list of top arrays``:
-``layer`` is the LayerParameter, ``bottoms`` the float32 input arrays,
-``blobs`` the layer's parameter arrays (from the weights, possibly empty) and
-``ctx`` a :class:`Context` (phase, random generator, number of tops).  Entries
-never change their inputs: an in-place layer's top simply replaces the blob of
+A forward rule is ``fn(layer, bottoms, blobs, ctx[, geometry]) -> list of top
+arrays``: ``layer`` is the LayerParameter, ``bottoms`` the float32 input
+arrays, ``blobs`` the layer's parameter arrays (from the weights, possibly
+empty) and ``ctx`` a :class:`Context` (phase, random generator, number of
+tops).  Every top is checked against the type's shape rule.  Rules never
+change their inputs: an in-place layer's top simply replaces the blob of
 the same name, which gives what ``net.blobs`` holds after Caffe's ``Forward``.
 """
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Union
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
 
 import numpy as np
 from google.protobuf.message import Message
 
 from ..errors import NetdslError, did_you_mean
+from ..layers import current, lookup
+from ..layers.registry import LayerType
+from ..layers.runtime import TEST, TRAIN, Context, blob_as  # noqa: F401  (re-exported)
 
-__all__ = ["forward", "register", "FORWARD", "Context", "ForwardResult", "random_inputs",
-           "input_shapes", "blob_as", "LayerFn"]
-
-LayerFn = Callable[[Message, List[np.ndarray], List[np.ndarray], "Context"], List[np.ndarray]]
-
-#: layer type -> numpy forward function
-FORWARD: Dict[str, LayerFn] = {}
-
-TRAIN, TEST = 0, 1
-
-
-def register(*types: str) -> Callable[[LayerFn], LayerFn]:
-    """Register ``fn`` as the numpy forward of the given layer types."""
-    def deco(fn: LayerFn) -> LayerFn:
-        for t in types:
-            FORWARD[t] = fn
-        return fn
-    return deco
-
-
-@dataclass
-class Context:
-    """What a layer function may need beyond its parameters and inputs."""
-    phase: int
-    ntop: int
-    rng: np.random.Generator
-    inputs: Mapping[str, np.ndarray]
+__all__ = ["forward", "Context", "ForwardResult", "random_inputs", "input_shapes", "blob_as"]
 
 
 class ForwardResult(dict):
@@ -61,19 +39,6 @@ class ForwardResult(dict):
     def output(self) -> Dict[str, np.ndarray]:
         """The output blobs only."""
         return {k: self[k] for k in self.outputs}
-
-
-def blob_as(blob: np.ndarray, shape: Sequence[int], layer: Message, index: int,
-            what: str = "blob") -> np.ndarray:
-    """``blob`` as a float32 array of ``shape``; only the count has to match
-    (Caffe copies by count when the legacy 4-D shape differs)."""
-    shape = tuple(int(d) for d in shape)
-    want = int(np.prod(shape, dtype=np.int64))
-    if blob.size != want:
-        raise NetdslError("%s %d has %d values %s, but the layer needs shape %s (%d values)"
-                          % (what, index, blob.size, tuple(blob.shape), shape, want),
-                          layer=layer.name)
-    return np.asarray(blob, dtype=np.float32).reshape(shape)
 
 
 # -- weights ------------------------------------------------------------------
@@ -202,59 +167,16 @@ def _shared_owner(lp: Message, layers: List[Message], weights: _Weights
     return found
 
 
-_NEEDS_WEIGHTS = {"Convolution", "Deconvolution", "InnerProduct", "BatchNorm", "PReLU",
-                  "Embed", "Parameter"}
-
-
-def _needs_weights(lp: Message) -> bool:
-    if lp.type in _NEEDS_WEIGHTS:
-        return True
-    if lp.type == "Scale":
-        return len(lp.bottom) == 1 or lp.scale_param.bias_term
-    if lp.type == "Bias":
-        return len(lp.bottom) == 1
-    return False
-
-
-_FIXED_FILLERS = ("constant", "bilinear")
-
-
-def _filled_blobs(lp: Message, bottoms: List[np.ndarray]) -> Optional[List[np.ndarray]]:
-    """Blobs Caffe's layer setup gives a Convolution, Deconvolution or InnerProduct
-    that the weights lack, when its ``weight_filler`` is set and deterministic
-    (constant or bilinear; the unset bias filler is constant 0).  None otherwise:
-    random or unset weight fillers need real weights."""
-    if lp.type in ("Convolution", "Deconvolution"):
-        p = lp.convolution_param
-    elif lp.type == "InnerProduct":
-        p = lp.inner_product_param
-    else:
+def _setup_blobs(lt: LayerType, lp: Message, bottoms: List[np.ndarray]
+                 ) -> Optional[List[np.ndarray]]:
+    """The blobs Caffe's own layer setup gives a layer whose fillers are fixed (a
+    constant or bilinear upsampling kernel), so that it needs no caffemodel entry;
+    None when the type's fillers are random or unset."""
+    if lt.fixed_blobs is None or lt.fillers is None or not bottoms or not lt.fixed_blobs(lp):
         return None
-    if not p.HasField("weight_filler") or p.weight_filler.type not in _FIXED_FILLERS:
-        return None
-    if p.bias_term and p.bias_filler.type not in _FIXED_FILLERS:
-        return None
-    if not bottoms:
-        return None
-    x = bottoms[0]
-    nout = int(p.num_output)
-    if lp.type == "InnerProduct":
-        axis = p.axis + x.ndim if p.axis < 0 else p.axis
-        k = int(np.prod(x.shape[axis:], dtype=np.int64))
-        wshape: Sequence[int] = (k, nout) if p.transpose else (nout, k)
-    else:
-        from .conv import conv_geometry
-        kernel = conv_geometry(p)[0]
-        group = max(1, int(p.group))
-        if x.ndim != 4:
-            return None
-        wshape = ((nout, x.shape[1] // group) if lp.type == "Convolution"
-                  else (x.shape[1], nout // group)) + tuple(kernel)
     from ..weights import fill
-    blobs = [fill(p.weight_filler, wshape)]
-    if p.bias_term:
-        blobs.append(fill(p.bias_filler, (nout,)))
-    return blobs
+    shapes = lt.param_shapes(lp, [tuple(b.shape) for b in bottoms])
+    return [fill(f, s) for f, s in zip(lt.fillers(lp, shapes), shapes)]
 
 
 def forward(net: Any, weights: WeightsArg = None,
@@ -319,27 +241,44 @@ def _run_layer(lp: Message, bottoms: List[np.ndarray], layers: List[Message], wt
                ) -> List[np.ndarray]:
     if not lp.bottom and lp.top and all(t in given for t in lp.top):
         return [given[t] for t in lp.top]
-    fn = FORWARD.get(lp.type)
-    if fn is None:
+    lt = lookup(lp.type)
+    if lt is None or lt.forward is None:
         if not lp.bottom and lp.type.endswith("Data"):
             raise NetdslError("data layer of type '%s': give its top%s %s as input"
                               % (lp.type, "s" if len(lp.top) > 1 else "",
                                  ", ".join("'%s'" % t for t in lp.top)), layer=lp.name)
+        runnable = [n for n in current().names() if current().get(n).forward is not None]
         raise NetdslError("no numpy forward for layer type '%s'" % lp.type, layer=lp.name,
-                          hint=did_you_mean(lp.type, FORWARD))
+                          hint=did_you_mean(lp.type, runnable))
     blobs = wts.get(lp.name)
     if blobs is None:
         blobs = _shared_owner(lp, layers, wts)
-    if blobs is None and _needs_weights(lp):
-        blobs = _filled_blobs(lp, bottoms)
-        if blobs is None:
-            raise NetdslError("no weights for this %s layer (looked up by layer name)" % lp.type,
-                              layer=lp.name, hint=did_you_mean(lp.name, wts.names()))
-    if blobs is None:
-        blobs = []
-    ctx = Context(phase=phase, ntop=len(lp.top), rng=rng, inputs=given)
     try:
-        out = fn(lp, bottoms, blobs, ctx)
+        if blobs is None and lt.wants_weights(lp):
+            blobs = _setup_blobs(lt, lp, bottoms)
+            if blobs is None:
+                raise NetdslError("no weights for this %s layer (looked up by layer name)"
+                                  % lp.type, layer=lp.name, hint=did_you_mean(lp.name, wts.names())
+                                  or "give a caffemodel, or make one with `netdsl init`")
+        ctx = Context(phase=phase, ntop=len(lp.top), rng=rng, inputs=given)
+        geo = lt.parse(lp, tuple(bottoms[0].shape) if bottoms else None)
+        out = lt.run(lp, bottoms, blobs or [], ctx, geo)
+        _check_tops(lt, lp, bottoms, out, geo)
     except NetdslError as err:
         raise err.located(layer=lp.name)
     return [np.ascontiguousarray(a, dtype=np.float32) for a in out]
+
+
+def _check_tops(lt: LayerType, lp: Message, bottoms: List[np.ndarray], out: List[np.ndarray],
+                geo: Any) -> None:
+    """Each computed top must have the shape the type's shape rule gives: the two
+    can never drift apart unnoticed."""
+    if lt.shape is None or len(out) != len(lp.top):
+        return
+    want = lt.top_shapes(lp, [tuple(b.shape) for b in bottoms], len(out), geo)
+    for i, (a, w) in enumerate(zip(out, want)):
+        if tuple(a.shape) != tuple(w):
+            raise NetdslError("internal error: the numpy forward of %s gave top %d ('%s') shape "
+                              "%s, but its shape rule gives %s" % (lp.type, i, lp.top[i],
+                                                                   tuple(a.shape), tuple(w)),
+                              layer=lp.name)

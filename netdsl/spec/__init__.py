@@ -17,7 +17,6 @@ Schema of the format.  Every user error is a
 from __future__ import annotations
 
 import contextlib
-import gc
 import os
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
@@ -85,19 +84,6 @@ def net_text(net: Message, cache: Optional[Dict[bytes, str]] = None) -> str:
     return "".join(parts)
 
 
-@contextlib.contextmanager
-def no_gc():
-    """Pause the cyclic garbage collector: a big spec makes many objects and no cycles,
-    so collections would only rescan them (the NetSpec builder does the same)."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
-
-
 def _phases(spec: Spec, phases: Optional[Iterable[str]]) -> List[str]:
     if phases is None:
         return list(spec.phases)
@@ -114,21 +100,21 @@ def _phases(spec: Spec, phases: Optional[Iterable[str]]) -> List[str]:
 
 @contextlib.contextmanager
 def schema_of(spec: Spec):
-    """Make the spec's fork schema (``proto:``) the builder's schema while inside."""
+    """Make the spec's fork schema (``proto:``) the builder's schema, and its
+    ``custom_layers`` the layer types in use, while inside."""
     from .. import netspec
-    if spec.schema is None:
-        yield
-        return
-    previous = netspec._schema
-    if previous is not None and previous is not spec.schema:
-        raise NetdslError("the spec's `proto:` names %s but --proto gives %s"
-                          % (spec.schema.SOURCE, previous.SOURCE), file=spec.path,
-                          hint="drop --proto, or make both name the same file")
-    netspec.use_schema(spec.schema)
-    try:
-        yield
-    finally:
-        netspec.use_schema(previous)
+    from ..layers import use_layers
+    with use_layers(spec.registry):
+        if spec.schema is None:
+            yield
+            return
+        previous = netspec.explicit_schema()
+        if previous is not None and previous is not spec.schema:
+            raise NetdslError("the spec's `proto:` names %s but --proto gives %s"
+                              % (spec.schema.SOURCE, previous.SOURCE), file=spec.path,
+                              hint="drop --proto, or make both name the same file")
+        with netspec.schema_in_use(spec.schema):
+            yield
 
 
 def build_all(spec: Spec, phases: Optional[Iterable[str]] = None, *,
@@ -138,8 +124,7 @@ def build_all(spec: Spec, phases: Optional[Iterable[str]] = None, *,
     builds with that schema."""
     built = Built(spec)
     with schema_of(spec):
-        with no_gc():
-            _build_phases(built, spec, phases, check)
+        _build_phases(built, spec, phases, check)
         built.solver = build_solver(spec)
     return built
 
@@ -218,28 +203,19 @@ def surgery_layers(net: Message) -> Tuple[List[str], List[str]]:
     stride ``f`` all-ones kernels (nearest).  This is the form the ``upsample``
     op writes with ``dense: true`` and FCN's published nets have.
     """
-    interp: List[str] = []
-    nearest: List[str] = []
+    from ..layers import lookup
+    out: Dict[str, List[str]] = {"interp": [], "nearest": []}
     for layer in net.layer:
-        if layer.type != "Deconvolution":
+        lt = lookup(layer.type)
+        if lt is None or lt.surgery is None:
             continue
-        p = layer.convolution_param
-        if p.HasField("weight_filler"):
+        try:
+            kind = lt.surgery(layer, lt.parse(layer, None))
+        except NetdslError:
             continue
-        ks = list(p.kernel_size) or ([p.kernel_h] if p.HasField("kernel_h") else [])
-        st = list(p.stride) or ([p.stride_h] if p.HasField("stride_h") else [1])
-        if p.HasField("kernel_w") and p.kernel_w not in ks:
-            continue
-        if p.HasField("stride_w") and p.stride_w not in st:
-            continue
-        if len(set(ks)) != 1 or len(set(st)) != 1:
-            continue
-        k, f = ks[0], st[0]
-        if f > 1 and k == 2 * f - f % 2:
-            interp.append(layer.name)
-        elif f > 1 and k == f:
-            nearest.append(layer.name)
-    return interp, nearest
+        if kind in out:
+            out[kind].append(layer.name)
+    return out["interp"], out["nearest"]
 
 
 def build(path: str, out_dir: Optional[str] = None, variables: Optional[Dict[str, Any]] = None,
@@ -255,15 +231,15 @@ def build(path: str, out_dir: Optional[str] = None, variables: Optional[Dict[str
     ``out_dir`` defaults to ``out/<spec name>``.  Returns the paths written.
     """
     from ..fileio import atomic_write
-    with no_gc():
-        spec = load_spec(path, variables, custom_types=custom_types)
-        built = build_all(spec, phases, check=check)
-        files = built.texts()
+    spec = load_spec(path, variables, custom_types=custom_types)
+    built = build_all(spec, phases, check=check)
+    files = built.texts()
     if out_dir is None:
         out_dir = os.path.join("out", spec.name)
     model = None
     if weights:
-        model = initial_weights(built, source=source, seed=seed)
+        with schema_of(spec):
+            model = initial_weights(built, source=source, seed=seed)
     if os.path.exists(out_dir) and not os.path.isdir(out_dir):
         raise NetdslError("cannot write into %s: it is a file" % out_dir)
     written = []

@@ -14,6 +14,7 @@ import os
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 from ..errors import NetdslError, did_you_mean
+from ..layers import current as current_layers
 from ..ops import OPS, OpCall, Record
 from . import phases as _phases
 from .expr import substitute
@@ -63,6 +64,8 @@ class Spec:
         self.solver: Optional[MappingNode] = None
         self.custom_types: List[str] = []
         self.schema: Any = None            # the fork schema module named by `proto:`, if any
+        # the layer types this spec's nets use: its custom_layers over those in use now
+        self.registry = current_layers().child("spec %s" % path)
         self.root: Optional[Node] = None
         self.files: List[str] = [path]
 
@@ -295,7 +298,7 @@ def load_spec(path: str, variables: Optional[Dict[str, Any]] = None, *,
             _load_plugin(n, value(n, scope), path)
     if "custom_layers" in top:
         for t, kn, vn in _mapping(top["custom_layers"][1], "`custom_layers`"):
-            _register_custom(t, kn, vn, scope)
+            _register_custom(spec, t, kn, vn, scope)
             spec.custom_types.append(t)
     if "phases" in top:
         phs = []
@@ -389,12 +392,14 @@ def _load_plugin(node: Node, name: Any, spec_path: str) -> None:
 _CUSTOM_KEYS = ("bottoms", "tops", "shape", "params", "coord_map")
 
 
-def _register_custom(type_name: str, knode: Node, vnode: Node, scope: Dict[str, Any]) -> None:
+def _register_custom(spec: "Spec", type_name: str, knode: Node, vnode: Node,
+                     scope: Dict[str, Any]) -> None:
     """``custom_layers: {Type: {shape: [[N, C, "2*H", "2*W"]], ...}}``: a fork layer's
     output shapes (and learnable blob shapes, blob counts, coordinate map) declared
-    as expressions over its bottoms and parameters (netdsl.plugins)."""
+    as expressions over its bottoms and parameters (netdsl.plugins), in the spec's
+    own layer registry: they apply to this spec's nets only."""
     from .. import plugins, schema as _schema
-    if type_name in _schema.KNOWN_TYPES:
+    if _schema.is_builtin_type(type_name):
         raise _err(knode, "`%s` is a BVLC layer type; custom_layers declares new types"
                    % type_name)
     decl = value(vnode, scope)
@@ -415,7 +420,7 @@ def _register_custom(type_name: str, knode: Node, vnode: Node, scope: Dict[str, 
     try:
         plugins.register_layer(type_name, shape=decl.get("shape"), params=decl.get("params"),
                                coord_map=coord, bottoms=_count(decl.get("bottoms")),
-                               tops=_count(decl.get("tops")))
+                               tops=_count(decl.get("tops")), registry=spec.registry)
     except NetdslError as exc:
         field = exc.field if exc.field in nodes else None
         for k in ("shape", "params", "coord_map", "bottoms", "tops"):

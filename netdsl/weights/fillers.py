@@ -21,7 +21,7 @@ import numpy as np
 
 from ..errors import NetdslError, did_you_mean
 
-__all__ = ["fill", "filler_params", "bilinear_kernel", "FILLERS", "FILLER_DEFAULTS"]
+__all__ = ["fill", "filler_params", "bilinear_kernel", "is_fixed", "FILLERS", "FILLER_DEFAULTS"]
 
 #: FillerParameter's fields and their defaults in caffe.proto.
 FILLER_DEFAULTS: Dict[str, Any] = {
@@ -71,6 +71,15 @@ def filler_params(filler: FillerSpec) -> Dict[str, Any]:
     out["variance_norm"] = norm.upper()
     out["type"] = str(out["type"])
     return out
+
+
+#: fillers whose values depend on nothing but their parameters and the blob's shape
+FIXED_FILLERS = ("constant", "bilinear")
+
+
+def is_fixed(filler: FillerSpec) -> bool:
+    """Whether ``filler`` gives fixed values (constant or bilinear), no random draw."""
+    return filler_params(filler)["type"] in FIXED_FILLERS
 
 
 def bilinear_kernel(size: int) -> np.ndarray:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import warnings
-from typing import Any, Dict, Iterable, List, Optional, Tuple
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Union
 
 import numpy as np
 
@@ -20,52 +20,26 @@ from .surgery import Source, TransplantReport, interp, nearest, transplant
 
 __all__ = ["init_weights", "layer_fillers"]
 
-_CONSTANT_1 = {"type": "constant", "value": 1.0}
-_CONSTANT_025 = {"type": "constant", "value": 0.25}
 _ZERO = {"type": "constant", "value": 0.0}
 
 
-def layer_fillers(layer: Any, count: int) -> List[Any]:
-    """The fillers Caffe's layer setup uses for the ``count`` blobs of ``layer``.
-
-    * Convolution, Deconvolution, InnerProduct, Embed: ``weight_filler``, then
-      ``bias_filler`` (unset fillers are FillerParameter's default, constant 0).
-    * BatchNorm: mean, variance and moving-average factor all 0.
-    * Scale: ``filler``, default constant 1 (absent with two bottoms), then
-      ``bias_filler`` when ``bias_term``; Bias: ``filler`` (default 0).
-    * PReLU: ``filler``, default constant 0.25.
-    * RNN, LSTM: ``weight_filler`` for matrices, ``bias_filler`` for vectors
-      (returned as None here and resolved per shape by :func:`init_weights`).
-
-    Other types get constant 0 with a warning.
+def layer_fillers(layer: Any, shapes: Union[int, Sequence[Sequence[int]]]) -> List[Any]:
+    """The fillers Caffe's layer setup uses for the blobs of ``layer`` (their
+    ``shapes``, or just their count), from its type's rule in the layer registry
+    (:mod:`netdsl.layers`): e.g. ``weight_filler`` then ``bias_filler`` for
+    Convolution and InnerProduct, constant 1 for an unset Scale filler, 0.25 for
+    PReLU.  A type with no filler rule gets constant 0 with a warning.
     """
-    t = layer.type
-    if t in ("Convolution", "Deconvolution"):
-        p = layer.convolution_param
-        return [p.weight_filler, p.bias_filler][:count]
-    if t == "InnerProduct":
-        p = layer.inner_product_param
-        return [p.weight_filler, p.bias_filler][:count]
-    if t == "Embed":
-        p = layer.embed_param
-        return [p.weight_filler, p.bias_filler][:count]
-    if t == "BatchNorm":
-        return [_ZERO] * count
-    if t == "Scale":
-        p = layer.scale_param
-        scale = p.filler if p.HasField("filler") else _CONSTANT_1
-        fillers = [p.bias_filler] if len(layer.bottom) > 1 else [scale, p.bias_filler]
-        return fillers[:count]
-    if t == "Bias":
-        return [layer.bias_param.filler] * count
-    if t == "PReLU":
-        p = layer.prelu_param
-        return [p.filler if p.HasField("filler") else _CONSTANT_025] * count
-    if t in ("RNN", "LSTM"):
-        return [None] * count
+    from ..layers import lookup
+    if isinstance(shapes, int):
+        shapes = [None] * shapes
+    count = len(shapes)
+    lt = lookup(layer.type)
+    if lt is not None and lt.fillers is not None:
+        return list(lt.fillers(layer, list(shapes)))
     if count:
         warnings.warn("layer '%s': no filler rule for type '%s'; its %d blob(s) are set to 0"
-                      % (layer.name, t, count), stacklevel=3)
+                      % (layer.name, layer.type, count), stacklevel=3)
     return [_ZERO] * count
 
 
@@ -102,22 +76,14 @@ def init_weights(net: Any, *, seed: int = 0, source: Optional[Source] = None,
     from ..shapes import infer_shapes
     shapes = infer_shapes(net, inputs) if phase is None else infer_shapes(net, inputs,
                                                                           phase=phase)
-    by_name: Dict[Tuple[str, str], Any] = {}
-    for lp in net.layer:
-        by_name.setdefault((lp.name, lp.type), lp)
     weights: Dict[str, List[np.ndarray]] = {}
     shared: Dict[str, np.ndarray] = {}
     for entry in shapes.layers:
         param_shapes = [tuple(int(d) for d in s) for s in (entry.param_shapes or ())]
         if not param_shapes:
             continue
-        lp = getattr(entry, "param", None)
-        if lp is None or not hasattr(lp, "type"):
-            lp = by_name.get((entry.name, entry.type))
-        if lp is None:
-            raise NetdslError("shape inference reports a layer the net does not have",
-                              layer=entry.name)
-        fillers = layer_fillers(lp, len(param_shapes))
+        lp = entry.layer   # the layer of the phase shaped, not another of the same name
+        fillers = layer_fillers(lp, param_shapes)
         fillers += [_ZERO] * (len(param_shapes) - len(fillers))
         blobs: List[np.ndarray] = []
         for i, (shape, filler) in enumerate(zip(param_shapes, fillers)):
@@ -130,9 +96,6 @@ def init_weights(net: Any, *, seed: int = 0, source: Optional[Source] = None,
                                       layer=entry.name)
                 blobs.append(owner if owner.shape == shape else owner.reshape(shape))
                 continue
-            if filler is None:  # recurrent layers: by blob rank
-                p = lp.recurrent_param
-                filler = p.weight_filler if len(shape) > 1 else p.bias_filler
             try:
                 arr = fill(filler, shape, _rng(seed, entry.name, i))
             except NetdslError as exc:

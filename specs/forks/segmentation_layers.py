@@ -28,11 +28,10 @@ from typing import List, Sequence, Tuple
 
 import numpy as np
 
-from netdsl.coord_map import COORD_MAPS, UndefinedMapException
+from netdsl.coord_map import UndefinedMapException
 from netdsl.errors import NetdslError
-from netdsl.forward import FORWARD
 from netdsl.plugins import register_layer
-from netdsl.shapes import SHAPE_RULES
+from netdsl.layers import lookup
 
 Shape = Tuple[int, ...]
 
@@ -302,12 +301,12 @@ def _max_pool(layer) -> None:
 def pooling_switches_shape(layer, bottoms: List[Shape], ntop: int) -> List[Shape]:
     # BVLC's Pooling rule (pooling_layer.cpp Reshape) for both tops
     _max_pool(layer)
-    return SHAPE_RULES["Pooling"](layer, bottoms, ntop)
+    return lookup("Pooling").top_shapes(layer, bottoms, ntop)
 
 
 def pooling_switches_forward(layer, bottoms, blobs, ctx):
     _max_pool(layer)
-    return FORWARD["Pooling"](layer, bottoms, blobs, ctx)
+    return lookup("Pooling").run(layer, bottoms, blobs, ctx)
 
 
 def unpooling_geometry(layer) -> Tuple[Tuple[int, int], Tuple[int, int], Tuple[int, int]]:
@@ -374,7 +373,7 @@ register_layer("Upsample", bottoms=(1, 2), tops=1, shape=upsample_shape,
 register_layer("Interp", bottoms=1, tops=1, shape=interp_shape, coord_map=interp_map,
                forward=interp_forward)
 register_layer("PoolingSwitches", bottoms=1, tops=2, shape=pooling_switches_shape,
-               coord_map=lambda layer, shapes=None: COORD_MAPS["Pooling"](layer, shapes),
+               coord_map=lambda layer, shapes=None: lookup("Pooling").map(layer, shapes),
                forward=pooling_switches_forward)
 register_layer("Unpooling", bottoms=2, tops=1, shape=unpooling_shape, coord_map=unpooling_map,
                forward=unpooling_forward)

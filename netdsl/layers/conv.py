@@ -1,0 +1,395 @@
+"""Convolution, Deconvolution and Im2col (BVLC base_conv_layer.cpp, conv_layer.cpp,
+deconv_layer.cpp, im2col_layer.cpp).
+
+:func:`conv_geometry` parses a ConvolutionParameter once per layer into a
+:class:`ConvGeometry`; the shape, parameter, coordinate-map and forward rules
+below all read that value.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import List, Optional, Sequence, Tuple
+
+from google.protobuf.message import Message
+
+from ..coord_map import Map, canon_axis, down_map, exact
+from ..errors import NetdslError
+from .blob import (Shape, canonical_axis, err, fixed_weight_bias, same_shapes, shape_str, tdiv,
+                   weight_bias_fillers)
+from .registry import declare
+from .runtime import Context, blob_as, np
+
+_F = "convolution_param."
+
+
+# -- geometry -------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ConvGeometry:
+    """A convolution window per spatial axis: ``axis`` is the channel axis."""
+    axis: int
+    kernel: Tuple[int, ...]
+    stride: Tuple[int, ...]
+    pad: Tuple[int, ...]
+    dilation: Tuple[int, ...]
+
+    @property
+    def extent(self) -> Tuple[int, ...]:
+        """The receptive extent ``dilation * (kernel - 1) + 1`` per axis."""
+        return tuple(d * (k - 1) + 1 for k, d in zip(self.kernel, self.dilation))
+
+    def pair(self, what: str) -> Tuple[int, int]:
+        """(h, w) of a 2-D geometry's ``kernel``/``stride``/``pad``/``dilation``."""
+        v = getattr(self, what)
+        return int(v[0]), int(v[1])
+
+
+def _per_axis(values: Sequence[int], n: int, default: Optional[int], field: str) -> Tuple[int, ...]:
+    k = len(values)
+    allowed = (1, n) if default is None else (0, 1, n)
+    if k not in allowed:
+        raise err("%s must be specified once, or once per spatial dimension (%s specified %d "
+                  "times; %d spatial dims)" % (field, field, k, n), _F + field)
+    if k == 0:
+        return (default,) * n
+    return tuple(int(values[0 if k == 1 else i]) for i in range(n))
+
+
+def _dims(cp: Message, n: int, base: str, field: str, default: Optional[int],
+          note: str = "") -> Tuple[int, ...]:
+    """base_conv_layer.cpp: ``<base>_h``/``<base>_w`` (2-D only, exclusive with the
+    repeated ``field``) or ``field`` given once or per spatial axis."""
+    if cp.HasField(base + "_h") or cp.HasField(base + "_w"):
+        if n != 2:
+            raise err("%s_h & %s_w can only be used for 2D convolution%s" % (base, base, note),
+                      "%s%s_h" % (_F, base))
+        if len(getattr(cp, field)):
+            raise err("Either %s or %s_h/w should be specified; not both" % (field, base),
+                      _F + field)
+        return (getattr(cp, base + "_h"), getattr(cp, base + "_w"))
+    return _per_axis(getattr(cp, field), n, default, field)
+
+
+def _spatial_axes(cp: Message) -> int:
+    # without an input shape (pycaffe's coord_map on a NetSpec function): as many
+    # spatial axes as the parameters spell out
+    if any(cp.HasField(f) for f in ("kernel_h", "kernel_w", "stride_h", "stride_w", "pad_h",
+                                    "pad_w")):
+        return 2
+    return max(len(cp.kernel_size), len(cp.stride), len(cp.pad), len(cp.dilation), 1)
+
+
+def conv_geometry(layer: Message, shape: Optional[Shape] = None,
+                  min_spatial: int = 0) -> ConvGeometry:
+    """BaseConvolutionLayer::LayerSetUp's geometry of ``layer`` on an input of ``shape``.
+
+    kernel_size, stride, pad and dilation are given once or once per spatial
+    axis (stride 1, pad 0, dilation 1 by default); kernel_h/_w, stride_h/_w and
+    pad_h/_w only for 2-D.  Im2col needs at least ``min_spatial`` spatial axes.
+    Without ``shape`` the axis is left as written and the number of spatial
+    axes follows the parameters.
+    """
+    cp = layer.convolution_param
+    if shape is None:
+        ca, n = cp.axis, _spatial_axes(cp)
+    else:
+        ca = canonical_axis(cp.axis, shape, _F + "axis")
+        n = len(shape) - ca - 1
+        if n < min_spatial:
+            raise err("%s needs at least %d spatial axis after the channel axis %d; input %s"
+                      % (layer.type, min_spatial, ca, shape_str(shape)), _F + "axis")
+    if (not cp.HasField("kernel_h") and not cp.HasField("kernel_w") and len(cp.kernel_size) == 1
+            and len(cp.stride) <= 1 and len(cp.pad) <= 1 and len(cp.dilation) <= 1):
+        # the common spelling: one value each
+        k = int(cp.kernel_size[0])
+        s = int(cp.stride[0]) if len(cp.stride) else 1
+        p = int(cp.pad[0]) if len(cp.pad) else 0
+        d = int(cp.dilation[0]) if len(cp.dilation) else 1
+        kernel, stride, pad, dilation = (k,) * n, (s,) * n, (p,) * n, (d,) * n
+    else:
+        kernel = _dims(cp, n, "kernel", "kernel_size", None, " (%d spatial axes here)" % n)
+        stride = _dims(cp, n, "stride", "stride", 1)
+        pad = _dims(cp, n, "pad", "pad", 0)
+        dilation = _per_axis(cp.dilation, n, 1, "dilation")
+    if any(k <= 0 for k in kernel):
+        raise err("Filter dimensions must be nonzero (kernel %s)" % (list(kernel),),
+                  _F + "kernel_size")
+    if any(s <= 0 for s in stride):
+        raise err("Stride dimensions must be nonzero (stride %s)" % (list(stride),), _F + "stride")
+    return ConvGeometry(ca, kernel, stride, pad, dilation)
+
+
+# -- output size ----------------------------------------------------------------------
+
+def conv_out(size: int, kernel: int, stride: int, pad: int, dilation: int = 1) -> int:
+    """conv_layer.cpp compute_output_shape: (in + 2p - (d(k-1)+1)) / s + 1, C++ division."""
+    return tdiv(size + 2 * pad - (dilation * (kernel - 1) + 1), stride) + 1
+
+
+def deconv_out(size: int, kernel: int, stride: int, pad: int, dilation: int = 1) -> int:
+    """deconv_layer.cpp compute_output_shape: s(in - 1) + d(k-1)+1 - 2p."""
+    return stride * (size - 1) + dilation * (kernel - 1) + 1 - 2 * pad
+
+
+def _formula(kind: str, size: int, k: int, s: int, p: int, d: int, out: int) -> str:
+    if kind == "Deconvolution":
+        return ("stride*(in - 1) + dilation*(kernel - 1) + 1 - 2*pad = %d*(%d - 1) + %d*(%d - 1) "
+                "+ 1 - 2*%d = %d (deconv_layer.cpp)" % (s, size, d, k, p, out))
+    return ("(in + 2*pad - (dilation*(kernel - 1) + 1)) / stride + 1 = (%d + 2*%d - %d) / %d + 1 "
+            "= %d (integer division, conv_layer.cpp)" % (size, p, d * (k - 1) + 1, s, out))
+
+
+def _spatial_out(layer: Message, shape: Shape, g: ConvGeometry) -> List[int]:
+    f = deconv_out if layer.type == "Deconvolution" else conv_out
+    out = []
+    for i, size in enumerate(shape[g.axis + 1:]):
+        o = f(size, g.kernel[i], g.stride[i], g.pad[i], g.dilation[i])
+        if o < 0:
+            raise err("output size %d on axis %d: %s" % (
+                o, g.axis + 1 + i, _formula(layer.type, size, g.kernel[i], g.stride[i], g.pad[i],
+                                            g.dilation[i], o)), _F + "kernel_size")
+        out.append(o)
+    return out
+
+
+def _channels(layer: Message, shape: Shape, ca: int) -> Tuple[int, int, int]:
+    cp = layer.convolution_param
+    c, o, g = shape[ca], cp.num_output, cp.group
+    if o <= 0:
+        raise err("num_output must be positive (got %d)" % o, _F + "num_output")
+    if g <= 0:
+        raise err("group must be positive (got %d)" % g, _F + "group")
+    if c % g:
+        raise err("group %d does not divide the %d input channels (Caffe: channels %% group "
+                  "== 0; %d %% %d = %d)" % (g, c, c, g, c % g), _F + "group")
+    if o % g:
+        raise err("group %d does not divide num_output %d (Caffe: \"Number of output should be "
+                  "multiples of group\"; %d %% %d = %d)" % (g, o, o, g, o % g), _F + "group")
+    return c, o, g
+
+
+def _empty_hint(layer: Message, bottoms: List[Shape], axis: int, g: ConvGeometry) -> str:
+    i = axis - g.axis - 1
+    if not bottoms or not 0 <= i < len(g.kernel):
+        return ""
+    size = bottoms[0][axis]
+    f = deconv_out if layer.type == "Deconvolution" else conv_out
+    o = f(size, g.kernel[i], g.stride[i], g.pad[i], g.dilation[i])
+    return ": " + _formula(layer.type, size, g.kernel[i], g.stride[i], g.pad[i], g.dilation[i], o)
+
+
+# -- shape rules ----------------------------------------------------------------------
+
+def _geometry(layer: Message, shape: Optional[Shape]) -> ConvGeometry:
+    return conv_geometry(layer, shape)
+
+
+def _conv(layer: Message, bottoms: List[Shape], ntop: int, g: ConvGeometry) -> List[Shape]:
+    # base_conv_layer.cpp Reshape: shape[:axis] + (num_output,) + spatial outputs
+    shape = bottoms[0]
+    same_shapes(bottoms, layer.type)
+    _, o, _ = _channels(layer, shape, g.axis)
+    return [shape[:g.axis] + (o,) + tuple(_spatial_out(layer, shape, g))] * ntop
+
+
+def _conv_params(layer: Message, bottoms: List[Shape], g: ConvGeometry) -> List[Shape]:
+    # weights (out, in/group, *kernel), out/in swapped for Deconvolution; bias (num_output,)
+    c, o, grp = _channels(layer, bottoms[0], g.axis)
+    if layer.type == "Deconvolution":
+        w = (c, o // grp) + g.kernel
+    else:
+        w = (o, c // grp) + g.kernel
+    return [w, (o,)] if layer.convolution_param.bias_term else [w]
+
+
+def _im2col_geometry(layer: Message, shape: Optional[Shape]) -> ConvGeometry:
+    return conv_geometry(layer, shape, min_spatial=1)
+
+
+def _im2col(layer: Message, bottoms: List[Shape], ntop: int, g: ConvGeometry) -> List[Shape]:
+    # im2col_layer.cpp Reshape: channels * prod(kernel), spatial dims as convolution
+    shape = bottoms[0]
+    out = list(shape)
+    for k in g.kernel:
+        out[g.axis] *= k
+    for i, o in enumerate(_spatial_out(layer, shape, g)):
+        out[g.axis + 1 + i] = o
+    return [tuple(out)]
+
+
+# -- FCN surgery ------------------------------------------------------------------------
+
+def _deconv_surgery(layer: Message, g: ConvGeometry) -> Optional[str]:
+    """The kernels FCN's surgery puts on an upsampling Deconvolution that has no
+    ``weight_filler`` (Caffe would start it at zero), one kernel size and one
+    stride: kernel ``2f - f mod 2`` with stride ``f`` takes bilinear kernels
+    (``interp``), kernel ``f`` with stride ``f`` all-ones kernels (``nearest``)."""
+    if layer.convolution_param.HasField("weight_filler"):
+        return None
+    if len(set(g.kernel)) != 1 or len(set(g.stride)) != 1:
+        return None
+    k, f = g.kernel[0], g.stride[0]
+    if f > 1 and k == 2 * f - f % 2:
+        return "interp"
+    if f > 1 and k == f:
+        return "nearest"
+    return None
+
+
+# -- coordinate maps (y = x / s + (p - (e - 1) / 2) / s; deconvolution inverts it) ---------
+
+def window_map(layer_type: str, g: ConvGeometry) -> Map:
+    """The map of a Convolution, Im2col or Deconvolution from its geometry."""
+    kernel, stride, pad, dilation = g.kernel, g.stride, g.pad, g.dilation
+    if len(kernel) > 1 and all(len(set(v)) == 1 for v in (kernel, stride, pad, dilation)):
+        kernel, stride, pad, dilation = kernel[:1], stride[:1], pad[:1], dilation[:1]
+    extent = tuple(d * (k - 1) + 1 for k, d in zip(kernel, dilation))
+    if layer_type == "Deconvolution":
+        return g.axis, tuple(stride), tuple(exact(e - 1 - 2 * p, 2) for e, p in zip(extent, pad))
+    return down_map(g.axis, tuple(stride), extent, tuple(pad))
+
+
+def _conv_map(layer: Message, shapes, g: ConvGeometry) -> Map:
+    if shapes is None:
+        g = ConvGeometry(canon_axis(g.axis, layer, None, _F + "axis"), g.kernel, g.stride,
+                         g.pad, g.dilation)
+    return window_map(layer.type, g)
+
+
+# -- numpy forward ---------------------------------------------------------------------
+
+_COL_BYTES = 64 << 20  # im2col block budget
+
+
+
+def _check_4d(x: np.ndarray, what: str) -> None:
+    if x.ndim != 4:
+        raise NetdslError("%s needs a 4-D (N, C, H, W) input here, got shape %s"
+                          % (what, x.shape))
+
+
+
+def _conv_blobs(layer: Message, blobs: List[np.ndarray], shape: Sequence[int], nout: int
+                ) -> Tuple[np.ndarray, np.ndarray]:
+    p = layer.convolution_param
+    need = 2 if p.bias_term else 1
+    if len(blobs) < need:
+        raise NetdslError("%s needs %d blob(s) (weights%s), the weights have %d"
+                          % (layer.type, need, ", bias" if p.bias_term else "", len(blobs)))
+    w = blob_as(blobs[0], shape, layer, 0, "weight blob")
+    b = blob_as(blobs[1], (nout,), layer, 1, "bias blob") if p.bias_term else None
+    return w, b
+
+
+
+def conv2d(x: np.ndarray, w: np.ndarray, b: "np.ndarray | None", stride: Tuple[int, int],
+           pad: Tuple[int, int], dilation: Tuple[int, int], group: int) -> np.ndarray:
+    """Caffe's Convolution: out size ``(H + 2p - (d(k-1)+1)) / s + 1`` (floor)."""
+    n, c, h, wd = x.shape
+    o, cg, kh, kw = w.shape
+    (sh, sw), (ph, pw), (dh, dw) = stride, pad, dilation
+    ho = (h + 2 * ph - (dh * (kh - 1) + 1)) // sh + 1
+    wo = (wd + 2 * pw - (dw * (kw - 1) + 1)) // sw + 1
+    if ho <= 0 or wo <= 0:
+        raise NetdslError("convolution output would be %d x %d (input %d x %d, kernel %d x %d, "
+                          "pad %d/%d, dilation %d/%d)" % (ho, wo, h, wd, kh, kw, ph, pw, dh, dw))
+    if c != cg * group:
+        raise NetdslError("input has %d channels but the weights expect %d x group %d"
+                          % (c, cg, group))
+    xp = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw))) if ph or pw else x
+    xp = np.ascontiguousarray(xp, dtype=np.float32)
+    s0, s1, s2, s3 = xp.strides
+    view = np.lib.stride_tricks.as_strided(xp, (n, c, kh, kw, ho, wo),
+                      (s0, s1, s2 * dh, s3 * dw, s2 * sh, s3 * sw), writeable=False)
+    og = o // group
+    out = np.empty((n, o, ho, wo), dtype=np.float32)
+    kdim = cg * kh * kw
+    rows = max(1, min(ho, _COL_BYTES // max(1, 4 * n * kdim * wo)))
+    for g in range(group):
+        wg = w[g * og:(g + 1) * og].reshape(og, kdim)
+        for r0 in range(0, ho, rows):
+            r1 = min(ho, r0 + rows)
+            cols = view[:, g * cg:(g + 1) * cg, :, :, r0:r1, :].reshape(n, kdim, (r1 - r0) * wo)
+            out[:, g * og:(g + 1) * og, r0:r1, :] = np.matmul(wg, cols).reshape(
+                n, og, r1 - r0, wo)
+    if b is not None:
+        out += b.reshape(1, o, 1, 1)
+    return out
+
+
+
+def deconv2d(x: np.ndarray, w: np.ndarray, b: "np.ndarray | None", stride: Tuple[int, int],
+             pad: Tuple[int, int], dilation: Tuple[int, int], group: int) -> np.ndarray:
+    """Caffe's Deconvolution: out size ``s(H - 1) + d(k-1) + 1 - 2p``; weights
+    (C_in, C_out / group, kh, kw)."""
+    n, c, h, wd = x.shape
+    ci, og, kh, kw = w.shape
+    (sh, sw), (ph, pw), (dh, dw) = stride, pad, dilation
+    fh = sh * (h - 1) + dh * (kh - 1) + 1
+    fw = sw * (wd - 1) + dw * (kw - 1) + 1
+    ho, wo = fh - 2 * ph, fw - 2 * pw
+    if ho <= 0 or wo <= 0:
+        raise NetdslError("deconvolution output would be %d x %d (input %d x %d, kernel %d x %d, "
+                          "pad %d/%d)" % (ho, wo, h, wd, kh, kw, ph, pw))
+    if c != ci:
+        raise NetdslError("input has %d channels but the weights expect %d" % (c, ci))
+    cg = c // group
+    full = np.zeros((n, og * group, fh, fw), dtype=np.float32)
+    for g in range(group):
+        wg = w[g * cg:(g + 1) * cg].reshape(cg, og * kh * kw).T
+        xg = x[:, g * cg:(g + 1) * cg].reshape(n, cg, h * wd)
+        cols = np.matmul(wg, xg).reshape(n, og, kh, kw, h, wd)
+        dst = full[:, g * og:(g + 1) * og]
+        for i in range(kh):
+            for j in range(kw):
+                dst[:, :, i * dh:i * dh + sh * (h - 1) + 1:sh,
+                    j * dw:j * dw + sw * (wd - 1) + 1:sw] += cols[:, :, i, j]
+    out = full[:, :, ph:ph + ho, pw:pw + wo]
+    if b is not None:
+        out = out + b.reshape(1, -1, 1, 1)
+    return np.ascontiguousarray(out)
+
+
+
+def _setup(layer: Message, x: np.ndarray, g: ConvGeometry) -> Tuple[int, int]:
+    _check_4d(x, layer.type)
+    if g.axis != 1:
+        raise NetdslError("only axis 1 (channels) is supported, got %d" % g.axis, field=_F + "axis")
+    _, nout, group = _channels(layer, x.shape, 1)
+    return nout, group
+
+
+def _convolution(layer: Message, bottoms: List[np.ndarray], blobs: List[np.ndarray],
+                 ctx: Context, g: ConvGeometry) -> List[np.ndarray]:
+    """Each bottom convolved with the same weights (Caffe allows several bottom/top pairs)."""
+    outs = []
+    for x in bottoms:
+        nout, group = _setup(layer, x, g)
+        w, b = _conv_blobs(layer, blobs, (nout, x.shape[1] // group) + g.kernel, nout)
+        outs.append(conv2d(x, w, b, g.pair("stride"), g.pair("pad"), g.pair("dilation"), group))
+    return outs
+
+
+def _deconvolution(layer: Message, bottoms: List[np.ndarray], blobs: List[np.ndarray],
+                   ctx: Context, g: ConvGeometry) -> List[np.ndarray]:
+    outs = []
+    for x in bottoms:
+        nout, group = _setup(layer, x, g)
+        w, b = _conv_blobs(layer, blobs, (x.shape[1], nout // group) + g.kernel, nout)
+        outs.append(deconv2d(x, w, b, g.pair("stride"), g.pair("pad"), g.pair("dilation"), group))
+    return outs
+
+
+# -- declarations ----------------------------------------------------------------------
+
+_CONV = dict(family="conv", bottoms=(1, None), tops=(1, None), equal=True, geometry=_geometry,
+             shape=_conv, params=_conv_params, coord_map=_conv_map,
+             fillers=weight_bias_fillers("convolution_param"),
+             fixed_blobs=fixed_weight_bias("convolution_param"), needs_weights=True,
+             empty_hint=_empty_hint, size_field=_F + "kernel_size")
+declare("Convolution", forward=_convolution, **_CONV)
+declare("Deconvolution", forward=_deconvolution, reads=("convolution_param",),
+        surgery=_deconv_surgery, **_CONV)
+declare("Im2col", family="conv", bottoms=1, tops=1, reads=("convolution_param",),
+        geometry=_im2col_geometry, shape=_im2col, coord_map=_conv_map, empty_hint=_empty_hint,
+        size_field=_F + "kernel_size")

@@ -1,0 +1,86 @@
+"""InnerProduct and Embed (inner_product_layer.cpp, embed_layer.cpp).
+"""
+from __future__ import annotations
+
+from typing import List, Tuple
+
+from google.protobuf.message import Message
+
+from ..errors import NetdslError
+from .blob import fixed_weight_bias, weight_bias_fillers, Shape, canonical_axis, count, err
+from .registry import declare
+from .runtime import Context, blob_as, np
+
+
+def _inner_product(layer: Message, bottoms: List[Shape], ntop: int) -> List[Shape]:
+    # inner_product_layer.cpp: shape[:axis] + (num_output,)
+    p = layer.inner_product_param
+    shape = bottoms[0]
+    axis = canonical_axis(p.axis, shape, "inner_product_param.axis")
+    return [shape[:axis] + (p.num_output,)]
+
+
+def _inner_product_params(layer: Message, bottoms: List[Shape]) -> List[Shape]:
+    # weights (N, K), or (K, N) with transpose; K = count(axis); bias (N,)
+    p = layer.inner_product_param
+    k = count(bottoms[0], canonical_axis(p.axis, bottoms[0], "inner_product_param.axis"))
+    n = p.num_output
+    w = (k, n) if p.transpose else (n, k)
+    return [w, (n,)] if p.bias_term else [w]
+
+
+def _embed_check(layer: Message) -> Tuple[int, int]:
+    p = layer.embed_param
+    if p.num_output <= 0:
+        raise err("EmbedLayer num_output must be positive", "embed_param.num_output")
+    if p.input_dim <= 0:
+        raise err("EmbedLayer input_dim must be positive", "embed_param.input_dim")
+    return p.input_dim, p.num_output
+
+
+def _embed(layer: Message, bottoms: List[Shape], ntop: int) -> List[Shape]:
+    # embed_layer.cpp: bottom shape + (num_output,)
+    _, n = _embed_check(layer)
+    return [bottoms[0] + (n,)]
+
+
+def _embed_params(layer: Message, bottoms: List[Shape]) -> List[Shape]:
+    k, n = _embed_check(layer)
+    return [(k, n), (n,)] if layer.embed_param.bias_term else [(k, n)]
+
+
+def inner_product(layer: Message, bottoms: List[np.ndarray], blobs: List[np.ndarray],
+                  ctx: Context) -> List[np.ndarray]:
+    """``y = x W^T + b`` on ``x`` flattened from ``axis`` on; W is (N, K), or (K, N)
+    with ``transpose``."""
+    p = layer.inner_product_param
+    x = bottoms[0]
+    axis = p.axis + x.ndim if p.axis < 0 else p.axis
+    if not 0 <= axis < max(1, x.ndim):
+        raise NetdslError("axis %d is out of range for a %d-D input" % (p.axis, x.ndim),
+                          field="axis")
+    m = int(np.prod(x.shape[:axis], dtype=np.int64))
+    k = int(np.prod(x.shape[axis:], dtype=np.int64))
+    nout = int(p.num_output)
+    need = 2 if p.bias_term else 1
+    if len(blobs) < need:
+        raise NetdslError("InnerProduct needs %d blob(s), the weights have %d" % (need, len(blobs)))
+    if p.transpose:
+        wt = blob_as(blobs[0], (k, nout), layer, 0, "weight blob")
+    else:
+        wt = blob_as(blobs[0], (nout, k), layer, 0, "weight blob").T
+    y = x.reshape(m, k) @ wt
+    if p.bias_term:
+        y = y + blob_as(blobs[1], (nout,), layer, 1, "bias blob")
+    return [y.reshape(x.shape[:axis] + (nout,))]
+
+
+# -- declarations ----------------------------------------------------------------------
+
+declare("InnerProduct", family="inner", bottoms=1, tops=1, shape=_inner_product,
+        params=_inner_product_params, forward=inner_product,
+        fillers=weight_bias_fillers("inner_product_param"),
+        fixed_blobs=fixed_weight_bias("inner_product_param"), needs_weights=True,
+        size_field="inner_product_param.num_output")
+declare("Embed", family="inner", bottoms=1, tops=1, shape=_embed, params=_embed_params,
+        fillers=weight_bias_fillers("embed_param"), needs_weights=True)

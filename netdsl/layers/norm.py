@@ -1,0 +1,316 @@
+"""Normalisation and affine layers: BatchNorm, Scale, Bias, LRN, MVN and Softmax.
+"""
+from __future__ import annotations
+
+from typing import List, Sequence
+
+from google.protobuf.message import Message
+
+from ..coord_map import Map, channel_axis_map
+from ..errors import NetdslError
+from .blob import Shape, canonical_axis, err, identity_map, legacy_dim, need_rank, shape_str
+from .registry import declare
+from .runtime import TEST, Context, blob_as, np
+
+
+def _softmax(layer: Message, bottoms: List[Shape], ntop: int) -> List[Shape]:
+    canonical_axis(layer.softmax_param.axis, bottoms[0], "softmax_param.axis")
+    return [bottoms[0]]
+
+
+def _batch_norm(layer: Message, bottoms: List[Shape], ntop: int) -> List[Shape]:
+    # batch_norm_layer.cpp: channels = shape(1); statistics are not learnable
+    if len(bottoms[0]) < 2:
+        raise err("BatchNorm needs at least 2 axes (it reads the channel count from axis 1); "
+                   "got %s" % shape_str(bottoms[0]))
+    for i, ps in enumerate(layer.param):
+        if i < 3 and ps.lr_mult != 0:
+            raise err("Cannot configure batch normalization statistics as layer parameters: "
+                       "param %d has lr_mult %g; Caffe requires lr_mult 0 (or no param)"
+                       % (i, ps.lr_mult), "param.lr_mult")
+    return [bottoms[0]]
+
+
+def _batch_norm_params(layer: Message, bottoms: List[Shape]) -> List[Shape]:
+    # mean (C,), variance (C,), moving-average factor (1,)
+    c = bottoms[0][1] if len(bottoms[0]) > 1 else 1
+    return [(c,), (c,), (1,)]
+
+
+def _lrn(layer: Message, bottoms: List[Shape], ntop: int) -> List[Shape]:
+    # lrn_layer.cpp: 4 axes, odd local_size
+    need_rank(bottoms[0], 4, "LRN (num, channels, height, width)")
+    if layer.lrn_param.local_size % 2 != 1:
+        raise err("LRN only supports odd values for local_size (got %d)"
+                   % layer.lrn_param.local_size, "lrn_param.local_size")
+    return [bottoms[0]]
+
+
+def _mvn(layer: Message, bottoms: List[Shape], ntop: int) -> List[Shape]:
+    # mvn_layer.cpp: top is (num, channels, height, width) via the legacy accessors
+    s = bottoms[0]
+    return [tuple(legacy_dim(s, i) for i in range(4))]
+
+
+def _scale_like_blob(layer: Message, shape: Shape, p: Message, what: str) -> Shape:
+    # scale_layer.cpp / bias_layer.cpp LayerSetUp with one bottom
+    axis = canonical_axis(p.axis, shape, what + "_param.axis")
+    na = p.num_axes
+    if na < -1:
+        raise err("num_axes must be non-negative, or -1 to extend to the end of bottom[0]",
+                   what + "_param.num_axes")
+    if na >= 0 and len(shape) < axis + na:
+        raise err("%s blob's shape extends past bottom[0]'s shape when applied starting with "
+                   "bottom[0] axis = %d (num_axes %d, bottom %s)"
+                   % (what, axis, na, shape_str(shape)), what + "_param.num_axes")
+    return shape[axis:] if na == -1 else shape[axis:axis + na]
+
+
+def _check_operand(shape: Shape, operand: Shape, p: Message, what: str) -> None:
+    # Reshape: bottom[0] must contain the operand's shape from axis
+    axis = 0 if len(operand) == 0 else canonical_axis(p.axis, shape, what + "_param.axis")
+    if len(shape) < axis + len(operand):
+        raise err("%s blob's shape extends past bottom[0]'s shape when applied starting with "
+                   "bottom[0] axis = %d: bottom[0] %s, %s %s"
+                   % (what, axis, shape_str(shape), what, shape_str(operand)), what + "_param.axis")
+    for i, d in enumerate(operand):
+        if shape[axis + i] != d:
+            raise err("dimension mismatch between bottom[0]->shape(%d) = %d and %s->shape(%d) "
+                       "= %d (bottom[0] %s, %s %s)" % (axis + i, shape[axis + i], what, i, d,
+                                                        shape_str(shape), what, shape_str(operand)),
+                       what + "_param.axis")
+
+
+def _scale(layer: Message, bottoms: List[Shape], ntop: int) -> List[Shape]:
+    what = layer.type.lower()
+    p = layer.scale_param if what == "scale" else layer.bias_param
+    operand = bottoms[1] if len(bottoms) > 1 else _scale_like_blob(layer, bottoms[0], p, what)
+    _check_operand(bottoms[0], operand, p, what)
+    return [bottoms[0]]
+
+
+def _scale_params(layer: Message, bottoms: List[Shape]) -> List[Shape]:
+    # one bottom: the scale (or bias) blob; Scale with bias_term adds a bias blob
+    # (shape from bias num_axes = num_axes, or bottom[1]'s axis count)
+    what = layer.type.lower()
+    shape = bottoms[0]
+    if what == "bias":
+        return [] if len(bottoms) > 1 else [_scale_like_blob(layer, shape, layer.bias_param, what)]
+    p = layer.scale_param
+    out = [] if len(bottoms) > 1 else [_scale_like_blob(layer, shape, p, what)]
+    if p.bias_term:
+        axis = canonical_axis(p.axis, shape, "scale_param.axis")
+        na = len(bottoms[1]) if len(bottoms) > 1 else p.num_axes
+        out.append(shape[axis:] if na == -1 else shape[axis:axis + na])
+    return out
+
+
+def _softmax_map(layer: Message, shapes=None) -> Map:
+    return channel_axis_map(layer.softmax_param.axis, layer, shapes, "softmax_param.axis")
+
+
+
+
+def batch_norm(layer: Message, bottoms: List[np.ndarray], blobs: List[np.ndarray],
+               ctx: Context) -> List[np.ndarray]:
+    """``(x - mean) / sqrt(var + eps)`` per channel (axis 1).
+
+    With ``use_global_stats`` (default: the TEST phase) mean and variance are
+    blobs 0 and 1 times ``1 / blob2`` (0 when blob 2 is 0: the moving-average
+    factor); otherwise they are the batch's, over N and the spatial axes.
+    """
+    p = layer.batch_norm_param
+    x = bottoms[0]
+    channels = 1 if x.ndim == 1 else x.shape[1]
+    use_global = p.use_global_stats if p.HasField("use_global_stats") else ctx.phase == TEST
+    axes = tuple(i for i in range(x.ndim) if i != 1)
+    shape = [1] * x.ndim
+    if x.ndim > 1:
+        shape[1] = channels
+    eps = np.float32(p.eps)
+    if use_global:
+        if len(blobs) < 3:
+            raise NetdslError("BatchNorm needs 3 blobs (mean, variance, moving-average factor), "
+                              "the weights have %d" % len(blobs))
+        factor = blob_as(blobs[2], (1,), layer, 2, "blob")[0]
+        sf = np.float32(0) if factor == 0 else np.float32(1) / factor
+        mean = sf * blob_as(blobs[0], (channels,), layer, 0, "mean blob")
+        var = sf * blob_as(blobs[1], (channels,), layer, 1, "variance blob")
+        xc = x - mean.reshape(shape)
+    else:
+        mean = x.mean(axis=axes, dtype=np.float32)
+        xc = x - mean.reshape(shape)
+        var = (xc * xc).mean(axis=axes, dtype=np.float32)
+    return [xc / np.sqrt(var + eps).reshape(shape)]
+
+
+def mvn(layer: Message, bottoms: List[np.ndarray], blobs: List[np.ndarray],
+        ctx: Context) -> List[np.ndarray]:
+    """``x - mean`` over each (n, c) (or each n with ``across_channels``), divided
+    by ``sqrt(var) + eps`` with ``normalize_variance`` (note: eps added to the
+    standard deviation, not the variance)."""
+    p = layer.mvn_param
+    x = bottoms[0]
+    rows = x.shape[0] if p.across_channels else x.shape[0] * (x.shape[1] if x.ndim > 1 else 1)
+    flat = x.reshape(rows, -1)
+    xc = flat - flat.mean(axis=1, dtype=np.float32, keepdims=True)
+    if p.normalize_variance:
+        var = (xc * xc).mean(axis=1, dtype=np.float32, keepdims=True)
+        xc = xc / (np.sqrt(var) + np.float32(p.eps))
+    return [xc.reshape(x.shape)]
+
+
+def lrn(layer: Message, bottoms: List[np.ndarray], blobs: List[np.ndarray],
+        ctx: Context) -> List[np.ndarray]:
+    """ACROSS_CHANNELS: ``x (k + alpha/n sum x^2)^-beta`` over ``n`` neighbouring
+    channels (zero-padded).  WITHIN_CHANNEL: ``x (1 + alpha avg x^2)^-beta``, the
+    average over an n x n window by AVE pooling with pad (n-1)/2 (k unused)."""
+    p = layer.lrn_param
+    x = bottoms[0]
+    if x.ndim != 4:
+        raise NetdslError("LRN needs a 4-D input, got shape %s" % (x.shape,))
+    size = int(p.local_size)
+    if size % 2 != 1:
+        raise NetdslError("local_size must be odd, got %d" % size, field="local_size")
+    pre = (size - 1) // 2
+    alpha, beta = np.float32(p.alpha), np.float32(p.beta)
+    sq = x * x
+    n, c, h, w = x.shape
+    if p.norm_region == 0:
+        padded = np.zeros((n, c + size - 1, h, w), dtype=np.float32)
+        padded[:, pre:pre + c] = sq
+        acc = np.zeros_like(x)
+        for i in range(size):
+            acc += padded[:, i:i + c]
+        scale = np.float32(p.k) + (alpha / np.float32(size)) * acc
+        return [x * np.power(scale, -beta)]
+    if p.norm_region != 1:
+        raise NetdslError("unknown norm_region %d" % p.norm_region, field="norm_region")
+    padded = np.zeros((n, c, h + 2 * pre, w + 2 * pre), dtype=np.float32)
+    padded[:, :, pre:pre + h, pre:pre + w] = sq
+    acc = np.zeros_like(x)
+    for i in range(size):
+        for j in range(size):
+            acc += padded[:, :, i:i + h, j:j + w]
+    avg = acc / np.float32(size * size)
+    return [x * np.power(np.float32(1) + alpha * avg, -beta)]
+
+
+def softmax(layer: Message, bottoms: List[np.ndarray], blobs: List[np.ndarray],
+            ctx: Context) -> List[np.ndarray]:
+    """``exp(x - max) / sum exp(x - max)`` along ``axis``."""
+    x = bottoms[0]
+    axis = layer.softmax_param.axis
+    axis = axis + x.ndim if axis < 0 else axis
+    if not 0 <= axis < x.ndim:
+        raise NetdslError("axis %d is out of range for a %d-D input"
+                          % (layer.softmax_param.axis, x.ndim), field="axis")
+    e = np.exp(x - x.max(axis=axis, keepdims=True))
+    return [e / e.sum(axis=axis, keepdims=True, dtype=np.float32)]
+
+
+def _axis(axis: int, ndim: int, field: str = "axis") -> int:
+    a = axis + ndim if axis < 0 else axis
+    if not 0 <= a <= ndim:
+        raise NetdslError("axis %d is out of range for a %d-D blob" % (axis, ndim), field=field)
+    return a
+
+
+def _broadcast_shape(x: np.ndarray, axis: int, param_shape: Sequence[int]) -> List[int]:
+    return [1] * axis + list(param_shape) + [1] * (x.ndim - axis - len(param_shape))
+
+
+def _operand(layer: Message, x: np.ndarray, bottoms: List[np.ndarray],
+             blobs: List[np.ndarray], axis_field: int, num_axes: int, what: str
+             ) -> tuple:
+    """(operand reshaped to broadcast against x, number of blobs used)."""
+    if len(bottoms) > 1:
+        other = bottoms[1]
+        axis = _axis(axis_field, x.ndim)
+        pshape = list(other.shape)
+        used = 0
+    else:
+        axis = _axis(axis_field, x.ndim)
+        if num_axes < -1:
+            raise NetdslError("num_axes must be >= -1", field="num_axes")
+        end = x.ndim if num_axes == -1 else axis + num_axes
+        if end > x.ndim:
+            raise NetdslError("axis %d + num_axes %d exceed the input's %d axes"
+                              % (axis, num_axes, x.ndim), field="num_axes")
+        pshape = list(x.shape[axis:end])
+        if not blobs:
+            raise NetdslError("%s with one bottom needs its blob in the weights" % layer.type)
+        other = blob_as(blobs[0], pshape, layer, 0, what)
+        used = 1
+    if list(x.shape[axis:axis + len(pshape)]) != pshape:
+        raise NetdslError("%s shape %s does not match the input shape %s from axis %d"
+                          % (what, tuple(pshape), x.shape, axis))
+    return other.reshape(_broadcast_shape(x, axis, pshape)), used
+
+
+def scale(layer: Message, bottoms: List[np.ndarray], blobs: List[np.ndarray],
+          ctx: Context) -> List[np.ndarray]:
+    """``x * s (+ b)``, ``s`` (bottom 1 or blob 0) broadcast over the axes from
+    ``axis``; the bias is the next blob when ``bias_term``."""
+    p = layer.scale_param
+    x = bottoms[0]
+    s, used = _operand(layer, x, bottoms, blobs, p.axis, p.num_axes, "scale")
+    y = x * s
+    if p.bias_term:
+        if len(blobs) <= used:
+            raise NetdslError("bias_term is set but the weights have no bias blob")
+        b = blob_as(blobs[used], s.shape, layer, used, "bias blob")
+        y = y + b
+    return [y]
+
+
+def bias(layer: Message, bottoms: List[np.ndarray], blobs: List[np.ndarray],
+         ctx: Context) -> List[np.ndarray]:
+    """``x + b``, ``b`` (bottom 1 or blob 0) broadcast over the axes from ``axis``."""
+    p = layer.bias_param
+    x = bottoms[0]
+    b, _ = _operand(layer, x, bottoms, blobs, p.axis, p.num_axes, "bias")
+    return [x + b]
+
+
+# -- fillers (batch_norm_layer.cpp, scale_layer.cpp, bias_layer.cpp) -----------------
+
+_ZERO = {"type": "constant", "value": 0.0}
+_ONE = {"type": "constant", "value": 1.0}
+
+
+def _batch_norm_fillers(layer: Message, shapes: List[Shape]) -> list:
+    # mean, variance and the moving-average factor all start at 0
+    return [_ZERO] * len(shapes)
+
+
+def _scale_fillers(layer: Message, shapes: List[Shape]) -> list:
+    # the scale blob (absent with two bottoms) takes `filler`, constant 1 when unset;
+    # the bias (bias_term) takes `bias_filler`
+    p = layer.scale_param
+    scale = p.filler if p.HasField("filler") else _ONE
+    fillers = [p.bias_filler] if len(layer.bottom) > 1 else [scale, p.bias_filler]
+    return fillers[:len(shapes)]
+
+
+def _bias_fillers(layer: Message, shapes: List[Shape]) -> list:
+    return [layer.bias_param.filler] * len(shapes)   # unset: constant 0
+
+
+# -- declarations ----------------------------------------------------------------------
+
+declare("BatchNorm", family="norm", bottoms=1, tops=1, shape=_batch_norm,
+        params=_batch_norm_params, fillers=_batch_norm_fillers, coord_map=identity_map,
+        forward=batch_norm, needs_weights=True)
+declare("Scale", family="norm", bottoms=(1, 2), tops=1, shape=_scale, params=_scale_params,
+        fillers=_scale_fillers, coord_map=identity_map, forward=scale,
+        needs_weights=lambda layer: len(layer.bottom) == 1 or layer.scale_param.bias_term)
+declare("Bias", family="norm", bottoms=(1, 2), tops=1, shape=_scale, params=_scale_params,
+        fillers=_bias_fillers, coord_map=identity_map, forward=bias,
+        needs_weights=lambda layer: len(layer.bottom) == 1)
+declare("LRN", family="norm", bottoms=1, tops=1, shape=_lrn, coord_map=identity_map,
+        forward=lrn)
+declare("MVN", family="norm", bottoms=1, tops=1, shape=_mvn, coord_map=identity_map,
+        forward=mvn)
+declare("Softmax", family="norm", bottoms=1, tops=1, shape=_softmax, coord_map=_softmax_map,
+        forward=softmax)

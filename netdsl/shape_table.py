@@ -1,0 +1,122 @@
+"""The shapes report: ``netdsl shapes`` as a table or JSON, from
+:func:`netdsl.shapes.infer_shapes`'s result and the crop offsets of
+:func:`netdsl.coord_map.offsets_for`."""
+from __future__ import annotations
+
+from typing import Any, Mapping, Optional, Sequence
+
+from .shapes import NetShapes, Shape
+
+__all__ = ["format_table", "to_json"]
+
+
+def _shape_text(s: Shape) -> str:
+    return "(" + ",".join(str(d) for d in s) + ")"
+
+
+def _vec_text(v) -> str:
+    if v is None:
+        return ""
+    vals = ["%g" % x if isinstance(x, float) else str(x) for x in v]
+    if len(set(vals)) == 1:
+        return vals[0]
+    return ",".join(vals)
+
+
+def format_table(net_shapes: NetShapes, crops: Optional[Mapping[str, Any]] = None) -> str:
+    """A text table: layer, type, parameter count, stride and offset of the first
+    top on the net input (spatial tops), then bottoms -> tops with shapes.
+
+    ``crops`` (from :func:`netdsl.coord_map.offsets_for`) adds a section comparing
+    each Crop layer's offsets with those the coordinate maps give.
+    """
+    rows = []
+    for ls in net_shapes.layers:
+        ins = ", ".join("%s %s" % (b, _shape_text(s)) for b, s in zip(ls.bottoms, ls.bottom_shapes))
+        outs = []
+        for i, (t, s) in enumerate(zip(ls.tops, ls.top_shapes)):
+            extra = []
+            if i < len(ls.in_place) and ls.in_place[i]:
+                extra.append("in place")
+            if ls.loss_weights and i < len(ls.loss_weights) and ls.loss_weights[i]:
+                extra.append("loss x%g" % ls.loss_weights[i])
+            outs.append("%s %s%s" % (t, _shape_text(s), " [%s]" % ", ".join(extra) if extra else ""))
+        io = (ins + " -> " if ins else "-> ") + (", ".join(outs) if outs else "(none)")
+        if ls.declared:
+            io += "  (declared)"
+        if ls.note:
+            io += "  (%s)" % ls.note
+        stride = offset = ""
+        if ls.tops and ls.strides and ls.strides[0] is not None and len(ls.top_shapes[0]) >= 3:
+            stride, offset = _vec_text(ls.strides[0]), _vec_text(ls.offsets[0])
+        rows.append((ls.name, ls.type, "{:,}".format(ls.param_count) if ls.param_count else "-",
+                     stride, offset, io))
+    head = ("layer", "type", "params", "stride", "offset", "bottoms -> tops")
+    widths = [len(h) for h in head[:5]]
+    for r in rows:
+        for i in range(5):
+            if len(r[i]) > widths[i]:
+                widths[i] = len(r[i])
+    fmt = "%-{0}s  %-{1}s  %{2}s  %{3}s  %{4}s  %s".format(*widths)
+    lines = [fmt % head]
+    lines.extend(fmt % r for r in rows)
+    total = net_shapes.param_count
+    lines.append("%d layers, %d blobs, %s learnable parameters"
+                 % (len(net_shapes.layers), len(net_shapes.blobs), "{:,}".format(total)))
+    if crops:
+        lines.append("")
+        lines.append("crop offsets (from coordinate maps):")
+        for name, rec in crops.items():
+            given = "axis %d offset %s" % (rec.given_axis, _offsets_text(rec.given_offsets))
+            if rec.error is not None:
+                lines.append("  %s: %s; cannot check: %s" % (name, given, rec.error))
+            elif rec.matches:
+                lines.append("  %s: axis %d offset %s (matches)"
+                             % (name, rec.axis, _offsets_text(rec.offsets)))
+            else:
+                lines.append("  %s: %s, but the maps give axis %d offset %s"
+                             % (name, given, rec.axis, _offsets_text(rec.offsets)))
+    return "\n".join(lines) + "\n"
+
+
+def _offsets_text(offsets: Sequence[int]) -> str:
+    if not offsets:
+        return "0"
+    return ",".join(str(o) for o in offsets)
+
+
+def to_json(net_shapes: NetShapes, crops: Optional[Mapping[str, Any]] = None) -> dict:
+    """``{"blobs": {name: [dims]}, "layers": [...]}`` (JSON-serialisable).
+
+    With ``crops`` (from :func:`netdsl.coord_map.offsets_for`) a ``"crops"`` entry
+    maps each Crop layer to its given and computed axis/offsets.
+    """
+    def vec(v):
+        return None if v is None else list(v)
+    layers = []
+    for ls in net_shapes.layers:
+        d = {
+            "name": ls.name, "type": ls.type,
+            "bottoms": list(ls.bottoms), "tops": list(ls.tops),
+            "bottom_shapes": [list(s) for s in ls.bottom_shapes],
+            "top_shapes": [list(s) for s in ls.top_shapes],
+            "param_shapes": [list(s) for s in ls.param_shapes],
+            "param_count": ls.param_count,
+            "loss_weights": list(ls.loss_weights),
+            "strides": [vec(v) for v in ls.strides],
+            "offsets": [vec(v) for v in ls.offsets],
+            "in_place": list(ls.in_place),
+        }
+        if ls.declared:
+            d["declared"] = True
+        if ls.note:
+            d["note"] = ls.note
+        layers.append(d)
+    out = {"blobs": {k: list(v) for k, v in net_shapes.blobs.items()}, "layers": layers}
+    if crops is not None:
+        out["crops"] = {
+            name: {"axis": rec.axis, "offsets": rec.offsets, "given_axis": rec.given_axis,
+                   "given_offsets": list(rec.given_offsets), "matches": rec.matches,
+                   "error": rec.error}
+            for name, rec in crops.items()}
+    return out
