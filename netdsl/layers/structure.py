@@ -97,9 +97,19 @@ def _slice(layer: Message, bottoms: List[Shape], ntop: int) -> List[Shape]:
                            % (sp, prev), "slice_param.slice_point")
             sizes.append(sp - prev)
             prev = sp
-        if size - prev <= 0:
-            raise err("slice_point %d leaves nothing for the last top: axis %d has size %d"
-                       % (prev, axis, size), "slice_param.slice_point")
+        if size - prev < 0:
+            # slice_layer.cpp pushes bottom_slice_axis - prev unchecked; Blob::Reshape then
+            # CHECKs every dim >= 0 while the net is set up
+            raise err("slice_point %d is past the end of axis %d (size %d): the last top would "
+                      "have %d entries, and Caffe's Blob::Reshape fails (\"Check failed: shape[i] "
+                      ">= 0\") when it sets the net up" % (prev, axis, size, size - prev),
+                      "slice_param.slice_point")
+        if size - prev == 0:
+            # Caffe builds this net (an empty top is a legal blob) but its forward aborts
+            # when it reads the empty top's data (blob.cpp: "Check failed: data_")
+            raise err("slice_point %d leaves nothing for the last top: axis %d has size %d; "
+                      "Caffe sets such a net up but aborts in its forward (blob.cpp: \"Check "
+                      "failed: data_\")" % (prev, axis, size), "slice_param.slice_point")
         sizes.append(size - prev)
     else:
         if size % ntop:
