@@ -32,14 +32,15 @@ def format_table(net_shapes: NetShapes, crops: Optional[Mapping[str, Any]] = Non
     """
     rows = []
     for ls in net_shapes.layers:
-        ins = ", ".join("%s %s" % (b, _shape_text(s)) for b, s in zip(ls.bottoms, ls.bottom_shapes))
+        v = ls.view
+        ins = ", ".join("%s %s" % (b, _shape_text(s)) for b, s in zip(v.bottoms, v.bottom_shapes))
         outs = []
-        for i, (t, s) in enumerate(zip(ls.tops, ls.top_shapes)):
+        for i, (t, s) in enumerate(zip(v.tops, v.top_shapes)):
             extra = []
-            if i < len(ls.in_place) and ls.in_place[i]:
+            if i < len(v.in_place) and v.in_place[i]:
                 extra.append("in place")
-            if ls.loss_weights and i < len(ls.loss_weights) and ls.loss_weights[i]:
-                extra.append("loss x%g" % ls.loss_weights[i])
+            if v.loss_weights and i < len(v.loss_weights) and v.loss_weights[i]:
+                extra.append("loss x%g" % v.loss_weights[i])
             outs.append("%s %s%s" % (t, _shape_text(s), " [%s]" % ", ".join(extra) if extra else ""))
         io = (ins + " -> " if ins else "-> ") + (", ".join(outs) if outs else "(none)")
         if ls.declared:
@@ -47,8 +48,8 @@ def format_table(net_shapes: NetShapes, crops: Optional[Mapping[str, Any]] = Non
         if ls.note:
             io += "  (%s)" % ls.note
         stride = offset = ""
-        if ls.tops and ls.strides and ls.strides[0] is not None and len(ls.top_shapes[0]) >= 3:
-            stride, offset = _vec_text(ls.strides[0]), _vec_text(ls.offsets[0])
+        if v.tops and v.strides and v.strides[0] is not None and len(v.top_shapes[0]) >= 3:
+            stride, offset = _vec_text(v.strides[0]), _vec_text(v.offsets[0])
         rows.append((ls.name, ls.type, "{:,}".format(ls.param_count) if ls.param_count else "-",
                      stride, offset, io))
     head = ("layer", "type", "params", "stride", "offset", "bottoms -> tops")
@@ -95,17 +96,18 @@ def to_json(net_shapes: NetShapes, crops: Optional[Mapping[str, Any]] = None) ->
         return None if v is None else list(v)
     layers = []
     for ls in net_shapes.layers:
+        v = ls.view
         d = {
             "name": ls.name, "type": ls.type,
-            "bottoms": list(ls.bottoms), "tops": list(ls.tops),
-            "bottom_shapes": [list(s) for s in ls.bottom_shapes],
-            "top_shapes": [list(s) for s in ls.top_shapes],
-            "param_shapes": [list(s) for s in ls.param_shapes],
+            "bottoms": list(v.bottoms), "tops": list(v.tops),
+            "bottom_shapes": [list(s) for s in v.bottom_shapes],
+            "top_shapes": [list(s) for s in v.top_shapes],
+            "param_shapes": [list(s) for s in v.param_shapes],
             "param_count": ls.param_count,
-            "loss_weights": list(ls.loss_weights),
-            "strides": [vec(v) for v in ls.strides],
-            "offsets": [vec(v) for v in ls.offsets],
-            "in_place": list(ls.in_place),
+            "loss_weights": list(v.loss_weights),
+            "strides": [vec(v) for v in v.strides],
+            "offsets": [vec(v) for v in v.offsets],
+            "in_place": list(v.in_place),
         }
         if ls.declared:
             d["declared"] = True

@@ -14,9 +14,10 @@ prints the result.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from fractions import Fraction
-from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import (Any, Dict, Iterable, List, Mapping, NamedTuple, Optional, Sequence, Tuple,
+                    Union)
 
 from google.protobuf.message import Message
 
@@ -35,29 +36,83 @@ __all__ = ["infer_shapes", "check_net", "param_shapes", "NetShapes", "LayerShape
 
 # -- results --------------------------------------------------------------------
 
-@dataclass
+class BlobView(NamedTuple):
+    """A layer's per-blob results as tuples (:attr:`LayerShapes.view`)."""
+    bottoms: Tuple[str, ...]
+    tops: Tuple[str, ...]
+    bottom_shapes: Tuple[Shape, ...]
+    top_shapes: Tuple[Shape, ...]
+    param_shapes: Tuple[Shape, ...]
+    loss_weights: Tuple[float, ...]
+    strides: Tuple[Optional[Tuple[Union[int, float], ...]], ...]
+    offsets: Tuple[Optional[Tuple[Union[int, float], ...]], ...]
+    in_place: Tuple[bool, ...]
+
+
+_FIELDS = BlobView._fields
+
+
 class LayerShapes:
     """One layer as Caffe sets it up.
 
-    ``strides``/``offsets`` (one entry per top, None when undefined) place a
-    top on the net input: ``x_input = stride * x_top + offset`` per spatial
-    axis, from the coordinate maps (:mod:`netdsl.coord_map`).
+    ``bottoms``, ``tops``, ``bottom_shapes``, ``top_shapes``, ``param_shapes``,
+    ``loss_weights``, ``strides``, ``offsets`` and ``in_place`` are lists (one
+    entry per blob); ``strides``/``offsets`` (None when undefined) place a top
+    on the net input: ``x_input = stride * x_top + offset`` per spatial axis,
+    from the coordinate maps (:mod:`netdsl.coord_map`).  ``layer`` is the
+    LayerParameter shaped (None for legacy net inputs).
     """
-    name: str
-    type: str
-    bottoms: List[str]
-    tops: List[str]
-    bottom_shapes: List[Shape]
-    top_shapes: List[Shape]
-    param_shapes: List[Shape]
-    param_count: int
-    loss_weights: List[float] = field(default_factory=list)
-    strides: List[Optional[Tuple[Union[int, float], ...]]] = field(default_factory=list)
-    offsets: List[Optional[Tuple[Union[int, float], ...]]] = field(default_factory=list)
-    in_place: List[bool] = field(default_factory=list)
-    declared: bool = False
-    note: Optional[str] = None
-    layer: Optional[Message] = field(default=None, repr=False, compare=False)
+    # kept as one tuple: a deep net's results then hold almost no objects the cyclic
+    # garbage collector has to scan (tuples of ints and strings are untracked)
+    __slots__ = ("name", "type", "param_count", "declared", "note", "layer", "_v", "_lists")
+
+    def __init__(self, name: str, type: str, bottoms: Sequence[str], tops: Sequence[str],
+                 bottom_shapes: Sequence[Shape], top_shapes: Sequence[Shape],
+                 param_shapes: Sequence[Shape], param_count: int,
+                 loss_weights: Sequence[float] = (),
+                 strides: Sequence[Optional[Tuple[Union[int, float], ...]]] = (),
+                 offsets: Sequence[Optional[Tuple[Union[int, float], ...]]] = (),
+                 in_place: Sequence[bool] = (), declared: bool = False,
+                 note: Optional[str] = None, layer: Optional[Message] = None) -> None:
+        self.name = name
+        self.type = type
+        self.param_count = param_count
+        self.declared = declared
+        self.note = note
+        self.layer = layer
+        self._v = (tuple(bottoms), tuple(tops), tuple(bottom_shapes), tuple(top_shapes),
+                   tuple(param_shapes), tuple(loss_weights), tuple(strides), tuple(offsets),
+                   tuple(in_place))
+        self._lists: Optional[List[Optional[list]]] = None
+
+    @property
+    def view(self) -> BlobView:
+        """The per-blob fields as tuples, without copying (for reports over big nets)."""
+        return BlobView(*self._v)
+
+    def __repr__(self) -> str:
+        return "LayerShapes(%s)" % ", ".join(
+            ["name=%r" % self.name, "type=%r" % self.type]
+            + ["%s=%r" % (f, list(v)) for f, v in zip(_FIELDS, self._v)]
+            + ["param_count=%r" % self.param_count, "declared=%r" % self.declared,
+               "note=%r" % self.note])
+
+
+def _field(i: int) -> property:
+    def get(self: LayerShapes) -> list:
+        lists = self._lists
+        if lists is None:
+            lists = self._lists = [None] * len(_FIELDS)
+        v = lists[i]
+        if v is None:
+            v = lists[i] = list(self._v[i])
+        return v
+    return property(get, doc="``%s``, a list" % _FIELDS[i])
+
+
+for _i, _name in enumerate(_FIELDS):
+    setattr(LayerShapes, _name, _field(_i))
+del _i, _name
 
 
 @dataclass
@@ -151,6 +206,11 @@ def _is_shape_list(value: Any) -> bool:
                                for x in items)
 
 
+_NONE_FIXED: Dict[int, Shape] = {}     # shared, never written: no shapes given by the caller
+_NO_TOPS: List[Any] = []               # shared, never written
+_ZERO_WEIGHTS = {n: (0.0,) * n for n in range(1, 9)}
+
+
 def _auto_tops(lt: LayerType, layer: Message, ntop: int) -> List[str]:
     # Net::Init: a layer with AutoTopBlobs() (every LossLayer) gets anonymous tops up to
     # its required count
@@ -173,6 +233,8 @@ def _count_spec(spec: Any, layer: Message) -> Tuple[Optional[int], Optional[int]
 def _check_counts(layer: Message, lt: LayerType, nb: int, nt: int) -> None:
     """layer.hpp CheckBlobCounts: Exact/Min/MaxNum{Bottom,Top}Blobs, EqualNumBottomTopBlobs;
     an AutoTopBlobs layer may have fewer tops than its minimum."""
+    if lt.bottoms == nb and lt.tops == nt and not lt.equal:   # the common case: exact counts
+        return
     t = layer.type
     for what, n, cs in (("bottom", nb, lt.bottoms), ("top", nt, lt.tops)):
         if cs is None:
@@ -251,25 +313,24 @@ def _walk(net: Message, inputs: Optional[Mapping[str, Sequence[int]]], phase, de
     placed: Dict[Any, Tuple[Any, Any]] = {}    # map -> (stride, offset), computed once
     overrides = bool(given or decl_layer or decl_top)
 
-    def add_top(ls: LayerShapes, i: int, name: str, shape: Shape, in_place: bool, fmap) -> None:
+    unplaced = (None, None)
+
+    def add_top(lname: str, name: str, shape: Shape, in_place: bool, fmap) -> Tuple[Any, Any]:
+        """Record a top blob; its (stride, offset) on the net input."""
         if not in_place and name in blobs:
             raise NetdslError("top blob '%s' is produced by multiple sources (also by layer '%s'); "
                               "Caffe reuses a name only in place, as top i equal to bottom i"
-                              % (name, producer[name]), layer=ls.name or None, field="top")
+                              % (name, producer[name]), layer=lname or None, field="top")
         blobs[name] = shape
-        producer[name] = ls.name
+        producer[name] = lname
         fmaps[name] = fmap
-        if fmap is not None:
-            so = placed.get(fmap)
-            if so is None:
-                st, off = stride_offset(fmap)
-                so = placed[fmap] = (tuple(_num(x) for x in st), tuple(_num(x) for x in off))
-            ls.strides.append(so[0])
-            ls.offsets.append(so[1])
-        else:
-            ls.strides.append(None)
-            ls.offsets.append(None)
-        ls.in_place.append(in_place)
+        if fmap is None:
+            return unplaced
+        so = placed.get(fmap)
+        if so is None:
+            st, off = stride_offset(fmap)
+            so = placed[fmap] = (tuple(_num(x) for x in st), tuple(_num(x) for x in off))
+        return so
 
     # legacy NetParameter input / input_shape / input_dim (upgrade_proto.cpp UpgradeNetInput)
     if len(net.input):
@@ -296,27 +357,30 @@ def _walk(net: Message, inputs: Optional[Mapping[str, Sequence[int]]], phase, de
             else:
                 raise NetdslError("net input '%s' has no shape (no input_shape or input_dim)" % nm,
                                   field="input", hint="pass inputs={'%s': (N, C, H, W)}" % nm)
-        ls = LayerShapes("input", "Input", [], names, [], list(shapes), [], 0)
-        for i, nm in enumerate(names):
-            ls.loss_weights.append(0.0)
-            add_top(ls, i, nm, shapes[i], False, IDENTITY)
-        out_layers.append(ls)
+        placed_tops = [add_top("input", nm, shapes[i], False, IDENTITY)
+                       for i, nm in enumerate(names)]
+        out_layers.append(LayerShapes("input", "Input", (), names, (), shapes, (), 0,
+                                      [0.0] * len(names), [so[0] for so in placed_tops],
+                                      [so[1] for so in placed_tops], [False] * len(names)))
 
+    registry = current()
+    types: Dict[str, Optional[LayerType]] = {}   # the registry in use is fixed for the walk
     for layer in layers:
         lname = layer.name
         ltype = layer.type
         bnames = list(layer.bottom)
         tnames = list(layer.top)
-        bshapes = []
-        for bi, b in enumerate(bnames):
-            s = blobs.get(b)
-            if s is None:
-                raise NetdslError("unknown bottom blob '%s' (bottom %d): no earlier layer produces "
-                                  "it" % (b, bi), layer=lname or None, field="bottom",
-                                  hint=did_you_mean(b, blobs))
-            bshapes.append(s)
+        try:
+            bshapes = [blobs[b] for b in bnames]
+        except KeyError:
+            bi = next(i for i, b in enumerate(bnames) if b not in blobs)
+            raise NetdslError("unknown bottom blob '%s' (bottom %d): no earlier layer produces "
+                              "it" % (bnames[bi], bi), layer=lname or None, field="bottom",
+                              hint=did_you_mean(bnames[bi], blobs)) from None
         ntop = len(tnames)
-        lt = lookup(ltype)
+        lt = types.get(ltype, types)
+        if lt is types:
+            lt = types[ltype] = registry.get(ltype)
         geo = None
         note = None
         is_declared = False
@@ -324,7 +388,7 @@ def _walk(net: Message, inputs: Optional[Mapping[str, Sequence[int]]], phase, de
             # shapes given by the caller: inputs for bottomless layers, declarations anywhere
             fixed: Dict[int, Shape] = {}
             if not overrides:
-                pass
+                fixed = _NONE_FIXED
             elif lname in decl_layer:
                 ds = decl_layer[lname]
                 used_decl.add(lname)
@@ -349,7 +413,7 @@ def _walk(net: Message, inputs: Optional[Mapping[str, Sequence[int]]], phase, de
                     fixed[i] = decl_top[t]
                     used_decl.add(t)
                     is_declared = True
-            auto: List[str] = []
+            auto: List[str] = _NO_TOPS
             if len(fixed) == ntop and (ntop or lt is None or lt.opaque):
                 tshapes = [fixed[i] for i in range(ntop)]
             else:
@@ -370,20 +434,22 @@ def _walk(net: Message, inputs: Optional[Mapping[str, Sequence[int]]], phase, de
                         if i < len(bnames) and t == bnames[i]:
                             raise NetdslError("%s Layer does not allow in-place computation "
                                               "(top '%s' is its bottom)" % (ltype, t), field="top")
-                auto = _auto_tops(lt, layer, ntop)
+                if lt.loss:
+                    auto = _auto_tops(lt, layer, ntop)
                 if lt.geometry is not None:
                     geo = lt.geometry(layer, bshapes[0] if bshapes else None)
                     tshapes = lt.shape(layer, bshapes, ntop + len(auto), geo)
                 else:
                     tshapes = lt.shape(layer, bshapes, ntop + len(auto))
                 note = getattr(tshapes, "note", None)
-                tshapes = list(tshapes)
-                for i, s in fixed.items():
-                    tshapes[i] = s
+                if fixed:
+                    tshapes = list(tshapes)
+                    for i, s in fixed.items():
+                        tshapes[i] = s
             for s in tshapes:
                 check_blob_shape(s, "top")
             # learnable blobs
-            pshapes: List[Shape] = []
+            pshapes: List[Shape] = _NO_TOPS
             nparam = len(layer.param)
             if lt is not None and lt.params is not None:
                 if geo is not None:
@@ -404,7 +470,7 @@ def _walk(net: Message, inputs: Optional[Mapping[str, Sequence[int]]], phase, de
             # anonymous tops of loss layers and loss weights (layer.hpp SetLossWeights)
             is_loss = lt is not None and lt.loss
             lw = layer.loss_weight
-            weights = [float(w) for w in lw] if len(lw) else []
+            weights = [float(w) for w in lw] if len(lw) else _NO_TOPS
             if is_loss and not weights:
                 weights = [1.0]   # loss_layer.cpp LayerSetUp
             nall = ntop + len(auto)
@@ -418,9 +484,6 @@ def _walk(net: Message, inputs: Optional[Mapping[str, Sequence[int]]], phase, de
         except NetdslError as exc:
             raise exc.located(layer=lname or None)
 
-        ls = LayerShapes(lname, ltype, bnames, tnames + auto if auto else tnames, bshapes,
-                         tshapes, pshapes, _nparams(pshapes) if pshapes else 0,
-                         weights or [0.0] * nall, declared=is_declared, note=note, layer=layer)
         # coordinate maps from the net input
         if not bnames:
             fm = IDENTITY
@@ -446,16 +509,25 @@ def _walk(net: Message, inputs: Optional[Mapping[str, Sequence[int]]], phase, de
                         fm = compose_exact(m, first)
                     except NetdslError:
                         fm = None
-        for i, t in enumerate(tnames):
-            ip = i < len(bnames) and t == bnames[i]
-            try:
-                add_top(ls, i, t, tshapes[i], ip, fm)
-            except NetdslError as exc:
-                raise exc.located(layer=lname or None)
-        for _ in auto:
-            ls.strides.append(None)
-            ls.offsets.append(None)
-            ls.in_place.append(False)
+        nb = len(bnames)
+        if ntop == 1 and not auto:    # the common case
+            ip = nb > 0 and tnames[0] == bnames[0]
+            so = add_top(lname, tnames[0], tshapes[0], ip, fm)
+            strides, offsets, inplace = (so[0],), (so[1],), (ip,)
+        else:
+            inplace = [i < nb and t == bnames[i] for i, t in enumerate(tnames)]
+            placed_tops = [add_top(lname, t, tshapes[i], inplace[i], fm)
+                           for i, t in enumerate(tnames)]
+            if auto:
+                tnames = tnames + auto
+                placed_tops += [unplaced] * len(auto)
+                inplace += [False] * len(auto)
+            strides = [so[0] for so in placed_tops]
+            offsets = [so[1] for so in placed_tops]
+        ls = LayerShapes(lname, ltype, bnames, tnames, bshapes, tshapes, pshapes,
+                         _nparams(pshapes) if pshapes else 0,
+                         weights or _ZERO_WEIGHTS.get(nall) or (0.0,) * nall,
+                         strides, offsets, inplace, is_declared, note, layer)
         if strict:
             _check_nonempty(ls, layer)
         out_layers.append(ls)
@@ -480,13 +552,14 @@ def _walk(net: Message, inputs: Optional[Mapping[str, Sequence[int]]], phase, de
 
 
 def _check_nonempty(ls: LayerShapes, layer: Message) -> None:
-    for t, s in zip(ls.tops, ls.top_shapes):
+    v = ls.view
+    for t, s in zip(v.tops, v.top_shapes):
         if 0 in s:
             axis = s.index(0)
             lt = lookup(layer.type)
             raise NetdslError("output size below 1: top '%s' is %s, empty on axis %d%s"
-                              % (t, shape_str(s), axis, _explain_size(lt, layer, ls.bottom_shapes,
-                                                                      axis)),
+                              % (t, shape_str(s), axis, _explain_size(lt, layer,
+                                                                      list(v.bottom_shapes), axis)),
                               layer=ls.name or None, field=lt.size_field if lt else None)
 
 

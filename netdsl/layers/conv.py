@@ -7,8 +7,7 @@ below all read that value.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import List, Optional, Sequence, Tuple
+from typing import List, NamedTuple, Optional, Sequence, Tuple
 
 from google.protobuf.message import Message
 
@@ -24,8 +23,7 @@ _F = "convolution_param."
 
 # -- geometry -------------------------------------------------------------------------
 
-@dataclass(frozen=True)
-class ConvGeometry:
+class ConvGeometry(NamedTuple):
     """A convolution window per spatial axis: ``axis`` is the channel axis."""
     axis: int
     kernel: Tuple[int, ...]
@@ -240,8 +238,9 @@ def _deconv_surgery(layer: Message, g: ConvGeometry) -> Optional[str]:
 
 def window_map(layer_type: str, g: ConvGeometry) -> Map:
     """The map of a Convolution, Im2col or Deconvolution from its geometry."""
-    kernel, stride, pad, dilation = g.kernel, g.stride, g.pad, g.dilation
-    if len(kernel) > 1 and all(len(set(v)) == 1 for v in (kernel, stride, pad, dilation)):
+    _, kernel, stride, pad, dilation = g
+    n = len(kernel)
+    if n > 1 and all(v.count(v[0]) == n for v in (kernel, stride, pad, dilation)):
         kernel, stride, pad, dilation = kernel[:1], stride[:1], pad[:1], dilation[:1]
     extent = tuple(d * (k - 1) + 1 for k, d in zip(kernel, dilation))
     if layer_type == "Deconvolution":

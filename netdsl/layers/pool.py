@@ -7,8 +7,7 @@ the shape, coordinate-map and forward rules all read it.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import List, Optional, Tuple
+from typing import List, NamedTuple, Optional, Tuple
 
 from google.protobuf.message import Message
 
@@ -54,8 +53,7 @@ def pool_dims(h: int, w: int, kh: int, kw: int, sh: int, sw: int, ph: int, pw: i
 
 
 
-@dataclass(frozen=True)
-class PoolGeometry:
+class PoolGeometry(NamedTuple):
     """A pooling window as (h, w) pairs; ``out`` is the pooled (height, width)
     when the input shape is known (None without one)."""
     kernel: Tuple[int, int]
