@@ -370,7 +370,7 @@ def _load_proto(node: Node, scope: Dict[str, Any], spec_path: str) -> Any:
 def _load_plugin(node: Node, name: Any, spec_path: str) -> None:
     """``plugins: [layers.py, package.module]``: Python files (relative to the spec)
     or modules that register custom layers' rules (netdsl.plugins)."""
-    from ..plugins import load_plugin
+    from ..plugin_loading import load_plugin
     if not isinstance(name, str) or not name:
         raise _err(node, "a plugin is a Python file or module name, got %r" % (name,))
     if name.endswith(".py") or os.sep in name or "/" in name:
