@@ -2,13 +2,14 @@
 
 ``register_layer("Up", shape=[["N", "C", "2 * H", "2 * W"]])`` and a spec's
 ``custom_layers:`` give a type's top shapes (and learnable-blob shapes) as one
-list of dims per top, each an int or an expression.  The syntax is in
-docs/custom-layers.md.
+list of dims per top, each an int or an expression of netdsl's expression
+language (:mod:`netdsl.expr`, the one spec values use) over the names this
+module defines: ``N C H W``, ``b0 b1 ...``, ``bottom[i]``, ``param``, the
+layer's ``*_param`` messages, ``ntop``, ``nbottom``, ``layer``.  The syntax is
+in docs/custom-layers.md.
 """
 from __future__ import annotations
 
-import ast
-import math
 import re
 from fractions import Fraction
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
@@ -16,62 +17,14 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 from google.protobuf.message import Message
 
 from .errors import NetdslError, did_you_mean
+from .expr import ExprError, evaluate, parse
 
 __all__ = ["ShapeExpressions", "expression_shape_rule", "expression_param_rule"]
 
 Shape = Tuple[int, ...]
 
-_FUNCS = ("ceil", "floor", "min", "max", "int", "abs", "len", "has")
-_BINOPS = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/", ast.FloorDiv: "//",
-           ast.Mod: "%"}
-_CMPOPS = {ast.Lt: lambda a, b: a < b, ast.LtE: lambda a, b: a <= b,
-           ast.Gt: lambda a, b: a > b, ast.GtE: lambda a, b: a >= b,
-           ast.Eq: lambda a, b: a == b, ast.NotEq: lambda a, b: a != b}
 _DIMS = {"N": 0, "C": 1, "H": 2, "W": 3}
 _BOTTOM_NAME = re.compile(r"^b(\d+)$")
-
-
-class _ExprError(Exception):
-    """Raised inside evaluation; turned into a located NetdslError by the caller."""
-
-
-def _check_syntax(text: str) -> ast.Expression:
-    """Parse ``text`` and admit only the constructs the evaluator knows."""
-    try:
-        tree = ast.parse(text.strip(), mode="eval")
-    except SyntaxError as exc:
-        col = " at column %d" % exc.offset if exc.offset else ""
-        raise _ExprError("syntax error%s: %s" % (col, exc.msg)) from None
-    for node in ast.walk(tree):
-        if isinstance(node, (ast.Expression, ast.Load, ast.Name, ast.Attribute, ast.IfExp,
-                             ast.BoolOp, ast.And, ast.Or, ast.Not, ast.USub, ast.UAdd,
-                             ast.Subscript, ast.Compare)):
-            continue
-        if isinstance(node, tuple(_CMPOPS)) or isinstance(node, tuple(_BINOPS)):
-            continue
-        if isinstance(node, ast.Constant):
-            if isinstance(node.value, (int, float)) and not isinstance(node.value, complex):
-                continue
-            raise _ExprError("only numbers are allowed as constants, not %r" % (node.value,))
-        if isinstance(node, ast.BinOp):
-            if type(node.op) not in _BINOPS:
-                raise _ExprError("operator not allowed (use + - * / // %)")
-            continue
-        if isinstance(node, ast.UnaryOp):
-            if not isinstance(node.op, (ast.USub, ast.UAdd, ast.Not)):
-                raise _ExprError("operator not allowed")
-            continue
-        if isinstance(node, ast.Call):
-            if not isinstance(node.func, ast.Name) or node.func.id not in _FUNCS:
-                name = ast.unparse(node.func)
-                raise _ExprError("`%s` is not a function here (functions: %s)"
-                                 % (name, ", ".join(_FUNCS)))
-            if node.keywords:
-                raise _ExprError("keyword arguments are not allowed")
-            continue
-        raise _ExprError("`%s` is not allowed in a shape expression"
-                         % type(node).__name__.lower())
-    return tree
 
 
 class _Blob:
@@ -94,14 +47,14 @@ class _Blob:
             for d in self.shape:
                 out *= d
             return out
-        raise _ExprError("a bottom has N, C, H, W, shape, axes and count, not `%s`%s"
+        raise ExprError("a bottom has N, C, H, W, shape, axes and count, not `%s`%s"
                          % (name, _hint(name, list(_DIMS) + ["shape", "axes", "count"])))
 
 
 def _legacy(shape: Shape, index: int, what: str) -> int:
     # Blob::LegacyShape: at most 4 axes; missing axes count as 1
     if len(shape) > 4:
-        raise _ExprError("%s has %d axes %s; N, C, H and W (Caffe's legacy accessors) need at "
+        raise ExprError("%s has %d axes %s; N, C, H and W (Caffe's legacy accessors) need at "
                          "most 4 (use shape[i])" % (what, len(shape), tuple(shape)))
     return shape[index] if index < len(shape) else 1
 
@@ -117,7 +70,7 @@ class _Msg:
     def field(self, name: str):
         fd = self.msg.DESCRIPTOR.fields_by_name.get(name)
         if fd is None:
-            raise _ExprError("%s has no field `%s`%s" % (
+            raise ExprError("%s has no field `%s`%s" % (
                 self.path, name, _hint(name, list(self.msg.DESCRIPTOR.fields_by_name))))
         return fd
 
@@ -159,7 +112,7 @@ class _Scope:
 
     def blob(self, i: int) -> _Blob:
         if not 0 <= i < len(self.bottoms):
-            raise _ExprError("bottom[%d] does not exist: the layer has %d bottom%s"
+            raise ExprError("bottom[%d] does not exist: the layer has %d bottom%s"
                              % (i, len(self.bottoms), "" if len(self.bottoms) == 1 else "s"))
         return _Blob(self.bottoms[i], i)
 
@@ -167,7 +120,7 @@ class _Scope:
         from .schema import param_field_of
         own = param_field_of(self.layer.DESCRIPTOR, self.layer.type)
         if own is None:
-            raise _ExprError("`param` is the layer's own parameter message, but the schema has "
+            raise ExprError("`param` is the layer's own parameter message, but the schema has "
                              "no %sParameter; name a LayerParameter field instead (e.g. "
                              "pooling_param.kernel_size), or load the fork's schema (--proto)"
                              % self.layer.type)
@@ -189,153 +142,13 @@ class _Scope:
             return self.ntop
         if name == "nbottom":
             return len(self.bottoms)
-        if name in ("True", "False"):
-            return name == "True"
         fields = self.layer.DESCRIPTOR.fields_by_name
         if name in fields and fields[name].message_type is not None:
             return _Msg(getattr(self.layer, name), name)
         known = ["N", "C", "H", "W", "bottom", "param", "layer", "ntop", "nbottom"] + \
             [f for f in fields if f.endswith("_param")]
-        raise _ExprError("unknown name `%s` (names: N C H W, b0 b1 ..., bottom[i], param, "
+        raise ExprError("unknown name `%s` (names: N C H W, b0 b1 ..., bottom[i], param, "
                          "<type>_param, ntop, nbottom)%s" % (name, _hint(name, known)))
-
-
-def _num(v: Any, what: str) -> Union[int, float, Fraction]:
-    if isinstance(v, bool):
-        return int(v)
-    if isinstance(v, (int, float, Fraction)):
-        return v
-    if isinstance(v, list):
-        raise _ExprError("%s is a repeated field (a list); index it, e.g. %s[0]" % (what, what))
-    raise _ExprError("%s is not a number" % what)
-
-
-def _norm(v: Any) -> Any:
-    if isinstance(v, Fraction) and v.denominator == 1:
-        return int(v)
-    return v
-
-
-def _src(node: ast.AST) -> str:
-    return ast.unparse(node)
-
-
-def _eval(node: ast.AST, scope: _Scope) -> Any:
-    if isinstance(node, ast.Expression):
-        return _eval(node.body, scope)
-    if isinstance(node, ast.Constant):
-        return node.value
-    if isinstance(node, ast.Name):
-        return scope.name(node.id)
-    if isinstance(node, ast.Attribute):
-        base = _eval(node.value, scope)
-        if isinstance(base, (_Blob, _Msg)):
-            return base.attr(node.attr)
-        raise _ExprError("`%s` has no attributes" % _src(node.value))
-    if isinstance(node, ast.Subscript):
-        base = _eval(node.value, scope)
-        sl = node.slice
-        idx = _num(_eval(sl, scope), _src(sl))
-        if not isinstance(base, list):
-            raise _ExprError("`%s` cannot be indexed" % _src(node.value))
-        if not isinstance(_norm(idx), int):
-            raise _ExprError("an index must be an integer, not %s" % idx)
-        try:
-            return base[int(idx)]
-        except IndexError:
-            raise _ExprError("index %d out of range: `%s` has %d entries"
-                             % (int(idx), _src(node.value), len(base))) from None
-    if isinstance(node, ast.UnaryOp):
-        v = _eval(node.operand, scope)
-        if isinstance(node.op, ast.Not):
-            return not _truth(v, node.operand)
-        v = _num(v, _src(node.operand))
-        return -v if isinstance(node.op, ast.USub) else v
-    if isinstance(node, ast.BinOp):
-        a = _num(_eval(node.left, scope), _src(node.left))
-        b = _num(_eval(node.right, scope), _src(node.right))
-        op = type(node.op)
-        if op is ast.Add:
-            return _norm(a + b)
-        if op is ast.Sub:
-            return _norm(a - b)
-        if op is ast.Mult:
-            return _norm(a * b)
-        if b == 0:
-            raise _ExprError("division by zero in `%s`" % _src(node))
-        if op is ast.Div:
-            if isinstance(a, float) or isinstance(b, float):
-                return a / b
-            return _norm(Fraction(a) / Fraction(b))
-        if op is ast.FloorDiv:
-            return _norm(Fraction(a) // Fraction(b)) if not isinstance(a, float) and \
-                not isinstance(b, float) else a // b
-        return _norm(Fraction(a) % Fraction(b)) if not isinstance(a, float) and \
-            not isinstance(b, float) else a % b
-    if isinstance(node, ast.Compare):
-        left = _num(_eval(node.left, scope), _src(node.left))
-        for op, right_node in zip(node.ops, node.comparators):
-            right = _num(_eval(right_node, scope), _src(right_node))
-            if not _CMPOPS[type(op)](left, right):
-                return False
-            left = right
-        return True
-    if isinstance(node, ast.BoolOp):
-        if isinstance(node.op, ast.And):
-            for v in node.values:
-                if not _truth(_eval(v, scope), v):
-                    return False
-            return True
-        for v in node.values:
-            if _truth(_eval(v, scope), v):
-                return True
-        return False
-    if isinstance(node, ast.IfExp):
-        if _truth(_eval(node.test, scope), node.test):
-            return _eval(node.body, scope)
-        return _eval(node.orelse, scope)
-    if isinstance(node, ast.Call):
-        return _call(node, scope)
-    raise _ExprError("`%s` is not allowed" % _src(node))  # pragma: no cover (checked earlier)
-
-
-def _truth(v: Any, node: ast.AST) -> bool:
-    if isinstance(v, list):
-        return bool(v)
-    return bool(_num(v, _src(node)))
-
-
-def _call(node: ast.Call, scope: _Scope) -> Any:
-    fn = node.func.id  # type: ignore[attr-defined]
-    args = node.args
-    if fn == "has":
-        if len(args) != 1 or not isinstance(args[0], ast.Attribute):
-            raise _ExprError("has() takes one field, e.g. has(param.upsample_h)")
-        base = _eval(args[0].value, scope)
-        if not isinstance(base, _Msg):
-            raise _ExprError("has() takes a field of a parameter message, not `%s`"
-                             % _src(args[0]))
-        return base.has(args[0].attr)
-    vals = [_eval(a, scope) for a in args]
-    if fn == "len":
-        if len(vals) != 1 or not isinstance(vals[0], list):
-            raise _ExprError("len() takes one list (a repeated field, bottom, or a shape)")
-        return len(vals[0])
-    nums = [_num(v, _src(a)) for v, a in zip(vals, args)]
-    if fn in ("min", "max"):
-        if not nums:
-            raise _ExprError("%s() needs at least one argument" % fn)
-        return (min if fn == "min" else max)(nums)
-    if len(nums) != 1:
-        raise _ExprError("%s() takes one argument, got %d" % (fn, len(nums)))
-    x = nums[0]
-    if fn == "ceil":
-        return math.ceil(x)
-    if fn == "floor":
-        return math.floor(x)
-    if fn == "int":
-        return math.trunc(x)     # a C++ cast: toward zero
-    return abs(x)
 
 
 class ShapeExpressions:
@@ -358,8 +171,8 @@ class ShapeExpressions:
                     row.append(e)
                     continue
                 try:
-                    row.append(_check_syntax(e))
-                except _ExprError as exc:
+                    row.append(parse(e, strings=False))
+                except ExprError as exc:
                     raise NetdslError("%s expression `%s` of %s: %s"
                                       % (what, e, self._owner(), exc), field=what) from None
             self._trees.append(row)
@@ -393,16 +206,16 @@ class ShapeExpressions:
             return tree
         text = self.exprs[r][j]
         try:
-            v = _norm(_eval(tree, scope))
+            v = evaluate(tree, scope)
             if isinstance(v, bool):
                 v = int(v)
             if isinstance(v, float) and v.is_integer():
                 v = int(v)
             if not isinstance(v, int):
-                raise _ExprError("the value %s is not an integer (round with //, ceil(), "
+                raise ExprError("the value %s is not an integer (round with //, ceil(), "
                                  "floor() or int())" % (v if not isinstance(v, Fraction)
                                                         else "%s (= %g)" % (v, float(v))))
-        except _ExprError as exc:
+        except ExprError as exc:
             raise NetdslError("%s expression `%s` (%s %d, axis %d): %s"
                               % (self.what, text, "top" if self.per_top else "blob", r, j, exc),
                               layer=layer.name or None, field=self.what) from None

@@ -6,7 +6,7 @@ the flat list of :class:`~netdsl.ops.base.Record` that
 :mod:`netdsl.spec.compile` turns into NetSpec builder calls.  Expansion runs
 on an explicit stack (no recursion per layer or per nesting level), keeps
 every YAML node for error locations, and evaluates ``${...}`` references
-(:mod:`netdsl.spec.expr`) as it goes.
+(:mod:`netdsl.spec.interpolate`) as it goes.
 """
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 from ..errors import NetdslError, did_you_mean
 from ..ops import OPS, OpCall, Record
 from . import phases as _phases
-from .expr import substitute
+from .interpolate import substitute
 from .load import (MappingNode, Node, ScalarNode, SequenceNode, error, front_matter, is_template,
                    load_file, pairs, parse_scalar_text, plain, scalar, where)
 
