@@ -259,7 +259,6 @@ def expression_shape_rule(exprs: Any, *, type_name: Optional[str] = None) -> Cal
     def rule(layer: Message, bottoms: List[Shape], ntop: int) -> List[Shape]:
         return se.evaluate(layer, bottoms, ntop)
     rule.exprs = se.exprs  # type: ignore[attr-defined]
-    rule.expressions = se  # type: ignore[attr-defined]
     return rule
 
 
@@ -270,5 +269,4 @@ def expression_param_rule(exprs: Any, *, type_name: Optional[str] = None) -> Cal
     def rule(layer: Message, bottoms: List[Shape]) -> List[Shape]:
         return se.evaluate(layer, bottoms, len(se.exprs))
     rule.exprs = se.exprs  # type: ignore[attr-defined]
-    rule.expressions = se  # type: ignore[attr-defined]
     return rule

@@ -759,7 +759,6 @@ class Expander:
         self.pending_bottom = None
         rec = Record(type_name, name=name, tops=tops, bottoms=bottoms, in_place=in_place,
                      ntop=ntop, params=params, node=node, trace=trace, field_nodes=fields)
-        rec.explicit_phases = explicit
         self.records.append(rec)
 
     def _names(self, node: Node, scope, key: str, trace) -> List[str]:
@@ -806,7 +805,6 @@ class Expander:
             if rec.bottoms is None and self.pending_bottom is not None:
                 rec.bottoms = self.pending_bottom
             self.pending_bottom = None
-            rec.explicit_phases = explicit
             self.records.append(rec)
 
     def _block(self, node: MappingNode, ps, fr: _Frame, explicit) -> _Frame:

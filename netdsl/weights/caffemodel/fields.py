@@ -22,9 +22,6 @@ __all__ = ["PROTO_LIMIT", "FieldNumbers", "field_numbers"]
 #: by Caffe, nor parsed by protobuf itself.
 PROTO_LIMIT = 2 ** 31 - 1
 
-# wire types
-_VARINT, _I64, _LEN, _SGROUP, _EGROUP, _I32 = 0, 1, 2, 3, 4, 5
-
 # payload dtypes: BlobProto.data (float) and double_data (double), little-endian
 _F32 = np.dtype("<f4")
 _F64 = np.dtype("<f8")

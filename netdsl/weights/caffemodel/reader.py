@@ -20,8 +20,9 @@ import numpy as np
 
 from ...errors import NetdslError, did_you_mean
 from ...legacy_types import V0_LAYER_TYPES, V1_LAYER_TYPES
-from .fields import (_EGROUP, _F32, _F64, _I32, _I64, _LEN, _SGROUP, _VARINT, FieldNumbers,
-                     field_numbers as _field_numbers)
+from ...wire import (EGROUP as _EGROUP, I32 as _I32, I64 as _I64, LEN as _LEN,
+                     SGROUP as _SGROUP, VARINT as _VARINT)
+from .fields import _F32, _F64, FieldNumbers, field_numbers as _field_numbers
 
 __all__ = ["open_caffemodel", "CaffeModel", "LayerEntry", "BlobEntry"]
 

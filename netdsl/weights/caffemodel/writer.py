@@ -16,9 +16,8 @@ import numpy as np
 from ...errors import NetdslError, did_you_mean
 from ...fileio import atomic_open
 from ...legacy_types import V1_LAYER_TYPES, v1_enum_name
-from ...wire import key as _key, varint as _varint
-from .fields import (PROTO_LIMIT, _F32, _F64, _LEN, _VARINT, FieldNumbers,
-                     field_numbers as _field_numbers)
+from ...wire import LEN as _LEN, VARINT as _VARINT, key as _key, varint as _varint
+from .fields import PROTO_LIMIT, _F32, _F64, FieldNumbers, field_numbers as _field_numbers
 from .reader import CaffeModel
 
 __all__ = ["write_caffemodel"]
