@@ -16,9 +16,9 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from ..errors import did_you_mean
 from ..expr import LITERALS, ExprError, evaluate as _evaluate, parse, to_text
-from .load import Node, ScalarNode, error
+from .load import Node, ScalarNode, SequenceNode, error, pairs, scalar
 
-__all__ = ["substitute", "evaluate"]
+__all__ = ["substitute", "evaluate", "value"]
 
 _names: Dict[str, str] = {}   # ${...} text -> the variable it names, when it is one name
 
@@ -139,3 +139,52 @@ def substitute(text: str, scope: Dict[str, Any], node: Optional[Node] = None) ->
         last = end
     parts.append(text[last:])
     return "".join(parts)
+
+
+# -- node values ---------------------------------------------------------------------------
+
+_VARIES = object()   # a node whose value depends on ${...}
+
+
+def _constant(node: Node) -> Any:
+    """The node's value when it has no ``${...}`` anywhere (cached on the node), else _VARIES."""
+    try:
+        return node._netdsl_const  # type: ignore[attr-defined]
+    except AttributeError:
+        pass
+    if isinstance(node, ScalarNode):
+        v = scalar(node)
+        out = _VARIES if type(v) is str and "${" in v else v
+    elif isinstance(node, SequenceNode):
+        items = [_constant(n) for n in node.value]
+        out = _VARIES if any(i is _VARIES for i in items) else items
+    else:
+        d = {}
+        out = d
+        for k, _, vn in pairs(node):
+            c = _constant(vn)
+            if c is _VARIES:
+                out = _VARIES
+            elif out is not _VARIES:
+                d[k] = c
+    node._netdsl_const = out  # type: ignore[attr-defined]
+    return out
+
+
+def value(node: Node, scope: Dict[str, Any]) -> Any:
+    """A node's value with ``${...}`` substituted.
+
+    Values without references are computed once and shared: callers copy
+    before they change one.
+    """
+    try:
+        c = node._netdsl_const  # type: ignore[attr-defined]
+    except AttributeError:
+        c = _constant(node)
+    if c is not _VARIES:
+        return c
+    if isinstance(node, ScalarNode):
+        return substitute(scalar(node), scope, node)
+    if isinstance(node, SequenceNode):
+        return [value(n, scope) for n in node.value]
+    return {k: value(v, scope) for k, _, v in pairs(node)}
