@@ -25,11 +25,12 @@ adds where the expression is (spec line and column, or layer and axis).
 from __future__ import annotations
 
 import ast
+import functools
 import io
 import math
 import tokenize
 from fractions import Fraction
-from typing import Any, Callable, Dict, List, Optional, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Union
 
 from .errors import did_you_mean
 
@@ -87,18 +88,17 @@ class Expression:
         return "Expression(%r)" % self.text
 
 
-_cache: Dict[Tuple[str, bool], Expression] = {}
-
-
 def parse(text: str, *, strings: bool = True) -> Expression:
     """Parse and check ``text``; ``strings=False`` admits numbers only as constants.
 
     Raises :class:`ExprError` for a syntax error or a construct outside the
-    language.  Results are cached per text.
+    language.  Results are memoised per text (a bounded cache).
     """
-    hit = _cache.get((text, strings))
-    if hit is not None:
-        return hit
+    return _parse(text, strings)
+
+
+@functools.lru_cache(maxsize=4096)
+def _parse(text: str, strings: bool) -> Expression:
     src = _joined(text.strip())
     try:
         tree = ast.parse(src, mode="eval")
@@ -106,9 +106,7 @@ def parse(text: str, *, strings: bool = True) -> Expression:
         col = " at column %d" % exc.offset if exc.offset else ""
         raise ExprError("syntax error%s: %s" % (col, exc.msg)) from None
     _check(tree, strings)
-    out = Expression(text.strip(), tree)
-    _cache[(text, strings)] = out
-    return out
+    return Expression(text.strip(), tree)
 
 
 def _joined(text: str) -> str:
