@@ -21,7 +21,7 @@ def _schema(args: argparse.Namespace):
     also loads the layer plugins of --plugin and $NETDSL_PLUGINS."""
     from .proto import load_schema
     from .netspec import use_schema
-    from .plugins import ensure_env_plugins, load_plugin
+    from .plugin_loading import ensure_env_plugins, load_plugin
     pb2 = load_schema(getattr(args, "proto", None),
                       allow_conflicts=getattr(args, "allow_proto_conflicts", False))
     use_schema(pb2 if getattr(args, "proto", None) else None)

@@ -28,6 +28,7 @@ from typing import Dict, List, Optional, Tuple
 from google.protobuf.message import Message
 
 from .errors import NetdslError
+from .legacy_types import V0_LAYER_TYPES, V1_LAYER_TYPES
 
 __all__ = [
     "needs_upgrade", "upgrade_net", "upgrade_net_with_notes",
@@ -36,78 +37,6 @@ __all__ = [
     "net_needs_input_upgrade", "net_needs_batchnorm_upgrade",
     "V0_LAYER_TYPES", "V1_LAYER_TYPES", "SOLVER_TYPES",
 ]
-
-# V0 type string -> V1 LayerType enum name (UpgradeV0LayerType)
-V0_LAYER_TYPES: Dict[str, str] = {
-    "accuracy": "ACCURACY",
-    "bnll": "BNLL",
-    "concat": "CONCAT",
-    "conv": "CONVOLUTION",
-    "data": "DATA",
-    "dropout": "DROPOUT",
-    "euclidean_loss": "EUCLIDEAN_LOSS",
-    "flatten": "FLATTEN",
-    "hdf5_data": "HDF5_DATA",
-    "hdf5_output": "HDF5_OUTPUT",
-    "im2col": "IM2COL",
-    "images": "IMAGE_DATA",
-    "infogain_loss": "INFOGAIN_LOSS",
-    "innerproduct": "INNER_PRODUCT",
-    "lrn": "LRN",
-    "multinomial_logistic_loss": "MULTINOMIAL_LOGISTIC_LOSS",
-    "pool": "POOLING",
-    "relu": "RELU",
-    "sigmoid": "SIGMOID",
-    "softmax": "SOFTMAX",
-    "softmax_loss": "SOFTMAX_LOSS",
-    "split": "SPLIT",
-    "tanh": "TANH",
-    "window_data": "WINDOW_DATA",
-}
-
-# V1 LayerType enum name -> current type string (UpgradeV1LayerType)
-V1_LAYER_TYPES: Dict[str, str] = {
-    "NONE": "",
-    "ABSVAL": "AbsVal",
-    "ACCURACY": "Accuracy",
-    "ARGMAX": "ArgMax",
-    "BNLL": "BNLL",
-    "CONCAT": "Concat",
-    "CONTRASTIVE_LOSS": "ContrastiveLoss",
-    "CONVOLUTION": "Convolution",
-    "DECONVOLUTION": "Deconvolution",
-    "DATA": "Data",
-    "DROPOUT": "Dropout",
-    "DUMMY_DATA": "DummyData",
-    "EUCLIDEAN_LOSS": "EuclideanLoss",
-    "ELTWISE": "Eltwise",
-    "EXP": "Exp",
-    "FLATTEN": "Flatten",
-    "HDF5_DATA": "HDF5Data",
-    "HDF5_OUTPUT": "HDF5Output",
-    "HINGE_LOSS": "HingeLoss",
-    "IM2COL": "Im2col",
-    "IMAGE_DATA": "ImageData",
-    "INFOGAIN_LOSS": "InfogainLoss",
-    "INNER_PRODUCT": "InnerProduct",
-    "LRN": "LRN",
-    "MEMORY_DATA": "MemoryData",
-    "MULTINOMIAL_LOGISTIC_LOSS": "MultinomialLogisticLoss",
-    "MVN": "MVN",
-    "POOLING": "Pooling",
-    "POWER": "Power",
-    "RELU": "ReLU",
-    "SIGMOID": "Sigmoid",
-    "SIGMOID_CROSS_ENTROPY_LOSS": "SigmoidCrossEntropyLoss",
-    "SILENCE": "Silence",
-    "SOFTMAX": "Softmax",
-    "SOFTMAX_LOSS": "SoftmaxWithLoss",
-    "SPLIT": "Split",
-    "SLICE": "Slice",
-    "TANH": "TanH",
-    "WINDOW_DATA": "WindowData",
-    "THRESHOLD": "Threshold",
-}
 
 # SolverParameter.SolverType enum name -> type string (UpgradeSolverType)
 SOLVER_TYPES: Dict[str, str] = {

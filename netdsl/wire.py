@@ -1,11 +1,13 @@
 """The few pieces of protobuf's wire format that netdsl writes itself.
 
 The NetSpec builder and the caffemodel writer encode messages directly (to
-avoid building huge messages field by field); both use these helpers.
+avoid building huge messages field by field); both use these helpers, and the
+caffemodel reader the wire types.
 """
 from __future__ import annotations
 
-VARINT, LEN = 0, 2  # wire types
+# wire types
+VARINT, I64, LEN, SGROUP, EGROUP, I32 = 0, 1, 2, 3, 4, 5
 
 
 def varint(n: int) -> bytes:

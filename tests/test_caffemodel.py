@@ -15,7 +15,8 @@ from netdsl.errors import NetdslError
 from google.protobuf.internal.encoder import _VarintBytes
 
 from netdsl.proto import BUNDLED, caffe_pb2, load_schema
-from netdsl.weights import caffemodel as cm
+from netdsl.legacy_types import V1_LAYER_TYPES
+from netdsl.weights.caffemodel import writer as cm
 from netdsl.weights import format_inspect, inspect, open_caffemodel, write_caffemodel
 
 
@@ -278,7 +279,7 @@ def _check_against_protobuf(path, pb2=caffe_pb2):
     msg = pb2.NetParameter.FromString(open(path, "rb").read())
     with open_caffemodel(path) as m:
         if msg.layers:
-            names = [(l.name, cm.V1_TYPES[pb2.V1LayerParameter.LayerType.Name(l.type)])
+            names = [(l.name, V1_LAYER_TYPES[pb2.V1LayerParameter.LayerType.Name(l.type)])
                      for l in msg.layers]
             blobs = [list(l.blobs) for l in msg.layers]
         else:

@@ -18,8 +18,7 @@ class Record:
     """
 
     __slots__ = ("type", "name", "tops", "bottoms", "in_place", "ntop", "params", "node",
-                 "trace", "op", "reference", "offset", "axis", "surgery", "field_nodes",
-                 "explicit_phases")
+                 "trace", "op", "reference", "offset", "axis", "surgery", "field_nodes")
 
     def __init__(self, type_name: str, *, name: Optional[str] = None,
                  tops: Optional[List[str]] = None, bottoms: Optional[List[str]] = None,
@@ -42,7 +41,6 @@ class Record:
         self.axis: Optional[int] = None
         self.surgery: Optional[str] = None
         self.field_nodes = field_nodes or {}
-        self.explicit_phases = None
 
     def __repr__(self) -> str:
         return "<Record %s %s>" % (self.type, self.name or (self.tops or [""])[0])

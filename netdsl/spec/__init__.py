@@ -7,9 +7,11 @@
     nets = build_nets(spec)              # {"train": NetParameter, "val": ..., "deploy": ...}
     build("specs/fcn32s.yaml", "out/fcn32s")   # writes train/val/deploy(.prototxt), solver
 
-The format is described in docs/spec.md.  Loading is :mod:`.load` (YAML nodes
-with marks, Jinja2 templates), expansion :mod:`.expand` (variables, blocks,
-repeats, includes, ops, phases), compilation :mod:`.compile` (records ->
+The format is described in docs/spec.md.  Reading files is :mod:`.load` (YAML
+nodes with marks, Jinja2 templates, include paths), a spec's top level
+:mod:`.document` (variables, libraries, blocks, inputs, schema, plugins),
+``${...}`` values :mod:`.interpolate`, expansion :mod:`.expand` (blocks,
+repeats, layer includes, ops, phases), compilation :mod:`.compile` (records ->
 NetSpec builder calls -> NetParameter); :mod:`.schema_json` gives the JSON
 Schema of the format.  Every user error is a
 :class:`~netdsl.errors.NetdslError` located in the spec (file:line:column).
@@ -24,7 +26,8 @@ from google.protobuf.message import Message
 
 from ..errors import NetdslError, did_you_mean
 from .compile import Compiled, compile_records, locate
-from .expand import Spec, expand, load_spec, parse_define, parse_defines
+from .document import Spec, load_spec, parse_define, parse_defines
+from .expand import expand
 from .phases import caffe_phase
 
 __all__ = ["Spec", "load_spec", "build_nets", "build_solver", "build_all", "build", "Built",
@@ -180,7 +183,7 @@ def build_solver(spec: Spec) -> Optional[Message]:
     if spec.solver is None:
         return None
     from ..netspec import assign, current_schema
-    from .expand import value
+    from .interpolate import value
     from .load import error, pairs
     solver = current_schema().SolverParameter()
     scope = spec.scope(None)

@@ -1,4 +1,4 @@
-"""Reading spec files: YAML nodes with their marks, Jinja2 templates, scalars.
+"""Reading spec files: YAML nodes with their marks, Jinja2 templates, scalars, includes.
 
 Every value of a spec stays a YAML node (``yaml.compose``), so an error found
 anywhere later can name the file, line and column it came from.  Scalars are
@@ -13,7 +13,7 @@ import io
 import os
 import re
 import sys
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
@@ -23,7 +23,9 @@ from ..fileio import read_text
 
 __all__ = ["Node", "MappingNode", "ScalarNode", "SequenceNode", "compose_text", "load_file",
            "scalar", "pairs", "where", "error", "render_template", "template_env",
-           "split_front_matter", "parse_scalar_text", "is_template"]
+           "split_front_matter", "parse_scalar_text", "is_template", "located_error",
+           "mapping_items", "sequence_items", "check_keys", "display_path", "node_file",
+           "resolve_include"]
 
 # -- YAML 1.2 core schema ------------------------------------------------------------
 
@@ -376,3 +378,77 @@ def load_file(path: str, context: Optional[Dict[str, Any]] = None) -> Optional[N
         return compose_text(text, path)
     rendered = render_template(path, dict(context or {}))
     return compose_text(rendered, path + " (rendered)")
+
+
+# -- node access with located errors ---------------------------------------------------------
+
+def located_error(node: Optional[Node], message: str, *, hint: Optional[str] = None,
+                  trace: Tuple = (), field: Optional[str] = None, layer: Optional[str] = None,
+                  column_offset: int = 0) -> NetdslError:
+    """:func:`error`, followed by the chain of includes and block uses that led to ``node``."""
+    if trace:
+        message += "".join(" (in %s at %s:%d:%d)" % ((label,) + where(n)) for label, n in
+                           reversed(trace))
+    return error(node, message, hint=hint, field=field, layer=layer, column_offset=column_offset)
+
+
+def mapping_items(node: Node, what: str, trace: Tuple = ()
+                  ) -> List[Tuple[str, ScalarNode, Node]]:
+    """The (key, key node, value node) items of a mapping node; an error if it is not one."""
+    if not isinstance(node, MappingNode):
+        raise located_error(node, "%s must be a mapping (key: value lines)" % what, trace=trace)
+    return pairs(node)
+
+
+def sequence_items(node: Node, what: str, trace: Tuple = ()) -> List[Node]:
+    """The items of a list node (none for null); an error if it is not a list."""
+    if isinstance(node, ScalarNode) and scalar(node) is None:
+        return []
+    if not isinstance(node, SequenceNode):
+        raise located_error(node, "%s must be a list (lines starting with `- `)" % what,
+                            trace=trace)
+    return node.value
+
+
+def check_keys(ps, allowed: Sequence[str], what: str, trace: Tuple = ()) -> None:
+    """An error at the first key of ``ps`` (from :func:`pairs`) not in ``allowed``."""
+    for key, knode, _ in ps:
+        if key not in allowed:
+            raise located_error(knode, "unknown key `%s` in %s" % (key, what), field=key,
+                                trace=trace, hint=did_you_mean(key, allowed)
+                                or "keys: %s" % ", ".join(allowed))
+
+
+def display_path(path: str) -> str:
+    """``path`` as shown in messages: relative to the working directory when near it."""
+    try:
+        rel = os.path.relpath(path)
+    except ValueError:  # pragma: no cover
+        return path
+    return path if rel.startswith(os.pardir + os.sep + os.pardir) else rel
+
+
+def node_file(node: Node) -> str:
+    """The file a node was read from (a rendered template's own path)."""
+    name = node.start_mark.name
+    if name.endswith(" (rendered)"):
+        name = name[: -len(" (rendered)")]
+    return name
+
+
+def resolve_include(node: Node, rel: Any, trace: Tuple = ()) -> str:
+    """The path of an include, relative to the file the include is written in."""
+    if not isinstance(rel, str) or not rel:
+        raise located_error(node, "an include is a relative file path, got %r" % (rel,),
+                            trace=trace)
+    base = os.path.dirname(node_file(node))
+    path = os.path.normpath(os.path.join(base, rel))
+    if not os.path.isfile(path):
+        near = []
+        d = os.path.dirname(path) or "."
+        if os.path.isdir(d):
+            near = [f for f in os.listdir(d) if f.endswith((".yaml", ".yml", ".j2"))]
+        hint = did_you_mean(os.path.basename(path), near)
+        raise located_error(node, "cannot include `%s`: no such file (%s)"
+                            % (rel, display_path(path)), trace=trace, hint=hint)
+    return path

@@ -9,7 +9,7 @@ layer names ``deploy`` in its ``phases``, since a deployed net has no labels.
 """
 from __future__ import annotations
 
-from typing import Iterable, List, Optional
+from typing import Iterable, Optional
 
 DEFAULT_PHASES = ("train", "val", "deploy")
 DEPLOY = "deploy"
@@ -36,11 +36,3 @@ def caffe_phase(phase: str) -> str:
     """The Caffe phase a spec phase runs in (TRAIN for ``train``, TEST otherwise)."""
     return "TRAIN" if phase == "train" else "TEST"
 
-
-def order(phases: Iterable[str], wanted: Optional[Iterable[str]]) -> List[str]:
-    """``wanted`` (in the spec's order), or all phases."""
-    ph = list(phases)
-    if wanted is None:
-        return ph
-    w = set(wanted)
-    return [p for p in ph if p in w]
