@@ -28,7 +28,7 @@ from typing import Dict, List, Optional, Tuple
 from google.protobuf.message import Message
 
 from .errors import NetdslError
-from .legacy_types import V0_LAYER_TYPES, V1_LAYER_TYPES
+from .layers.legacy import V0_LAYER_TYPES, V1_LAYER_TYPES
 
 __all__ = [
     "needs_upgrade", "upgrade_net", "upgrade_net_with_notes",

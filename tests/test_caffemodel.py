@@ -15,7 +15,7 @@ from netdsl.errors import NetdslError
 from google.protobuf.internal.encoder import _VarintBytes
 
 from netdsl.proto import BUNDLED, caffe_pb2, load_schema
-from netdsl.legacy_types import V1_LAYER_TYPES
+from netdsl.layers.legacy import V1_LAYER_TYPES
 from netdsl.weights.caffemodel import writer as cm
 from netdsl.weights import format_inspect, inspect, open_caffemodel, write_caffemodel
 

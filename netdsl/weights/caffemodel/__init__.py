@@ -10,7 +10,7 @@ parameter blobs.  Both directions speak the protobuf wire format directly:
 * :mod:`.report` -- :func:`inspect` / :func:`format_inspect`, what a file holds;
 * :mod:`.fields` -- the field numbers both read from the schema in use.
 
-The V0/V1 layer-type names are in :mod:`netdsl.legacy_types`.
+The V0/V1 layer-type names are in :mod:`netdsl.layers.legacy`.
 """
 from .fields import PROTO_LIMIT
 from .reader import BlobEntry, CaffeModel, LayerEntry, open_caffemodel

@@ -13,7 +13,7 @@ from typing import Dict, Optional, Tuple
 import numpy as np
 
 from ...errors import NetdslError
-from ...legacy_types import V1_LAYER_NUMBERS
+from ...layers.legacy import V1_LAYER_NUMBERS
 
 __all__ = ["PROTO_LIMIT", "FieldNumbers", "field_numbers"]
 

@@ -19,7 +19,7 @@ from typing import Any, Dict, Iterator, List, Optional, Tuple, Union
 import numpy as np
 
 from ...errors import NetdslError, did_you_mean
-from ...legacy_types import V0_LAYER_TYPES, V1_LAYER_TYPES
+from ...layers.legacy import V0_LAYER_TYPES, V1_LAYER_TYPES
 from ...wire import (EGROUP as _EGROUP, I32 as _I32, I64 as _I64, LEN as _LEN,
                      SGROUP as _SGROUP, VARINT as _VARINT)
 from .fields import _F32, _F64, FieldNumbers, field_numbers as _field_numbers

@@ -15,7 +15,7 @@ import numpy as np
 
 from ...errors import NetdslError, did_you_mean
 from ...fileio import atomic_open
-from ...legacy_types import V1_LAYER_TYPES, v1_enum_name
+from ...layers.legacy import V1_LAYER_TYPES, v1_enum_name
 from ...wire import LEN as _LEN, VARINT as _VARINT, key as _key, varint as _varint
 from .fields import PROTO_LIMIT, _F32, _F64, FieldNumbers, field_numbers as _field_numbers
 from .reader import CaffeModel
