@@ -91,13 +91,13 @@ def _accuracy(layer: Message, bottoms: List[Shape], ntop: int) -> List[Shape]:
 
 # -- declarations ----------------------------------------------------------------------
 
-declare("Accuracy", family="loss", bottoms=2, tops=(1, 2), shape=_accuracy)
-declare("ContrastiveLoss", family="loss", bottoms=3, tops=1, loss=True, shape=_contrastive_loss)
-declare("EuclideanLoss", family="loss", bottoms=2, tops=1, loss=True, shape=_loss)
-declare("HingeLoss", family="loss", bottoms=2, tops=1, loss=True, shape=_loss)
-declare("InfogainLoss", family="loss", bottoms=(2, 3), tops=(1, 2), loss=True, shape=_infogain_loss)
-declare("MultinomialLogisticLoss", family="loss", bottoms=2, tops=1, loss=True, shape=_loss)
-declare("SigmoidCrossEntropyLoss", family="loss", bottoms=2, tops=1, loss=True,
+declare("Accuracy", family="loss", labels=True, bottoms=2, tops=(1, 2), shape=_accuracy)
+declare("ContrastiveLoss", family="loss", labels=True, bottoms=3, tops=1, loss=True, shape=_contrastive_loss)
+declare("EuclideanLoss", family="loss", labels=True, bottoms=2, tops=1, loss=True, shape=_loss)
+declare("HingeLoss", family="loss", labels=True, bottoms=2, tops=1, loss=True, shape=_loss)
+declare("InfogainLoss", family="loss", labels=True, bottoms=(2, 3), tops=(1, 2), loss=True, shape=_infogain_loss)
+declare("MultinomialLogisticLoss", family="loss", labels=True, bottoms=2, tops=1, loss=True, shape=_loss)
+declare("SigmoidCrossEntropyLoss", family="loss", labels=True, bottoms=2, tops=1, loss=True,
         reads=("loss_param",), shape=_loss)
-declare("SoftmaxWithLoss", family="loss", bottoms=2, tops=(1, 2), loss=True,
+declare("SoftmaxWithLoss", family="loss", labels=True, bottoms=2, tops=(1, 2), loss=True,
         reads=("softmax_param", "loss_param"), shape=_softmax_loss)

@@ -50,7 +50,8 @@ class LayerType:
     ``map_bottoms``: how many bottoms the coordinate map relates to the top (Crop:
     its first only; None: all of them, which must then agree).  ``opaque``: the
     type's shapes and learnable blobs come from code netdsl does not run (Python
-    layers), so only declared shapes are known.  ``surgery(layer, geo)``: the FCN
+    layers), so only declared shapes are known.  ``labels``: the layer reads
+    labels (losses, Accuracy), so a deploy net has none.  ``surgery(layer, geo)``: the FCN
     surgery (``"interp"``, ``"nearest"``) a layer without fillers expects, or None.
     ``reads`` names the parameter messages the type reads besides
     ``<type>_param``.  ``needs_weights`` (bool or ``fn(layer)``): the forward
@@ -80,6 +81,8 @@ class LayerType:
     size_field: Optional[str] = None
     map_bottoms: Optional[int] = None     # bottoms the map follows (Crop: 1); None: all
     opaque: bool = False                  # shapes and blobs set by code netdsl does not run
+    labels: bool = False                  # reads labels: not in a deploy net
+    labels: bool = False                  # reads labels: not in a deploy net
     surgery: Optional[Callable[..., Optional[str]]] = None
     source: Optional[str] = None          # the plugin that registered it, if any
     builtin: bool = False

@@ -16,8 +16,12 @@ DEPLOY = "deploy"
 
 
 def is_loss_like(layer_type: str) -> bool:
-    """Loss and accuracy layers: they need labels, so deploy nets leave them out."""
-    return layer_type.endswith("Loss") or layer_type == "Accuracy"
+    """Loss and accuracy layers: they need labels, so deploy nets leave them out
+    (the layer type's ``labels`` in the registry; a type it does not know counts
+    when its name ends in ``Loss``, as Caffe's loss layers' names do)."""
+    from ..layers import lookup
+    lt = lookup(layer_type)
+    return lt.labels if lt is not None else layer_type.endswith("Loss")
 
 
 def keeps(layer_type: str, phase: str, explicit: Optional[Iterable[str]]) -> bool:
