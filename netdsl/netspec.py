@@ -35,7 +35,7 @@ from google.protobuf.message import Message
 from . import schema
 from .schema import is_repeated
 from .wire import LEN, key, varint as _varint
-from .errors import NetdslError, did_you_mean
+from .errors import NetdslError, NetdslKeyError, NetdslTypeError, did_you_mean
 
 _MESSAGE = FieldDescriptor.CPPTYPE_MESSAGE
 _ENUM = FieldDescriptor.CPPTYPE_ENUM
@@ -82,9 +82,12 @@ class Function:
         inputs = tuple(inputs)
         for index, inp in enumerate(inputs):
             if type(inp) is not Top and not isinstance(inp, Top):
-                raise NetdslError("input %d of %s is %s, not a top"
-                                  % (index, type_name, _describe(inp)),
-                                  hint="inputs are the tops returned by L.<Type>(...)")
+                # pycaffe raises TypeError with this text; scripts match on it
+                raise NetdslTypeError("input %d of %s is %s, not a top"
+                                      % (index, type_name, _describe(inp)),
+                                      hint="inputs are the tops returned by L.<Type>(...)",
+                                      pycaffe="%s input %d is not a Top (type is %s)"
+                                      % (type_name, index, type(inp)))
         # a lone input is kept bare (no tuple) to keep big nets light on the collector
         self._in = inputs[0] if len(inputs) == 1 else inputs
         self.params = params
@@ -639,8 +642,8 @@ class NetSpec:
         # only called for names that are not assigned
         if name.startswith("__"):
             raise AttributeError(name)
-        raise NetdslError("the NetSpec has no top named '%s'" % name,
-                          hint=did_you_mean(name, list(self.__dict__)))
+        raise NetdslKeyError("the NetSpec has no top named '%s'" % name,  # pycaffe: KeyError
+                             hint=did_you_mean(name, list(self.__dict__)))
 
     def __setitem__(self, key: str, value: Any) -> None:
         self.__dict__[key] = value
