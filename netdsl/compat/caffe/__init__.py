@@ -8,7 +8,7 @@ solvers) needs Caffe and raises a clear error.
 from netdsl.netspec import NetSpec, layers, params, to_proto  # noqa: F401
 from netdsl.proto.caffe_pb2 import TEST, TRAIN  # noqa: F401
 
-from . import proto  # noqa: F401,E402
+from . import coord_map, io, net_spec, proto  # noqa: F401,E402  (as pycaffe imports io)
 from .net import Blob, Layer, Net, training_error  # noqa: F401,E402
 from .runtime import (get_random, layer_type_list, set_device, set_mode_cpu,  # noqa: F401,E402
                       set_mode_gpu, set_random_seed, solver_count, solver_rank)

@@ -313,7 +313,7 @@ class Net:
         from netdsl.weights import init_weights
         param = self._param
         shapes = infer_shapes(param)
-        layer_shapes = {id(e.layer): e for e in shapes.layers if e.layer is not None}
+        layer_shapes = _by_layer(param, shapes)
         model = None
         if weights is not None and not _is_hdf5(weights):
             from netdsl.weights import open_caffemodel
@@ -568,7 +568,7 @@ class Net:
                 for t in lp.top:
                     given[t] = tuple(self.blobs[t].shape)
         shapes = infer_shapes(self._param, given)
-        by_layer = {id(e.layer): e for e in shapes.layers if e.layer is not None}
+        by_layer = _by_layer(self._param, shapes)
         for lp, layer in zip(self._param.layer, self.layers):
             entry = by_layer.get(id(lp))
             if entry is None:
@@ -740,6 +740,17 @@ class Net:
     def __repr__(self) -> str:
         return "<caffe.Net '%s': %d layers, %d blobs>" % (self._param.name, len(self.layers),
                                                         len(self.blobs))
+
+
+def _by_layer(param: Message, shapes: Any) -> Dict[int, Any]:
+    """id(LayerParameter) -> its LayerShapes entry (by identity, else by name in order)."""
+    out = {id(e.layer): e for e in shapes.layers if e.layer is not None}
+    if all(id(lp) in out for lp in param.layer):
+        return out
+    queue: Dict[str, List[Any]] = {}
+    for e in shapes.layers:
+        queue.setdefault(e.name, []).append(e)
+    return {id(lp): queue[lp.name].pop(0) for lp in param.layer if queue.get(lp.name)}
 
 
 def _param_field(lp: Message) -> Message:
