@@ -254,7 +254,7 @@ def verb(name: str, help: str):
     return deco
 
 
-@verb("pycaffe", "run an existing pycaffe NetSpec script with no Caffe installed")
+@verb("pycaffe", "run an existing pycaffe script (NetSpec, caffe.Net inference) with no Caffe")
 def _p_pycaffe(p: argparse.ArgumentParser) -> None:
     p.add_argument("-m", dest="module", nargs=argparse.REMAINDER, metavar="MODULE ARGS",
                    help="run a module as `python -m MODULE ARGS` does (e.g. unittest); "

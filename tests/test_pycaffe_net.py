@@ -438,3 +438,36 @@ def test_net_file_errors(tmp_path):
         net.blobs["dat"]
     assert "did you mean `data`?" in info.value.explain()
     assert os.path.exists(path)
+
+
+_PEAK = """
+import sys
+import netdsl.compat.caffe as caffe
+
+def status(key):
+    for line in open('/proc/self/status'):
+        if line.startswith(key + ':'):
+            return int(line.split()[1]) * 1024
+
+base = status('VmRSS')
+net = caffe.Net(sys.argv[1], caffe.TEST, weights=sys.argv[2])
+print(status('VmHWM') - base)
+"""
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="needs Linux /proc")
+def test_loading_weights_peaks_near_their_size(tmp_path):
+    import subprocess
+    import sys
+    n = caffe.NetSpec()
+    n.data = L.Input(shape=dict(dim=[1, 3000]))
+    n.ip = L.InnerProduct(n.data, num_output=2000, weight_filler=dict(type="gaussian", std=1))
+    path = write(tmp_path, str(n.to_proto()))
+    model = str(tmp_path / "big.caffemodel")
+    w = np.ones((2000, 3000), np.float32)
+    size = write_caffemodel(model, [("ip", "InnerProduct", [w, np.zeros(2000, np.float32)])])
+    out = subprocess.run([sys.executable, "-c", _PEAK, path, model], capture_output=True,
+                         text=True, check=True)
+    peak = int(out.stdout.split()[-1])
+    # the parameters are allocated once and read straight into: about 1x the file
+    assert peak < 1.5 * size, (peak, size)

@@ -1,4 +1,5 @@
-"""Run existing pycaffe NetSpec scripts with netdsl standing in for ``caffe``."""
+"""Run existing pycaffe scripts (NetSpec, ``caffe.Net`` inference and surgery) with
+netdsl standing in for ``caffe``."""
 from __future__ import annotations
 
 import os

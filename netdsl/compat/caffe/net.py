@@ -284,9 +284,14 @@ class Net:
             if phase is not None:
                 raise NetdslValueError("phase given twice")
             phase = args.pop(0)
+        if args and weights is None and len(args) <= 3:
+            # pycaffe's positional order: (network_file, phase, level, stages, weights)
+            level = args.pop(0)
+            stages = args.pop(0) if args else stages
+            weights = args.pop(0) if args else weights
         if args:
-            raise NetdslTypeError("caffe.Net takes (network_file, phase) or (network_file, "
-                                   "weights, phase); got %d extra arguments" % len(args))
+            raise NetdslTypeError("caffe.Net takes (network_file, phase, level=0, stages=None, "
+                                  "weights=None) or (network_file, weights, phase)")
         if phase is None:
             raise NetdslTypeError("caffe.Net needs a phase: caffe.TRAIN or caffe.TEST")
         param = _read_net(network_file)
