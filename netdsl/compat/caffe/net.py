@@ -308,6 +308,8 @@ class Net:
         self._param.layer.extend(layers)
         self._phase = state.phase
         self._forwards = 0
+        from .runtime import next_seed
+        self._seed = next_seed()
         self._steps: Dict[int, Message] = {}
         self._setup(weights)
 
@@ -334,7 +336,7 @@ class Net:
                         sub = _param_field(lp)
                         sub.weight_filler.Clear()
                         sub.bias_filler.Clear()
-            filled = init_weights(init_param, inputs=None)
+            filled = init_weights(init_param, inputs=None, seed=self._seed)
             self._build(shapes, layer_shapes, filled)
             self._init_data_layers()
             if model is not None:
@@ -530,25 +532,26 @@ class Net:
 
     def _run(self, i: int, setup: bool = False) -> None:
         """Run layer ``i`` through netdsl.forward and store its tops in the blobs."""
-        from netdsl.forward import FORWARD, forward
+        from netdsl.forward import forward
         lp = self._param.layer[i]
         layer = self.layers[i]
         if lp.type == "Input":
             return  # Input's Forward does nothing: the blob holds what was set
-        if not lp.bottom and lp.type not in FORWARD:
-            raise NetdslError("data layer of type '%s' reads its data inside Caffe, which "
-                              "netdsl does not run" % lp.type, layer=lp.name,
-                              hint="set net.blobs[...].data yourself and call "
-                                   "forward(start='<the next layer>')")
         inputs = {b: self.blobs[b].data for b in lp.bottom}
         weights = {lp.name: [b.data for b in layer.blobs]} if layer.blobs else {}
         if lp.type == "Dropout" or not lp.bottom:
-            seed = self._forwards  # a new Dropout mask / DummyData draw each forward
+            seed = self._seed + self._forwards  # a new Dropout mask / DummyData draw
         else:
             seed = 0
         try:
             result = forward(self._step(i), weights, inputs, phase=self._phase, seed=seed)
         except NetdslError as err:
+            if not lp.bottom and lp.type != "DummyData":
+                raise NetdslError("data layer of type '%s' reads its data inside Caffe, which "
+                                  "netdsl does not run (%s)" % (lp.type, err.message),
+                                  layer=lp.name,
+                                  hint="set net.blobs[...].data yourself and call "
+                                       "forward(start='<the next layer>')") from None
             raise err.located(layer=lp.name)
         keep = _constant_tops(lp) if lp.type == "DummyData" else [True] * len(lp.top)
         for j, t in enumerate(lp.top):

@@ -25,16 +25,27 @@ BVLC_LAYER_TYPES = (
     "Tile", "WindowData",
 )
 
-_seed = [None]
+# Caffe's random generator: seeded from entropy unless set_random_seed was called;
+# each Net draws its seeds (fillers, Dropout masks, DummyData) from it in turn
+_rng = [np.random.default_rng()]
 
 
 def layer_type_list() -> List[str]:
     """Caffe's ``LayerRegistry::LayerTypeList()``: registered types, sorted (a std::map),
     plus the types of loaded netdsl plugins."""
-    from netdsl.forward import FORWARD
-    from netdsl.plugins import ensure_env_plugins
-    ensure_env_plugins()
-    return sorted(set(BVLC_LAYER_TYPES) | set(FORWARD))
+    return sorted(set(BVLC_LAYER_TYPES) | set(_plugin_types()))
+
+
+def _plugin_types() -> List[str]:
+    # types with a numpy forward, plugins' included (netdsl.forward's table, when this
+    # netdsl has one)
+    try:
+        from netdsl.plugins import ensure_env_plugins
+        ensure_env_plugins()
+        import netdsl.forward as fw
+        return list(getattr(fw, "FORWARD"))
+    except Exception:  # noqa: BLE001 - a netdsl without that table lists BVLC's types
+        return []
 
 
 def set_mode_cpu() -> None:
@@ -52,12 +63,18 @@ def set_device(device_id: int) -> None:
 
 
 def set_random_seed(seed: int) -> None:
-    """Accepted; netdsl's fillers and Dropout masks are seeded deterministically anyway."""
-    _seed[0] = int(seed)
+    """Seed the generator the nets made afterwards draw from (fillers, Dropout, DummyData):
+    the same seed gives the same values (netdsl's, not Caffe's random streams)."""
+    _rng[0] = np.random.default_rng(int(seed))
+
+
+def next_seed() -> int:
+    """A seed for one Net, from the module's generator."""
+    return int(_rng[0].integers(0, 2 ** 32 - 1))
 
 
 def get_random() -> int:
-    return int(np.random.randint(0, 2 ** 31 - 1))
+    return int(_rng[0].integers(0, 2 ** 31 - 1))
 
 
 def solver_count() -> int:
