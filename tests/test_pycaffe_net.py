@@ -497,3 +497,29 @@ def test_random_seed_makes_fillers_repeatable(tmp_path):
     c = caffe.Net(path, caffe.TEST).params["ip"][0].data.copy()
     assert not np.array_equal(a, b)   # a fresh draw per net, as Caffe's generator gives
     assert np.array_equal(a, c)       # the same seed, the same draws
+
+
+def test_classifier_oversample_and_centre(tmp_path):
+    n = caffe.NetSpec()
+    n.data = L.Input(shape=dict(dim=[1, 3, 4, 4]))
+    n.ip = L.InnerProduct(n.data, num_output=2)
+    n.prob = L.Softmax(n.ip)
+    deploy = write(tmp_path, str(n.to_proto()))
+    rng = np.random.default_rng(1)
+    w = rng.standard_normal((2, 48)).astype(np.float32)
+    model = str(tmp_path / "c.caffemodel")
+    write_caffemodel(model, [("ip", "InnerProduct", [w, np.zeros(2, np.float32)])])
+    clf = caffe.Classifier(deploy, model, image_dims=(6, 6))
+    im = rng.uniform(0, 1, (6, 6, 3)).astype(np.float32)
+
+    def probs(crop):  # InnerProduct on the C x H x W crop, then softmax
+        z = w @ crop.transpose(2, 0, 1).ravel()
+        e = np.exp(z - z.max())
+        return e / e.sum()
+
+    # pycaffe's oversample: corners (0,0) (0,2) (2,0) (2,2), centre (1,1), then mirrors
+    crops = [im[i:i + 4, j:j + 4] for i, j in ((0, 0), (0, 2), (2, 0), (2, 2), (1, 1))]
+    crops += [c[:, ::-1] for c in crops]
+    expect = np.mean([probs(c) for c in crops], axis=0)
+    assert np.allclose(clf.predict([im])[0], expect, atol=1e-6)
+    assert np.allclose(clf.predict([im], oversample=False)[0], probs(im[1:5, 1:5]), atol=1e-6)

@@ -10,6 +10,7 @@ from netdsl.proto.caffe_pb2 import TEST, TRAIN  # noqa: F401
 
 from . import coord_map, io, net_spec, proto  # noqa: F401,E402  (as pycaffe imports io)
 from .net import Blob, Layer, Net, training_error  # noqa: F401,E402
+from .classifier import Classifier  # noqa: F401,E402
 from .runtime import (get_random, layer_type_list, set_device, set_mode_cpu,  # noqa: F401,E402
                       set_mode_gpu, set_random_seed, solver_count, solver_rank)
 
@@ -20,7 +21,7 @@ _TRAINING = {
     "AdamSolver", "get_solver", "Solver", "NCCL", "set_solver_count", "set_solver_rank",
     "set_multiprocess", "has_nccl",
 }
-_RUNTIME = {"Timer", "init_log", "log", "Classifier", "Detector", "NetSpecBuilder"}
+_RUNTIME = {"Timer", "init_log", "log", "Detector", "NetSpecBuilder"}
 
 
 def __getattr__(name):

@@ -238,6 +238,11 @@ def resize_image(im: np.ndarray, new_dims: Sequence[int], interp_order: int = 1)
         lo, hi = im.min(), im.max()
         if not hi > lo:
             return np.full((new_dims[0], new_dims[1], im.shape[-1]), lo, dtype=np.float32)
+        if tuple(im.shape[:2]) == tuple(int(d) for d in new_dims):
+            # the same size: scikit-image returns the [0, 1] image unchanged, so only
+            # pycaffe's scaling there and back remains (in the image's own precision)
+            unit = (im - lo) / (hi - lo)
+            return (unit * (hi - lo) + lo).astype(np.float32)
         try:
             from skimage.transform import resize
         except ImportError:
