@@ -523,3 +523,72 @@ def test_classifier_oversample_and_centre(tmp_path):
     expect = np.mean([probs(c) for c in crops], axis=0)
     assert np.allclose(clf.predict([im])[0], expect, atol=1e-6)
     assert np.allclose(clf.predict([im], oversample=False)[0], probs(im[1:5, 1:5]), atol=1e-6)
+
+
+LOSS_NET = """
+layer { name: 'x' type: 'Input' top: 'x' top: 'label'
+  input_param { shape { dim: 2 dim: 3 dim: 1 dim: 2 } shape { dim: 2 dim: 1 dim: 1 dim: 2 } } }
+layer { name: 'loss' type: 'SoftmaxWithLoss' bottom: 'x' bottom: 'label' top: 'loss' top: 'prob'
+  loss_weight: 1 loss_weight: 0 loss_param { %s } }
+layer { name: 'acc' type: 'Accuracy' bottom: 'x' bottom: 'label' top: 'acc' top: 'per_class'
+  accuracy_param { top_k: %d %s } }
+"""
+
+
+def _hand_softmax(x):
+    e = np.exp(x - x.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+@pytest.mark.parametrize("loss_param, divisor", [
+    # softmax_loss_layer.cpp get_normalizer: VALID (default) = labels not ignored,
+    # FULL = N*H*W, BATCH_SIZE = N, NONE = 1; normalize: false means BATCH_SIZE
+    ("ignore_label: 1", 3), ("ignore_label: 1 normalization: FULL", 4),
+    ("ignore_label: 1 normalization: BATCH_SIZE", 2), ("ignore_label: 1 normalization: NONE", 1),
+    ("ignore_label: 1 normalize: false", 2), ("", 4),
+])
+def test_softmax_with_loss_forward(tmp_path, loss_param, divisor):
+    ignore = "ignore_label" in loss_param
+    net = caffe.Net(write(tmp_path, LOSS_NET % (loss_param, 1, "")), caffe.TRAIN)
+    x = np.array([[[[1, 0]], [[2, 5]], [[0, 1]]], [[[3, 3]], [[-1, 0]], [[0.5, 2]]]],
+                 np.float32)
+    label = np.array([0, 1, 2, 0], np.float32).reshape(2, 1, 1, 2)
+    out = net.forward(x=x, label=label)
+    p = _hand_softmax(x.astype(np.float64))
+    lab = label.reshape(2, 2).astype(int)
+    terms = [-np.log(p[n, lab[n, w], 0, w]) for n in range(2) for w in range(2)
+             if not (ignore and lab[n, w] == 1)]
+    assert out["loss"].shape == ()
+    assert np.isclose(out["loss"], sum(terms) / divisor, rtol=1e-6)
+    assert np.allclose(out["prob"], p, atol=1e-7)
+
+
+def test_accuracy_forward_counts_ties_against(tmp_path):
+    net = caffe.Net(write(tmp_path, LOSS_NET % ("", 1, "")), caffe.TEST)
+    # per pixel (n, w): scores over 3 classes, the true label
+    x = np.zeros((2, 3, 1, 2), np.float32)
+    x[0, :, 0, 0] = [1, 3, 2]   # label 1: best -> right
+    x[0, :, 0, 1] = [2, 2, 1]   # label 0: tied with class 1 -> wrong at top 1
+    x[1, :, 0, 0] = [0, 1, 2]   # label 2: best -> right
+    x[1, :, 0, 1] = [5, 1, 4]   # label 2: second -> wrong at top 1, right at top 2
+    label = np.array([1, 0, 2, 2], np.float32).reshape(2, 1, 1, 2)
+    out = net.forward(x=x, label=label)
+    assert out["acc"] == np.float32(2) / np.float32(4)
+    # per class: class 0 0/1, class 1 1/1, class 2 1/2
+    assert np.array_equal(out["per_class"], np.array([0, 1, 0.5], np.float32))
+    net = caffe.Net(write(tmp_path, LOSS_NET % ("", 2, ""), "k2.prototxt"), caffe.TEST)
+    assert net.forward(x=x, label=label)["acc"] == 1
+    net = caffe.Net(write(tmp_path, LOSS_NET % ("", 1, "ignore_label: 2"), "ig.prototxt"),
+                    caffe.TEST)
+    assert net.forward(x=x, label=label)["acc"] == np.float32(1) / np.float32(2)
+
+
+def test_euclidean_loss_forward(tmp_path):
+    n = caffe.NetSpec()
+    n.a, n.b = L.Input(shape=[dict(dim=[2, 3]), dict(dim=[2, 3])], ntop=2)
+    n.loss = L.EuclideanLoss(n.a, n.b)
+    net = caffe.Net(write(tmp_path, str(n.to_proto())), caffe.TRAIN)
+    a = np.arange(6, dtype=np.float32).reshape(2, 3)
+    b = np.ones((2, 3), np.float32)
+    # sum of squared differences / N / 2 = (1+0+1+4+9+16) / 2 / 2
+    assert net.forward(a=a, b=b)["loss"] == np.float32(31 / 4)

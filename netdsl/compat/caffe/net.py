@@ -546,13 +546,18 @@ class Net:
         try:
             result = forward(self._step(i), weights, inputs, phase=self._phase, seed=seed)
         except NetdslError as err:
-            if not lp.bottom and lp.type != "DummyData":
+            from .losses import LOSS_FORWARD
+            own = LOSS_FORWARD.get(lp.type)
+            if own is not None and err.message.startswith("no numpy forward"):
+                result = dict(zip(lp.top, own(lp, [inputs[b] for b in lp.bottom])))
+            elif not lp.bottom and lp.type != "DummyData":
                 raise NetdslError("data layer of type '%s' reads its data inside Caffe, which "
                                   "netdsl does not run (%s)" % (lp.type, err.message),
                                   layer=lp.name,
                                   hint="set net.blobs[...].data yourself and call "
                                        "forward(start='<the next layer>')") from None
-            raise err.located(layer=lp.name)
+            else:
+                raise err.located(layer=lp.name)
         keep = _constant_tops(lp) if lp.type == "DummyData" else [True] * len(lp.top)
         for j, t in enumerate(lp.top):
             if lp.type == "DummyData" and keep[j] != setup:
