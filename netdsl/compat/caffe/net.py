@@ -164,6 +164,19 @@ class Layer:
         return "<Layer %s '%s'>" % (self.type, self.name)
 
 
+def _cached(fn: Any) -> property:
+    """A property computed once per net, as pycaffe caches its dicts."""
+    key = "_cache_" + fn.__name__
+
+    def get(self: Any) -> Any:
+        value = self.__dict__.get(key)
+        if value is None:
+            value = self.__dict__[key] = fn(self)
+        return value
+    get.__doc__ = fn.__doc__
+    return property(get)
+
+
 def _count(shape: Iterable[int]) -> int:
     n = 1
     for d in shape:
@@ -390,7 +403,7 @@ class Net:
 
     # -- pycaffe's properties
 
-    @property
+    @_cached
     def params(self) -> "OrderedDict[str, List[Blob]]":
         """Layer name -> learnable blobs, for layers that have some (in order)."""
         out = _LayerNames()
@@ -399,28 +412,28 @@ class Net:
                 out[name] = layer.blobs
         return out
 
-    @property
+    @_cached
     def layer_dict(self) -> "OrderedDict[str, Layer]":
         out = _LayerNames()
         for name, layer in zip(self._layer_names, self.layers):
             out[name] = layer
         return out
 
-    @property
+    @_cached
     def top_names(self) -> "OrderedDict[str, List[str]]":
         out = _LayerNames()
         for name, tops in zip(self._layer_names, self._tops):
             out[name] = list(tops)
         return out
 
-    @property
+    @_cached
     def bottom_names(self) -> "OrderedDict[str, List[str]]":
         out = _LayerNames()
         for name, bottoms in zip(self._layer_names, self._bottoms):
             out[name] = list(bottoms)
         return out
 
-    @property
+    @_cached
     def blob_loss_weights(self) -> "OrderedDict[str, float]":
         """Blob name -> loss weight (0 for blobs that are no loss), in blob order."""
         out = _Named()
