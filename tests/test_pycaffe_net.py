@@ -592,3 +592,75 @@ def test_euclidean_loss_forward(tmp_path):
     b = np.ones((2, 3), np.float32)
     # sum of squared differences / N / 2 = (1+0+1+4+9+16) / 2 / 2
     assert net.forward(a=a, b=b)["loss"] == np.float32(31 / 4)
+
+
+PY_LAYERS = '''
+import numpy as np
+import caffe
+
+
+class FeedLayer(caffe.Layer):
+    """A data layer in FCN's voc_layers style: its param_str says what to give."""
+
+    def setup(self, bottom, top):
+        params = eval(self.param_str)
+        self.value = params["value"]
+        self.calls = []
+        if len(top) != 2:
+            raise Exception("Need to define two tops: data and label.")
+
+    def reshape(self, bottom, top):
+        top[0].reshape(1, 2, 3, 3)
+        top[1].reshape(1, 1, 3, 3)
+
+    def forward(self, bottom, top):
+        self.calls.append(self.phase)
+        top[0].data[...] = self.value
+        top[1].data[...] = 1
+
+
+class TwiceLayer(caffe.Layer):
+    """x * 2 + its own blob."""
+
+    def setup(self, bottom, top):
+        self.blobs.add_blob(1)
+        self.blobs[0].data[...] = 0.5
+
+    def reshape(self, bottom, top):
+        top[0].reshape(*bottom[0].data.shape)
+
+    def forward(self, bottom, top):
+        top[0].data[...] = bottom[0].data * 2 + self.blobs[0].data[0]
+'''
+
+PY_NET = """
+layer { name: 'feed' type: 'Python' top: 'data' top: 'label'
+  python_param { module: 'my_layers' layer: 'FeedLayer' param_str: "{'value': 3}" } }
+layer { name: 'twice' type: 'Python' bottom: 'data' top: 'twice'
+  python_param { module: 'my_layers' layer: 'TwiceLayer' } }
+layer { name: 'score' type: 'Convolution' bottom: 'twice' top: 'score'
+  convolution_param { num_output: 2 kernel_size: 1 weight_filler { type: 'constant' value: 1 } } }
+layer { name: 'loss' type: 'SoftmaxWithLoss' bottom: 'score' bottom: 'label' top: 'loss' }
+"""
+
+
+def test_python_layers_run_as_pycaffe_runs_them(tmp_path, monkeypatch):
+    (tmp_path / "my_layers.py").write_text(PY_LAYERS)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import sys
+    monkeypatch.setitem(sys.modules, "caffe", caffe)
+    net = caffe.Net(write(tmp_path, PY_NET), caffe.TRAIN)
+    feed, twice = net.layers[0], net.layers[1]
+    assert feed.type == "Python" and isinstance(feed, caffe.Layer) and feed.value == 3
+    assert net.blobs["data"].shape == (1, 2, 3, 3) and net.blobs["score"].shape == (1, 2, 3, 3)
+    assert list(net.params) == ["twice", "score"]  # a Python layer's own blobs are params
+    out = net.forward()
+    assert feed.calls == [caffe.TRAIN]
+    # twice: 3 * 2 + 0.5 = 6.5 per channel; score: 1x1 conv of ones over 2 channels = 13 for
+    # both classes, so softmax gives 1/2 each: loss = -log(1/2) averaged over 9 labels
+    assert np.all(net.blobs["twice"].data == 6.5) and np.all(net.blobs["score"].data == 13)
+    assert np.isclose(out["loss"], np.log(2), rtol=1e-6)
+    saved = str(tmp_path / "py.caffemodel")
+    net.save(saved)
+    with open_caffemodel(saved) as model:
+        assert model.layer("twice").shapes == [(1,)]

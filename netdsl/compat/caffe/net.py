@@ -147,18 +147,46 @@ class Blob:
         return "<Blob %s>" % "x".join(map(str, self.shape))
 
 
+class BlobVec(list):
+    """pycaffe's BlobVec: a list of Blobs; ``add_blob(*shape)`` appends a new one."""
+
+    def add_blob(self, *shape: int) -> None:
+        self.append(Blob(tuple(int(d) for d in shape)))
+
+
 class Layer:
-    """pycaffe's Layer: its ``type`` string and its learnable ``blobs``."""
+    """pycaffe's Layer: its ``type`` string and its learnable ``blobs``.
 
-    __slots__ = ("type", "blobs", "name")
+    Also the base of Python layers (``class MyLayer(caffe.Layer)``): a net
+    builds one with its LayerParameter, sets ``param_str`` and ``phase``, calls
+    ``setup(bottom, top)`` and ``reshape(bottom, top)`` at set-up, then
+    ``reshape`` and ``forward`` each forward pass (Caffe's PythonLayer).
+    """
 
-    def __init__(self, name: str, type_: str, blobs: List[Blob]) -> None:
-        self.name = name
-        self.type = type_
-        self.blobs = blobs
+    def __init__(self, param: Optional[Message] = None) -> None:
+        self.name = getattr(param, "name", "")
+        self.type = getattr(param, "type", "") or "Python"
+        self.blobs = BlobVec()
 
-    def reshape(self, bottom: Any = None, top: Any = None) -> None:
-        raise NetdslRuntimeError("Layer.reshape runs inside Caffe; call net.reshape() instead")
+    @classmethod
+    def _make(cls, name: str, type_: str, blobs: List[Blob]) -> "Layer":
+        layer = cls.__new__(cls)
+        layer.name, layer.type, layer.blobs = name, type_, BlobVec(blobs)
+        return layer
+
+    def setup(self, bottom: List[Blob], top: List[Blob]) -> None:
+        """A Python layer's one-time set-up (nothing by default)."""
+
+    def reshape(self, bottom: List[Blob], top: List[Blob]) -> None:
+        """A Python layer's top shapes from its bottoms (a Python layer must define it)."""
+        raise NetdslRuntimeError("Layer.reshape is for Python layers to define; call "
+                                 "net.reshape() to reshape a net")
+
+    def forward(self, bottom: List[Blob], top: List[Blob]) -> None:
+        raise NetdslRuntimeError("a Python layer must define forward(bottom, top)")
+
+    def backward(self, top: Any, propagate_down: Any, bottom: Any) -> None:
+        raise training_error("Layer.backward")
 
     def __repr__(self) -> str:
         return "<Layer %s '%s'>" % (self.type, self.name)
@@ -319,7 +347,7 @@ class Net:
             lp.ClearField("include")
             lp.ClearField("exclude")
         self._param.layer.extend(layers)
-        self._phase = state.phase
+        self._phase = self._state_phase = state.phase
         self._forwards = 0
         from .runtime import next_seed
         self._seed = next_seed()
@@ -332,7 +360,8 @@ class Net:
         from netdsl.shapes import infer_shapes
         from netdsl.weights import init_weights
         param = self._param
-        shapes = infer_shapes(param)
+        declared = self._setup_python_layers()
+        shapes = infer_shapes(param, declared=declared or None)
         layer_shapes = _by_layer(param, shapes)
         model = None
         if weights is not None and not _is_hdf5(weights):
@@ -341,10 +370,21 @@ class Net:
         try:
             # parameters the weights will overwrite need no random draw first
             init_param = param
-            if model is not None:
+            if model is not None or declared:
                 init_param = type(param)()
                 init_param.CopyFrom(param)
                 for lp in init_param.layer:
+                    if lp.type == "Python":
+                        # init_weights shapes the net itself: a Python layer's tops, known
+                        # from its reshape(), enter as an Input there (its blobs are its own)
+                        shapes_of, tops = declared[lp.name], list(lp.top)
+                        lp.Clear()
+                        lp.name, lp.type = "(tops of a Python layer)", "Input"
+                        lp.top.extend(tops)
+                        for shape in shapes_of:
+                            lp.input_param.shape.add().dim.extend(shape)
+                    if model is None:
+                        continue
                     if lp.type in _FILLED_TYPES and lp.name in model:
                         sub = _param_field(lp)
                         sub.weight_filler.Clear()
@@ -381,7 +421,12 @@ class Net:
                     shape = final.get(t)
                     if shape is None and entry is not None and j < len(entry.top_shapes):
                         shape = entry.top_shapes[j]
-                    self.blobs[t] = Blob(tuple(shape or ()))
+                    made = self._python_tops.get(t)
+                    if made is not None:
+                        made.reshape(*(shape or made.shape))
+                        self.blobs[t] = made
+                    else:
+                        self.blobs[t] = Blob(tuple(shape or ()))
                     self._blob_names.append(t)
                     if lp.type == "Input":
                         self.inputs.append(t)
@@ -389,11 +434,49 @@ class Net:
                 if entry is not None and j < len(entry.loss_weights):
                     self._loss[t] = float(entry.loss_weights[j])
             arrays = filled.get(lp.name, []) if entry is not None and entry.param_shapes else []
-            self.layers.append(Layer(lp.name, lp.type, [Blob(array=a) for a in arrays]))
+            py = self._python.get(len(self.layers))
+            if py is not None:
+                self.layers.append(py)
+            else:
+                self.layers.append(Layer._make(lp.name, lp.type,
+                                               [Blob(array=a) for a in arrays]))
             self._layer_names.append(lp.name)
             self._tops.append(list(lp.top))
             self._bottoms.append(list(lp.bottom))
         self.outputs: List[str] = sorted(available)  # Caffe keeps them in a std::set
+
+    def _setup_python_layers(self) -> Dict[str, List[Tuple[int, ...]]]:
+        """Build and set up each Python layer in order (PythonLayer::LayerSetUp: set
+        ``param_str`` and ``phase``, ``setup``, then ``reshape``); their top shapes
+        are declared to shape inference for the layers after them."""
+        from netdsl.shapes import infer_shapes
+        self._python: Dict[int, Any] = {}
+        self._python_tops: Dict[str, Blob] = {}
+        declared: Dict[str, List[Tuple[int, ...]]] = {}
+        layers = self._param.layer
+        for i, lp in enumerate(layers):
+            if lp.type != "Python":
+                continue
+            bottoms = []
+            if lp.bottom:
+                prefix = type(self._param)()
+                prefix.state.CopyFrom(self._param.state)
+                prefix.layer.extend(layers[:i])
+                known = infer_shapes(prefix, declared=declared or None).blobs
+                bottoms = [self._python_tops.get(b) or Blob(tuple(known[b]))
+                           for b in lp.bottom]
+            tops = [self._python_tops.setdefault(t, Blob(())) for t in lp.top]
+            layer = _python_layer(lp)
+            layer.param_str = lp.python_param.param_str
+            layer.phase = self._state_phase
+            try:
+                layer.setup(bottoms, tops)
+                layer.reshape(bottoms, tops)
+            except NetdslError as err:
+                raise err.located(layer=lp.name)
+            declared[lp.name] = [tuple(b.shape) for b in tops]
+            self._python[i] = layer
+        return declared
 
     def _init_data_layers(self) -> None:
         # DummyData fills its constant tops once, at set-up (DummyDataLayer::LayerSetUp)
@@ -550,6 +633,12 @@ class Net:
         layer = self.layers[i]
         if lp.type == "Input":
             return  # Input's Forward does nothing: the blob holds what was set
+        if lp.type == "Python":  # Layer::Forward: Reshape, then Forward
+            bottoms = [self.blobs[b] for b in lp.bottom]
+            tops = [self.blobs[t] for t in lp.top]
+            layer.reshape(bottoms, tops)
+            layer.forward(bottoms, tops)
+            return
         inputs = {b: self.blobs[b].data for b in lp.bottom}
         weights = {lp.name: [b.data for b in layer.blobs]} if layer.blobs else {}
         if lp.type == "Dropout" or not lp.bottom:
@@ -589,11 +678,16 @@ class Net:
         an error, as Caffe's layer Reshape checks make it."""
         from netdsl.shapes import infer_shapes
         given = {}
-        for lp in self._param.layer:
-            if not lp.bottom:
+        declared = {}
+        for i, lp in enumerate(self._param.layer):
+            if lp.type == "Python":
+                tops = [self.blobs[t] for t in lp.top]
+                self.layers[i].reshape([self.blobs[b] for b in lp.bottom], tops)
+                declared[lp.name] = [tuple(b.shape) for b in tops]
+            elif not lp.bottom:
                 for t in lp.top:
                     given[t] = tuple(self.blobs[t].shape)
-        shapes = infer_shapes(self._param, given)
+        shapes = infer_shapes(self._param, given, declared=declared or None)
         by_layer = _by_layer(self._param, shapes)
         for lp, layer in zip(self._param.layer, self.layers):
             entry = by_layer.get(id(lp))
@@ -766,6 +860,32 @@ class Net:
     def __repr__(self) -> str:
         return "<caffe.Net '%s': %d layers, %d blobs>" % (self._param.name, len(self.layers),
                                                         len(self.blobs))
+
+
+def _python_layer(lp: Message) -> Any:
+    """The Python layer object for ``lp``: ``python_param.module``'s class
+    ``python_param.layer``, built with the LayerParameter."""
+    import importlib
+    p = lp.python_param
+    try:
+        module = importlib.import_module(p.module)
+    except ImportError as exc:
+        raise NetdslError("cannot import the Python layer's module '%s': %s" % (p.module, exc),
+                          layer=lp.name, field="python_param.module",
+                          hint="the module must be importable (the script's directory and "
+                               "the current directory are on sys.path)") from None
+    cls = getattr(module, p.layer, None)
+    if cls is None:
+        raise NetdslError("module '%s' has no layer class '%s'" % (p.module, p.layer),
+                          layer=lp.name, field="python_param.layer",
+                          hint=did_you_mean(p.layer, [n for n in dir(module)
+                                                      if not n.startswith("_")]))
+    layer = cls(lp)
+    if not getattr(layer, "type", None):
+        layer.type = "Python"
+    if not hasattr(layer, "blobs"):
+        layer.blobs = BlobVec()
+    return layer
 
 
 def _by_layer(param: Message, shapes: Any) -> Dict[int, Any]:
