@@ -664,3 +664,13 @@ def test_python_layers_run_as_pycaffe_runs_them(tmp_path, monkeypatch):
     net.save(saved)
     with open_caffemodel(saved) as model:
         assert model.layer("twice").shapes == [(1,)]
+
+
+def test_index_views_match_the_names(tmp_path):
+    net = caffe.Net(write(tmp_path, LEVELS), caffe.TEST, level=2)
+    # pycaffe builds inputs/outputs/top_names from these indices into _blob_names
+    assert [net._blob_names[i] for i in net._inputs] == net.inputs
+    assert [net._blob_names[i] for i in net._outputs] == net.outputs
+    for i, name in enumerate(net._layer_names):
+        assert [net._blob_names[k] for k in net._top_ids(i)] == net.top_names[name]
+        assert [net._blob_names[k] for k in net._bottom_ids(i)] == net.bottom_names[name]

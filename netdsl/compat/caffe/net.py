@@ -525,6 +525,25 @@ class Net:
         return out
 
     @property
+    def _inputs(self) -> List[int]:
+        """Blob indices of the inputs (pycaffe's ``Net._inputs``)."""
+        return [self._blob_names.index(n) for n in self.inputs]
+
+    @property
+    def _outputs(self) -> List[int]:
+        return [self._blob_names.index(n) for n in self.outputs]
+
+    def _top_ids(self, i: int) -> List[int]:
+        return [self._blob_names.index(n) for n in self._tops[i]]
+
+    def _bottom_ids(self, i: int) -> List[int]:
+        return [self._blob_names.index(n) for n in self._bottoms[i]]
+
+    @property
+    def _blob_loss_weights(self) -> List[float]:
+        return list(self.blob_loss_weights.values())
+
+    @property
     def name(self) -> str:
         return self._param.name
 
