@@ -89,6 +89,10 @@ class NetdslKeyError(_AlsoBuiltin, KeyError):
     """A NetdslError that is also a KeyError (``str`` is the message, not its repr)."""
 
 
+class NetdslAttributeError(_AlsoBuiltin, AttributeError):
+    """A NetdslError that is also an AttributeError (protobuf's unknown field)."""
+
+
 class NetdslRuntimeError(_AlsoBuiltin, RuntimeError):
     """A NetdslError that is also a RuntimeError."""
 

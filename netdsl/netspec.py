@@ -35,7 +35,8 @@ from google.protobuf.message import Message
 from . import schema
 from .schema import is_repeated
 from .wire import LEN, key, varint as _varint
-from .errors import NetdslError, NetdslKeyError, NetdslTypeError, did_you_mean
+from .errors import (NetdslAttributeError, NetdslError, NetdslKeyError, NetdslTypeError,
+                     NetdslValueError, did_you_mean)
 
 _MESSAGE = FieldDescriptor.CPPTYPE_MESSAGE
 _ENUM = FieldDescriptor.CPPTYPE_ENUM
@@ -443,9 +444,10 @@ def _assign_params(layer: Message, fn: Function, routes: Optional[dict] = None) 
         for extra in schema.param_fields(fn.type_name, _module_of(layer)):
             cands += list(getattr(layer, extra).DESCRIPTOR.fields_by_name)
             places.insert(0, extra)
-        raise NetdslError("unknown parameter `%s` for a %s layer (not a field of %s)"
-                          % (key, fn.type_name, " or ".join(places)),
-                          field=key, hint=did_you_mean(key, cands))
+        # pycaffe's getattr on LayerParameter raises AttributeError here
+        raise NetdslAttributeError("unknown parameter `%s` for a %s layer (not a field of %s)"
+                                   % (key, fn.type_name, " or ".join(places)),
+                                   field=key, hint=did_you_mean(key, cands))
 
 
 def _module_of(message: Message) -> Optional[ModuleType]:
@@ -476,7 +478,7 @@ def assign(msg: Message, name: str, value: Any, *, where: Optional[str] = None) 
     fd = msg.DESCRIPTOR.fields_by_name.get(name)
     place = where or msg.DESCRIPTOR.name
     if fd is None:
-        raise NetdslError("unknown field `%s` in %s" % (name, place), field=name,
+        raise NetdslAttributeError("unknown field `%s` in %s" % (name, place), field=name,
                           hint=did_you_mean(name, list(msg.DESCRIPTOR.fields_by_name)))
     if is_repeated(fd):
         values = list(value) if isinstance(value, (list, tuple)) else [value]
@@ -492,13 +494,13 @@ def assign(msg: Message, name: str, value: Any, *, where: Optional[str] = None) 
                     for k, v in item.items():
                         assign(sub, k, v, where=name)
                 else:
-                    raise NetdslError("`%s` in %s takes a dict (or a list of dicts), got %r"
+                    raise NetdslTypeError("`%s` in %s takes a dict (or a list of dicts), got %r"
                                       % (name, place, item), field=name)
         else:
             container.extend([_scalar(fd, v, place) for v in values])
         return
     if isinstance(value, (list, tuple)):
-        raise NetdslError("`%s` in %s takes a single value, got a %s of %d"
+        raise NetdslTypeError("`%s` in %s takes a single value, got a %s of %d"
                           % (name, place, type(value).__name__, len(value)), field=name)
     if fd.cpp_type == _MESSAGE:
         sub = getattr(msg, name)
@@ -509,14 +511,15 @@ def assign(msg: Message, name: str, value: Any, *, where: Optional[str] = None) 
             for k, v in value.items():
                 assign(sub, k, v, where=name)
         else:
-            raise NetdslError("`%s` in %s is a %s message and takes a dict, got %r"
+            raise NetdslAttributeError("`%s` in %s is a %s message and takes a dict, got %r"
                               % (name, place, fd.message_type.name, value), field=name)
         return
     try:
         setattr(msg, name, _scalar(fd, value, place))
     except (TypeError, ValueError) as exc:
-        raise NetdslError("`%s` in %s expects %s, got %r (%s)"
-                          % (name, place, _kind(fd), value, exc), field=name) from None
+        cls = NetdslTypeError if isinstance(exc, TypeError) else NetdslValueError
+        raise cls("`%s` in %s expects %s, got %r (%s)"
+                  % (name, place, _kind(fd), value, exc), field=name) from None
 
 
 _FAST = {
@@ -538,15 +541,15 @@ def _scalar(fd: FieldDescriptor, value: Any, place: str) -> Any:
             ev = fd.enum_type.values_by_name.get(value)
             if ev is None:
                 names = [v.name for v in fd.enum_type.values]
-                raise NetdslError("`%s` is not a value of `%s` in %s (one of %s)"
+                raise NetdslValueError("`%s` is not a value of `%s` in %s (one of %s)"
                                   % (value, fd.name, place, ", ".join(names)), field=fd.name,
                                   hint=did_you_mean(value, names))
             return ev.number
         if isinstance(value, bool) or not isinstance(value, int) and not hasattr(value, "__index__"):
-            raise NetdslError("`%s` in %s expects %s, got %r" % (fd.name, place, _kind(fd), value),
-                              field=fd.name)
+            raise NetdslTypeError("`%s` in %s expects %s, got %r"
+                                  % (fd.name, place, _kind(fd), value), field=fd.name)
         if fd.enum_type.values_by_number.get(int(value)) is None:
-            raise NetdslError("%d is not a value of `%s` in %s (one of %s)"
+            raise NetdslValueError("%d is not a value of `%s` in %s (one of %s)"
                               % (int(value), fd.name, place,
                                  ", ".join("%s=%d" % (v.name, v.number) for v in fd.enum_type.values)),
                               field=fd.name)
@@ -554,25 +557,25 @@ def _scalar(fd: FieldDescriptor, value: Any, place: str) -> Any:
     kind = fd.cpp_type
     if kind in (FieldDescriptor.CPPTYPE_STRING,):
         if not isinstance(value, (str, bytes)):
-            raise NetdslError("`%s` in %s expects a string, got %r" % (fd.name, place, value),
+            raise NetdslTypeError("`%s` in %s expects a string, got %r" % (fd.name, place, value),
                               field=fd.name)
         return value
     if kind == FieldDescriptor.CPPTYPE_BOOL:
         if not isinstance(value, (bool, int)) and type(value).__name__ != "bool_":
-            raise NetdslError("`%s` in %s expects true or false, got %r" % (fd.name, place, value),
-                              field=fd.name)
+            raise NetdslTypeError("`%s` in %s expects true or false, got %r"
+                                  % (fd.name, place, value), field=fd.name)
         return value
     if kind in (FieldDescriptor.CPPTYPE_FLOAT, FieldDescriptor.CPPTYPE_DOUBLE):
         if isinstance(value, (str, bytes)) or not _is_number(value):
-            raise NetdslError("`%s` in %s expects a number, got %r" % (fd.name, place, value),
+            raise NetdslTypeError("`%s` in %s expects a number, got %r" % (fd.name, place, value),
                               field=fd.name)
         return value
     # integers
     if isinstance(value, (str, bytes, float)) or not _is_number(value):
         if isinstance(value, float) and value.is_integer():
-            raise NetdslError("`%s` in %s expects an integer, got %r" % (fd.name, place, value),
+            raise NetdslTypeError("`%s` in %s expects an integer, got %r" % (fd.name, place, value),
                               field=fd.name, hint="write %d" % int(value))
-        raise NetdslError("`%s` in %s expects an integer, got %r" % (fd.name, place, value),
+        raise NetdslTypeError("`%s` in %s expects an integer, got %r" % (fd.name, place, value),
                           field=fd.name)
     return value
 

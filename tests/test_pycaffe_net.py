@@ -674,3 +674,26 @@ def test_index_views_match_the_names(tmp_path):
     for i, name in enumerate(net._layer_names):
         assert [net._blob_names[k] for k in net._top_ids(i)] == net.top_names[name]
         assert [net._blob_names[k] for k in net._bottom_ids(i)] == net.bottom_names[name]
+
+
+def test_netspec_field_errors_are_protobufs_classes():
+    # pycaffe's assign_proto does getattr/setattr on the message, so protobuf decides:
+    # an unknown field is an AttributeError, an unknown enum label a ValueError, a
+    # value of the wrong type a TypeError, a non-dict for a message field an AttributeError
+    n = caffe.NetSpec()
+    n.data = L.Input(shape=dict(dim=[1, 1, 4, 4]))
+    cases = [
+        (dict(kernel_sizee=3), AttributeError),
+        (dict(kernel_size=3, num_output="two"), TypeError),
+        (dict(kernel_size=3, num_output=1, weight_filler=3), AttributeError),
+        (dict(kernel_size=3, num_output=[1, 2]), TypeError),
+    ]
+    for kwargs, cls in cases:
+        n.conv = L.Convolution(n.data, **kwargs)
+        with pytest.raises(cls) as info:
+            n.to_proto()
+        assert isinstance(info.value, NetdslError)
+    n.conv = L.Convolution(n.data, kernel_size=3, num_output=1)
+    n.pool = L.Pooling(n.conv, pool="MAXX", kernel_size=2)
+    with pytest.raises(ValueError, match="did you mean `MAX`"):
+        n.to_proto()
