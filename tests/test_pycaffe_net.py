@@ -697,3 +697,28 @@ def test_netspec_field_errors_are_protobufs_classes():
     n.pool = L.Pooling(n.conv, pool="MAXX", kernel_size=2)
     with pytest.raises(ValueError, match="did you mean `MAX`"):
         n.to_proto()
+
+
+def test_forward_is_netdsl_forward_layer_by_layer(tmp_path):
+    # one implementation: driving the layers one at a time changes no number
+    from netdsl.forward import forward
+    n = caffe.NetSpec()
+    n.data = L.Input(shape=dict(dim=[1, 3, 12, 10]))
+    n.conv = L.Convolution(n.data, num_output=4, kernel_size=3, pad=2,
+                           weight_filler=dict(type="gaussian", std=0.3))
+    n.relu = L.ReLU(n.conv, in_place=True)
+    n.pool = L.Pooling(n.relu, pool=P.Pooling.MAX, kernel_size=3, stride=2)
+    n.a = L.Convolution(n.pool, num_output=2, kernel_size=1, weight_filler=dict(type="xavier"))
+    n.b = L.Convolution(n.pool, num_output=2, kernel_size=1, weight_filler=dict(type="xavier"))
+    n.sum = L.Eltwise(n.a, n.b)
+    n.prob = L.Softmax(n.sum)
+    deploy = write(tmp_path, str(n.to_proto()))
+    net = caffe.Net(deploy, caffe.TEST)
+    model = str(tmp_path / "w.caffemodel")
+    net.save(model)
+    x = np.random.default_rng(0).standard_normal((1, 3, 12, 10)).astype(np.float32)
+    ours = net.forward(data=x)
+    whole = forward(deploy, model, {"data": x})
+    for name in ("conv", "pool", "a", "b", "sum", "prob"):
+        assert np.array_equal(net.blobs[name].data, whole[name]), name
+    assert np.array_equal(ours["prob"], whole["prob"])
