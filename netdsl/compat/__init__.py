@@ -10,7 +10,7 @@ from typing import List, Optional
 from ..errors import NetdslError
 
 _ALIASES = ("caffe", "caffe.proto", "caffe.proto.caffe_pb2", "caffe.net_spec",
-            "caffe.coord_map", "caffe.io")
+            "caffe.coord_map", "caffe.io", "caffe.classifier")
 
 
 def install_caffe_alias() -> None:
