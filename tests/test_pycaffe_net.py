@@ -722,3 +722,12 @@ def test_forward_is_netdsl_forward_layer_by_layer(tmp_path):
     for name in ("conv", "pool", "a", "b", "sum", "prob"):
         assert np.array_equal(net.blobs[name].data, whole[name]), name
     assert np.array_equal(ours["prob"], whole["prob"])
+
+
+def test_hdf5_without_h5py_says_how_to_get_it(tmp_path, monkeypatch):
+    import sys
+    net = caffe.Net(write(tmp_path, IP_NET), caffe.TEST)
+    monkeypatch.setitem(sys.modules, "h5py", None)  # import h5py now fails
+    with pytest.raises(NetdslError, match=r"need h5py.*pip install 'netdsl\[hdf5\]'"):
+        net.save_hdf5(str(tmp_path / "w.h5"))
+    assert not (tmp_path / "w.h5").exists()
