@@ -1,4 +1,4 @@
-"""``caffe.io``: BlobProto/Datum converters, the input Transformer, image helpers.
+"""``caffe.io``: BlobProto/Datum converters, the input Transformer, image functions.
 
 All numpy.  ``load_image`` reads files with Pillow or OpenCV, whichever is
 installed; ``resize_image`` uses scikit-image and SciPy as pycaffe does (the
