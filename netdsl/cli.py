@@ -42,9 +42,14 @@ def _emit(text: str, out: Optional[str]) -> None:
 # -- verbs -----------------------------------------------------------------
 
 def cmd_pycaffe(args: argparse.Namespace) -> int:
-    from .compat import run_script
+    from .compat import run_module, run_script
     _schema(args)
-    run_script(args.script, args.args)
+    if args.module:
+        run_module(args.module[0], args.module[1:])
+    elif args.script:
+        run_script(args.script, args.args)
+    else:
+        raise NetdslError("give a script to run, or -m MODULE")
     return 0
 
 
@@ -252,9 +257,12 @@ def verb(name: str, help: str):
     return deco
 
 
-@verb("pycaffe", "run an existing pycaffe NetSpec script with no Caffe installed")
+@verb("pycaffe", "run an existing pycaffe script (NetSpec, caffe.Net inference) with no Caffe")
 def _p_pycaffe(p: argparse.ArgumentParser) -> None:
-    p.add_argument("script", help="the script (e.g. FCN's net.py)")
+    p.add_argument("-m", dest="module", nargs=argparse.REMAINDER, metavar="MODULE ARGS",
+                   help="run a module as `python -m MODULE ARGS` does (e.g. unittest); "
+                        "everything after it goes to the module")
+    p.add_argument("script", nargs="?", help="the script (e.g. FCN's net.py)")
     p.add_argument("args", nargs=argparse.REMAINDER, help="arguments passed to the script")
     p.set_defaults(func=cmd_pycaffe)
 
@@ -495,7 +503,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         # types it selects (a spec's custom_layers) do not outlive it
         return int(contextvars.copy_context().run(args.func, args) or 0)
     except NetdslError as err:
-        print("netdsl: error: %s" % err, file=sys.stderr)
+        print("netdsl: error: %s" % err.explain(), file=sys.stderr)
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
         return 130

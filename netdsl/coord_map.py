@@ -32,7 +32,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 from google.protobuf.message import Message
 
-from .errors import NetdslError
+from .errors import NetdslAssertionError, NetdslError, NetdslRuntimeError
 
 Number = Union[int, Fraction]
 Vec = Tuple[Number, ...]
@@ -337,10 +337,12 @@ def _map_between(start_from, start_to, parents, label, layer_of) -> Tuple[Map, A
             return _compose(wt.maps[node], _inverse(wf.maps[node])), node, wf, wt
         wt.expand(node)
         i += 1
-    raise NetdslError("no coordinate map between '%s' and '%s': walking back through "
-                      "spatial layers (convolution, pooling, deconvolution, crop, element-wise) "
-                      "from both never reaches a common blob" % (label(start_from), label(start_to)),
-                      hint="layers such as InnerProduct, Reshape or data layers end the walk")
+    # pycaffe raises RuntimeError here
+    raise NetdslRuntimeError(
+        "no coordinate map between '%s' and '%s': walking back through "
+        "spatial layers (convolution, pooling, deconvolution, crop, element-wise) "
+        "from both never reaches a common blob" % (label(start_from), label(start_to)),
+        hint="layers such as InnerProduct, Reshape or data layers end the walk")
 
 
 def _spatial_layers(walk: _Walk, node, layer_of) -> List[str]:
@@ -356,18 +358,21 @@ def _check_crop(m: Map, from_label: str, to_label: str, culprits: str) -> Tuple[
     ax, a, b = m
     _, (a, b) = broadcast(a, b)
     if any(x != 1 for x in a):
-        raise NetdslError("scale mismatch: '%s' and '%s' differ in resolution by a factor of %s "
-                          "(Crop only shifts, it cannot resample)%s"
-                          % (from_label, to_label, _fmt_vec(a), culprits))
+        raise NetdslAssertionError(
+            "scale mismatch: '%s' and '%s' differ in resolution by a factor of %s "
+            "(Crop only shifts, it cannot resample)%s"
+            % (from_label, to_label, _fmt_vec(a), culprits))
     if any(y > 0 for y in b):
-        raise NetdslError("cannot crop '%s' to '%s': the offset would be negative (%s); "
-                          "'%s' does not cover '%s'%s"
-                          % (from_label, to_label, _fmt_vec(tuple(-y for y in b)),
-                             from_label, to_label, culprits))
+        raise NetdslAssertionError(
+            "cannot crop '%s' to '%s': the offset would be negative (%s); "
+            "'%s' does not cover '%s'%s"
+            % (from_label, to_label, _fmt_vec(tuple(-y for y in b)),
+               from_label, to_label, culprits))
     if any(not isinstance(_norm(y), int) for y in b):
-        raise NetdslError("cannot crop '%s' to '%s': the offset %s is not a whole number of "
-                          "pixels (Crop takes integer offsets)%s"
-                          % (from_label, to_label, _fmt_vec(tuple(-y for y in b)), culprits))
+        raise NetdslAssertionError(
+            "cannot crop '%s' to '%s': the offset %s is not a whole number of "
+            "pixels (Crop takes integer offsets)%s"
+            % (from_label, to_label, _fmt_vec(tuple(-y for y in b)), culprits))
     return ax, [int(-y) for y in b]
 
 

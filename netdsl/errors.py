@@ -38,6 +38,10 @@ class NetdslError(Exception):
         return self
 
     def __str__(self) -> str:
+        return self.explain()
+
+    def explain(self) -> str:
+        """The located one-line rendering (what the command line prints)."""
         where = ""
         if self.file:
             where = self.file
@@ -55,6 +59,46 @@ class NetdslError(Exception):
         if self.hint:
             text += "; " + self.hint
         return text
+
+
+class _AlsoBuiltin(NetdslError):
+    """A NetdslError that is also the builtin exception pycaffe raises in the same case.
+
+    ``pycaffe`` is pycaffe's own message where scripts and tests match on it:
+    ``str(err)`` is then that text, and :meth:`explain` keeps netdsl's
+    located explanation.
+    """
+
+    def __init__(self, message: str, *, pycaffe: Optional[str] = None, **where) -> None:
+        super().__init__(message, **where)
+        self.pycaffe = pycaffe
+
+    def __str__(self) -> str:
+        return self.pycaffe if self.pycaffe is not None else self.explain()
+
+
+class NetdslTypeError(_AlsoBuiltin, TypeError):
+    """A NetdslError that is also a TypeError."""
+
+
+class NetdslValueError(_AlsoBuiltin, ValueError):
+    """A NetdslError that is also a ValueError."""
+
+
+class NetdslKeyError(_AlsoBuiltin, KeyError):
+    """A NetdslError that is also a KeyError (``str`` is the message, not its repr)."""
+
+
+class NetdslAttributeError(_AlsoBuiltin, AttributeError):
+    """A NetdslError that is also an AttributeError (protobuf's unknown field)."""
+
+
+class NetdslRuntimeError(_AlsoBuiltin, RuntimeError):
+    """A NetdslError that is also a RuntimeError."""
+
+
+class NetdslAssertionError(_AlsoBuiltin, AssertionError):
+    """A NetdslError that is also an AssertionError (pycaffe ``assert``s there)."""
 
 
 def closest(name: str, candidates: Iterable[str], n: int = 3) -> list:

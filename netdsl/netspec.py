@@ -36,7 +36,8 @@ from google.protobuf.message import Message
 from . import schema
 from .schema import is_repeated
 from .wire import LEN, key, varint as _varint
-from .errors import NetdslError, did_you_mean
+from .errors import (NetdslAttributeError, NetdslError, NetdslKeyError, NetdslTypeError,
+                     NetdslValueError, did_you_mean)
 
 _MESSAGE = FieldDescriptor.CPPTYPE_MESSAGE
 _ENUM = FieldDescriptor.CPPTYPE_ENUM
@@ -102,9 +103,12 @@ class Function:
         inputs = tuple(inputs)
         for index, inp in enumerate(inputs):
             if type(inp) is not Top and not isinstance(inp, Top):
-                raise NetdslError("input %d of %s is %s, not a top"
-                                  % (index, type_name, _describe(inp)),
-                                  hint="inputs are the tops returned by L.<Type>(...)")
+                # pycaffe raises TypeError with this text; scripts match on it
+                raise NetdslTypeError("input %d of %s is %s, not a top"
+                                      % (index, type_name, _describe(inp)),
+                                      hint="inputs are the tops returned by L.<Type>(...)",
+                                      pycaffe="%s input %d is not a Top (type is %s)"
+                                      % (type_name, index, type(inp)))
         # a lone input is kept bare (no tuple) to keep big nets light on the collector
         self._in = inputs[0] if len(inputs) == 1 else inputs
         self.params = params
@@ -454,9 +458,10 @@ def _assign_params(layer: Message, fn: Function, routes: Optional[dict] = None) 
         for extra in schema.param_fields(fn.type_name, _module_of(layer)):
             cands += list(getattr(layer, extra).DESCRIPTOR.fields_by_name)
             places.insert(0, extra)
-        raise NetdslError("unknown parameter `%s` for a %s layer (not a field of %s)"
-                          % (key, fn.type_name, " or ".join(places)),
-                          field=key, hint=did_you_mean(key, cands))
+        # pycaffe's getattr on LayerParameter raises AttributeError here
+        raise NetdslAttributeError("unknown parameter `%s` for a %s layer (not a field of %s)"
+                                   % (key, fn.type_name, " or ".join(places)),
+                                   field=key, hint=did_you_mean(key, cands))
 
 
 def _module_of(message: Message) -> Optional[ModuleType]:
@@ -487,7 +492,7 @@ def assign(msg: Message, name: str, value: Any, *, where: Optional[str] = None) 
     fd = msg.DESCRIPTOR.fields_by_name.get(name)
     place = where or msg.DESCRIPTOR.name
     if fd is None:
-        raise NetdslError("unknown field `%s` in %s" % (name, place), field=name,
+        raise NetdslAttributeError("unknown field `%s` in %s" % (name, place), field=name,
                           hint=did_you_mean(name, list(msg.DESCRIPTOR.fields_by_name)))
     if is_repeated(fd):
         values = list(value) if isinstance(value, (list, tuple)) else [value]
@@ -503,13 +508,13 @@ def assign(msg: Message, name: str, value: Any, *, where: Optional[str] = None) 
                     for k, v in item.items():
                         assign(sub, k, v, where=name)
                 else:
-                    raise NetdslError("`%s` in %s takes a dict (or a list of dicts), got %r"
+                    raise NetdslTypeError("`%s` in %s takes a dict (or a list of dicts), got %r"
                                       % (name, place, item), field=name)
         else:
             container.extend([_scalar(fd, v, place) for v in values])
         return
     if isinstance(value, (list, tuple)):
-        raise NetdslError("`%s` in %s takes a single value, got a %s of %d"
+        raise NetdslTypeError("`%s` in %s takes a single value, got a %s of %d"
                           % (name, place, type(value).__name__, len(value)), field=name)
     if fd.cpp_type == _MESSAGE:
         sub = getattr(msg, name)
@@ -520,14 +525,15 @@ def assign(msg: Message, name: str, value: Any, *, where: Optional[str] = None) 
             for k, v in value.items():
                 assign(sub, k, v, where=name)
         else:
-            raise NetdslError("`%s` in %s is a %s message and takes a dict, got %r"
+            raise NetdslAttributeError("`%s` in %s is a %s message and takes a dict, got %r"
                               % (name, place, fd.message_type.name, value), field=name)
         return
     try:
         setattr(msg, name, _scalar(fd, value, place))
     except (TypeError, ValueError) as exc:
-        raise NetdslError("`%s` in %s expects %s, got %r (%s)"
-                          % (name, place, _kind(fd), value, exc), field=name) from None
+        cls = NetdslTypeError if isinstance(exc, TypeError) else NetdslValueError
+        raise cls("`%s` in %s expects %s, got %r (%s)"
+                  % (name, place, _kind(fd), value, exc), field=name) from None
 
 
 _FAST = {
@@ -549,15 +555,15 @@ def _scalar(fd: FieldDescriptor, value: Any, place: str) -> Any:
             ev = fd.enum_type.values_by_name.get(value)
             if ev is None:
                 names = [v.name for v in fd.enum_type.values]
-                raise NetdslError("`%s` is not a value of `%s` in %s (one of %s)"
+                raise NetdslValueError("`%s` is not a value of `%s` in %s (one of %s)"
                                   % (value, fd.name, place, ", ".join(names)), field=fd.name,
                                   hint=did_you_mean(value, names))
             return ev.number
         if isinstance(value, bool) or not isinstance(value, int) and not hasattr(value, "__index__"):
-            raise NetdslError("`%s` in %s expects %s, got %r" % (fd.name, place, _kind(fd), value),
-                              field=fd.name)
+            raise NetdslTypeError("`%s` in %s expects %s, got %r"
+                                  % (fd.name, place, _kind(fd), value), field=fd.name)
         if fd.enum_type.values_by_number.get(int(value)) is None:
-            raise NetdslError("%d is not a value of `%s` in %s (one of %s)"
+            raise NetdslValueError("%d is not a value of `%s` in %s (one of %s)"
                               % (int(value), fd.name, place,
                                  ", ".join("%s=%d" % (v.name, v.number) for v in fd.enum_type.values)),
                               field=fd.name)
@@ -565,25 +571,25 @@ def _scalar(fd: FieldDescriptor, value: Any, place: str) -> Any:
     kind = fd.cpp_type
     if kind in (FieldDescriptor.CPPTYPE_STRING,):
         if not isinstance(value, (str, bytes)):
-            raise NetdslError("`%s` in %s expects a string, got %r" % (fd.name, place, value),
+            raise NetdslTypeError("`%s` in %s expects a string, got %r" % (fd.name, place, value),
                               field=fd.name)
         return value
     if kind == FieldDescriptor.CPPTYPE_BOOL:
         if not isinstance(value, (bool, int)) and type(value).__name__ != "bool_":
-            raise NetdslError("`%s` in %s expects true or false, got %r" % (fd.name, place, value),
-                              field=fd.name)
+            raise NetdslTypeError("`%s` in %s expects true or false, got %r"
+                                  % (fd.name, place, value), field=fd.name)
         return value
     if kind in (FieldDescriptor.CPPTYPE_FLOAT, FieldDescriptor.CPPTYPE_DOUBLE):
         if isinstance(value, (str, bytes)) or not _is_number(value):
-            raise NetdslError("`%s` in %s expects a number, got %r" % (fd.name, place, value),
+            raise NetdslTypeError("`%s` in %s expects a number, got %r" % (fd.name, place, value),
                               field=fd.name)
         return value
     # integers
     if isinstance(value, (str, bytes, float)) or not _is_number(value):
         if isinstance(value, float) and value.is_integer():
-            raise NetdslError("`%s` in %s expects an integer, got %r" % (fd.name, place, value),
+            raise NetdslTypeError("`%s` in %s expects an integer, got %r" % (fd.name, place, value),
                               field=fd.name, hint="write %d" % int(value))
-        raise NetdslError("`%s` in %s expects an integer, got %r" % (fd.name, place, value),
+        raise NetdslTypeError("`%s` in %s expects an integer, got %r" % (fd.name, place, value),
                           field=fd.name)
     return value
 
@@ -653,8 +659,8 @@ class NetSpec:
         # only called for names that are not assigned
         if name.startswith("__"):
             raise AttributeError(name)
-        raise NetdslError("the NetSpec has no top named '%s'" % name,
-                          hint=did_you_mean(name, list(self.__dict__)))
+        raise NetdslKeyError("the NetSpec has no top named '%s'" % name,  # pycaffe: KeyError
+                             hint=did_you_mean(name, list(self.__dict__)))
 
     def __setitem__(self, key: str, value: Any) -> None:
         self.__dict__[key] = value

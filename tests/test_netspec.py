@@ -513,8 +513,13 @@ def test_multi_top_tuple_assigned_whole():
 
 
 def test_non_top_input():
-    with pytest.raises(NetdslError, match="input 0 of ReLU is a str, not a top"):
+    # pycaffe (net_spec.py, Function.__init__) raises TypeError with the text
+    # "<Type> input <i> is not a Top (type is <type>)"; netdsl's explanation stays in explain()
+    with pytest.raises(TypeError, match=r"^ReLU input 0 is not a Top \(type is <class 'str'>\)$") \
+            as info:
         L.ReLU("data")
+    assert isinstance(info.value, NetdslError)
+    assert "input 0 of ReLU is a str, not a top" in info.value.explain()
 
 
 def test_ntop0_layer_and_names():

@@ -54,15 +54,16 @@ def test_python_m_netdsl_runs_the_same(tmp_path):
     assert (tmp_path / "train.prototxt").exists()
 
 
-def test_runtime_features_say_caffe_is_needed(tmp_path, capsys):
+def test_training_says_caffe_is_needed(tmp_path, capsys):
     script = tmp_path / "solve.py"
-    script.write_text("import caffe\ncaffe.set_mode_gpu()\n")
+    script.write_text("import caffe\ncaffe.set_mode_gpu()\ncaffe.set_device(0)\n"
+                      "solver = caffe.SGDSolver('solver.prototxt')\n")
     assert main(["pycaffe", str(script)]) == 2
     err = capsys.readouterr().err
-    assert "caffe.set_mode_gpu needs Caffe's compiled runtime" in err
+    assert "caffe.SGDSolver: training needs Caffe" in err
     script.write_text("import caffe\nnet = caffe.Net('deploy.prototxt', caffe.TEST)\n")
     assert main(["pycaffe", str(script)]) == 2
-    assert "caffe.Net needs Caffe's compiled runtime" in capsys.readouterr().err
+    assert "deploy.prototxt: no such net prototxt" in capsys.readouterr().err
 
 
 def test_proto_module_and_phases(tmp_path):

@@ -1,4 +1,5 @@
-"""Run existing pycaffe NetSpec scripts with netdsl standing in for ``caffe``."""
+"""Run existing pycaffe scripts (NetSpec, ``caffe.Net`` inference and surgery) with
+netdsl standing in for ``caffe``."""
 from __future__ import annotations
 
 import os
@@ -9,7 +10,7 @@ from typing import List, Optional
 from ..errors import NetdslError
 
 _ALIASES = ("caffe", "caffe.proto", "caffe.proto.caffe_pb2", "caffe.net_spec",
-            "caffe.coord_map", "caffe.io")
+            "caffe.coord_map", "caffe.io", "caffe.classifier")
 
 
 def install_caffe_alias() -> None:
@@ -24,6 +25,31 @@ def install_caffe_alias() -> None:
     # caffe.proto.caffe_pb2 is the schema in use now (BVLC's, or --proto's)
     sys.modules["caffe.proto"].caffe_pb2 = current_schema()
     sys.modules["caffe.proto.caffe_pb2"] = current_schema()
+
+
+def run_module(module: str, args: Optional[List[str]] = None) -> None:
+    """Run ``module`` as ``python -m MODULE ARGS`` would, with no Caffe.
+
+    The current directory comes first on ``sys.path`` and ``import caffe``
+    gives netdsl.  ``SystemExit`` (unittest's way of ending) propagates.
+    """
+    saved = (list(sys.argv), list(sys.path), {k: sys.modules.get(k) for k in _ALIASES})
+    sys.argv = [module] + list(args or [])
+    sys.path.insert(0, os.getcwd())
+    install_caffe_alias()
+    try:
+        runpy.run_module(module, run_name="__main__", alter_sys=True)
+    except ImportError as exc:
+        if getattr(exc, "name", None) == module:
+            raise NetdslError("no module named '%s'" % module) from None
+        raise
+    finally:
+        sys.argv, sys.path[:] = saved[0], saved[1]
+        for k, v in saved[2].items():
+            if v is None:
+                sys.modules.pop(k, None)
+            else:
+                sys.modules[k] = v
 
 
 def run_script(script: str, args: Optional[List[str]] = None) -> None:

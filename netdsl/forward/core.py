@@ -266,7 +266,7 @@ def _run_layer(lp: Message, bottoms: List[np.ndarray], layers: List[Message], wt
         _check_tops(lt, lp, bottoms, out, geo)
     except NetdslError as err:
         raise err.located(layer=lp.name)
-    return [np.ascontiguousarray(a, dtype=np.float32) for a in out]
+    return [np.asarray(a, dtype=np.float32, order="C") for a in out]   # keeps 0-d tops 0-d
 
 
 def _check_tops(lt: LayerType, lp: Message, bottoms: List[np.ndarray], out: List[np.ndarray],
