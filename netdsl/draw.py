@@ -96,12 +96,14 @@ def _shape_items(net: Message, inputs, phase, declared
     used = net
     while True:
         used = net if len(keep) == len(layers) else _reduced(net, [layers[i] for i in keep])
-        tops = {t for i in keep for t in layers[i].top} | set(net.input)
-        names = {layers[i].name for i in keep}
+        # inputs and declarations for layers left out are dropped with them
+        kept = set(keep)
+        gone = {x for i, l in enumerate(layers) if i not in kept for x in [l.name, *l.top]}
+        gone -= {x for i in keep for x in [layers[i].name, *layers[i].top]}
         try:
             result = infer_shapes(
-                used, {k: v for k, v in (inputs or {}).items() if k in tops}, phase=phase,
-                declared={k: v for k, v in (declared or {}).items() if k in tops or k in names})
+                used, {k: v for k, v in (inputs or {}).items() if k not in gone}, phase=phase,
+                declared={k: v for k, v in (declared or {}).items() if k not in gone})
             break
         except NetdslError as err:
             first = first or err
