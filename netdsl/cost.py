@@ -66,12 +66,17 @@ def cost_rule(*types: str) -> Callable[[CostRule], CostRule]:
 
 # == rules, one per layer type =====================================================
 
+def _per(total: int, n: int) -> int:
+    """``total / n`` for an exact quotient (0 for an empty blob, n = 0)."""
+    return total // n if n else 0
+
+
 @cost_rule("Convolution")
 def _convolution(ls: LayerShapes) -> Ops:
     # conv_layer.cpp forward_cpu_gemm, per group: (Cout/g) x (Cin/g * k) times
     # (Cin/g * k) x (output positions); weights are (Cout, Cin/g, k...)
     w = ls.param_shapes[0]
-    return Ops(macs=sum(count(w) * (count(t) // w[0]) for t in ls.top_shapes))
+    return Ops(macs=sum(_per(count(w) * count(t), w[0]) for t in ls.top_shapes))
 
 
 @cost_rule("Deconvolution")
@@ -79,14 +84,14 @@ def _deconvolution(ls: LayerShapes) -> Ops:
     # deconv_layer.cpp runs backward_cpu_gemm: per group, (Cout/g * k) x (Cin/g)
     # times (Cin/g) x (input positions); weights are (Cin, Cout/g, k...)
     w = ls.param_shapes[0]
-    return Ops(macs=sum(count(w) * (count(b) // w[0]) for b in ls.bottom_shapes))
+    return Ops(macs=sum(_per(count(w) * count(b), w[0]) for b in ls.bottom_shapes))
 
 
 @cost_rule("InnerProduct")
 def _inner_product(ls: LayerShapes) -> Ops:
     # inner_product_layer.cpp: an (M x K) by (K x N) GEMM, M = count(top) / N
     n = ls.layer.inner_product_param.num_output
-    return Ops(macs=count(ls.param_shapes[0]) * (count(ls.top_shapes[0]) // n))
+    return Ops(macs=_per(count(ls.param_shapes[0]) * count(ls.top_shapes[0]), n))
 
 
 @cost_rule("Pooling")
@@ -280,13 +285,14 @@ def format_cost_table(cost: NetCost) -> str:
     widths = [max(len(r[i]) for r in rows + [head]) for i in range(len(head))]
     fmt = "  ".join(("%%-%ds" if i < 2 else "%%%ds") % w for i, w in enumerate(widths))
     lines = [fmt % head] + [fmt % r for r in rows]
+    where = " at layer '%s'" % cost.peak_layer if cost.peak_layer is not None else ""
     lines.append("%s MACs, %s element-wise and %s pooling operations; %s parameters (%s); "
-                 "activations %s (all blobs kept), peak %s at layer '%s' (each blob freed "
-                 "after its last reader); %d bytes per value"
+                 "activations %s (all blobs kept), peak %s%s (each blob freed after its last "
+                 "reader); %d bytes per value"
                  % (_si(cost.macs, ""), _si(cost.elementwise, ""), _si(cost.pooling, ""),
                     _si(cost.params, ""), _si(cost.param_bytes, "B"),
-                    _si(cost.activation_bytes, "B"), _si(cost.peak_bytes, "B"),
-                    cost.peak_layer or "", cost.bytes_per_value))
+                    _si(cost.activation_bytes, "B"), _si(cost.peak_bytes, "B"), where,
+                    cost.bytes_per_value))
     return "\n".join(lines) + "\n"
 
 

@@ -108,8 +108,9 @@ def _shape_items(net: Message, inputs, phase, declared
         except NetdslError as err:
             first = first or err
             hit = [i for i in keep if layers[i].name == err.layer] if err.layer else []
-            if not hit:
-                return items, first, net, None
+            if not hit:    # not a layer's error: nothing is shaped
+                result = None
+                break
             bad = hit[0]
             items[bad].error = err
             nfailed = sum(1 for it in items if it.error is not None)
@@ -122,14 +123,17 @@ def _shape_items(net: Message, inputs, phase, declared
                 elif i > bad:
                     tainted.update(layers[i].top)
             keep = [i for i in keep if i < bad] + rest
+    if result is None:
+        used = net
+        if len(net.input):
+            items.insert(0, _Item("input", "Input", [], list(net.input), None))
+        return items, first, used, result
     offset = 1 if len(net.input) else 0    # the legacy inputs' pseudo-layer
     for i, ls in zip(keep, result.layers[offset:]):
         items[i].shapes = ls
     if offset:
         ls = result.layers[0]
         items.insert(0, _Item(ls.name, ls.type, [], list(ls.tops), None, ls))
-    elif len(net.input):
-        items.insert(0, _Item("input", "Input", [], list(net.input), None))
     return items, first, used, result
 
 

@@ -278,3 +278,14 @@ def test_peak_memory_resnet50_by_hand():
     assert cost.peak_bytes == 3 * 256 * 56 * 56 * 4
     assert cost.peak_layer == "res2a"
     assert cost.peak_bytes < cost.activation_bytes
+
+
+def test_empty_blobs_count_zero():
+    # Caffe accepts num_output 0 in an InnerProduct (a 2x0 top, a 0x48 weight blob)
+    n = NetSpec()
+    n.data = L.Input(shape=dict(dim=[2, 3, 4, 4]))
+    n.fc = L.InnerProduct(n.data, num_output=0, bias_term=False)
+    cost = _cost(n)
+    assert (cost.layer("fc").macs, cost.layer("fc").params, cost.layer("fc").output_bytes) == \
+        (0, 0, 0)
+    assert cost.peak_bytes == 96 * 4 and "peak 384 B at layer 'data'" in format_cost_table(cost)
