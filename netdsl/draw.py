@@ -331,8 +331,6 @@ def net_dot(net: Message, inputs: Optional[Mapping[str, Sequence[int]]] = None, 
                 attrs.update(style="dashed", color="#3060a0", fontcolor="#3060a0")
             edges.append((src.id, node.id, label, attrs))
         for ti, t in enumerate(it.tops):
-            if t == "(automatic)":
-                continue
             version += 1
             producer[t] = (node, version)
             shape[t] = top_shapes[ti] if ti < len(top_shapes) else None
@@ -387,14 +385,13 @@ def _clusters(nodes: List[_Node], node_lines: Dict[str, str]) -> List[str]:
         j = i
         while j < len(nodes) and stage is not None and keys[j] and keys[j][0] == stage:
             j += 1
-        first_run = stage not in seen
-        seen.add(stage)
-        # only a stage's first run is a cluster: a later layer that merely names
-        # the stage (FCN's score_pool4) is not part of the block
-        if stage is None or j - i < 2 or not first_run:
+        # only a stage's first run of two or more nodes is a cluster: a later layer
+        # that merely names the stage (FCN's score_pool4) is not part of the block
+        if stage is None or j - i < 2 or stage in seen:
             out.append("  " + node_lines[nodes[i].id])
             i += 1
             continue
+        seen.add(stage)
         count += 1
         out.append("  subgraph cluster_%d {" % count)
         out.append('    label=%s; labeljust=l; fontname="Helvetica"; fontsize=10; '
