@@ -28,95 +28,20 @@ Proc. IEEE 105(12), 2017, Table III):
 A layer type without a rule counts 0 in the three operation columns and still
 gets its parameter and activation figures.
 
-The rules for layer types come first, one short function each registered
-with :func:`cost_rule`; the walker, totals and peak memory come after them.
+Each layer type's rule is the ``cost`` of its declaration in :mod:`netdsl.layers`
+(one short function returning :class:`~netdsl.layers.registry.Ops`); this module
+walks the net, adds up and finds the peak memory.
 """
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 from google.protobuf.message import Message
 
+from .layers import lookup
+from .layers.registry import Ops
 from .shapes import LayerShapes, NetShapes, count, infer_shapes
-
-
-@dataclass
-class Ops:
-    """Operation counts of one layer's forward pass (see the module docstring)."""
-    macs: int = 0
-    elementwise: int = 0
-    pooling: int = 0
-
-
-CostRule = Callable[[LayerShapes], Ops]
-
-#: layer type -> rule(layer_shapes) -> Ops
-COST_RULES: Dict[str, CostRule] = {}
-
-
-def cost_rule(*types: str) -> Callable[[CostRule], CostRule]:
-    """Register the operation count rule of ``types`` (a plugin may add its own)."""
-    def deco(fn: CostRule) -> CostRule:
-        for t in types:
-            COST_RULES[t] = fn
-        return fn
-    return deco
-
-
-# == rules, one per layer type =====================================================
-
-def _per(total: int, n: int) -> int:
-    """``total / n`` for an exact quotient (0 for an empty blob, n = 0)."""
-    return total // n if n else 0
-
-
-@cost_rule("Convolution")
-def _convolution(ls: LayerShapes) -> Ops:
-    # conv_layer.cpp forward_cpu_gemm, per group: (Cout/g) x (Cin/g * k) times
-    # (Cin/g * k) x (output positions); weights are (Cout, Cin/g, k...)
-    w = ls.param_shapes[0]
-    return Ops(macs=sum(_per(count(w) * count(t), w[0]) for t in ls.top_shapes))
-
-
-@cost_rule("Deconvolution")
-def _deconvolution(ls: LayerShapes) -> Ops:
-    # deconv_layer.cpp runs backward_cpu_gemm: per group, (Cout/g * k) x (Cin/g)
-    # times (Cin/g) x (input positions); weights are (Cin, Cout/g, k...)
-    w = ls.param_shapes[0]
-    return Ops(macs=sum(_per(count(w) * count(b), w[0]) for b in ls.bottom_shapes))
-
-
-@cost_rule("InnerProduct")
-def _inner_product(ls: LayerShapes) -> Ops:
-    # inner_product_layer.cpp: an (M x K) by (K x N) GEMM, M = count(top) / N
-    n = ls.layer.inner_product_param.num_output
-    return Ops(macs=_per(count(ls.param_shapes[0]) * count(ls.top_shapes[0]), n))
-
-
-@cost_rule("Pooling")
-def _pooling(ls: LayerShapes) -> Ops:
-    # pooling_layer.cpp: every output visits its kernel_h x kernel_w window
-    # (global pooling: the whole input)
-    p = ls.layer.pooling_param
-    if p.global_pooling:
-        return Ops(pooling=count(ls.bottom_shapes[0]))
-    kh = p.kernel_h if p.HasField("kernel_h") else p.kernel_size
-    kw = p.kernel_w if p.HasField("kernel_w") else p.kernel_size
-    return Ops(pooling=count(ls.top_shapes[0]) * kh * kw)
-
-
-@cost_rule("AbsVal", "BNLL", "Clip", "Dropout", "ELU", "Exp", "Log", "Power", "PReLU", "ReLU",
-           "Sigmoid", "Swish", "TanH", "Threshold", "Scale", "Bias", "BatchNorm")
-def _elementwise(ls: LayerShapes) -> Ops:
-    # one operation per output element
-    return Ops(elementwise=count(ls.top_shapes[0]))
-
-
-@cost_rule("Eltwise")
-def _eltwise(ls: LayerShapes) -> Ops:
-    # eltwise_layer.cpp: k bottoms combined pairwise, k - 1 operations per element
-    return Ops(elementwise=count(ls.top_shapes[0]) * (len(ls.bottom_shapes) - 1))
 
 
 # == the walker, totals and peak memory ===============================================
@@ -182,8 +107,8 @@ class NetCost:
 
 def layer_ops(ls: LayerShapes) -> Ops:
     """The operation counts of one layer (zero for a type without a rule)."""
-    fn = COST_RULES.get(ls.type)
-    return fn(ls) if fn is not None else Ops()
+    lt = lookup(ls.type)
+    return lt.cost(ls) if lt is not None and lt.cost is not None else Ops()
 
 
 def net_cost(net: Union[Message, NetShapes], inputs: Optional[Mapping[str, Sequence[int]]] = None,

@@ -166,3 +166,9 @@ def fixed_weight_bias(param_field: str):
             return False
         return not p.bias_term or is_fixed(p.bias_filler)
     return fixed
+
+
+def elementwise_cost(ls):
+    """netdsl.cost's count for an element-wise layer: one operation per output element."""
+    from .registry import Ops
+    return Ops(elementwise=count(ls.top_shapes[0]))

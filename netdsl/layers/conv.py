@@ -13,9 +13,9 @@ from google.protobuf.message import Message
 
 from ..coord_map import Map, canon_axis, down_map, exact
 from ..errors import NetdslError
-from .blob import (Shape, canonical_axis, err, fixed_weight_bias, same_shapes, shape_str, tdiv,
+from .blob import (Shape, canonical_axis, count, err, fixed_weight_bias, same_shapes, shape_str, tdiv,
                    weight_bias_fillers)
-from .registry import declare
+from .registry import Ops, declare
 from .runtime import Context, blob_as, np
 
 _F = "convolution_param."
@@ -255,6 +255,22 @@ def _conv_map(layer: Message, shapes, g: ConvGeometry) -> Map:
     return window_map(layer.type, g)
 
 
+# -- cost (netdsl.cost: one multiply-accumulate per weight per position) -------------------
+
+def _conv_cost(ls) -> Ops:
+    # conv_layer.cpp forward_cpu_gemm, per group: (Cout/g) x (Cin/g * k) times
+    # (Cin/g * k) x (output positions); weights are (Cout, Cin/g, k...)
+    w = ls.param_shapes[0]
+    return Ops(macs=sum(count(w) * count(t) // w[0] for t in ls.top_shapes if w[0]))
+
+
+def _deconv_cost(ls) -> Ops:
+    # deconv_layer.cpp runs backward_cpu_gemm: per group, (Cout/g * k) x (Cin/g)
+    # times (Cin/g) x (input positions); weights are (Cin, Cout/g, k...)
+    w = ls.param_shapes[0]
+    return Ops(macs=sum(count(w) * count(b) // w[0] for b in ls.bottom_shapes if w[0]))
+
+
 # -- numpy forward ---------------------------------------------------------------------
 
 _COL_BYTES = 64 << 20  # im2col block budget
@@ -386,9 +402,9 @@ _CONV = dict(family="conv", bottoms=(1, None), tops=(1, None), equal=True, geome
              fillers=weight_bias_fillers("convolution_param"),
              fixed_blobs=fixed_weight_bias("convolution_param"), needs_weights=True,
              empty_hint=_empty_hint, size_field=_F + "kernel_size")
-declare("Convolution", forward=_convolution, **_CONV)
+declare("Convolution", forward=_convolution, cost=_conv_cost, **_CONV)
 declare("Deconvolution", forward=_deconvolution, reads=("convolution_param",),
-        surgery=_deconv_surgery, **_CONV)
+        surgery=_deconv_surgery, cost=_deconv_cost, **_CONV)
 declare("Im2col", family="conv", bottoms=1, tops=1, reads=("convolution_param",),
         geometry=_im2col_geometry, shape=_im2col, coord_map=_conv_map, empty_hint=_empty_hint,
         size_field=_F + "kernel_size")

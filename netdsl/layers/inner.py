@@ -8,7 +8,7 @@ from google.protobuf.message import Message
 
 from ..errors import NetdslError
 from .blob import fixed_weight_bias, weight_bias_fillers, Shape, canonical_axis, count, err
-from .registry import declare
+from .registry import Ops, declare
 from .runtime import Context, blob_as, np
 
 
@@ -75,10 +75,16 @@ def inner_product(layer: Message, bottoms: List[np.ndarray], blobs: List[np.ndar
     return [y.reshape(x.shape[:axis] + (nout,))]
 
 
+def _inner_product_cost(ls) -> Ops:
+    # inner_product_layer.cpp: an (M x K) by (K x N) GEMM, M = count(top) / N
+    n = ls.layer.inner_product_param.num_output
+    return Ops(macs=count(ls.param_shapes[0]) * count(ls.top_shapes[0]) // n if n else 0)
+
+
 # -- declarations ----------------------------------------------------------------------
 
 declare("InnerProduct", family="inner", bottoms=1, tops=1, shape=_inner_product,
-        params=_inner_product_params, forward=inner_product,
+        params=_inner_product_params, forward=inner_product, cost=_inner_product_cost,
         fillers=weight_bias_fillers("inner_product_param"),
         fixed_blobs=fixed_weight_bias("inner_product_param"), needs_weights=True,
         size_field="inner_product_param.num_output")

@@ -8,7 +8,7 @@ from typing import List
 from google.protobuf.message import Message
 
 from ..errors import NetdslError
-from .blob import Shape, err, identity_map, legacy_dim, shape_str
+from .blob import elementwise_cost, Shape, err, identity_map, legacy_dim, shape_str
 from .registry import declare
 from .runtime import TRAIN, Context, blob_as, np
 
@@ -203,7 +203,8 @@ def _prelu_fillers(layer: Message, shapes: List[Shape]) -> list:
 
 # -- declarations ----------------------------------------------------------------------
 
-_NEURON = dict(family="neuron", bottoms=1, tops=1, shape=_neuron, coord_map=identity_map)
+_NEURON = dict(family="neuron", bottoms=1, tops=1, shape=_neuron, coord_map=identity_map,
+               cost=elementwise_cost)
 declare("AbsVal", forward=absval, **_NEURON)
 declare("BNLL", forward=bnll, **_NEURON)
 declare("Clip", forward=clip, **_NEURON)
@@ -218,4 +219,5 @@ declare("Swish", forward=swish, **_NEURON)
 declare("TanH", forward=tanh, **_NEURON)
 declare("Threshold", forward=threshold, **_NEURON)
 declare("PReLU", family="neuron", bottoms=1, tops=1, shape=_prelu, params=_prelu_params,
-        fillers=_prelu_fillers, coord_map=identity_map, forward=prelu, needs_weights=True)
+        fillers=_prelu_fillers, coord_map=identity_map, forward=prelu, needs_weights=True,
+        cost=elementwise_cost)

@@ -8,7 +8,7 @@ from google.protobuf.message import Message
 
 from ..coord_map import Map, channel_axis_map
 from ..errors import NetdslError
-from .blob import Shape, canonical_axis, err, identity_map, legacy_dim, need_rank, shape_str
+from .blob import elementwise_cost, Shape, canonical_axis, err, identity_map, legacy_dim, need_rank, shape_str
 from .registry import declare
 from .runtime import TEST, Context, blob_as, np
 
@@ -301,13 +301,13 @@ def _bias_fillers(layer: Message, shapes: List[Shape]) -> list:
 
 declare("BatchNorm", family="norm", bottoms=1, tops=1, shape=_batch_norm,
         params=_batch_norm_params, fillers=_batch_norm_fillers, coord_map=identity_map,
-        forward=batch_norm, needs_weights=True)
+        forward=batch_norm, needs_weights=True, cost=elementwise_cost)
 declare("Scale", family="norm", bottoms=(1, 2), tops=1, shape=_scale, params=_scale_params,
         fillers=_scale_fillers, coord_map=identity_map, forward=scale,
-        needs_weights=lambda layer: len(layer.bottom) == 1 or layer.scale_param.bias_term)
+        needs_weights=lambda layer: len(layer.bottom) == 1 or layer.scale_param.bias_term, cost=elementwise_cost)
 declare("Bias", family="norm", bottoms=(1, 2), tops=1, shape=_scale, params=_scale_params,
         fillers=_bias_fillers, coord_map=identity_map, forward=bias,
-        needs_weights=lambda layer: len(layer.bottom) == 1)
+        needs_weights=lambda layer: len(layer.bottom) == 1, cost=elementwise_cost)
 declare("LRN", family="norm", bottoms=1, tops=1, shape=_lrn, coord_map=identity_map,
         forward=lrn)
 declare("MVN", family="norm", bottoms=1, tops=1, shape=_mvn, coord_map=identity_map,

@@ -13,8 +13,8 @@ from google.protobuf.message import Message
 
 from ..coord_map import Map, UndefinedMapException, down_map
 from ..errors import NetdslError
-from .blob import Shape, enum_name, err, f32, need_rank
-from .registry import declare
+from .blob import Shape, count, enum_name, err, f32, need_rank
+from .registry import Ops, declare
 from .runtime import Context, np
 
 _F = "pooling_param."
@@ -250,9 +250,19 @@ def _forward(layer: Message, bottoms: List[np.ndarray], blobs: List[np.ndarray],
     return [acc / area]
 
 
+def _pool_cost(ls) -> Ops:
+    # pooling_layer.cpp: every output visits its kernel_h x kernel_w window (global
+    # pooling: the whole input)
+    g = pool_geometry(ls.layer, ls.bottom_shapes[0])
+    if g.global_pooling:
+        return Ops(pooling=count(ls.bottom_shapes[0]))
+    return Ops(pooling=count(ls.top_shapes[0]) * g.kernel[0] * g.kernel[1])
+
+
 # -- declarations ----------------------------------------------------------------------
 
 declare("Pooling", family="pool", bottoms=1, tops=_pool_max_tops, geometry=pool_geometry,
-        shape=_pooling, coord_map=_pool_map, forward=_forward, empty_hint=_empty_hint,
+        shape=_pooling, coord_map=_pool_map, forward=_forward, cost=_pool_cost,
+        empty_hint=_empty_hint,
         size_field=_F + "kernel_size")
 declare("SPP", family="pool", bottoms=1, tops=1, shape=_spp)

@@ -21,6 +21,7 @@ Rule signatures (``layer`` is a LayerParameter, shapes are int tuples)::
     coord_map(layer, bottom_shapes_or_None[, geo]) -> (axis, scale, shift)
     forward(layer, bottoms, blobs, ctx[, geo]) -> [top arrays]
     fillers(layer, blob_shapes) -> [FillerParameter or dict per blob]
+    cost(layer_shapes) -> Ops                                (netdsl.cost's counts)
 
 A type that declares ``geometry`` receives the parsed value as the last
 argument of each of its rules; the engines parse it once per layer.
@@ -38,6 +39,15 @@ __all__ = ["LayerType", "Registry", "BUILTIN", "PLUGINS", "declare", "lookup", "
            "use_layers"]
 
 
+@dataclass
+class Ops:
+    """Operation counts of one layer's forward pass (netdsl.cost's convention):
+    multiply-accumulates, element-wise operations and pooling-window reads."""
+    macs: int = 0
+    elementwise: int = 0
+    pooling: int = 0
+
+
 @dataclass(frozen=True)
 class LayerType:
     """One Caffe layer type, as every engine sees it.
@@ -53,6 +63,7 @@ class LayerType:
     layers), so only declared shapes are known.  ``labels``: the layer reads
     labels (losses, Accuracy), so a deploy net has none.  ``surgery(layer, geo)``: the FCN
     surgery (``"interp"``, ``"nearest"``) a layer without fillers expects, or None.
+    ``cost(layer_shapes) -> Ops``: the layer's operation counts (netdsl.cost).
     ``reads`` names the parameter messages the type reads besides
     ``<type>_param``.  ``needs_weights`` (bool or ``fn(layer)``): the forward
     cannot run without the layer's blobs; ``fixed_blobs(layer)``: its fillers give
@@ -84,6 +95,7 @@ class LayerType:
     labels: bool = False                  # reads labels: not in a deploy net
     labels: bool = False                  # reads labels: not in a deploy net
     surgery: Optional[Callable[..., Optional[str]]] = None
+    cost: Optional[Callable[..., Ops]] = None
     source: Optional[str] = None          # the plugin that registered it, if any
     builtin: bool = False
     extra: Dict[str, Any] = field(default_factory=dict, compare=False)

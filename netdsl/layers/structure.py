@@ -11,7 +11,7 @@ from ..coord_map import Map, canon_axis, channel_axis_map
 from ..errors import NetdslError
 from .blob import (Noted, Shape, canonical_axis, count, enum_name, err, identity_map, same_shapes,
                    shape_str)
-from .registry import declare
+from .registry import Ops, declare
 from .runtime import Context, np
 
 
@@ -541,6 +541,11 @@ def reduction(layer: Message, bottoms: List[np.ndarray], blobs: List[np.ndarray]
     return [np.asarray(y * np.float32(p.coeff), dtype=np.float32)]
 
 
+def _eltwise_cost(ls) -> Ops:
+    # eltwise_layer.cpp: k bottoms combined pairwise, k - 1 operations per element
+    return Ops(elementwise=count(ls.top_shapes[0]) * (len(ls.bottom_shapes) - 1))
+
+
 # -- declarations ----------------------------------------------------------------------
 
 declare("ArgMax", family="structure", bottoms=1, tops=1, shape=_argmax, forward=argmax)
@@ -548,7 +553,7 @@ declare("BatchReindex", family="structure", bottoms=2, tops=1, shape=_batch_rein
 declare("Concat", family="structure", bottoms=(1, None), tops=1, shape=_concat, coord_map=_concat_map, forward=concat)
 declare("Crop", family="structure", bottoms=2, tops=1, shape=_crop, coord_map=_crop_map, forward=crop,
         map_bottoms=1)
-declare("Eltwise", family="structure", bottoms=(2, None), tops=1, shape=_eltwise, coord_map=identity_map, forward=eltwise)
+declare("Eltwise", family="structure", bottoms=(2, None), tops=1, shape=_eltwise, coord_map=identity_map, forward=eltwise, cost=_eltwise_cost)
 declare("Filter", family="structure", bottoms=(2, None), tops=(1, None), shape=_filter)
 declare("Flatten", family="structure", bottoms=1, tops=1, in_place=False, shape=_flatten, forward=flatten)
 declare("Reduction", family="structure", bottoms=1, tops=1, shape=_reduction, forward=reduction)
