@@ -28,6 +28,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 from google.protobuf.message import Message
 
 from .errors import NetdslError
+from .layers.registry import reads_labels
 
 #: output suffix -> ``dot -T`` format (None: the DOT text itself)
 FORMATS: Dict[str, Optional[str]] = {".svg": "svg", ".png": "png", ".pdf": "pdf",
@@ -233,7 +234,7 @@ def _kind(item: _Item) -> str:
         return "unknown"
     if not item.bottoms:
         return "data"
-    if item.type.endswith("Loss") or any(w for w in ls.loss_weights):
+    if reads_labels(item.type) or any(w for w in ls.loss_weights):
         return "loss"
     if ls.param_count:
         return "learnable"

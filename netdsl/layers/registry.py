@@ -233,6 +233,14 @@ def use_layers(registry: Optional[Registry] = None) -> Iterator[Registry]:
         _CURRENT.reset(token)
 
 
+def reads_labels(type_name: str) -> bool:
+    """Whether layers of ``type_name`` read labels (losses, Accuracy), so that a
+    deploy net has none; a type the registry does not know counts when its name
+    ends in ``Loss``, as Caffe's loss layers' names do."""
+    lt = lookup(type_name)
+    return lt.labels if lt is not None else type_name.endswith("Loss")
+
+
 def declare(name: str, *more: str, registry: Registry = BUILTIN, **fields: Any) -> LayerType:
     """Declare a layer type (and aliases ``more`` sharing its rules) in ``registry``."""
     if "family" not in fields:

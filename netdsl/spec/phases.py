@@ -19,9 +19,8 @@ def is_loss_like(layer_type: str) -> bool:
     """Loss and accuracy layers: they need labels, so deploy nets leave them out
     (the layer type's ``labels`` in the registry; a type it does not know counts
     when its name ends in ``Loss``, as Caffe's loss layers' names do)."""
-    from ..layers import lookup
-    lt = lookup(layer_type)
-    return lt.labels if lt is not None else layer_type.endswith("Loss")
+    from ..layers.registry import reads_labels
+    return reads_labels(layer_type)
 
 
 def keeps(layer_type: str, phase: str, explicit: Optional[Iterable[str]]) -> bool:
