@@ -161,3 +161,19 @@ def test_a_specs_custom_layers_belong_to_that_spec(tmp_path):
     with use_layers(spec_b.registry):
         assert infer_shapes(nets_a["deploy"]).blobs["g"] == (1, 1, 15, 3)  # H * 5
     assert lookup("Grow") is None and "Grow" not in current().names()
+
+
+def _python_blocks(path):
+    import re
+    with open(path, encoding="utf-8") as fh:
+        return re.findall(r"```python\n(.*?)```", fh.read(), re.S)
+
+
+def test_architecture_worked_example_runs():
+    import os
+    doc = os.path.join(os.path.dirname(__file__), "..", "docs", "architecture.md")
+    blocks = _python_blocks(doc)
+    assert blocks
+    for code in blocks:
+        exec(compile(code, doc, "exec"), {})          # its own asserts check the results
+    assert lookup("Upsample2x") is None              # declared in its block's registry only

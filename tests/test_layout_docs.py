@@ -1,0 +1,49 @@
+"""The README's layout section and docs/architecture.md name the modules that exist,
+and every module of the package is named there."""
+from __future__ import annotations
+
+import os
+import re
+
+ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
+
+
+def _read(*parts):
+    with open(os.path.join(ROOT, *parts), encoding="utf-8") as fh:
+        return fh.read()
+
+
+def _layout_block():
+    readme = _read("README.md")
+    section = readme[readme.index("## Layout"):]
+    return section[section.index("```") + 3:section.index("```", section.index("```") + 3)]
+
+
+def test_readme_layout_names_existing_paths():
+    for path in re.findall(r"netdsl/[\w/.]+", _layout_block()):
+        assert os.path.exists(os.path.join(ROOT, path.rstrip("/"))), path
+
+
+def test_readme_layout_names_every_module_and_package():
+    block = _layout_block()
+    pkg = os.path.join(ROOT, "netdsl")
+    for name in sorted(os.listdir(pkg)):
+        full = os.path.join(pkg, name)
+        if name.startswith("_") or name == "__pycache__":
+            continue
+        if name.endswith(".py") or (os.path.isdir(full) and
+                                    os.path.exists(os.path.join(full, "__init__.py"))):
+            label = "netdsl/" + (name if name.endswith(".py") else name + "/")
+            assert label in block, "%s is not in the README's layout" % label
+
+
+def test_architecture_doc_names_existing_modules():
+    doc = _read("docs", "architecture.md")
+    for mod in re.findall(r"`((?:layers|spec|weights|forward|compat)/[\w/]*\.py|[\w]+\.py)`", doc):
+        candidates = [os.path.join(ROOT, "netdsl", mod), os.path.join(ROOT, "netdsl", "layers", mod),
+                      os.path.join(ROOT, "netdsl", "proto", mod)]
+        assert any(os.path.exists(c) for c in candidates), mod
+    # every family module of the registry is in its table
+    for name in os.listdir(os.path.join(ROOT, "netdsl", "layers")):
+        if name.endswith(".py") and not name.startswith("_") and name != "registry.py":
+            assert "`%s`" % name in doc, name
