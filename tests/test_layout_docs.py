@@ -41,7 +41,8 @@ def test_architecture_doc_names_existing_modules():
     doc = _read("docs", "architecture.md")
     for mod in re.findall(r"`((?:layers|spec|weights|forward|compat)/[\w/]*\.py|[\w]+\.py)`", doc):
         candidates = [os.path.join(ROOT, "netdsl", mod), os.path.join(ROOT, "netdsl", "layers", mod),
-                      os.path.join(ROOT, "netdsl", "proto", mod)]
+                      os.path.join(ROOT, "netdsl", "proto", mod),
+                      os.path.join(ROOT, "netdsl", "compat", "caffe", mod)]
         assert any(os.path.exists(c) for c in candidates), mod
     # every family module of the registry is in its table
     for name in os.listdir(os.path.join(ROOT, "netdsl", "layers")):
