@@ -27,6 +27,7 @@ Fork layer packs and user plugins use the same :func:`declare`.
 """
 from typing import Any
 
+from ..netspec import layers as _factory
 from .registry import current, declare, lookup, use_layers  # noqa: F401
 from . import conv, data, inner, loss, neuron, norm, pool, recurrent, structure  # noqa: F401,E402
 
@@ -36,6 +37,6 @@ __all__ = ["declare", "lookup", "current", "use_layers"]
 def __getattr__(name: str) -> Any:
     # pycaffe's L.<Type>(...): layer types are CamelCase, this package's names are not
     if name[:1].isupper():
-        from ..netspec import layers as factory
-        return getattr(factory, name)
+        fn = globals()[name] = getattr(_factory, name)   # as the factory, keep it for next time
+        return fn
     raise AttributeError("module 'netdsl.layers' has no attribute %r" % name)
