@@ -177,3 +177,24 @@ def test_architecture_worked_example_runs():
     for code in blocks:
         exec(compile(code, doc, "exec"), {})          # its own asserts check the results
     assert lookup("Upsample2x") is None              # declared in its block's registry only
+
+
+def test_caffe_stand_in_reads_the_schema_when_used():
+    import os
+    import sys
+    from netdsl.compat import install_caffe_alias
+    fork = load_schema(os.path.join(os.path.dirname(__file__), "..", "specs", "forks",
+                                    "segnet-deeplab.proto"))
+    saved = {k: sys.modules.get(k) for k in ("caffe", "caffe.proto", "caffe.proto.caffe_pb2")}
+    try:
+        install_caffe_alias()              # installed while BVLC's schema is in use
+        from caffe.proto import caffe_pb2  # noqa: E402  (the stand-in)
+        with schema_in_use(fork):
+            assert caffe_pb2.LayerParameter is fork.LayerParameter
+        assert caffe_pb2.LayerParameter is not fork.LayerParameter
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                sys.modules.pop(k, None)
+            else:
+                sys.modules[k] = v

@@ -16,15 +16,13 @@ _ALIASES = ("caffe", "caffe.proto", "caffe.proto.caffe_pb2", "caffe.net_spec",
 def install_caffe_alias() -> None:
     """Make ``import caffe`` (and its submodules) resolve to netdsl's stand-ins."""
     import importlib
-    from ..netspec import current_schema
     from . import caffe as alias
     sys.modules["caffe"] = alias
     for name in _ALIASES[1:]:
         if name != "caffe.proto.caffe_pb2":
             sys.modules[name] = importlib.import_module("netdsl.compat." + name)
-    # caffe.proto.caffe_pb2 is the schema in use now (BVLC's, or --proto's)
-    sys.modules["caffe.proto"].caffe_pb2 = current_schema()
-    sys.modules["caffe.proto.caffe_pb2"] = current_schema()
+    # caffe.proto.caffe_pb2 reads the schema in use whenever it is used
+    sys.modules["caffe.proto.caffe_pb2"] = sys.modules["caffe.proto"].caffe_pb2
 
 
 def run_module(module: str, args: Optional[List[str]] = None) -> None:
