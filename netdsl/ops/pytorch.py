@@ -37,6 +37,7 @@ x + c, x * c                           :func:`add_constant` / :func:`mul_constan
 """
 from __future__ import annotations
 
+import contextvars
 import math
 import warnings
 from typing import Any, Dict, List, MutableMapping, Optional, Sequence, Tuple, Union
@@ -47,14 +48,17 @@ from ..errors import NetdslError
 from ..netspec import Top, layers as _netspec_layers, params as P
 
 
-class _LayerProxy:
-    """``L.<Type>(...)`` through the current layer factory: NetSpec's ``layers``,
-    or, while a spec op expands, one that records :class:`~netdsl.ops.base.Record` s."""
+#: the layer factory in use in this thread or task: NetSpec's ``layers``, or, while a
+#: spec op expands, one that records :class:`~netdsl.ops.base.Record` s
+_FACTORY: contextvars.ContextVar[Any] = contextvars.ContextVar("netdsl_recipe_layers",
+                                                               default=_netspec_layers)
 
-    factory: Any = _netspec_layers
+
+class _LayerProxy:
+    """``L.<Type>(...)`` through the layer factory in use."""
 
     def __getattr__(self, name: str) -> Any:
-        return getattr(_LayerProxy.factory, name)
+        return getattr(_FACTORY.get(), name)
 
 
 L = _LayerProxy()
@@ -681,8 +685,7 @@ def _spec_op(op: str, recipe: Any):
         if op == "torch_interpolate":
             kwargs["weights"] = None
         factory = _RecordLayers(call, top[0])
-        previous = _LayerProxy.factory
-        _LayerProxy.factory = factory
+        token = _FACTORY.set(factory)
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("error", UserWarning)
@@ -693,7 +696,7 @@ def _spec_op(op: str, recipe: Any):
         except UserWarning as exc:
             raise call.error(None, "%s; build it from Python to get the weight" % exc) from None
         finally:
-            _LayerProxy.factory = previous
+            _FACTORY.reset(token)
         if op == "torch_interpolate" and any(r.type == "InnerProduct" for r in factory.records):
             raise call.error(None, "this resize needs a computed interpolation matrix "
                              "(InnerProduct weights); only integer-scale nearest and "
