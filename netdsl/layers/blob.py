@@ -59,8 +59,8 @@ def legacy_dim(shape: Sequence[int], index: int, field: Optional[str] = None) ->
     """Blob::LegacyShape (num/channels/height/width): blobs of at most 4 axes, 1-padded."""
     if len(shape) > 4:
         raise err("this layer reads the input with Caffe's legacy num/channels/height/width "
-                   "accessors, which need at most 4 axes; got %d axes %s"
-                   % (len(shape), shape_str(shape)), field)
+                  "accessors, which need at most 4 axes; got %d axes %s"
+                  % (len(shape), shape_str(shape)), field)
     if index >= len(shape) or index < -len(shape):
         return 1
     return shape[index]
@@ -82,15 +82,15 @@ def check_blob_shape(shape: Sequence[int], what: str = "blob") -> None:
             return
     if len(shape) > MAX_BLOB_AXES:
         raise err("%s %s has %d axes; Caffe blobs have at most %d"
-                   % (what, shape_str(shape), len(shape), MAX_BLOB_AXES))
+                  % (what, shape_str(shape), len(shape), MAX_BLOB_AXES))
     c = 1
     for i, d in enumerate(shape):
         if d < 0:
             raise err("%s %s has a negative size on axis %d (Caffe's Blob::Reshape requires "
-                       "every dim >= 0)" % (what, shape_str(shape), i))
+                      "every dim >= 0)" % (what, shape_str(shape), i))
         if c != 0 and d > INT_MAX // c:
             raise err("%s %s has more than INT_MAX (%d) elements (Caffe's Blob::Reshape: "
-                       "\"blob size exceeds INT_MAX\")" % (what, shape_str(shape), INT_MAX))
+                      "\"blob size exceeds INT_MAX\")" % (what, shape_str(shape), INT_MAX))
         c *= d
 
 
@@ -107,14 +107,14 @@ def f32(x: float) -> float:
 def need_rank(shape: Shape, n: int, what: str, field: Optional[str] = None) -> None:
     if len(shape) != n:
         raise err("%s needs a %d-axis input; got %d axes %s"
-                   % (what, n, len(shape), shape_str(shape)), field)
+                  % (what, n, len(shape), shape_str(shape)), field)
 
 
 def same_shapes(bottoms: List[Shape], what: str) -> None:
     for i in range(1, len(bottoms)):
         if bottoms[i] != bottoms[0]:
             raise err("%s requires all bottoms to have the same shape: bottom[0] %s vs "
-                       "bottom[%d] %s" % (what, shape_str(bottoms[0]), i, shape_str(bottoms[i])))
+                      "bottom[%d] %s" % (what, shape_str(bottoms[0]), i, shape_str(bottoms[i])))
 
 
 def declare_hint(layer: Message) -> str:
@@ -144,7 +144,7 @@ def identity_map(layer: Message, shapes=None, *_):
     return IDENTITY
 
 
-# -- fillers shared by several types --------------------------------------------------------------------------
+# -- fillers shared by several types -----------------------------------------------------
 
 def weight_bias_fillers(param_field: str):
     """Fillers of a layer with ``weight_filler`` then ``bias_filler`` in ``param_field``

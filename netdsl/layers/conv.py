@@ -13,7 +13,8 @@ from google.protobuf.message import Message
 
 from ..coord_map import Map, canon_axis, down_map, exact
 from ..errors import NetdslError
-from .blob import (Shape, canonical_axis, count, err, fixed_weight_bias, same_shapes, shape_str, tdiv,
+from .blob import (Shape, canonical_axis, count, err, fixed_weight_bias, same_shapes, shape_str,
+                   tdiv,
                    weight_bias_fillers)
 from .registry import Ops, declare
 from .runtime import Context, blob_as, np

@@ -20,7 +20,7 @@ def _input(layer: Message, bottoms: List[Shape], ntop: int) -> List[Shape]:
     n = len(shapes)
     if n not in (0, 1, ntop):
         raise err("Must specify 'shape' once, once per top blob, or not at all: %d tops vs. "
-                   "%d shapes" % (ntop, n), "input_param.shape")
+                  "%d shapes" % (ntop, n), "input_param.shape")
     if n == 0:
         raise NetdslError("Input layer has no input_param.shape, so its top shapes come from "
                           "the caller", field="input_param.shape",
@@ -35,7 +35,7 @@ def _dummy_data(layer: Message, bottoms: List[Shape], ntop: int) -> List[Shape]:
     nf = len(p.data_filler)
     if nf not in (0, 1, ntop):
         raise err("Number of data fillers must be 0, 1 or equal to the number of tops: %d; "
-                   "you specified %d data fillers" % (ntop, nf), "dummy_data_param.data_filler")
+                  "you specified %d data fillers" % (ntop, nf), "dummy_data_param.data_filler")
     legacy = len(p.num) or len(p.channels) or len(p.height) or len(p.width)
     out = []
     if legacy:
@@ -45,14 +45,14 @@ def _dummy_data(layer: Message, bottoms: List[Shape], ntop: int) -> List[Shape]:
             k = len(getattr(p, fname))
             if k not in (1, ntop):
                 raise err("Must specify '%s' once, or once per top blob (%d); specified %d"
-                           % (fname, ntop, k), "dummy_data_param." + fname)
+                          % (fname, ntop, k), "dummy_data_param." + fname)
         for i in range(ntop):
             out.append(tuple(int(getattr(p, f)[0 if len(getattr(p, f)) == 1 else i])
                              for f in ("num", "channels", "height", "width")))
     else:
         if len(p.shape) not in (1, ntop):
             raise err("Must specify 'shape' once, or once per top blob (%d); specified %d"
-                       % (ntop, len(p.shape)), "dummy_data_param.shape")
+                      % (ntop, len(p.shape)), "dummy_data_param.shape")
         for i in range(ntop):
             out.append(blob_dims(p.shape[0 if len(p.shape) == 1 else i]))
     return out
@@ -96,8 +96,8 @@ def _image_data(layer: Message, bottoms: List[Shape], ntop: int) -> List[Shape]:
     nh, nw = p.new_height, p.new_width
     if not ((nh == 0 and nw == 0) or (nh > 0 and nw > 0)):
         raise err("new_height and new_width must be set together (Caffe: \"Current "
-                   "implementation requires new_height and new_width to be set at the same "
-                   "time\"); got %d and %d" % (nh, nw), "image_data_param.new_height")
+                  "implementation requires new_height and new_width to be set at the same "
+                  "time\"); got %d and %d" % (nh, nw), "image_data_param.new_height")
     if p.batch_size <= 0:
         raise err("Positive batch size required", "image_data_param.batch_size")
     crop = _crop_size(layer, p)
@@ -117,7 +117,7 @@ def _window_data(layer: Message, bottoms: List[Shape], ntop: int) -> List[Shape]
     crop = _crop_size(layer, layer.window_data_param)
     if crop <= 0:
         raise err("WindowData requires transform_param.crop_size > 0 (Caffe: "
-                   "CHECK_GT(crop_size, 0))", "transform_param.crop_size")
+                  "CHECK_GT(crop_size, 0))", "transform_param.crop_size")
     c, note = _datum_channels(layer, "window file")
     b = layer.window_data_param.batch_size
     return Noted([(b, c, crop, crop), (b,)], note)
@@ -129,7 +129,7 @@ def _memory_data(layer: Message, bottoms: List[Shape], ntop: int) -> List[Shape]
     b, c, h, w = p.batch_size, p.channels, p.height, p.width
     if b * c * h * w <= 0:
         raise err("batch_size, channels, height, and width must be specified and positive in "
-                   "memory_data_param; got %d, %d, %d, %d" % (b, c, h, w), "memory_data_param")
+                  "memory_data_param; got %d, %d, %d, %d" % (b, c, h, w), "memory_data_param")
     return [(b, c, h, w), (b,)]
 
 
@@ -141,7 +141,7 @@ def _hdf5_data(layer: Message, bottoms: List[Shape], ntop: int) -> List[Shape]:
 def _python(layer: Message, bottoms: List[Shape], ntop: int) -> List[Shape]:
     raise needs_declaration(layer, "a Python layer ('%s.%s') sets its top shapes in its own "
                                     "reshape(), which netdsl does not run"
-                             % (layer.python_param.module, layer.python_param.layer))
+                            % (layer.python_param.module, layer.python_param.layer))
 
 
 def _parameter(layer: Message, bottoms: List[Shape], ntop: int) -> List[Shape]:
@@ -157,7 +157,7 @@ def _hdf5_output(layer: Message, bottoms: List[Shape], ntop: int) -> List[Shape]
     # hdf5_output_layer.cpp: data and label with the same num
     if legacy_dim(bottoms[0], 0) != legacy_dim(bottoms[1], 0):
         raise err("data and label must have the same num: %s vs %s"
-                   % (shape_str(bottoms[0]), shape_str(bottoms[1])))
+                  % (shape_str(bottoms[0]), shape_str(bottoms[1])))
     return []
 
 

@@ -23,7 +23,7 @@ def _neuron(layer: Message, bottoms: List[Shape], ntop: int) -> List[Shape]:
         p = layer.exp_param if layer.type == "Exp" else layer.log_param
         if p.base != -1 and not p.base > 0:
             raise err("base must be strictly positive (or -1 for e); got %g" % p.base,
-                       "%s_param.base" % layer.type.lower())
+                      "%s_param.base" % layer.type.lower())
     return [bottoms[0]]
 
 
@@ -143,7 +143,10 @@ def exp(layer: Message, x: np.ndarray) -> np.ndarray:
     log_base = np.float32(1) if base == -1 else np.float32(np.log(base))
     inner = log_base * np.float32(p.scale)
     shift = np.float32(p.shift)
-    outer = np.float32(1) if shift == 0 else (np.float32(np.exp(shift)) if base == -1 else np.float32(base ** shift))
+    if shift == 0:
+        outer = np.float32(1)
+    else:
+        outer = np.float32(np.exp(shift)) if base == -1 else np.float32(base ** shift)
     y = np.exp(x if inner == 1 else inner * x)
     return y if outer == 1 else outer * y
 

@@ -8,7 +8,8 @@ from google.protobuf.message import Message
 
 from ..coord_map import Map, channel_axis_map
 from ..errors import NetdslError
-from .blob import elementwise_cost, Shape, canonical_axis, err, identity_map, legacy_dim, need_rank, shape_str
+from .blob import (Shape, canonical_axis, elementwise_cost, err, identity_map, legacy_dim,
+                   need_rank, shape_str)
 from .registry import declare
 from .runtime import TEST, Context, blob_as, np
 
@@ -22,12 +23,12 @@ def _batch_norm(layer: Message, bottoms: List[Shape], ntop: int) -> List[Shape]:
     # batch_norm_layer.cpp: channels = shape(1); statistics are not learnable
     if len(bottoms[0]) < 2:
         raise err("BatchNorm needs at least 2 axes (it reads the channel count from axis 1); "
-                   "got %s" % shape_str(bottoms[0]))
+                  "got %s" % shape_str(bottoms[0]))
     for i, ps in enumerate(layer.param):
         if i < 3 and ps.lr_mult != 0:
             raise err("Cannot configure batch normalization statistics as layer parameters: "
-                       "param %d has lr_mult %g; Caffe requires lr_mult 0 (or no param)"
-                       % (i, ps.lr_mult), "param.lr_mult")
+                      "param %d has lr_mult %g; Caffe requires lr_mult 0 (or no param)"
+                      % (i, ps.lr_mult), "param.lr_mult")
     return [bottoms[0]]
 
 
@@ -42,7 +43,7 @@ def _lrn(layer: Message, bottoms: List[Shape], ntop: int) -> List[Shape]:
     need_rank(bottoms[0], 4, "LRN (num, channels, height, width)")
     if layer.lrn_param.local_size % 2 != 1:
         raise err("LRN only supports odd values for local_size (got %d)"
-                   % layer.lrn_param.local_size, "lrn_param.local_size")
+                  % layer.lrn_param.local_size, "lrn_param.local_size")
     return [bottoms[0]]
 
 
@@ -58,11 +59,11 @@ def _scale_like_blob(layer: Message, shape: Shape, p: Message, what: str) -> Sha
     na = p.num_axes
     if na < -1:
         raise err("num_axes must be non-negative, or -1 to extend to the end of bottom[0]",
-                   what + "_param.num_axes")
+                  what + "_param.num_axes")
     if na >= 0 and len(shape) < axis + na:
         raise err("%s blob's shape extends past bottom[0]'s shape when applied starting with "
-                   "bottom[0] axis = %d (num_axes %d, bottom %s)"
-                   % (what, axis, na, shape_str(shape)), what + "_param.num_axes")
+                  "bottom[0] axis = %d (num_axes %d, bottom %s)"
+                  % (what, axis, na, shape_str(shape)), what + "_param.num_axes")
     return shape[axis:] if na == -1 else shape[axis:axis + na]
 
 
@@ -71,14 +72,14 @@ def _check_operand(shape: Shape, operand: Shape, p: Message, what: str) -> None:
     axis = 0 if len(operand) == 0 else canonical_axis(p.axis, shape, what + "_param.axis")
     if len(shape) < axis + len(operand):
         raise err("%s blob's shape extends past bottom[0]'s shape when applied starting with "
-                   "bottom[0] axis = %d: bottom[0] %s, %s %s"
-                   % (what, axis, shape_str(shape), what, shape_str(operand)), what + "_param.axis")
+                  "bottom[0] axis = %d: bottom[0] %s, %s %s"
+                  % (what, axis, shape_str(shape), what, shape_str(operand)), what + "_param.axis")
     for i, d in enumerate(operand):
         if shape[axis + i] != d:
             raise err("dimension mismatch between bottom[0]->shape(%d) = %d and %s->shape(%d) "
-                       "= %d (bottom[0] %s, %s %s)" % (axis + i, shape[axis + i], what, i, d,
+                      "= %d (bottom[0] %s, %s %s)" % (axis + i, shape[axis + i], what, i, d,
                                                         shape_str(shape), what, shape_str(operand)),
-                       what + "_param.axis")
+                      what + "_param.axis")
 
 
 def _scale(layer: Message, bottoms: List[Shape], ntop: int) -> List[Shape]:
@@ -304,7 +305,8 @@ declare("BatchNorm", family="norm", bottoms=1, tops=1, shape=_batch_norm,
         forward=batch_norm, needs_weights=True, cost=elementwise_cost)
 declare("Scale", family="norm", bottoms=(1, 2), tops=1, shape=_scale, params=_scale_params,
         fillers=_scale_fillers, coord_map=identity_map, forward=scale,
-        needs_weights=lambda layer: len(layer.bottom) == 1 or layer.scale_param.bias_term, cost=elementwise_cost)
+        needs_weights=lambda layer: len(layer.bottom) == 1 or layer.scale_param.bias_term,
+        cost=elementwise_cost)
 declare("Bias", family="norm", bottoms=(1, 2), tops=1, shape=_scale, params=_scale_params,
         fillers=_bias_fillers, coord_map=identity_map, forward=bias,
         needs_weights=lambda layer: len(layer.bottom) == 1, cost=elementwise_cost)

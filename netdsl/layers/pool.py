@@ -46,9 +46,9 @@ def pool_dims(h: int, w: int, kh: int, kw: int, sh: int, sw: int, ph: int, pw: i
         for name, o, s, size, p in (("height", oh, sh, h, ph), ("width", ow, sw, w, pw)):
             if not (o - 1) * s < size + p:
                 raise err("pooled %s %d: the last window still starts in the padding "
-                           "((out - 1)*stride = %d >= in + pad = %d; Caffe CHECKs "
-                           "(out - 1)*stride < in + pad)" % (name, o, (o - 1) * s, size + p),
-                           "pooling_param.pad")
+                          "((out - 1)*stride = %d >= in + pad = %d; Caffe CHECKs "
+                          "(out - 1)*stride < in + pad)" % (name, o, (o - 1) * s, size + p),
+                          "pooling_param.pad")
     return oh, ow
 
 
@@ -98,7 +98,8 @@ def pool_geometry(layer: Message, shape: Optional[Shape] = None) -> PoolGeometry
     else:
         kh, kw = pp.kernel_h, pp.kernel_w
     if (kh <= 0 or kw <= 0) and not (shape is None and pp.global_pooling):
-        raise err("Filter dimensions cannot be zero (kernel %d x %d)" % (kh, kw), _F + "kernel_size")
+        raise err("Filter dimensions cannot be zero (kernel %d x %d)" % (kh, kw),
+                  _F + "kernel_size")
     ph, pw = (pp.pad_h, pp.pad_w) if pp.HasField("pad_h") else (pp.pad, pp.pad)
     sh, sw = (pp.stride_h, pp.stride_w) if pp.HasField("stride_h") else (pp.stride, pp.stride)
     if sh <= 0 or sw <= 0:
@@ -123,10 +124,10 @@ def _pool_pad_checks(method: int, desc, kh: int, kw: int, ph: int, pw: int) -> N
         mname = ev.name if ev is not None else str(method)
         if mname not in ("MAX", "AVE"):
             raise err("Padding implemented only for average and max pooling (pool is %s)"
-                       % mname, "pooling_param.pad")
+                      % mname, "pooling_param.pad")
         if not (ph < kh and pw < kw):
             raise err("pad must be smaller than the kernel (pad %d x %d, kernel %d x %d; Caffe "
-                       "CHECK_LT(pad, kernel))" % (ph, pw, kh, kw), "pooling_param.pad")
+                      "CHECK_LT(pad, kernel))" % (ph, pw, kh, kw), "pooling_param.pad")
 
 
 
@@ -153,7 +154,8 @@ def _empty_hint(layer: Message, bottoms: List[Shape], axis: int, g: PoolGeometry
 def _pool_map(layer: Message, shapes, g: PoolGeometry) -> Map:
     # y = x / s + (p - (k - 1) / 2) / s on both spatial axes
     if g.global_pooling:
-        raise UndefinedMapException("global pooling has no coordinate map", layer=layer.name or None)
+        raise UndefinedMapException("global pooling has no coordinate map",
+                                    layer=layer.name or None)
     kernel, stride, pad = g.kernel, g.stride, g.pad
     if kernel[0] == kernel[1] and stride[0] == stride[1] and pad[0] == pad[1]:
         kernel, stride, pad = kernel[:1], stride[:1], pad[:1]
@@ -186,7 +188,7 @@ def _spp(layer: Message, bottoms: List[Shape], ntop: int) -> List[Shape]:
             oh, ow = pool_dims(h, w, kh, kw, kh, kw, ph, pw)
         except NetdslError as exc:
             raise err("pyramid level %d (%d x %d bins over %d x %d): %s"
-                       % (lvl, bins, bins, h, w, exc.message), "spp_param.pyramid_height")
+                      % (lvl, bins, bins, h, w, exc.message), "spp_param.pyramid_height")
         if levels == 1:
             return [(n, c, oh, ow)]
         total += c * oh * ow

@@ -33,26 +33,26 @@ def _recurrent_setup(layer: Message, bottoms: List[Shape]) -> Tuple[int, int, in
         raise err("num_output must be positive", "recurrent_param.num_output")
     if len(x) < 3:
         raise err("bottom[0] must have at least 3 axes -- (#timesteps, #streams, input...) "
-                   "(the unrolled net's InnerProduct reads axis 2); got %s" % shape_str(x))
+                  "(the unrolled net's InnerProduct reads axis 2); got %s" % shape_str(x))
     if len(cont) != 2:
         raise err("bottom[1] must have exactly 2 axes -- (#timesteps, #streams); got %s"
-                   % shape_str(cont))
+                  % shape_str(cont))
     t, n = x[0], x[1]
     if cont != (t, n):
         raise err("bottom[1] %s must be (T, N) = (%d, %d) like bottom[0] %s"
-                   % (shape_str(cont), t, n, shape_str(x)))
+                  % (shape_str(cont), t, n, shape_str(x)))
     exposed = _num_hidden(layer) if layer.recurrent_param.expose_hidden else 0
     static = len(bottoms) > 2 + exposed
     if static:
         xs = bottoms[2]
         if len(xs) < 1 or xs[0] != n:
             raise err("the static input bottom[2] %s must start with the %d streams"
-                       % (shape_str(xs), n))
+                      % (shape_str(xs), n))
     for j in range(exposed):
         hb = bottoms[2 + int(static) + j]
         if hb != (1, n, h):
             raise err("shape mismatch - recurrent input %d must be %s; bottom[%d] is %s"
-                       % (j, shape_str((1, n, h)), 2 + int(static) + j, shape_str(hb)))
+                      % (j, shape_str((1, n, h)), 2 + int(static) + j, shape_str(hb)))
     return t, n, h, static
 
 
@@ -80,14 +80,14 @@ def _lstm_unit(layer: Message, bottoms: List[Shape], ntop: int) -> List[Shape]:
     c, gates, cont = bottoms
     if len(c) != 3 or len(gates) != 3 or len(cont) != 2:
         raise err("LSTMUnit takes c_prev (1, N, H), gates (1, N, 4H) and cont (1, N); got %s, %s, "
-                   "%s" % (shape_str(c), shape_str(gates), shape_str(cont)))
+                  "%s" % (shape_str(c), shape_str(gates), shape_str(cont)))
     n = c[1]
     for b in bottoms:
         if b[0] != 1 or b[1] != n:
             raise err("every LSTMUnit bottom must be (1, %d, ...); got %s" % (n, shape_str(b)))
     if gates[2] != 4 * c[2]:
         raise err("gate input has %d channels; LSTMUnit needs 4 x %d = %d"
-                   % (gates[2], c[2], 4 * c[2]))
+                  % (gates[2], c[2], 4 * c[2]))
     return [c, c]
 
 

@@ -23,19 +23,19 @@ def _crop(layer: Message, bottoms: List[Shape], ntop: int) -> List[Shape]:
     no = len(p.offset)
     if no > 1 and start + no != len(a):
         raise err("number of offset values specified must be equal to the number of dimensions "
-                   "following axis: %d offsets, axis %d of a %d-axis blob" % (no, start, len(a)),
-                   "crop_param.offset")
+                  "following axis: %d offsets, axis %d of a %d-axis blob" % (no, start, len(a)),
+                  "crop_param.offset")
     out = list(a)
     for i in range(start, len(a)):
         if i >= len(b):
             raise err("bottom[1] %s has no axis %d to crop bottom[0] %s to"
-                       % (shape_str(b), i, shape_str(a)), "crop_param.axis")
+                      % (shape_str(b), i, shape_str(a)), "crop_param.axis")
         off = p.offset[0] if no == 1 else (p.offset[i - start] if no else 0)
         if a[i] - off < b[i]:
             raise err("the crop for dimension %d is out-of-bounds with size %d and offset %d: "
-                       "bottom[0] has %d (Caffe requires bottom[0].shape(i) - offset >= "
-                       "bottom[1].shape(i); %d - %d = %d < %d)"
-                       % (i, b[i], off, a[i], a[i], off, a[i] - off, b[i]), "crop_param.offset")
+                      "bottom[0] has %d (Caffe requires bottom[0].shape(i) - offset >= "
+                      "bottom[1].shape(i); %d - %d = %d < %d)"
+                      % (i, b[i], off, a[i], a[i], off, a[i] - off, b[i]), "crop_param.offset")
         out[i] = b[i]
     return [tuple(out)]
 
@@ -50,7 +50,7 @@ def _concat(layer: Message, bottoms: List[Shape], ntop: int) -> List[Shape]:
         axis = p.concat_dim
         if axis >= len(first):
             raise err("concat_dim %d out of range for %d-axis bottoms" % (axis, len(first)),
-                       "concat_param.concat_dim")
+                      "concat_param.concat_dim")
     else:
         axis = canonical_axis(p.axis, first, "concat_param.axis")
     out = list(first)
@@ -58,12 +58,12 @@ def _concat(layer: Message, bottoms: List[Shape], ntop: int) -> List[Shape]:
         b = bottoms[i]
         if len(b) != len(first):
             raise err("All inputs must have the same #axes: bottom[0] %s vs bottom[%d] %s"
-                       % (shape_str(first), i, shape_str(b)))
+                      % (shape_str(first), i, shape_str(b)))
         for j in range(len(first)):
             if j != axis and b[j] != first[j]:
                 raise err("All inputs must have the same shape, except at concat_axis %d: "
-                           "bottom[0] %s vs bottom[%d] %s differ on axis %d"
-                           % (axis, shape_str(first), i, shape_str(b), j))
+                          "bottom[0] %s vs bottom[%d] %s differ on axis %d"
+                          % (axis, shape_str(first), i, shape_str(b), j))
         out[axis] += b[axis]
     return [tuple(out)]
 
@@ -78,7 +78,7 @@ def _slice(layer: Message, bottoms: List[Shape], ntop: int) -> List[Shape]:
         axis = p.slice_dim
         if axis >= len(shape):
             raise err("slice_dim %d out of range for a %d-axis bottom" % (axis, len(shape)),
-                       "slice_param.slice_dim")
+                      "slice_param.slice_dim")
     else:
         axis = canonical_axis(p.axis, shape, "slice_param.axis")
     size = shape[axis]
@@ -86,15 +86,15 @@ def _slice(layer: Message, bottoms: List[Shape], ntop: int) -> List[Shape]:
     if points:
         if len(points) != ntop - 1:
             raise err("%d slice_point values for %d tops (Caffe needs one fewer than the tops)"
-                       % (len(points), ntop), "slice_param.slice_point")
+                      % (len(points), ntop), "slice_param.slice_point")
         if ntop > size:
             raise err("%d tops cannot slice axis %d of size %d" % (ntop, axis, size),
-                       "slice_param.slice_point")
+                      "slice_param.slice_point")
         sizes, prev = [], 0
         for sp in points:
             if sp <= prev:
                 raise err("slice_point values must increase and be positive (%d after %d)"
-                           % (sp, prev), "slice_param.slice_point")
+                          % (sp, prev), "slice_param.slice_point")
             sizes.append(sp - prev)
             prev = sp
         if size - prev < 0:
@@ -114,7 +114,7 @@ def _slice(layer: Message, bottoms: List[Shape], ntop: int) -> List[Shape]:
     else:
         if size % ntop:
             raise err("Number of top blobs (%d) should evenly divide input slice axis (%d)"
-                       % (ntop, size), "slice_param.slice_point")
+                      % (ntop, size), "slice_param.slice_point")
         sizes = [size // ntop] * ntop
     return [shape[:axis] + (s,) + shape[axis + 1:] for s in sizes]
 
@@ -128,7 +128,7 @@ def _eltwise(layer: Message, bottoms: List[Shape], ntop: int) -> List[Shape]:
     p = layer.eltwise_param
     if len(p.coeff) not in (0, len(bottoms)):
         raise err("Eltwise Layer takes one coefficient per bottom blob (%d coefficients, %d "
-                   "bottoms)" % (len(p.coeff), len(bottoms)), "eltwise_param.coeff")
+                  "bottoms)" % (len(p.coeff), len(bottoms)), "eltwise_param.coeff")
     if enum_name(p, "operation") == "PROD" and len(p.coeff):
         raise err("Eltwise layer only takes coefficients for summation", "eltwise_param.coeff")
     same_shapes(bottoms, "Eltwise")
@@ -161,12 +161,12 @@ def _reshape(layer: Message, bottoms: List[Shape], ntop: int) -> List[Shape]:
         elif d == -1:
             if inferred != -1:
                 raise err("new shape contains multiple -1 dims; at most a single (1) value of "
-                           "-1 may be specified", "reshape_param.shape")
+                          "-1 may be specified", "reshape_param.shape")
             inferred = i
         else:
             if d < -1:
                 raise err("dim %d is invalid (sizes are >= 1, 0 to copy, -1 to infer)" % d,
-                           "reshape_param.shape")
+                          "reshape_param.shape")
             constant *= d
     n = len(shape)
     start = p.axis if p.axis >= 0 else n + p.axis + 1
@@ -177,12 +177,12 @@ def _reshape(layer: Message, bottoms: List[Shape], ntop: int) -> List[Shape]:
     end = n if p.num_axes == -1 else start + p.num_axes
     if end > n:
         raise err("end_axis = axis + num_axes = %d is out of range for a %d-axis input"
-                   % (end, n), "reshape_param.num_axes")
+                  % (end, n), "reshape_param.num_axes")
     top = list(shape[:start]) + dims + list(shape[end:])
     for i in copy_axes:
         if start + i >= n:
             raise err("new shape contains a 0, but there was no corresponding bottom axis to "
-                       "copy (dim %d, input %s)" % (i, shape_str(shape)), "reshape_param.shape")
+                      "copy (dim %d, input %s)" % (i, shape_str(shape)), "reshape_param.shape")
         top[start + i] = shape[start + i]
     total = count(shape)
     if inferred >= 0:
@@ -191,11 +191,11 @@ def _reshape(layer: Message, bottoms: List[Shape], ntop: int) -> List[Shape]:
             explicit *= top[start + i]
         if explicit == 0 or total % explicit:
             raise err("bottom count (%d) must be divisible by the product of the specified "
-                       "dimensions (%d) to infer the -1" % (total, explicit), "reshape_param.shape")
+                      "dimensions (%d) to infer the -1" % (total, explicit), "reshape_param.shape")
         top[start + inferred] = total // explicit
     if count(top) != total:
         raise err("output count must match input count: %s has %d elements, input %s has %d"
-                   % (shape_str(top), count(top), shape_str(shape), total), "reshape_param.shape")
+                  % (shape_str(top), count(top), shape_str(shape), total), "reshape_param.shape")
     return [tuple(top)]
 
 
@@ -229,11 +229,11 @@ def _argmax(layer: Message, bottoms: List[Shape], ntop: int) -> List[Shape]:
         axis = canonical_axis(p.axis, shape, "argmax_param.axis")
         if k > shape[axis]:
             raise err("top_k %d must be less than or equal to the dimension of the axis (%d)"
-                       % (k, shape[axis]), "argmax_param.top_k")
+                      % (k, shape[axis]), "argmax_param.top_k")
         return [shape[:axis] + (k,) + shape[axis + 1:]]
     if k > count(shape, 1):
         raise err("top_k %d must be less than or equal to the dimension of the flattened bottom "
-                   "blob per instance (%d)" % (k, count(shape, 1)), "argmax_param.top_k")
+                  "blob per instance (%d)" % (k, count(shape, 1)), "argmax_param.top_k")
     out = [1] * max(len(shape), 3)
     out[0] = shape[0]
     out[2] = k
@@ -254,19 +254,19 @@ def _filter(layer: Message, bottoms: List[Shape], ntop: int) -> List[Shape]:
     # shapes each top like its bottom (the full batch)
     if ntop != len(bottoms) - 1:
         raise err("Filter takes one top per bottom except the selector: %d bottoms, %d tops"
-                   % (len(bottoms), ntop))
+                  % (len(bottoms), ntop))
     sel = bottoms[-1]
     for i in range(1, len(sel)):
         if sel[i] != 1:
             raise err("Selector blob dimensions must be singletons (1), except the first; "
-                       "selector %s" % shape_str(sel))
+                      "selector %s" % shape_str(sel))
     for i, b in enumerate(bottoms[:-1]):
         if not b or b[0] != sel[0]:
             raise err("Each bottom should have the same 0th dimension as the selector blob: "
-                       "bottom[%d] %s vs selector %s" % (i, shape_str(b), shape_str(sel)))
+                      "bottom[%d] %s vs selector %s" % (i, shape_str(b), shape_str(sel)))
     return Noted([(bottoms[0][0],) + b[1:] for b in bottoms[:-1]],
-                  "the first dimension depends on the selector at run time; shown is the "
-                  "set-up shape (the whole batch)")
+                 "the first dimension depends on the selector at run time; shown is the "
+                 "set-up shape (the whole batch)")
 
 
 def _silence(layer: Message, bottoms: List[Shape], ntop: int) -> List[Shape]:
@@ -550,15 +550,21 @@ def _eltwise_cost(ls) -> Ops:
 
 declare("ArgMax", family="structure", bottoms=1, tops=1, shape=_argmax, forward=argmax)
 declare("BatchReindex", family="structure", bottoms=2, tops=1, shape=_batch_reindex)
-declare("Concat", family="structure", bottoms=(1, None), tops=1, shape=_concat, coord_map=_concat_map, forward=concat)
-declare("Crop", family="structure", bottoms=2, tops=1, shape=_crop, coord_map=_crop_map, forward=crop,
-        map_bottoms=1)
-declare("Eltwise", family="structure", bottoms=(2, None), tops=1, shape=_eltwise, coord_map=identity_map, forward=eltwise, cost=_eltwise_cost)
+declare("Concat", family="structure", bottoms=(1, None), tops=1, shape=_concat,
+        coord_map=_concat_map, forward=concat)
+declare("Crop", family="structure", bottoms=2, tops=1, shape=_crop, coord_map=_crop_map,
+        forward=crop, map_bottoms=1)
+declare("Eltwise", family="structure", bottoms=(2, None), tops=1, shape=_eltwise,
+        coord_map=identity_map, forward=eltwise, cost=_eltwise_cost)
 declare("Filter", family="structure", bottoms=(2, None), tops=(1, None), shape=_filter)
-declare("Flatten", family="structure", bottoms=1, tops=1, in_place=False, shape=_flatten, forward=flatten)
+declare("Flatten", family="structure", bottoms=1, tops=1, in_place=False, shape=_flatten,
+        forward=flatten)
 declare("Reduction", family="structure", bottoms=1, tops=1, shape=_reduction, forward=reduction)
-declare("Reshape", family="structure", bottoms=1, tops=1, in_place=False, shape=_reshape, forward=reshape)
+declare("Reshape", family="structure", bottoms=1, tops=1, in_place=False, shape=_reshape,
+        forward=reshape)
 declare("Silence", family="structure", bottoms=(1, None), tops=0, shape=_silence, forward=silence)
-declare("Slice", family="structure", bottoms=1, tops=(1, None), shape=_slice, coord_map=_slice_map, forward=slice_layer)
-declare("Split", family="structure", bottoms=1, tops=(1, None), in_place=False, shape=_split, coord_map=identity_map, forward=split)
+declare("Slice", family="structure", bottoms=1, tops=(1, None), shape=_slice, coord_map=_slice_map,
+        forward=slice_layer)
+declare("Split", family="structure", bottoms=1, tops=(1, None), in_place=False, shape=_split,
+        coord_map=identity_map, forward=split)
 declare("Tile", family="structure", bottoms=1, tops=1, shape=_tile, forward=tile)
