@@ -72,6 +72,17 @@ def _adaptive(cx: Context, op: Op, pool: int) -> Blob:
     if (oh, ow) == (1, 1):
         top = cx.L.Pooling(x.top, name=op.name, pool=pool, global_pooling=True)
         return Blob(top, op.out_shape)
+    if oh % h == 0 and ow % w == 0:
+        # every output window is one input pixel: copies, by a grouped
+        # Deconvolution with a kernel of ones (kernel = stride = the factor)
+        fh, fw = oh // h, ow // w
+        c = x.shape[1]
+        top = cx.L.Deconvolution(x.top, name=op.name, convolution_param={
+            "num_output": c, "group": c, "kernel_h": fh, "kernel_w": fw, "stride_h": fh,
+            "stride_w": fw, "bias_term": False})
+        cx.weights[op.name] = [np.ones((c, 1, fh, fw), np.float32)]
+        return Blob(top, op.out_shape if not isinstance(op.out_shape, list)
+                    else op.out_shape[0])
     if h % oh or w % ow:
         raise op.error("adaptive pooling from %dx%d to %dx%d has windows of different sizes; "
                        "only global pooling and output sizes that divide the input are exact "

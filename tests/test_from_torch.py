@@ -1,0 +1,122 @@
+"""netdsl.torch.convert / netdsl from-torch: PyTorch models converted to stock
+Caffe layers, checked three ways.
+
+Expected values come from PyTorch itself (CPU, float32) on the same inputs:
+netdsl's numpy forward (the parity check built into every conversion) and
+OpenCV dnn (cv2.dnn.readNetFromCaffe on the written files) must both be within
+a relative error of 1e-4 (max abs error over the output's largest magnitude).
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from dnn_check import opencv_forward, require
+
+TOL = 1e-4
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+@pytest.fixture(scope="module")
+def torch():
+    mod = require("torch")
+    require("cv2")
+    mod.set_num_threads(2)
+    return mod
+
+
+def rel_err(ours, ref) -> float:
+    ours = np.asarray(ours, np.float64).reshape(ref.shape)
+    return float(np.abs(ours - ref).max() / max(np.abs(ref).max(), 1e-30))
+
+
+def check_files(tmp_path, result, model, inputs):
+    """Write the conversion; BVLC's schema parses the prototxt, open_caffemodel
+    reads the weights back, OpenCV's outputs match PyTorch's.  Returns the
+    largest OpenCV relative error."""
+    import torch
+    from netdsl.prototxt import read_net
+    from netdsl.weights import open_caffemodel
+    out = tmp_path / "out"
+    result.save(str(out))
+    proto, weights = str(out / "deploy.prototxt"), str(out / "model.caffemodel")
+    net = read_net(proto)                       # BVLC schema: fork fields would not parse
+    assert [lp.name for lp in net.layer] == [lp.name for lp in result.net.layer]
+    with open_caffemodel(weights) as cm:
+        assert set(cm.names()) == set(result.weights)
+        for name, blobs in result.weights.items():
+            for a, b in zip(cm.arrays(name), blobs):
+                assert np.array_equal(np.asarray(a).reshape(b.shape), b)
+    report = json.loads((out / "parity.json").read_text())
+    assert report["ok"] is True
+    with torch.no_grad():
+        ref = model(*inputs)
+    from torch.utils import _pytree as pytree
+    refs = [r.numpy() for r in pytree.tree_flatten(ref)[0]]
+    got = opencv_forward(proto, weights, {n: x.numpy() for n, x in zip(result.inputs, inputs)},
+                         result.outputs)
+    errs = [rel_err(got[n], r) for n, r in zip(result.outputs, refs)]
+    return max(errs)
+
+
+def pitfall_cases():
+    sys.path.insert(0, HERE)
+    from torch_cases import pitfalls
+    return sorted(pitfalls())
+
+
+@pytest.mark.parametrize("case", pitfall_cases() if __import__("importlib").util.find_spec(
+    "torch") else [])
+def test_pitfall_module(tmp_path, torch, case):
+    from torch_cases import pitfalls, randomise
+    from netdsl.torch import convert
+    model, shape = pitfalls()[case]
+    torch.manual_seed(1)
+    model = randomise(model)
+    x = torch.randn(shape)
+    result = convert(model, x, target="opencv")
+    assert result.parity.ok, result.parity.table()
+    assert result.parity.max_rel <= TOL
+    assert check_files(tmp_path, result, model, (x,)) <= TOL
+
+
+# name -> (builder keyword arguments, input shape); small inputs keep CI fast
+TORCHVISION = {
+    "resnet18": ({}, (1, 3, 64, 64)),
+    "resnet50": ({}, (1, 3, 64, 64)),
+    "vgg16_bn": ({}, (1, 3, 32, 32)),
+    "mobilenet_v2": ({}, (1, 3, 64, 64)),
+    "mobilenet_v3_large": ({}, (1, 3, 64, 64)),
+    "squeezenet1_1": ({}, (1, 3, 64, 64)),
+    "shufflenet_v2_x1_0": ({}, (1, 3, 64, 64)),
+    "efficientnet_b0": ({}, (1, 3, 64, 64)),
+    "regnet_y_400mf": ({}, (1, 3, 64, 64)),
+    "densenet121": ({}, (1, 3, 64, 64)),
+    "fcn_resnet50": ({"weights": None, "weights_backbone": None}, (1, 3, 64, 64)),
+    "deeplabv3_mobilenet_v3_large": ({"weights": None, "weights_backbone": None},
+                                     (1, 3, 64, 64)),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(TORCHVISION))
+def test_torchvision_model(tmp_path, torch, name):
+    tv = require("torchvision")
+    from torch_cases import randomise
+    from netdsl.torch import convert
+    kwargs, shape = TORCHVISION[name]
+    torch.manual_seed(0)
+    builder = getattr(tv.models.segmentation, name, None) or getattr(tv.models, name)
+    model = randomise(builder(**kwargs))
+    x = torch.randn(shape)
+    result = convert(model, x, input_names=["data"])
+    assert result.parity.ok, result.parity.table()
+    assert result.parity.max_rel <= TOL
+    if "fcn" in name or "deeplab" in name:
+        assert result.outputs == ["out"]
+    assert check_files(tmp_path, result, model, (x,)) <= TOL
