@@ -11,6 +11,7 @@ stays a constant.
 from __future__ import annotations
 
 import operator
+import os
 import re
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
@@ -131,7 +132,14 @@ def source_line(node: Any) -> Optional[Tuple[str, int, str]]:
     found = re.findall(r'File "([^"]+)", line (\d+), in [^\n]*\n\s*([^\n]*)', trace)
     if not found:
         return None
-    f, line, code = found[-1]
+    # the user's line: the last frame outside torch's own package
+    try:
+        import torch
+        own = os.path.dirname(os.path.abspath(torch.__file__)) + os.sep
+    except ImportError:  # pragma: no cover
+        own = None
+    user = [fr for fr in found if own is None or not os.path.abspath(fr[0]).startswith(own)]
+    f, line, code = (user or found)[-1]
     return f, int(line), code.strip()
 
 
