@@ -85,6 +85,118 @@ def test_pitfall_module(tmp_path, torch, case):
     assert check_files(tmp_path, result, model, (x,)) <= TOL
 
 
+def coverage_cases():
+    sys.path.insert(0, HERE)
+    from torch_cases import coverage
+    return sorted(coverage())
+
+
+@pytest.mark.parametrize("case", coverage_cases() if __import__("importlib").util.find_spec(
+    "torch") else [])
+def test_op_family(tmp_path, torch, case):
+    """Every converter family on small modules with many outputs each."""
+    from torch_cases import coverage, randomise
+    from netdsl.torch import convert
+    model, shapes, target = coverage()[case]
+    torch.manual_seed(2)
+    model = randomise(model)
+    xs = tuple(torch.randn(s) for s in shapes)
+    result = convert(model, xs, target=target)
+    assert result.parity.ok, result.parity.table()
+    assert check_files(tmp_path, result, model, xs) <= TOL
+
+
+def test_fold_bn_removes_batch_norm(torch):
+    from torch_cases import UNet, randomise
+    from netdsl.torch import convert
+    torch.manual_seed(3)
+    model = randomise(UNet())
+    x = torch.randn(1, 3, 16, 16)
+    plain = convert(model, x)
+    folded = convert(model, x, fold_bn=True)
+    types = [lp.type for lp in folded.net.layer]
+    assert "BatchNorm" not in types and "BatchNorm" in [lp.type for lp in plain.net.layer]
+    assert folded.parity.ok, folded.parity.table()
+    assert len(folded.weights["enc1.0"]) == 2          # the convolution got the bias
+
+
+def test_names_inputs_outputs(torch):
+    from torch_cases import Shapes
+    from netdsl.torch import convert
+    result = convert(Shapes().eval(), torch.randn(1, 4, 5, 6), input_names=["img"],
+                     check=False)
+    assert list(result.inputs) == ["img"]
+    assert result.outputs == ["output_%d" % i for i in range(11)]
+    named = convert(Shapes().eval(), torch.randn(1, 4, 5, 6), check=False,
+                    output_names=["a%d" % i for i in range(11)])
+    assert named.outputs[0] == "a0"
+    producers = {t: lp for lp in named.net.layer for t in lp.top}
+    for name in named.outputs:       # each output is the single top of its own layer
+        assert len(producers[name].top) == 1
+
+
+def test_unsupported_op_is_located(torch):
+    from netdsl.errors import NetdslError
+    from netdsl.torch import convert
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.body = torch.nn.Sequential(torch.nn.Conv2d(3, 3, 1), torch.nn.GELU())
+
+        def forward(self, x):
+            return self.body(x) * 2
+
+    with pytest.raises(NetdslError) as err:
+        convert(Net().eval(), torch.randn(1, 3, 4, 4))
+    text = str(err.value)
+    assert "aten.gelu" in text and "body.1" in text and "GELU" in text
+    assert err.value.file == __file__ and err.value.line is not None
+
+
+def test_opencv_target_refuses_reduction(torch):
+    from netdsl.errors import NetdslError
+    from netdsl.torch import convert
+
+    class Net(torch.nn.Module):
+        def forward(self, x):
+            return x.mean(-1)
+
+    x = torch.randn(2, 3, 5)
+    assert convert(Net().eval(), x).parity.ok      # Caffe's Reduction
+    with pytest.raises(NetdslError, match="Reduction"):
+        convert(Net().eval(), x, target="opencv")
+
+
+def test_uneven_adaptive_pool_is_an_error(torch):
+    from netdsl.errors import NetdslError
+    from netdsl.torch import convert
+    with pytest.raises(NetdslError, match="windows of different sizes"):
+        convert(torch.nn.AdaptiveAvgPool2d(3).eval(), torch.randn(1, 2, 7, 7))
+
+
+def test_training_mode_is_refused(torch):
+    from netdsl.errors import NetdslError
+    from netdsl.torch import convert
+    with pytest.raises(NetdslError, match="eval"):
+        convert(torch.nn.BatchNorm2d(2), torch.randn(1, 2, 3, 3))
+
+
+def test_saved_models_load(tmp_path, torch):
+    """torch.save(model) and torch.export.save files are MODEL arguments too."""
+    from torch_cases import SE
+    from netdsl.torch.cli import load_model
+    from netdsl.torch import convert
+    model = SE().eval()
+    x = torch.randn(1, 8, 6, 6)
+    torch.save(model, str(tmp_path / "m.pt"))
+    torch.export.save(torch.export.export(model, (x,)), str(tmp_path / "m.pt2"))
+    for f in ("m.pt", "m.pt2"):
+        loaded = load_model(str(tmp_path / f))
+        result = convert(loaded, x)
+        assert result.parity.ok, result.parity.table()
+
+
 # name -> (builder keyword arguments, input shape); small inputs keep CI fast
 TORCHVISION = {
     "resnet18": ({}, (1, 3, 64, 64)),

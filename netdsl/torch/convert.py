@@ -404,6 +404,7 @@ def _map(program: Any, input_names: Optional[Sequence[str]],
             v = Blob(top, v.shape)
         final.append(v.top)
     net = _emit(order, owner, topname, final, cx, net_name)
+    _split_power_chains(net)
     if target == "opencv":
         for lp in net.layer:
             if lp.type not in OPENCV_LAYERS:
@@ -482,6 +483,46 @@ def _emit(order: List[Function], owner: Dict[Function, str], topname: Dict[Top, 
         for tn in tops:
             lp.top.append(tn)
     return net
+
+
+def _split_power_chains(net: Any) -> None:
+    """Put a one-top Split between a Power with ``power != 1`` and a Power with
+    ``power == 1`` reading it.  OpenCV dnn 4.x fuses such a pair as if the
+    first were a plain scale/shift, dropping its power (measured: ``1/x`` then
+    ``* 3`` gives ``1/(3x)``); the Split (a copy in Caffe) keeps them apart."""
+    layers = list(net.layer)
+    powered = {lp.top[0]: lp for lp in layers
+               if lp.type == "Power" and lp.power_param.power != 1.0 and len(lp.top) == 1}
+    if not powered:
+        return
+    consumers: Dict[str, List[Any]] = {}
+    for lp in layers:
+        if lp.type == "Power" and lp.power_param.power == 1.0 and lp.bottom[0] in powered:
+            consumers.setdefault(lp.bottom[0], []).append(lp)
+    if not consumers:
+        return
+    taken = {t for lp in layers for t in lp.top} | {lp.name for lp in layers}
+    rebuilt = []
+    for lp in layers:
+        rebuilt.append(lp)
+        for top in lp.top:
+            if top in consumers:
+                name = top + "/copy"
+                while name in taken:
+                    name += "_"
+                taken.add(name)
+                split = type(lp)()
+                split.name, split.type = name, "Split"
+                split.bottom.append(top)
+                split.top.append(name)
+                rebuilt.append(split)
+                for c in consumers[top]:
+                    c.bottom[0] = name
+    copies = [type(lp)() for lp in rebuilt]
+    for dst, src in zip(copies, rebuilt):
+        dst.CopyFrom(src)
+    del net.layer[:]
+    net.layer.extend(copies)
 
 
 def _complete_weights(net: Any, weights: Dict[str, List[np.ndarray]],

@@ -65,13 +65,14 @@ def avg_pool2d(cx: Context, op: Op) -> Blob:
 
 def _adaptive(cx: Context, op: Op, pool: int) -> Blob:
     x = op["input"]
+    out_shape = op.out_shape[0] if isinstance(op.out_shape, list) else op.out_shape
     need_4d(op, x)
     oh, ow = pair(op["output_size"])
     h, w = x.shape[2], x.shape[3]
     oh = h if oh is None else oh
     if (oh, ow) == (1, 1):
         top = cx.L.Pooling(x.top, name=op.name, pool=pool, global_pooling=True)
-        return Blob(top, op.out_shape)
+        return Blob(top, out_shape)
     if oh % h == 0 and ow % w == 0:
         # every output window is one input pixel: copies, by a grouped
         # Deconvolution with a kernel of ones (kernel = stride = the factor)
@@ -81,8 +82,7 @@ def _adaptive(cx: Context, op: Op, pool: int) -> Blob:
             "num_output": c, "group": c, "kernel_h": fh, "kernel_w": fw, "stride_h": fh,
             "stride_w": fw, "bias_term": False})
         cx.weights[op.name] = [np.ones((c, 1, fh, fw), np.float32)]
-        return Blob(top, op.out_shape if not isinstance(op.out_shape, list)
-                    else op.out_shape[0])
+        return Blob(top, out_shape)
     if h % oh or w % ow:
         raise op.error("adaptive pooling from %dx%d to %dx%d has windows of different sizes; "
                        "only global pooling and output sizes that divide the input are exact "
@@ -91,7 +91,7 @@ def _adaptive(cx: Context, op: Op, pool: int) -> Blob:
     kh, kw = h // oh, w // ow
     top = cx.L.Pooling(x.top, name=op.name, pool=pool, kernel_h=kh, kernel_w=kw,
                        stride_h=kh, stride_w=kw)
-    return Blob(top, op.out_shape)
+    return Blob(top, out_shape)
 
 
 @register_converter("aten.adaptive_avg_pool2d", "aten._adaptive_avg_pool2d")
@@ -101,6 +101,4 @@ def adaptive_avg_pool2d(cx: Context, op: Op) -> Blob:
 
 @register_converter("aten.adaptive_max_pool2d")
 def adaptive_max_pool2d(cx: Context, op: Op):
-    out = _adaptive(cx, op, P.Pooling.MAX)
-    out.shape = tuple(op.out_shape[0])
-    return (out, None)
+    return (_adaptive(cx, op, P.Pooling.MAX), None)
