@@ -241,6 +241,17 @@ class Convs(nn.Module):
             self.ps(x)
 
 
+class InPlace(nn.Module):
+    """In-place ops whose operand is used afterwards (the graph keeps the name)."""
+
+    def forward(self, x):
+        y = x * 2
+        y.relu_()
+        z = y + 1
+        z.mul_(3)
+        return y, z
+
+
 def coverage():
     """name -> (module, input shapes, target) over the op table's families."""
     return {
@@ -253,4 +264,5 @@ def coverage():
         "norms": (Norms(), [(2, 4, 5, 6)], "opencv"),
         "dense": (Dense(), [(2, 4, 6)], "opencv"),
         "convs": (Convs(), [(1, 4, 6, 8)], "opencv"),
+        "inplace": (InPlace(), [(1, 2, 3, 4)], "opencv"),
     }

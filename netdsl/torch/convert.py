@@ -40,11 +40,11 @@ def trace(model: Any, example_inputs: Sequence[Any]) -> Any:
         raise NetdslError("the model is in training mode; call model.eval() first "
                           "(batch norm and dropout convert with their eval behaviour)")
     args = tuple(example_inputs)
+    import inspect
+    kwargs = {"strict": False} if "strict" in inspect.signature(
+        torch.export.export).parameters else {}
     try:
-        try:
-            return torch.export.export(model, args, strict=False)
-        except TypeError:   # torch without the strict keyword
-            return torch.export.export(model, args)
+        return torch.export.export(model, args, **kwargs)
     except NetdslError:
         raise
     except Exception as exc:  # tracing failures are the model's, not ours
@@ -339,6 +339,13 @@ def _map(program: Any, input_names: Optional[Sequence[str]],
 
         def resolve(a: Any) -> Any:
             if isinstance(a, torch.fx.Node):
+                if env.get(a) is None:
+                    path, cls = module_path(node)
+                    raise located_error(
+                        "uses %s, which has no Caffe blob (the indices of a max pooling, "
+                        "or a value the converter of %s does not give)" % (a.name, a.target),
+                        Op(key, {}, None, a.name, "%s (%s)" % (path, cls) if path else "",
+                           source_line(node), tname.replace("::", ".")))
                 return env[a]
             if isinstance(a, (list, tuple)):
                 return type(a)(resolve(x) for x in a)
@@ -371,6 +378,9 @@ def _map(program: Any, input_names: Optional[Sequence[str]],
                 if err.layer is None and not err.file:
                     raise located_error(err.message, op, hint=err.hint) from None
                 raise
+            except Exception as exc:  # a converter's bug must still name the op
+                raise located_error("the converter failed: %s: %s"
+                                    % (type(exc).__name__, exc), op) from exc
         if isinstance(result, np.ndarray):
             env[node] = result
             continue
@@ -385,6 +395,11 @@ def _map(program: Any, input_names: Optional[Sequence[str]],
             raise located_error("the converter returned %s" % type(result).__name__, op)
         record(result, lname)
         env[node] = result
+        first = node.args[0] if node.args else None
+        if (isinstance(first, torch.fx.Node) and isinstance(result, Blob)
+                and table.is_inplace(tname)):
+            # an in-place op: later uses of its operand see the new value
+            env[first] = result
         if isinstance(result, Blob):
             blob_of_node[node.name] = (topname[result.top], node)
 

@@ -56,6 +56,13 @@ def op_key(name: str) -> str:
     return key
 
 
+def is_inplace(name: str) -> bool:
+    """``aten.relu_.default`` -> True: the op writes into its first operand."""
+    parts = name.replace("::", ".").split(".")
+    base = parts[1] if len(parts) > 1 else parts[0]
+    return base.endswith("_") and not base.endswith("__")
+
+
 def lookup(name: str) -> Optional[Converter]:
     """The converter for an op name (any overload, in-place or not), or None."""
     _load()

@@ -42,7 +42,8 @@ def batch_norm_eval(cx: Context, op: Op, x: Blob, mean: np.ndarray, var: np.ndar
         cx.weights[info["wname"]] = [w.astype(np.float32), b.astype(np.float32)]
         return Blob(x.top, op.out_shape if not isinstance(op.out_shape, list)
                     else op.out_shape[0])
-    top = cx.L.BatchNorm(x.top, name=op.name, batch_norm_param={"eps": float(eps)})
+    top = cx.L.BatchNorm(x.top, name=op.name,
+                         batch_norm_param={"use_global_stats": True, "eps": float(eps)})
     cx.weights[op.name] = [mean.reshape(c), var.reshape(c), np.ones(1, np.float32)]
     if weight is not None or bias is not None:
         sname = op.name + "/scale"
