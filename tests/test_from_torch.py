@@ -232,3 +232,34 @@ def test_torchvision_model(tmp_path, torch, name):
     if "fcn" in name or "deeplab" in name:
         assert result.outputs == ["out"]
     assert check_files(tmp_path, result, model, (x,)) <= TOL
+
+
+def test_divergence_names_the_first_wrong_blob(torch):
+    """A converter that is wrong in the middle of the net: the report points at
+    its blob (not at the output, where the error has propagated)."""
+    from netdsl.torch import Blob, lookup, register_converter
+    from netdsl.torch.table import CONVERTERS
+    from netdsl.torch import convert
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv1 = torch.nn.Conv2d(3, 4, 3)
+            self.act = torch.nn.Tanh()
+            self.conv2 = torch.nn.Conv2d(4, 2, 3)
+
+        def forward(self, x):
+            return self.conv2(self.act(self.conv1(x)))
+
+    stock = lookup("aten.tanh")
+    try:
+        register_converter("aten.tanh")(lambda cx, op: Blob(cx.L.Sigmoid(op["input"].top),
+                                                           op.out_shape))
+        result = convert(Net().eval(), torch.randn(1, 3, 8, 8))
+    finally:
+        CONVERTERS["aten.tanh"] = stock
+    assert not result.parity.ok
+    d = result.parity.divergence
+    assert d["blob"] == "act" and "tanh" in d["op"] and d["module"] == "act"
+    assert d["source"].startswith(__file__)
+    assert "first divergence: blob 'act'" in result.parity.table()
