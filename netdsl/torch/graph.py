@@ -1,16 +1,11 @@
-"""From an exported PyTorch graph to a Caffe net: the walk over the graph, the
-values it carries, layer and blob naming, and the conversion context.
-
-The graph is the ATen-level graph of ``torch.export`` (each node an ATen op
-with its output shapes in ``node.meta["val"]`` and the module path it came from
-in ``node.meta["nn_module_stack"]``).  Every node is converted by the converter
-registered for its op in :mod:`netdsl.torch.table`; a node whose inputs are all
-constants (weights, ``torch.ones(...)``) is evaluated by PyTorch itself and
-stays a constant.
+"""What converters see: :class:`Blob` (a Caffe top and its PyTorch shape),
+:class:`Op` (an op's arguments by schema name), :class:`Context` (layer factory,
+weights, target), plus layer/blob naming from module paths and source lines
+from the graph's metadata.  The walk over the graph is in
+:mod:`netdsl.torch.convert`.
 """
 from __future__ import annotations
 
-import operator
 import os
 import re
 from typing import Any, Dict, List, Optional, Sequence, Tuple
@@ -18,8 +13,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from netdsl.errors import NetdslError
-from netdsl.netspec import Function, Top, current_schema, layers as _layers
-from netdsl.torch import table
+from netdsl.netspec import Top, layers as _layers
 
 #: layer types OpenCV dnn 4.x's Caffe importer runs (target="opencv")
 OPENCV_LAYERS = frozenset((

@@ -15,7 +15,6 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
-from netdsl.errors import NetdslError
 
 __all__ = ["ParityReport", "check_parity", "errors"]
 

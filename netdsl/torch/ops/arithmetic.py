@@ -11,7 +11,7 @@ is the constant (and, for a sum, a scale of ones with the constant as bias).
 """
 from __future__ import annotations
 
-from typing import Any, Optional, Tuple
+from typing import Any, Optional
 
 import numpy as np
 
