@@ -252,6 +252,19 @@ class InPlace(nn.Module):
         return y, z
 
 
+class MoreOps(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.ln = nn.LayerNorm(6)
+        self.ln2 = nn.LayerNorm([5, 6], elementwise_affine=False)
+        self.gelu = nn.GELU(approximate="tanh")
+
+    def forward(self, x):
+        return (self.ln(x), self.ln2(x), self.gelu(x), F.mish(x), F.selu(x), F.celu(x, 0.5),
+                F.logsigmoid(x), torch.square(x), torch.zeros_like(x) + x.float(),
+                torch.full_like(x, 2.5) * x, torch.ones_like(x) - x)
+
+
 def coverage():
     """name -> (module, input shapes, target) over the op table's families."""
     return {
@@ -265,4 +278,5 @@ def coverage():
         "dense": (Dense(), [(2, 4, 6)], "opencv"),
         "convs": (Convs(), [(1, 4, 6, 8)], "opencv"),
         "inplace": (InPlace(), [(1, 2, 3, 4)], "opencv"),
+        "more": (MoreOps(), [(1, 4, 5, 6)], "opencv"),
     }

@@ -94,11 +94,70 @@ def prelu(cx: Context, op: Op) -> Blob:
     return Blob(top, op.out_shape)
 
 
+def _elu(cx: Context, op: Op, alpha: float, scale: float, input_scale: float) -> Blob:
+    """``scale * elu(input_scale * x, alpha)``: ELU with Power layers around it
+    for the scales (SELU, CELU)."""
+    top = _x(op).top
+    if input_scale != 1.0:
+        top = cx.L.Power(top, scale=input_scale)
+    top = cx.L.ELU(top, alpha=alpha)
+    if scale != 1.0:
+        top = cx.L.Power(top, scale=scale)
+    return Blob(top, op.out_shape)
+
+
 @register_converter("aten.elu")
 def elu(cx: Context, op: Op) -> Blob:
-    if float(op.get("scale", 1)) != 1 or float(op.get("input_scale", 1)) != 1:
-        raise op.error("ELU with scale/input_scale (SELU, CELU) has no exact Caffe layer")
-    return Blob(cx.L.ELU(_x(op).top, alpha=float(op.get("alpha", 1.0))), op.out_shape)
+    return _elu(cx, op, float(op.get("alpha", 1.0)), float(op.get("scale", 1.0)),
+                float(op.get("input_scale", 1.0)))
+
+
+@register_converter("aten.selu")
+def selu(cx: Context, op: Op) -> Blob:
+    # PyTorch's constants (torch.nn.SELU)
+    return _elu(cx, op, 1.6732632423543772848170429916717, 1.0507009873554804934193349852946,
+                1.0)
+
+
+@register_converter("aten.celu")
+def celu(cx: Context, op: Op) -> Blob:
+    """``max(0, x) + min(0, alpha (exp(x / alpha) - 1))`` = ``alpha elu(x / alpha)``."""
+    a = float(op.get("alpha", 1.0))
+    return _elu(cx, op, 1.0, a, 1.0 / a)
+
+
+@register_converter("aten.mish")
+def mish(cx: Context, op: Op) -> Blob:
+    """``x tanh(softplus(x))``: BNLL, TanH, Eltwise PROD."""
+    x = _x(op)
+    t = cx.L.TanH(cx.L.BNLL(x.top))
+    return Blob(cx.L.Eltwise(x.top, t, operation=P.Eltwise.PROD), op.out_shape)
+
+
+@register_converter("aten.log_sigmoid", "aten.log_sigmoid_forward")
+def log_sigmoid(cx: Context, op: Op):
+    """``-softplus(-x)``: Power(scale -1), BNLL, Power(scale -1)."""
+    x = _x(op)
+    top = cx.L.Power(cx.L.BNLL(cx.L.Power(x.top, scale=-1.0)), scale=-1.0)
+    if op.key == "aten.log_sigmoid_forward":
+        return (Blob(top, op.out_shape[0]), None)
+    return Blob(top, op.out_shape)
+
+
+@register_converter("aten.gelu")
+def gelu(cx: Context, op: Op) -> Blob:
+    """``approximate='tanh'``: ``0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))`` with
+    Power, Eltwise and TanH.  The exact (erf) form has no Caffe layer."""
+    if op.get("approximate", "none") != "tanh":
+        raise op.error("GELU with erf has no exact Caffe layer",
+                       hint="nn.GELU(approximate='tanh') converts")
+    x = _x(op)
+    L = cx.L
+    cube = L.Power(x.top, power=3.0)
+    inner = L.Eltwise(x.top, cube, operation=P.Eltwise.SUM, coeff=[1.0, 0.044715])
+    t = L.TanH(L.Power(inner, scale=0.7978845608028654))
+    half = L.Power(t, scale=0.5, shift=0.5)
+    return Blob(L.Eltwise(x.top, half, operation=P.Eltwise.PROD), op.out_shape)
 
 
 @register_converter("aten.sigmoid")
@@ -172,6 +231,11 @@ def pow_(cx: Context, op: Op) -> Blob:
     return _power(cx, op, e)
 
 
+@register_converter("aten.square")
+def square(cx: Context, op: Op) -> Blob:
+    return _power(cx, op, 2.0)
+
+
 @register_converter("aten.sqrt")
 def sqrt(cx: Context, op: Op) -> Blob:
     return _power(cx, op, 0.5)
@@ -190,3 +254,39 @@ def reciprocal(cx: Context, op: Op) -> Blob:
 @register_converter("aten.neg")
 def neg(cx: Context, op: Op) -> Blob:
     return Blob(cx.L.Power(_x(op).top, scale=-1.0), op.out_shape)
+
+
+def _fill(cx: Context, op: Op, value: float) -> Blob:
+    if not _float_dtype(op.args.get("dtype")):
+        raise op.error("only float32 tensors have Caffe blobs")
+    return Blob(cx.L.Power(_x(op).top, scale=0.0, shift=float(value)), op.out_shape)
+
+
+def _float_dtype(dtype) -> bool:
+    return dtype is None or str(dtype) in ("torch.float32", "torch.float", "6")
+
+
+@register_converter("aten.zeros_like")
+def zeros_like(cx: Context, op: Op) -> Blob:
+    """A constant blob shaped like ``x``: Power with scale 0 (Caffe fills ``shift``)."""
+    return _fill(cx, op, 0.0)
+
+
+@register_converter("aten.ones_like")
+def ones_like(cx: Context, op: Op) -> Blob:
+    return _fill(cx, op, 1.0)
+
+
+@register_converter("aten.full_like")
+def full_like(cx: Context, op: Op) -> Blob:
+    return _fill(cx, op, float(op["fill_value"]))
+
+
+@register_converter("aten._to_copy", "aten.to", "aten.type_as")
+def to_copy(cx: Context, op: Op) -> Blob:
+    """``x.float()`` / ``x.to(float32)`` / a device move: the same blob."""
+    dtype = op.args.get("dtype")
+    other = op.args.get("other")
+    if not _float_dtype(dtype) or (other is not None and not isinstance(other, Blob)):
+        raise op.error("only float32 tensors have Caffe blobs (a cast to %s)" % (dtype,))
+    return _x(op)

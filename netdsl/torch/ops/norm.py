@@ -109,3 +109,26 @@ def group_norm(cx: Context, op: Op) -> Blob:
                              b.reshape(c) if b is not None else np.zeros(c, np.float32)]
         y = Blob(top, x.shape)
     return y
+
+
+@register_converter("aten.layer_norm")
+def layer_norm(cx: Context, op: Op) -> Blob:
+    """Normalised over the last ``len(normalized_shape)`` axes: the instance-norm
+    recipe on the (rows, 1, D, 1) view, then ``* weight + bias`` by a Scale over
+    those axes."""
+    x = op["input"]
+    k = len(op["normalized_shape"])
+    d = int(np.prod(x.shape[x.ndim - k:]))
+    rows = int(np.prod(x.shape[:x.ndim - k]))
+    view = reshape(cx, x, (rows, 1, d, 1))
+    top = recipes.instance_norm(view.top, view.shape, float(op.get("eps", 1e-5)))
+    y = reshape(cx, Blob(top, view.shape), x.shape)
+    wt, b = _const(op, "weight"), _const(op, "bias")
+    if wt is not None or b is not None:
+        tail = x.shape[x.ndim - k:]
+        top = cx.L.Scale(y.top, name=op.name, scale_param={
+            "axis": x.ndim - k, "num_axes": k, "bias_term": True})
+        cx.weights[op.name] = [wt.reshape(tail) if wt is not None else np.ones(tail, np.float32),
+                               b.reshape(tail) if b is not None else np.zeros(tail, np.float32)]
+        y = Blob(top, x.shape)
+    return y
