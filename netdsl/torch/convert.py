@@ -165,7 +165,11 @@ class Conversion:
         ``directory``, each atomically; returns the paths."""
         from netdsl.fileio import atomic_write
         from netdsl.weights import write_caffemodel
-        os.makedirs(directory, exist_ok=True)
+        try:
+            os.makedirs(directory, exist_ok=True)
+        except OSError as exc:
+            raise NetdslError("cannot create the output directory: %s"
+                              % (exc.strerror or exc), file=directory) from None
         proto = os.path.join(directory, "deploy.prototxt")
         model = os.path.join(directory, "model.caffemodel")
         report = os.path.join(directory, "parity.json")
