@@ -520,6 +520,20 @@ def _p_schema(p: argparse.ArgumentParser) -> None:
     p.set_defaults(func=cmd_schema)
 
 
+def cmd_from_torch(args: argparse.Namespace) -> int:
+    from .torch.cli import run
+    _schema(args)
+    return run(args)
+
+
+@verb("from-torch", "convert a PyTorch model to deploy.prototxt + model.caffemodel, "
+                    "checked against PyTorch")
+def _p_from_torch(p: argparse.ArgumentParser) -> None:
+    from .torch.cli import add_arguments
+    add_arguments(p)
+    p.set_defaults(func=cmd_from_torch)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="netdsl", description="Author, check and initialise Caffe networks without Caffe.")

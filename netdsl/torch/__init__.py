@@ -1,0 +1,23 @@
+"""PyTorch -> Caffe with proven parity.
+
+::
+
+    from netdsl.torch import convert
+    result = convert(model.eval(), torch.randn(1, 3, 224, 224))
+    result.save("out/")          # deploy.prototxt, model.caffemodel, parity.json
+    print(result.parity.table())
+
+The model is traced with ``torch.export`` (ATen ops with shapes), every op is
+mapped through one table of converters (:mod:`netdsl.torch.table`; add your
+own with :func:`register_converter`) to stock BVLC layers, using the exact
+recipes of :mod:`netdsl.ops.pytorch` where Caffe and PyTorch differ, and the
+numpy forward of the result is checked against PyTorch (docs/from-torch.md).
+"""
+from __future__ import annotations
+
+from netdsl.torch.convert import Conversion, convert, trace
+from netdsl.torch.graph import Blob, Context, Op
+from netdsl.torch.table import CONVERTERS, lookup, register_converter
+
+__all__ = ["convert", "Conversion", "trace", "register_converter", "lookup", "CONVERTERS",
+           "Blob", "Context", "Op"]

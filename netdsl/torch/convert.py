@@ -1,0 +1,584 @@
+"""``convert(model, example_inputs)``: trace with ``torch.export``, map every ATen
+op through the op table, emit a Caffe NetParameter and its weights, check parity."""
+from __future__ import annotations
+
+import json
+import operator
+import os
+import time
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+from netdsl.errors import NetdslError
+from netdsl.netspec import Function, Top, current_schema
+from netdsl.torch import table
+from netdsl.torch.graph import (OPENCV_LAYERS, Blob, Context, Names, Op, caffe_name,
+                                located_error, module_path, source_line)
+
+__all__ = ["convert", "Conversion", "trace"]
+
+
+def _torch():
+    try:
+        import torch
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise NetdslError("PyTorch is not installed (%s); pip install 'netdsl[torch]'" % exc)
+    return torch
+
+
+def trace(model: Any, example_inputs: Sequence[Any]) -> Any:
+    """``torch.export.export`` of ``model`` on ``example_inputs`` (non-strict,
+    when this torch has the option); an ExportedProgram is returned as is."""
+    torch = _torch()
+    if isinstance(model, torch.export.ExportedProgram):
+        return model
+    if not isinstance(model, torch.nn.Module):
+        raise NetdslError("the model must be a torch.nn.Module or an ExportedProgram, not %s"
+                          % type(model).__name__)
+    if model.training:
+        raise NetdslError("the model is in training mode; call model.eval() first "
+                          "(batch norm and dropout convert with their eval behaviour)")
+    args = tuple(example_inputs)
+    import inspect
+    kwargs = {"strict": False} if "strict" in inspect.signature(
+        torch.export.export).parameters else {}
+    try:
+        return torch.export.export(model, args, **kwargs)
+    except NetdslError:
+        raise
+    except Exception as exc:  # tracing failures are the model's, not ours
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise NetdslError("torch.export could not trace the model: %s: %s"
+                          % (type(exc).__name__, first)) from None
+
+
+def _bind(node: Any) -> Dict[str, Any]:
+    """The node's arguments by schema name, defaults filled in."""
+    target = node.target
+    schema = getattr(target, "_schema", None)
+    if schema is None:
+        return {"arg%d" % i: a for i, a in enumerate(node.args)} | dict(node.kwargs)
+    out: Dict[str, Any] = {}
+    args = list(node.args)
+    for i, a in enumerate(schema.arguments):
+        # ATen calls the first tensor `self`; converters see it as `input`
+        key = "input" if a.name == "self" else a.name
+        if i < len(args) and not a.kwarg_only:
+            out[key] = args[i]
+        elif a.name in node.kwargs:
+            out[key] = node.kwargs[a.name]
+        elif a.has_default_value():
+            out[key] = a.default_value
+        else:
+            out[key] = None
+    return out
+
+
+def _shape_of(val: Any) -> Any:
+    if hasattr(val, "shape"):
+        return tuple(int(d) for d in val.shape)
+    if isinstance(val, (list, tuple)):
+        return [_shape_of(v) for v in val]
+    return None
+
+
+def _has_blob(value: Any) -> bool:
+    if isinstance(value, Blob):
+        return True
+    if isinstance(value, (list, tuple)):
+        return any(_has_blob(v) for v in value)
+    return False
+
+
+def _to_torch(value: Any) -> Any:
+    torch = _torch()
+    if isinstance(value, np.ndarray):
+        return torch.from_numpy(value)
+    if isinstance(value, (list, tuple)):
+        return type(value)(_to_torch(v) for v in value)
+    return value
+
+
+def _to_numpy(value: Any) -> Any:
+    torch = _torch()
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu().numpy()
+    if isinstance(value, (list, tuple)):
+        return type(value)(_to_numpy(v) for v in value)
+    return value
+
+
+def _output_names(spec: Any, count: int, given: Optional[Sequence[str]]) -> List[str]:
+    if given is not None:
+        if len(given) != count:
+            raise NetdslError("output_names has %d names for %d outputs" % (len(given), count),
+                              field="output_names")
+        return [caffe_name(n) for n in given]
+    from torch.utils import _pytree as pytree
+    tree = pytree.tree_unflatten(list(range(count)), spec)
+    names: List[Optional[str]] = [None] * count
+
+    def walk(t: Any, prefix: str) -> None:
+        if isinstance(t, int):
+            names[t] = prefix
+        elif isinstance(t, Mapping):
+            for k, v in t.items():
+                walk(v, "%s_%s" % (prefix, k) if prefix else str(k))
+        elif isinstance(t, (list, tuple)):
+            for i, v in enumerate(t):
+                walk(v, "%s_%d" % (prefix, i) if prefix else "output_%d" % i)
+    walk(tree, "")
+    if count == 1 and names[0] in ("", "output_0"):
+        names[0] = "output"
+    return [caffe_name(n or "output_%d" % i) for i, n in enumerate(names)]
+
+
+class Conversion:
+    """The result of :func:`convert`: ``net`` (NetParameter), ``weights``
+    (layer name -> arrays), ``parity`` (a :class:`~netdsl.torch.parity.ParityReport`
+    or None with ``check=False``), input/output names and shapes, ``timings``."""
+
+    def __init__(self, net: Any, weights: Dict[str, List[np.ndarray]], inputs: Dict[str, Tuple],
+                 outputs: List[str], blob_of_node: Dict[str, Tuple[str, Any]],
+                 program: Any) -> None:
+        self.net = net
+        self.weights = weights
+        self.inputs = inputs
+        self.outputs = outputs
+        self.blob_of_node = blob_of_node
+        self.program = program
+        self.parity = None
+        self.timings: Dict[str, float] = {}
+
+    @property
+    def ok(self) -> bool:
+        """True when parity holds (or was not checked)."""
+        return self.parity is None or self.parity.ok
+
+    def prototxt(self) -> str:
+        from netdsl.prototxt import to_text
+        return to_text(self.net)
+
+    def save(self, directory: str) -> List[str]:
+        """Write ``deploy.prototxt``, ``model.caffemodel`` and ``parity.json`` into
+        ``directory``, each atomically; returns the paths."""
+        from netdsl.fileio import atomic_write
+        from netdsl.weights import write_caffemodel
+        try:
+            os.makedirs(directory, exist_ok=True)
+        except OSError as exc:
+            raise NetdslError("cannot create the output directory: %s"
+                              % (exc.strerror or exc), file=directory) from None
+        proto = os.path.join(directory, "deploy.prototxt")
+        model = os.path.join(directory, "model.caffemodel")
+        report = os.path.join(directory, "parity.json")
+        atomic_write(proto, self.prototxt())
+        write_caffemodel(model, self.weights, types=self.net)
+        data = self.parity.to_json() if self.parity is not None else {"checked": False}
+        atomic_write(report, json.dumps(data, indent=1) + "\n")
+        return [proto, model, report]
+
+
+def convert(model: Any, example_inputs: Union[Any, Sequence[Any]], *,
+            input_names: Optional[Sequence[str]] = None,
+            output_names: Optional[Sequence[str]] = None, target: str = "caffe",
+            fold_bn: bool = False, check: bool = True, tolerance: float = 1e-4,
+            seed: int = 0, name: Optional[str] = None) -> Conversion:
+    """Convert a PyTorch module (eval mode) to a Caffe net of stock layers.
+
+    ``example_inputs`` is a tensor or a tuple of tensors (their shapes become the
+    Input shapes).  Outputs may be a tensor, a tuple/list or a dict; output blobs
+    are named by ``output_names``, the dict keys, or ``output`` /
+    ``output_0, output_1, ...``; inputs by ``input_names`` (else the argument
+    names of ``forward``).  ``target='opencv'`` keeps to the layers OpenCV dnn
+    4.x's Caffe importer runs.  ``fold_bn`` folds a batch norm into the
+    convolution before it.  With ``check`` (default), the numpy forward of the
+    result is compared with PyTorch on the example inputs and on one seeded
+    random input (see :mod:`netdsl.torch.parity`).
+    """
+    torch = _torch()
+    if isinstance(example_inputs, torch.Tensor):
+        example_inputs = (example_inputs,)
+    example_inputs = tuple(example_inputs)
+    timings: Dict[str, float] = {}
+    t0 = time.perf_counter()
+    program = trace(model, example_inputs)
+    timings["trace"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    conv = _map(program, input_names, output_names, target, fold_bn, name)
+    timings["map"] = time.perf_counter() - t0
+    conv.timings = timings
+    if check:
+        from netdsl.torch.parity import check_parity
+        t0 = time.perf_counter()
+        reference = model if isinstance(model, torch.nn.Module) else program.module()
+        conv.parity = check_parity(conv, reference, example_inputs, tolerance=tolerance,
+                                   seed=seed)
+        timings["check"] = time.perf_counter() - t0
+    return conv
+
+
+def _map(program: Any, input_names: Optional[Sequence[str]],
+         output_names: Optional[Sequence[str]], target: str, fold_bn: bool,
+         net_name: Optional[str]) -> Conversion:
+    torch = _torch()
+    from torch.export.graph_signature import InputKind
+    table.lookup("aten.relu")   # load the built-in converters
+    cx = Context(target, fold_bn)
+    sig = program.graph_signature
+    graph = program.graph
+    consts: Dict[str, Any] = {}
+    user_inputs: List[str] = []
+    for spec in sig.input_specs:
+        arg = getattr(spec.arg, "name", None)
+        if spec.kind == InputKind.USER_INPUT:
+            if hasattr(spec.arg, "name"):
+                user_inputs.append(arg)
+            continue
+        tgt = spec.target
+        if tgt in program.state_dict:
+            consts[arg] = program.state_dict[tgt]
+        elif tgt in getattr(program, "constants", {}):
+            consts[arg] = program.constants[tgt]
+        else:
+            raise NetdslError("cannot find the value of %s (%s)" % (tgt, spec.kind))
+    if input_names is not None and len(input_names) != len(user_inputs):
+        raise NetdslError("input_names has %d names for %d inputs"
+                          % (len(input_names), len(user_inputs)), field="input_names")
+    in_names = [caffe_name(n) for n in (input_names or user_inputs)]
+    out_node = next(n for n in graph.nodes if n.op == "output")
+    out_args = list(out_node.args[0]) if isinstance(out_node.args[0], (list, tuple)) \
+        else [out_node.args[0]]
+    out_specs = [s for s in sig.output_specs]
+    user_out = [a for a, s in zip(out_args, out_specs) if s.kind.name == "USER_OUTPUT"]
+    out_names = _output_names(program.call_spec.out_spec, len(user_out), output_names)
+    clash = set(in_names) & set(out_names)
+    if clash or len(set(out_names)) != len(out_names) or len(set(in_names)) != len(in_names):
+        raise NetdslError("input and output names must be distinct: %s"
+                          % ", ".join(sorted(clash or set(out_names))))
+
+    names = Names(list(in_names) + list(out_names))
+    env: Dict[Any, Any] = {}
+    topname: Dict[Top, str] = {}       # result tops -> blob names
+    owner: Dict[Function, str] = {}    # layer -> the node (layer name) it belongs to
+    order: List[Function] = []
+    blob_of_node: Dict[str, Tuple[str, Any]] = {}
+    inputs: Dict[str, Tuple] = {}
+
+    def record(result: Any, lname: str) -> None:
+        """Take the layers the converter made (those not seen yet, found from
+        its result tops back to known ones) in dependency order."""
+        tops: List[Top] = []
+
+        def collect(v: Any) -> None:
+            if isinstance(v, Blob):
+                tops.append(v.top)
+            elif isinstance(v, (list, tuple)):
+                for x in v:
+                    collect(x)
+        collect(result)
+        for t in tops:
+            stack = [(t.fn, False)]
+            while stack:
+                fn, done = stack.pop()
+                if fn in owner and not done:
+                    continue
+                if done:
+                    if fn not in owner:
+                        owner[fn] = lname
+                        order.append(fn)
+                    continue
+                stack.append((fn, True))
+                for inp in fn.inputs:
+                    if inp.fn not in owner:
+                        stack.append((inp.fn, False))
+
+    L = cx.L
+    uses: Dict[Any, int] = {}
+    for node in graph.nodes:
+        for a in node.all_input_nodes:
+            uses[a] = uses.get(a, 0) + 1
+    out_of_node = {}
+    for a, oname in zip(user_out, out_names):
+        if isinstance(a, torch.fx.Node) and a not in out_of_node:
+            out_of_node[a] = oname
+
+    for node in graph.nodes:
+        if node.op == "placeholder":
+            if node.name in consts:
+                env[node] = consts[node.name].detach().cpu().numpy() \
+                    if hasattr(consts[node.name], "detach") else np.asarray(consts[node.name])
+                continue
+            idx = user_inputs.index(node.name)
+            shape = _shape_of(node.meta.get("val"))
+            iname = in_names[idx]
+            top = L.Input(shape={"dim": list(shape)})
+            topname[top] = iname
+            record(Blob(top, shape), iname)
+            env[node] = Blob(top, shape)
+            inputs[iname] = tuple(shape)
+            continue
+        if node.op == "get_attr":
+            obj = program.graph_module
+            for part in node.target.split("."):
+                obj = getattr(obj, part)
+            env[node] = _to_numpy(obj)
+            continue
+        if node.op == "output":
+            continue
+        if node.op != "call_function":
+            raise NetdslError("unexpected graph node %s (%s)" % (node.name, node.op))
+        if node.target is operator.getitem:
+            seq, index = node.args
+            env[node] = env[seq][index]
+            v = env[node]
+            if isinstance(v, Blob):
+                blob_of_node[node.name] = (topname.get(v.top, ""), node)
+            continue
+        tname = str(node.target)
+        key = table.op_key(tname)
+        opname = key.split(".", 1)[-1].lstrip("_")
+        args = _bind(node)
+
+        def resolve(a: Any) -> Any:
+            if isinstance(a, torch.fx.Node):
+                if env.get(a) is None:
+                    path, cls = module_path(node)
+                    raise located_error(
+                        "uses %s, which has no Caffe blob (the indices of a max pooling, "
+                        "or a value the converter of %s does not give)" % (a.name, a.target),
+                        Op(key, {}, None, a.name, "%s (%s)" % (path, cls) if path else "",
+                           source_line(node), tname.replace("::", ".")))
+                return env[a]
+            if isinstance(a, (list, tuple)):
+                return type(a)(resolve(x) for x in a)
+            return a
+        args = {k: resolve(v) for k, v in args.items()}
+        if not _has_blob(list(args.values())):
+            # constants only: PyTorch computes it once, here
+            cargs = [_to_torch(resolve(a)) for a in node.args]
+            ckw = {k: _to_torch(resolve(v)) for k, v in node.kwargs.items()}
+            with torch.no_grad():
+                env[node] = _to_numpy(node.target(*cargs, **ckw))
+            continue
+        lname = out_of_node.get(node) or names.for_node(node, opname)
+        path, cls = module_path(node)
+        op = Op(key, args, _shape_of(node.meta.get("val")), lname,
+                module="%s (%s)" % (path, cls) if path else "",
+                source=source_line(node), target=tname.replace("::", "."),
+                users=uses.get(node, 0))
+        if key in table.IDENTITY:
+            first = next(iter(args.values()))
+            result = first[0] if isinstance(first, (list, tuple)) else first
+        else:
+            fn = table.lookup(tname)
+            if fn is None:
+                raise located_error("no converter for this op", op,
+                                    hint="register one with netdsl.torch.register_converter")
+            try:
+                result = fn(cx, op)
+            except NetdslError as err:
+                if err.layer is None and not err.file:
+                    raise located_error(err.message, op, hint=err.hint) from None
+                raise
+            except Exception as exc:  # a converter's bug must still name the op
+                raise located_error("the converter failed: %s: %s"
+                                    % (type(exc).__name__, exc), op) from exc
+        if isinstance(result, np.ndarray):
+            env[node] = result
+            continue
+        if isinstance(result, Blob):
+            if result.top not in topname:
+                topname[result.top] = lname
+        elif isinstance(result, (list, tuple)):
+            for i, r in enumerate(result):
+                if isinstance(r, Blob) and r.top not in topname:
+                    topname[r.top] = "%s_%d" % (lname, i)
+        else:
+            raise located_error("the converter returned %s" % type(result).__name__, op)
+        record(result, lname)
+        env[node] = result
+        first = node.args[0] if node.args else None
+        if (isinstance(first, torch.fx.Node) and isinstance(result, Blob)
+                and table.is_inplace(tname)):
+            # an in-place op: later uses of its operand see the new value
+            env[first] = result
+        if isinstance(result, Blob):
+            blob_of_node[node.name] = (topname[result.top], node)
+
+    # outputs: each its own blob under its own name
+    final: List[Top] = []
+    for a, oname in zip(user_out, out_names):
+        v = env.get(a) if isinstance(a, torch.fx.Node) else None
+        if not isinstance(v, Blob):
+            raise NetdslError("output '%s' is not computed from the inputs (a constant or a "
+                              "non-tensor); Caffe nets output blobs only" % oname)
+        if topname.get(v.top) != oname or (v.top.fn.ntop > 1 or v.top.fn.type_name == "Input"):
+            if topname.get(v.top) == oname:  # a multi-top layer's part: give it its own layer
+                topname[v.top] = names.unique(oname + "/part")
+            top = L.Split(v.top)
+            topname[top] = oname
+            record(Blob(top, v.shape), oname)
+            v = Blob(top, v.shape)
+        final.append(v.top)
+    net = _emit(order, owner, topname, final, cx, net_name)
+    _split_power_chains(net)
+    if target == "opencv":
+        for lp in net.layer:
+            if lp.type not in OPENCV_LAYERS:
+                raise NetdslError("layer type %s is not run by OpenCV dnn's Caffe importer "
+                                  "(target='opencv')" % lp.type, layer=lp.name)
+    weights = _complete_weights(net, cx.weights, inputs)
+    return Conversion(net, weights, inputs, out_names, blob_of_node, program)
+
+
+def _emit(order: List[Function], owner: Dict[Function, str], topname: Dict[Top, str],
+          final: List[Top], cx: Context, net_name: Optional[str]) -> Any:
+    """The NetParameter of the layers needed for ``final``, in dependency order."""
+    needed = set()
+    stack = [t.fn for t in final]
+    while stack:
+        fn = stack.pop()
+        if fn in needed:
+            continue
+        needed.add(fn)
+        stack.extend(i.fn for i in fn.inputs)
+    pb2 = current_schema()
+    net = pb2.NetParameter()
+    if net_name:
+        net.name = net_name
+    given = set()
+    for fn in order:
+        g = fn.params.get("name")
+        if g and fn in needed:
+            if g in given:
+                raise NetdslError("two layers named %s" % g)
+            given.add(g)
+    used_layers = set(given)
+    used_blobs = set(topname.values())
+    counters: Dict[Tuple[str, str], int] = {}
+
+    def auto(base: str, used: set) -> str:
+        k = counters.get((base, ""), 0)
+        while True:
+            k += 1
+            name = "%s%d" % (base, k)
+            if name not in used:
+                counters[(base, "")] = k
+                used.add(name)
+                return name
+
+    names_of: Dict[Function, List[str]] = {}
+    for fn in order:
+        if fn not in needed:
+            continue
+        own = owner[fn]
+        g = fn.params.get("name")
+        first = topname.get(fn.tops[0]) if fn.ntop else None
+        if g:
+            lname = g
+        elif first is not None and first not in used_layers and fn.ntop == 1:
+            lname = first
+            used_layers.add(first)
+        else:
+            lname = auto("%s/%s" % (own, fn.type_name.lower()), used_layers)
+        tops = []
+        for i, t in enumerate(fn.tops):
+            tn = topname.get(t)
+            if tn is None:
+                base = lname if fn.ntop == 1 else "%s_%d" % (lname, i)
+                tn = base if base not in used_blobs else auto(
+                    "%s/%s" % (base, fn.type_name.lower()), used_blobs)
+                used_blobs.add(tn)
+                topname[t] = tn
+            tops.append(tn)
+        names_of[fn] = tops
+        lp = net.layer.add()
+        lp.CopyFrom(fn.to_layer(pb2))
+        lp.name = lname
+        for i in fn.inputs:
+            lp.bottom.append(names_of[i.fn][i.n])
+        for tn in tops:
+            lp.top.append(tn)
+    return net
+
+
+def _split_power_chains(net: Any) -> None:
+    """Put a one-top Split between a Power with ``power != 1`` and a Power with
+    ``power == 1`` reading it.  OpenCV dnn 4.x fuses such a pair as if the
+    first were a plain scale/shift, dropping its power (measured: ``1/x`` then
+    ``* 3`` gives ``1/(3x)``); the Split (a copy in Caffe) keeps them apart."""
+    layers = list(net.layer)
+    powered = {lp.top[0]: lp for lp in layers
+               if lp.type == "Power" and lp.power_param.power != 1.0 and len(lp.top) == 1}
+    if not powered:
+        return
+    consumers: Dict[str, List[Any]] = {}
+    for lp in layers:
+        if lp.type == "Power" and lp.power_param.power == 1.0 and lp.bottom[0] in powered:
+            consumers.setdefault(lp.bottom[0], []).append(lp)
+    if not consumers:
+        return
+    taken = {t for lp in layers for t in lp.top} | {lp.name for lp in layers}
+    rebuilt = []
+    for lp in layers:
+        rebuilt.append(lp)
+        for top in lp.top:
+            if top in consumers:
+                name = top + "/copy"
+                while name in taken:
+                    name += "_"
+                taken.add(name)
+                split = type(lp)()
+                split.name, split.type = name, "Split"
+                split.bottom.append(top)
+                split.top.append(name)
+                rebuilt.append(split)
+                for c in consumers[top]:
+                    c.bottom[0] = name
+    copies = [type(lp)() for lp in rebuilt]
+    for dst, src in zip(copies, rebuilt):
+        dst.CopyFrom(src)
+    del net.layer[:]
+    net.layer.extend(copies)
+
+
+def _complete_weights(net: Any, weights: Dict[str, List[np.ndarray]],
+                      inputs: Dict[str, Tuple]) -> Dict[str, List[np.ndarray]]:
+    """The converters' weights, plus the fixed kernels of layers whose blobs come
+    from a constant or bilinear filler (OpenCV reads every blob from the
+    caffemodel); only layers of the net, in its order."""
+    from netdsl.weights import fill
+    need = []
+    for lp in net.layer:
+        if lp.name in weights or lp.type not in ("Convolution", "Deconvolution", "InnerProduct"):
+            continue
+        need.append(lp)
+    shapes = None
+    if need:
+        from netdsl.shapes import infer_shapes
+        shapes = infer_shapes(net, {k: list(v) for k, v in inputs.items()}).blobs
+    out: Dict[str, List[np.ndarray]] = {}
+    needset = {lp.name for lp in need}
+    for lp in net.layer:
+        if lp.name in weights:
+            out[lp.name] = weights[lp.name]
+        elif lp.name in needset:
+            p = lp.convolution_param if lp.type != "InnerProduct" else lp.inner_product_param
+            if p.weight_filler.type not in ("constant", "bilinear"):
+                raise NetdslError("no weights for layer %s" % lp.name, layer=lp.name)
+            x = shapes[lp.bottom[0]]
+            nout = int(p.num_output)
+            if lp.type == "InnerProduct":
+                wshape = (nout, int(np.prod(x[p.axis:])))
+            else:
+                k = (p.kernel_h, p.kernel_w) if p.kernel_h else (p.kernel_size[0],) * 2
+                g = max(1, int(p.group))
+                wshape = ((nout, x[1] // g) if lp.type == "Convolution"
+                          else (x[1], nout // g)) + tuple(k)
+            blobs = [fill(p.weight_filler, wshape)]
+            if p.bias_term:
+                blobs.append(fill(p.bias_filler, (nout,)))
+            out[lp.name] = blobs
+    return out

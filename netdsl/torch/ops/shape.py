@@ -1,0 +1,221 @@
+"""Shape ops: view/reshape/flatten/squeeze/unsqueeze (Reshape), expand
+(exact copies), cat/stack (Concat), split/chunk/slice/narrow/select/unbind
+(Slice, steps of 1), permute/transpose of the axes between a fixed leading
+axis and a fixed tail (a 1x1 Convolution whose kernel is the permutation
+matrix: each output is one input times 1 plus zeros -- channel shuffle),
+pixel_shuffle / pixel_unshuffle (a Deconvolution / Convolution with a 0/1
+kernel that moves each value to its place)."""
+from __future__ import annotations
+
+from typing import List, Sequence
+
+import numpy as np
+
+from netdsl.torch.graph import Blob, Context, Op
+from netdsl.torch.ops.common import axis, broadcast_to, concat, need_4d, reshape, slice_axis
+from netdsl.torch.table import register_converter
+
+#: largest permuted block (values along the permuted axes) turned into a matrix
+MAX_PERMUTE = 4096
+
+
+def _x(op: Op) -> Blob:
+    x = op["input"]
+    if not isinstance(x, Blob):
+        raise op.error("the input must be computed from the net's inputs")
+    return x
+
+
+@register_converter("aten.view", "aten.reshape", "aten._unsafe_view", "aten.flatten",
+                    "aten.squeeze", "aten.unsqueeze", "aten.view_as", "aten.reshape_as",
+                    "aten.unflatten")
+def view(cx: Context, op: Op) -> Blob:
+    return reshape(cx, _x(op), op.out_shape)
+
+
+@register_converter("aten.expand", "aten.expand_as", "aten.broadcast_to")
+def expand(cx: Context, op: Op) -> Blob:
+    return broadcast_to(cx, _x(op), op.out_shape)
+
+
+def _blobs(op: Op, items: Sequence) -> List[Blob]:
+    for t in items:
+        if not isinstance(t, Blob):
+            raise op.error("every tensor to join must be computed from the net's inputs "
+                           "(a constant tensor has no Caffe blob)")
+    return list(items)
+
+
+@register_converter("aten.cat", "aten.concat", "aten.concatenate")
+def cat(cx: Context, op: Op) -> Blob:
+    parts = [t for t in _blobs(op, op["tensors"]) if 0 not in t.shape]
+    ax = axis(int(op.get("dim", 0)), len(op.out_shape))
+    return concat(cx, parts, ax)
+
+
+@register_converter("aten.stack")
+def stack(cx: Context, op: Op) -> Blob:
+    parts = _blobs(op, op["tensors"])
+    ax = axis(int(op.get("dim", 0)), len(op.out_shape))
+    views = [reshape(cx, p, p.shape[:ax] + (1,) + p.shape[ax:]) for p in parts]
+    return concat(cx, views, ax)
+
+
+def _split(cx: Context, op: Op, x: Blob, ax: int, sizes: Sequence[int]) -> List[Blob]:
+    bounds, start = [], 0
+    for s in sizes:
+        bounds.append((start, start + int(s)))
+        start += int(s)
+    return slice_axis(cx, x, ax, bounds)
+
+
+@register_converter("aten.split", "aten.split_with_sizes")
+def split(cx: Context, op: Op) -> List[Blob]:
+    x = _x(op)
+    ax = axis(int(op.get("dim", 0)), x.ndim)
+    sizes = op.args.get("split_sizes")
+    if sizes is None:
+        step = int(op["split_size"])
+        sizes = [min(step, x.shape[ax] - i) for i in range(0, x.shape[ax], step)]
+    return _split(cx, op, x, ax, sizes)
+
+
+@register_converter("aten.chunk")
+def chunk(cx: Context, op: Op) -> List[Blob]:
+    x = _x(op)
+    ax = axis(int(op.get("dim", 0)), x.ndim)
+    return _split(cx, op, x, ax, [s[ax] for s in op.out_shape])
+
+
+@register_converter("aten.unbind")
+def unbind(cx: Context, op: Op) -> List[Blob]:
+    x = _x(op)
+    ax = axis(int(op.get("dim", 0)), x.ndim)
+    parts = _split(cx, op, x, ax, [1] * x.shape[ax])
+    return [reshape(cx, p, s) for p, s in zip(parts, op.out_shape)]
+
+
+def _narrow(cx: Context, op: Op, x: Blob, ax: int, start: int, end: int) -> Blob:
+    return slice_axis(cx, x, ax, [(start, end)])[0]
+
+
+@register_converter("aten.slice")
+def slice_(cx: Context, op: Op) -> Blob:
+    x = _x(op)
+    ax = axis(int(op.get("dim", 0)), x.ndim)
+    if int(op.get("step", 1)) != 1:
+        raise op.error("slicing with a step other than 1 has no Caffe layer")
+    size = x.shape[ax]
+    start = op.get("start", 0)
+    end = op.get("end", size)
+    start = max(0, min(size, start + size if start < 0 else start))
+    end = max(start, min(size, end + size if end < 0 else end))
+    if end == start:
+        raise op.error("an empty slice has no Caffe blob")
+    return _narrow(cx, op, x, ax, start, end)
+
+
+@register_converter("aten.narrow")
+def narrow(cx: Context, op: Op) -> Blob:
+    x = _x(op)
+    ax = axis(int(op["dim"]), x.ndim)
+    start = int(op["start"])
+    start = start + x.shape[ax] if start < 0 else start
+    return _narrow(cx, op, x, ax, start, start + int(op["length"]))
+
+
+@register_converter("aten.select")
+def select(cx: Context, op: Op) -> Blob:
+    x = _x(op)
+    ax = axis(int(op["dim"]), x.ndim)
+    i = int(op["index"])
+    i = i + x.shape[ax] if i < 0 else i
+    return reshape(cx, _narrow(cx, op, x, ax, i, i + 1), op.out_shape)
+
+
+def permute_blob(cx: Context, op: Op, x: Blob, perm: Sequence[int]) -> Blob:
+    """``x.permute(perm)`` when axis 0 and a tail of axes stay in place: the
+    moved block (the axes between) is a channel permutation, done by a 1x1
+    Convolution with the 0/1 permutation matrix on the (lead, block, tail, 1)
+    view."""
+    n = x.ndim
+    perm = [axis(int(p), n) for p in perm]
+    if perm == list(range(n)):
+        return x
+    p = 0
+    while p < n and perm[p] == p:
+        p += 1
+    q = n
+    while q > p and perm[q - 1] == q - 1:
+        q -= 1
+    if p == 0:
+        lead_moves = [d for d in range(n) if perm[d] != d and x.shape[d] != 1]
+        raise op.error("this permutation moves the batch axis; Caffe's stock layers "
+                       "cannot express it exactly" if lead_moves else
+                       "this permutation moves the first axis")
+    block = x.shape[p:q]
+    mid = int(np.prod(block))
+    if mid > MAX_PERMUTE:
+        raise op.error("a permutation of %d values per position is too large for a "
+                       "permutation matrix (limit %d)" % (mid, MAX_PERMUTE))
+    lead = int(np.prod(x.shape[:p]))
+    tail = int(np.prod(x.shape[q:]))
+    src = np.arange(mid).reshape(block).transpose([perm[k] - p for k in range(p, q)]).reshape(-1)
+    w = np.zeros((mid, mid, 1, 1), np.float32)
+    w[np.arange(mid), src, 0, 0] = 1.0
+    v = reshape(cx, x, (lead, mid, tail, 1))
+    name = op.name
+    top = cx.L.Convolution(v.top, name=name, convolution_param={
+        "num_output": mid, "kernel_size": 1, "bias_term": False})
+    cx.weights[name] = [w]
+    return reshape(cx, Blob(top, (lead, mid, tail, 1)), op.out_shape)
+
+
+@register_converter("aten.permute")
+def permute(cx: Context, op: Op) -> Blob:
+    return permute_blob(cx, op, _x(op), op["dims"])
+
+
+@register_converter("aten.transpose", "aten.swapaxes", "aten.swapdims")
+def transpose(cx: Context, op: Op) -> Blob:
+    x = _x(op)
+    a = axis(int(op.args.get("dim0", op.args.get("axis0"))), x.ndim)
+    b = axis(int(op.args.get("dim1", op.args.get("axis1"))), x.ndim)
+    perm = list(range(x.ndim))
+    perm[a], perm[b] = perm[b], perm[a]
+    return permute_blob(cx, op, x, perm)
+
+
+@register_converter("aten.pixel_shuffle")
+def pixel_shuffle(cx: Context, op: Op) -> Blob:
+    """``out[c, h r + i, w r + j] = in[c r^2 + i r + j, h, w]``: a Deconvolution
+    with kernel r, stride r, one group per output channel and a kernel that is 1
+    at tap (i, j) for input channel ``c r^2 + i r + j``."""
+    x = _x(op)
+    need_4d(op, x)
+    r = int(op["upscale_factor"])
+    c = x.shape[1] // (r * r)
+    w = np.zeros((x.shape[1], 1, r, r), np.float32)
+    for k in range(x.shape[1]):
+        w[k, 0, (k % (r * r)) // r, k % r] = 1.0
+    top = cx.L.Deconvolution(x.top, name=op.name, convolution_param={
+        "num_output": c, "group": c, "kernel_size": r, "stride": r, "bias_term": False})
+    cx.weights[op.name] = [w]
+    return Blob(top, op.out_shape)
+
+
+@register_converter("aten.pixel_unshuffle")
+def pixel_unshuffle(cx: Context, op: Op) -> Blob:
+    """``out[c r^2 + i r + j, h, w] = in[c, h r + i, w r + j]``: a grouped
+    Convolution with kernel r, stride r and a one-hot kernel per output."""
+    x = _x(op)
+    need_4d(op, x)
+    r = int(op["downscale_factor"])
+    c = x.shape[1]
+    w = np.zeros((c * r * r, 1, r, r), np.float32)
+    for k in range(c * r * r):
+        w[k, 0, (k % (r * r)) // r, k % r] = 1.0
+    top = cx.L.Convolution(x.top, name=op.name, convolution_param={
+        "num_output": c * r * r, "group": c, "kernel_size": r, "stride": r, "bias_term": False})
+    cx.weights[op.name] = [w]
+    return Blob(top, op.out_shape)

@@ -1,0 +1,41 @@
+"""Models for the from-torch command-line tests (file.py:callable form)."""
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+class Small(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.bn = nn.BatchNorm2d(4)
+
+    def forward(self, x):
+        return torch.sigmoid(self.bn(self.conv(x)))
+
+
+class TwoHeads(nn.Module):
+    """Dict output, two inputs."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 2, 1)
+
+    def forward(self, a, b):
+        y = self.conv(a) + b
+        return {"sum": y, "up": F.interpolate(y, scale_factor=2, mode="bilinear",
+                                              align_corners=True)}
+
+
+class Unsupported(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.block = nn.Sequential(nn.Conv2d(3, 3, 1), nn.GELU())
+
+    def forward(self, x):
+        return self.block(x)
+
+
+def small():
+    torch.manual_seed(0)
+    return Small()

@@ -1,0 +1,282 @@
+"""Models for the from-torch tests: small modules, one per PyTorch -> Caffe
+pitfall, and torchvision builders with random weights and batch-norm statistics."""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+def randomise(model: nn.Module, seed: int = 0) -> nn.Module:
+    """Random batch-norm statistics and affine parameters (random init leaves
+    mean 0 / var 1, which would hide a wrong BatchNorm mapping); eval mode."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                c = m.num_features
+                m.running_mean.copy_(torch.rand(c, generator=g) - 0.5)
+                m.running_var.copy_(torch.rand(c, generator=g) + 0.5)
+                if m.weight is not None:
+                    m.weight.copy_(torch.rand(c, generator=g) + 0.5)
+                    m.bias.copy_(torch.rand(c, generator=g) - 0.5)
+    return model.eval()
+
+
+class Interp(nn.Module):
+    def __init__(self, **kw):
+        super().__init__()
+        self.kw = kw
+
+    def forward(self, x):
+        return F.interpolate(x, **self.kw)
+
+
+class DeconvOutputSize(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.up = nn.ConvTranspose2d(4, 3, 3, stride=2, padding=1)
+
+    def forward(self, x):
+        return self.up(x, output_size=[x.shape[2] * 2, x.shape[3] * 2])
+
+
+class AsymPad(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(4, 5, 3, stride=2)
+
+    def forward(self, x):
+        return self.conv(F.pad(x, (0, 1, 0, 1)))
+
+
+class AddConst(nn.Module):
+    def forward(self, x):
+        return x + 1.5
+
+
+class MulConst(nn.Module):
+    def forward(self, x):
+        return x * 0.25 - 3.0
+
+
+class ChannelShuffle(nn.Module):
+    def __init__(self, groups=2):
+        super().__init__()
+        self.groups = groups
+        self.conv = nn.Conv2d(8, 8, 1)
+
+    def forward(self, x):
+        x = self.conv(x)
+        n, c, h, w = x.shape
+        x = x.view(n, self.groups, c // self.groups, h, w).transpose(1, 2).contiguous()
+        return x.view(n, c, h, w)
+
+
+class SE(nn.Module):
+    def __init__(self, c=8, r=4):
+        super().__init__()
+        self.fc1 = nn.Conv2d(c, c // r, 1)
+        self.fc2 = nn.Conv2d(c // r, c, 1)
+
+    def forward(self, x):
+        s = F.adaptive_avg_pool2d(x, 1)
+        s = torch.sigmoid(self.fc2(F.relu(self.fc1(s))))
+        return x * s
+
+
+class UNet(nn.Module):
+    """Two levels: encoder, bottleneck, transposed-conv decoder with skip concat."""
+
+    def __init__(self):
+        super().__init__()
+        self.enc1 = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU())
+        self.enc2 = nn.Sequential(nn.Conv2d(8, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU())
+        self.pool = nn.MaxPool2d(2)
+        self.up = nn.ConvTranspose2d(16, 8, 2, stride=2)
+        self.dec = nn.Sequential(nn.Conv2d(16, 8, 3, padding=1), nn.ReLU())
+        self.head = nn.Conv2d(8, 2, 1)
+
+    def forward(self, x):
+        e1 = self.enc1(x)
+        e2 = self.enc2(self.pool(e1))
+        d = self.dec(torch.cat([self.up(e2), e1], 1))
+        return self.head(d)
+
+
+def pitfalls():
+    """name -> (module, input shape)"""
+    return {
+        "bilinear_x2": (Interp(scale_factor=2, mode="bilinear", align_corners=False), (1, 3, 7, 9)),
+        "bilinear_align_size": (Interp(size=(11, 13), mode="bilinear", align_corners=True),
+                                (1, 3, 5, 6)),
+        "bilinear_size": (Interp(size=(10, 15), mode="bilinear", align_corners=False),
+                          (1, 2, 4, 6)),
+        "nearest_x3": (Interp(scale_factor=3, mode="nearest"), (1, 3, 5, 4)),
+        "nearest_size": (Interp(size=(9, 7), mode="nearest"), (1, 2, 4, 5)),
+        "deconv_output_padding": (nn.ConvTranspose2d(4, 6, 3, stride=2, padding=1,
+                                                     output_padding=1), (1, 4, 6, 7)),
+        "deconv_output_size": (DeconvOutputSize(), (1, 4, 5, 6)),
+        "maxpool_ceil_pad": (nn.MaxPool2d(3, 2, padding=1, ceil_mode=True), (1, 3, 10, 11)),
+        "avgpool_no_pad_count": (nn.AvgPool2d(3, 2, padding=1, count_include_pad=False),
+                                 (1, 3, 9, 10)),
+        "avgpool_divisor": (nn.AvgPool2d(2, 2, divisor_override=3), (1, 3, 8, 8)),
+        "asymmetric_pad": (AsymPad(), (1, 4, 9, 9)),
+        "conv_same": (nn.Conv2d(4, 4, 4, padding="same", dilation=1), (1, 4, 7, 8)),
+        "instance_norm_affine": (nn.InstanceNorm2d(4, affine=True), (1, 4, 6, 5)),
+        "add_constant": (AddConst(), (1, 3, 4, 4)),
+        "mul_constant": (MulConst(), (1, 3, 4, 4)),
+        "channel_shuffle": (ChannelShuffle(), (1, 8, 5, 5)),
+        "pixel_shuffle": (nn.Sequential(nn.Conv2d(3, 12, 3, padding=1), nn.PixelShuffle(2)),
+                          (1, 3, 6, 5)),
+        "se_block": (SE(), (1, 8, 6, 6)),
+        "unet_skip": (UNet(), (1, 3, 16, 16)),
+    }
+
+
+class Activations(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.prelu = nn.PReLU(4)
+        self.prelu1 = nn.PReLU()
+
+    def forward(self, x):
+        parts = [F.relu(x), F.relu6(x * 4), F.leaky_relu(x, 0.2), self.prelu(x), self.prelu1(x),
+                 F.elu(x, 0.7), torch.sigmoid(x), torch.tanh(x), F.hardtanh(x, -0.5, 0.8),
+                 F.hardswish(x * 3), F.hardsigmoid(x * 3), F.silu(x), F.softplus(x),
+                 F.softplus(x, beta=2.0), torch.abs(x), torch.exp(x), torch.log(x.abs() + 0.1),
+                 torch.pow(x.abs() + 0.5, 1.5), torch.sqrt(x.abs() + 0.1),
+                 torch.rsqrt(x.abs() + 0.1), torch.clamp(x, -0.3, 0.4),
+                 torch.clamp(x, min=0.1), -x, 1.0 / (x.abs() + 1.0)]
+        return torch.cat(parts, 1)
+
+
+class Arithmetic(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("chan", torch.linspace(-1, 1, 4).view(1, 4, 1, 1))
+        self.register_buffer("full", torch.linspace(0.5, 2, 4 * 5 * 6).view(4, 5, 6))
+
+    def forward(self, x, y):
+        s = x.mean((2, 3), keepdim=True)
+        row = x[:, :, :1, :]          # (N, C, 1, W): broadcast along H
+        return [x + y, x - y, x * y, x / (y.abs() + 1), torch.add(x, y, alpha=0.5),
+                x * s, s * x, x + s, x - row, x * self.chan, x + self.chan, x - self.full,
+                self.full - x, x / self.chan.abs().clamp(min=0.5), 2.0 - x, 3.0 / (x.abs() + 1),
+                x / 4.0]
+
+
+class Shapes(nn.Module):
+    def forward(self, x):
+        a, b = torch.chunk(x, 2, 1)
+        c, d, e = torch.split(x, [1, 2, 1], dim=1)
+        f = x.narrow(2, 1, 3)
+        g = x[:, 2]                         # select
+        h = torch.stack([a, b], 2).flatten(1, 2)
+        i = x.permute(0, 2, 1, 3).contiguous().permute(0, 2, 1, 3)
+        j = x.unsqueeze(1).squeeze(1).reshape(x.shape[0], -1)
+        k = x[:, 1:3, 2:, :-1]
+        m = torch.cat(list(torch.unbind(x, 1)), 1)
+        n = x[:, :1].expand(-1, 4, -1, -1)
+        return a * b, c + e, d, f, g, h, i, j, k, m, n
+
+
+class Reductions(nn.Module):
+    def forward(self, x):
+        return (x.mean((2, 3)), x.sum((2, 3), keepdim=True), x.mean(1, keepdim=True),
+                x.sum(1), F.softmax(x, 1), F.log_softmax(x, 1), torch.softmax(x.flatten(1), -1))
+
+
+class Pads(nn.Module):
+    def forward(self, x):
+        return (F.pad(x, (2, 1, 1, 3), mode="reflect"), F.pad(x, (1, 2, 3, 0), mode="replicate"),
+                F.pad(x, (1, 1, 2, 0), value=0.5), F.pad(x, (-1, 0, 1, -2)))
+
+
+class Pools(nn.Module):
+    def forward(self, x):
+        return (F.adaptive_avg_pool2d(x, (3, 2)), F.adaptive_max_pool2d(x, 1),
+                F.adaptive_avg_pool2d(x, (12, 8)), F.max_pool2d(x, (3, 2), (2, 1), (1, 0)),
+                F.avg_pool2d(x, 3, 2, 1, ceil_mode=True),
+                F.avg_pool2d(x, 2, 2, ceil_mode=True, count_include_pad=False),
+                F.max_pool2d(x, 2))
+
+
+class Norms(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.gn = nn.GroupNorm(2, 4)
+        self.inorm = nn.InstanceNorm2d(4)
+        self.bn_plain = nn.BatchNorm2d(4, affine=False)
+        self.bn_tracked = nn.InstanceNorm2d(4, affine=True, track_running_stats=True)
+
+    def forward(self, x):
+        return self.gn(x), self.inorm(x), self.bn_plain(x), self.bn_tracked(x)
+
+
+class Dense(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(6, 3)
+        self.fc2 = nn.Linear(24, 5, bias=False)
+        self.w = nn.Parameter(torch.randn(6, 2))
+
+    def forward(self, x):
+        return self.fc(x), self.fc2(x.flatten(1)), x @ self.w, torch.matmul(x, self.w)
+
+
+class Convs(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.dil = nn.Conv2d(4, 6, 3, padding=2, dilation=2, groups=2)
+        self.rect = nn.Conv2d(4, 4, (3, 1), stride=(2, 1), padding=(1, 0), groups=4)
+        self.same = nn.Conv2d(4, 3, 3, padding="same", dilation=2)
+        self.deconv = nn.ConvTranspose2d(4, 4, 4, stride=2, padding=1, groups=2, dilation=1)
+        self.deconv_d = nn.ConvTranspose2d(4, 2, 3, stride=3, padding=2, output_padding=2,
+                                           dilation=2)
+        self.ps = nn.PixelUnshuffle(2)
+
+    def forward(self, x):
+        return self.dil(x), self.rect(x), self.same(x), self.deconv(x), self.deconv_d(x), \
+            self.ps(x)
+
+
+class InPlace(nn.Module):
+    """In-place ops whose operand is used afterwards (the graph keeps the name)."""
+
+    def forward(self, x):
+        y = x * 2
+        y.relu_()
+        z = y + 1
+        z.mul_(3)
+        return y, z
+
+
+class MoreOps(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.ln = nn.LayerNorm(6)
+        self.ln2 = nn.LayerNorm([5, 6], elementwise_affine=False)
+        self.gelu = nn.GELU(approximate="tanh")
+
+    def forward(self, x):
+        return (self.ln(x), self.ln2(x), self.gelu(x), F.mish(x), F.selu(x), F.celu(x, 0.5),
+                F.logsigmoid(x), torch.square(x), torch.zeros_like(x) + x.float(),
+                torch.full_like(x, 2.5) * x, torch.ones_like(x) - x)
+
+
+def coverage():
+    """name -> (module, input shapes, target) over the op table's families."""
+    return {
+        "activations": (Activations(), [(1, 4, 5, 6)], "opencv"),
+        "arithmetic": (Arithmetic(), [(2, 4, 5, 6), (2, 4, 5, 6)], "opencv"),
+        "shapes": (Shapes(), [(1, 4, 5, 6)], "opencv"),
+        "reductions": (Reductions(), [(1, 4, 5, 6)], "opencv"),
+        "pads": (Pads(), [(1, 3, 5, 6)], "opencv"),
+        "pools": (Pools(), [(1, 3, 6, 4)], "opencv"),
+        "norms": (Norms(), [(2, 4, 5, 6)], "opencv"),
+        "dense": (Dense(), [(2, 4, 6)], "opencv"),
+        "convs": (Convs(), [(1, 4, 6, 8)], "opencv"),
+        "inplace": (InPlace(), [(1, 2, 3, 4)], "opencv"),
+        "more": (MoreOps(), [(1, 4, 5, 6)], "opencv"),
+    }
