@@ -52,25 +52,32 @@ class Ops:
 class LayerType:
     """One Caffe layer type, as every engine sees it.
 
-    ``bottoms``/``tops`` are an exact count, a ``(min, max)`` pair (None for no
-    bound) or ``fn(layer)`` giving either (Caffe's ``ExactNum``/``Min``/
-    ``MaxBottomBlobs``); ``equal`` is ``EqualNumBottomTopBlobs``; ``loss``
-    marks a ``LossLayer`` (``AutoTopBlobs``, loss_weight 1 by default);
-    ``in_place`` is False where Caffe's Reshape CHECKs that top != bottom.
-    ``map_bottoms``: how many bottoms the coordinate map relates to the top (Crop:
-    its first only; None: all of them, which must then agree).  ``opaque``: the
-    type's shapes and learnable blobs come from code netdsl does not run (Python
-    layers), so only declared shapes are known.  ``labels``: the layer reads
-    labels (losses, Accuracy), so a deploy net has none.  ``surgery(layer, geo)``: the FCN
-    surgery (``"interp"``, ``"nearest"``) a layer without fillers expects, or None.
-    ``cost(layer_shapes) -> Ops``: the layer's operation counts (netdsl.cost).
-    ``reads`` names the parameter messages the type reads besides
-    ``<type>_param``.  ``needs_weights`` (bool or ``fn(layer)``): the forward
-    cannot run without the layer's blobs; ``fixed_blobs(layer)``: its fillers give
-    the blobs their final values (a fixed upsampling kernel), so Caffe's setup
-    alone makes them and no caffemodel entry is needed.  ``empty_hint(layer, bottoms, axis,
-    geo)`` explains an output size below 1; ``size_field`` names the field to
-    blame for it.
+    Blob counts (``layer.hpp``): ``bottoms``/``tops`` are an exact count, a
+    ``(min, max)`` pair (None: no bound) or ``fn(layer)`` giving either (Caffe's
+    ``ExactNum``/``Min``/``MaxBottomBlobs``); ``equal`` is
+    ``EqualNumBottomTopBlobs``; ``loss`` marks a ``LossLayer`` (``AutoTopBlobs``,
+    loss_weight 1 by default); ``in_place`` is False where Caffe's Reshape CHECKs
+    that top != bottom.
+
+    Rules (signatures in the module docstring): ``geometry``, ``shape``,
+    ``params``, ``fillers``, ``coord_map``, ``forward``, ``cost``.
+
+    Facts the engines ask about:
+
+    * ``reads``: parameter messages the type reads besides ``<type>_param``;
+    * ``needs_weights`` (bool or ``fn(layer)``): the forward needs the layer's blobs;
+    * ``fixed_blobs(layer)``: the fillers give the blobs their final values (a fixed
+      upsampling kernel), so Caffe's setup alone makes them;
+    * ``surgery(layer, geo)``: the FCN surgery (``"interp"``, ``"nearest"``) a layer
+      without fillers expects, or None;
+    * ``labels``: the layer reads labels (losses, Accuracy): a deploy net has none;
+    * ``map_bottoms``: how many bottoms the coordinate map relates to the top (Crop:
+      its first; None: all of them, which must then agree);
+    * ``opaque``: shapes and blobs come from code netdsl does not run (Python layers),
+      so only declared shapes are known;
+    * ``empty_hint(layer, bottoms, axis, geo)`` explains an output size below 1, and
+      ``size_field`` names the field to blame for it;
+    * ``source``: the plugin that registered the type; ``builtin``: one of BVLC's.
     """
     name: str
     family: str = ""
@@ -86,24 +93,21 @@ class LayerType:
     fillers: Optional[Callable[..., Any]] = None
     coord_map: Optional[Callable[..., Any]] = None
     forward: Optional[Callable[..., Any]] = None
+    cost: Optional[Callable[..., Ops]] = None
     needs_weights: Any = False
     fixed_blobs: Optional[Callable[..., bool]] = None
+    surgery: Optional[Callable[..., Optional[str]]] = None
+    labels: bool = False
+    map_bottoms: Optional[int] = None
+    opaque: bool = False
     empty_hint: Optional[Callable[..., str]] = None
     size_field: Optional[str] = None
-    map_bottoms: Optional[int] = None     # bottoms the map follows (Crop: 1); None: all
-    opaque: bool = False                  # shapes and blobs set by code netdsl does not run
-    labels: bool = False                  # reads labels: not in a deploy net
-    labels: bool = False                  # reads labels: not in a deploy net
-    surgery: Optional[Callable[..., Optional[str]]] = None
-    cost: Optional[Callable[..., Ops]] = None
-    source: Optional[str] = None          # the plugin that registered it, if any
+    source: Optional[str] = None
     builtin: bool = False
     extra: Dict[str, Any] = field(default_factory=dict, compare=False)
 
-    # -- engine entry points: pass the geometry to the rules that take it --------------
-
-    # Each rule of a type with a geometry parser takes the parsed value last;
-    # these parse it (once) when the caller has not.
+    # -- engine entry points: each rule of a type with a geometry parser takes the
+    # parsed value last; these parse it when the caller has not
 
     def parse(self, layer: Any, shape: Any) -> Any:
         """The type's geometry value for ``layer`` on a bottom of ``shape`` (None
