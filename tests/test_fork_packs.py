@@ -1,0 +1,299 @@
+"""Fork schemas used as published, and the layer packs of netdsl.packs.
+
+The schemas are built by tests/fork_schemas.py (the forks' own field numbers,
+including those that reuse BVLC's); the nets by tests/fork_nets.py.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from netdsl.errors import NetdslError
+from netdsl.forward import forward
+from netdsl.netspec import use_schema
+from netdsl.proto import load_schema
+from netdsl.prototxt import parse_net
+from netdsl.shapes import infer_shapes
+
+import fork_nets
+import fork_schemas
+
+
+@pytest.fixture(scope="module")
+def schemas(tmp_path_factory):
+    d = tmp_path_factory.mktemp("forks")
+    return {f: fork_schemas.write_fork_schema(f, str(d)) for f in fork_schemas.FORKS}
+
+
+def _net(text, pb2, path="net.prototxt"):
+    use_schema(pb2)
+    return parse_net(text, path, schema=pb2)
+
+
+def _weights(net, seed=0, inputs=None):
+    """Random blobs of the shapes netdsl infers; BatchNorm/BN variances positive."""
+    rng = np.random.default_rng(seed)
+    out = {}
+    for ls in infer_shapes(net, inputs).layers:
+        blobs = []
+        for i, s in enumerate(ls.param_shapes):
+            s = tuple(s)
+            if ls.type == "BatchNorm":
+                b = [rng.normal(0, .1, s), rng.uniform(.5, 1.5, s), np.ones(s)][i]
+            elif ls.type == "BN" and len(ls.param_shapes) == 4:
+                b = rng.uniform(.5, 1.5, s) if i in (0, 3) else rng.normal(0, .1, s)
+            elif len(s) == 4 and ls.type in ("Convolution", "Deconvolution"):
+                b = rng.normal(0, math.sqrt(2.0 / max(1, s[1] * s[2] * s[3])), s)
+            else:
+                b = rng.uniform(.5, 1.5, s) if i == 0 else rng.normal(0, .1, s)
+            blobs.append(np.asarray(b, np.float32))
+        if blobs:
+            out[ls.name] = blobs
+    return out
+
+
+# -- schemas as published ---------------------------------------------------------
+
+@pytest.mark.parametrize("fork, field", [("segnet", "upsample_param"), ("enet", "upsample_param"),
+                                         ("pspnet", "interp_param"), ("ssd", "eval_type")])
+def test_fork_schema_loads_as_given(schemas, fork, field):
+    pb2 = load_schema(schemas[fork])            # no flag
+    assert any(f[1] == field for f in pb2.CONFLICT_FIELDS)
+
+
+def test_strict_proto_is_the_located_error_without_renumbering_advice(schemas):
+    with pytest.raises(NetdslError) as exc:
+        load_schema(schemas["segnet"], strict=True)
+    text = exc.value.explain()
+    assert "segnet.proto:" in text and "takes BVLC's number" in text
+    assert "an existing fork keeps its numbers" in text
+    # the former opt-in still loads it
+    assert load_schema(schemas["segnet"], allow_conflicts=True).UpsampleParameter
+
+
+def test_cli_warns_once_when_writing_a_conflicting_field(schemas, tmp_path, capsys):
+    from netdsl.cli import main
+    net = tmp_path / "n.prototxt"
+    net.write_text('input: "data" input_shape { dim: 1 dim: 2 dim: 4 dim: 4 }\n'
+                   'layer { name: "u" type: "Upsample" bottom: "data" top: "u" '
+                   'upsample_param { scale: 2 } }\n')
+    assert main(["fmt", "--proto", schemas["segnet"], str(net), "-o", str(tmp_path / "o")]) == 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "upsample_param (137 is BVLC's embed_param)" in err[0]
+    # an SSD net sets none of SSD's conflicting (solver) fields: no warning
+    ssd = tmp_path / "s.prototxt"
+    ssd.write_text('input: "data" input_shape { dim: 1 dim: 2 dim: 4 dim: 4 }\n'
+                   'layer { name: "p" type: "Permute" bottom: "data" top: "p" '
+                   'permute_param { order: 0 order: 2 order: 3 order: 1 } }\n')
+    assert main(["fmt", "--proto", schemas["ssd"], str(ssd)]) == 0
+    assert capsys.readouterr().err == ""
+    assert main(["fmt", "--strict-proto", "--proto", schemas["segnet"], str(net)]) == 2
+
+
+# -- SSD ---------------------------------------------------------------------------
+
+def test_mobilenet_ssd_shapes(schemas):
+    pb2 = load_schema(schemas["ssd"])
+    res = infer_shapes(_net(fork_nets.mobilenet_ssd(1, normalize=False), pb2))
+    b = res.blobs
+    # PriorBox Reshape: (1, 2, H * W * num_priors * 4); num_priors = 3 on conv11 (ar 1, 2,
+    # 1/2), 6 elsewhere (ar 1, 2, 1/2, 3, 1/3 and the max_size prior):
+    # 19*19*3 + (10*10 + 5*5 + 3*3 + 2*2 + 1) * 6 = 1917 priors
+    assert tuple(b["mbox_priorbox"]) == (1, 2, 1917 * 4)
+    assert tuple(b["mbox_conf_flatten"]) == (1, 1917 * 21)
+    assert tuple(b["conv11_mbox_loc_perm"]) == (1, 19, 19, 12)
+    assert tuple(b["detection_out"]) == (1, 1, 1, 7)     # DetectionOutput::Reshape
+
+
+def test_prior_box_values_by_hand(schemas):
+    pb2 = load_schema(schemas["ssd"])
+    net = _net('input: "f" input_shape { dim: 1 dim: 1 dim: 19 dim: 19 }\n'
+               'input: "data" input_shape { dim: 1 dim: 3 dim: 300 dim: 300 }\n'
+               'layer { name: "p" type: "PriorBox" bottom: "f" bottom: "data" top: "p" '
+               'prior_box_param { min_size: 60 max_size: 150 aspect_ratio: 2 flip: true '
+               'variance: 0.1 variance: 0.1 variance: 0.2 variance: 0.2 } }\n', pb2)
+    r = forward(net, None, {"f": np.zeros((1, 1, 19, 19), np.float32),
+                            "data": np.zeros((1, 3, 300, 300), np.float32)})["p"]
+    # prior_box_layer.cpp: step = 300/19, cell (0, 0) centre 0.5*step; priors: min 60,
+    # sqrt(60*150), 60*sqrt(2) x 60/sqrt(2), 60/sqrt(2) x 60*sqrt(2)
+    c = 0.5 * 300 / 19
+    boxes = r[0, 0, :16].reshape(4, 4)
+    for (w, h), got in zip([(60, 60), (math.sqrt(9000),) * 2, (60 * math.sqrt(2), 60 / math.sqrt(2)),
+                            (60 / math.sqrt(2), 60 * math.sqrt(2))], boxes):
+        want = [(c - w / 2) / 300, (c - h / 2) / 300, (c + w / 2) / 300, (c + h / 2) / 300]
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(r[0, 1, :8], [.1, .1, .2, .2] * 2, rtol=1e-7)
+
+
+def test_mobilenet_ssd_forward_equals_opencv(schemas, tmp_path):
+    cv2 = pytest.importorskip("cv2")
+    from netdsl.weights import write_caffemodel
+    pb2 = load_schema(schemas["ssd"])
+    text = fork_nets.mobilenet_ssd(8)
+    path = tmp_path / "mssd.prototxt"
+    path.write_text(text)
+    net = _net(text, pb2, str(path))
+    w = _weights(net)
+    write_caffemodel(str(tmp_path / "m.caffemodel"), w, types=net, pb2=pb2)
+    x = np.random.default_rng(1).uniform(-1, 1, (1, 3, 300, 300)).astype(np.float32)
+    ours = forward(net, str(tmp_path / "m.caffemodel"), {"data": x})
+    cv = cv2.dnn.readNetFromCaffe(str(path), str(tmp_path / "m.caffemodel"))
+    cv.setInput(x)
+    names = ["conv11_norm", "conv11_mbox_loc_perm", "mbox_loc", "mbox_conf_flatten",
+             "mbox_priorbox", "detection_out"]
+    for name, theirs in zip(names, cv.forward(names)):
+        mine = ours[name]
+        if name == "detection_out":
+            # same detections; Caffe writes them by label, OpenCV by score
+            assert mine.shape == theirs.shape and mine.shape[2] > 10
+            order = lambda a: a[0, 0][np.lexsort((-a[0, 0, :, 2], a[0, 0, :, 1]))]  # noqa: E731
+            np.testing.assert_array_equal(order(mine)[:, :2], order(theirs)[:, :2])
+            np.testing.assert_allclose(order(mine), order(theirs), rtol=1e-5, atol=1e-6)
+            assert (np.diff(mine[0, 0, :, 1]) >= 0).all()     # by label, as Caffe's map
+            continue
+        theirs = theirs.reshape(mine.shape)
+        rel = np.abs(mine - theirs).max() / np.abs(theirs).max()
+        assert rel <= 1e-5, (name, rel)
+
+
+def test_detection_output_by_hand(schemas):
+    pb2 = load_schema(schemas["ssd"])
+    # two priors overlapping by IoU 0.6, one far away; zero offsets decode to the priors
+    priors = np.array([[0, 0, .5, .5], [0, .1, .5, .6], [.6, .6, 1, 1]], np.float32)
+    prior_blob = np.stack([priors.ravel(), np.full(12, .1, np.float32)])[None]
+    conf = np.array([[.1, .9, 0], [.2, .7, .1], [.3, .2, .5]], np.float32)
+    net = _net('input: "loc" input_shape { dim: 1 dim: 12 }\n'
+               'input: "conf" input_shape { dim: 1 dim: 9 }\n'
+               'input: "prior" input_shape { dim: 1 dim: 2 dim: 12 }\n'
+               'layer { name: "d" type: "DetectionOutput" bottom: "loc" bottom: "conf" '
+               'bottom: "prior" top: "d" detection_output_param { num_classes: 3 '
+               'nms_param { nms_threshold: 0.45 } code_type: CENTER_SIZE keep_top_k: 2 '
+               'confidence_threshold: 0.15 } }\n', pb2)
+    d = forward(net, None, {"loc": np.zeros((1, 12), np.float32), "conf": conf.reshape(1, 9),
+                            "prior": prior_blob})["d"]
+    # class 1: 0.9 (prior 0) kept, 0.7 (prior 1, IoU .2/.3... = 0.6 > 0.45) suppressed,
+    # 0.2 (prior 2) kept; class 2: 0.5 (prior 2) kept.  keep_top_k 2 keeps 0.9 and 0.5,
+    # written by label: [label 1: 0.9], [label 2: 0.5]
+    np.testing.assert_allclose(d[0, 0], [[0, 1, .9, 0, 0, .5, .5], [0, 2, .5, .6, .6, 1, 1]],
+                               rtol=1e-6, atol=1e-7)
+
+
+# -- DeepLab / PSPNet --------------------------------------------------------------
+
+def test_interp_equals_opencv_and_pinned_cases(schemas, tmp_path):
+    cv2 = pytest.importorskip("cv2")
+    pb2 = load_schema(schemas["pspnet"])
+    x = np.random.default_rng(2).uniform(-1, 1, (1, 3, 60, 60)).astype(np.float32)
+    for params, size in (("zoom_factor: 8", 473), ("height: 473 width: 473", 473)):
+        text = ('input: "data" input_dim: 1 input_dim: 3 input_dim: 60 input_dim: 60\n'
+                'layer { name: "a" type: "Interp" bottom: "data" top: "a" '
+                'interp_param { %s } }\n' % params)
+        path = tmp_path / "i.prototxt"
+        path.write_text(text)
+        mine = forward(_net(text, pb2, str(path)), None, {"data": x})["a"]
+        cv = cv2.dnn.readNetFromCaffe(str(path))
+        cv.setInput(x)
+        theirs = cv.forward("a")
+        assert mine.shape == theirs.shape == (1, 3, size, size)
+        assert np.abs(mine - theirs).max() / np.abs(theirs).max() <= 1e-5
+    # OpenCV ignores shrink_factor with zoom_factor and pad_beg/pad_end; DeepLab's
+    # interp_layer.cpp: crop by -pad, shrink (h - 1) / s + 1, zoom h + (h - 1) * (z - 1)
+    text = ('input: "data" input_dim: 1 input_dim: 1 input_dim: 7 input_dim: 7\n'
+            'layer { name: "a" type: "Interp" bottom: "data" top: "a" interp_param { '
+            'shrink_factor: 2 zoom_factor: 3 pad_beg: -1 pad_end: -1 } }\n')
+    x = np.arange(49, dtype=np.float32).reshape(1, 1, 7, 7)
+    a = forward(_net(text, pb2), None, {"data": x})["a"]
+    # 5 x 5 window at (1, 1); shrink: (5 - 1) / 2 + 1 = 3; zoom: 3 + 2 * 2 = 7
+    assert a.shape == (1, 1, 7, 7)
+    # align corners: output 0 and 6 are the window's corners (values 8 and 40), output
+    # (3, 3) its centre 24; output (0, 1) lies 4/6 of a column in: 8 + 4/6
+    assert a[0, 0, 0, 0] == 8 and a[0, 0, 6, 6] == 40 and a[0, 0, 3, 3] == 24
+    assert a[0, 0, 0, 1] == pytest.approx(8 + 4 / 6, rel=1e-6)
+
+
+def test_pspnet_bn_and_net_with_interp(schemas):
+    pb2 = load_schema(schemas["pspnet"])
+    net = _net(fork_nets.pspnet_like(), pb2)
+    shapes = infer_shapes(net).blobs
+    assert tuple(shapes["conv5_3_pool1_interp"]) == (1, 64, 60, 60)
+    assert tuple(shapes["conv6_interp"]) == (1, 150, 473, 473)
+    w = _weights(net)
+    x = np.random.default_rng(3).uniform(-1, 1, (1, 3, 473, 473)).astype(np.float32)
+    r = forward(net, w, {"data": x})
+    assert r["conv6_interp"].shape == (1, 150, 473, 473) and np.isfinite(r["conv6_interp"]).all()
+    # PSPNet bn_layer.cpp (TEST): (x - mean) / sqrt(var + eps) * slope + bias
+    s, b, m, v = (a.reshape(-1) for a in w["conv1_1_3x3_s2/bn"])
+    xin = r["conv1_1_3x3_s2_pre"][0, :, 5, 7]
+    want = (xin - m) / np.sqrt(v + 1e-5) * s + b
+    np.testing.assert_allclose(r["conv1_1_3x3_s2"][0, :, 5, 7], np.maximum(want, 0), rtol=1e-5,
+                               atol=1e-6)
+
+
+# -- SegNet / ENet -----------------------------------------------------------------
+
+def test_segnet_inference_shapes_and_forward(schemas):
+    pb2 = load_schema(schemas["segnet"])
+    net = _net(fork_nets.segnet(div=16, bayesian=True), pb2)
+    shapes = infer_shapes(net, {"data": (1, 3, 360, 480), "label": (1, 1, 360, 480)}).blobs
+    # pooling k2 s2: 360x480 -> 180x240 -> 90x120 -> 45x60 -> 23x30 -> 12x15; Upsample
+    # upsample_h/w give them back; the decoder ends at 360x480
+    assert tuple(shapes["pool5"]) == (1, 32, 12, 15)
+    assert tuple(shapes["upsample5"]) == (1, 32, 23, 30)
+    assert tuple(shapes["prob"]) == (1, 11, 360, 480)
+    w = _weights(net, inputs={"data": (1, 3, 360, 480), "label": (1, 1, 360, 480)})
+    x = np.random.default_rng(4).uniform(-1, 1, (1, 3, 360, 480)).astype(np.float32)
+    r = forward(net, w, {"data": x, "label": np.zeros((1, 1, 360, 480), np.float32)})
+    np.testing.assert_allclose(r["prob"].sum(axis=1), 1, rtol=1e-5)
+    # Upsample (upsample_layer.cpp): each value at the index its mask names, zeros elsewhere
+    up, val, mask = r["upsample1"], r["conv1_2_D_in"], r["pool1_mask"]
+    n_nonzero = np.count_nonzero(up)
+    assert n_nonzero <= val.size
+    c, i, j = 3, 10, 20
+    k = int(mask[0, c, i, j])
+    assert up[0, c, k // 480, k % 480] == val[0, c, i, j]
+    # BN INFERENCE (caffe-segnet bn_layer.cpp): x * scale + shift
+    sc, sh = (a.reshape(-1) for a in w["conv1_1_bn"])
+    np.testing.assert_allclose(r["conv1_1_bn_out"][0, :, 3, 4],      # then ReLU in place
+                               np.maximum(r["conv1_1"][0, :, 3, 4] * sc + sh, 0), rtol=1e-6)
+
+
+def test_enet_bn_learn_mode_uses_batch_statistics(schemas):
+    pb2 = load_schema(schemas["enet"])
+    net = _net('input: "x" input_shape { dim: 2 dim: 3 dim: 4 dim: 5 }\n'
+               'layer { name: "bn" type: "BN" bottom: "x" top: "y" bn_param { '
+               'scale_filler { type: "constant" value: 1 } '
+               'shift_filler { type: "constant" value: 0.5 } } }\n', pb2)
+    x = np.random.default_rng(5).normal(2, 3, (2, 3, 4, 5)).astype(np.float32)
+    y = forward(net, None, {"x": x})["y"]     # constant fillers: Caffe's setup gives the blobs
+    # caffe-enet bn_layer.cpp LEARN: mean and E(x^2) - mean^2 over N, H, W; + 1e-9
+    m = x.astype(np.float64).mean(axis=(0, 2, 3), keepdims=True)
+    v = (x.astype(np.float64) ** 2).mean(axis=(0, 2, 3), keepdims=True) - m ** 2
+    np.testing.assert_allclose(y, (x - m) / np.sqrt(v + 1e-9) + 0.5, rtol=1e-4, atol=1e-5)
+
+
+def test_init_round_trips_with_a_fork_schema(schemas, tmp_path):
+    from netdsl.cli import main
+    from netdsl.weights import open_caffemodel
+    net = tmp_path / "n.prototxt"
+    net.write_text('input: "data" input_dim: 1 input_dim: 3 input_dim: 16 input_dim: 16\n'
+                   'layer { name: "c" type: "Convolution" bottom: "data" top: "c" '
+                   'convolution_param { num_output: 4 kernel_size: 3 '
+                   'weight_filler { type: "msra" } } }\n'
+                   'layer { name: "bn" type: "BN" bottom: "c" top: "c" bn_param { '
+                   'slope_filler { type: "constant" value: 2 } } }\n'
+                   'layer { name: "i" type: "Interp" bottom: "c" top: "i" '
+                   'interp_param { zoom_factor: 2 } }\n')
+    out = tmp_path / "n.caffemodel"
+    assert main(["init", "--proto", fork_schemas.write_fork_schema("pspnet", str(tmp_path)),
+                 str(net), "-o", str(out)]) == 0
+    pb2 = load_schema(str(tmp_path / "pspnet.proto"))
+    with open_caffemodel(str(out), pb2=pb2) as m:
+        blobs = m.to_dict(copy=True)
+    assert [b.shape for b in blobs["bn"]] == [(1, 4, 1, 1)] * 4
+    np.testing.assert_array_equal(blobs["bn"][0], 2)          # slope_filler
+    np.testing.assert_array_equal(blobs["bn"][3], 0)          # moving variance: 0 unless frozen
+    msg = pb2.NetParameter()
+    msg.ParseFromString(out.read_bytes())
+    assert [lp.name for lp in msg.layer] == ["c", "bn"]
