@@ -493,6 +493,11 @@ def _upgrade_v1_layer(v1: Message, out: Message, index: int, log: _Log) -> bool:
 
 def _upgrade_v1_net(net: Message, log: _Log) -> Message:
     """UpgradeV1Net: every ``layers`` entry becomes a ``layer`` entry."""
+    if "layer" not in net.DESCRIPTOR.fields_by_name:
+        raise log.fail("this schema has V1 layers only (NetParameter has `layers` but no "
+                       "`layer`), so a net cannot be upgraded within it; give a schema with "
+                       "both forms (a fork's V1 additions in V1LayerParameter and "
+                       "LayerParameter, see docs/forks.md)")
     if len(net.layer) > 0:
         raise log.fail("the net has both `layer` and legacy `layers` fields; Caffe refuses "
                        "to upgrade such a net. Rewrite the `layers { type: ENUM ... }` "

@@ -219,3 +219,52 @@ def segnet(div: int = 16, bayesian: bool = False, classes: int = 11) -> str:
                        'dropout_param { dropout_ratio: 0.5 } }\n' % (s, prev, prev))
     out.append('layer { name: "prob" type: "Softmax" bottom: "%s" top: "prob" }\n' % prev)
     return "".join(out)
+
+
+def deconvnet(div: int = 16) -> str:
+    """HyeonwooNoh/DeconvNet DeconvNet_inference_deploy.prototxt (V1 format): legacy
+    input 224 x 224, five VGG stages of CONVOLUTION + BN (INFERENCE) + RELU and a
+    POOLING that also outputs its switches, fc6 (7 x 7) and fc7 as convolutions,
+    fc6-deconv (7 x 7 DECONVOLUTION), then per stage UNPOOLING by those switches
+    (unpool_size 14, 28, 56, 112, 224) and DECONVOLUTION + BN + RELU, seg-score."""
+    c = lambda n: max(n // div, 4)   # noqa: E731
+    out = ['name: "DeconvNet"\ninput: "data"\ninput_dim: 1\ninput_dim: 3\ninput_dim: 224\n'
+           'input_dim: 224\n']
+
+    def cbr(kind: str, name: str, bottom: str, nout: int, k: int = 3, p: int = 1) -> str:
+        return ('layers { bottom: "%s" top: "%s" name: "%s" type: %s convolution_param { '
+                'num_output: %d pad: %d kernel_size: %d } }\n'
+                'layers { bottom: "%s" top: "%s" name: "bn_%s" type: BN bn_param { '
+                'scale_filler { type: "constant" value: 1 } shift_filler { type: "constant" '
+                'value: 0.001 } bn_mode: INFERENCE } }\n'
+                'layers { bottom: "%s" top: "%s" name: "relu_%s" type: RELU }\n'
+                % (bottom, name, name, kind, nout, p, k, name, name, name, name, name, name))
+
+    stages = [(1, 2, 64), (2, 2, 128), (3, 3, 256), (4, 3, 512), (5, 3, 512)]
+    prev = "data"
+    for s, n, ch in stages:
+        for k in range(1, n + 1):
+            name = "conv%d_%d" % (s, k)
+            out.append(cbr("CONVOLUTION", name, prev, c(ch)))
+            prev = name
+        out.append('layers { bottom: "%s" top: "pool%d" top: "pool%d_mask" name: "pool%d" '
+                   'type: POOLING pooling_param { pool: MAX kernel_size: 2 stride: 2 } }\n'
+                   % (prev, s, s, s))
+        prev = "pool%d" % s
+    out.append(cbr("CONVOLUTION", "fc6", prev, c(4096), 7, 0))
+    out.append(cbr("CONVOLUTION", "fc7", "fc6", c(4096), 1, 0))
+    out.append(cbr("DECONVOLUTION", "fc6-deconv", "fc7", c(512), 7, 0))
+    prev = "fc6-deconv"
+    for s, n, ch in reversed(stages):
+        out.append('layers { type: UNPOOLING bottom: "%s" bottom: "pool%d_mask" top: "unpool%d" '
+                   'name: "unpool%d" unpooling_param { unpool: MAX kernel_size: 2 stride: 2 '
+                   'unpool_size: %d } }\n' % (prev, s, s, s, 224 >> (s - 1)))
+        prev = "unpool%d" % s
+        for k in range(1, n + 1):
+            nout = c(stages[s - 2][2]) if (k == n and s > 1) else c(ch)
+            name = "deconv%d_%d" % (s, k)
+            out.append(cbr("DECONVOLUTION", name, prev, nout))
+            prev = name
+    out.append('layers { bottom: "%s" top: "seg-score" name: "seg-score-voc" type: CONVOLUTION '
+               'convolution_param { num_output: 21 kernel_size: 1 } }\n' % prev)
+    return "".join(out)

@@ -142,6 +142,37 @@ message InterpParameter {
 }
 """
 
+UNPOOLING = """
+message UnpoolingParameter {
+  enum UnpoolMethod {
+    MAX = 0;
+    AVE = 1;
+    TILE = 2;
+  }
+  optional UnpoolMethod unpool = 1 [default = MAX];
+  optional uint32 pad = 4 [default = 0];
+  optional uint32 pad_h = 9 [default = 0];
+  optional uint32 pad_w = 10 [default = 0];
+  optional uint32 kernel_size = 2;
+  optional uint32 kernel_h = 5;
+  optional uint32 kernel_w = 6;
+  optional uint32 stride = 3 [default = 1];
+  optional uint32 stride_h = 7;
+  optional uint32 stride_w = 8;
+  optional uint32 unpool_size = 12;
+  optional uint32 unpool_h = 13;
+  optional uint32 unpool_w = 14;
+}
+"""
+
+#: V1 additions (DeconvNet, HyeonwooNoh/caffe d9e8494a, whose LayerParameter is V1's):
+#: fork -> (LayerType enum values, V1LayerParameter fields)
+V1_ADDITIONS = {
+    "deconvnet": (["UNPOOLING = 42;", "BN = 43;"],
+                  ["optional UnpoolingParameter unpooling_param = 44;",
+                   "optional BNParameter bn_param = 45;"]),
+}
+
 #: fork -> (LayerParameter fields (type, name, number), SolverParameter fields, messages)
 FORKS: Dict[str, Tuple[List[Tuple[str, str, int]], List[str], str]] = {
     "ssd": ([("PermuteParameter", "permute_param", 202),
@@ -159,6 +190,10 @@ FORKS: Dict[str, Tuple[List[Tuple[str, str, int]], List[str], str]] = {
               ("BNParameter", "bn_param", 45),
               ("DenseImageDataParameter", "dense_image_data_param", 46)], [],
              SEGNET_BN + UPSAMPLE + DENSE),
+    # DeconvNet's schema has V1 layers only; netdsl upgrades its nets within a schema
+    # that has both forms, so its fields are also in LayerParameter (same numbers)
+    "deconvnet": ([("UnpoolingParameter", "unpooling_param", 44),
+                   ("BNParameter", "bn_param", 45)], [], SEGNET_BN + UNPOOLING),
     "pspnet": ([("BNParameter", "bn_param", 152),
                 ("InterpParameter", "interp_param", 143)], [],
                PSPNET_BN + INTERP),
@@ -183,6 +218,14 @@ def fork_schema_text(fork: str) -> str:
             block = _drop_number(block, int(re.search(r"= (\d+)", line).group(1)))
         block += "".join("\n  " + line for line in new)
         text = text[:start] + block + text[end:]
+    if fork in V1_ADDITIONS:
+        values, fields_v1 = V1_ADDITIONS[fork]
+        start = text.index("message V1LayerParameter {")
+        enum = text.index("enum LayerType {", start)
+        close = text.index("\n  }", enum)
+        text = text[:close] + "".join("\n    " + v for v in values) + text[close:]
+        end = text.index("\n}\n", start)
+        text = text[:end] + "".join("\n  " + f for f in fields_v1) + text[end:]
     return text + messages
 
 

@@ -283,13 +283,14 @@ def test_unpooling_and_switches_shapes(dcn):
 
 
 def test_fork_type_under_bvlc_schema_names_the_fork(tmp_path):
-    load_plugin(PLUGIN)
+    from netdsl.packs import enable
+    enable("segnet")                     # the pack's rules, but BVLC's schema
     n = _input((1, 1, 4, 4))
     n.up = L.Upsample(n.data)            # no upsample_param in BVLC's schema
     with pytest.raises(NetdslError) as ei:
         infer_shapes(n.to_proto())
     assert "reads `upsample_param`, which the schema in use does not have" in str(ei.value)
-    assert "--proto specs/forks/segnet-deeplab.proto" in str(ei.value)
+    assert "load the caffe.proto of SegNet or ENet with --proto" in ei.value.explain()
 
 
 # -- coordinate maps ------------------------------------------------------------------------

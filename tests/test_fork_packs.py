@@ -297,3 +297,70 @@ def test_init_round_trips_with_a_fork_schema(schemas, tmp_path):
     msg = pb2.NetParameter()
     msg.ParseFromString(out.read_bytes())
     assert [lp.name for lp in msg.layer] == ["c", "bn"]
+
+
+# -- DeconvNet (V1) ----------------------------------------------------------------
+
+def test_deconvnet_v1_net_upgrades_shapes_and_runs(tmp_path):
+    path = fork_schemas.write_fork_schema("deconvnet", str(tmp_path))
+    pb2 = load_schema(path)
+    net = _net(fork_nets.deconvnet(), pb2)       # parse_net upgrades the V1 layers
+    assert [lp.type for lp in net.layer if lp.name.startswith("unpool")] == ["Unpooling"] * 5
+    shapes = infer_shapes(net).blobs
+    # pool5 7x7 -> fc6 (7x7 kernel) 1x1 -> fc6-deconv (7x7) 7x7 -> unpool_size 14 ... 224
+    assert tuple(shapes["fc6"])[2:] == (1, 1) and tuple(shapes["fc6-deconv"])[2:] == (7, 7)
+    assert tuple(shapes["unpool5"])[2:] == (14, 14) and tuple(shapes["seg-score"]) == (1, 21, 224, 224)
+    w = _weights(net)
+    x = np.random.default_rng(6).uniform(-1, 1, (1, 3, 224, 224)).astype(np.float32)
+    r = forward(net, w, {"data": x})
+    assert r["seg-score"].shape == (1, 21, 224, 224)
+    # unpooling_layer.cpp (MAX, with mask): top[mask[i]] = bottom[i], zeros elsewhere
+    up, val, mask = r["unpool5"], r["fc6-deconv"], r["pool5_mask"]
+    for (ch, i, j) in ((0, 0, 0), (3, 6, 2)):
+        k = int(mask[0, ch, i, j])
+        assert up[0, ch, k // 14, k % 14] == val[0, ch, i, j]
+    assert np.count_nonzero(up[0, 0]) <= 49
+
+
+def test_unpooling_size_without_unpool_size(tmp_path):
+    pb2 = load_schema(fork_schemas.write_fork_schema("deconvnet", str(tmp_path)))
+    net = _net('input: "x" input_shape { dim: 1 dim: 1 dim: 2 dim: 3 }\n'
+               'layer { name: "u" type: "Unpooling" bottom: "x" top: "u" '
+               'unpooling_param { kernel_size: 3 stride: 2 } }\n', pb2)
+    # unpooling_layer.cpp Reshape: max((H - 1) * s + k - 2p, H * s - p + 1):
+    # H 2: max(5, 5) = 5; W 3: max(7, 7) = 7; without a mask value (ph, pw) goes to (2ph, 2pw)
+    x = np.arange(1, 7, dtype=np.float32).reshape(1, 1, 2, 3)
+    u = forward(net, None, {"x": x})["u"]
+    assert u.shape == (1, 1, 5, 7)
+    assert u[0, 0, 2, 4] == 6 and u[0, 0, 0, 2] == 2 and u.sum() == 21
+
+
+# -- Faster R-CNN --------------------------------------------------------------------
+
+def test_roi_pooling_by_hand():
+    from netdsl.packs import faster_rcnn  # noqa: F401  (--plugin netdsl.packs.faster_rcnn)
+    from netdsl.layers import lookup
+    from netdsl.layers.runtime import Context
+    pb2 = load_schema(None)
+    lt = lookup("ROIPooling")
+    # a LayerParameter carrying roi_pooling_param needs the fork's schema; the rule
+    # itself is checked on a stand-in with the fork's fields (pooled_h, pooled_w,
+    # spatial_scale: caffe-fast-rcnn caffe.proto)
+    class P:
+        pooled_h, pooled_w, spatial_scale = 2, 2, 0.5
+    class Layer:
+        type = "ROIPooling"
+        roi_pooling_param = P()
+        class DESCRIPTOR:
+            fields_by_name = {"roi_pooling_param": None}
+    assert pb2 is not None
+    x = np.arange(2 * 1 * 6 * 6, dtype=np.float32).reshape(2, 1, 6, 6)
+    rois = np.array([[1, 2, 2, 9, 7], [0, 0, 0, 1, 1]], np.float32)
+    assert lt.top_shapes(Layer(), [(2, 1, 6, 6), (2, 5)], 1) == [(2, 1, 2, 2)]
+    out = lt.run(Layer(), [x, rois], [], Context(phase=1, ntop=1, rng=None, inputs={}))[0]
+    # roi_pooling_layer.cpp: ROI 0 on image 1: x 2*.5 = 1 .. round(4.5) = 5, y 1 .. round(3.5) = 4;
+    # 4 rows x 5 columns, bins 2 x 2.5: rows [1, 3) [3, 5), columns [1, 4) [3, 6);
+    # the max of each bin is its bottom-right value: image 1 starts at 36
+    assert out[0, 0].tolist() == [[36 + 2 * 6 + 3, 36 + 2 * 6 + 5], [36 + 4 * 6 + 3, 36 + 4 * 6 + 5]]
+    # ROI 1: x, y 0 .. round(0.5) = 1 (half away from zero): 2 x 2, one value per bin
+    assert out[1, 0].tolist() == [[0, 1], [6, 7]]

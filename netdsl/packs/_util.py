@@ -13,10 +13,10 @@ def param(layer: Any, name: str, fork: str) -> Any:
     """The layer's ``name`` message, or a located error saying the schema in use
     lacks it (the fork's caffe.proto is needed: ``--proto``)."""
     if name not in layer.DESCRIPTOR.fields_by_name:
-        raise NetdslError("a %s layer reads `%s`, which the schema in use does not have"
+        raise NetdslError("layer type %s reads `%s`, which the schema in use does not have"
                           % (layer.type, name), field=name,
-                          hint="load %s's caffe.proto with --proto (or `proto:` in a spec)"
-                          % fork)
+                          hint="load the caffe.proto of %s with --proto (or `proto:` in a "
+                               "spec)" % fork)
     return getattr(layer, name)
 
 

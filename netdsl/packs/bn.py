@@ -30,7 +30,7 @@ Shape = Tuple[int, ...]
 
 def flavour(layer: Any) -> str:
     """``"segnet"`` or ``"pspnet"``: which fork's BNParameter the schema has."""
-    p = param(layer, "bn_param", "SegNet's, ENet's, PSPNet's or DeconvNet's")
+    p = param(layer, "bn_param", "SegNet, ENet, PSPNet or DeconvNet")
     fields = p.DESCRIPTOR.fields_by_name
     if "bn_mode" in fields:
         return "segnet"

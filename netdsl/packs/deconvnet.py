@@ -17,7 +17,7 @@ from ..layers.registry import PACKS, declare
 from . import bn  # noqa: F401  (the BN type)
 from ._util import axes_map, exact, four_axes, param, scatter
 
-FORK = "DeconvNet's"
+FORK = "DeconvNet"
 Shape = Tuple[int, ...]
 
 #: the fork's V1 LayerType names -> current type strings

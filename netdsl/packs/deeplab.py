@@ -18,7 +18,7 @@ from ..layers.registry import PACKS, declare
 from . import bn  # noqa: F401  (the BN type)
 from ._util import axes_map, exact, four_axes, param, tdiv
 
-FORK = "DeepLab v2's or PSPNet's"
+FORK = "DeepLab v2 or PSPNet"
 Shape = Tuple[int, ...]
 
 

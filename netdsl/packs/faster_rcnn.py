@@ -17,7 +17,7 @@ from ..errors import NetdslError
 from ..layers.registry import PACKS, declare
 from ._util import four_axes, param
 
-FORK = "Faster R-CNN's (caffe-fast-rcnn)"
+FORK = "Faster R-CNN (caffe-fast-rcnn)"
 Shape = Tuple[int, ...]
 _F = np.float32
 

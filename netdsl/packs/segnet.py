@@ -19,7 +19,7 @@ from ..layers.registry import PACKS, declare
 from . import bn  # noqa: F401  (the BN type)
 from ._util import axes_map, exact, four_axes, param, scatter
 
-FORK = "SegNet's or ENet's"
+FORK = "SegNet or ENet"
 Shape = Tuple[int, ...]
 
 
