@@ -190,7 +190,8 @@ def segnet(div: int = 16, bayesian: bool = False, classes: int = 11) -> str:
         prev = "pool%d" % s
         if bayesian and s >= 3:
             out.append('layer { name: "encdrop%d" type: "Dropout" bottom: "%s" top: "%s" '
-                       'dropout_param { dropout_ratio: 0.5 } }\n' % (s, prev, prev))
+                       'dropout_param { dropout_ratio: 0.5 sample_weights_test: true } }\n'
+                       % (s, prev, prev))
     sizes = {5: (23, 30), 4: (45, 60), 3: (90, 120), 2: (180, 240), 1: (360, 480)}
     for s, n, ch in reversed(stages):
         bottom = prev
@@ -216,7 +217,8 @@ def segnet(div: int = 16, bayesian: bool = False, classes: int = 11) -> str:
             prev = name
         if bayesian and s >= 3:
             out.append('layer { name: "decdrop%d" type: "Dropout" bottom: "%s" top: "%s" '
-                       'dropout_param { dropout_ratio: 0.5 } }\n' % (s, prev, prev))
+                       'dropout_param { dropout_ratio: 0.5 sample_weights_test: true } }\n'
+                       % (s, prev, prev))
     out.append('layer { name: "prob" type: "Softmax" bottom: "%s" top: "prob" }\n' % prev)
     return "".join(out)
 

@@ -173,6 +173,11 @@ V1_ADDITIONS = {
                    "optional BNParameter bn_param = 45;"]),
 }
 
+#: messages of BVLC's schema a fork extends: fork -> {message: [added field lines]}
+EXTENDED = {
+    "segnet": {"DropoutParameter": ["optional bool sample_weights_test = 2 [default = false];"]},
+}
+
 #: fork -> (LayerParameter fields (type, name, number), SolverParameter fields, messages)
 FORKS: Dict[str, Tuple[List[Tuple[str, str, int]], List[str], str]] = {
     "ssd": ([("PermuteParameter", "permute_param", 202),
@@ -218,6 +223,10 @@ def fork_schema_text(fork: str) -> str:
             block = _drop_number(block, int(re.search(r"= (\d+)", line).group(1)))
         block += "".join("\n  " + line for line in new)
         text = text[:start] + block + text[end:]
+    for scope, lines in EXTENDED.get(fork, {}).items():
+        start = text.index("message %s {" % scope)
+        end = text.index("\n}\n", start)
+        text = text[:end] + "".join("\n  " + f for f in lines) + text[end:]
     if fork in V1_ADDITIONS:
         values, fields_v1 = V1_ADDITIONS[fork]
         start = text.index("message V1LayerParameter {")

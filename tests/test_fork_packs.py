@@ -246,6 +246,10 @@ def test_segnet_inference_shapes_and_forward(schemas):
     x = np.random.default_rng(4).uniform(-1, 1, (1, 3, 360, 480)).astype(np.float32)
     r = forward(net, w, {"data": x, "label": np.zeros((1, 1, 360, 480), np.float32)})
     np.testing.assert_allclose(r["prob"].sum(axis=1), 1, rtol=1e-5)
+    # Bayesian SegNet's Dropout samples at test time (sample_weights_test, caffe-segnet
+    # dropout_layer.cpp): about half of pool5 is zeroed, the rest doubled
+    kept = r["pool5"] != 0
+    assert 0.3 < kept.mean() < 0.7
     # Upsample (upsample_layer.cpp): each value at the index its mask names, zeros elsewhere
     up, val, mask = r["upsample1"], r["conv1_2_D_in"], r["pool1_mask"]
     n_nonzero = np.count_nonzero(up)

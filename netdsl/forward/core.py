@@ -125,9 +125,15 @@ def _declared_shape(lp: Message, index: int) -> Optional[List[int]]:
 
 
 def input_shapes(net: Any) -> Dict[str, List[int]]:
-    """Blob name -> declared shape of every Input layer top of ``net``."""
+    """Blob name -> declared shape of every Input layer top of ``net`` (and of the
+    legacy ``input`` fields a schema without InputParameter keeps)."""
     net = _load_net(net)
     out: Dict[str, List[int]] = {}
+    for i, name in enumerate(net.input):     # legacy input fields (a schema without Input)
+        if len(net.input_shape) > i:
+            out[name] = [int(d) for d in net.input_shape[i].dim]
+        elif len(net.input_dim) >= 4 * (i + 1):
+            out[name] = [int(d) for d in net.input_dim[4 * i:4 * i + 4]]
     for lp in net.layer:
         if lp.type == "Input":
             for i, top in enumerate(lp.top):

@@ -121,9 +121,32 @@ def dense_image_data_shape(layer: Any, bottoms: List[Shape], ntop: int) -> List[
     return [(n, c, h, w), (n, 1, h, w)][:ntop]
 
 
+# -- Dropout with sample_weights_test (Bayesian SegNet) ------------------------
+
+def _bvlc_dropout():
+    from ..layers.registry import BUILTIN
+    return BUILTIN.get("Dropout")
+
+
+def dropout_forward(layer: Any, bottoms: List[np.ndarray], blobs: Any, ctx: Any):
+    """caffe-segnet dropout_layer.cpp: with ``sample_weights_test`` the TEST phase
+    samples a mask as TRAIN does (Monte Carlo dropout; Caffe's random numbers are
+    not netdsl's), otherwise BVLC's rule (a copy at test time)."""
+    p = layer.dropout_param
+    if "sample_weights_test" in p.DESCRIPTOR.fields_by_name and p.sample_weights_test:
+        from dataclasses import replace as _replace
+        ctx = _replace(ctx, phase=0)       # TRAIN's sampling
+    return _bvlc_dropout().run(layer, bottoms, blobs, ctx)
+
+
 declare("Upsample", family="segnet", registry=PACKS, bottoms=(1, 2), tops=1,
         reads=("upsample_param",), shape=upsample_shape, coord_map=upsample_map,
         forward=upsample_forward, source="netdsl.packs.segnet")
 declare("DenseImageData", family="segnet", registry=PACKS, bottoms=0, tops=(1, 2),
         reads=("dense_image_data_param",), shape=dense_image_data_shape,
         source="netdsl.packs.segnet")
+
+# Dropout: BVLC's rules, with the forward that honours sample_weights_test
+from dataclasses import replace as _replace_type  # noqa: E402
+PACKS.add(_replace_type(_bvlc_dropout(), forward=dropout_forward, builtin=False,
+                        source="netdsl.packs.segnet"))

@@ -143,6 +143,9 @@ def write_caffemodel(path: str, layers: LayersArg, *, types: Any = None,
                       "(cv2.dnn.readNetFromCaffe) rejects double_data blobs",
                       stacklevel=2)
     dtype = _F64 if double else _F32
+    if double and s.blob_double < 0:
+        raise NetdslError("this schema's BlobProto has no double_data; write float data "
+                          "(without --double)", field="double_data")
     total = 0
     with atomic_open(path, "wb") as fh:
         if name:
