@@ -368,3 +368,16 @@ def test_roi_pooling_by_hand():
     assert out[0, 0].tolist() == [[36 + 2 * 6 + 3, 36 + 2 * 6 + 5], [36 + 4 * 6 + 3, 36 + 4 * 6 + 5]]
     # ROI 1: x, y 0 .. round(0.5) = 1 (half away from zero): 2 x 2, one value per bin
     assert out[1, 0].tolist() == [[0, 1], [6, 7]]
+
+
+def test_proposal_layer_rows_bounded_by_post_nms_top_n():
+    from netdsl.packs import faster_rcnn  # noqa: F401
+    # py-faster-rcnn's test.prototxt: rpn_cls_prob_reshape, rpn_bbox_pred, im_info -> rois;
+    # cfg.TEST.RPN_POST_NMS_TOP_N = 300 bounds the rows of rois (x1..y2 plus batch index)
+    net = parse_net('input: "a" input_shape { dim: 1 dim: 18 dim: 38 dim: 50 }\n'
+                    'input: "b" input_shape { dim: 1 dim: 36 dim: 38 dim: 50 }\n'
+                    'input: "im_info" input_shape { dim: 1 dim: 3 }\n'
+                    'layer { name: "proposal" type: "Python" bottom: "a" bottom: "b" '
+                    'bottom: "im_info" top: "rois" python_param { module: "rpn.proposal_layer" '
+                    'layer: "ProposalLayer" param_str: "\'feat_stride\': 16" } }\n', "p.prototxt")
+    assert tuple(infer_shapes(net).blobs["rois"]) == (300, 5)

@@ -1,4 +1,6 @@
-"""Faster R-CNN's ``ROIPooling`` (rbgirshick/caffe-fast-rcnn, branch faster-rcnn).
+"""Faster R-CNN's ``ROIPooling`` (rbgirshick/caffe-fast-rcnn, branch faster-rcnn)
+and the shape of its Python ``Proposal`` layer (py-faster-rcnn
+``lib/rpn/proposal_layer.py``).
 
 Rules from ``src/caffe/layers/roi_pooling_layer.cpp`` (commit 4115385d; see
 docs/forks.md): the top is (number of ROIs, C, pooled_h, pooled_w); each ROI
@@ -63,6 +65,37 @@ def roi_pooling_forward(layer: Any, bottoms: List[np.ndarray], blobs: Any, ctx: 
     return [out]
 
 
+# -- the Python Proposal layer ------------------------------------------------------
+
+#: py-faster-rcnn lib/fast_rcnn/config.py: __C.TEST.RPN_POST_NMS_TOP_N = 300
+#: (TRAIN: 2000); the deploy nets run the TEST configuration
+POST_NMS_TOP_N = 300
+
+
+def _post_nms_top_n(layer: Any) -> int:
+    # some ports pass it in param_str ('post_nms_topN: 300'); py-faster-rcnn's cfg otherwise
+    import re
+    m = re.search(r"post_nms_top_?n['\"]?\s*:\s*(\d+)", layer.python_param.param_str, re.I)
+    return int(m.group(1)) if m else POST_NMS_TOP_N
+
+
+def python_shape(layer: Any, bottoms: List[Shape], ntop: int) -> List[Shape]:
+    """ProposalLayer: (rows, 5) ROIs ``[batch index, x1, y1, x2, y2]`` (and (rows, 1)
+    scores), rows at most post_nms_topN (forward reshapes to the proposals kept);
+    the bound is what the following ROIPooling is shaped for.  Other Python layers:
+    BVLC's rule (their shapes must be declared)."""
+    if layer.python_param.layer == "ProposalLayer":
+        n = _post_nms_top_n(layer)
+        return [(n, 5), (n, 1)][:ntop]
+    from ..layers.registry import BUILTIN
+    return BUILTIN.get("Python").shape(layer, bottoms, ntop)
+
+
 declare("ROIPooling", family="faster_rcnn", registry=PACKS, bottoms=2, tops=1,
         reads=("roi_pooling_param",), shape=roi_pooling_shape, forward=roi_pooling_forward,
         source="netdsl.packs.faster_rcnn")
+
+from dataclasses import replace as _replace_type  # noqa: E402
+from ..layers.registry import BUILTIN as _BUILTIN  # noqa: E402
+PACKS.add(_replace_type(_BUILTIN.get("Python"), shape=python_shape, builtin=False,
+                        source="netdsl.packs.faster_rcnn"))
