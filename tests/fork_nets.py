@@ -270,3 +270,75 @@ def deconvnet(div: int = 16) -> str:
     out.append('layers { bottom: "%s" top: "seg-score" name: "seg-score-voc" type: CONVOLUTION '
                'convolution_param { num_output: 21 kernel_size: 1 } }\n' % prev)
     return "".join(out)
+
+
+def deeplab_v2_aspp(div: int = 16) -> str:
+    """A DeepLab v2 test net (deeplab-public-ver2's ASPP-L head on a VGG-style
+    trunk): 321 x 321 input (DeepLab's crop), stride 8 (three MAX poolings k3 s2
+    p1: 161, 81, 41), four dilated 3x3 branches (dilation 6, 12, 18, 24) summed
+    by Eltwise, then Interp zoom_factor 8: 41 + 40 * 7 = 321 (test phase net)."""
+    c = lambda n: max(n // div, 4)   # noqa: E731
+    out = ['name: "deeplab_v2"\ninput: "data"\ninput_dim: 1\ninput_dim: 3\ninput_dim: 321\n'
+           'input_dim: 321\n']   # the schema has no InputParameter (143 is interp_param)
+    prev = "data"
+    for s, ch in ((1, 64), (2, 128), (3, 256)):
+        out.append('layer { name: "conv%d" type: "Convolution" bottom: "%s" top: "conv%d" '
+                   'convolution_param { num_output: %d kernel_size: 3 pad: 1 } }\n'
+                   'layer { name: "relu%d" type: "ReLU" bottom: "conv%d" top: "conv%d" }\n'
+                   'layer { name: "pool%d" type: "Pooling" bottom: "conv%d" top: "pool%d" '
+                   'pooling_param { pool: MAX kernel_size: 3 stride: 2 pad: 1 } }\n'
+                   % (s, prev, s, c(ch), s, s, s, s, s, s))
+        prev = "pool%d" % s
+    branches = []
+    for k, d in enumerate((6, 12, 18, 24), 1):
+        out.append('layer { name: "fc6_%d" type: "Convolution" bottom: "%s" top: "fc6_%d" '
+                   'convolution_param { num_output: %d kernel_size: 3 pad: %d dilation: %d } }\n'
+                   'layer { name: "relu6_%d" type: "ReLU" bottom: "fc6_%d" top: "fc6_%d" }\n'
+                   'layer { name: "fc8_%d" type: "Convolution" bottom: "fc6_%d" top: "fc8_%d" '
+                   'convolution_param { num_output: 21 kernel_size: 1 } }\n'
+                   % (k, prev, k, c(1024), d, d, k, k, k, k, k, k))
+        branches.append('bottom: "fc8_%d"' % k)
+    out.append('layer { name: "fc8" type: "Eltwise" %s top: "fc8" '
+               'eltwise_param { operation: SUM } }\n' % " ".join(branches))
+    out.append('layer { name: "fc8_interp" type: "Interp" bottom: "fc8" top: "fc8_interp" '
+               'interp_param { zoom_factor: 8 } }\n')
+    return "".join(out)
+
+
+def enet_like(div: int = 4) -> str:
+    """TimoSaemann/ENet enet_deploy_final.prototxt's building blocks at its real
+    size (512 x 1024): the initial block (3x3 stride-2 conv and a MAX pooling,
+    concatenated), a downsampling bottleneck whose pooling keeps its mask, BN
+    (default LEARN mode, as in the final net), PReLU, an upsampling bottleneck
+    (Upsample scale 2 by that mask, summed with the 3x3 branch), and the final
+    Deconvolution to 19 classes at 512 x 1024."""
+    out = ['name: "ENet"\nlayer { name: "data" type: "Input" top: "data" '
+           'input_param { shape { dim: 1 dim: 3 dim: 512 dim: 1024 } } }\n'
+           'layer { name: "conv0_1" type: "Convolution" bottom: "data" top: "conv0_1" '
+           'convolution_param { num_output: 13 pad: 1 kernel_size: 3 stride: 2 '
+           'weight_filler { type: "msra" } } }\n'
+           'layer { name: "pool0_1" type: "Pooling" bottom: "data" top: "pool0_1" '
+           'pooling_param { pool: MAX kernel_size: 2 stride: 2 } }\n'
+           'layer { name: "concat0_1" type: "Concat" bottom: "conv0_1" bottom: "pool0_1" '
+           'top: "concat0_1" }\n'
+           'layer { name: "bn0_1" type: "BN" bottom: "concat0_1" top: "bn0_1" bn_param { '
+           'scale_filler { type: "constant" value: 1 } shift_filler { type: "constant" '
+           'value: 0.001 } } }\n'
+           'layer { name: "prelu0_1" type: "PReLU" bottom: "bn0_1" top: "bn0_1" }\n'
+           'layer { name: "pool1_0_4" type: "Pooling" bottom: "bn0_1" top: "pool1_0_4" '
+           'top: "pool1_0_4_mask" pooling_param { pool: MAX kernel_size: 2 stride: 2 } }\n'
+           'layer { name: "conv1_0_1" type: "Convolution" bottom: "pool1_0_4" top: "conv1_0_1" '
+           'convolution_param { num_output: 16 pad: 1 kernel_size: 3 '
+           'weight_filler { type: "msra" } } }\n'
+           'layer { name: "prelu1_0_1" type: "PReLU" bottom: "conv1_0_1" top: "conv1_0_1" }\n'
+           'layer { name: "upsample5_0_4" type: "Upsample" bottom: "conv1_0_1" '
+           'bottom: "pool1_0_4_mask" top: "upsample5_0_4" upsample_param { scale: 2 } }\n'
+           'layer { name: "conv5_0_2" type: "Convolution" bottom: "bn0_1" top: "conv5_0_2" '
+           'convolution_param { num_output: 16 pad: 1 kernel_size: 3 '
+           'weight_filler { type: "msra" } } }\n'
+           'layer { name: "eltwise5_0_4" type: "Eltwise" bottom: "upsample5_0_4" '
+           'bottom: "conv5_0_2" top: "eltwise5_0_4" }\n'
+           'layer { name: "deconv6_0_0" type: "Deconvolution" bottom: "eltwise5_0_4" '
+           'top: "deconv6_0_0" convolution_param { num_output: 19 bias_term: true '
+           'kernel_size: 2 stride: 2 weight_filler { type: "msra" } } }\n']
+    return "".join(out).replace("num_output: 16", "num_output: %d" % max(16, 16 // div))
