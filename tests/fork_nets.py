@@ -47,7 +47,8 @@ def mobilenet_ssd(div: int = 8, normalize: bool = True) -> str:
                    + _bn_scale_relu("conv%d" % i))
         prev, ch = "conv%d" % i, c(nout)
     for i, (n1, n2) in zip(range(14, 18), ((256, 512), (128, 256), (128, 256), (64, 128))):
-        out.append(_conv("conv%d_1" % i, prev, c(n1), 1, bias=False) + _bn_scale_relu("conv%d_1" % i))
+        out.append(_conv("conv%d_1" % i, prev, c(n1), 1, bias=False)
+                   + _bn_scale_relu("conv%d_1" % i))
         out.append(_conv("conv%d_2" % i, "conv%d_1" % i, c(n2), 3, 2, 1, bias=False)
                    + _bn_scale_relu("conv%d_2" % i))
         prev = "conv%d_2" % i

@@ -120,8 +120,9 @@ def test_prior_box_values_by_hand(schemas):
     # sqrt(60*150), 60*sqrt(2) x 60/sqrt(2), 60/sqrt(2) x 60*sqrt(2)
     c = 0.5 * 300 / 19
     boxes = r[0, 0, :16].reshape(4, 4)
-    for (w, h), got in zip([(60, 60), (math.sqrt(9000),) * 2, (60 * math.sqrt(2), 60 / math.sqrt(2)),
-                            (60 / math.sqrt(2), 60 * math.sqrt(2))], boxes):
+    r2 = math.sqrt(2)
+    for (w, h), got in zip([(60, 60), (math.sqrt(9000),) * 2, (60 * r2, 60 / r2),
+                            (60 / r2, 60 * r2)], boxes):
         want = [(c - w / 2) / 300, (c - h / 2) / 300, (c + w / 2) / 300, (c + h / 2) / 300]
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-7)
     np.testing.assert_allclose(r[0, 1, :8], [.1, .1, .2, .2] * 2, rtol=1e-7)
@@ -313,7 +314,8 @@ def test_deconvnet_v1_net_upgrades_shapes_and_runs(tmp_path):
     shapes = infer_shapes(net).blobs
     # pool5 7x7 -> fc6 (7x7 kernel) 1x1 -> fc6-deconv (7x7) 7x7 -> unpool_size 14 ... 224
     assert tuple(shapes["fc6"])[2:] == (1, 1) and tuple(shapes["fc6-deconv"])[2:] == (7, 7)
-    assert tuple(shapes["unpool5"])[2:] == (14, 14) and tuple(shapes["seg-score"]) == (1, 21, 224, 224)
+    assert tuple(shapes["unpool5"])[2:] == (14, 14)
+    assert tuple(shapes["seg-score"]) == (1, 21, 224, 224)
     w = _weights(net)
     x = np.random.default_rng(6).uniform(-1, 1, (1, 3, 224, 224)).astype(np.float32)
     r = forward(net, w, {"data": x})
@@ -365,7 +367,8 @@ def test_roi_pooling_by_hand():
     # roi_pooling_layer.cpp: ROI 0 on image 1: x 2*.5 = 1 .. round(4.5) = 5, y 1 .. round(3.5) = 4;
     # 4 rows x 5 columns, bins 2 x 2.5: rows [1, 3) [3, 5), columns [1, 4) [3, 6);
     # the max of each bin is its bottom-right value: image 1 starts at 36
-    assert out[0, 0].tolist() == [[36 + 2 * 6 + 3, 36 + 2 * 6 + 5], [36 + 4 * 6 + 3, 36 + 4 * 6 + 5]]
+    assert out[0, 0].tolist() == [[36 + 2 * 6 + 3, 36 + 2 * 6 + 5],
+                                  [36 + 4 * 6 + 3, 36 + 4 * 6 + 5]]
     # ROI 1: x, y 0 .. round(0.5) = 1 (half away from zero): 2 x 2, one value per bin
     assert out[1, 0].tolist() == [[0, 1], [6, 7]]
 
@@ -417,14 +420,15 @@ def test_enet_blocks_at_real_size(schemas):
     w = _weights(net)
     x = np.random.default_rng(8).uniform(-1, 1, (1, 3, 512, 1024)).astype(np.float32)
     r = forward(net, w, {"data": x})
-    # BN without bn_mode is LEARN (caffe-enet bn_layer.cpp): the batch's own statistics,
-    # so each channel of bn0_1 (before PReLU, in place: check its mean via the scale 1,
-    # shift 0.001 fillers on a fresh copy)
+    # BN without bn_mode is LEARN (caffe-enet bn_layer.cpp): the batch's own statistics;
+    # bn0_1 is followed by PReLU in place, so the rule is applied to concat0_1 again:
+    # each channel's mean is the shift and its standard deviation the scale
     from netdsl.packs.bn import bn_forward
     from netdsl.layers.runtime import Context
     bn_layer = [lp for lp in net.layer if lp.name == "bn0_1"][0]
     y = bn_forward(bn_layer, [r["concat0_1"]], w["bn0_1"], Context(1, 1, None, {}))[0]
     np.testing.assert_allclose(y.mean(axis=(0, 2, 3)), w["bn0_1"][1].reshape(-1), atol=2e-4)
-    np.testing.assert_allclose(((y - y.mean(axis=(0, 2, 3), keepdims=True)) ** 2).mean(axis=(0, 2, 3)),
+    centred = y - y.mean(axis=(0, 2, 3), keepdims=True)
+    np.testing.assert_allclose((centred ** 2).mean(axis=(0, 2, 3)),
                                w["bn0_1"][0].reshape(-1) ** 2, rtol=2e-3)
     assert r["deconv6_0_0"].shape == (1, 19, 512, 1024)
