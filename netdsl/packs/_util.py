@@ -1,4 +1,4 @@
-"""Small helpers shared by the layer packs."""
+"""Functions shared by the layer packs: parameter lookup, axis checks, C division, scatter."""
 from __future__ import annotations
 
 from fractions import Fraction
