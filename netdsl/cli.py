@@ -23,12 +23,19 @@ def _schema(args: argparse.Namespace):
     from .netspec import use_schema
     from .plugin_loading import ensure_env_plugins, load_plugin
     pb2 = load_schema(getattr(args, "proto", None),
-                      allow_conflicts=getattr(args, "allow_proto_conflicts", False))
+                      strict=getattr(args, "strict_proto", False))
     use_schema(pb2 if getattr(args, "proto", None) else None)
     ensure_env_plugins()
     for plugin in getattr(args, "plugin", None) or ():
         load_plugin(plugin)
     return pb2
+
+
+def _warn_written(msg, what: str = "prototxt") -> None:
+    """One warning line when ``msg``, about to be written, sets fields its fork
+    schema numbers differently from BVLC (netdsl.fork.warn_on_write)."""
+    from .fork import warn_on_write
+    warn_on_write(msg, what)
 
 
 def _emit(text: str, out: Optional[str]) -> None:
@@ -60,6 +67,8 @@ def cmd_fmt(args: argparse.Namespace) -> int:
         text = prototxt.read_text(path)
         msg = _parse_any(text, path, pb2, upgrade=False)
         out = prototxt.to_text(msg)
+        if not args.check:
+            _warn_written(msg)
         if args.check:
             if out != text:
                 print("%s: not in canonical form" % path)
@@ -105,6 +114,7 @@ def cmd_upgrade(args: argparse.Namespace) -> int:
         notes = []
     for note in notes:
         print("netdsl: note: %s" % note, file=sys.stderr)
+    _warn_written(msg)
     _emit(prototxt.to_text(msg), args.output)
     return 0
 
@@ -544,8 +554,11 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_text, description=help_text)
         p.add_argument("--proto", metavar="FORK.proto",
                        help="use this caffe.proto (a fork's) instead of BVLC's")
+        p.add_argument("--strict-proto", action="store_true",
+                       help="refuse a schema that reuses one of BVLC's field numbers (for "
+                            "authors of a new fork; published forks load without it)")
         p.add_argument("--allow-proto-conflicts", action="store_true",
-                       help="accept a fork schema that reuses BVLC's field numbers")
+                       help=argparse.SUPPRESS)  # former opt-in: fork schemas load as given
         p.add_argument("--plugin", action="append", metavar="MODULE",
                        help="load custom layer rules from this Python module or .py file "
                             "(repeatable; also $NETDSL_PLUGINS, comma-separated)")

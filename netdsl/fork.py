@@ -1,15 +1,19 @@
-"""Fork schemas: a user's extended caffe.proto checked against BVLC's numbers.
+"""Fork schemas: a user's extended caffe.proto compared with BVLC's numbers.
 
-A fork may add messages, fields and enum values freely.  What it must not do
-is give one of BVLC's field numbers (or enum numbers) to something else in a
-message BVLC also has: prototxt would still read, but every binary file
-(caffemodel, binaryproto) written with the fork would be misread by BVLC-based
-tools (Caffe, OpenCV, converters), and theirs by it.
+A fork's schema is used as it is: its caffemodels were written with its own
+field numbers, and renumbering would break every one of them.  Where a fork
+gives one of BVLC's field numbers (or enum numbers) to something else in a
+message BVLC also has, binary files written with it are misread by BVLC-based
+tools (Caffe, OpenCV, converters) in exactly those fields.  netdsl says so in
+one warning line when it writes a file that sets such a field
+(:func:`warn_on_write`); ``strict`` loading (``--strict-proto``, for people
+authoring a new fork) makes the first reuse a located error instead.
 """
 from __future__ import annotations
 
+import sys
 from types import ModuleType
-from typing import List
+from typing import Any, List, Optional, Set, Tuple
 
 from .errors import NetdslError
 
@@ -50,14 +54,19 @@ def check_against_bvlc(pb2: ModuleType, *, raise_errors: bool = True) -> List[st
     different name in the same message (or enum), or a BVLC field name given a
     different number or type.  The first conflict raises NetdslError naming the
     fork's file and line unless ``raise_errors`` is false; all are returned.
+    The fields concerned are also kept on ``pb2.CONFLICT_FIELDS`` as
+    ``(message full name, field name, description)``.
     """
     from .proto import caffe_pb2 as bvlc
     locations = getattr(pb2, "LOCATIONS", {})
     found: List[NetdslError] = []
+    fields: List[Tuple[str, str, str]] = []
 
-    def report(scope: str, name: str, message: str, hint: str) -> None:
+    def report(scope: str, name: str, message: str, hint: str, what: str = "") -> None:
         path, line, col = locations.get((scope, name), (getattr(pb2, "SOURCE", None), None, None))
         found.append(NetdslError(message, file=path, line=line, column=col, hint=hint))
+        if what:
+            fields.append((scope, name, what))
 
     theirs = _messages(bvlc)
     for full, desc in _messages(pb2).items():
@@ -71,19 +80,25 @@ def check_against_bvlc(pb2: ModuleType, *, raise_errors: bool = True) -> List[st
                 report(full, fd.name,
                        "field `%s` = %d in %s takes BVLC's number of `%s`"
                        % (fd.name, fd.number, short, other.name),
-                       "give `%s` a number BVLC does not use in %s (e.g. %d)"
-                       % (fd.name, short, _free_number(ref, desc)))
+                       "a new fork would pick a number BVLC does not use in %s (e.g. %d); "
+                       "an existing fork keeps its numbers (load it without --strict-proto)"
+                       % (short, _free_number(ref, desc)),
+                       "%s.%s (%d is BVLC's %s)" % (short, fd.name, fd.number, other.name))
                 continue
             same = ref.fields_by_name.get(fd.name)
             if same is not None and same.number != fd.number:
                 report(full, fd.name,
                        "field `%s` of %s is %d here but %d in BVLC's schema"
                        % (fd.name, short, fd.number, same.number),
-                       "keep BVLC's number %d so files stay readable by Caffe" % same.number)
+                       "a new fork would keep BVLC's number %d; an existing fork keeps its "
+                       "own (load it without --strict-proto)" % same.number,
+                       "%s.%s (%d here, %d in BVLC)" % (short, fd.name, fd.number, same.number))
             elif same is not None and _type_of(same) != _type_of(fd):
                 report(full, fd.name,
                        "field `%s` of %s has a different type than in BVLC's schema"
-                       % (fd.name, short), "keep BVLC's type for `%s`" % fd.name)
+                       % (fd.name, short),
+                       "a new fork would keep BVLC's type for `%s`" % fd.name,
+                       "%s.%s (type differs from BVLC's)" % (short, fd.name))
     their_enums = _enums(bvlc)
     for full, enum in _enums(pb2).items():
         ref = their_enums.get(full)
@@ -96,7 +111,10 @@ def check_against_bvlc(pb2: ModuleType, *, raise_errors: bool = True) -> List[st
                 report(full, v.name,
                        "enum value %s = %d in %s takes BVLC's number of %s"
                        % (v.name, v.number, full.split(".", 1)[-1], other.name),
-                       "use a number BVLC does not use in this enum")
+                       "a new fork would use a number BVLC does not use in this enum",
+                       "%s.%s (%d is BVLC's %s)" % (full.split(".", 1)[-1], v.name, v.number,
+                                                    other.name))
+    pb2.CONFLICT_FIELDS = fields
     if found and raise_errors:
         first = found[0]
         if len(found) > 1:
@@ -111,3 +129,99 @@ def _free_number(ref, desc) -> int:
     while n in used or 19000 <= n <= 19999:
         n += 1
     return n
+
+
+def conflicts_in(message: Any, pb2: Optional[ModuleType] = None) -> List[str]:
+    """The descriptions of the conflicting fields (:func:`check_against_bvlc`)
+    that ``message`` (or a message inside it) sets, in schema order."""
+    from .proto import schema_of
+    pb2 = pb2 if pb2 is not None else schema_of(message)
+    table = {}
+    for scope, name, what in getattr(pb2, "CONFLICT_FIELDS", None) or ():
+        table.setdefault(scope, {})[name] = what
+    if not table:
+        return []
+    hit: Set[str] = set()
+    enum_scopes = {s for s in table if s not in _messages(pb2)}
+
+    def walk(msg: Any) -> None:
+        full = msg.DESCRIPTOR.full_name
+        mine = table.get(full, {})
+        for fd, value in msg.ListFields():
+            if fd.name in mine:
+                hit.add(mine[fd.name])
+            if fd.enum_type is not None and fd.enum_type.full_name in enum_scopes:
+                names = table[fd.enum_type.full_name]
+                vals = value if _repeated(fd) else [value]
+                for v in vals:
+                    ev = fd.enum_type.values_by_number.get(v)
+                    if ev is not None and ev.name in names:
+                        hit.add(names[ev.name])
+            if fd.message_type is not None and _may_hold(fd.message_type, table, set()):
+                for sub in (value if _repeated(fd) else [value]):
+                    walk(sub)
+
+    walk(message)
+    order = [what for _, _, what in pb2.CONFLICT_FIELDS]
+    return [w for w in order if w in hit]
+
+
+def _repeated(fd: Any) -> bool:
+    rep = getattr(fd, "is_repeated", None)
+    if rep is not None:
+        return bool(rep)
+    return fd.label == 3    # LABEL_REPEATED
+
+
+def _may_hold(desc: Any, table: dict, seen: set) -> bool:
+    """Whether messages of ``desc`` can contain a conflicting field (so walking
+    BlobProto's data is skipped)."""
+    if desc.full_name in table:
+        return True
+    if desc.full_name in seen:
+        return False
+    seen.add(desc.full_name)
+    for fd in desc.fields:
+        if fd.enum_type is not None and fd.enum_type.full_name in table:
+            return True
+        if fd.message_type is not None and _may_hold(fd.message_type, table, seen):
+            return True
+    return False
+
+
+def conflict_warning(message: Any, what: str = "file",
+                     pb2: Optional[ModuleType] = None) -> Optional[str]:
+    """The one-line warning for writing ``message`` with a fork schema that reuses
+    BVLC numbers, or None when the message sets none of those fields."""
+    hits = conflicts_in(message, pb2)
+    if not hits:
+        return None
+    return ("this %s sets fields the fork schema numbers differently from BVLC, which "
+            "BVLC-based tools (Caffe, OpenCV) would misread in binary files: %s"
+            % (what, ", ".join(hits)))
+
+
+def warn_on_write(message: Any, what: str = "file", stream: Any = None,
+                  pb2: Optional[ModuleType] = None) -> Optional[str]:
+    """Print :func:`conflict_warning` for ``message`` (when there is one) as one
+    ``netdsl: warning:`` line on ``stream`` (stderr); returns it."""
+    text = conflict_warning(message, what, pb2)
+    if text:
+        print("netdsl: warning: %s" % text, file=stream if stream is not None else sys.stderr)
+    return text
+
+
+def warn_fields(pb2: ModuleType, written: Any, what: str = "file",
+                stream: Any = None) -> Optional[str]:
+    """Warn (one line) when the ``(message full name, field)`` pairs a writer
+    sets include fields ``pb2`` numbers differently from BVLC; returns the text."""
+    wanted = set(written)
+    hits = [w for scope, name, w in getattr(pb2, "CONFLICT_FIELDS", None) or ()
+            if (scope, name) in wanted]
+    if not hits:
+        return None
+    text = ("this %s sets fields the fork schema numbers differently from BVLC, which "
+            "BVLC-based tools (Caffe, OpenCV) would misread in binary files: %s"
+            % (what, ", ".join(hits)))
+    print("netdsl: warning: %s" % text, file=stream if stream is not None else sys.stderr)
+    return text

@@ -416,6 +416,11 @@ def _upgrade_data_transformation(net: Message) -> None:
 def _upgrade_v1_type(layer: Message, label: str, log: _Log) -> str:
     """UpgradeV1LayerType: V1 enum value -> current type string."""
     name = _enum_name(layer, "type", layer.type)
+    if name is not None and name not in V1_LAYER_TYPES:
+        from .packs import v1_type       # a fork's own V1 type (DeconvNet's UNPOOLING)
+        fork_type = v1_type(name)
+        if fork_type is not None:
+            return fork_type
     if name is None or name not in V1_LAYER_TYPES:
         raise log.fail("unknown V1 layer type %s" % (name or layer.type), label)
     return V1_LAYER_TYPES[name]
@@ -488,6 +493,11 @@ def _upgrade_v1_layer(v1: Message, out: Message, index: int, log: _Log) -> bool:
 
 def _upgrade_v1_net(net: Message, log: _Log) -> Message:
     """UpgradeV1Net: every ``layers`` entry becomes a ``layer`` entry."""
+    if "layer" not in net.DESCRIPTOR.fields_by_name:
+        raise log.fail("this schema has V1 layers only (NetParameter has `layers` but no "
+                       "`layer`), so a net cannot be upgraded within it; give a schema with "
+                       "both forms (a fork's V1 additions in V1LayerParameter and "
+                       "LayerParameter, see docs/forks.md)")
     if len(net.layer) > 0:
         raise log.fail("the net has both `layer` and legacy `layers` fields; Caffe refuses "
                        "to upgrade such a net. Rewrite the `layers { type: ENUM ... }` "
@@ -582,7 +592,10 @@ def upgrade_net_with_notes(net: Message, filename: Optional[str] = None
     if net_needs_v1_upgrade(out):
         out = _upgrade_v1_net(out, log)
         log.note("upgraded deprecated V1 layer syntax (`layers { type: ENUM ... }`)")
-    if net_needs_input_upgrade(out):
+    # a fork schema without InputParameter (PSPNet's: 143 is interp_param) keeps the
+    # input fields, which its Caffe reads as they are
+    layer_fields = out.DESCRIPTOR.fields_by_name["layer"].message_type.fields_by_name
+    if net_needs_input_upgrade(out) and "input_param" in layer_fields:
         _upgrade_input(out, log)
         log.note("turned deprecated input fields into an Input layer")
     if net_needs_batchnorm_upgrade(out):

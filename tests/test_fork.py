@@ -283,13 +283,14 @@ def test_unpooling_and_switches_shapes(dcn):
 
 
 def test_fork_type_under_bvlc_schema_names_the_fork(tmp_path):
-    load_plugin(PLUGIN)
+    from netdsl.packs import enable
+    enable("segnet")                     # the pack's rules, but BVLC's schema
     n = _input((1, 1, 4, 4))
     n.up = L.Upsample(n.data)            # no upsample_param in BVLC's schema
     with pytest.raises(NetdslError) as ei:
         infer_shapes(n.to_proto())
     assert "reads `upsample_param`, which the schema in use does not have" in str(ei.value)
-    assert "--proto specs/forks/segnet-deeplab.proto" in str(ei.value)
+    assert "load the caffe.proto of SegNet or ENet with --proto" in ei.value.explain()
 
 
 # -- coordinate maps ------------------------------------------------------------------------
@@ -469,8 +470,15 @@ def test_proto_reaches_init_and_inspect(tmp_path, capsys):
                  'layer { name: "conv" type: "Convolution" bottom: "data" top: "conv" '
                  'convolution_param { num_output: 3 kernel_size: 1 } }\n')
     model = str(tmp_path / "m.caffemodel")
-    assert main(["init", net, "-o", model, "--proto", moved]) == 2
+    # the fork's schema is used as given; writing its caffemodel says, in one line,
+    # which field BVLC tools would misread; --strict-proto refuses it, located
+    assert main(["init", net, "-o", model, "--proto", moved, "--strict-proto"]) == 2
     assert "is 1100 here but 100 in BVLC's schema" in capsys.readouterr().err
+    assert main(["init", net, "-o", model, "--proto", moved]) == 0
+    warned = [ln for ln in capsys.readouterr().err.splitlines() if "warning" in ln]
+    assert warned == ["netdsl: warning: this caffemodel sets fields the fork schema numbers "
+                      "differently from BVLC, which BVLC-based tools (Caffe, OpenCV) would "
+                      "misread in binary files: NetParameter.layer (1100 here, 100 in BVLC)"]
     assert main(["init", net, "-o", model, "--proto", moved, "--allow-proto-conflicts"]) == 0
     with open_caffemodel(model) as m:           # BVLC's numbers: field 1100 is unknown
         assert m.names() == []
@@ -496,9 +504,9 @@ layer { name: "up" type: "Upsample" bottom: "pool" bottom: "mask" top: "up"
         upsample_param { scale: 2 } }
 layer { name: "zoom" type: "Interp" bottom: "pool" top: "zoom" interp_param { zoom_factor: 2 } }
 ''')
-    # without the plugin (none is loaded yet in this test) the shapes are unknown
-    assert main(["shapes", net, "--proto", SEG]) == 2
-    assert "no shape rule for layer type `Upsample`" in capsys.readouterr().err
+    # the schema alone enables the segnet and deeplab packs (netdsl.packs)
+    assert main(["shapes", net, "--proto", SEG]) == 0
+    assert "up" in capsys.readouterr().out
     assert main(["shapes", net, "--format", "json"] + SEG_ARGS) == 0
     blobs = json.loads(capsys.readouterr().out)["blobs"]
     # pool 4 -> 2; Upsample 2 * 2 = 4; Interp 2 + 1 * 1 = 3
@@ -583,15 +591,19 @@ def test_schema_errors_are_located_in_the_file(tmp_path, capsys):
     deeplab_path = fork("deeplab.proto", deeplab)
     line = deeplab.splitlines().index("  optional InterpParameter interp_param = 143;") + 1
     with pytest.raises(NetdslError) as ei:
-        load_schema(deeplab_path)
+        load_schema(deeplab_path, strict=True)
     assert str(ei.value).startswith(
         "%s:%d:28: field `interp_param` = 143 in LayerParameter takes BVLC's number of "
         "`input_param`" % (deeplab_path, line))
-    lenient = load_schema(deeplab_path, allow_conflicts=True)
+    assert "an existing fork keeps its numbers" in ei.value.explain()
+    # used as given by default (and with the former opt-in)
+    lenient = load_schema(deeplab_path)
     assert len(lenient.CONFLICTS) == 1 and lenient.InterpParameter().zoom_factor == 1
-    # the same through the CLI: exit 2 and the location; accepted with the flag
-    assert main(["fmt", net, "--proto", deeplab_path]) == 2
+    assert load_schema(deeplab_path, allow_conflicts=True) is lenient
+    # the same through the CLI: --strict-proto exits 2 with the location
+    assert main(["fmt", net, "--proto", deeplab_path, "--strict-proto"]) == 2
     assert ("%s:%d:28:" % (deeplab_path, line)) in capsys.readouterr().err
+    assert main(["fmt", net, "--proto", deeplab_path]) == 0
     assert main(["fmt", net, "--proto", deeplab_path, "--allow-proto-conflicts"]) == 0
     assert main(["shapes", net, "--proto", unknown]) == 2
     assert "unknown.proto:3:22: unknown type `Foo`" in capsys.readouterr().err
@@ -644,13 +656,18 @@ def test_example_specs_build_under_their_fork(name, proto, expected, tmp_path, c
 
 
 def test_fork_layer_without_rules_says_how_to_declare(tmp_path, capsys):
-    # the same net with the schema but no plugin: the shape check stops at Interp
-    spec = tmp_path / "interp.yaml"
-    spec.write_text("proto: %s\ninputs:\n  data: [1, 3, 9, 9]\nlayers:\n"
-                    "  - Interp: up\n    zoom_factor: 2\n" % SEG)
+    # a fork type no pack knows, with the schema but no plugin: the shape check stops there
+    fork = tmp_path / "f.proto"
+    fork.write_text(open(SEG).read().replace(
+        "message InterpParameter {", "message ZoomParameter {\n  optional int32 zoom = 1;\n}\n"
+        "message InterpParameter {").replace(
+        "interp_param = 1143;", "interp_param = 1143;\n  optional ZoomParameter zoom_param = 1150;"))
+    spec = tmp_path / "zoom.yaml"
+    spec.write_text("proto: f.proto\ninputs:\n  data: [1, 3, 9, 9]\nlayers:\n"
+                    "  - Zoom: up\n    zoom: 2\n")
     assert main(["build", str(spec), "-o", str(tmp_path / "x")]) == 2
     err = capsys.readouterr().err
-    assert "no shape rule for layer type" in err and "Interp" in err
+    assert "no shape rule for layer type" in err and "Zoom" in err
     assert not os.path.exists(str(tmp_path / "x"))
 
 
@@ -684,7 +701,7 @@ def test_custom_layers_declared_in_the_spec(tmp_path):
 
 @pytest.mark.parametrize("text,where,message", [
     ("proto: missing.proto\n", "1:8", "no schema file"),
-    ("proto: {file: x.proto}\n", "1:8", "`proto` is a path, or {path: ..., allow_conflicts"),
+    ("proto: {file: x.proto}\n", "1:8", "`proto` is a path, or {path: ..., strict: true|false}"),
     ("plugins: [nowhere.py]\n", "1:11", "no plugin file"),
     ("custom_layers:\n  Interp: {shap: [[N]]}\n", "2:12", "unknown key `shap` in custom layer"),
     ("custom_layers:\n  ReLU: {shape: [[N]]}\n", "2:3", "`ReLU` is a BVLC layer type"),
@@ -709,11 +726,13 @@ def test_spec_proto_conflict_is_located_in_the_schema(tmp_path, capsys):
     spec = tmp_path / "s.yaml"
     # (such a schema has no Input layer either: the net starts with DummyData)
     body = "layers:\n  - DummyData: data\n    shape: {dim: [1, 3, 4, 4]}\n  - ReLU: r\n"
-    spec.write_text("proto: deeplab.proto\n" + body)
+    spec.write_text("proto: {path: deeplab.proto, strict: true}\n" + body)
     assert main(["build", str(spec), "-o", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err
     assert "%s:%d:" % (fork, line) in err
     assert "takes BVLC's number of `input_param`" in err
+    spec.write_text("proto: deeplab.proto\n" + body)      # used as given
+    assert main(["build", str(spec), "-o", str(tmp_path / "out")]) == 0
     spec.write_text("proto: {path: deeplab.proto, allow_conflicts: true}\n" + body)
     assert main(["build", str(spec), "-o", str(tmp_path / "out")]) == 0
 

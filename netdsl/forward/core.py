@@ -125,9 +125,15 @@ def _declared_shape(lp: Message, index: int) -> Optional[List[int]]:
 
 
 def input_shapes(net: Any) -> Dict[str, List[int]]:
-    """Blob name -> declared shape of every Input layer top of ``net``."""
+    """Blob name -> declared shape of every Input layer top of ``net`` (and of the
+    legacy ``input`` fields a schema without InputParameter keeps)."""
     net = _load_net(net)
     out: Dict[str, List[int]] = {}
+    for i, name in enumerate(net.input):     # legacy input fields (a schema without Input)
+        if len(net.input_shape) > i:
+            out[name] = [int(d) for d in net.input_shape[i].dim]
+        elif len(net.input_dim) >= 4 * (i + 1):
+            out[name] = [int(d) for d in net.input_dim[4 * i:4 * i + 4]]
     for lp in net.layer:
         if lp.type == "Input":
             for i, top in enumerate(lp.top):
@@ -205,7 +211,7 @@ def forward(net: Any, weights: WeightsArg = None,
     given: Dict[str, np.ndarray] = {}
     for k, v in (inputs or {}).items():
         given[k] = np.ascontiguousarray(v, dtype=np.float32)
-    known_tops = {t for lp in layers for t in lp.top}
+    known_tops = {t for lp in layers for t in lp.top} | set(net.input)
     for k in given:
         if k not in known_tops:
             raise NetdslError("input '%s' is not a blob of the net" % k,
@@ -214,6 +220,11 @@ def forward(net: Any, weights: WeightsArg = None,
     rng = np.random.default_rng(seed)
     result = ForwardResult()
     available: Dict[str, None] = {}
+    for name in net.input:   # legacy input fields (kept by schemas without Input layers)
+        if name not in given:
+            raise NetdslError("no array for input '%s'" % name)
+        result[name] = given[name]
+        available[name] = None
     try:
         for lp in layers:
             bottoms = []
@@ -276,8 +287,11 @@ def _check_tops(lt: LayerType, lp: Message, bottoms: List[np.ndarray], out: List
     if lt.shape is None or len(out) != len(lp.top):
         return
     want = lt.top_shapes(lp, [tuple(b.shape) for b in bottoms], len(out), geo)
+    free = lt.extra.get("data_dependent_axes", ())   # sizes only the data decide
     for i, (a, w) in enumerate(zip(out, want)):
-        if tuple(a.shape) != tuple(w):
+        if tuple(a.shape) != tuple(w) and not (
+                free and a.ndim == len(w) and
+                all(x == y for k, (x, y) in enumerate(zip(a.shape, w)) if k not in free)):
             raise NetdslError("internal error: the numpy forward of %s gave top %d ('%s') shape "
                               "%s, but its shape rule gives %s" % (lp.type, i, lp.top[i],
                                                                    tuple(a.shape), tuple(w)),

@@ -7,7 +7,7 @@ below all read that value.
 """
 from __future__ import annotations
 
-from typing import List, NamedTuple, Optional, Sequence, Tuple
+from typing import Any, List, NamedTuple, Optional, Sequence, Tuple
 
 from google.protobuf.message import Message
 
@@ -78,6 +78,31 @@ def _spatial_axes(cp: Message) -> int:
     return max(len(cp.kernel_size), len(cp.stride), len(cp.pad), len(cp.dilation), 1)
 
 
+class _ScalarConvParam:
+    """An old fork's 2-D ConvolutionParameter (SegNet's, DeconvNet's: scalar
+    kernel_size, stride and pad, no axis or dilation) read as BVLC's repeated
+    fields; the channel axis is 1 and dilation 1, as in those forks' code."""
+
+    axis = 1
+    dilation = ()
+
+    def __init__(self, cp: Message) -> None:
+        self._cp = cp
+
+    def __getattr__(self, name: str) -> Any:
+        if name in ("kernel_size", "stride", "pad"):
+            return [getattr(self._cp, name)] if self._cp.HasField(name) else []
+        return getattr(self._cp, name)
+
+    def HasField(self, name: str) -> bool:
+        return self._cp.HasField(name)
+
+
+def _conv_param(layer: Message) -> Any:
+    cp = layer.convolution_param
+    return cp if "axis" in cp.DESCRIPTOR.fields_by_name else _ScalarConvParam(cp)
+
+
 def conv_geometry(layer: Message, shape: Optional[Shape] = None,
                   min_spatial: int = 0) -> ConvGeometry:
     """BaseConvolutionLayer::LayerSetUp's geometry of ``layer`` on an input of ``shape``.
@@ -88,7 +113,7 @@ def conv_geometry(layer: Message, shape: Optional[Shape] = None,
     Without ``shape`` the axis is left as written and the number of spatial
     axes follows the parameters.
     """
-    cp = layer.convolution_param
+    cp = _conv_param(layer)
     if shape is None:
         ca, n = cp.axis, _spatial_axes(cp)
     else:

@@ -35,7 +35,7 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 from ..errors import NetdslError
 
-__all__ = ["LayerType", "Registry", "BUILTIN", "PLUGINS", "declare", "lookup", "current",
+__all__ = ["LayerType", "Registry", "BUILTIN", "PACKS", "PLUGINS", "declare", "lookup", "current",
            "use_layers"]
 
 
@@ -202,8 +202,10 @@ class Registry:
 #: BVLC's layer types, filled once by the family modules of netdsl.layers
 BUILTIN = Registry(name="builtin")
 BUILTIN.builtin_registry = True
+#: the fork layer packs of netdsl.packs (enabled by a fork schema or ``--plugin``)
+PACKS = BUILTIN.child("packs")
 #: types registered by plugin modules (``--plugin``, NETDSL_PLUGINS, load_plugin)
-PLUGINS = BUILTIN.child("plugins")
+PLUGINS = PACKS.child("plugins")
 
 _CURRENT: contextvars.ContextVar[Registry] = contextvars.ContextVar("netdsl_layers",
                                                                     default=PLUGINS)

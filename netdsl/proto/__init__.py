@@ -59,20 +59,27 @@ def populate(namespace: dict, text: str, path: str) -> None:
             namespace[v.name] = v.number
 
 
-def load_schema(path: Optional[str] = None, *, allow_conflicts: bool = False
-                ) -> types.ModuleType:
+def load_schema(path: Optional[str] = None, *, strict: bool = False,
+                allow_conflicts: Optional[bool] = None) -> types.ModuleType:
     """A ``caffe_pb2``-like module for the schema at ``path`` (bundled when None).
 
     Compiled once per path and cached.  Errors in the schema raise
-    :class:`~netdsl.errors.NetdslError` with file, line and column; so does a
-    field or enum value that reuses one of BVLC's numbers for something else
-    (files written with it would be misread by every BVLC-based tool), unless
-    ``allow_conflicts`` is true.
+    :class:`~netdsl.errors.NetdslError` with file, line and column.  A fork's
+    schema is used as published: where it reuses one of BVLC's field or enum
+    numbers for something else, the module's ``CONFLICTS`` lists the located
+    messages and ``CONFLICT_FIELDS`` the fields, and writers warn once when a
+    file sets one (:func:`netdsl.fork.warn_on_write`).  ``strict`` (for
+    authors of a new fork) raises the first such reuse as a located error
+    instead.  ``allow_conflicts`` is the former opt-in, kept as an alias:
+    true means not strict.  Loading a fork schema also enables the layer packs
+    (:mod:`netdsl.packs`) whose parameter messages it has.
     """
+    if allow_conflicts:
+        strict = False
     if path is None:
         from . import caffe_pb2
         return caffe_pb2
-    key = (os.path.abspath(path), allow_conflicts)
+    key = os.path.abspath(path)
     if key not in _cache:
         try:
             with open(path, encoding="utf-8") as fh:
@@ -82,9 +89,15 @@ def load_schema(path: Optional[str] = None, *, allow_conflicts: bool = False
         mod = types.ModuleType("caffe_pb2", "Caffe schema compiled from %s" % path)
         populate(mod.__dict__, text, path)
         from ..fork import check_against_bvlc
-        mod.CONFLICTS = check_against_bvlc(mod, raise_errors=not allow_conflicts)
+        mod.CONFLICTS = check_against_bvlc(mod, raise_errors=False)
         _cache[key] = mod
-    return _cache[key]
+    mod = _cache[key]
+    if strict and mod.CONFLICTS:
+        from ..fork import check_against_bvlc
+        check_against_bvlc(mod, raise_errors=True)
+    from ..packs import enable_for_schema
+    enable_for_schema(mod)
+    return mod
 
 
 def schema_of(message) -> types.ModuleType:

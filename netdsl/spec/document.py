@@ -233,16 +233,18 @@ def _relative(base_file: str, path: str) -> str:
 
 
 def _load_proto(node: Node, scope: Dict[str, Any], spec_path: str) -> Any:
-    """``proto: fork.proto`` or ``proto: {path: fork.proto, allow_conflicts: true}``:
-    the fork schema the spec's layers, nets and weights use (relative to the spec)."""
+    """``proto: fork.proto`` or ``proto: {path: fork.proto, strict: true}``: the fork
+    schema the spec's layers, nets and weights use (relative to the spec), used as
+    published; ``strict`` refuses a reuse of BVLC's numbers (``allow_conflicts``,
+    the former opt-in, is still accepted)."""
     from ..proto import load_schema
     v = value(node, scope)
-    allow = False
+    strict = False
     if isinstance(v, dict):
-        unknown = set(v) - {"path", "allow_conflicts"}
+        unknown = set(v) - {"path", "strict", "allow_conflicts"}
         if unknown or "path" not in v:
-            raise _err(node, "`proto` is a path, or {path: ..., allow_conflicts: true|false}")
-        allow = bool(v.get("allow_conflicts", False))
+            raise _err(node, "`proto` is a path, or {path: ..., strict: true|false}")
+        strict = bool(v.get("strict", False)) and not v.get("allow_conflicts", False)
         v = v["path"]
     if not isinstance(v, str) or not v:
         raise _err(node, "`proto` names a caffe.proto file, got %r" % (v,))
@@ -250,7 +252,7 @@ def _load_proto(node: Node, scope: Dict[str, Any], spec_path: str) -> Any:
     if not os.path.isfile(target):
         raise _err(node, "no schema file %s" % target,
                    hint="`proto` is relative to the spec file")
-    return load_schema(target, allow_conflicts=allow)
+    return load_schema(target, strict=strict)
 
 
 def _load_plugin(node: Node, name: Any, spec_path: str) -> None:

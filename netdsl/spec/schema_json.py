@@ -209,6 +209,7 @@ def spec_schema(pb2: Optional[ModuleType] = None) -> Dict[str, Any]:
             "proto": {"anyOf": [{"type": "string"}, {
                 "type": "object", "additionalProperties": False, "required": ["path"],
                 "properties": {"path": {"type": "string"},
+                               "strict": {"type": "boolean"},
                                "allow_conflicts": {"type": "boolean"}}}]},
             "plugins": {"type": "array", "items": {"type": "string"}},
             "custom_layers": {"type": "object", "additionalProperties": {

@@ -8,12 +8,11 @@ appended at the end.  Run from anywhere::
     python specs/forks/make_schemas.py --check  # exit 1 when a file is stale
 
 The field numbers are outside BVLC's range (BVLC's LayerParameter uses 1-11 and
-100-148), so ``netdsl.proto.load_schema`` accepts the files without
-``allow_conflicts``.  The real forks use numbers BVLC gave to other fields later:
-SegNet's ``upsample_param = 137`` is BVLC's ``embed_param`` and DeepLab's
-``interp_param = 143`` is BVLC's ``input_param``.  A schema copied from such a
-fork loads only with ``--allow-proto-conflicts`` (see docs/custom-layers.md);
-these examples add 1000 to those numbers instead.
+100-148), as a new fork's should be (``--strict-proto`` accepts them).  The real
+forks use numbers BVLC gave to other fields later: SegNet's ``upsample_param =
+137`` is BVLC's ``embed_param`` and DeepLab's ``interp_param = 143`` is BVLC's
+``input_param``; netdsl loads such a published schema as it is (see
+docs/forks.md).  These examples add 1000 to those numbers instead.
 """
 from __future__ import annotations
 

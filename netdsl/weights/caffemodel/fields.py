@@ -80,6 +80,13 @@ def field_numbers(pb2: Optional[ModuleType]) -> FieldNumbers:
             raise NetdslError("schema %s has no field %s.%s, which caffemodel I/O needs"
                               % (getattr(pb2, "SOURCE", pb2.__name__), message, name))
 
+    def opt(message: str, name: str) -> int:
+        # a field older forks lack (SegNet's BlobProto has no double_data): -1, never on the wire
+        try:
+            return getattr(pb2, message).DESCRIPTOR.fields_by_name[name].number
+        except (AttributeError, KeyError):
+            return -1
+
     enum = pb2.V1LayerParameter.DESCRIPTOR.enum_types_by_name["LayerType"]
     s = FieldNumbers(
         net_name=num("NetParameter", "name"), net_layer=num("NetParameter", "layer"),
@@ -88,10 +95,10 @@ def field_numbers(pb2: Optional[ModuleType]) -> FieldNumbers:
         layer_blobs=num("LayerParameter", "blobs"),
         v1_name=num("V1LayerParameter", "name"), v1_type=num("V1LayerParameter", "type"),
         v1_blobs=num("V1LayerParameter", "blobs"), v1_v0=num("V1LayerParameter", "layer"),
-        v0_name=num("V0LayerParameter", "name"), v0_type=num("V0LayerParameter", "type"),
-        v0_blobs=num("V0LayerParameter", "blobs"),
+        v0_name=opt("V0LayerParameter", "name"), v0_type=opt("V0LayerParameter", "type"),
+        v0_blobs=opt("V0LayerParameter", "blobs"),
         blob_shape=num("BlobProto", "shape"), blob_data=num("BlobProto", "data"),
-        blob_double=num("BlobProto", "double_data"),
+        blob_double=opt("BlobProto", "double_data"),
         blob_legacy=tuple(num("BlobProto", n) for n in ("num", "channels", "height", "width")),
         shape_dim=num("BlobShape", "dim"),
         v1_enum_names={v.number: v.name for v in enum.values},

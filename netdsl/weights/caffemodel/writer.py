@@ -91,6 +91,18 @@ def _layer_items(layers: LayersArg, types: Any) -> Iterator[Tuple[str, str, Sequ
         yield str(name), str(type_) if type_ else type_of.get(name, ""), blobs
 
 
+#: the (message, field) pairs a caffemodel written here sets
+_WRITTEN = (("caffe.NetParameter", "name"), ("caffe.NetParameter", "layer"),
+            ("caffe.NetParameter", "layers"), ("caffe.LayerParameter", "name"),
+            ("caffe.LayerParameter", "type"), ("caffe.LayerParameter", "blobs"),
+            ("caffe.V1LayerParameter", "name"), ("caffe.V1LayerParameter", "type"),
+            ("caffe.V1LayerParameter", "blobs"), ("caffe.BlobProto", "data"),
+            ("caffe.BlobProto", "double_data"), ("caffe.BlobProto", "shape"),
+            ("caffe.BlobProto", "num"), ("caffe.BlobProto", "channels"),
+            ("caffe.BlobProto", "height"), ("caffe.BlobProto", "width"),
+            ("caffe.BlobShape", "dim"))
+
+
 def write_caffemodel(path: str, layers: LayersArg, *, types: Any = None,
                      name: Optional[str] = None, double: bool = False, v1: bool = False,
                      allow_large: bool = False, pb2: Optional[ModuleType] = None) -> int:
@@ -123,11 +135,17 @@ def write_caffemodel(path: str, layers: LayersArg, *, types: Any = None,
     number of bytes written.
     """
     s = _field_numbers(pb2)
+    if pb2 is not None:
+        from ...fork import warn_fields
+        warn_fields(pb2, _WRITTEN, "caffemodel")
     if double:
         warnings.warn("writing double_data: Caffe reads it, but OpenCV's Caffe importer "
                       "(cv2.dnn.readNetFromCaffe) rejects double_data blobs",
                       stacklevel=2)
     dtype = _F64 if double else _F32
+    if double and s.blob_double < 0:
+        raise NetdslError("this schema's BlobProto has no double_data; write float data "
+                          "(without --double)", field="double_data")
     total = 0
     with atomic_open(path, "wb") as fh:
         if name:

@@ -1,0 +1,70 @@
+"""Functions shared by the layer packs: parameter lookup, axis checks, C division, scatter."""
+from __future__ import annotations
+
+from fractions import Fraction
+from typing import Any, Sequence
+
+import numpy as np
+
+from ..errors import NetdslError
+
+
+def param(layer: Any, name: str, fork: str) -> Any:
+    """The layer's ``name`` message, or a located error saying the schema in use
+    lacks it (the fork's caffe.proto is needed: ``--proto``)."""
+    if name not in layer.DESCRIPTOR.fields_by_name:
+        raise NetdslError("layer type %s reads `%s`, which the schema in use does not have"
+                          % (layer.type, name), field=name,
+                          hint="load the caffe.proto of %s with --proto (or `proto:` in a "
+                               "spec)" % fork)
+    return getattr(layer, name)
+
+
+def four_axes(shape: Sequence[int], what: str) -> None:
+    if len(shape) != 4:
+        raise NetdslError("%s must have 4 axes (num, channels, height, width); got %s"
+                          % (what, tuple(shape)))
+
+
+def tdiv(a: int, b: int) -> int:
+    """C++ integer division: truncates toward zero."""
+    q = abs(a) // abs(b)
+    return q if (a >= 0) == (b > 0) else -q
+
+
+def exact(x: Fraction):
+    return int(x) if x.denominator == 1 else x
+
+
+def axes_map(scale: Sequence, shift: Sequence):
+    """A map on axis 1 with per-axis values, one value when both axes agree."""
+    scale, shift = tuple(scale), tuple(shift)
+    if len(set(scale)) == 1 and len(set(shift)) == 1:
+        scale, shift = scale[:1], shift[:1]
+    return 1, scale, shift
+
+
+def scatter(values: np.ndarray, switches: np.ndarray, out_h: int, out_w: int,
+            what: str) -> np.ndarray:
+    """``top[n, c].flat[switch] = value`` for every value, zeros elsewhere.
+
+    The C++ loops run over the values in order, so when two values name one
+    position the later one stays; so it is here.  A switch outside the output
+    plane is an error (SegNet: "upsample top index ... out of range").
+    """
+    n, c, h, w = values.shape
+    plane = out_h * out_w
+    idx = switches.reshape(n * c, h * w).astype(np.int64)   # static_cast<int>
+    if idx.size and (idx.max() >= plane or idx.min() < 0):
+        bad = int(idx.max()) if idx.max() >= plane else int(idx.min())
+        raise NetdslError("%s index %d out of range for a %dx%d output - check that the "
+                          "scale or geometry matches the pooling that made the switches"
+                          % (what, bad, out_h, out_w))
+    flat = (np.arange(n * c, dtype=np.int64)[:, None] * plane + idx).ravel()
+    vals = values.reshape(-1).astype(np.float32)
+    out = np.zeros(n * c * plane, dtype=np.float32)
+    # last writer wins: keep each position's last occurrence
+    rev_flat, rev_vals = flat[::-1], vals[::-1]
+    pos, first = np.unique(rev_flat, return_index=True)
+    out[pos] = rev_vals[first]
+    return out.reshape(n, c, out_h, out_w)

@@ -1,0 +1,91 @@
+"""DeconvNet's layer types (HyeonwooNoh/caffe, a V1-format fork): ``UNPOOLING``
+(current name ``Unpooling``), ``BN`` (netdsl.packs.bn, SegNet's rule) and V1
+``POOLING`` with a second top holding the max switches (BVLC's Pooling mask).
+
+Rules from ``src/caffe/layers/unpooling_layer.cpp`` (commit d9e8494a; see
+docs/forks.md).  The V1 type names the fork adds are upgraded by
+:data:`V1_TYPES`.
+"""
+from __future__ import annotations
+
+from typing import Any, List, Tuple
+
+import numpy as np
+
+from ..errors import NetdslError
+from ..layers.registry import PACKS, declare
+from . import bn  # noqa: F401  (the BN type)
+from ._util import axes_map, exact, four_axes, param, scatter
+
+FORK = "DeconvNet"
+Shape = Tuple[int, ...]
+
+#: the fork's V1 LayerType names -> current type strings
+V1_TYPES = {"UNPOOLING": "Unpooling", "BN": "BN"}
+
+
+def unpool_setup(layer: Any):
+    """UnpoolingLayer::LayerSetUp: (kernel, stride, pad, (out_h, out_w) or None)."""
+    p = param(layer, "unpooling_param", FORK)
+    has = p.HasField
+    if has("kernel_size") == (has("kernel_h") and has("kernel_w")) or \
+            (not has("kernel_size") and not (has("kernel_h") and has("kernel_w"))):
+        raise NetdslError("Filter size is kernel_size OR kernel_h and kernel_w; not both",
+                          field="unpooling_param.kernel_size")
+    k = (p.kernel_size,) * 2 if has("kernel_size") else (p.kernel_h, p.kernel_w)
+    if min(k) <= 0:
+        raise NetdslError("Filter dimensions cannot be zero.", field="unpooling_param.kernel_size")
+    pad = (p.pad_h, p.pad_w) if has("pad_h") else (p.pad,) * 2
+    if pad != (0, 0):
+        raise NetdslError("currently, only zero padding is allowed (unpooling_layer.cpp "
+                          "CHECK_EQ(pad_h_, 0))", field="unpooling_param.pad")
+    s = (p.stride_h, p.stride_w) if has("stride_h") else (p.stride,) * 2
+    if has("unpool_size"):
+        size = (p.unpool_size,) * 2
+    elif has("unpool_h") and has("unpool_w"):
+        size = (p.unpool_h, p.unpool_w)
+    else:
+        size = None
+    return k, s, pad, size
+
+
+def unpooling_shape(layer: Any, bottoms: List[Shape], ntop: int) -> List[Shape]:
+    """Reshape: the given size, else max((H - 1) * s + k - 2p, H * s - p + 1)."""
+    x = bottoms[0]
+    four_axes(x, "Unpooling's input")
+    k, s, pad, size = unpool_setup(layer)
+    if size is None:
+        size = tuple(max((x[2 + i] - 1) * s[i] + k[i] - 2 * pad[i], x[2 + i] * s[i] - pad[i] + 1)
+                     for i in range(2))
+    return [(x[0], x[1], int(size[0]), int(size[1]))]
+
+
+def unpooling_map(layer: Any, shapes: Any = None):
+    # the inverse of the pooling it undoes: scale s, shift (k - 1) / 2 - p
+    from fractions import Fraction
+    k, s, pad, _ = unpool_setup(layer)
+    return axes_map(s, [exact(Fraction(k[i] - 1, 2) - pad[i]) for i in range(2)])
+
+
+def unpooling_forward(layer: Any, bottoms: List[np.ndarray], blobs: Any, ctx: Any):
+    """MAX: each value to the position its mask names (or, without a mask, to
+    (ph * s, pw * s) clamped into the output), zeros elsewhere."""
+    p = layer.unpooling_param
+    if p.unpool != 0:
+        raise NetdslError("only MAX unpooling has a numpy forward here",
+                          field="unpooling_param.unpool")
+    x = bottoms[0]
+    _, _, oh, ow = unpooling_shape(layer, [tuple(x.shape)], 1)[0]
+    if len(bottoms) > 1:
+        return [scatter(x, bottoms[1], oh, ow, "unpooling")]
+    _, s, pad, _ = unpool_setup(layer)
+    n, c, h, w = x.shape
+    uh = np.clip(np.arange(h) * s[0] - pad[0], 0, oh - 1)
+    uw = np.clip(np.arange(w) * s[1] - pad[1], 0, ow - 1)
+    idx = np.broadcast_to((uh[:, None] * ow + uw[None, :]).astype(np.float32), x.shape)
+    return [scatter(x, idx, oh, ow, "unpooling")]
+
+
+declare("Unpooling", family="deconvnet", registry=PACKS, bottoms=(1, 2), tops=1,
+        reads=("unpooling_param",), shape=unpooling_shape, coord_map=unpooling_map,
+        forward=unpooling_forward, source="netdsl.packs.deconvnet")

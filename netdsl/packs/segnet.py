@@ -1,0 +1,152 @@
+"""SegNet's and ENet's layer types (alexgkendall/caffe-segnet, TimoSaemann/caffe-enet):
+``Upsample`` (max-unpooling by the pooling mask), ``BN`` (netdsl.packs.bn) and the
+``DenseImageData`` data layer's tops.
+
+Rules from ``src/caffe/layers/upsample_layer.cpp`` (caffe-segnet 344c113b,
+caffe-enet 22d356c9: the same rule) and ``dense_image_data_layer.cpp``; see
+docs/forks.md.  ENet's spatial dropout is BVLC's Dropout at test time (a copy).
+"""
+from __future__ import annotations
+
+from fractions import Fraction
+from typing import Any, List, Sequence, Tuple
+
+import numpy as np
+
+from ..coord_map import UndefinedMapException
+from ..errors import NetdslError
+from ..layers.registry import PACKS, declare
+from . import bn  # noqa: F401  (the BN type)
+from ._util import axes_map, exact, four_axes, param, scatter
+
+FORK = "SegNet or ENet"
+Shape = Tuple[int, ...]
+
+
+def upsample_geometry(layer, bottom: Sequence[int]) -> Tuple[int, int, int, int]:
+    """(out_h, out_w, scale_h, scale_w) as SegNet's UpsampleLayer sets them up.
+
+    LayerSetUp: upsample_h and upsample_w together, else scale_h and scale_w
+    together (without scale), else scale; each > 1; pad_out_h needs scale_h 2.
+    Reshape: out = H * scale_h - pad_out_h (and likewise for width) unless given.
+    The scales are kept when upsample_h/w give the size (for the coordinate map).
+    """
+    p = param(layer, "upsample_param", FORK)
+    has = p.HasField
+    if not ((has("upsample_h") and has("upsample_w"))
+            or (not has("scale") and has("scale_h") and has("scale_w"))
+            or (not has("scale_h") and not has("scale_w"))):
+        raise NetdslError("upsample_h & upsample_w are required, else (DEPRECATED) scale OR "
+                          "scale_h & scale_w are required (SegNet's upsample_layer.cpp)",
+                          field="upsample_param")
+    if has("scale_h"):
+        sh, sw = int(p.scale_h), int(p.scale_w)
+    else:
+        sh = sw = int(p.scale)
+    if has("upsample_h") and has("upsample_w"):
+        oh, ow = int(p.upsample_h), int(p.upsample_w)
+        for name, v in (("upsample_h", oh), ("upsample_w", ow)):
+            if v <= 1:
+                raise NetdslError("%s must be > 1 (CHECK_GT(%s_, 1)); got %d" % (name, name, v),
+                                  field="upsample_param." + name)
+        return oh, ow, sh, sw
+    for name, v in (("scale_h" if has("scale_h") else "scale", sh),
+                    ("scale_w" if has("scale_w") else "scale", sw)):
+        if v <= 1:
+            raise NetdslError("%s must be > 1 (SegNet: CHECK_GT(scale_h_, 1)); got %d"
+                              % (name, v), field="upsample_param." + name)
+    if p.pad_out_h and sh != 2:
+        raise NetdslError("Output height padding compensation requires scale_h == 2, otherwise "
+                          "the output size is ill-defined", field="upsample_param.pad_out_h")
+    if p.pad_out_w and sw != 2:
+        raise NetdslError("Output width padding compensation requires scale_w == 2, otherwise "
+                          "the output size is ill-defined", field="upsample_param.pad_out_w")
+    four_axes(bottom, "Upsample's input")
+    return bottom[2] * sh - int(p.pad_out_h), bottom[3] * sw - int(p.pad_out_w), sh, sw
+
+
+def upsample_shape(layer, bottoms: List[Shape], ntop: int) -> List[Shape]:
+    # upsample_layer.cpp Reshape: both bottoms (N, C, H, W) and equal
+    x = bottoms[0]
+    four_axes(x, "Input")
+    if len(bottoms) > 1:
+        four_axes(bottoms[1], "Input mask")
+        if tuple(bottoms[1]) != tuple(x):
+            raise NetdslError("the mask %s must have the input's shape %s (SegNet CHECK_EQs "
+                              "num, channels, height and width)" % (tuple(bottoms[1]), tuple(x)),
+                              field="bottom")
+    oh, ow, sh, sw = upsample_geometry(layer, x)
+    if len(bottoms) == 1 and (oh > x[2] * sh or ow > x[3] * sw):
+        raise NetdslError("without a mask the output %dx%d must fit in the %dx%d blocks of the "
+                          "input %dx%d" % (oh, ow, sh, sw, x[2], x[3]), field="upsample_param")
+    return [(x[0], x[1], oh, ow)]
+
+
+def upsample_map(layer, shapes=None):
+    # the inverse of the kernel = stride = scale pooling that made the mask:
+    # output = scale * input + (scale - 1) / 2 on each axis
+    p = param(layer, "upsample_param", FORK)
+    sh, sw = (p.scale_h, p.scale_w) if p.HasField("scale_h") else (p.scale, p.scale)
+    if sh < 1 or sw < 1:
+        raise UndefinedMapException("Upsample with scale 0 has no coordinate map")
+    return axes_map((int(sh), int(sw)), (exact(Fraction(sh - 1, 2)), exact(Fraction(sw - 1, 2))))
+
+
+def upsample_forward(layer, bottoms, blobs, ctx):
+    x = bottoms[0]
+    oh, ow, sh, sw = upsample_geometry(layer, x.shape)
+    if len(bottoms) > 1:
+        return [scatter(x, bottoms[1], oh, ow, "upsample top")]
+    up = np.repeat(np.repeat(x, sh, axis=2), sw, axis=3)
+    return [np.ascontiguousarray(up[:, :, :oh, :ow])]
+
+
+
+# -- DenseImageData ------------------------------------------------------------
+
+def dense_image_data_shape(layer: Any, bottoms: List[Shape], ntop: int) -> List[Shape]:
+    """(batch, 3 or 1, H, W) images and (batch, 1, H, W) labels, H x W being
+    new_height x new_width or crop_height x crop_width (dense_image_data_layer.cpp
+    DataLayerSetUp); without them the size comes from the first image, so the tops
+    must be given as inputs."""
+    p = param(layer, "dense_image_data_param", FORK)
+    h, w = (p.crop_height, p.crop_width) if p.crop_height and p.crop_width \
+        else (p.new_height, p.new_width)
+    if not (h and w):
+        raise NetdslError("DenseImageData takes its size from the first image of its list; give "
+                          "new_height and new_width (or crop_height and crop_width), or give "
+                          "the tops' shapes as inputs", field="dense_image_data_param")
+    c = 3 if p.is_color else 1
+    n = max(int(p.batch_size), 1)
+    return [(n, c, h, w), (n, 1, h, w)][:ntop]
+
+
+# -- Dropout with sample_weights_test (Bayesian SegNet) ------------------------
+
+def _bvlc_dropout():
+    from ..layers.registry import BUILTIN
+    return BUILTIN.get("Dropout")
+
+
+def dropout_forward(layer: Any, bottoms: List[np.ndarray], blobs: Any, ctx: Any):
+    """caffe-segnet dropout_layer.cpp: with ``sample_weights_test`` the TEST phase
+    samples a mask as TRAIN does (Monte Carlo dropout; Caffe's random numbers are
+    not netdsl's), otherwise BVLC's rule (a copy at test time)."""
+    p = layer.dropout_param
+    if "sample_weights_test" in p.DESCRIPTOR.fields_by_name and p.sample_weights_test:
+        from dataclasses import replace as _replace
+        ctx = _replace(ctx, phase=0)       # TRAIN's sampling
+    return _bvlc_dropout().run(layer, bottoms, blobs, ctx)
+
+
+declare("Upsample", family="segnet", registry=PACKS, bottoms=(1, 2), tops=1,
+        reads=("upsample_param",), shape=upsample_shape, coord_map=upsample_map,
+        forward=upsample_forward, source="netdsl.packs.segnet")
+declare("DenseImageData", family="segnet", registry=PACKS, bottoms=0, tops=(1, 2),
+        reads=("dense_image_data_param",), shape=dense_image_data_shape,
+        source="netdsl.packs.segnet")
+
+# Dropout: BVLC's rules, with the forward that honours sample_weights_test
+from dataclasses import replace as _replace_type  # noqa: E402
+PACKS.add(_replace_type(_bvlc_dropout(), forward=dropout_forward, builtin=False,
+                        source="netdsl.packs.segnet"))
