@@ -135,9 +135,11 @@ def _is_spec(path: str) -> bool:
     return path.endswith((".yaml", ".yml", ".yaml.j2", ".yml.j2"))
 
 
-def load_net(path: str, pb2=None, *, phase: Optional[str] = None, variables=None):
+def load_net(path: str, pb2=None, *, phase: Optional[str] = None, variables=None,
+             strict: Optional[bool] = None):
     """A NetParameter from a prototxt (read with ``pb2``, default the schema in
-    use), or from a spec's net for ``phase`` (train, val or deploy; default deploy)."""
+    use), or from a spec's net for ``phase`` (train, val or deploy; default deploy).
+    A spec's explicit crop offsets are checked (a warning, an error when ``strict``)."""
     from . import prototxt
     from .netspec import current_schema
     pb2 = pb2 or current_schema()
@@ -145,7 +147,7 @@ def load_net(path: str, pb2=None, *, phase: Optional[str] = None, variables=None
         from .layers.registry import activate
         from .spec import build_nets, load_spec
         spec = load_spec(path, variables=variables)
-        nets = build_nets(spec)
+        nets = build_nets(spec, strict=strict)
         activate(spec.registry)   # its custom_layers, for the rest of this verb
         want = {"test": "val", None: "deploy"}.get(phase, phase)
         if want not in nets:
@@ -159,10 +161,15 @@ def cmd_shapes(args: argparse.Namespace) -> int:
     from . import shapes
     pb2 = _schema(args)
     spec = _is_spec(args.net)
-    net = load_net(args.net, pb2, phase=args.phase, variables=_defines(args))
+    net = load_net(args.net, pb2, phase=args.phase, variables=_defines(args),
+                   strict=args.strict or None)
     caffe_phase = None if spec else ("TRAIN" if args.phase == "train" else "TEST")
-    result = shapes.infer_shapes(net, parse_inputs(args.input), phase=caffe_phase,
-                                 declared=parse_declared(args.declare))
+    if not spec:   # a spec's crops were checked as it was built
+        from .crop_check import check_crop_offsets
+        check_crop_offsets(net, strict=args.strict, phase=caffe_phase,
+                           locate=lambda err: err.located(file=args.net))
+    result = _infer_with_hints(net, parse_inputs(args.input), caffe_phase,
+                               parse_declared(args.declare))
     if getattr(args, "cost", False):
         from .cost import cost_to_json, format_cost_table, net_cost
         cost = net_cost(result)
@@ -179,6 +186,25 @@ def cmd_shapes(args: argparse.Namespace) -> int:
             text += "\n"
     _emit(text, args.output)
     return 0
+
+
+def _infer_with_hints(net, inputs, phase, declared):
+    """``shapes.infer_shapes``, with the hint for a layer whose tops Caffe cannot infer
+    (a Python layer) given as this command's flags rather than Python keywords."""
+    from . import shapes
+    try:
+        return shapes.infer_shapes(net, inputs, phase=phase, declared=declared)
+    except NetdslError as exc:
+        if exc.hint and "declared={" in exc.hint and exc.layer:
+            layer = next((l for l in net.layer if l.name == exc.layer), None)
+            tops = list(layer.top) if layer is not None else []
+            if tops:
+                flags = " ".join("--declare %s=N,C,H,W" % t for t in tops)
+                exc.hint = "give its tops' shapes: %s" % flags
+                if layer is not None and not len(layer.bottom):
+                    exc.hint += " (or, for a data layer, %s)" % " ".join(
+                        "--input %s=..." % t for t in tops)
+        raise
 
 
 def cmd_draw(args: argparse.Namespace) -> int:
@@ -329,6 +355,9 @@ def _p_shapes(p: argparse.ArgumentParser) -> None:
                         "activation bytes, with totals and peak activation memory")
     p.add_argument("-D", "--define", action="append", metavar="NAME=VALUE",
                    help="spec variable")
+    p.add_argument("--strict", action="store_true",
+                   help="a crop offset the coordinate maps disagree with is an error, not a "
+                        "warning (a spec can say `strict: true`)")
     p.add_argument("-o", "--output", help="write here instead of standard output")
     p.set_defaults(func=cmd_shapes)
 
@@ -468,7 +497,7 @@ def cmd_build(args: argparse.Namespace) -> int:
     written = build(args.spec, args.output, _spec_defines(args.define), args.phase,
                     weights=args.weights or bool(args.source), source=args.source,
                     seed=args.seed, check=not args.no_check, double=args.double,
-                    allow_large=args.allow_large)
+                    allow_large=args.allow_large, strict=args.strict or None)
     for path in written:
         print("wrote %s" % path, file=sys.stderr)
     return 0
@@ -502,6 +531,9 @@ def _p_build(p: argparse.ArgumentParser) -> None:
                    help="with --weights: copy trained blobs by layer name from this model")
     p.add_argument("--seed", type=int, default=0, help="filler seed (default 0)")
     p.add_argument("--no-check", action="store_true", help="skip the shape checks")
+    p.add_argument("--strict", action="store_true",
+                   help="a crop offset the coordinate maps disagree with is an error, not a "
+                        "warning (a spec can say `strict: true`)")
     _weights_options(p)
     p.set_defaults(func=cmd_build)
 
@@ -550,9 +582,12 @@ def main(argv: Optional[List[str]] = None) -> int:
     shown = warnings.showwarning
     warnings.showwarning = _show_warning  # one plain line, no source location
     try:
-        # each verb runs in a context of its own: the schema (--proto) and the layer
-        # types it selects (a spec's custom_layers) do not outlive it
-        return int(contextvars.copy_context().run(args.func, args) or 0)
+        with warnings.catch_warnings():
+            from .crop_check import CropOffsetWarning
+            warnings.simplefilter("always", CropOffsetWarning)   # every run says it again
+            # each verb runs in a context of its own: the schema (--proto) and the layer
+            # types it selects (a spec's custom_layers) do not outlive it
+            return int(contextvars.copy_context().run(args.func, args) or 0)
     except NetdslError as err:
         print("netdsl: error: %s" % err.explain(), file=sys.stderr)
         return EXIT_USER_ERROR

@@ -121,18 +121,27 @@ def schema_of(spec: Spec):
 
 
 def build_all(spec: Spec, phases: Optional[Iterable[str]] = None, *,
-              check: bool = True) -> Built:
+              check: bool = True, strict: Optional[bool] = None) -> Built:
     """Build the nets of ``phases`` (default: all) and the solver; shape-check each net
     with :func:`netdsl.shapes.check_net` when ``check``.  A spec with ``proto:``
-    builds with that schema."""
+    builds with that schema.
+
+    A Crop whose explicit offset (``offset:`` or ``crop_param``) disagrees with the
+    offset the coordinate maps give is a :class:`netdsl.crop_check.CropOffsetWarning`
+    (once per layer), and an error when ``strict`` (default: the spec's ``strict:``).
+    """
     built = Built(spec)
+    if strict is None:
+        strict = spec.strict
     with schema_of(spec):
-        _build_phases(built, spec, phases, check)
+        _build_phases(built, spec, phases, check, strict)
         built.solver = build_solver(spec)
     return built
 
 
-def _build_phases(built: Built, spec: Spec, phases: Optional[Iterable[str]], check: bool) -> None:
+def _build_phases(built: Built, spec: Spec, phases: Optional[Iterable[str]], check: bool,
+                  strict: bool = False) -> None:
+    seen: set = set()
     for phase in _phases(spec, phases):
         records = expand(spec, phase)
         if not records:
@@ -140,8 +149,30 @@ def _build_phases(built: Built, spec: Spec, phases: Optional[Iterable[str]], che
         compiled = compile_records(records, spec.inputs, phase, spec.inputs_node)
         built.compiled[phase] = compiled
         built.nets[phase] = compiled.net
+        _check_crops(compiled, phase, strict, seen)
         if check:
             built.shapes[phase] = _check(compiled, phase)
+
+
+def _check_crops(compiled: Compiled, phase: str, strict: bool, seen: set) -> None:
+    """Explicit crop offsets against the coordinate maps (netdsl.crop_check)."""
+    from ..crop_check import check_crop_offsets
+    explicit = {name: rec for name, rec in compiled.layers.items()
+                if rec.type == "Crop" and not (rec.reference is not None and rec.offset is None)}
+    if not explicit:
+        return
+
+    def place(err: NetdslError) -> NetdslError:
+        rec = explicit.get(err.layer or "")
+        if rec is None or rec.node is None:
+            return err
+        err.field = "offset" if rec.reference is not None else "crop_param"
+        err.hint = ("drop `offset:` and the maps' offset is used" if rec.reference is not None
+                    else err.hint)
+        return locate(err, rec)
+
+    check_crop_offsets(compiled.net, strict=strict, phase=caffe_phase(phase),
+                       only=list(explicit), locate=place, seen=seen)
 
 
 def _check(compiled: Compiled, phase: str):
@@ -173,9 +204,9 @@ def compiled_file(compiled: Compiled) -> Optional[str]:
 
 
 def build_nets(spec: Spec, phases: Optional[Iterable[str]] = None, *,
-               check: bool = False) -> Dict[str, Message]:
+               check: bool = False, strict: Optional[bool] = None) -> Dict[str, Message]:
     """``{phase: NetParameter}`` for the spec's phases (train, val, deploy by default)."""
-    return build_all(spec, phases, check=check).nets
+    return build_all(spec, phases, check=check, strict=strict).nets
 
 
 def build_solver(spec: Spec) -> Optional[Message]:
@@ -225,7 +256,8 @@ def build(path: str, out_dir: Optional[str] = None, variables: Optional[Dict[str
           phases: Optional[Sequence[str]] = None, *, weights: bool = False,
           source: Optional[str] = None, seed: int = 0, check: bool = True,
           custom_types: Sequence[str] = (), double: bool = False,
-          allow_large: bool = False) -> List[str]:
+          allow_large: bool = False, strict: Optional[bool] = None,
+          report: Optional[list] = None) -> List[str]:
     """Build a spec and write ``<phase>.prototxt`` (and ``solver.prototxt``, and with
     ``weights`` an initialised ``init.caffemodel``) into ``out_dir``.
 
@@ -235,7 +267,7 @@ def build(path: str, out_dir: Optional[str] = None, variables: Optional[Dict[str
     """
     from ..fileio import atomic_write
     spec = load_spec(path, variables, custom_types=custom_types)
-    built = build_all(spec, phases, check=check)
+    built = build_all(spec, phases, check=check, strict=strict)
     files = built.texts()
     if out_dir is None:
         out_dir = os.path.join("out", spec.name)

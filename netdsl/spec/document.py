@@ -25,7 +25,7 @@ from .load import (MappingNode, Node, ScalarNode, SequenceNode, check_keys as _c
 __all__ = ["Spec", "Block", "load_spec", "load_blocks", "parse_define", "parse_defines"]
 
 TOP_KEYS = ("name", "description", "variables", "include", "blocks", "phases", "inputs",
-            "layers", "solver", "custom_types", "proto", "plugins", "custom_layers")
+            "layers", "solver", "custom_types", "proto", "plugins", "custom_layers", "strict")
 LIBRARY_KEYS = ("name", "description", "variables", "include", "blocks", "layers")
 BLOCK_KEYS = ("args", "layers", "description")
 RESERVED_VARS = ("phase", "inputs")
@@ -53,6 +53,7 @@ class Spec:
         self.path = path
         self.name = os.path.basename(path).split(".")[0]
         self.description: Optional[str] = None
+        self.strict = False                # `strict: true`: warnings (crop offsets) are errors
         self.phases: List[str] = list(_phases.DEFAULT_PHASES)
         self.variables: Dict[str, Any] = {}
         self.variable_nodes: Dict[str, Node] = {}
@@ -168,6 +169,11 @@ def load_spec(path: str, variables: Optional[Dict[str, Any]] = None, *,
         spec.name = name
     if "description" in top:
         spec.description = str(plain(top["description"][1]))
+    if "strict" in top:
+        strict = value(top["strict"][1], scope)
+        if not isinstance(strict, bool):
+            raise _err(top["strict"][1], "`strict` is true or false, got %r" % (strict,))
+        spec.strict = strict
     if "custom_types" in top:
         for n in _sequence(top["custom_types"][1], "`custom_types`"):
             t = value(n, scope)
