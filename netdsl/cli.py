@@ -505,6 +505,18 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 def cmd_render(args: argparse.Namespace) -> int:
     from .spec import render
+    if args.list:
+        from .shipped import shipped_dir, shipped_listing
+        lines = []
+        for kind, names in shipped_listing().items():
+            lines.append("%s (shipped in %s):" % (kind, shipped_dir(kind) or "-"))
+            lines.extend("  %s" % n for n in names)
+        lines.append("a spec includes a shipped template by its name (`include: [vgg16.yaml]`);"
+                     " `netdsl render NAME.j2` renders one")
+        _emit("\n".join(lines) + "\n", args.output)
+        return 0
+    if not args.template:
+        raise NetdslError("give a template to render (e.g. vgg16.yaml.j2), or --list")
     _schema(args)
     _emit(render(args.template, _spec_defines(args.define)), args.output)
     return 0
@@ -538,9 +550,13 @@ def _p_build(p: argparse.ArgumentParser) -> None:
     p.set_defaults(func=cmd_build)
 
 
-@verb("render", "render a Jinja2 template (*.j2) with its defaults and -D values")
+@verb("render", "render a Jinja2 template (*.j2; a shipped one by name) with its defaults and -D "
+               "values")
 def _p_render(p: argparse.ArgumentParser) -> None:
-    p.add_argument("template", metavar="TEMPLATE.j2")
+    p.add_argument("template", metavar="TEMPLATE.j2", nargs="?",
+                   help="a *.j2 file, or the name of a shipped template (see --list)")
+    p.add_argument("--list", action="store_true",
+                   help="list the templates and example specs shipped with netdsl")
     p.add_argument("-D", "--define", action="append", metavar="NAME=VALUE")
     p.add_argument("-o", "--output", help="write here (atomically) instead of standard output")
     p.set_defaults(func=cmd_render)

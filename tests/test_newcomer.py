@@ -129,3 +129,103 @@ def test_negative_offset_hint_says_how_much_padding(tmp_path, cli):
     assert code == 2
     assert "pad 'score' (the first layer after 'data') by 1 more pixel(s)" in err
     assert "give `offset:`" not in err
+
+
+# -- shipped templates and specs -----------------------------------------------------------
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+INCLUDES_VGG = """\
+include: [vgg16.yaml, fcn.yaml]
+inputs:
+  data: [1, 3, 64, 64]
+layers:
+  - vgg16:
+  - score: score_fr
+    channels: 5
+"""
+
+
+def test_render_list_and_bare_names_in_a_checkout(tmp_path, cli):
+    code, out, err = cli("render", "--list")
+    assert code == 0
+    for name in ("vgg16.yaml", "vgg16.yaml.j2", "fcn.yaml", "solver.prototxt.j2", "fcn8s.yaml"):
+        assert "  %s\n" % name in out
+    code, out, err = cli("render", "vgg16.yaml.j2")
+    assert code == 0 and "- Convolution: conv1_1" in out
+    (tmp_path / "net.yaml").write_text(INCLUDES_VGG)
+    code, out, err = cli("shapes", "net.yaml")
+    # VGG16 conv1_1 has pad 100 in FCN's template: 64 + 2*100 - 3 + 1 = 262 (Caffe's formula)
+    assert code == 0 and "conv1_1 (1,64,262,262)" in out
+    assert "score_fr (1,5," in out
+
+
+def test_a_file_beside_the_spec_wins_over_a_shipped_one(tmp_path, cli):
+    (tmp_path / "vgg16.yaml").write_text(
+        "blocks:\n  vgg16:\n    layers:\n      - Convolution: mine\n        num_output: 3\n"
+        "        kernel_size: 1\n")
+    (tmp_path / "net.yaml").write_text("include: [vgg16.yaml]\ninputs:\n  data: [1, 3, 8, 8]\n"
+                                       "layers:\n  - vgg16:\n")
+    code, out, err = cli("shapes", "net.yaml")
+    assert code == 0 and "mine" in out and "conv1_1" not in out
+
+
+def test_unknown_template_name_suggests_a_shipped_one(tmp_path, cli):
+    (tmp_path / "net.yaml").write_text("include: [vgg61.yaml]\nlayers: []\n")
+    code, out, err = cli("build", "net.yaml")
+    assert code == 2 and "did you mean `vgg16.yaml`" in err
+
+
+@pytest.mark.slow
+def test_templates_and_specs_ship_in_a_non_editable_install(tmp_path):
+    """``pip install .`` (not editable) into a fresh venv, then the CLI from another directory."""
+    import shutil
+    import subprocess
+    import sys
+    import sysconfig
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in ("pyproject.toml", "setup.py", "MANIFEST.in", "README.md"):
+        shutil.copy(os.path.join(ROOT, name), src / name)
+    for name in ("netdsl", "templates", "specs"):
+        shutil.copytree(os.path.join(ROOT, name), src / name,
+                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "_data"))
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    bindir = venv / ("Scripts" if os.name == "nt" else "bin")
+    vpy = str(bindir / "python")
+    purelib = subprocess.run([vpy, "-c", "import sysconfig; print(sysconfig.get_paths()"
+                              "['purelib'])"], check=True, stdout=subprocess.PIPE,
+                             universal_newlines=True).stdout.strip()
+    # the dependencies (numpy, protobuf, ...) come from this interpreter's site-packages, added
+    # after the venv's own (a path line in a .pth file: no editable finder of it runs); netdsl
+    # itself is installed from the copied sources
+    with open(os.path.join(purelib, "_deps.pth"), "w") as f:
+        f.write(sysconfig.get_paths()["purelib"] + "\n")
+    run = subprocess.run([vpy, "-m", "pip", "install", "--no-deps", "-q", str(src)],
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                         universal_newlines=True, timeout=600)
+    assert run.returncode == 0, run.stdout
+    work = tmp_path / "elsewhere"
+    work.mkdir()
+    (work / "net.yaml").write_text(INCLUDES_VGG)
+
+    def netdsl(*args):
+        return subprocess.run([vpy, "-m", "netdsl"] + list(args), cwd=str(work),
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              universal_newlines=True, timeout=300)
+    where = subprocess.run([vpy, "-c", "import netdsl; print(netdsl.__file__)"], cwd=str(work),
+                           stdout=subprocess.PIPE, universal_newlines=True).stdout
+    assert where.startswith(purelib), where     # the installed copy, not the sources
+    listed = netdsl("render", "--list")
+    assert listed.returncode == 0, listed.stderr
+    assert "  vgg16.yaml.j2\n" in listed.stdout and "  fcn32s.yaml\n" in listed.stdout
+    assert os.path.join("netdsl", "_data", "templates") in listed.stdout
+    rendered = netdsl("render", "vgg16.yaml.j2")
+    assert rendered.returncode == 0 and "- Convolution: conv1_1" in rendered.stdout
+    shapes = netdsl("shapes", "net.yaml")
+    assert shapes.returncode == 0, shapes.stderr
+    assert "conv1_1 (1,64,262,262)" in shapes.stdout
+    built = netdsl("build", "fcn32s.yaml", "-o", "out")
+    assert built.returncode == 0, built.stderr
+    assert (work / "out" / "deploy.prototxt").is_file()

@@ -324,6 +324,9 @@ def render(path: str, variables: Optional[Dict[str, Any]] = None) -> str:
     from .load import front_matter, is_template, render_template
     from ..fileio import read_text
     defines = parse_defines(variables)
+    if not os.path.exists(path):
+        from ..shipped import find_shipped
+        path = find_shipped(path) or path   # a template shipped with netdsl, by bare name
     if not is_template(path):
         read_text(path)
         raise NetdslError("not a template (a *.j2 file)", file=path)

@@ -116,6 +116,9 @@ def load_spec(path: str, variables: Optional[Dict[str, Any]] = None, *,
     scalars, as ``-D`` values are.  Every error names its file, line and column.
     """
     defines = parse_defines(variables)
+    if not os.path.exists(path):
+        from ..shipped import find_shipped
+        path = find_shipped(path, "specs") or path   # an example spec shipped with netdsl
     spec = Spec(path)
     fm_nodes: Dict[str, Node] = {}
     if is_template(path):

@@ -521,11 +521,15 @@ def resolve_include(node: Node, rel: Any, trace: Tuple = ()) -> str:
     base = os.path.dirname(node_file(node))
     path = os.path.normpath(os.path.join(base, rel))
     if not os.path.isfile(path):
+        from ..shipped import find_shipped, list_shipped
+        shipped = find_shipped(rel) if os.sep not in rel and "/" not in rel else None
+        if shipped is not None:   # a template that ships with netdsl, by its bare name
+            return shipped
         near = []
         d = os.path.dirname(path) or "."
         if os.path.isdir(d):
             near = [f for f in os.listdir(d) if f.endswith((".yaml", ".yml", ".j2"))]
-        hint = did_you_mean(os.path.basename(path), near)
+        hint = did_you_mean(os.path.basename(path), near + list_shipped())
         raise located_error(node, "cannot include `%s`: no such file (%s)"
                             % (rel, display_path(path)), trace=trace, hint=hint)
     return path
