@@ -44,13 +44,71 @@ def _emit(text: str, out: Optional[str]) -> None:
 def cmd_pycaffe(args: argparse.Namespace) -> int:
     from .compat import run_module, run_script
     _schema(args)
-    if args.module:
-        run_module(args.module[0], args.module[1:])
-    elif args.script:
-        run_script(args.script, args.args)
-    else:
+    if not args.module and not args.script:
         raise NetdslError("give a script to run, or -m MODULE")
+    argv = list(args.module[1:] if args.module else args.args or [])
+    dirs = _watched_dirs(None if args.module else args.script, argv)
+    before = _snapshot(dirs)
+    try:
+        if args.module:
+            run_module(args.module[0], args.module[1:])
+        else:
+            run_script(args.script, args.args)
+    finally:
+        for path in _changed(before, _snapshot(dirs)):
+            print("wrote %s" % path, file=sys.stderr)
     return 0
+
+
+def _watched_dirs(script: Optional[str], argv: List[str]) -> List[str]:
+    """Where a script's outputs are looked for: the working directory, the script's own
+    directory and the directories named by its arguments (or holding them)."""
+    import os
+    dirs = [os.curdir]
+    if script:
+        dirs.append(os.path.dirname(script) or os.curdir)
+    for a in argv:
+        if a.startswith("-"):
+            a = a.partition("=")[2]
+        if not a:
+            continue
+        d = a if os.path.isdir(a) else os.path.dirname(a)
+        if d and os.path.isdir(d):
+            dirs.append(d)
+    out: List[str] = []
+    seen = set()
+    for d in dirs:
+        key = os.path.realpath(d)
+        if key not in seen:
+            seen.add(key)
+            out.append(d)
+    return out
+
+
+def _snapshot(dirs: List[str]) -> Dict[str, tuple]:
+    """{path: (mtime_ns, size)} of the files directly in ``dirs``."""
+    import os
+    out: Dict[str, tuple] = {}
+    for d in dirs:
+        try:
+            entries = list(os.scandir(d))
+        except OSError:
+            continue
+        for e in entries:
+            try:
+                if e.is_file():
+                    st = e.stat()
+                    path = os.path.normpath(e.path)
+                    out[path] = (st.st_mtime_ns, st.st_size)
+            except OSError:
+                continue
+    return out
+
+
+def _changed(before: Dict[str, tuple], after: Dict[str, tuple]) -> List[str]:
+    """Files new or changed between two snapshots (Python's bytecode caches left out)."""
+    return sorted(p for p, sig in after.items()
+                  if before.get(p) != sig and not p.endswith((".pyc", ".pyo")))
 
 
 def cmd_fmt(args: argparse.Namespace) -> int:
@@ -181,11 +239,27 @@ def cmd_shapes(args: argparse.Namespace) -> int:
     if args.format == "json":
         text = _json_text(shapes.to_json(result, crops=crops))
     else:
-        text = shapes.format_table(result, crops=crops)
+        text = _with_legend(shapes.format_table(result, crops=crops))
         if not text.endswith("\n"):
             text += "\n"
     _emit(text, args.output)
     return 0
+
+
+SHAPES_LEGEND = ("stride, offset: top pixel x is centred on input pixel stride * x + offset, "
+                 "per spatial axis (Caffe's coordinate maps; a negative offset: the top reaches "
+                 "beyond the input's border, through padding or upsampling)")
+
+
+def _with_legend(table: str) -> str:
+    """The shapes table with the legend of its stride and offset columns after its summary."""
+    import re
+    lines = table.split("\n")
+    for i, line in enumerate(lines):
+        if re.match(r"\d+ layers, \d+ blobs", line):
+            lines.insert(i + 1, SHAPES_LEGEND)
+            break
+    return "\n".join(lines)
 
 
 def _infer_with_hints(net, inputs, phase, declared):
@@ -261,8 +335,10 @@ def cmd_init(args: argparse.Namespace) -> int:
             source.close()
     size = write_caffemodel(args.output, weights, types=net, name=net.name or None, pb2=pb2,
                             double=args.double, allow_large=args.allow_large)
-    for rep in report:
-        print(str(rep), file=sys.stderr)
+    from .init_report import init_report_lines
+    for line in init_report_lines(net, weights, transplants=report, interp_layers=interp_layers,
+                                  nearest_layers=nearest_layers):
+        print(line, file=sys.stderr)
     print("wrote %s: %d layers with parameters, %d bytes" % (args.output, len(weights), size),
           file=sys.stderr)
     return 0
@@ -419,15 +495,33 @@ def _p_inspect(p: argparse.ArgumentParser) -> None:
 def cmd_run(args: argparse.Namespace) -> int:
     from .forward.run import parse_input_args, run, summary
     pb2 = _schema(args)
+    args.phase = "TRAIN" if args.phase == "train" else "TEST"
     blobs = [b for b in (args.blobs or "").split(",") if b] or None
-    if getattr(args, "proto", None):
-        result = _run_with_schema(args, pb2, blobs)
-    else:
-        result = run(args.net, args.weights, parse_input_args(args.input or []),
-                     output=args.output, blobs=blobs, random_input=args.random_input,
-                     seed=args.seed, phase=args.phase)
+    try:
+        if getattr(args, "proto", None):
+            result = _run_with_schema(args, pb2, blobs)
+        else:
+            result = run(args.net, args.weights, parse_input_args(args.input or []),
+                         output=args.output, blobs=blobs, random_input=args.random_input,
+                         seed=args.seed, phase=args.phase)
+    except NetdslError as exc:
+        if args.weights is None and exc.message.startswith("no weights for this"):
+            exc.hint = _init_hint(args.net)
+        raise
     sys.stdout.write(summary(result, blobs or result.outputs))
     return 0
+
+
+def _init_hint(net: str) -> str:
+    """What to do when ``run`` has no caffemodel for a net that needs one."""
+    import os
+    beside = os.path.join(os.path.dirname(net), "init.caffemodel")
+    if os.path.isfile(beside):
+        return ("no caffemodel was given; %s is beside the net: `netdsl run %s %s`"
+                % (beside, net, beside))
+    return ("no caffemodel was given; make one with fillers (and --from a trained model) "
+            "with `netdsl init %s -o init.caffemodel`, then `netdsl run %s init.caffemodel`"
+            % (net, net))
 
 
 def _run_with_schema(args: argparse.Namespace, pb2, blobs: Optional[List[str]]):
@@ -473,7 +567,10 @@ def _p_run(p: argparse.ArgumentParser) -> None:
     p.add_argument("--random-input", action="store_true",
                    help="fill inputs without a file with uniform [-1, 1) values")
     p.add_argument("--seed", type=int, default=0, help="for --random-input and Dropout")
-    p.add_argument("--phase", choices=["TRAIN", "TEST"], default="TEST", type=str.upper)
+    p.add_argument("--phase", choices=["train", "test", "val", "deploy"], default="test",
+                   type=str.lower,
+                   help="Caffe phase (default test; val and deploy mean test; TRAIN and TEST "
+                        "work too): Dropout, and include/exclude rules")
     p.add_argument("--blobs", metavar="A,B", help="blobs to save (default: the net's outputs)")
     p.add_argument("-o", "--output", metavar="OUT.npz", help="write the blobs here")
     p.set_defaults(func=cmd_run)
@@ -494,10 +591,13 @@ def _spec_defines(items: Optional[List[str]]) -> Dict[str, str]:
 def cmd_build(args: argparse.Namespace) -> int:
     from .spec import build
     _schema(args)
+    report: List[str] = []
     written = build(args.spec, args.output, _spec_defines(args.define), args.phase,
                     weights=args.weights or bool(args.source), source=args.source,
                     seed=args.seed, check=not args.no_check, double=args.double,
-                    allow_large=args.allow_large, strict=args.strict or None)
+                    allow_large=args.allow_large, strict=args.strict or None, report=report)
+    for line in report:   # what init.caffemodel holds, as `netdsl init` says it
+        print(line, file=sys.stderr)
     for path in written:
         print("wrote %s" % path, file=sys.stderr)
     return 0

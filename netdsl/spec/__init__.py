@@ -274,7 +274,7 @@ def build(path: str, out_dir: Optional[str] = None, variables: Optional[Dict[str
     model = None
     if weights:
         with schema_of(spec):
-            model = initial_weights(built, source=source, seed=seed)
+            model = initial_weights(built, source=source, seed=seed, report=report)
     if os.path.exists(out_dir) and not os.path.isdir(out_dir):
         raise NetdslError("cannot write into %s: it is a file" % out_dir)
     written = []
@@ -282,6 +282,9 @@ def build(path: str, out_dir: Optional[str] = None, variables: Optional[Dict[str
         target = os.path.join(out_dir, fname)
         atomic_write(target, text)
         written.append(target)
+    stale = os.path.join(out_dir, "init.caffemodel")
+    if model is None and os.path.isfile(stale):
+        _warn_if_stale(stale, built)
     if model is not None:
         from ..proto import schema_of as module_of
         from ..weights import write_caffemodel
@@ -293,9 +296,52 @@ def build(path: str, out_dir: Optional[str] = None, variables: Optional[Dict[str
     return written
 
 
-def initial_weights(built: Built, *, source: Optional[str] = None, seed: int = 0):
+def _warn_if_stale(path: str, built: Built) -> None:
+    """Warn when an init.caffemodel left by an earlier build does not fit the nets just
+    written (a layer with parameters missing from it, or a blob of another shape): the
+    next ``netdsl run`` or Caffe's CopyTrainedLayersFrom would fail on it.  The file is
+    kept: it may hold weights the user put there."""
+    import warnings
+    if not built.shapes:
+        warnings.warn("%s is from an earlier build and was not checked against these nets "
+                      "(--no-check); rebuild with --weights, or delete it" % path, stacklevel=3)
+        return
+    from ..weights import open_caffemodel
+    why = None
+    try:
+        with open_caffemodel(path) as model:
+            have = {e.name: [tuple(s) for s in e.shapes] for e in model.layers}
+    except NetdslError as exc:
+        why = "cannot be read (%s)" % exc.message
+        have = {}
+    if why is None:
+        for net_shapes in built.shapes.values():
+            for ls in getattr(net_shapes, "layers", ()):
+                want = [tuple(int(d) for d in s) for s in ls.param_shapes]
+                if not want:
+                    continue
+                got = have.get(ls.name)
+                if got is None:
+                    why = "has no layer '%s'" % ls.name
+                elif got != want:   # Caffe's CopyTrainedLayersFrom: ShapeEquals
+                    why = "has layer '%s' with blobs %s, the net needs %s" % (
+                        ls.name, ", ".join("x".join(map(str, g)) for g in got),
+                        ", ".join("x".join(map(str, w)) for w in want))
+                if why:
+                    break
+            if why:
+                break
+    if why:
+        warnings.warn("%s is left from an earlier build and does not fit this net: it %s; "
+                      "rebuild with --weights, or delete it" % (path, why), stacklevel=3)
+
+
+def initial_weights(built: Built, *, source: Optional[str] = None, seed: int = 0,
+                    report: Optional[list] = None):
     """(net, {layer: [arrays]}): fillers, then ``source`` transplanted by layer name, then
-    bilinear/nearest surgery on the upsample ops' layers (``netdsl.weights.init_weights``)."""
+    bilinear/nearest surgery on the upsample ops' layers (``netdsl.weights.init_weights``).
+    With ``report`` (a list), the lines of :func:`netdsl.init_report.init_report_lines`
+    (what was copied, reshaped, skipped, given kernels, left at fillers) are appended."""
     from ..weights import init_weights
     phase = next(iter(built.compiled))
     compiled = built.compiled[phase]
@@ -305,17 +351,27 @@ def initial_weights(built: Built, *, source: Optional[str] = None, seed: int = 0
     names = {layer.name for layer in compiled.net.layer}
     interp = [n for n in interp if n in names]
     nearest = [n for n in nearest if n in names]
+    owned = None
     try:
         if source is not None and built.spec.schema is not None:
             from ..weights import open_caffemodel
-            source = open_caffemodel(source, pb2=built.spec.schema)
+            source = owned = open_caffemodel(source, pb2=built.spec.schema)
+        transplants: list = []
         blobs = init_weights(compiled.net, seed=seed, source=source, interp_layers=interp,
-                             nearest_layers=nearest, inputs=compiled.inputs or None)
+                             nearest_layers=nearest, inputs=compiled.inputs or None,
+                             report=transplants)
     except NetdslError as exc:
         rec = compiled.layers.get(exc.layer or "")
         if rec is not None and rec.node is not None:
             raise locate(exc, rec)
         raise
+    finally:
+        if owned is not None:
+            owned.close()
+    if report is not None:
+        from ..init_report import init_report_lines
+        report.extend(init_report_lines(compiled.net, blobs, transplants=transplants,
+                                        interp_layers=interp, nearest_layers=nearest))
     return compiled.net, blobs
 
 
