@@ -229,3 +229,227 @@ def test_templates_and_specs_ship_in_a_non_editable_install(tmp_path):
     built = netdsl("build", "fcn32s.yaml", "-o", "out")
     assert built.returncode == 0, built.stderr
     assert (work / "out" / "deploy.prototxt").is_file()
+
+
+# -- what init.caffemodel holds --------------------------------------------------------------
+
+WEIGHTED = """\
+inputs:
+  data: [1, 2, 8, 8]
+layers:
+  - Convolution: conv1
+    num_output: 2
+    kernel_size: 1
+    weight_filler: {type: gaussian, std: 0.01}
+  - Convolution: score
+    num_output: 2
+    kernel_size: 2
+    stride: 2
+  - upsample: up
+    factor: 2
+    channels: 2
+    dense: true
+  - crop: out
+    reference: data
+"""
+
+
+def _source(path):
+    """A trained model: an InnerProduct-shaped `score` (2 x 8, as fc6 is to FCN's conv fc6)
+    and a layer the new net does not have."""
+    import numpy as np
+    from netdsl.weights import write_caffemodel
+    write_caffemodel(str(path), {"score": [np.arange(16, dtype=np.float32).reshape(2, 8),
+                                           np.ones(2, np.float32)],
+                                 "fc8": [np.zeros((3, 4), np.float32)]})
+
+
+def _report(err):
+    return [l for l in err.splitlines() if not l.startswith("wrote ")]
+
+
+def test_build_weights_reports_as_init_does(tmp_path, cli):
+    (tmp_path / "w.yaml").write_text(WEIGHTED)
+    _source(tmp_path / "src.caffemodel")
+    code, out, err = cli("build", "w.yaml", "-o", "o", "--weights", "--from", "src.caffemodel")
+    assert code == 0
+    built = _report(err)
+    # the score weights have 16 values either way: reshaped 2x8 -> 2x2x2x2 (2 outputs,
+    # 2 channels, 2x2 kernel); conv1's bias has no filler: caffe.proto's default, constant 0
+    assert "reshaped  score[0] 2x8 -> 2x2x2x2" in built
+    assert "copied    score[1]" in built
+    assert "skipped   fc8: no layer 'fc8' in the target" in built
+    assert "interp    up[0] 2x2x4x4: bilinear kernels (FCN's interp)" in built
+    assert "filler    gaussian std 0.01: conv1[0]" in built
+    assert ("filler    constant 0: conv1[1] (Caffe's default filler: these blobs start at "
+            "zero)") in built
+    assert "2 parameter blob(s) left at their fillers' values" in built
+    code, out, err = cli("init", "o/deploy.prototxt", "-o", "m.caffemodel",
+                         "--from", "src.caffemodel", "--interp", "up")
+    assert code == 0
+    assert _report(err) == built     # the same lines, then init's own summary
+    assert err.splitlines()[-1].startswith("wrote m.caffemodel: 3 layers with parameters")
+
+
+def test_build_weights_without_source_names_zero_filled_layers(tmp_path, cli):
+    (tmp_path / "w.yaml").write_text(WEIGHTED)
+    code, out, err = cli("build", "w.yaml", "-o", "o", "--weights")
+    assert code == 0
+    assert ("filler    constant 0: conv1[1], score[0], score[1] (Caffe's default filler: "
+            "these blobs start at zero)") in err
+
+
+def test_a_stale_init_caffemodel_is_a_warning(tmp_path, cli):
+    (tmp_path / "w.yaml").write_text(WEIGHTED)
+    assert cli("build", "w.yaml", "-o", "o", "--weights")[0] == 0
+    code, out, err = cli("build", "w.yaml", "-o", "o")     # same net: the model still fits
+    assert code == 0 and "warning" not in err
+    (tmp_path / "w.yaml").write_text(WEIGHTED.replace("num_output: 2\n    kernel_size: 2",
+                                                      "num_output: 3\n    kernel_size: 2"))
+    code, out, err = cli("build", "w.yaml", "-o", "o")
+    assert code == 0
+    assert ("warning: o/init.caffemodel is left from an earlier build and does not fit this "
+            "net: it has layer 'score' with blobs 2x2x2x2, 2, the net needs 3x2x2x2, 3") in err
+    assert (tmp_path / "o" / "init.caffemodel").is_file()   # kept: it may be the user's
+
+
+# -- where errors point ------------------------------------------------------------------------
+
+def test_an_error_in_a_block_starts_at_the_users_line(tmp_path, cli):
+    (tmp_path / "lib.yaml").write_text(
+        "blocks:\n"
+        "  head:\n"
+        "    args: [up]\n"
+        "    layers:\n"
+        "      - Convolution: side\n"
+        "        bottom: pool\n"
+        "        num_output: 2\n"
+        "        kernel_size: 1\n"
+        "      - crop: sidec\n"
+        "        reference: ${up}\n")
+    (tmp_path / "net.yaml").write_text(
+        "include: [lib.yaml]\n"
+        "inputs:\n  data: [1, 2, 16, 16]\n"
+        "layers:\n"
+        "  - Pooling: pool\n    pool: MAX\n    kernel_size: 2\n    stride: 2\n"
+        "  - head:\n"
+        "    up: data\n")
+    code, out, err = cli("build", "net.yaml", "-o", "o")
+    assert code == 2
+    assert err.startswith("netdsl: error: net.yaml:9:5: layer 'sidec': ")
+    assert err.count("(via block `head` at lib.yaml:10:20)") == 1
+    assert "'pool' downsamples by 2 (stride 2)" in err
+
+
+def test_an_unknown_op_key_points_at_the_key_and_names_the_layer(tmp_path, cli):
+    text = SMALL.format(factor=2, extra="").replace("    dense: true\n",
+                                                     "    dense: true\n    fator: 2\n")
+    (tmp_path / "s.yaml").write_text(text)
+    code, out, err = cli("build", "s.yaml", "-o", "o")
+    assert code == 2
+    assert err.startswith("netdsl: error: s.yaml:13:5: layer 'up': upsample: unknown key "
+                          "`fator`; did you mean `factor`?")
+
+
+def test_yaml_indentation_errors_say_so_with_a_caret(tmp_path, cli):
+    text = SMALL.format(factor=2, extra="").replace("    factor: 2", "      factor: 2")
+    (tmp_path / "s.yaml").write_text(text)
+    code, out, err = cli("build", "s.yaml", "-o", "o")
+    assert code == 2
+    lines = err.splitlines()
+    assert lines[0].startswith("netdsl: error: s.yaml:10:13: YAML syntax error: ")
+    assert "indented more than the keys it belongs with" in lines[0]
+    assert "mapping values are not allowed" in lines[0]   # PyYAML's words, kept in brackets
+    # the line itself, and a caret under the column PyYAML stopped at (13)
+    assert lines[1] == "          factor: 2"
+    assert lines[2] == "    " + " " * 12 + "^"
+    text = SMALL.format(factor=2, extra="").replace("    channels: 2", "  channels: 2")
+    (tmp_path / "s.yaml").write_text(text)
+    code, out, err = cli("build", "s.yaml", "-o", "o")
+    assert code == 2 and "indented less than the list item it belongs to" in err
+    assert err.splitlines()[1] == "      channels: 2"
+
+
+def test_a_field_whose_fields_are_not_indented(tmp_path, cli):
+    (tmp_path / "z.yaml").write_text(
+        "inputs:\n  data: [1, 3, 8, 8]\nlayers:\n  - Pooling: pool\n    pooling_param:\n"
+        "    pool: MAX\n    kernel_size: 2\n")
+    code, out, err = cli("build", "z.yaml", "-o", "o")
+    assert code == 2
+    lines = err.splitlines()
+    assert lines[0] == ("netdsl: error: z.yaml:5:5: `pooling_param:` has no value; if the "
+                        "lines below it are its fields, indent them under it by two more "
+                        "spaces")
+    assert lines[1:] == ["        pooling_param:", "        ^"]
+    assert "takes a dict, got None" not in err
+
+
+# -- the smaller things ----------------------------------------------------------------------
+
+def test_shapes_explains_its_offset_column_and_ends_lines(tmp_path, cli):
+    spec(tmp_path)
+    code, out, err = cli("shapes", "s.yaml")
+    assert code == 0 and out.endswith("\n")
+    assert "stride, offset: top pixel x is centred on input pixel stride * x + offset" in out
+    # the 2x2 stride-2 convolution: top pixel x covers input pixels 2x and 2x+1, centred
+    # on 2x + 0.5
+    row = next(l for l in out.splitlines() if l.startswith("score "))
+    assert row.split()[3:5] == ["2", "0.5"]
+    for extra in (["--cost"], ["--format", "json"], ["--cost", "--format", "json"]):
+        assert cli("shapes", "s.yaml", *extra)[1].endswith("\n")
+    assert cli("shapes", "s.yaml", "-o", "t.txt")[0] == 0
+    assert (tmp_path / "t.txt").read_text().endswith("\n")
+
+
+def test_shapes_of_a_python_data_layer_suggests_declare(tmp_path, cli):
+    (tmp_path / "p.prototxt").write_text(
+        'layer { name: "data" type: "Python" top: "data" top: "label"\n'
+        '  python_param { module: "voc_layers" layer: "VOCSegDataLayer" } }\n'
+        'layer { name: "conv" type: "Convolution" bottom: "data" top: "conv"\n'
+        '  convolution_param { num_output: 2 kernel_size: 1 } }\n')
+    code, out, err = cli("shapes", "p.prototxt")
+    assert code == 2
+    assert "--declare data=N,C,H,W --declare label=N,C,H,W" in err
+    assert "declared={" not in err   # the command line's words, not Python's
+    code, out, err = cli("shapes", "p.prototxt", "--declare", "data=1,3,8,8",
+                         "--declare", "label=1,1,8,8")
+    assert code == 0 and "conv (1,2,8,8)" in out
+
+
+def test_run_phase_in_lowercase_and_the_init_hint(tmp_path, cli):
+    import numpy as np
+    (tmp_path / "w.yaml").write_text(WEIGHTED)
+    assert cli("build", "w.yaml", "-o", "o")[0] == 0
+    code, out, err = cli("run", "o/deploy.prototxt", "--random-input")
+    assert code == 2
+    assert "`netdsl init o/deploy.prototxt -o init.caffemodel`" in err
+    assert cli("init", "o/deploy.prototxt", "-o", "o/init.caffemodel")[0] == 0
+    code, out, err = cli("run", "o/deploy.prototxt", "--random-input")
+    assert code == 2 and "`netdsl run o/deploy.prototxt o/init.caffemodel`" in err
+    results = {}
+    for phase in ("train", "TRAIN", "test", "TEST", "val", "deploy"):
+        code, out, err = cli("run", "o/deploy.prototxt", "o/init.caffemodel", "--random-input",
+                             "--phase", phase, "-o", "%s.npz" % phase)
+        assert code == 0, err
+        results[phase] = np.load(str(tmp_path / ("%s.npz" % phase)))["out"]
+    # no Dropout here: every phase gives the same output
+    for phase in results:
+        np.testing.assert_array_equal(results[phase], results["test"])
+
+
+def test_pycaffe_says_what_the_script_wrote(tmp_path, cli):
+    (tmp_path / "net.py").write_text(
+        "import sys\n"
+        "import caffe\n"
+        "from caffe import layers as L\n"
+        "n = caffe.NetSpec()\n"
+        "n.data = L.Input(shape=dict(dim=[1, 3, 8, 8]))\n"
+        "with open('train.prototxt', 'w') as f:\n"
+        "    f.write(str(n.to_proto()))\n"
+        "with open(sys.argv[1], 'w') as f:\n"
+        "    f.write(str(n.to_proto()))\n")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "untouched.txt").write_text("x")
+    code, out, err = cli("pycaffe", "net.py", os.path.join("sub", "deploy.prototxt"))
+    assert code == 0
+    assert err.splitlines() == ["wrote sub/deploy.prototxt", "wrote train.prototxt"]
