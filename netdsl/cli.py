@@ -55,9 +55,31 @@ def cmd_pycaffe(args: argparse.Namespace) -> int:
         else:
             run_script(args.script, args.args)
     finally:
-        for path in _changed(before, _snapshot(dirs)):
+        written = _changed(before, _snapshot(dirs))
+        for path in written:
             print("wrote %s" % path, file=sys.stderr)
+    _check_written_crops(written)
     return 0
+
+
+def _check_written_crops(paths: List[str]) -> None:
+    """Warn about the explicit crop offsets of the nets a script wrote that the coordinate
+    maps disagree with (pycaffe's NetSpec accepts any offset)."""
+    from .crop_check import check_crop_offsets
+    from .prototxt import read_net
+    for path in paths:
+        if not path.endswith(".prototxt"):
+            continue
+        try:
+            net = read_net(path)
+        except (NetdslError, OSError, UnicodeDecodeError):
+            continue   # a solver, or not a net netdsl reads
+        if not any(layer.type == "Crop" for layer in net.layer):
+            continue
+        try:
+            check_crop_offsets(net, locate=lambda err, p=path: err.located(file=p))
+        except NetdslError:   # a net whose maps cannot be followed: shapes will say why
+            continue
 
 
 def _watched_dirs(script: Optional[str], argv: List[str]) -> List[str]:
@@ -202,32 +224,52 @@ def load_net(path: str, pb2=None, *, phase: Optional[str] = None, variables=None
     from .netspec import current_schema
     pb2 = pb2 or current_schema()
     if _is_spec(path):
-        from .layers.registry import activate
-        from .spec import build_nets, load_spec
-        spec = load_spec(path, variables=variables)
-        nets = build_nets(spec, strict=strict)
-        activate(spec.registry)   # its custom_layers, for the rest of this verb
-        want = {"test": "val", None: "deploy"}.get(phase, phase)
-        if want not in nets:
-            raise NetdslError("the spec has no %s net (it has %s)" % (want, ", ".join(nets)),
-                              file=path)
-        return nets[want]
+        return load_spec_net(path, phase=phase, variables=variables, strict=strict)[0]
     return prototxt.read_net(path, schema=pb2)
+
+
+def load_spec_net(path: str, *, phase: Optional[str] = None, variables=None,
+                  strict: Optional[bool] = None):
+    """(NetParameter, Compiled) of a spec's net for ``phase`` (default deploy): the
+    Compiled carries the spec's ``inputs`` shapes, including those of tops other
+    layers make (``declared``, e.g. a Python data layer's)."""
+    from .layers.registry import activate
+    from .spec import build_all, load_spec
+    spec = load_spec(path, variables=variables)
+    built = build_all(spec, check=False, strict=strict)
+    activate(spec.registry)   # its custom_layers, for the rest of this verb
+    want = {"test": "val", None: "deploy"}.get(phase, phase)
+    if want not in built.nets:
+        raise NetdslError("the spec has no %s net (it has %s)"
+                          % (want, ", ".join(built.nets)), file=path)
+    return built.nets[want], built.compiled[want]
 
 
 def cmd_shapes(args: argparse.Namespace) -> int:
     from . import shapes
     pb2 = _schema(args)
     spec = _is_spec(args.net)
-    net = load_net(args.net, pb2, phase=args.phase, variables=_defines(args),
-                   strict=args.strict or None)
+    inputs = parse_inputs(args.input)
+    declared = parse_declared(args.declare)
+    if spec:   # the spec's own `inputs:` apply, under the command line's
+        net, compiled = load_spec_net(args.net, phase=args.phase, variables=_defines(args),
+                                      strict=args.strict or None)
+        given, inputs = inputs, dict(compiled.inputs)
+        if compiled.declared or declared:
+            declared = dict(compiled.declared, **(declared or {}))
+        for k, v in given.items():   # --input of a top a layer makes (a Python data layer)
+            if k in compiled.declared:
+                declared[k] = v
+            else:
+                inputs[k] = v
+    else:
+        net = load_net(args.net, pb2, phase=args.phase, variables=_defines(args))
     caffe_phase = None if spec else ("TRAIN" if args.phase == "train" else "TEST")
     if not spec:   # a spec's crops were checked as it was built
         from .crop_check import check_crop_offsets
         check_crop_offsets(net, strict=args.strict, phase=caffe_phase,
                            locate=lambda err: err.located(file=args.net))
-    result = _infer_with_hints(net, parse_inputs(args.input), caffe_phase,
-                               parse_declared(args.declare))
+    result = _infer_with_hints(net, inputs, caffe_phase, declared)
     if getattr(args, "cost", False):
         from .cost import cost_to_json, format_cost_table, net_cost
         cost = net_cost(result)

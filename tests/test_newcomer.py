@@ -453,3 +453,36 @@ def test_pycaffe_says_what_the_script_wrote(tmp_path, cli):
     code, out, err = cli("pycaffe", "net.py", os.path.join("sub", "deploy.prototxt"))
     assert code == 0
     assert err.splitlines() == ["wrote sub/deploy.prototxt", "wrote train.prototxt"]
+
+
+def test_pycaffe_warns_about_a_wrong_offset_in_a_net_it_wrote(tmp_path, cli):
+    # a 3x3 convolution with pad 5 maps y = x + 5 - (3 - 1)/2 = x + 4: the crop offset is 4
+    (tmp_path / "net.py").write_text(
+        "import caffe\n"
+        "from caffe import layers as L\n"
+        "n = caffe.NetSpec()\n"
+        "n.data = L.Input(shape=dict(dim=[1, 3, 16, 16]))\n"
+        "n.conv = L.Convolution(n.data, num_output=2, kernel_size=3, pad=5)\n"
+        "n.crop = L.Crop(n.conv, n.data, crop_param=dict(axis=2, offset=%d))\n"
+        "with open('deploy.prototxt', 'w') as f:\n"
+        "    f.write(str(n.to_proto()))\n" % 19)
+    code, out, err = cli("pycaffe", "net.py")
+    assert code == 0
+    assert err.splitlines() == [
+        "wrote deploy.prototxt",
+        "netdsl: warning: deploy.prototxt: layer 'crop': crop offset 19 disagrees with the "
+        "coordinate maps, which give offset 4 on axis 2; 'conv' and 'data' would be "
+        "misaligned; set crop_param { axis: 2 offset: 4 }"]
+
+
+def test_shapes_of_a_spec_uses_its_inputs_for_a_python_data_layer(tmp_path, cli):
+    (tmp_path / "p.yaml").write_text(
+        "inputs:\n  data: [1, 3, 8, 8]\n  label: [1, 1, 8, 8]\n"
+        "layers:\n"
+        "  - Python: [data, label]\n    module: voc_layers\n    layer: VOCSegDataLayer\n"
+        "  - Convolution: conv\n    bottom: data\n    num_output: 2\n    kernel_size: 1\n")
+    code, out, err = cli("shapes", "p.yaml", "--phase", "train")
+    assert code == 0, err
+    assert "conv (1,2,8,8)" in out
+    code, out, err = cli("shapes", "p.yaml", "--phase", "train", "--input", "data=1,3,4,4")
+    assert code == 0 and "conv (1,2,4,4)" in out
