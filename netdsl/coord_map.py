@@ -461,7 +461,11 @@ def _crop_hint(kind: str, m: Map, wf: _Walk, wt: _Walk, common, layer_of,
         if not from_path:
             return None
         last, lm = from_path[-1]
-        if frac == {Fraction(1, 2)}:
+        scale = _one(lm[1])
+        # shift = (pad - (k - 1)/2) / stride for a convolution, (k - 1)/2 - pad for a
+        # deconvolution: one more kernel pixel moves the output by 1/2 when stride is 1
+        # (convolution) or always (deconvolution, scale >= 1)
+        if frac == {Fraction(1, 2)} and scale is not None and scale >= 1:
             return ("the offset is half a pixel off; '%s' is the last layer before the crop "
                     "that shifts coordinates (shift %s): a kernel_size one larger or smaller "
                     "there moves its output by half a pixel and makes the offset whole"

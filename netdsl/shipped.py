@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from typing import Dict, List, Optional
 
-__all__ = ["shipped_dir", "find_shipped", "list_shipped", "KINDS"]
+__all__ = ["shipped_dir", "find_shipped", "list_shipped", "missing_file", "KINDS"]
 
 KINDS = ("templates", "specs")
 _SUFFIXES = (".yaml", ".yml", ".j2", ".proto", ".py")
@@ -63,3 +63,21 @@ def list_shipped(kind: str = "templates") -> List[str]:
 def shipped_listing() -> Dict[str, List[str]]:
     """``{kind: [files]}`` for every kind."""
     return {kind: list_shipped(kind) for kind in KINDS}
+
+
+def missing_file(path: str, kind: str = "templates"):
+    """The NetdslError for a ``path`` that is neither a file nor a shipped ``kind`` name,
+    with the closest shipped names as the hint."""
+    from .errors import NetdslError, did_you_mean
+    names = [n for n in list_shipped(kind) if n.endswith((".yaml", ".yml", ".j2"))]
+    stem = os.path.basename(path).split(".")[0]
+    stems = {n.rsplit("/", 1)[-1].split(".")[0]: n for n in names}
+    close = did_you_mean(stem, stems)
+    hint = None
+    if close is not None:   # the same words with the full names
+        from .errors import closest
+        hint = "did you mean %s?" % " or ".join("`%s`" % stems[c] for c in closest(stem, stems))
+    if hint is None:
+        hint = "`netdsl render --list` shows the %s shipped with netdsl" % kind
+    return NetdslError("no such file (nor a %s shipped with netdsl)" % kind[:-1], file=path,
+                       hint=hint)

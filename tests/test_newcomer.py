@@ -486,3 +486,24 @@ def test_shapes_of_a_spec_uses_its_inputs_for_a_python_data_layer(tmp_path, cli)
     assert "conv (1,2,8,8)" in out
     code, out, err = cli("shapes", "p.yaml", "--phase", "train", "--input", "data=1,3,4,4")
     assert code == 0 and "conv (1,2,4,4)" in out
+
+
+def test_half_pixel_offset_hint(tmp_path, cli):
+    # kernel 2, pad 1, stride 1: y = x + 1 - (2 - 1)/2 = x + 1/2, so the crop offset would be
+    # 1/2; kernel 3 (y = x) or 1 (y = x + 1) makes it whole
+    (tmp_path / "f.yaml").write_text(
+        "inputs:\n  data: [1, 2, 8, 8]\nlayers:\n  - Convolution: c\n    num_output: 2\n"
+        "    kernel_size: 2\n    pad: 1\n  - crop: out\n    reference: data\n")
+    code, out, err = cli("build", "f.yaml", "-o", "o")
+    assert code == 2 and "the offset 1/2 is not a whole number" in err
+    assert "'c' is the last layer before the crop that shifts coordinates (shift 1/2)" in err
+    assert "a kernel_size one larger or smaller there" in err
+
+
+def test_a_missing_template_or_spec_points_at_the_shipped_ones(tmp_path, cli):
+    code, out, err = cli("render", "vgg61.yaml.j2")
+    assert code == 2 and "did you mean `vgg16.yaml.j2`?" in err
+    code, out, err = cli("build", "fcn23s.yaml")
+    assert code == 2 and "did you mean `fcn32s.yaml`?" in err
+    code, out, err = cli("render", "nosuch.j2")
+    assert code == 2 and "`netdsl render --list`" in err

@@ -381,8 +381,11 @@ def render(path: str, variables: Optional[Dict[str, Any]] = None) -> str:
     from ..fileio import read_text
     defines = parse_defines(variables)
     if not os.path.exists(path):
-        from ..shipped import find_shipped
-        path = find_shipped(path) or path   # a template shipped with netdsl, by bare name
+        from ..shipped import find_shipped, missing_file
+        found = find_shipped(path)   # a template shipped with netdsl, by bare name
+        if found is None:
+            raise missing_file(path)
+        path = found
     if not is_template(path):
         read_text(path)
         raise NetdslError("not a template (a *.j2 file)", file=path)

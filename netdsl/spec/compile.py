@@ -399,7 +399,7 @@ def _crop(rec: Record, btops: List[Any], ref_top: Any, kwargs: Dict[str, Any]):
             auto = crop(btops[0], ref_top)
         except NetdslError as exc:
             raise _error(rec, "cannot compute the crop offset: %s" % exc.message,
-                         field="reference", hint=exc.hint or "give `offset:` explicitly")
+                         field="reference", hint=exc.hint)
         cp = dict(auto.fn.params["crop_param"])
         if rec.axis is not None and rec.axis != cp["axis"]:
             raise _error(rec, "the coordinate maps give axis %d, not %d" % (cp["axis"], rec.axis),

@@ -117,8 +117,11 @@ def load_spec(path: str, variables: Optional[Dict[str, Any]] = None, *,
     """
     defines = parse_defines(variables)
     if not os.path.exists(path):
-        from ..shipped import find_shipped
-        path = find_shipped(path, "specs") or path   # an example spec shipped with netdsl
+        from ..shipped import find_shipped, missing_file
+        found = find_shipped(path, "specs")   # an example spec shipped with netdsl
+        if found is None:
+            raise missing_file(path, "specs")
+        path = found
     spec = Spec(path)
     fm_nodes: Dict[str, Node] = {}
     if is_template(path):
