@@ -19,7 +19,7 @@ class BuildPyWithData(build_py):
 
     def run(self):
         super().run()
-        if getattr(self, "editable_mode", False):   # an editable install reads the top-level directories
+        if getattr(self, "editable_mode", False):   # editable: the top-level dirs are read
             return
         for kind in SHIPPED:
             src = os.path.join(HERE, kind)

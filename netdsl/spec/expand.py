@@ -20,8 +20,9 @@ from .document import (ITEM_WORDS, LIBRARY_KEYS, Block, Spec, builder_schema as 
 from .interpolate import value
 from .load import (MappingNode, Node, ScalarNode, SequenceNode, check_keys as _check_keys,
                    display_path as _display, front_matter, is_template, load_file,
-                   chain_error, located_error as _err, node_caret, mapping_items as _mapping, pairs, plain,
-                   resolve_include, scalar, sequence_items as _sequence, where)
+                   chain_error, located_error as _err, node_caret,
+                   mapping_items as _mapping, pairs, plain, resolve_include, scalar,
+                   sequence_items as _sequence)
 
 __all__ = ["Expander", "expand"]
 
