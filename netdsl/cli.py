@@ -51,13 +51,93 @@ def _emit(text: str, out: Optional[str]) -> None:
 def cmd_pycaffe(args: argparse.Namespace) -> int:
     from .compat import run_module, run_script
     _schema(args)
-    if args.module:
-        run_module(args.module[0], args.module[1:])
-    elif args.script:
-        run_script(args.script, args.args)
-    else:
+    if not args.module and not args.script:
         raise NetdslError("give a script to run, or -m MODULE")
+    argv = list(args.module[1:] if args.module else args.args or [])
+    dirs = _watched_dirs(None if args.module else args.script, argv)
+    before = _snapshot(dirs)
+    try:
+        if args.module:
+            run_module(args.module[0], args.module[1:])
+        else:
+            run_script(args.script, args.args)
+    finally:
+        written = _changed(before, _snapshot(dirs))
+        for path in written:
+            print("wrote %s" % path, file=sys.stderr)
+    _check_written_crops(written)
     return 0
+
+
+def _check_written_crops(paths: List[str]) -> None:
+    """Warn about the explicit crop offsets of the nets a script wrote that the coordinate
+    maps disagree with (pycaffe's NetSpec accepts any offset)."""
+    from .crop_check import check_crop_offsets
+    from .prototxt import read_net
+    for path in paths:
+        if not path.endswith(".prototxt"):
+            continue
+        try:
+            net = read_net(path)
+        except (NetdslError, OSError, UnicodeDecodeError):
+            continue   # a solver, or not a net netdsl reads
+        if not any(layer.type == "Crop" for layer in net.layer):
+            continue
+        try:
+            check_crop_offsets(net, locate=lambda err, p=path: err.located(file=p))
+        except NetdslError:   # a net whose maps cannot be followed: shapes will say why
+            continue
+
+
+def _watched_dirs(script: Optional[str], argv: List[str]) -> List[str]:
+    """Where a script's outputs are looked for: the working directory, the script's own
+    directory and the directories named by its arguments (or holding them)."""
+    import os
+    dirs = [os.curdir]
+    if script:
+        dirs.append(os.path.dirname(script) or os.curdir)
+    for a in argv:
+        if a.startswith("-"):
+            a = a.partition("=")[2]
+        if not a:
+            continue
+        d = a if os.path.isdir(a) else os.path.dirname(a)
+        if d and os.path.isdir(d):
+            dirs.append(d)
+    out: List[str] = []
+    seen = set()
+    for d in dirs:
+        key = os.path.realpath(d)
+        if key not in seen:
+            seen.add(key)
+            out.append(d)
+    return out
+
+
+def _snapshot(dirs: List[str]) -> Dict[str, tuple]:
+    """{path: (mtime_ns, size)} of the files directly in ``dirs``."""
+    import os
+    out: Dict[str, tuple] = {}
+    for d in dirs:
+        try:
+            entries = list(os.scandir(d))
+        except OSError:
+            continue
+        for e in entries:
+            try:
+                if e.is_file():
+                    st = e.stat()
+                    path = os.path.normpath(e.path)
+                    out[path] = (st.st_mtime_ns, st.st_size)
+            except OSError:
+                continue
+    return out
+
+
+def _changed(before: Dict[str, tuple], after: Dict[str, tuple]) -> List[str]:
+    """Files new or changed between two snapshots (Python's bytecode caches left out)."""
+    return sorted(p for p, sig in after.items()
+                  if before.get(p) != sig and not p.endswith((".pyc", ".pyo")))
 
 
 def cmd_fmt(args: argparse.Namespace) -> int:
@@ -145,34 +225,61 @@ def _is_spec(path: str) -> bool:
     return path.endswith((".yaml", ".yml", ".yaml.j2", ".yml.j2"))
 
 
-def load_net(path: str, pb2=None, *, phase: Optional[str] = None, variables=None):
+def load_net(path: str, pb2=None, *, phase: Optional[str] = None, variables=None,
+             strict: Optional[bool] = None):
     """A NetParameter from a prototxt (read with ``pb2``, default the schema in
-    use), or from a spec's net for ``phase`` (train, val or deploy; default deploy)."""
+    use), or from a spec's net for ``phase`` (train, val or deploy; default deploy).
+    A spec's explicit crop offsets are checked (a warning, an error when ``strict``)."""
     from . import prototxt
     from .netspec import current_schema
     pb2 = pb2 or current_schema()
     if _is_spec(path):
-        from .layers.registry import activate
-        from .spec import build_nets, load_spec
-        spec = load_spec(path, variables=variables)
-        nets = build_nets(spec)
-        activate(spec.registry)   # its custom_layers, for the rest of this verb
-        want = {"test": "val", None: "deploy"}.get(phase, phase)
-        if want not in nets:
-            raise NetdslError("the spec has no %s net (it has %s)" % (want, ", ".join(nets)),
-                              file=path)
-        return nets[want]
+        return load_spec_net(path, phase=phase, variables=variables, strict=strict)[0]
     return prototxt.read_net(path, schema=pb2)
+
+
+def load_spec_net(path: str, *, phase: Optional[str] = None, variables=None,
+                  strict: Optional[bool] = None):
+    """(NetParameter, Compiled) of a spec's net for ``phase`` (default deploy): the
+    Compiled carries the spec's ``inputs`` shapes, including those of tops other
+    layers make (``declared``, e.g. a Python data layer's)."""
+    from .layers.registry import activate
+    from .spec import build_all, load_spec
+    spec = load_spec(path, variables=variables)
+    built = build_all(spec, check=False, strict=strict)
+    activate(spec.registry)   # its custom_layers, for the rest of this verb
+    want = {"test": "val", None: "deploy"}.get(phase, phase)
+    if want not in built.nets:
+        raise NetdslError("the spec has no %s net (it has %s)"
+                          % (want, ", ".join(built.nets)), file=path)
+    return built.nets[want], built.compiled[want]
 
 
 def cmd_shapes(args: argparse.Namespace) -> int:
     from . import shapes
     pb2 = _schema(args)
     spec = _is_spec(args.net)
-    net = load_net(args.net, pb2, phase=args.phase, variables=_defines(args))
+    inputs = parse_inputs(args.input)
+    declared = parse_declared(args.declare)
+    if spec:   # the spec's own `inputs:` apply, under the command line's
+        net, compiled = load_spec_net(args.net, phase=args.phase, variables=_defines(args),
+                                      strict=args.strict or None)
+        given, inputs = inputs, dict(compiled.inputs)
+        if compiled.declared or declared:
+            declared = dict(compiled.declared, **(declared or {}))
+        for k, v in given.items():   # --input of a top a layer makes (a Python data layer)
+            if k in compiled.declared:
+                declared[k] = v
+            else:
+                inputs[k] = v
+    else:
+        net = load_net(args.net, pb2, phase=args.phase, variables=_defines(args))
     caffe_phase = None if spec else ("TRAIN" if args.phase == "train" else "TEST")
-    result = shapes.infer_shapes(net, parse_inputs(args.input), phase=caffe_phase,
-                                 declared=parse_declared(args.declare))
+    if not spec:   # a spec's crops were checked as it was built
+        from .crop_check import check_crop_offsets
+        check_crop_offsets(net, strict=args.strict, phase=caffe_phase,
+                           locate=lambda err: err.located(file=args.net))
+    result = _infer_with_hints(net, inputs, caffe_phase, declared)
     if getattr(args, "cost", False):
         from .cost import cost_to_json, format_cost_table, net_cost
         cost = net_cost(result)
@@ -184,11 +291,46 @@ def cmd_shapes(args: argparse.Namespace) -> int:
     if args.format == "json":
         text = _json_text(shapes.to_json(result, crops=crops))
     else:
-        text = shapes.format_table(result, crops=crops)
+        text = _with_legend(shapes.format_table(result, crops=crops))
         if not text.endswith("\n"):
             text += "\n"
     _emit(text, args.output)
     return 0
+
+
+SHAPES_LEGEND = ("stride, offset: top pixel x is centred on input pixel stride * x + offset, "
+                 "per spatial axis (Caffe's coordinate maps; a negative offset: the top reaches "
+                 "beyond the input's border, through padding or upsampling)")
+
+
+def _with_legend(table: str) -> str:
+    """The shapes table with the legend of its stride and offset columns after its summary."""
+    import re
+    lines = table.split("\n")
+    for i, line in enumerate(lines):
+        if re.match(r"\d+ layers, \d+ blobs", line):
+            lines.insert(i + 1, SHAPES_LEGEND)
+            break
+    return "\n".join(lines)
+
+
+def _infer_with_hints(net, inputs, phase, declared):
+    """``shapes.infer_shapes``, with the hint for a layer whose tops Caffe cannot infer
+    (a Python layer) given as this command's flags rather than Python keywords."""
+    from . import shapes
+    try:
+        return shapes.infer_shapes(net, inputs, phase=phase, declared=declared)
+    except NetdslError as exc:
+        if exc.hint and "declared={" in exc.hint and exc.layer:
+            layer = next((l for l in net.layer if l.name == exc.layer), None)
+            tops = list(layer.top) if layer is not None else []
+            if tops:
+                flags = " ".join("--declare %s=N,C,H,W" % t for t in tops)
+                exc.hint = "give its tops' shapes: %s" % flags
+                if layer is not None and not len(layer.bottom):
+                    exc.hint += " (or, for a data layer, %s)" % " ".join(
+                        "--input %s=..." % t for t in tops)
+        raise
 
 
 def cmd_draw(args: argparse.Namespace) -> int:
@@ -245,8 +387,10 @@ def cmd_init(args: argparse.Namespace) -> int:
             source.close()
     size = write_caffemodel(args.output, weights, types=net, name=net.name or None, pb2=pb2,
                             double=args.double, allow_large=args.allow_large)
-    for rep in report:
-        print(str(rep), file=sys.stderr)
+    from .init_report import init_report_lines
+    for line in init_report_lines(net, weights, transplants=report, interp_layers=interp_layers,
+                                  nearest_layers=nearest_layers):
+        print(line, file=sys.stderr)
     print("wrote %s: %d layers with parameters, %d bytes" % (args.output, len(weights), size),
           file=sys.stderr)
     return 0
@@ -339,6 +483,9 @@ def _p_shapes(p: argparse.ArgumentParser) -> None:
                         "activation bytes, with totals and peak activation memory")
     p.add_argument("-D", "--define", action="append", metavar="NAME=VALUE",
                    help="spec variable")
+    p.add_argument("--strict", action="store_true",
+                   help="a crop offset the coordinate maps disagree with is an error, not a "
+                        "warning (a spec can say `strict: true`)")
     p.add_argument("-o", "--output", help="write here instead of standard output")
     p.set_defaults(func=cmd_shapes)
 
@@ -400,15 +547,33 @@ def _p_inspect(p: argparse.ArgumentParser) -> None:
 def cmd_run(args: argparse.Namespace) -> int:
     from .forward.run import parse_input_args, run, summary
     pb2 = _schema(args)
+    args.phase = "TRAIN" if args.phase == "train" else "TEST"
     blobs = [b for b in (args.blobs or "").split(",") if b] or None
-    if getattr(args, "proto", None):
-        result = _run_with_schema(args, pb2, blobs)
-    else:
-        result = run(args.net, args.weights, parse_input_args(args.input or []),
-                     output=args.output, blobs=blobs, random_input=args.random_input,
-                     seed=args.seed, phase=args.phase)
+    try:
+        if getattr(args, "proto", None):
+            result = _run_with_schema(args, pb2, blobs)
+        else:
+            result = run(args.net, args.weights, parse_input_args(args.input or []),
+                         output=args.output, blobs=blobs, random_input=args.random_input,
+                         seed=args.seed, phase=args.phase)
+    except NetdslError as exc:
+        if args.weights is None and exc.message.startswith("no weights for this"):
+            exc.hint = _init_hint(args.net)
+        raise
     sys.stdout.write(summary(result, blobs or result.outputs))
     return 0
+
+
+def _init_hint(net: str) -> str:
+    """What to do when ``run`` has no caffemodel for a net that needs one."""
+    import os
+    beside = os.path.join(os.path.dirname(net), "init.caffemodel")
+    if os.path.isfile(beside):
+        return ("no caffemodel was given; %s is beside the net: `netdsl run %s %s`"
+                % (beside, net, beside))
+    return ("no caffemodel was given; make one with fillers (and --from a trained model) "
+            "with `netdsl init %s -o init.caffemodel`, then `netdsl run %s init.caffemodel`"
+            % (net, net))
 
 
 def _run_with_schema(args: argparse.Namespace, pb2, blobs: Optional[List[str]]):
@@ -454,7 +619,10 @@ def _p_run(p: argparse.ArgumentParser) -> None:
     p.add_argument("--random-input", action="store_true",
                    help="fill inputs without a file with uniform [-1, 1) values")
     p.add_argument("--seed", type=int, default=0, help="for --random-input and Dropout")
-    p.add_argument("--phase", choices=["TRAIN", "TEST"], default="TEST", type=str.upper)
+    p.add_argument("--phase", choices=["train", "test", "val", "deploy"], default="test",
+                   type=str.lower,
+                   help="Caffe phase (default test; val and deploy mean test; TRAIN and TEST "
+                        "work too): Dropout, and include/exclude rules")
     p.add_argument("--blobs", metavar="A,B", help="blobs to save (default: the net's outputs)")
     p.add_argument("-o", "--output", metavar="OUT.npz", help="write the blobs here")
     p.set_defaults(func=cmd_run)
@@ -475,10 +643,13 @@ def _spec_defines(items: Optional[List[str]]) -> Dict[str, str]:
 def cmd_build(args: argparse.Namespace) -> int:
     from .spec import build
     _schema(args)
+    report: List[str] = []
     written = build(args.spec, args.output, _spec_defines(args.define), args.phase,
                     weights=args.weights or bool(args.source), source=args.source,
                     seed=args.seed, check=not args.no_check, double=args.double,
-                    allow_large=args.allow_large)
+                    allow_large=args.allow_large, strict=args.strict or None, report=report)
+    for line in report:   # what init.caffemodel holds, as `netdsl init` says it
+        print(line, file=sys.stderr)
     for path in written:
         print("wrote %s" % path, file=sys.stderr)
     return 0
@@ -486,6 +657,18 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 def cmd_render(args: argparse.Namespace) -> int:
     from .spec import render
+    if args.list:
+        from .shipped import shipped_dir, shipped_listing
+        lines = []
+        for kind, names in shipped_listing().items():
+            lines.append("%s (shipped in %s):" % (kind, shipped_dir(kind) or "-"))
+            lines.extend("  %s" % n for n in names)
+        lines.append("a spec includes a shipped template by its name (`include: [vgg16.yaml]`);"
+                     " `netdsl render NAME.j2` renders one")
+        _emit("\n".join(lines) + "\n", args.output)
+        return 0
+    if not args.template:
+        raise NetdslError("give a template to render (e.g. vgg16.yaml.j2), or --list")
     _schema(args)
     _emit(render(args.template, _spec_defines(args.define)), args.output)
     return 0
@@ -512,13 +695,20 @@ def _p_build(p: argparse.ArgumentParser) -> None:
                    help="with --weights: copy trained blobs by layer name from this model")
     p.add_argument("--seed", type=int, default=0, help="filler seed (default 0)")
     p.add_argument("--no-check", action="store_true", help="skip the shape checks")
+    p.add_argument("--strict", action="store_true",
+                   help="a crop offset the coordinate maps disagree with is an error, not a "
+                        "warning (a spec can say `strict: true`)")
     _weights_options(p)
     p.set_defaults(func=cmd_build)
 
 
-@verb("render", "render a Jinja2 template (*.j2) with its defaults and -D values")
+@verb("render", "render a Jinja2 template (*.j2; a shipped one by name) with its defaults and -D "
+               "values")
 def _p_render(p: argparse.ArgumentParser) -> None:
-    p.add_argument("template", metavar="TEMPLATE.j2")
+    p.add_argument("template", metavar="TEMPLATE.j2", nargs="?",
+                   help="a *.j2 file, or the name of a shipped template (see --list)")
+    p.add_argument("--list", action="store_true",
+                   help="list the templates and example specs shipped with netdsl")
     p.add_argument("-D", "--define", action="append", metavar="NAME=VALUE")
     p.add_argument("-o", "--output", help="write here (atomically) instead of standard output")
     p.set_defaults(func=cmd_render)
@@ -577,9 +767,12 @@ def main(argv: Optional[List[str]] = None) -> int:
     shown = warnings.showwarning
     warnings.showwarning = _show_warning  # one plain line, no source location
     try:
-        # each verb runs in a context of its own: the schema (--proto) and the layer
-        # types it selects (a spec's custom_layers) do not outlive it
-        return int(contextvars.copy_context().run(args.func, args) or 0)
+        with warnings.catch_warnings():
+            from .crop_check import CropOffsetWarning
+            warnings.simplefilter("always", CropOffsetWarning)   # every run says it again
+            # each verb runs in a context of its own: the schema (--proto) and the layer
+            # types it selects (a spec's custom_layers) do not outlive it
+            return int(contextvars.copy_context().run(args.func, args) or 0)
     except NetdslError as err:
         print("netdsl: error: %s" % err.explain(), file=sys.stderr)
         return EXIT_USER_ERROR

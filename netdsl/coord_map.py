@@ -26,9 +26,10 @@ maps are reported instead of one silently winning.
 """
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 from google.protobuf.message import Message
 
@@ -354,26 +355,125 @@ def _spatial_layers(walk: _Walk, node, layer_of) -> List[str]:
     return names
 
 
-def _check_crop(m: Map, from_label: str, to_label: str, culprits: str) -> Tuple[int, List[int]]:
+def _check_crop(m: Map, from_label: str, to_label: str, culprits: str,
+                hint: Optional[Callable[[str], Optional[str]]] = None) -> Tuple[int, List[int]]:
     ax, a, b = m
     _, (a, b) = broadcast(a, b)
     if any(x != 1 for x in a):
         raise NetdslAssertionError(
             "scale mismatch: '%s' and '%s' differ in resolution by a factor of %s "
             "(Crop only shifts, it cannot resample)%s"
-            % (from_label, to_label, _fmt_vec(a), culprits))
+            % (from_label, to_label, _fmt_vec(a), culprits),
+            hint=hint("scale") if hint else None)
     if any(y > 0 for y in b):
         raise NetdslAssertionError(
             "cannot crop '%s' to '%s': the offset would be negative (%s); "
             "'%s' does not cover '%s'%s"
             % (from_label, to_label, _fmt_vec(tuple(-y for y in b)),
-               from_label, to_label, culprits))
+               from_label, to_label, culprits),
+            hint=hint("cover") if hint else None)
     if any(not isinstance(_norm(y), int) for y in b):
         raise NetdslAssertionError(
             "cannot crop '%s' to '%s': the offset %s is not a whole number of "
             "pixels (Crop takes integer offsets)%s"
-            % (from_label, to_label, _fmt_vec(tuple(-y for y in b)), culprits))
+            % (from_label, to_label, _fmt_vec(tuple(-y for y in b)), culprits),
+            hint=hint("fraction") if hint else None)
     return ax, [int(-y) for y in b]
+
+
+def _path_layers(walk: _Walk, common, layer_of) -> List[Tuple[str, Map]]:
+    """(layer name, map) of the layers from the common blob to the walk's start, in order."""
+    out = []
+    for n in walk.chain(common)[1:]:
+        lname, lm = layer_of(n)
+        if lm is not None and not _is_identity(lm):
+            out.append((lname, lm))
+    return out
+
+
+def _one(v: Vec) -> Optional[Number]:
+    """The value of a vector whose entries are all equal (None otherwise)."""
+    vals = set(_norm(x) for x in v)
+    return vals.pop() if len(vals) == 1 else None
+
+
+def _resample_text(name: str, scale: Number) -> str:
+    scale = _norm(Fraction(scale))
+    if scale > 1:
+        return "'%s' upsamples by %s (stride %s)" % (name, _fmt(scale), _fmt(scale))
+    return "'%s' downsamples by %s (stride %s)" % (name, _fmt(1 / Fraction(scale)),
+                                                    _fmt(1 / Fraction(scale)))
+
+
+def _crop_hint(kind: str, m: Map, wf: _Walk, wt: _Walk, common, layer_of,
+               from_label: str, to_label: str) -> Optional[str]:
+    """What change to the net would make the crop possible (the layer to change and how)."""
+    from_path = _path_layers(wf, common, layer_of)
+    to_path = _path_layers(wt, common, layer_of)
+    ax, a, b = m
+    _, (a, b) = broadcast(a, b)
+    if kind == "scale":
+        factor = _one(a)
+        if factor is None:
+            return None
+        factor = Fraction(factor)
+        # the resampling layer nearest the crop; an upsampling one first (the usual fix)
+        options = []
+        for path, side in ((from_path, "from"), (to_path, "to")):
+            for lname, lm in reversed(path):
+                s = _one(lm[1])
+                if s is not None and s != 1:
+                    options.append((lname, Fraction(s), side))
+                    break
+        if not options:
+            return None
+        options.sort(key=lambda o: o[1] <= 1)   # upsampling layers first
+        lname, s, side = options[0]
+        new = s * factor if side == "from" else s / factor
+        change = ("upsample by %s instead" % _fmt(_norm(new)) if new > 1 else
+                  "downsample by %s instead" % _fmt(_norm(1 / new)) if new < 1 else
+                  "keep the resolution (stride 1)")
+        return ("%s; to align '%s' with '%s' it would %s (e.g. an upsample `factor: %s`)"
+                % (_resample_text(lname, s), from_label, to_label, change, _fmt(_norm(new)))
+                if new > 1 and _norm(new) == int(new) else
+                "%s; to align '%s' with '%s' it would %s"
+                % (_resample_text(lname, s), from_label, to_label, change))
+    if kind == "cover":
+        short = max(Fraction(y) for y in b)   # pixels of '%s' missing before the reference
+        if not from_path:
+            return ("'%s' starts %s pixel(s) inside '%s'; crop the larger blob to the smaller "
+                    "one instead" % (from_label, _fmt(_norm(short)), to_label))
+        first, _ = from_path[0]
+        scale = _one(wf.maps[common][1])
+        need = None
+        if scale is not None:
+            # a pad of p more on the first layer after the common blob moves the offset by
+            # p * (scale from that layer's input to the cropped blob)
+            total = Fraction(1) / Fraction(scale)
+            need = -(-short // total) if total > 0 else None
+        return ("pad '%s' (the first layer after '%s') by %s more pixel(s) so that '%s' "
+                "covers '%s' (FCN pads its first convolution by 100 for this)"
+                % (first, wf.label(common) if hasattr(wf, "label") else common,
+                   _fmt(_norm(need)) if need is not None else "some", from_label, to_label))
+    if kind == "fraction":
+        frac = set(Fraction(-y) - (Fraction(-y).numerator // Fraction(-y).denominator)
+                   for y in b)
+        if not from_path:
+            return None
+        last, lm = from_path[-1]
+        scale = _one(lm[1])
+        # shift = (pad - (k - 1)/2) / stride for a convolution, (k - 1)/2 - pad for a
+        # deconvolution: one more kernel pixel moves the output by 1/2 when stride is 1
+        # (convolution) or always (deconvolution, scale >= 1)
+        if frac == {Fraction(1, 2)} and scale is not None and scale >= 1:
+            return ("the offset is half a pixel off; '%s' is the last layer before the crop "
+                    "that shifts coordinates (shift %s): a kernel_size one larger or smaller "
+                    "there moves its output by half a pixel and makes the offset whole"
+                    % (last, _fmt_vec(lm[2])))
+        return ("'%s' is the last layer before the crop that shifts coordinates (shift %s); "
+                "its kernel_size and pad (or those of the layers before it) leave the offset "
+                "between pixels" % (last, _fmt_vec(lm[2])))
+    return None
 
 
 # -- NetSpec tops (pycaffe's API) ----------------------------------------------
@@ -409,7 +509,23 @@ def _top_graph():
     return parents, label, layer_of
 
 
+# (layer name, top names) known before NetSpec.to_proto names them (the spec compiler
+# fills this), so crop messages and hints name a spec's layers and blobs rather than
+# "Convolution at file:line"
+LAYER_NAMES: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def _names_of(fn) -> Optional[Tuple[str, List[str]]]:
+    try:
+        return LAYER_NAMES.get(fn)
+    except TypeError:  # pragma: no cover - not weak-referenceable
+        return None
+
+
 def _fn_label(fn) -> str:
+    names = _names_of(fn)
+    if names:
+        return names[0]
     where = getattr(fn, "where", None)
     if where:
         return "%s at %s:%d" % (fn.type_name, where[0].rsplit("/", 1)[-1], where[1])
@@ -418,6 +534,9 @@ def _fn_label(fn) -> str:
 
 def _top_label(top) -> str:
     fn = top.fn
+    names = _names_of(fn)
+    if names and top.n < len(names[1]):
+        return names[1][top.n]
     return "top %d of %s" % (top.n, _fn_label(fn)) if fn.ntop > 1 else _fn_label(fn)
 
 
@@ -446,7 +565,9 @@ def crop(top_from, top_to):
     from . import layers as L
     m, common, wf, wt, layer_of = _between_tops(top_from, top_to)
     culprits = _culprit_text(wf, wt, common, layer_of)
-    ax, offsets = _check_crop(m, _top_label(top_from), _top_label(top_to), culprits)
+    fl, tl = _top_label(top_from), _top_label(top_to)
+    ax, offsets = _check_crop(m, fl, tl, culprits, lambda kind: _crop_hint(
+        kind, m, wf, wt, common, layer_of, fl, tl))
     if ax is None:
         ax = 1
     return L.Crop(top_from, top_to, crop_param=dict(axis=ax + 1, offset=offsets))
@@ -564,7 +685,8 @@ def _crop_between(graph: NetGraph, n_from: int, n_to: int,
     m, common, wf, wt = graph.map_between(n_from, n_to)
     culprits = _culprit_text(wf, wt, common, graph.layer_of)
     fl, tl = graph.label(n_from), graph.label(n_to)
-    ax, offsets = _check_crop(m, fl, tl, culprits)
+    ax, offsets = _check_crop(m, fl, tl, culprits, lambda kind: _crop_hint(
+        kind, m, wf, wt, common, graph.layer_of, fl, tl))
     axis = 2 if ax is None else ax + 1
     if len(set(offsets)) == 1:
         offsets = offsets[:1]

@@ -282,7 +282,19 @@ def test_upsample_forms(tmp_path):
 
 
 def test_crop_auto_and_explicit(tmp_path):
-    net = nets(tmp_path, """
+    from netdsl.crop_check import CropOffsetWarning
+    with pytest.warns(CropOffsetWarning, match="layer 'fixed': crop offset 1,2 disagrees"):
+        net = _crop_auto_and_explicit(tmp_path)
+    # pycaffe's coordinate maps, by hand: the convolution maps y = x / 2 + (10 - (3 - 1) / 2) / 2
+    # = x / 2 + 4.5, the deconvolution z = 2 y + (3 - 1) / 2 = 2 y + 1, so z = x + 10: offset 10
+    auto = net.layer[3].crop_param
+    assert (auto.axis, list(auto.offset)) == (2, [10])
+    fixed = net.layer[4].crop_param
+    assert (fixed.axis, list(fixed.offset)) == (2, [1, 2])
+
+
+def _crop_auto_and_explicit(tmp_path):
+    return nets(tmp_path, """
         inputs: {data: [1, 3, 32, 32]}
         layers:
           - Convolution: c
@@ -300,12 +312,6 @@ def test_crop_auto_and_explicit(tmp_path):
             offset: [1, 2]
             axis: 2
     """)["deploy"]
-    # pycaffe's coordinate maps, by hand: the convolution maps y = x / 2 + (10 - (3 - 1) / 2) / 2
-    # = x / 2 + 4.5, the deconvolution z = 2 y + (3 - 1) / 2 = 2 y + 1, so z = x + 10: offset 10
-    auto = net.layer[3].crop_param
-    assert (auto.axis, list(auto.offset)) == (2, [10])
-    fixed = net.layer[4].crop_param
-    assert (fixed.axis, list(fixed.offset)) == (2, [1, 2])
 
 
 def test_includes_libraries_and_templates(tmp_path):

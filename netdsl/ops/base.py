@@ -69,13 +69,25 @@ class OpCall:
         return self._error(node, "%s: %s" % (self.op, message), hint=hint, trace=self.trace,
                            field=key)
 
+    def key_node(self, key: str) -> Any:
+        """The YAML node of ``key`` itself (not its value) in the op item."""
+        from ..spec.load import MappingNode, pairs
+        if isinstance(self.node, MappingNode):
+            for k, kn, _ in pairs(self.node):
+                if k == key:
+                    return kn
+        return self.nodes.get(key, self.node)
+
     def check_keys(self, allowed: Sequence[str]) -> None:
+        """An error at the first unknown key (located at the key, naming the op's layer)."""
         from ..errors import did_you_mean
         for key in self.args:
             if key not in allowed:
-                raise self.error(key, "unknown key `%s`" % key,
-                                 hint=did_you_mean(key, allowed) or
-                                 "keys: %s" % ", ".join(allowed))
+                layer = self.head if isinstance(self.head, str) and self.head else None
+                raise self._error(self.key_node(key), "%s: unknown key `%s`" % (self.op, key),
+                                  hint=did_you_mean(key, allowed) or
+                                  "keys: %s" % ", ".join(allowed),
+                                  trace=self.trace, field=key, layer=layer)
 
     def integer(self, key: str, default: Any = None, minimum: Optional[int] = None) -> Any:
         value = self.args.get(key, default)

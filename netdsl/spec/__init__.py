@@ -121,18 +121,27 @@ def schema_of(spec: Spec):
 
 
 def build_all(spec: Spec, phases: Optional[Iterable[str]] = None, *,
-              check: bool = True) -> Built:
+              check: bool = True, strict: Optional[bool] = None) -> Built:
     """Build the nets of ``phases`` (default: all) and the solver; shape-check each net
     with :func:`netdsl.shapes.check_net` when ``check``.  A spec with ``proto:``
-    builds with that schema."""
+    builds with that schema.
+
+    A Crop whose explicit offset (``offset:`` or ``crop_param``) disagrees with the
+    offset the coordinate maps give is a :class:`netdsl.crop_check.CropOffsetWarning`
+    (once per layer), and an error when ``strict`` (default: the spec's ``strict:``).
+    """
     built = Built(spec)
+    if strict is None:
+        strict = spec.strict
     with schema_of(spec):
-        _build_phases(built, spec, phases, check)
+        _build_phases(built, spec, phases, check, strict)
         built.solver = build_solver(spec)
     return built
 
 
-def _build_phases(built: Built, spec: Spec, phases: Optional[Iterable[str]], check: bool) -> None:
+def _build_phases(built: Built, spec: Spec, phases: Optional[Iterable[str]], check: bool,
+                  strict: bool = False) -> None:
+    seen: set = set()
     for phase in _phases(spec, phases):
         records = expand(spec, phase)
         if not records:
@@ -140,8 +149,30 @@ def _build_phases(built: Built, spec: Spec, phases: Optional[Iterable[str]], che
         compiled = compile_records(records, spec.inputs, phase, spec.inputs_node)
         built.compiled[phase] = compiled
         built.nets[phase] = compiled.net
+        _check_crops(compiled, phase, strict, seen)
         if check:
             built.shapes[phase] = _check(compiled, phase)
+
+
+def _check_crops(compiled: Compiled, phase: str, strict: bool, seen: set) -> None:
+    """Explicit crop offsets against the coordinate maps (netdsl.crop_check)."""
+    from ..crop_check import check_crop_offsets
+    explicit = {name: rec for name, rec in compiled.layers.items()
+                if rec.type == "Crop" and not (rec.reference is not None and rec.offset is None)}
+    if not explicit:
+        return
+
+    def place(err: NetdslError) -> NetdslError:
+        rec = explicit.get(err.layer or "")
+        if rec is None or rec.node is None:
+            return err
+        err.field = "offset" if rec.reference is not None else "crop_param"
+        err.hint = ("drop `offset:` and the maps' offset is used" if rec.reference is not None
+                    else err.hint)
+        return locate(err, rec)
+
+    check_crop_offsets(compiled.net, strict=strict, phase=caffe_phase(phase),
+                       only=list(explicit), locate=place, seen=seen)
 
 
 def _check(compiled: Compiled, phase: str):
@@ -173,9 +204,9 @@ def compiled_file(compiled: Compiled) -> Optional[str]:
 
 
 def build_nets(spec: Spec, phases: Optional[Iterable[str]] = None, *,
-               check: bool = False) -> Dict[str, Message]:
+               check: bool = False, strict: Optional[bool] = None) -> Dict[str, Message]:
     """``{phase: NetParameter}`` for the spec's phases (train, val, deploy by default)."""
-    return build_all(spec, phases, check=check).nets
+    return build_all(spec, phases, check=check, strict=strict).nets
 
 
 def build_solver(spec: Spec) -> Optional[Message]:
@@ -225,7 +256,8 @@ def build(path: str, out_dir: Optional[str] = None, variables: Optional[Dict[str
           phases: Optional[Sequence[str]] = None, *, weights: bool = False,
           source: Optional[str] = None, seed: int = 0, check: bool = True,
           custom_types: Sequence[str] = (), double: bool = False,
-          allow_large: bool = False) -> List[str]:
+          allow_large: bool = False, strict: Optional[bool] = None,
+          report: Optional[list] = None) -> List[str]:
     """Build a spec and write ``<phase>.prototxt`` (and ``solver.prototxt``, and with
     ``weights`` an initialised ``init.caffemodel``) into ``out_dir``.
 
@@ -235,14 +267,14 @@ def build(path: str, out_dir: Optional[str] = None, variables: Optional[Dict[str
     """
     from ..fileio import atomic_write
     spec = load_spec(path, variables, custom_types=custom_types)
-    built = build_all(spec, phases, check=check)
+    built = build_all(spec, phases, check=check, strict=strict)
     files = built.texts()
     if out_dir is None:
         out_dir = os.path.join("out", spec.name)
     model = None
     if weights:
         with schema_of(spec):
-            model = initial_weights(built, source=source, seed=seed)
+            model = initial_weights(built, source=source, seed=seed, report=report)
     if os.path.exists(out_dir) and not os.path.isdir(out_dir):
         raise NetdslError("cannot write into %s: it is a file" % out_dir)
     written = []
@@ -250,6 +282,9 @@ def build(path: str, out_dir: Optional[str] = None, variables: Optional[Dict[str
         target = os.path.join(out_dir, fname)
         atomic_write(target, text)
         written.append(target)
+    stale = os.path.join(out_dir, "init.caffemodel")
+    if model is None and os.path.isfile(stale):
+        _warn_if_stale(stale, built)
     if model is not None:
         from ..proto import schema_of as module_of
         from ..weights import write_caffemodel
@@ -261,9 +296,52 @@ def build(path: str, out_dir: Optional[str] = None, variables: Optional[Dict[str
     return written
 
 
-def initial_weights(built: Built, *, source: Optional[str] = None, seed: int = 0):
+def _warn_if_stale(path: str, built: Built) -> None:
+    """Warn when an init.caffemodel left by an earlier build does not fit the nets just
+    written (a layer with parameters missing from it, or a blob of another shape): the
+    next ``netdsl run`` or Caffe's CopyTrainedLayersFrom would fail on it.  The file is
+    kept: it may hold weights the user put there."""
+    import warnings
+    if not built.shapes:
+        warnings.warn("%s is from an earlier build and was not checked against these nets "
+                      "(--no-check); rebuild with --weights, or delete it" % path, stacklevel=3)
+        return
+    from ..weights import open_caffemodel
+    why = None
+    try:
+        with open_caffemodel(path) as model:
+            have = {e.name: [tuple(s) for s in e.shapes] for e in model.layers}
+    except NetdslError as exc:
+        why = "cannot be read (%s)" % exc.message
+        have = {}
+    if why is None:
+        for net_shapes in built.shapes.values():
+            for ls in getattr(net_shapes, "layers", ()):
+                want = [tuple(int(d) for d in s) for s in ls.param_shapes]
+                if not want:
+                    continue
+                got = have.get(ls.name)
+                if got is None:
+                    why = "has no layer '%s'" % ls.name
+                elif got != want:   # Caffe's CopyTrainedLayersFrom: ShapeEquals
+                    why = "has layer '%s' with blobs %s, the net needs %s" % (
+                        ls.name, ", ".join("x".join(map(str, g)) for g in got),
+                        ", ".join("x".join(map(str, w)) for w in want))
+                if why:
+                    break
+            if why:
+                break
+    if why:
+        warnings.warn("%s is left from an earlier build and does not fit this net: it %s; "
+                      "rebuild with --weights, or delete it" % (path, why), stacklevel=3)
+
+
+def initial_weights(built: Built, *, source: Optional[str] = None, seed: int = 0,
+                    report: Optional[list] = None):
     """(net, {layer: [arrays]}): fillers, then ``source`` transplanted by layer name, then
-    bilinear/nearest surgery on the upsample ops' layers (``netdsl.weights.init_weights``)."""
+    bilinear/nearest surgery on the upsample ops' layers (``netdsl.weights.init_weights``).
+    With ``report`` (a list), the lines of :func:`netdsl.init_report.init_report_lines`
+    (what was copied, reshaped, skipped, given kernels, left at fillers) are appended."""
     from ..weights import init_weights
     phase = next(iter(built.compiled))
     compiled = built.compiled[phase]
@@ -273,17 +351,27 @@ def initial_weights(built: Built, *, source: Optional[str] = None, seed: int = 0
     names = {layer.name for layer in compiled.net.layer}
     interp = [n for n in interp if n in names]
     nearest = [n for n in nearest if n in names]
+    owned = None
     try:
         if source is not None and built.spec.schema is not None:
             from ..weights import open_caffemodel
-            source = open_caffemodel(source, pb2=built.spec.schema)
+            source = owned = open_caffemodel(source, pb2=built.spec.schema)
+        transplants: list = []
         blobs = init_weights(compiled.net, seed=seed, source=source, interp_layers=interp,
-                             nearest_layers=nearest, inputs=compiled.inputs or None)
+                             nearest_layers=nearest, inputs=compiled.inputs or None,
+                             report=transplants)
     except NetdslError as exc:
         rec = compiled.layers.get(exc.layer or "")
         if rec is not None and rec.node is not None:
             raise locate(exc, rec)
         raise
+    finally:
+        if owned is not None:
+            owned.close()
+    if report is not None:
+        from ..init_report import init_report_lines
+        report.extend(init_report_lines(compiled.net, blobs, transplants=transplants,
+                                        interp_layers=interp, nearest_layers=nearest))
     return compiled.net, blobs
 
 
@@ -292,6 +380,12 @@ def render(path: str, variables: Optional[Dict[str, Any]] = None) -> str:
     from .load import front_matter, is_template, render_template
     from ..fileio import read_text
     defines = parse_defines(variables)
+    if not os.path.exists(path):
+        from ..shipped import find_shipped, missing_file
+        found = find_shipped(path)   # a template shipped with netdsl, by bare name
+        if found is None:
+            raise missing_file(path)
+        path = found
     if not is_template(path):
         read_text(path)
         raise NetdslError("not a template (a *.j2 file)", file=path)

@@ -17,7 +17,7 @@ from google.protobuf.message import Message
 
 from ..errors import NetdslError, did_you_mean
 from ..ops import Record
-from .load import MappingNode, Node, SequenceNode, pairs, where
+from .load import MappingNode, Node, SequenceNode, chain_error, pairs, where
 
 # layer types that read no bottoms (sources): they never take the previous top
 SOURCE_TYPES = frozenset(("Data", "ImageData", "WindowData", "MemoryData", "HDF5Data",
@@ -54,14 +54,12 @@ def locate(err: NetdslError, rec: Record) -> NetdslError:
             node = hit[0] if err.message.startswith("unknown") else hit[1]
     if node is None:
         node = rec.node
+    if getattr(err, "chained", False):   # already at the user's line, with its chain
+        return err
     if node is not None:
         f, line, col = where(node)
         err.file, err.line, err.column = f, line, col
-    if rec.trace:
-        err.message += "".join(" (in %s at %s:%d:%d)" % ((label,) + where(n))
-                               for label, n in reversed(rec.trace))
-        err.args = (err.message,)
-    return err
+    return chain_error(err, rec.trace)
 
 
 def find_field(rec: Record, field: str) -> Optional[Tuple[Node, Node]]:
@@ -89,11 +87,7 @@ def _error(rec: Record, message: str, field: Optional[str] = None,
     f, line, col = where(node) if node is not None else (None, None, None)
     err = NetdslError(message, file=f, line=line, column=col, hint=hint, field=field,
                       layer=layer)
-    if rec.trace:
-        err.message += "".join(" (in %s at %s:%d:%d)" % ((label,) + where(n))
-                               for label, n in reversed(rec.trace))
-        err.args = (err.message,)
-    return err
+    return chain_error(err, rec.trace)
 
 
 def _where_text(rec: Record) -> str:
@@ -105,13 +99,20 @@ def _where_text(rec: Record) -> str:
 _CODES: Dict[str, Any] = {}
 
 
-def _mark(out: Any, rec: Record) -> None:
+def _mark(out: Any, rec: Record, name: Optional[str] = None,
+          tops: Optional[List[str]] = None) -> None:
     """Make the builder's layer remember its spec file and line (not this module's):
     messages that name layers by where they were made (coordinate maps, the builder's
     own errors) then point into the spec."""
     if rec.node is None:
         return
     fn = out[0].fn if isinstance(out, tuple) and out else getattr(out, "fn", out)
+    if name:
+        from ..coord_map import LAYER_NAMES
+        try:
+            LAYER_NAMES[fn] = (name, list(tops or ()))   # crop messages name layers, blobs
+        except TypeError:  # pragma: no cover - not weak-referenceable
+            pass
     f, line, _ = where(rec.node)
     code = _CODES.get(f)
     if code is None:
@@ -174,7 +175,7 @@ def compile_records(records: List[Record], inputs: Dict[str, List[int]],
             kw["name"] = INPUT_LAYER
         out = L.Input(**kw)
         if input_node is not None:
-            _mark(out, Record("Input", node=input_node))
+            _mark(out, Record("Input", node=input_node), kw.get("name", INPUT_LAYER), needed)
         tops = out if isinstance(out, tuple) else (out,)
         for k, t in zip(needed, tops):
             n[k] = t
@@ -287,7 +288,7 @@ def compile_records(records: List[Record], inputs: Dict[str, List[int]],
         except NetdslError as exc:
             exc.layer = exc.layer or name
             raise locate(exc, rec)
-        _mark(out, rec)
+        _mark(out, rec, name, [key] if in_place else tops)
         if in_place:
             top = out
             n[key] = top
@@ -398,7 +399,7 @@ def _crop(rec: Record, btops: List[Any], ref_top: Any, kwargs: Dict[str, Any]):
             auto = crop(btops[0], ref_top)
         except NetdslError as exc:
             raise _error(rec, "cannot compute the crop offset: %s" % exc.message,
-                         field="reference", hint=exc.hint or "give `offset:` explicitly")
+                         field="reference", hint=exc.hint)
         cp = dict(auto.fn.params["crop_param"])
         if rec.axis is not None and rec.axis != cp["axis"]:
             raise _error(rec, "the coordinate maps give axis %d, not %d" % (cp["axis"], rec.axis),

@@ -25,7 +25,7 @@ from .load import (MappingNode, Node, ScalarNode, SequenceNode, check_keys as _c
 __all__ = ["Spec", "Block", "load_spec", "load_blocks", "parse_define", "parse_defines"]
 
 TOP_KEYS = ("name", "description", "variables", "include", "blocks", "phases", "inputs",
-            "layers", "solver", "custom_types", "proto", "plugins", "custom_layers")
+            "layers", "solver", "custom_types", "proto", "plugins", "custom_layers", "strict")
 LIBRARY_KEYS = ("name", "description", "variables", "include", "blocks", "layers")
 BLOCK_KEYS = ("args", "layers", "description")
 RESERVED_VARS = ("phase", "inputs")
@@ -53,6 +53,7 @@ class Spec:
         self.path = path
         self.name = os.path.basename(path).split(".")[0]
         self.description: Optional[str] = None
+        self.strict = False                # `strict: true`: warnings (crop offsets) are errors
         self.phases: List[str] = list(_phases.DEFAULT_PHASES)
         self.variables: Dict[str, Any] = {}
         self.variable_nodes: Dict[str, Node] = {}
@@ -115,6 +116,12 @@ def load_spec(path: str, variables: Optional[Dict[str, Any]] = None, *,
     scalars, as ``-D`` values are.  Every error names its file, line and column.
     """
     defines = parse_defines(variables)
+    if not os.path.exists(path):
+        from ..shipped import find_shipped, missing_file
+        found = find_shipped(path, "specs")   # an example spec shipped with netdsl
+        if found is None:
+            raise missing_file(path, "specs")
+        path = found
     spec = Spec(path)
     fm_nodes: Dict[str, Node] = {}
     if is_template(path):
@@ -168,6 +175,11 @@ def load_spec(path: str, variables: Optional[Dict[str, Any]] = None, *,
         spec.name = name
     if "description" in top:
         spec.description = str(plain(top["description"][1]))
+    if "strict" in top:
+        strict = value(top["strict"][1], scope)
+        if not isinstance(strict, bool):
+            raise _err(top["strict"][1], "`strict` is true or false, got %r" % (strict,))
+        spec.strict = strict
     if "custom_types" in top:
         for n in _sequence(top["custom_types"][1], "`custom_types`"):
             t = value(n, scope)

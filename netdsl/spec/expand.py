@@ -20,8 +20,9 @@ from .document import (ITEM_WORDS, LIBRARY_KEYS, Block, Spec, builder_schema as 
 from .interpolate import value
 from .load import (MappingNode, Node, ScalarNode, SequenceNode, check_keys as _check_keys,
                    display_path as _display, front_matter, is_template, load_file,
-                   located_error as _err, mapping_items as _mapping, pairs, plain,
-                   resolve_include, scalar, sequence_items as _sequence, where)
+                   chain_error, located_error as _err, node_caret,
+                   mapping_items as _mapping, pairs, plain, resolve_include, scalar,
+                   sequence_items as _sequence)
 
 __all__ = ["Expander", "expand"]
 
@@ -216,6 +217,10 @@ class Expander:
                     raise _err(vn, "`ntop` is a whole number, got %r" % (ntop,), trace=trace,
                                field="ntop")
             else:
+                if isinstance(vn, ScalarNode) and vn.value == "" and not vn.style:
+                    raise _err(kn, "`%s:` has no value; if the lines below it are its "
+                               "fields, indent them under it by two more spaces%s"
+                               % (key, node_caret(kn)), trace=trace, field=key)
                 v = params[key] = value(vn, scope)
                 if key == "phase" and isinstance(v, (str, list)) and all(
                         p in self.spec.phases for p in (v if isinstance(v, list) else [v])):
@@ -411,10 +416,7 @@ class Expander:
             try:
                 root = load_file(path, context)
             except NetdslError as exc:
-                exc.message += "".join(" (in %s at %s:%d:%d)" % ((label,) + where(n)) for label, n
-                                       in reversed(fr.trace + (("include `%s`" % rel, node),)))
-                exc.args = (exc.message,)
-                raise
+                raise chain_error(exc, fr.trace + (("include `%s`" % rel, node),))
         else:
             root = self._file_cache.get(ap)
             if root is None:

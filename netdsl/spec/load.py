@@ -108,16 +108,61 @@ def compose_text(text: str, name: str) -> Optional[Node]:
         return loader.get_single_node()
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
-        what = exc.problem or exc.context or "invalid YAML"
-        if exc.context and exc.problem:
-            what = "%s (%s)" % (exc.problem, exc.context)
-        raise NetdslError("YAML syntax error: %s" % what, file=name,
-                          line=mark.line + 1 if mark else None,
-                          column=mark.column + 1 if mark else None) from None
+        line = mark.line + 1 if mark else None
+        column = mark.column + 1 if mark else None
+        raise NetdslError("YAML syntax error: %s%s" % (yaml_cause(exc),
+                                                       caret(text, line, column)),
+                          file=name, line=line, column=column) from None
     except yaml.YAMLError as exc:
         raise NetdslError("YAML error: %s" % exc, file=name) from None
     finally:
         loader.dispose()
+
+
+# PyYAML's words for a syntax error -> what a spec author most likely did
+_YAML_CAUSES = (
+    ("mapping values are not allowed",
+     "a `key: value` where none can start: this line is most likely indented more than the "
+     "keys it belongs with (or an unquoted value contains `: `)"),
+    ("expected '-' indicator",
+     "this line is most likely indented less than the list item it belongs to: the keys of "
+     "a `- ` item line up under its first key, and every item starts with `- ` at the same "
+     "column"),
+    ("did not find expected key",
+     "this line's indentation does not match the keys above it: the keys of one mapping "
+     "start at the same column (or a quote is not closed)"),
+    ("cannot start any token",
+     "a character that cannot start a YAML value here; a tab used for indentation (YAML "
+     "takes spaces only), or a value that needs quotes"),
+    ("could not find expected ':'",
+     "a key without `:`, or a quote or bracket opened on an earlier line and not closed"),
+    ("found undefined alias", "`*name` refers to no `&name` anchor (quote a value starting "
+                              "with `*`)"),
+)
+
+
+def yaml_cause(exc: "yaml.MarkedYAMLError") -> str:
+    """A PyYAML syntax error in a spec author's words, with the likely cause."""
+    problem = exc.problem or exc.context or "invalid YAML"
+    for words, cause in _YAML_CAUSES:
+        if words in problem:
+            return "%s (YAML: %s)" % (cause, problem)
+    return "%s (check this line's indentation against the lines above it)" % problem
+
+
+def caret(text: Optional[str], line: Optional[int], column: Optional[int]) -> str:
+    """The 1-based ``line`` of ``text`` and a caret under ``column``, on lines of their own
+    (empty when the line is unknown)."""
+    if not text or not line:
+        return ""
+    lines = text.split("\n")
+    if line > len(lines):
+        return ""
+    src = lines[line - 1].rstrip("\r").expandtabs(1)
+    if not src.strip() and line > 1:   # an error at the start of a blank line: show none
+        return ""
+    col = max(1, min(column or 1, len(src) + 1))
+    return "\n    %s\n    %s^" % (src, " " * (col - 1))
 
 
 def where(node: Node) -> Tuple[str, int, int]:
@@ -385,11 +430,43 @@ def load_file(path: str, context: Optional[Dict[str, Any]] = None) -> Optional[N
 def located_error(node: Optional[Node], message: str, *, hint: Optional[str] = None,
                   trace: Tuple = (), field: Optional[str] = None, layer: Optional[str] = None,
                   column_offset: int = 0) -> NetdslError:
-    """:func:`error`, followed by the chain of includes and block uses that led to ``node``."""
-    if trace:
-        message += "".join(" (in %s at %s:%d:%d)" % ((label,) + where(n)) for label, n in
-                           reversed(trace))
-    return error(node, message, hint=hint, field=field, layer=layer, column_offset=column_offset)
+    """:func:`error`, moved to the user's own line when ``node`` was reached through block
+    uses or includes, with that chain after the message (:func:`chain_error`)."""
+    err = error(node, message, hint=hint, field=field, layer=layer, column_offset=column_offset)
+    return chain_error(err, trace)
+
+
+def _place(file: Optional[str], line: Optional[int], column: Optional[int]) -> Optional[str]:
+    if not file:
+        return None
+    text = display_path(file) if not file.endswith(" (rendered)") else \
+        display_path(file[: -len(" (rendered)")]) + " (rendered)"
+    if line:
+        text += ":%d" % line
+        if column:
+            text += ":%d" % column
+    return text
+
+
+def chain_error(err: NetdslError, trace: Tuple) -> NetdslError:
+    """Locate ``err`` at the user's own line (the outermost block use or include of
+    ``trace``) and name the chain after the message, each step once:
+    ``spec.yaml:26:5: ... (via block `skip` at fcn.yaml:57:20)``.  An error already
+    chained is returned as it is."""
+    if not trace or getattr(err, "chained", False):
+        return err
+    hops = [_place(*where(n)) for _, n in trace[1:]]
+    hops.append(_place(err.file, err.line, err.column))
+    steps = []
+    for (label, _), hop in zip(trace, hops):
+        step = "%s at %s" % (label, hop) if hop else label
+        if step not in steps:
+            steps.append(step)
+    err.file, err.line, err.column = where(trace[0][1])
+    err.message += " (via %s)" % ", then ".join(steps)
+    err.args = (err.message,)
+    err.chained = True
+    return err
 
 
 def mapping_items(node: Node, what: str, trace: Tuple = ()
@@ -444,11 +521,26 @@ def resolve_include(node: Node, rel: Any, trace: Tuple = ()) -> str:
     base = os.path.dirname(node_file(node))
     path = os.path.normpath(os.path.join(base, rel))
     if not os.path.isfile(path):
+        from ..shipped import find_shipped, list_shipped
+        shipped = find_shipped(rel) if os.sep not in rel and "/" not in rel else None
+        if shipped is not None:   # a template that ships with netdsl, by its bare name
+            return shipped
         near = []
         d = os.path.dirname(path) or "."
         if os.path.isdir(d):
             near = [f for f in os.listdir(d) if f.endswith((".yaml", ".yml", ".j2"))]
-        hint = did_you_mean(os.path.basename(path), near)
+        hint = did_you_mean(os.path.basename(path), near + list_shipped())
         raise located_error(node, "cannot include `%s`: no such file (%s)"
                             % (rel, display_path(path)), trace=trace, hint=hint)
     return path
+
+
+def node_caret(node: Node) -> str:
+    """:func:`caret` for a node's line in its file (empty when the file cannot be read)."""
+    f, line, col = where(node)
+    if f.endswith(" (rendered)") or not os.path.isfile(f):
+        return ""
+    try:
+        return caret(read_text(f), line, col)
+    except (OSError, NetdslError):
+        return ""

@@ -206,6 +206,9 @@ def spec_schema(pb2: Optional[ModuleType] = None) -> Dict[str, Any]:
             "layers": {"$ref": "#/$defs/layers"},
             "solver": {"$ref": "#/$defs/msg." + solver.full_name},
             "custom_types": {"type": "array", "items": {"type": "string"}},
+            "strict": {"anyOf": [{"type": "boolean"}, REF],
+                       "description": "treat warnings (an explicit crop offset the coordinate "
+                                      "maps disagree with) as errors"},
             "proto": {"anyOf": [{"type": "string"}, {
                 "type": "object", "additionalProperties": False, "required": ["path"],
                 "properties": {"path": {"type": "string"},

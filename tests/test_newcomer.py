@@ -1,0 +1,509 @@
+"""What a new user trips on (issue 17), tried from the command line in a temporary directory."""
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from netdsl.cli import main
+
+# a 2x downsampling convolution, a 2x upsampling Deconvolution and a crop back to `data`.
+# By hand (pycaffe's coord_map rules): the convolution (kernel 2, stride 2, pad 0) maps
+# y = x/2 + (0 - (2-1)/2)/2 = x/2 - 1/4; the upsample (kernel 2*2 - 0 = 4, stride 2, pad 0)
+# maps z = 2y + (4-1)/2 = 2y + 3/2; so z = x + 1: the crop offset is 1.
+SMALL = """\
+name: small
+inputs:
+  data: [1, 2, 8, 8]
+layers:
+  - Convolution: score
+    num_output: 2
+    kernel_size: 2
+    stride: 2
+  - upsample: up
+    factor: {factor}
+    channels: 2
+    dense: true
+  - crop: out
+    reference: data
+{extra}"""
+
+
+def spec(tmp_path, factor=2, extra="", name="s.yaml"):
+    path = tmp_path / name
+    path.write_text(SMALL.format(factor=factor, extra=extra))
+    return path
+
+
+@pytest.fixture
+def cli(tmp_path, monkeypatch, capsys):
+    """Run ``netdsl ARGS`` in tmp_path: (exit status, stdout, stderr)."""
+    monkeypatch.chdir(tmp_path)
+
+    def run(*args):
+        code = main([str(a) for a in args])
+        out, err = capsys.readouterr()
+        return code, out, err
+    return run
+
+
+# -- explicit crop offsets against the coordinate maps -------------------------------------
+
+WRONG = "    offset: 2\n"   # the maps give 1 (above); 2 is still within bounds (10 - 2 >= 8)
+
+
+def test_build_warns_about_a_wrong_explicit_offset(tmp_path, cli):
+    spec(tmp_path, extra=WRONG)
+    code, out, err = cli("build", "s.yaml", "-o", "o")
+    assert code == 0
+    warnings = [l for l in err.splitlines() if "warning" in l]
+    assert len(warnings) == 1, err     # one line, although three nets share the layer
+    w = warnings[0]
+    assert w.startswith("netdsl: warning: s.yaml:15:13: layer 'out': crop offset 2 ")
+    assert "which give offset 1 on axis 2" in w
+    assert "drop `offset:`" in w
+
+
+def test_build_is_quiet_when_the_offset_agrees(tmp_path, cli):
+    spec(tmp_path, extra="    offset: 1\n")
+    code, out, err = cli("build", "s.yaml", "-o", "o")
+    assert code == 0 and "warning" not in err
+
+
+def test_strict_flag_and_spec_key_make_it_an_error(tmp_path, cli):
+    spec(tmp_path, extra=WRONG)
+    code, out, err = cli("build", "s.yaml", "-o", "o", "--strict")
+    assert code == 2
+    assert err.count("\n") == 1 and "s.yaml:15:13: layer 'out': crop offset 2" in err
+    assert not (tmp_path / "o").exists()
+    spec(tmp_path, extra=WRONG + "strict: true\n")
+    code, out, err = cli("build", "s.yaml", "-o", "o")
+    assert code == 2 and "crop offset 2 disagrees" in err
+    code, out, err = cli("shapes", "s.yaml")
+    assert code == 2 and "crop offset 2 disagrees" in err
+
+
+def test_shapes_warns_for_specs_and_prototxt(tmp_path, cli):
+    spec(tmp_path, extra=WRONG)
+    code, out, err = cli("shapes", "s.yaml")
+    assert code == 0 and "warning: s.yaml:15:13: layer 'out': crop offset 2" in err
+    assert cli("build", "s.yaml", "-o", "o")[0] == 0
+    code, out, err = cli("shapes", "o/deploy.prototxt")
+    assert code == 0
+    assert "warning: o/deploy.prototxt: layer 'out': crop offset 2" in err
+    assert "set crop_param { axis: 2 offset: 1 }" in err
+    code, out, err = cli("shapes", "o/deploy.prototxt", "--strict")
+    assert code == 2 and "error: o/deploy.prototxt: layer 'out': crop offset 2" in err
+
+
+def test_the_builder_api_warns_too(tmp_path):
+    from netdsl.crop_check import CropOffsetWarning
+    from netdsl.spec import build, build_nets, load_spec
+    path = spec(tmp_path, extra=WRONG)
+    with pytest.warns(CropOffsetWarning, match="crop offset 2 disagrees"):
+        build_nets(load_spec(str(path)))
+    with pytest.warns(CropOffsetWarning):
+        build(str(path), str(tmp_path / "o"))
+    from netdsl.errors import NetdslError
+    with pytest.raises(NetdslError, match="crop offset 2 disagrees"):
+        build_nets(load_spec(str(path)), strict=True)
+
+
+def test_scale_mismatch_hint_names_the_layer_and_the_fix(tmp_path, cli):
+    spec(tmp_path, factor=4)
+    code, out, err = cli("build", "s.yaml", "-o", "o")
+    assert code == 2
+    # the upsample doubles what the convolution halved only with factor 2
+    assert "'up' upsamples by 4 (stride 4)" in err
+    assert "upsample by 2 instead" in err
+    assert "give `offset:`" not in err
+
+
+def test_negative_offset_hint_says_how_much_padding(tmp_path, cli):
+    # a 3x3 convolution without pad maps y = x + (0 - 1) = x - 1: its output starts one pixel
+    # inside `data`, so pad 1 makes it cover `data`
+    (tmp_path / "c.yaml").write_text(
+        "inputs:\n  data: [1, 2, 8, 8]\nlayers:\n  - Convolution: score\n"
+        "    num_output: 2\n    kernel_size: 3\n  - crop: out\n    reference: data\n")
+    code, out, err = cli("build", "c.yaml", "-o", "o")
+    assert code == 2
+    assert "pad 'score' (the first layer after 'data') by 1 more pixel(s)" in err
+    assert "give `offset:`" not in err
+
+
+# -- shipped templates and specs -----------------------------------------------------------
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+INCLUDES_VGG = """\
+include: [vgg16.yaml, fcn.yaml]
+inputs:
+  data: [1, 3, 64, 64]
+layers:
+  - vgg16:
+  - score: score_fr
+    channels: 5
+"""
+
+
+def test_render_list_and_bare_names_in_a_checkout(tmp_path, cli):
+    code, out, err = cli("render", "--list")
+    assert code == 0
+    for name in ("vgg16.yaml", "vgg16.yaml.j2", "fcn.yaml", "solver.prototxt.j2", "fcn8s.yaml"):
+        assert "  %s\n" % name in out
+    code, out, err = cli("render", "vgg16.yaml.j2")
+    assert code == 0 and "- Convolution: conv1_1" in out
+    (tmp_path / "net.yaml").write_text(INCLUDES_VGG)
+    code, out, err = cli("shapes", "net.yaml")
+    # VGG16 conv1_1 has pad 100 in FCN's template: 64 + 2*100 - 3 + 1 = 262 (Caffe's formula)
+    assert code == 0 and "conv1_1 (1,64,262,262)" in out
+    assert "score_fr (1,5," in out
+
+
+def test_a_file_beside_the_spec_wins_over_a_shipped_one(tmp_path, cli):
+    (tmp_path / "vgg16.yaml").write_text(
+        "blocks:\n  vgg16:\n    layers:\n      - Convolution: mine\n        num_output: 3\n"
+        "        kernel_size: 1\n")
+    (tmp_path / "net.yaml").write_text("include: [vgg16.yaml]\ninputs:\n  data: [1, 3, 8, 8]\n"
+                                       "layers:\n  - vgg16:\n")
+    code, out, err = cli("shapes", "net.yaml")
+    assert code == 0 and "mine" in out and "conv1_1" not in out
+
+
+def test_unknown_template_name_suggests_a_shipped_one(tmp_path, cli):
+    (tmp_path / "net.yaml").write_text("include: [vgg61.yaml]\nlayers: []\n")
+    code, out, err = cli("build", "net.yaml")
+    assert code == 2 and "did you mean `vgg16.yaml`" in err
+
+
+@pytest.mark.slow
+def test_templates_and_specs_ship_in_a_non_editable_install(tmp_path):
+    """``pip install .`` (not editable) into a fresh venv, then the CLI from another directory."""
+    import shutil
+    import subprocess
+    import sys
+    import sysconfig
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in ("pyproject.toml", "setup.py", "MANIFEST.in", "README.md"):
+        shutil.copy(os.path.join(ROOT, name), src / name)
+    for name in ("netdsl", "templates", "specs"):
+        shutil.copytree(os.path.join(ROOT, name), src / name,
+                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "_data"))
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    bindir = venv / ("Scripts" if os.name == "nt" else "bin")
+    vpy = str(bindir / "python")
+    purelib = subprocess.run([vpy, "-c", "import sysconfig; print(sysconfig.get_paths()"
+                              "['purelib'])"], check=True, stdout=subprocess.PIPE,
+                             universal_newlines=True).stdout.strip()
+    # the dependencies (numpy, protobuf, ...) come from this interpreter's site-packages, added
+    # after the venv's own (a path line in a .pth file: no editable finder of it runs); netdsl
+    # itself is installed from the copied sources
+    with open(os.path.join(purelib, "_deps.pth"), "w") as f:
+        f.write(sysconfig.get_paths()["purelib"] + "\n")
+    run = subprocess.run([vpy, "-m", "pip", "install", "--no-deps", "-q", str(src)],
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                         universal_newlines=True, timeout=600)
+    assert run.returncode == 0, run.stdout
+    work = tmp_path / "elsewhere"
+    work.mkdir()
+    (work / "net.yaml").write_text(INCLUDES_VGG)
+
+    def netdsl(*args):
+        return subprocess.run([vpy, "-m", "netdsl"] + list(args), cwd=str(work),
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              universal_newlines=True, timeout=300)
+    where = subprocess.run([vpy, "-c", "import netdsl; print(netdsl.__file__)"], cwd=str(work),
+                           stdout=subprocess.PIPE, universal_newlines=True).stdout
+    assert where.startswith(purelib), where     # the installed copy, not the sources
+    listed = netdsl("render", "--list")
+    assert listed.returncode == 0, listed.stderr
+    assert "  vgg16.yaml.j2\n" in listed.stdout and "  fcn32s.yaml\n" in listed.stdout
+    assert os.path.join("netdsl", "_data", "templates") in listed.stdout
+    rendered = netdsl("render", "vgg16.yaml.j2")
+    assert rendered.returncode == 0 and "- Convolution: conv1_1" in rendered.stdout
+    shapes = netdsl("shapes", "net.yaml")
+    assert shapes.returncode == 0, shapes.stderr
+    assert "conv1_1 (1,64,262,262)" in shapes.stdout
+    built = netdsl("build", "fcn32s.yaml", "-o", "out")
+    assert built.returncode == 0, built.stderr
+    assert (work / "out" / "deploy.prototxt").is_file()
+
+
+# -- what init.caffemodel holds --------------------------------------------------------------
+
+WEIGHTED = """\
+inputs:
+  data: [1, 2, 8, 8]
+layers:
+  - Convolution: conv1
+    num_output: 2
+    kernel_size: 1
+    weight_filler: {type: gaussian, std: 0.01}
+  - Convolution: score
+    num_output: 2
+    kernel_size: 2
+    stride: 2
+  - upsample: up
+    factor: 2
+    channels: 2
+    dense: true
+  - crop: out
+    reference: data
+"""
+
+
+def _source(path):
+    """A trained model: an InnerProduct-shaped `score` (2 x 8, as fc6 is to FCN's conv fc6)
+    and a layer the new net does not have."""
+    import numpy as np
+    from netdsl.weights import write_caffemodel
+    write_caffemodel(str(path), {"score": [np.arange(16, dtype=np.float32).reshape(2, 8),
+                                           np.ones(2, np.float32)],
+                                 "fc8": [np.zeros((3, 4), np.float32)]})
+
+
+def _report(err):
+    return [l for l in err.splitlines() if not l.startswith("wrote ")]
+
+
+def test_build_weights_reports_as_init_does(tmp_path, cli):
+    (tmp_path / "w.yaml").write_text(WEIGHTED)
+    _source(tmp_path / "src.caffemodel")
+    code, out, err = cli("build", "w.yaml", "-o", "o", "--weights", "--from", "src.caffemodel")
+    assert code == 0
+    built = _report(err)
+    # the score weights have 16 values either way: reshaped 2x8 -> 2x2x2x2 (2 outputs,
+    # 2 channels, 2x2 kernel); conv1's bias has no filler: caffe.proto's default, constant 0
+    assert "reshaped  score[0] 2x8 -> 2x2x2x2" in built
+    assert "copied    score[1]" in built
+    assert "skipped   fc8: no layer 'fc8' in the target" in built
+    assert "interp    up[0] 2x2x4x4: bilinear kernels (FCN's interp)" in built
+    assert "filler    gaussian std 0.01: conv1[0]" in built
+    assert ("filler    constant 0: conv1[1] (Caffe's default filler: these blobs start at "
+            "zero)") in built
+    assert "2 parameter blob(s) left at their fillers' values" in built
+    code, out, err = cli("init", "o/deploy.prototxt", "-o", "m.caffemodel",
+                         "--from", "src.caffemodel", "--interp", "up")
+    assert code == 0
+    assert _report(err) == built     # the same lines, then init's own summary
+    assert err.splitlines()[-1].startswith("wrote m.caffemodel: 3 layers with parameters")
+
+
+def test_build_weights_without_source_names_zero_filled_layers(tmp_path, cli):
+    (tmp_path / "w.yaml").write_text(WEIGHTED)
+    code, out, err = cli("build", "w.yaml", "-o", "o", "--weights")
+    assert code == 0
+    assert ("filler    constant 0: conv1[1], score[0], score[1] (Caffe's default filler: "
+            "these blobs start at zero)") in err
+
+
+def test_a_stale_init_caffemodel_is_a_warning(tmp_path, cli):
+    (tmp_path / "w.yaml").write_text(WEIGHTED)
+    assert cli("build", "w.yaml", "-o", "o", "--weights")[0] == 0
+    code, out, err = cli("build", "w.yaml", "-o", "o")     # same net: the model still fits
+    assert code == 0 and "warning" not in err
+    (tmp_path / "w.yaml").write_text(WEIGHTED.replace("num_output: 2\n    kernel_size: 2",
+                                                      "num_output: 3\n    kernel_size: 2"))
+    code, out, err = cli("build", "w.yaml", "-o", "o")
+    assert code == 0
+    assert ("warning: o/init.caffemodel is left from an earlier build and does not fit this "
+            "net: it has layer 'score' with blobs 2x2x2x2, 2, the net needs 3x2x2x2, 3") in err
+    assert (tmp_path / "o" / "init.caffemodel").is_file()   # kept: it may be the user's
+
+
+# -- where errors point ------------------------------------------------------------------------
+
+def test_an_error_in_a_block_starts_at_the_users_line(tmp_path, cli):
+    (tmp_path / "lib.yaml").write_text(
+        "blocks:\n"
+        "  head:\n"
+        "    args: [up]\n"
+        "    layers:\n"
+        "      - Convolution: side\n"
+        "        bottom: pool\n"
+        "        num_output: 2\n"
+        "        kernel_size: 1\n"
+        "      - crop: sidec\n"
+        "        reference: ${up}\n")
+    (tmp_path / "net.yaml").write_text(
+        "include: [lib.yaml]\n"
+        "inputs:\n  data: [1, 2, 16, 16]\n"
+        "layers:\n"
+        "  - Pooling: pool\n    pool: MAX\n    kernel_size: 2\n    stride: 2\n"
+        "  - head:\n"
+        "    up: data\n")
+    code, out, err = cli("build", "net.yaml", "-o", "o")
+    assert code == 2
+    assert err.startswith("netdsl: error: net.yaml:9:5: layer 'sidec': ")
+    assert err.count("(via block `head` at lib.yaml:10:20)") == 1
+    assert "'pool' downsamples by 2 (stride 2)" in err
+
+
+def test_an_unknown_op_key_points_at_the_key_and_names_the_layer(tmp_path, cli):
+    text = SMALL.format(factor=2, extra="").replace("    dense: true\n",
+                                                     "    dense: true\n    fator: 2\n")
+    (tmp_path / "s.yaml").write_text(text)
+    code, out, err = cli("build", "s.yaml", "-o", "o")
+    assert code == 2
+    assert err.startswith("netdsl: error: s.yaml:13:5: layer 'up': upsample: unknown key "
+                          "`fator`; did you mean `factor`?")
+
+
+def test_yaml_indentation_errors_say_so_with_a_caret(tmp_path, cli):
+    text = SMALL.format(factor=2, extra="").replace("    factor: 2", "      factor: 2")
+    (tmp_path / "s.yaml").write_text(text)
+    code, out, err = cli("build", "s.yaml", "-o", "o")
+    assert code == 2
+    lines = err.splitlines()
+    assert lines[0].startswith("netdsl: error: s.yaml:10:13: YAML syntax error: ")
+    assert "indented more than the keys it belongs with" in lines[0]
+    assert "mapping values are not allowed" in lines[0]   # PyYAML's words, kept in brackets
+    # the line itself, and a caret under the column PyYAML stopped at (13)
+    assert lines[1] == "          factor: 2"
+    assert lines[2] == "    " + " " * 12 + "^"
+    text = SMALL.format(factor=2, extra="").replace("    channels: 2", "  channels: 2")
+    (tmp_path / "s.yaml").write_text(text)
+    code, out, err = cli("build", "s.yaml", "-o", "o")
+    assert code == 2 and "indented less than the list item it belongs to" in err
+    assert err.splitlines()[1] == "      channels: 2"
+
+
+def test_a_field_whose_fields_are_not_indented(tmp_path, cli):
+    (tmp_path / "z.yaml").write_text(
+        "inputs:\n  data: [1, 3, 8, 8]\nlayers:\n  - Pooling: pool\n    pooling_param:\n"
+        "    pool: MAX\n    kernel_size: 2\n")
+    code, out, err = cli("build", "z.yaml", "-o", "o")
+    assert code == 2
+    lines = err.splitlines()
+    assert lines[0] == ("netdsl: error: z.yaml:5:5: `pooling_param:` has no value; if the "
+                        "lines below it are its fields, indent them under it by two more "
+                        "spaces")
+    assert lines[1:] == ["        pooling_param:", "        ^"]
+    assert "takes a dict, got None" not in err
+
+
+# -- the smaller things ----------------------------------------------------------------------
+
+def test_shapes_explains_its_offset_column_and_ends_lines(tmp_path, cli):
+    spec(tmp_path)
+    code, out, err = cli("shapes", "s.yaml")
+    assert code == 0 and out.endswith("\n")
+    assert "stride, offset: top pixel x is centred on input pixel stride * x + offset" in out
+    # the 2x2 stride-2 convolution: top pixel x covers input pixels 2x and 2x+1, centred
+    # on 2x + 0.5
+    row = next(l for l in out.splitlines() if l.startswith("score "))
+    assert row.split()[3:5] == ["2", "0.5"]
+    for extra in (["--cost"], ["--format", "json"], ["--cost", "--format", "json"]):
+        assert cli("shapes", "s.yaml", *extra)[1].endswith("\n")
+    assert cli("shapes", "s.yaml", "-o", "t.txt")[0] == 0
+    assert (tmp_path / "t.txt").read_text().endswith("\n")
+
+
+def test_shapes_of_a_python_data_layer_suggests_declare(tmp_path, cli):
+    (tmp_path / "p.prototxt").write_text(
+        'layer { name: "data" type: "Python" top: "data" top: "label"\n'
+        '  python_param { module: "voc_layers" layer: "VOCSegDataLayer" } }\n'
+        'layer { name: "conv" type: "Convolution" bottom: "data" top: "conv"\n'
+        '  convolution_param { num_output: 2 kernel_size: 1 } }\n')
+    code, out, err = cli("shapes", "p.prototxt")
+    assert code == 2
+    assert "--declare data=N,C,H,W --declare label=N,C,H,W" in err
+    assert "declared={" not in err   # the command line's words, not Python's
+    code, out, err = cli("shapes", "p.prototxt", "--declare", "data=1,3,8,8",
+                         "--declare", "label=1,1,8,8")
+    assert code == 0 and "conv (1,2,8,8)" in out
+
+
+def test_run_phase_in_lowercase_and_the_init_hint(tmp_path, cli):
+    import numpy as np
+    (tmp_path / "w.yaml").write_text(WEIGHTED)
+    assert cli("build", "w.yaml", "-o", "o")[0] == 0
+    code, out, err = cli("run", "o/deploy.prototxt", "--random-input")
+    assert code == 2
+    assert "`netdsl init o/deploy.prototxt -o init.caffemodel`" in err
+    assert cli("init", "o/deploy.prototxt", "-o", "o/init.caffemodel")[0] == 0
+    code, out, err = cli("run", "o/deploy.prototxt", "--random-input")
+    assert code == 2 and "`netdsl run o/deploy.prototxt o/init.caffemodel`" in err
+    results = {}
+    for phase in ("train", "TRAIN", "test", "TEST", "val", "deploy"):
+        code, out, err = cli("run", "o/deploy.prototxt", "o/init.caffemodel", "--random-input",
+                             "--phase", phase, "-o", "%s.npz" % phase)
+        assert code == 0, err
+        results[phase] = np.load(str(tmp_path / ("%s.npz" % phase)))["out"]
+    # no Dropout here: every phase gives the same output
+    for phase in results:
+        np.testing.assert_array_equal(results[phase], results["test"])
+
+
+def test_pycaffe_says_what_the_script_wrote(tmp_path, cli):
+    (tmp_path / "net.py").write_text(
+        "import sys\n"
+        "import caffe\n"
+        "from caffe import layers as L\n"
+        "n = caffe.NetSpec()\n"
+        "n.data = L.Input(shape=dict(dim=[1, 3, 8, 8]))\n"
+        "with open('train.prototxt', 'w') as f:\n"
+        "    f.write(str(n.to_proto()))\n"
+        "with open(sys.argv[1], 'w') as f:\n"
+        "    f.write(str(n.to_proto()))\n")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "untouched.txt").write_text("x")
+    code, out, err = cli("pycaffe", "net.py", os.path.join("sub", "deploy.prototxt"))
+    assert code == 0
+    assert err.splitlines() == ["wrote sub/deploy.prototxt", "wrote train.prototxt"]
+
+
+def test_pycaffe_warns_about_a_wrong_offset_in_a_net_it_wrote(tmp_path, cli):
+    # a 3x3 convolution with pad 5 maps y = x + 5 - (3 - 1)/2 = x + 4: the crop offset is 4
+    (tmp_path / "net.py").write_text(
+        "import caffe\n"
+        "from caffe import layers as L\n"
+        "n = caffe.NetSpec()\n"
+        "n.data = L.Input(shape=dict(dim=[1, 3, 16, 16]))\n"
+        "n.conv = L.Convolution(n.data, num_output=2, kernel_size=3, pad=5)\n"
+        "n.crop = L.Crop(n.conv, n.data, crop_param=dict(axis=2, offset=%d))\n"
+        "with open('deploy.prototxt', 'w') as f:\n"
+        "    f.write(str(n.to_proto()))\n" % 19)
+    code, out, err = cli("pycaffe", "net.py")
+    assert code == 0
+    assert err.splitlines() == [
+        "wrote deploy.prototxt",
+        "netdsl: warning: deploy.prototxt: layer 'crop': crop offset 19 disagrees with the "
+        "coordinate maps, which give offset 4 on axis 2; 'conv' and 'data' would be "
+        "misaligned; set crop_param { axis: 2 offset: 4 }"]
+
+
+def test_shapes_of_a_spec_uses_its_inputs_for_a_python_data_layer(tmp_path, cli):
+    (tmp_path / "p.yaml").write_text(
+        "inputs:\n  data: [1, 3, 8, 8]\n  label: [1, 1, 8, 8]\n"
+        "layers:\n"
+        "  - Python: [data, label]\n    module: voc_layers\n    layer: VOCSegDataLayer\n"
+        "  - Convolution: conv\n    bottom: data\n    num_output: 2\n    kernel_size: 1\n")
+    code, out, err = cli("shapes", "p.yaml", "--phase", "train")
+    assert code == 0, err
+    assert "conv (1,2,8,8)" in out
+    code, out, err = cli("shapes", "p.yaml", "--phase", "train", "--input", "data=1,3,4,4")
+    assert code == 0 and "conv (1,2,4,4)" in out
+
+
+def test_half_pixel_offset_hint(tmp_path, cli):
+    # kernel 2, pad 1, stride 1: y = x + 1 - (2 - 1)/2 = x + 1/2, so the crop offset would be
+    # 1/2; kernel 3 (y = x) or 1 (y = x + 1) makes it whole
+    (tmp_path / "f.yaml").write_text(
+        "inputs:\n  data: [1, 2, 8, 8]\nlayers:\n  - Convolution: c\n    num_output: 2\n"
+        "    kernel_size: 2\n    pad: 1\n  - crop: out\n    reference: data\n")
+    code, out, err = cli("build", "f.yaml", "-o", "o")
+    assert code == 2 and "the offset 1/2 is not a whole number" in err
+    assert "'c' is the last layer before the crop that shifts coordinates (shift 1/2)" in err
+    assert "a kernel_size one larger or smaller there" in err
+
+
+def test_a_missing_template_or_spec_points_at_the_shipped_ones(tmp_path, cli):
+    code, out, err = cli("render", "vgg61.yaml.j2")
+    assert code == 2 and "did you mean `vgg16.yaml.j2`?" in err
+    code, out, err = cli("build", "fcn23s.yaml")
+    assert code == 2 and "did you mean `fcn32s.yaml`?" in err
+    code, out, err = cli("render", "nosuch.j2")
+    assert code == 2 and "`netdsl render --list`" in err
