@@ -55,6 +55,7 @@ def init_weights(net: Any, *, seed: int = 0, source: Optional[Source] = None,
                  interp_layers: Iterable[str] = (), nearest_layers: Iterable[str] = (),
                  inputs: Any = None, phase: Any = None,
                  report: Optional[List[TransplantReport]] = None,
+                 unfilled: Iterable[str] = (),
                  ) -> Dict[str, List[np.ndarray]]:
     """``{layer_name: [float32 arrays]}`` for every layer with learnable blobs.
 
@@ -68,7 +69,8 @@ def init_weights(net: Any, *, seed: int = 0, source: Optional[Source] = None,
     ``report`` when a list is given), then bilinear kernels on
     ``interp_layers`` and all-ones kernels on ``nearest_layers``.  Blobs shared
     through a named ``param`` are one array, filled by the first layer that
-    owns it, as in Caffe.
+    owns it, as in Caffe.  Layers named in ``unfilled`` get zeros instead of a
+    filler's draw (for a caller that overwrites them, e.g. from a caffemodel).
     """
     if isinstance(net, str):
         from ..prototxt import read_net
@@ -76,6 +78,7 @@ def init_weights(net: Any, *, seed: int = 0, source: Optional[Source] = None,
     from ..shapes import infer_shapes
     shapes = infer_shapes(net, inputs) if phase is None else infer_shapes(net, inputs,
                                                                           phase=phase)
+    skip = set(unfilled)
     weights: Dict[str, List[np.ndarray]] = {}
     shared: Dict[str, np.ndarray] = {}
     for entry in shapes.layers:
@@ -96,10 +99,13 @@ def init_weights(net: Any, *, seed: int = 0, source: Optional[Source] = None,
                                       layer=entry.name)
                 blobs.append(owner if owner.shape == shape else owner.reshape(shape))
                 continue
-            try:
-                arr = fill(filler, shape, _rng(seed, entry.name, i))
-            except NetdslError as exc:
-                raise exc.located(layer=entry.name)
+            if entry.name in skip:   # the caller overwrites them: no draw, zeros
+                arr = np.zeros(shape, dtype=np.float32)
+            else:
+                try:
+                    arr = fill(filler, shape, _rng(seed, entry.name, i))
+                except NetdslError as exc:
+                    raise exc.located(layer=entry.name)
             if spec_name:
                 shared[spec_name] = arr
             blobs.append(arr)

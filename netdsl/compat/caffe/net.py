@@ -27,7 +27,6 @@ __all__ = ["Net", "Blob", "Layer", "TRAIN", "TEST", "insert_splits", "training_e
 TRAIN, TEST = 0, 1
 
 _HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
-_FILLED_TYPES = ("Convolution", "Deconvolution", "InnerProduct", "Embed")
 
 
 def training_error(what: str) -> NetdslRuntimeError:
@@ -383,13 +382,8 @@ class Net:
                         lp.top.extend(tops)
                         for shape in shapes_of:
                             lp.input_param.shape.add().dim.extend(shape)
-                    if model is None:
-                        continue
-                    if lp.type in _FILLED_TYPES and lp.name in model:
-                        sub = _param_field(lp)
-                        sub.weight_filler.Clear()
-                        sub.bias_filler.Clear()
-            filled = init_weights(init_param, inputs=None, seed=self._seed)
+            unfilled = [lp.name for lp in param.layer if model is not None and lp.name in model]
+            filled = init_weights(init_param, inputs=None, seed=self._seed, unfilled=unfilled)
             self._build(shapes, layer_shapes, filled)
             self._init_data_layers()
             if model is not None:
@@ -912,14 +906,6 @@ def _by_layer(param: Message, shapes: Any) -> Dict[int, Any]:
     for e in shapes.layers:
         queue.setdefault(e.name, []).append(e)
     return {id(lp): queue[lp.name].pop(0) for lp in param.layer if queue.get(lp.name)}
-
-
-def _param_field(lp: Message) -> Message:
-    if lp.type in ("Convolution", "Deconvolution"):
-        return lp.convolution_param
-    if lp.type == "InnerProduct":
-        return lp.inner_product_param
-    return lp.embed_param
 
 
 def _constant_tops(lp: Message) -> List[bool]:
