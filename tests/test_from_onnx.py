@@ -378,7 +378,7 @@ def test_cli_parity_failure_exits_1(tmp_path):
 
 
 def test_without_onnxruntime_the_check_says_so(tmp_path, monkeypatch):
-    onnx = require("onnx")
+    require("onnx")
     from netdsl.errors import NetdslError
     from netdsl.onnx import convert
     monkeypatch.setitem(sys.modules, "onnxruntime", None)
@@ -386,3 +386,22 @@ def test_without_onnxruntime_the_check_says_so(tmp_path, monkeypatch):
     with pytest.raises(NetdslError, match="onnxruntime.*--no-check"):
         convert(m)
     assert convert(m, check=False).parity is None
+
+
+def test_doc_table_lists_exactly_the_converted_ops():
+    """docs/from-torch.md's mapping table is the one op table of both front
+    ends: its ONNX column names every op type the adapters convert, and only
+    those."""
+    import re
+    from netdsl.onnx.adapters import supported
+    with open(os.path.join(HERE, "..", "docs", "from-torch.md"), encoding="utf-8") as fh:
+        doc = fh.read()
+    table = doc[doc.index("| ONNX |", doc.index("## Mapping table")):]
+    table = table[:table.index("\n\n")]
+    named = set()
+    for line in table.splitlines()[2:]:
+        cell = line.split("|")[1]
+        if cell.strip().startswith("anything else"):
+            continue
+        named |= set(re.findall(r"`([A-Z][A-Za-z]+)`", cell))
+    assert named == set(supported()), (named ^ set(supported()))

@@ -158,7 +158,8 @@ def conv_transpose(n: ONode) -> Any:
     dil = [int(d) for d in n.attr("dilations", [1, 1])]
     opad = [int(p) for p in n.attr("output_padding", [0, 0])]
     group = int(n.attr("group", 1))
-    full = [s * (i - 1) + (k - 1) * d + 1 for i, k, s, d in zip(x.shape[2:], kernel, strides, dil)]
+    full = [s * (i - 1) + (k - 1) * d + 1
+            for i, k, s, d in zip(x.shape[2:], kernel, strides, dil)]
     out_shape = n.attr("output_shape")
     auto = n.attr("auto_pad", "NOTSET")
     if out_shape is not None or auto in ("SAME_UPPER", "SAME_LOWER"):

@@ -11,10 +11,6 @@ import numpy as np
 
 from netdsl.errors import NetdslError
 
-#: smallest opset converted; the newest is whatever the installed onnx knows
-MIN_OPSET = 11
-
-
 def onnx_module() -> Any:
     try:
         import onnx
