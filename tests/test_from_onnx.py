@@ -405,3 +405,88 @@ def test_doc_table_lists_exactly_the_converted_ops():
             continue
         named |= set(re.findall(r"`([A-Z][A-Za-z]+)`", cell))
     assert named == set(supported()), (named ^ set(supported()))
+
+
+def _one_node(op, attrs, shape, consts, opset=17):
+    onnx = require("onnx")
+    h = onnx.helper
+    rng = np.random.default_rng(5)
+    inits, ins = [], ["x"]
+    for name, value in consts:
+        if name == "":
+            ins.append("")
+            continue
+        ins.append(name)
+        arr = value if isinstance(value, np.ndarray) else rng.standard_normal(value)
+        inits.append(onnx.numpy_helper.from_array(np.asarray(arr, arr.dtype if isinstance(
+            value, np.ndarray) else np.float32), name))
+    node = h.make_node(op, ins, ["y"], name="n0", **attrs)
+    g = h.make_graph([node], "g", [h.make_tensor_value_info("x", 1, list(shape))],
+                     [h.make_tensor_value_info("y", 1, None)], initializer=inits)
+    m = h.make_model(g, opset_imports=[h.make_opsetid("", opset)])
+    m.ir_version = 8
+    return m
+
+
+W = ("w", (4, 3, 3, 3))        # ConvTranspose: (C_in, C_out, kh, kw)
+CW = ("w", (3, 4, 3, 3))       # Conv: (C_out, C_in, kh, kw)
+B = ("b", (3,))
+NODES = {
+    "deconv_asymmetric_pads": ("ConvTranspose", {"strides": [2, 2], "pads": [0, 1, 1, 0]},
+                               [W, B]),
+    "deconv_output_shape": ("ConvTranspose", {"strides": [2, 2], "output_shape": [10, 12]},
+                            [W, B]),
+    "deconv_same_upper": ("ConvTranspose", {"strides": [2, 2], "auto_pad": "SAME_UPPER"},
+                          [W, B]),
+    "deconv_output_padding": ("ConvTranspose", {"strides": [3, 2], "pads": [1, 1, 1, 1],
+                                                "output_padding": [2, 1]}, [W]),
+    "deconv_end_pad_larger": ("ConvTranspose", {"strides": [2, 2], "pads": [0, 0, 2, 1]},
+                              [W, B]),
+    "conv_same_upper": ("Conv", {"strides": [2, 2], "auto_pad": "SAME_UPPER"}, [CW, B]),
+    "conv_same_lower": ("Conv", {"strides": [2, 2], "auto_pad": "SAME_LOWER"}, [CW]),
+    "conv_asymmetric_pads": ("Conv", {"pads": [0, 1, 2, 0]}, [CW, B]),
+    "maxpool_ceil": ("MaxPool", {"kernel_shape": [3, 3], "strides": [2, 2], "ceil_mode": 1},
+                     []),
+    "avgpool_pads_include": ("AveragePool", {"kernel_shape": [3, 2], "strides": [2, 1],
+                                             "pads": [1, 1, 1, 1], "count_include_pad": 1},
+                             []),
+    "avgpool_pads_exclude_ceil": ("AveragePool", {"kernel_shape": [3, 3], "strides": [2, 2],
+                                                  "pads": [1, 1, 1, 1], "ceil_mode": 1}, []),
+    "gemm_alpha_beta": ("Gemm", {"alpha": 0.5, "beta": 2.0, "transB": 1},
+                        [("w", (5, 4 * 5 * 6)), ("c", (5,))]),
+    "depth_to_space_dcr": ("DepthToSpace", {"blocksize": 2}, []),
+    "depth_to_space_crd": ("DepthToSpace", {"blocksize": 2, "mode": "CRD"}, []),
+    "space_to_depth": ("SpaceToDepth", {"blocksize": 2}, []),
+    "reduce_max_channels": ("ReduceMax", {"keepdims": 1},
+                            [("axes", np.asarray([1], np.int64))]),
+    "hard_sigmoid_onnx_defaults": ("HardSigmoid", {}, []),
+    "pad_edge": ("Pad", {"mode": "edge"}, [("pads", np.asarray([0, 0, 1, 2, 0, 0, 2, 0],
+                                                               np.int64))]),
+    "pad_reflect": ("Pad", {"mode": "reflect"}, [("pads", np.asarray([0, 0, 2, 1, 0, 0, 1, 3],
+                                                                     np.int64))]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(NODES))
+def test_single_node(tmp_path, case):
+    """ONNX attribute forms PyTorch's exporters do not write (unequal pads,
+    output_shape, auto_pad, DCR order, Gemm's alpha/beta, opset-18 ReduceMax
+    axes), one node each, against onnxruntime and OpenCV."""
+    require("onnxruntime")
+    require("cv2")
+    from netdsl.onnx import convert
+    op, attrs, consts = NODES[case]
+    shape = (1, 4, 6, 8) if op == "SpaceToDepth" else (1, 4, 5, 6)
+    m = _one_node(op, attrs, shape, consts, opset=18)
+    if op == "Gemm":  # Gemm takes 2-D input: flatten first
+        import onnx
+        h = onnx.helper
+        m.graph.node.insert(0, h.make_node("Flatten", ["x"], ["xf"], name="flat"))
+        m.graph.node[1].input[0] = "xf"
+    path = str(tmp_path / "m.onnx")
+    import onnx
+    onnx.save(m, path)
+    result = convert(path, target="opencv")
+    assert result.parity.ok, result.parity.table()
+    ours, cv = check_files(tmp_path, result, path)
+    assert ours <= TOL and cv <= TOL

@@ -181,8 +181,8 @@ def conv_transpose(n: ONode) -> Any:
     tpad = [b0 - e0 + p for b0, e0, p in zip(begin, end, opad)]
     inter = tuple(n.out_shape[:2]) + tuple(
         f - 2 * b0 + max(t, 0) for f, b0, t in zip(full, begin, tpad))
-    y = n.call("aten.conv_transpose2d", out_shape=inter, input=x, weight=w, bias=b, stride=strides, padding=begin,
-               output_padding=[max(t, 0) for t in tpad], groups=group, dilation=dil)
+    y = n.call("aten.conv_transpose2d", out_shape=inter, input=x, weight=w, bias=b,
+               stride=strides, padding=begin, output_padding=[max(t, 0) for t in tpad], groups=group, dilation=dil)
     final = tuple(n.out_shape)
     if any(t < 0 for t in tpad):
         for ax in (2, 3):
