@@ -226,34 +226,45 @@ def matmul(n: ONode) -> Any:
 
 # -- pooling ---------------------------------------------------------------------------
 
-def _pool_args(n: ONode) -> Tuple[Blob, List[int], List[int], Tuple[int, int]]:
+def _pool_args(n: ONode, unequal_ok: bool = False
+               ) -> Tuple[Blob, List[int], List[int], Tuple[int, int, int, int]]:
     x = n.blob(0)
     k = [int(v) for v in n.attr("kernel_shape")]
     _need_2d(n, x, k)
     s = [int(v) for v in n.attr("strides", [1, 1])]
     d = [int(v) for v in n.attr("dilations", [1, 1])]
-    t, lft, btm, r = spatial_pads(n, x.shape[2:], k, s, d)
-    if (t, lft) != (btm, r):
-        raise n.error("pooling with unequal begin/end pads %s has no exact Caffe layer"
-                      % ([t, lft, btm, r],))
+    pads = spatial_pads(n, x.shape[2:], k, s, d)
+    if not unequal_ok and pads[:2] != pads[2:]:
+        raise n.error("average pooling with unequal begin/end pads %s has no exact Caffe "
+                      "layer" % (list(pads),))
     if d != [1, 1]:
         raise n.error("Caffe's Pooling has no dilation")
-    return x, k, s, (t, lft)
+    return x, k, s, pads
 
 
-@adapter("MaxPool", aten=["aten.max_pool2d"])
+@adapter("MaxPool", aten=["aten.max_pool2d", "aten.pad"])
 def max_pool(n: ONode) -> Any:
+    """Unequal begin/end pads: the difference is edge rows copied on that side
+    (every window reaching into the padding holds the edge pixel, so copies of
+    it never change a maximum), then the equal part is the pooling's pad."""
     if len(n.node.output) > 1 and n.node.output[1]:
         raise n.error("MaxPool's Indices output has no Caffe blob")
-    x, k, s, p = _pool_args(n)
-    return n.call("aten.max_pool2d", input=x, kernel_size=k, stride=s, padding=list(p),
+    x, k, s, (t, lft, btm, r) = _pool_args(n, unequal_ok=True)
+    if (t, lft) != (btm, r):
+        extra = [max(lft - r, 0), max(r - lft, 0), max(t - btm, 0), max(btm - t, 0)]
+        shape = (x.shape[0], x.shape[1], x.shape[2] + extra[2] + extra[3],
+                 x.shape[3] + extra[0] + extra[1])
+        x = n.call("aten.pad", out_shape=shape, input=x, pad=extra, mode="replicate",
+                   value=0.0)
+        t, lft = min(t, btm), min(lft, r)
+    return n.call("aten.max_pool2d", input=x, kernel_size=k, stride=s, padding=[t, lft],
                   dilation=[1, 1], ceil_mode=bool(n.attr("ceil_mode", 0)))
 
 
 @adapter("AveragePool", aten=["aten.avg_pool2d"])
 def avg_pool(n: ONode) -> Any:
     x, k, s, p = _pool_args(n)
-    return n.call("aten.avg_pool2d", input=x, kernel_size=k, stride=s, padding=list(p),
+    return n.call("aten.avg_pool2d", input=x, kernel_size=k, stride=s, padding=list(p[:2]),
                   ceil_mode=bool(n.attr("ceil_mode", 0)),
                   count_include_pad=bool(n.attr("count_include_pad", 0)))
 
