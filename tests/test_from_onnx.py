@@ -494,3 +494,18 @@ def test_single_node(tmp_path, case):
     assert result.parity.ok, result.parity.table()
     ours, cv = check_files(tmp_path, result, path)
     assert ours <= TOL and cv <= TOL
+
+
+def test_refused_attribute_form_names_node_and_opset():
+    """An op the table has, in a form with no exact layer: the error names the
+    op type, node and opset, and says what is wrong."""
+    require("onnx")
+    from netdsl.errors import NetdslError
+    from netdsl.onnx import convert
+    m = _one_node("AveragePool", {"kernel_shape": [2, 2], "pads": [0, 0, 1, 1]}, (1, 2, 5, 5),
+                  [], opset=18)
+    with pytest.raises(NetdslError) as info:
+        convert(m, check=False)
+    text = str(info.value)
+    assert text.startswith("layer 'y': AveragePool node 'n0' (opset 18): average pooling with "
+                           "unequal begin/end pads"), text

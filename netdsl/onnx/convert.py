@@ -243,8 +243,11 @@ def _map(model: Any, path: Optional[str], input_shapes: Optional[Shapes], target
         try:
             result = fn(onode)
         except NetdslError as err:
+            msg = err.message
+            if msg.startswith(node.op_type + ": "):  # a converter's op.error prefix
+                msg = msg[len(node.op_type) + 2:]
             raise NetdslError("%s node '%s' (opset %d): %s"
-                              % (node.op_type, node.name, opset, err.message),
+                              % (node.op_type, node.name, opset, msg),
                               layer=err.layer or lname, hint=err.hint, **_where(path)) from None
         except Exception as exc:  # a converter's bug must still name the node
             raise NetdslError("%s node '%s' (opset %d): the converter failed: %s: %s"
