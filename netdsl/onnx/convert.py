@@ -70,7 +70,9 @@ def _input_shapes(model: Any, given: Optional[Shapes], path: Optional[str]
             if any(d is None for d in dims) or not dims:
                 raise NetdslError("input '%s' has a dynamic shape %s; give it: --input %s=%s"
                                   % (name, ["?" if d is None else d for d in dims], name,
-                                     ",".join("N" if d is None else str(d) for d in dims)),
+                                     ",".join(("NCHW"[i] if len(dims) == 4 else "D%d" % i)
+                                              if d is None else str(d)
+                                              for i, d in enumerate(dims))),
                                   **_where(path))
             shape = tuple(int(d) for d in dims)
         out.append((name, shape))
