@@ -734,6 +734,20 @@ def _p_from_torch(p: argparse.ArgumentParser) -> None:
     p.set_defaults(func=cmd_from_torch)
 
 
+def cmd_from_onnx(args: argparse.Namespace) -> int:
+    from .onnx.cli import run
+    _schema(args)
+    return run(args)
+
+
+@verb("from-onnx", "convert an ONNX model to deploy.prototxt + model.caffemodel, "
+                   "checked against onnxruntime")
+def _p_from_onnx(p: argparse.ArgumentParser) -> None:
+    from .onnx.cli import add_arguments
+    add_arguments(p)
+    p.set_defaults(func=cmd_from_onnx)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="netdsl", description="Author, check and initialise Caffe networks without Caffe.")

@@ -213,22 +213,58 @@ def nearest_upsample(x: Top, shape: Shape, factor: int, *, name: Optional[str] =
 
 
 def _axis_matrix(n_in: int, n_out: int, mode: str, align_corners: bool,
-                 scale: Optional[float]) -> np.ndarray:
-    """The (n_out, n_in) 1-D interpolation matrix of PyTorch's upsample kernels."""
+                 scale: Optional[float], coordinate_mode: Optional[str] = None,
+                 nearest_mode: str = "floor") -> np.ndarray:
+    """The (n_out, n_in) 1-D interpolation matrix.
+
+    The source coordinate of output ``o`` follows ONNX Resize's
+    ``coordinate_transformation_mode`` (``half_pixel``: ``(o + 0.5) / s - 0.5``;
+    ``pytorch_half_pixel``: the same, 0 for a length-1 output;
+    ``align_corners``: ``o (in - 1) / (out - 1)``; ``asymmetric``: ``o / s``),
+    with ``s`` the scale factor when given, else ``out / in``.  Without
+    ``coordinate_mode`` it is PyTorch's ``F.interpolate``: nearest is
+    ``asymmetric`` with ``floor`` (in float32), bilinear ``half_pixel`` or
+    ``align_corners``.  Linear weights use the source clamped at 0 and the
+    neighbours clamped to the input; nearest rounds by ``nearest_mode``
+    (``floor``, ``ceil``, ``round_prefer_floor``, ``round_prefer_ceil``)."""
     a = np.zeros((n_out, n_in), dtype=np.float64)
     o = np.arange(n_out, dtype=np.float64)
-    if mode == "nearest":
-        # PyTorch: src = floor(o * s) in float32, s = 1 / scale_factor or in / out
-        s = np.float32(1.0 / scale) if scale else np.float32(n_in) / np.float32(n_out)
-        src = np.minimum(np.floor(o.astype(np.float32) * s).astype(np.int64), n_in - 1)
-        a[np.arange(n_out), src] = 1.0
-        return a
-    if align_corners:
-        ratio = (n_in - 1) / (n_out - 1) if n_out > 1 else 0.0
+    if coordinate_mode is None:
+        if mode == "nearest":
+            # PyTorch: src = floor(o * s) in float32, s = 1 / scale_factor or in / out
+            s = np.float32(1.0 / scale) if scale else np.float32(n_in) / np.float32(n_out)
+            src = np.minimum(np.floor(o.astype(np.float32) * s).astype(np.int64), n_in - 1)
+            a[np.arange(n_out), src] = 1.0
+            return a
+        coordinate_mode = "align_corners" if align_corners else "half_pixel"
+    ratio = 1.0 / scale if scale else n_in / n_out
+    if coordinate_mode == "align_corners":
+        src = o * ((n_in - 1) / (n_out - 1) if n_out > 1 else 0.0)
+    elif coordinate_mode == "asymmetric":
         src = o * ratio
+    elif coordinate_mode in ("half_pixel", "pytorch_half_pixel"):
+        src = (o + 0.5) * ratio - 0.5
+        if coordinate_mode == "pytorch_half_pixel" and n_out == 1:
+            src = np.zeros_like(o)
     else:
-        ratio = 1.0 / scale if scale else n_in / n_out
-        src = np.maximum((o + 0.5) * ratio - 0.5, 0.0)
+        raise NetdslError("coordinate transformation %r has no recipe" % (coordinate_mode,),
+                          field="coordinate_transformation_mode")
+    if mode == "nearest":
+        if nearest_mode == "floor":
+            idx = np.floor(src)
+        elif nearest_mode == "ceil":
+            idx = np.ceil(src)
+        elif nearest_mode == "round_prefer_ceil":
+            idx = np.floor(src + 0.5)
+        elif nearest_mode == "round_prefer_floor":
+            idx = np.ceil(src - 0.5)
+        else:
+            raise NetdslError("nearest_mode %r has no recipe" % (nearest_mode,),
+                              field="nearest_mode")
+        idx = np.clip(idx.astype(np.int64), 0, n_in - 1)
+        a[np.arange(n_out), idx] = 1.0
+        return a
+    src = np.maximum(src, 0.0)
     i0 = np.minimum(np.floor(src).astype(np.int64), n_in - 1)
     i1 = np.minimum(i0 + 1, n_in - 1)
     l1 = src - i0
@@ -240,20 +276,26 @@ def _axis_matrix(n_in: int, n_out: int, mode: str, align_corners: bool,
 
 def interp_matrix(in_hw: Tuple[int, int], out_hw: Tuple[int, int], *, mode: str = "bilinear",
                   align_corners: bool = False,
-                  scale_factor: Optional[Tuple[float, float]] = None) -> np.ndarray:
+                  scale_factor: Optional[Tuple[float, float]] = None,
+                  coordinate_mode: Optional[str] = None,
+                  nearest_mode: str = "floor") -> np.ndarray:
     """The (Ho*Wo, H*W) float32 matrix ``M`` with ``vec(y) = M vec(x)`` for
-    PyTorch's ``F.interpolate`` (bilinear or nearest): the Kronecker product of
-    the row and column interpolation matrices."""
+    PyTorch's ``F.interpolate`` (bilinear or nearest) or, with
+    ``coordinate_mode``, ONNX's Resize: the Kronecker product of the row and
+    column interpolation matrices (:func:`_axis_matrix`)."""
     sh, sw = scale_factor if scale_factor else (None, None)
-    ah = _axis_matrix(in_hw[0], out_hw[0], mode, align_corners, sh)
-    aw = _axis_matrix(in_hw[1], out_hw[1], mode, align_corners, sw)
+    ah = _axis_matrix(in_hw[0], out_hw[0], mode, align_corners, sh, coordinate_mode,
+                      nearest_mode)
+    aw = _axis_matrix(in_hw[1], out_hw[1], mode, align_corners, sw, coordinate_mode,
+                      nearest_mode)
     return np.kron(ah, aw).astype(np.float32)
 
 
 def resize_matrix(x: Top, shape: Shape, size: Tuple[int, int], *, mode: str = "bilinear",
                   align_corners: bool = False,
                   scale_factor: Optional[Tuple[float, float]] = None,
-                  name: Optional[str] = None, weights: Weights = None) -> Top:
+                  name: Optional[str] = None, weights: Weights = None,
+                  coordinate_mode: Optional[str] = None, nearest_mode: str = "floor") -> Top:
     """Any ``F.interpolate`` (bilinear with or without ``align_corners``, nearest,
     any output size) as Reshape -> InnerProduct(axis 2) with the interpolation
     matrix -> Reshape.  Meant for small maps: the weight has
@@ -272,19 +314,26 @@ def resize_matrix(x: Top, shape: Shape, size: Tuple[int, int], *, mode: str = "b
         "param": _FROZEN}, name))
     if weights is not None:
         weights[name] = [interp_matrix((h, w), (ho, wo), mode=mode, align_corners=align_corners,
-                                       scale_factor=scale_factor)]
+                                       scale_factor=scale_factor,
+                                       coordinate_mode=coordinate_mode,
+                                       nearest_mode=nearest_mode)]
     return L.Reshape(y, shape={"dim": [0, 0, ho, wo]})
 
 
 def interpolate(x: Top, shape: Shape, *, size: Optional[IntPair] = None,
                 scale_factor: Optional[Union[float, Sequence[float]]] = None,
                 mode: str = "bilinear", align_corners: Optional[bool] = None,
-                name: Optional[str] = None, weights: Weights = None) -> Top:
-    """``F.interpolate`` for ``mode`` 'bilinear' or 'nearest'.
+                name: Optional[str] = None, weights: Weights = None,
+                coordinate_mode: Optional[str] = None, nearest_mode: str = "floor") -> Top:
+    """``F.interpolate`` for ``mode`` 'bilinear' or 'nearest' (or ONNX Resize's
+    sampling, with ``coordinate_mode`` / ``nearest_mode``: see
+    :func:`_axis_matrix`).
 
     Integer ``scale_factor`` (or a size that is an integer multiple):
     :func:`nearest_upsample`, or :func:`bilinear_upsample` when
-    ``align_corners`` is false; everything else :func:`resize_matrix`.
+    ``align_corners`` is false, provided the requested sampling picks the same
+    sources as those (compared matrix to matrix); everything else
+    :func:`resize_matrix`.
     """
     n, c, h, w = _nchw(shape)
     if mode not in ("bilinear", "nearest"):
@@ -304,12 +353,19 @@ def interpolate(x: Top, shape: Shape, *, size: Optional[IntPair] = None,
     fh, fw = out[0] // h, out[1] // w
     integer = out == (fh * h, fw * w) and fh == fw and fh >= 1 and (
         scales is None or scales == (float(fh), float(fw)))
+    if integer and coordinate_mode is not None:
+        for n_in, n_out in ((h, out[0]), (w, out[1])):
+            if not np.array_equal(
+                    _axis_matrix(n_in, n_out, mode, False, None, coordinate_mode, nearest_mode),
+                    _axis_matrix(n_in, n_out, mode, False, None)):
+                integer = False
     if integer and mode == "nearest":
         return nearest_upsample(x, shape, fh, name=name)
     if integer and mode == "bilinear" and not align_corners:
         return bilinear_upsample(x, shape, fh, name=name)
     return resize_matrix(x, shape, out, mode=mode, align_corners=bool(align_corners),
-                         scale_factor=scales, name=name, weights=weights)
+                         scale_factor=scales, name=name, weights=weights,
+                         coordinate_mode=coordinate_mode, nearest_mode=nearest_mode)
 
 
 # -- transposed convolution --------------------------------------------------------

@@ -29,7 +29,9 @@ def _weight(op: Op, name: str) -> np.ndarray:
 
 def convolution(cx: Context, op: Op, x: Blob, w: np.ndarray, b: Optional[np.ndarray],
                 stride: Any, padding: Any, dilation: Any, groups: int) -> Blob:
-    """``F.conv2d``: Caffe's Convolution has PyTorch's windows and floor rounding."""
+    """``F.conv2d``: Caffe's Convolution has PyTorch's windows and floor rounding.
+    ``padding`` is a number, a pair (h, w), ``'same'``/``'valid'``, or four
+    numbers (top, left, bottom, right) -- ONNX's ``pads`` order."""
     need_4d(op, x)
     sh, sw = pair(stride)
     dh, dw = pair(dilation)
@@ -40,6 +42,9 @@ def convolution(cx: Context, op: Op, x: Blob, w: np.ndarray, b: Optional[np.ndar
         else:  # same: total d (k - 1), the odd one at the end (PyTorch's rule)
             th, tw = dh * (kh - 1), dw * (kw - 1)
             pads = (tw // 2, tw - tw // 2, th // 2, th - th // 2)
+    elif isinstance(padding, (list, tuple)) and len(padding) == 4:
+        t, lft, btm, r = (int(v) for v in padding)
+        pads = (lft, r, t, btm)
     else:
         ph, pw = pair(padding)
         pads = (pw, pw, ph, ph)

@@ -1,7 +1,9 @@
 """Reductions and softmax: ``mean``/``sum`` over the spatial axes of a 4-D blob
 (global AVE Pooling; a sum as a grouped Convolution of ones), over the channel
 axis (a 1x1 Convolution of ones or 1/C), over a tail of axes (Reduction,
-Caffe target only); ``softmax`` -> Softmax, ``log_softmax`` -> Softmax + Log."""
+Caffe target only); ``amax`` over the spatial axes (global MAX Pooling) or the
+channel axis (Slice into channels, Eltwise MAX: the largest value itself);
+``softmax`` -> Softmax, ``log_softmax`` -> Softmax + Log."""
 from __future__ import annotations
 
 import numpy as np
@@ -55,6 +57,30 @@ def mean(cx: Context, op: Op) -> Blob:
 @register_converter("aten.sum")
 def sum_(cx: Context, op: Op) -> Blob:
     return _reduce(cx, op, False)
+
+
+@register_converter("aten.amax")
+def amax(cx: Context, op: Op) -> Blob:
+    x = op["input"]
+    dims = op.get("dim")
+    if dims is None or (isinstance(dims, (list, tuple)) and len(dims) == 0):
+        dims = list(range(x.ndim))
+    if isinstance(dims, int):
+        dims = [dims]
+    dims = sorted(axis(int(d), x.ndim) for d in dims)
+    keep = tuple(1 if i in dims else s for i, s in enumerate(x.shape))
+    if x.ndim == 4 and dims == [2, 3]:
+        top = cx.L.Pooling(x.top, name=op.name, pool=P.Pooling.MAX, global_pooling=True)
+        return reshape(cx, Blob(top, keep), op.out_shape)
+    if x.ndim == 4 and dims == [1]:
+        c = x.shape[1]
+        if c == 1:
+            return reshape(cx, x, op.out_shape)
+        parts = cx.L.Slice(x.top, axis=1, slice_point=list(range(1, c)), ntop=c)
+        top = cx.L.Eltwise(*parts, operation=P.Eltwise.MAX)
+        return reshape(cx, Blob(top, keep), op.out_shape)
+    raise op.error("a max over axes %s of a %s tensor has no exact Caffe layer"
+                   % (dims, x.shape))
 
 
 def _softmax_axis(op: Op) -> int:

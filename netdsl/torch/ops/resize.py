@@ -1,6 +1,10 @@
 """Resizing: ``F.interpolate`` bilinear / nearest through the parity recipe
 :func:`netdsl.ops.pytorch.interpolate` (integer factors: fixed Deconvolution
-kernels; any other size or ``align_corners=True``: the interpolation matrix)."""
+kernels; any other size or ``align_corners=True``: the interpolation matrix).
+
+Besides the ATen arguments the converters read two optional ones another
+front end gives: ``coordinate_transformation_mode`` and ``nearest_mode``
+(ONNX Resize's sampling rules; absent: PyTorch's)."""
 from __future__ import annotations
 
 from typing import Optional, Tuple
@@ -19,6 +23,9 @@ def resize(cx: Context, op: Op, mode: str, align_corners: Optional[bool],
         kw = {"scale_factor": (float(scales[0]), float(scales[1]))}
     else:
         kw = {"size": tuple(op.out_shape[2:])}
+    coord = op.args.get("coordinate_transformation_mode")
+    if coord is not None:
+        kw.update(coordinate_mode=coord, nearest_mode=op.get("nearest_mode", "floor"))
     top = recipes.interpolate(x.top, x.shape, mode=mode, align_corners=align_corners,
                               name=op.name, weights=cx.weights, **kw)
     return Blob(top, op.out_shape)

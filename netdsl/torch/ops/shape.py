@@ -190,11 +190,21 @@ def transpose(cx: Context, op: Op) -> Blob:
 def pixel_shuffle(cx: Context, op: Op) -> Blob:
     """``out[c, h r + i, w r + j] = in[c r^2 + i r + j, h, w]``: a Deconvolution
     with kernel r, stride r, one group per output channel and a kernel that is 1
-    at tap (i, j) for input channel ``c r^2 + i r + j``."""
+    at tap (i, j) for input channel ``c r^2 + i r + j``.  With the optional
+    argument ``mode='DCR'`` (ONNX DepthToSpace's default) the input channel is
+    ``(i r + j) C + c``: an ungrouped Deconvolution with a one-hot kernel."""
     x = _x(op)
     need_4d(op, x)
     r = int(op["upscale_factor"])
     c = x.shape[1] // (r * r)
+    if op.get("mode", "CRD") == "DCR":
+        w = np.zeros((x.shape[1], c, r, r), np.float32)
+        for k in range(x.shape[1]):
+            w[k, k % c, (k // c) // r, (k // c) % r] = 1.0
+        top = cx.L.Deconvolution(x.top, name=op.name, convolution_param={
+            "num_output": c, "kernel_size": r, "stride": r, "bias_term": False})
+        cx.weights[op.name] = [w]
+        return Blob(top, op.out_shape)
     w = np.zeros((x.shape[1], 1, r, r), np.float32)
     for k in range(x.shape[1]):
         w[k, 0, (k % (r * r)) // r, k % r] = 1.0
@@ -207,11 +217,21 @@ def pixel_shuffle(cx: Context, op: Op) -> Blob:
 @register_converter("aten.pixel_unshuffle")
 def pixel_unshuffle(cx: Context, op: Op) -> Blob:
     """``out[c r^2 + i r + j, h, w] = in[c, h r + i, w r + j]``: a grouped
-    Convolution with kernel r, stride r and a one-hot kernel per output."""
+    Convolution with kernel r, stride r and a one-hot kernel per output.  With
+    ``mode='DCR'`` (ONNX SpaceToDepth's order) the output channel is
+    ``(i r + j) C + c``: an ungrouped Convolution with a one-hot kernel."""
     x = _x(op)
     need_4d(op, x)
     r = int(op["downscale_factor"])
     c = x.shape[1]
+    if op.get("mode", "CRD") == "DCR":
+        w = np.zeros((c * r * r, c, r, r), np.float32)
+        for k in range(c * r * r):
+            w[k, k % c, (k // c) // r, (k // c) % r] = 1.0
+        top = cx.L.Convolution(x.top, name=op.name, convolution_param={
+            "num_output": c * r * r, "kernel_size": r, "stride": r, "bias_term": False})
+        cx.weights[op.name] = [w]
+        return Blob(top, op.out_shape)
     w = np.zeros((c * r * r, 1, r, r), np.float32)
     for k in range(c * r * r):
         w[k, 0, (k % (r * r)) // r, k % r] = 1.0

@@ -1,0 +1,304 @@
+"""``convert(model_or_path)``: read an ONNX graph, fold what is constant, map
+every other node through the one op table, emit a Caffe NetParameter and its
+weights, check parity against onnxruntime."""
+from __future__ import annotations
+
+import time
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+
+import numpy as np
+
+from netdsl.errors import NetdslError, did_you_mean
+from netdsl.netspec import Function, Top
+from netdsl.onnx import model as M
+from netdsl.onnx.adapters import ADAPTERS, PASS_THROUGH, ONode
+from netdsl.torch import table
+from netdsl.torch.convert import (Conversion, _complete_weights, _emit,
+                                  _split_power_chains)
+from netdsl.torch.graph import OPENCV_LAYERS, Blob, Context, Names, caffe_name
+
+__all__ = ["convert", "OnnxConversion"]
+
+Shapes = Mapping[str, Sequence[int]]
+
+
+class OnnxConversion(Conversion):
+    """A :class:`~netdsl.torch.convert.Conversion` of an ONNX model: also
+    ``model`` (the ModelProto), ``onnx_inputs`` / ``onnx_outputs`` (the graph's
+    own names, in the order of ``inputs`` / ``outputs``) and ``opset``."""
+
+    model: Any
+    onnx_inputs: List[str]
+    onnx_outputs: List[str]
+    opset: int
+
+
+def _where(path: Optional[str]) -> Dict[str, Any]:
+    return {"file": path} if path else {}
+
+
+def _unsupported(node: Any, opset: int, path: Optional[str], why: str = "") -> NetdslError:
+    dom = node.domain if node.domain not in ("", "ai.onnx") else ""
+    what = "%s%s" % (dom + "." if dom else "", node.op_type)
+    return NetdslError("ONNX op %s (node '%s', opset %d) has no exact Caffe mapping%s"
+                       % (what, node.name, opset, why),
+                       hint="docs/from-onnx.md lists the ops that convert", **_where(path))
+
+
+def _input_shapes(model: Any, given: Optional[Shapes], path: Optional[str]
+                  ) -> List[Tuple[str, Tuple[int, ...]]]:
+    declared = M.graph_inputs(model)
+    names = [n for n, _, _ in declared]
+    given = dict(given or {})
+    for k in given:
+        if k not in names:
+            raise NetdslError("the graph has no input '%s' (inputs: %s)" % (k, ", ".join(names)),
+                              hint=did_you_mean(k, names), **_where(path))
+    out = []
+    for name, dims, elem in declared:
+        if elem != 1:
+            raise NetdslError("input '%s' is not float32 (ONNX type %d); Caffe blobs are float"
+                              % (name, elem), **_where(path))
+        if name in given:
+            shape = tuple(int(d) for d in given[name])
+            if len(shape) != len(dims) or any(d is not None and d != s
+                                               for d, s in zip(dims, shape)):
+                raise NetdslError("input '%s' is %s in the graph, not %s"
+                                  % (name, ["?" if d is None else d for d in dims],
+                                     list(shape)), **_where(path))
+        else:
+            if any(d is None for d in dims) or not dims:
+                raise NetdslError("input '%s' has a dynamic shape %s; give it: --input %s=%s"
+                                  % (name, ["?" if d is None else d for d in dims], name,
+                                     ",".join(("NCHW"[i] if len(dims) == 4 else "D%d" % i)
+                                              if d is None else str(d)
+                                              for i, d in enumerate(dims))),
+                                  **_where(path))
+            shape = tuple(int(d) for d in dims)
+        out.append((name, shape))
+    return out
+
+
+def convert(model_or_path: Any, input_shapes: Optional[Shapes] = None, *,
+            example_inputs: Optional[Mapping[str, np.ndarray]] = None, target: str = "caffe",
+            fold_bn: bool = False, check: bool = True, tolerance: float = 1e-4,
+            seed: int = 0, name: Optional[str] = None) -> OnnxConversion:
+    """Convert an ONNX model (a path, a ModelProto or its bytes) to a Caffe net
+    of stock layers.
+
+    Input shapes come from the graph when static, else from ``input_shapes``
+    (name -> shape).  Nodes whose inputs are all constant (initialisers,
+    Constant, Shape of a static shape, and arithmetic on those) are computed
+    once; every other node goes through the op table (docs/from-onnx.md).
+    With ``check`` the numpy forward of the result is compared with
+    onnxruntime on ``example_inputs`` (default: seeded standard normal) and on
+    one more seeded random input.
+    """
+    timings: Dict[str, float] = {}
+    t0 = time.perf_counter()
+    model, path = M.load(model_or_path)
+    timings["load"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    conv = _map(model, path, input_shapes, target, fold_bn, name)
+    timings["map"] = time.perf_counter() - t0
+    conv.timings = timings
+    if check:
+        from netdsl.onnx.parity import check_parity
+        t0 = time.perf_counter()
+        conv.parity = check_parity(conv, example_inputs, tolerance=tolerance, seed=seed)
+        timings["check"] = time.perf_counter() - t0
+    return conv
+
+
+def _map(model: Any, path: Optional[str], input_shapes: Optional[Shapes], target: str,
+         fold_bn: bool, net_name: Optional[str]) -> OnnxConversion:
+    table.lookup("aten.relu")   # load the built-in converters
+    cx = Context(target, fold_bn)
+    opset = M.opset_of(model)
+    newest = M.newest_opset()
+    if opset > newest:
+        raise NetdslError("the model uses opset %d; the installed onnx knows up to %d "
+                          "(upgrade onnx)" % (opset, newest), **_where(path))
+    graph = model.graph
+    for node in graph.node:
+        if node.domain not in ("", "ai.onnx"):
+            raise _unsupported(node, opset, path, " (custom domain)")
+    shapes = _input_shapes(model, input_shapes, path)
+    ev = M.Evaluator(model)
+    env: Dict[str, Any] = dict(M.initializers(model))
+    in_names = [caffe_name(n) for n, _ in shapes]
+    onnx_outputs = [o.name for o in graph.output]
+    out_names = [caffe_name(o) for o in onnx_outputs]
+    if len(set(in_names) | set(out_names)) != len(in_names) + len(out_names):
+        raise NetdslError("input and output names must be distinct after making them Caffe "
+                          "names: %s" % ", ".join(in_names + out_names), **_where(path))
+    names = Names(list(in_names) + list(out_names))
+    topname: Dict[Top, str] = {}
+    owner: Dict[Function, str] = {}
+    order: List[Function] = []
+    blob_of_node: Dict[str, Tuple[str, Any]] = {}
+    inputs: Dict[str, Tuple] = {}
+    L = cx.L
+
+    def record(result: Any, lname: str) -> None:
+        tops: List[Top] = []
+
+        def collect(v: Any) -> None:
+            if isinstance(v, Blob):
+                tops.append(v.top)
+            elif isinstance(v, (list, tuple)):
+                for x in v:
+                    collect(x)
+        collect(result)
+        for t in tops:
+            stack = [(t.fn, False)]
+            while stack:
+                fn, done = stack.pop()
+                if fn in owner and not done:
+                    continue
+                if done:
+                    if fn not in owner:
+                        owner[fn] = lname
+                        order.append(fn)
+                    continue
+                stack.append((fn, True))
+                for inp in fn.inputs:
+                    if inp.fn not in owner:
+                        stack.append((inp.fn, False))
+
+    for (oname, shape), iname in zip(shapes, in_names):
+        top = L.Input(shape={"dim": list(shape)})
+        topname[top] = iname
+        b = Blob(top, shape)
+        record(b, iname)
+        env[oname] = b
+        inputs[iname] = tuple(shape)
+
+    uses: Dict[str, int] = {}
+    for node in graph.node:
+        for i in node.input:
+            uses[i] = uses.get(i, 0) + 1
+    out_of_value = {}
+    for o, oname in zip(onnx_outputs, out_names):
+        out_of_value.setdefault(o, oname)
+
+    for node in graph.node:
+        vals = []
+        for i in node.input:
+            if not i:
+                vals.append(None)
+                continue
+            if i not in env:
+                raise NetdslError("node '%s' (%s) reads '%s', which no node before it "
+                                  "produced" % (node.name, node.op_type, i), **_where(path))
+            v = env[i]
+            if v is None:
+                raise _unsupported(node, opset, path, ": it reads '%s', which has no Caffe "
+                                   "blob" % i)
+            vals.append(v)
+        blobs = [v for v in vals if isinstance(v, Blob)]
+        if node.op_type in PASS_THROUGH:
+            env[node.output[0]] = vals[0]
+            for o in node.output[1:]:
+                env[o] = None
+            continue
+        if not blobs and node.op_type not in ("RandomNormal", "RandomUniform",
+                                               "RandomNormalLike", "RandomUniformLike",
+                                               "Multinomial", "Bernoulli"):
+            try:
+                results = ev.fold(node, vals)
+            except Exception as exc:
+                raise _unsupported(node, opset, path, ": computing it as a constant failed "
+                                   "(%s: %s)" % (type(exc).__name__, exc)) from None
+            for o, r in zip(node.output, results):
+                env[o] = r
+            continue
+        if node.op_type in ("Shape", "Size"):
+            shape = np.asarray(vals[0].shape, np.int64)
+            if node.op_type == "Size":
+                env[node.output[0]] = np.asarray(int(np.prod(shape)), np.int64)
+            else:
+                a = M.attributes(node)
+                start = int(a.get("start", 0))
+                end = a.get("end")
+                env[node.output[0]] = shape[start:None if end is None else int(end)].copy()
+            continue
+        fn = ADAPTERS.get(node.op_type)
+        if fn is None:
+            raise _unsupported(node, opset, path)
+        lname = out_of_value.get(node.output[0]) if node.output else None
+        lname = lname or names.unique(node.name or "%s_%s" % (node.op_type, node.output[0]))
+        try:
+            out_shapes = ev.shapes(node, vals)
+        except NetdslError as err:
+            raise NetdslError("%s node '%s' (opset %d): %s"
+                              % (node.op_type, node.name, opset, err.message), layer=lname,
+                              **_where(path)) from None
+        for o, s in zip(node.output, out_shapes):
+            if o and s is None and uses.get(o, 0) + onnx_outputs.count(o):
+                raise NetdslError("%s node '%s' (opset %d): the shape of '%s' is not static "
+                                  "(give fixed input shapes with --input)"
+                                  % (node.op_type, node.name, opset, o), layer=lname,
+                                  **_where(path))
+        onode = ONode(cx, node, vals, M.attributes(node), out_shapes, lname, opset,
+                      users=uses.get(node.output[0], 0) if node.output else 0)
+        try:
+            result = fn(onode)
+        except NetdslError as err:
+            msg = err.message
+            if msg.startswith(node.op_type + ": "):  # a converter's op.error prefix
+                msg = msg[len(node.op_type) + 2:]
+            raise NetdslError("%s node '%s' (opset %d): %s"
+                              % (node.op_type, node.name, opset, msg),
+                              layer=err.layer or lname, hint=err.hint, **_where(path)) from None
+        except Exception as exc:  # a converter's bug must still name the node
+            raise NetdslError("%s node '%s' (opset %d): the converter failed: %s: %s"
+                              % (node.op_type, node.name, opset, type(exc).__name__, exc),
+                              layer=lname, **_where(path)) from exc
+        results = list(result) if isinstance(result, (list, tuple)) else [result]
+        if isinstance(result, Blob):
+            if result.top not in topname:
+                topname[result.top] = lname
+        else:
+            for i, r in enumerate(results):
+                if isinstance(r, Blob) and r.top not in topname:
+                    topname[r.top] = out_of_value.get(node.output[i]) if i < len(
+                        node.output) and node.output[i] in out_of_value else "%s_%d" % (lname, i)
+        record(results, lname)
+        for o, r in zip(node.output, results):
+            if o:
+                env[o] = r
+                if isinstance(r, Blob):
+                    blob_of_node[o] = (topname[r.top], node)
+        for o in node.output[len(results):]:
+            env[o] = None
+
+    final: List[Top] = []
+    for o, oname in zip(onnx_outputs, out_names):
+        v = env.get(o)
+        if not isinstance(v, Blob):
+            raise NetdslError("output '%s' is not computed from the inputs (a constant or a "
+                              "value with no blob); Caffe nets output blobs only" % o,
+                              **_where(path))
+        if topname.get(v.top) != oname or (v.top.fn.ntop > 1 or v.top.fn.type_name == "Input"):
+            if topname.get(v.top) == oname:
+                topname[v.top] = names.unique(oname + "/part")
+            top = L.Split(v.top)
+            topname[top] = oname
+            record(Blob(top, v.shape), oname)
+            v = Blob(top, v.shape)
+        final.append(v.top)
+    net = _emit(order, owner, topname, final, cx, net_name or (graph.name or None))
+    _split_power_chains(net)
+    if target == "opencv":
+        for lp in net.layer:
+            if lp.type not in OPENCV_LAYERS:
+                raise NetdslError("layer type %s is not run by OpenCV dnn's Caffe importer "
+                                  "(target='opencv')" % lp.type, layer=lp.name)
+    weights = _complete_weights(net, cx.weights, inputs)
+    conv = OnnxConversion(net, weights, inputs, out_names, blob_of_node, model)
+    conv.model = model
+    conv.onnx_inputs = [n for n, _ in shapes]
+    conv.onnx_outputs = onnx_outputs
+    conv.opset = opset
+    return conv
