@@ -246,13 +246,14 @@ def build(path: str, out_dir: Optional[str] = None, variables: Optional[Dict[str
           phases: Optional[Sequence[str]] = None, *, weights: bool = False,
           source: Optional[str] = None, seed: int = 0, check: bool = True,
           custom_types: Sequence[str] = (), double: bool = False,
-          allow_large: bool = False) -> List[str]:
+          allow_large: bool = False, max_memory: Optional[Any] = None) -> List[str]:
     """Build a spec and write ``<phase>.prototxt`` (and ``solver.prototxt``, and with
     ``weights`` an initialised ``init.caffemodel``) into ``out_dir``.
 
     Everything is built and checked before the first file is written, and each
     file is replaced atomically, so an error leaves ``out_dir`` as it was.
     ``out_dir`` defaults to ``out/<spec name>``.  Returns the paths written.
+    The weights are refused past ``max_memory`` (see :mod:`netdsl.memory`).
     """
     from ..fileio import atomic_write
     with no_gc():
@@ -263,7 +264,7 @@ def build(path: str, out_dir: Optional[str] = None, variables: Optional[Dict[str
         out_dir = os.path.join("out", spec.name)
     model = None
     if weights:
-        model = initial_weights(built, source=source, seed=seed)
+        model = initial_weights(built, source=source, seed=seed, max_memory=max_memory)
     if os.path.exists(out_dir) and not os.path.isdir(out_dir):
         raise NetdslError("cannot write into %s: it is a file" % out_dir)
     written = []
@@ -282,7 +283,8 @@ def build(path: str, out_dir: Optional[str] = None, variables: Optional[Dict[str
     return written
 
 
-def initial_weights(built: Built, *, source: Optional[str] = None, seed: int = 0):
+def initial_weights(built: Built, *, source: Optional[str] = None, seed: int = 0,
+                    max_memory: Optional[Any] = None):
     """(net, {layer: [arrays]}): fillers, then ``source`` transplanted by layer name, then
     bilinear/nearest surgery on the upsample ops' layers (``netdsl.weights.init_weights``)."""
     from ..weights import init_weights
@@ -294,6 +296,9 @@ def initial_weights(built: Built, *, source: Optional[str] = None, seed: int = 0
     names = {layer.name for layer in compiled.net.layer}
     interp = [n for n in interp if n in names]
     nearest = [n for n in nearest if n in names]
+    from ..memory import guard_init, resolve_limit
+    guard_init(compiled.net, compiled.inputs or None, limit=resolve_limit(max_memory),
+               file=built.spec.path)
     try:
         if source is not None and built.spec.schema is not None:
             from ..weights import open_caffemodel
