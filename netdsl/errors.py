@@ -54,6 +54,8 @@ class NetdslError(Exception):
         text = where + ctx + self.message
         if self.hint:
             text += "; " + self.hint
+        if "\n" in text or "\r" in text:  # one line, always (the CLI prints one)
+            text = " ".join(text.split())
         return text
 
 

@@ -10,7 +10,8 @@ some temporaries.  :func:`forward_bytes` adds these up from
 * on top of these, the larger of the worst layer's temporaries (its tops once
   more, for element-wise work and copies; for Deconvolution also one group's
   column buffer ``N * C_out/g * prod(kernel) * prod(input spatial)``; for
-  Convolution the zero-padded input and the im2col block, at most 64 MiB) and
+  Convolution the zero-padded input and the im2col block, at most 64 MiB or
+  one output row, and its matmul result) and
   the saved outputs (twice: the .npz in memory, then its bytes);
 * random inputs are drawn in float64 and cast, 12 bytes a value, before the
   forward starts (a separate, earlier peak).
@@ -140,13 +141,28 @@ def forward_bytes(shapes: Any, random_inputs: Optional[Mapping[str, Sequence[int
             if len(b) >= 2:  # one group's columns: N * C_out/g * prod(kernel) * prod(spatial)
                 extra = b[0] * _count(w[1:]) * _count(b[2:])
         elif ls.type == "Convolution" and ls.bottom_shapes:
-            extra = _padded(ls) + COL_BYTES // FLOAT_BYTES
+            extra = _padded(ls) + _im2col(ls)
         worst = max(worst, FLOAT_BYTES * (tops + extra))
     consumed = {b for ls in shapes.layers for b in ls.bottoms}
     outputs = sum(n for name, n in largest.items() if name not in consumed)
     saving = 2 * FLOAT_BYTES * outputs  # the .npz in memory, then its bytes
     drawing = 12 * sum(_count(s) for s in (random_inputs or {}).values())  # float64, then float32
     return max(persistent + max(worst, saving), drawing)
+
+
+def _im2col(ls: Any) -> int:
+    """Values in a Convolution's column block: all of ``N * C/g * prod(kernel) *
+    prod(output spatial)`` when it fits the 64 MiB budget, else the budget, but at
+    least one output row (and the matmul's result block as much again)."""
+    if not ls.param_shapes or not ls.top_shapes:
+        return COL_BYTES // FLOAT_BYTES
+    w, top = ls.param_shapes[0], ls.top_shapes[0]
+    if len(top) < 3:
+        return COL_BYTES // FLOAT_BYTES
+    n, kdim = top[0], _count(w[1:])
+    full = n * kdim * _count(top[2:])
+    row = n * kdim * _count(top[3:])
+    return 2 * min(full, max(COL_BYTES // FLOAT_BYTES, row))
 
 
 def _padded(ls: Any) -> int:

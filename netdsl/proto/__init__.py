@@ -40,7 +40,11 @@ def populate(namespace: dict, text: str, path: str) -> None:
                        locations=locations)
     pool = descriptor_pool.DescriptorPool()
     for fdp in fdps:
-        pool.AddSerializedFile(fdp.SerializeToString())
+        try:
+            pool.AddSerializedFile(fdp.SerializeToString())
+        except (TypeError, ValueError) as exc:  # what protobuf's own checks refuse
+            raise NetdslError("the schema does not build: %s" % " ".join(str(exc).split()),
+                              file=path) from None
     fd = pool.FindFileByName(fdps[-1].name)
     factory = None if _get_class else _mf.MessageFactory(pool)
 
@@ -79,6 +83,8 @@ def load_schema(path: Optional[str] = None, *, allow_conflicts: bool = False
                 text = fh.read()
         except OSError as exc:
             raise NetdslError("cannot read schema: %s" % (exc.strerror or exc), file=path)
+        except UnicodeDecodeError as exc:
+            raise NetdslError("not a UTF-8 text file (byte %d)" % exc.start, file=path) from None
         mod = types.ModuleType("caffe_pb2", "Caffe schema compiled from %s" % path)
         populate(mod.__dict__, text, path)
         from ..fork import check_against_bvlc

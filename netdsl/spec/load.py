@@ -112,8 +112,15 @@ def compose_text(text: str, name: str) -> Optional[Node]:
         raise NetdslError("YAML syntax error: %s" % what, file=name,
                           line=mark.line + 1 if mark else None,
                           column=mark.column + 1 if mark else None) from None
+    except yaml.reader.ReaderError as exc:  # a character YAML does not allow
+        pos = exc.position if isinstance(exc.position, int) else 0
+        line = text.count("\n", 0, pos) + 1
+        col = pos - (text.rfind("\n", 0, pos) + 1) + 1
+        code = exc.character if isinstance(exc.character, int) else ord(exc.character)
+        raise NetdslError("YAML syntax error: character U+%04X is not allowed (%s)"
+                          % (code, exc.reason), file=name, line=line, column=col) from None
     except yaml.YAMLError as exc:
-        raise NetdslError("YAML error: %s" % exc, file=name) from None
+        raise NetdslError("YAML error: %s" % " ".join(str(exc).split()), file=name) from None
     finally:
         loader.dispose()
 
@@ -250,6 +257,32 @@ def _fail(message: str = "the template refused its variables") -> None:
     raise TemplateFailure(str(message))
 
 
+def _bounded_env_class():
+    from jinja2.exceptions import SecurityError
+    from jinja2.sandbox import SandboxedEnvironment
+
+    class BoundedEnvironment(SandboxedEnvironment):
+        """The sandbox, with ``**`` and ``*`` kept to results of bounded size (a
+        template that computes 9**9**9 or 'x' * 10**10 is refused, not run)."""
+        intercepted_binops = frozenset(["**", "*"])
+
+        def call_binop(self, context, operator, left, right):
+            if operator == "**" and isinstance(left, int) and isinstance(right, int) and \
+                    abs(left) > 1 and right > 0 and right * max(abs(left).bit_length(), 1) > 4096:
+                raise SecurityError("%d ** %d is too large a number" % (left, right))
+            if operator == "*":
+                for seq, n in ((left, right), (right, left)):
+                    if isinstance(seq, (str, list, tuple)) and isinstance(n, int) and \
+                            len(seq) * n > 1 << 22:
+                        raise SecurityError("repeating a %s of %d items %d times is too large"
+                                            % (type(seq).__name__, len(seq), n))
+                if isinstance(left, int) and isinstance(right, int) and \
+                        left.bit_length() + right.bit_length() > 4096:
+                    raise SecurityError("the product is too large a number")
+            return super().call_binop(context, operator, left, right)
+    return BoundedEnvironment
+
+
 def template_env(directory: str):
     """A sandboxed Jinja2 environment (StrictUndefined, trim_blocks, lstrip_blocks) loading
     templates relative to ``directory``."""
@@ -257,7 +290,7 @@ def template_env(directory: str):
     if env is not None:
         return env
     import jinja2
-    from jinja2.sandbox import SandboxedEnvironment
+    _BoundedEnvironment = _bounded_env_class()
 
     class _Loader(jinja2.BaseLoader):
         def get_source(self, environment, template):
@@ -271,7 +304,7 @@ def template_env(directory: str):
 
     # trim_blocks/lstrip_blocks: a {% tag %} line leaves no blank line or indent behind,
     # which keeps rendered YAML's indentation as written
-    env = SandboxedEnvironment(loader=_Loader(), undefined=jinja2.StrictUndefined,
+    env = _BoundedEnvironment(loader=_Loader(), undefined=jinja2.StrictUndefined,
                                keep_trailing_newline=True, autoescape=False,
                                trim_blocks=True, lstrip_blocks=True)
     env.globals["fail"] = _fail
@@ -331,7 +364,9 @@ def render_template(path: str, context: Dict[str, Any]) -> str:
     except TemplateFailure as exc:
         f, line = _template_frame(sys.exc_info()[2], directory, shown)
         raise NetdslError(str(exc), file=f, line=line) from None
-    except (ArithmeticError, TypeError, ValueError, KeyError, AttributeError) as exc:
+    except (ArithmeticError, TypeError, ValueError, LookupError, AttributeError, NameError,
+            RecursionError) as exc:
+        # NameError: Jinja2 compiles a literal such as 1e309 into the name `inf`
         f, line = _template_frame(sys.exc_info()[2], directory, shown)
         raise NetdslError("template error: %s: %s" % (type(exc).__name__, exc),
                           file=f, line=line) from None
