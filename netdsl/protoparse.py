@@ -134,7 +134,21 @@ class _Parser:
         t = self.next()
         if t.kind != "int":
             raise self.error("expected an integer, found %s" % _show(t), t)
-        return int(t.text, 0)
+        return self._int(t)
+
+    def _int(self, t: Token) -> int:
+        """An integer literal as protoc reads it: decimal, 0x hex, or 0-prefixed octal."""
+        text = t.text
+        sign = -1 if text.startswith("-") else 1
+        body = text.lstrip("+-")
+        try:
+            if body[:2].lower() == "0x":
+                return sign * int(body[2:], 16)
+            if len(body) > 1 and body.startswith("0"):
+                return sign * int(body[1:], 8)
+            return sign * int(body, 10)
+        except ValueError:
+            raise self.error("bad integer literal %s" % _show(t), t) from None
 
     def int32(self, what: str) -> int:
         """An integer that protobuf stores as int32 (field and enum numbers, ranges)."""
@@ -451,7 +465,7 @@ class _Parser:
             elif t in (F.TYPE_FLOAT, F.TYPE_DOUBLE):
                 if tok.kind in ("int", "float"):
                     try:
-                        f.default_value = _float_text(float(int(text, 0)) if tok.kind == "int"
+                        f.default_value = _float_text(float(self._int(tok)) if tok.kind == "int"
                                                       else float(text))
                     except OverflowError:
                         raise self.error("default %s of `%s` is out of range (%s)" % (
@@ -473,7 +487,7 @@ class _Parser:
                 if tok.kind != "int":
                     raise self.error("default of integer field `%s` must be an integer"
                                      % f.name, tok)
-                value = int(text, 0)
+                value = self._int(tok)
                 lo, hi, kind = _INT_RANGES.get(t, (None, None, None))
                 if lo is not None and not lo <= value <= hi:
                     raise self.error("default %d of `%s` is out of range (%s: %d to %d)"

@@ -89,8 +89,32 @@ def load_schema(path: Optional[str] = None, *, allow_conflicts: bool = False
         populate(mod.__dict__, text, path)
         from ..fork import check_against_bvlc
         mod.CONFLICTS = check_against_bvlc(mod, raise_errors=not allow_conflicts)
+        _check_core(mod, path)
         _cache[key] = mod
     return _cache[key]
+
+
+#: the messages and fields every netdsl verb relies on; a fork schema has them all
+#: (forks add fields to BVLC's caffe.proto; old ones may lack later BVLC fields)
+CORE_FIELDS = {
+    "NetParameter": ("name", "layer"),
+    "LayerParameter": ("name", "type", "bottom", "top", "blobs"),
+    "BlobProto": ("data", "shape"),
+    "BlobShape": ("dim",),
+}
+
+
+def _check_core(mod: types.ModuleType, path: str) -> None:
+    """Refuse a schema that lacks a message or field netdsl cannot do without."""
+    for name, fields in CORE_FIELDS.items():
+        desc = getattr(getattr(mod, name, None), "DESCRIPTOR", None)
+        if desc is None or not hasattr(desc, "fields_by_name"):
+            raise NetdslError("the schema has no message %s, which netdsl needs (a fork "
+                              "schema extends BVLC's caffe.proto)" % name, file=path)
+        missing = [f for f in fields if f not in desc.fields_by_name]
+        if missing:
+            raise NetdslError("message %s of the schema has no field %s, which netdsl needs"
+                              % (name, ", ".join("`%s`" % m for m in missing)), file=path)
 
 
 def schema_of(message) -> types.ModuleType:

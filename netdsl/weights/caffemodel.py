@@ -150,7 +150,11 @@ def _schema(pb2: Optional[ModuleType]) -> _Schema:
             raise NetdslError("schema %s has no field %s.%s, which caffemodel I/O needs"
                               % (getattr(pb2, "SOURCE", pb2.__name__), message, name))
 
-    enum = pb2.V1LayerParameter.DESCRIPTOR.enum_types_by_name["LayerType"]
+    try:
+        enum = pb2.V1LayerParameter.DESCRIPTOR.enum_types_by_name["LayerType"]
+    except (AttributeError, KeyError):
+        raise NetdslError("schema %s has no enum V1LayerParameter.LayerType, which caffemodel "
+                          "I/O needs" % getattr(pb2, "SOURCE", pb2.__name__)) from None
     s = _Schema(
         net_name=num("NetParameter", "name"), net_layer=num("NetParameter", "layer"),
         net_layers=num("NetParameter", "layers"),
