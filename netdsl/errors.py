@@ -61,7 +61,9 @@ class NetdslError(Exception):
 
 def closest(name: str, candidates: Iterable[str], n: int = 3) -> list:
     """Candidates close to ``name`` (case-insensitive), best first."""
-    lower = {c.lower(): c for c in candidates}
+    if len(name) > 100:  # no name is that long; difflib would only spend time on it
+        return []
+    lower = {c.lower(): c for c in candidates if len(c) <= 200}
     key = name.lower()
     scored = sorted(((difflib.SequenceMatcher(None, key, c).ratio(), c) for c in lower),
                     key=lambda t: -t[0])

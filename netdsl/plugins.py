@@ -381,11 +381,15 @@ class _ExprError(Exception):
 
 def _check_syntax(text: str) -> ast.Expression:
     """Parse ``text`` and admit only the constructs the evaluator knows."""
+    if len(text) > 4000:
+        raise _ExprError("longer than 4000 characters")
     try:
         tree = ast.parse(text.strip(), mode="eval")
     except SyntaxError as exc:
         col = " at column %d" % exc.offset if exc.offset else ""
         raise _ExprError("syntax error%s: %s" % (col, exc.msg)) from None
+    except (RecursionError, MemoryError):  # Python's parser on very deep nesting
+        raise _ExprError("nested too deeply") from None
     for node in ast.walk(tree):
         if isinstance(node, (ast.Expression, ast.Load, ast.Name, ast.Attribute, ast.IfExp,
                              ast.BoolOp, ast.And, ast.Or, ast.Not, ast.USub, ast.UAdd,
@@ -703,7 +707,7 @@ class ShapeExpressions:
                     continue
                 try:
                     row.append(_check_syntax(e))
-                except _ExprError as exc:
+                except (_ExprError, RecursionError) as exc:  # RecursionError: deep nesting
                     raise NetdslError("%s expression `%s` of %s: %s"
                                       % (what, e, self._owner(), exc), field=what) from None
             self._trees.append(row)
@@ -746,7 +750,7 @@ class ShapeExpressions:
                 raise _ExprError("the value %s is not an integer (round with //, ceil(), "
                                  "floor() or int())" % (v if not isinstance(v, Fraction)
                                                         else "%s (= %g)" % (v, float(v))))
-        except _ExprError as exc:
+        except (_ExprError, ArithmeticError, ValueError, RecursionError) as exc:  # ceil(nan), ...
             raise NetdslError("%s expression `%s` (%s %d, axis %d): %s"
                               % (self.what, text, "top" if self.per_top else "blob", r, j, exc),
                               layer=layer.name or None, field=self.what) from None

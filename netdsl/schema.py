@@ -74,9 +74,10 @@ def param_fields(layer_type: str, pb2: Optional[ModuleType] = None) -> List[str]
     for extra in _EXTRA_PARAMS.get(layer_type, ()):
         if extra in names and extra not in out:
             out.append(extra)
-    if layer_type.endswith("Loss") and "loss_param" not in out:
+    if layer_type.endswith("Loss") and "loss_param" not in out and "loss_param" in names:
         out.append("loss_param")
-    if layer_type in _DATA_LAYERS and "transform_param" not in out:
+    if layer_type in _DATA_LAYERS and "transform_param" not in out and \
+            "transform_param" in names:
         out.append("transform_param")
     return out
 

@@ -86,8 +86,12 @@ def _numbers(text: str) -> List[Tuple[int, int]]:
 
 
 def _text_mutation(text: str, rnd: random.Random, others: Sequence[str]) -> str:
-    op = rnd.randrange(11)
+    op = rnd.randrange(12)
     n = len(text)
+    if op == 11:  # deep nesting or a long run of one token
+        at = rnd.randrange(n + 1)
+        unit = rnd.choice(["(", "[", "{", "-", "not ", "{x: ", "- ", "layer { ", "H+", "a."])
+        return text[:at] + unit * rnd.choice([100, 1000, 5000]) + text[at:]
     if op == 0:  # number replacement
         spans = _numbers(text)
         if spans:
