@@ -26,8 +26,8 @@ def _jinja_env():
     global _env
     if _env is None:
         import jinja2
-        from jinja2.sandbox import SandboxedEnvironment
-        _env = SandboxedEnvironment(undefined=jinja2.StrictUndefined)
+        from .load import _bounded_env_class  # the sandbox, with ** and * kept bounded
+        _env = _bounded_env_class()(undefined=jinja2.StrictUndefined)
     return _env
 
 
@@ -48,6 +48,9 @@ def _compile(expr: str, node: Optional[Node], col: int) -> Tuple[str, Any, Tuple
             fn = env.compile_expression(expr, undefined_to_none=False)
         except jinja2.TemplateSyntaxError as exc:
             raise error(node, "bad expression `${%s}`: %s" % (expr, exc.message),
+                        column_offset=col) from None
+        except (RecursionError, MemoryError):  # Jinja2's parser on very deep nesting
+            raise error(node, "bad expression `${%s}`: nested too deeply" % expr,
                         column_offset=col) from None
         names = meta.find_undeclared_variables(ast)
         order = []
