@@ -299,6 +299,35 @@ layer { name: "sig" type: "Sigmoid" bottom: "pow" top: "sig" }
 layer { name: "arg" type: "ArgMax" bottom: "prob" top: "arg" argmax_param { top_k: 2 } }
 """
 
+#: a spec with the PyTorch-parity ops (tests/test_spec_torch_ops.py's, and more)
+TORCH_SPEC = """name: torch-ops
+inputs:
+  data: [1, 2, 5, 7]
+layers:
+  - torch_interpolate: up
+    bottom: data
+    shape: [1, 2, 5, 7]
+    scale_factor: 3
+    mode: bilinear
+    align_corners: false
+  - torch_max_pool2d: pool
+    bottom: up
+    shape: [1, 2, 15, 21]
+    kernel_size: 2
+    stride: 2
+  - torch_avg_pool2d: avg
+    bottom: pool
+    shape: [1, 2, 7, 10]
+    kernel_size: 3
+    stride: 1
+    padding: 1
+  - torch_interpolate: near
+    bottom: avg
+    shape: [1, 2, 7, 10]
+    size: [14, 20]
+    mode: nearest
+"""
+
 EXPRESSION_SEEDS = [
     "N\nC\nH * 2\nW * 2",
     "N\nparam.num_output\nH // 2\nW // 2",
@@ -342,6 +371,7 @@ class Workdir:
         #: a small caffemodel for verbs that read one beside the fuzzed input
         self.model = _write(os.path.join(self.root, "cases", "model.caffemodel"),
                             caffemodel_seeds()["current.caffemodel"])
+        self.net = _write(os.path.join(self.root, "cases", "net.prototxt"), SMALL_NET.encode())
 
     def path_for(self, seed: str, suffix: Optional[str] = None) -> str:
         """A fresh file name beside where ``seed`` (a repository-relative path) lives."""
@@ -513,7 +543,7 @@ def _limits() -> None:  # in the child, before exec
 
 CLI_VERBS = {
     ".prototxt": ["shapes", "run", "init", "fmt", "upgrade"],
-    ".caffemodel": ["inspect"],
+    ".caffemodel": ["inspect", "init-from", "run-weights"],
     ".yaml": ["build", "shapes", "build-weights"],
     ".j2": ["render", "build"],
     ".proto": ["schema", "shapes-proto", "inspect-proto"],
@@ -545,6 +575,13 @@ def cli_command(verb: str, path: str, out: str) -> List[str]:
     if verb == "schema":
         return ["schema", "--proto", path, "-o", os.path.join(out, "s.json")]
     # the first line, as one argument (an argument cannot hold a NUL byte)
+    cases = os.path.join(os.path.dirname(out), "cases")
+    if verb == "init-from":
+        return ["init", os.path.join(cases, "net.prototxt"), "--from", path,
+                "-o", os.path.join(out, "m.caffemodel")]
+    if verb == "run-weights":
+        return ["run", os.path.join(cases, "net.prototxt"), path, "--random-input",
+                "-o", os.path.join(out, "o.npz")]
     if verb == "shapes-proto":
         return ["shapes", os.path.join(ROOT, "tests", "data", "prototxt", "fcn.prototxt"),
                 "--proto", path]
@@ -630,6 +667,7 @@ def families() -> Dict[str, Family]:
     solvers = _rel(_files("tests/data/prototxt/solver*.prototxt"))
     specs = _rel(_files("specs/*.yaml", "specs/forks/*.yaml", "tests/data/bad_specs/*.yaml",
                         "templates/*.yaml"))
+    specs["specs/torch-ops.yaml"] = TORCH_SPEC.encode()
     templates = _rel(_files("templates/*.j2", "tests/data/bad_specs/*.j2", "specs/*.j2"))
     protos = _rel(_files("specs/forks/*.proto", "tests/data/**/*.proto"))
     models = caffemodel_seeds()
