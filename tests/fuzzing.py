@@ -73,7 +73,7 @@ INTERESTING_NUMBERS = [
 FRAGMENTS = [
     "{", "}", "[", "]", ":", ",", "\"", "'", "#", "\n", "\t", "\\", "\x00", "\xff", "- ",
     "${", "}", "${x}", "${num_classes * 2}", "{{", "}}", "{% if x %}", "{% endif %}",
-    "{{ 1/0 }}", "&a ", "*a", "<<: *a", "!!python/object:os.system", "? ", "| ",
+    "{{ 1/0 }}", "&a ", "*a", "<<: *a", "&a [*a]", "[&b [*b, *b], *b]", "!!python/object:os.system", "? ", "| ",
     "include: ", "repeat: 3", "layer {", "layers {", "name: \"x\"", "top: \"data\"",
     "bottom: \"x\"", "type: \"Convolution\"", "message ", "enum ", "optional ", "= 1;",
     "extend ", "oneof ", "import \"x.proto\";", "syntax = \"proto3\";", "H", "param.",

@@ -103,7 +103,10 @@ def compose_text(text: str, name: str) -> Optional[Node]:
     stream.name = name
     loader = _Loader(stream)
     try:
-        return loader.get_single_node()
+        root = loader.get_single_node()
+        if root is not None:
+            _check_aliases(root, name)
+        return root
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         what = exc.problem or exc.context or "invalid YAML"
@@ -123,6 +126,46 @@ def compose_text(text: str, name: str) -> Optional[Node]:
         raise NetdslError("YAML error: %s" % " ".join(str(exc).split()), file=name) from None
     finally:
         loader.dispose()
+
+
+#: the most values a document may hold once its aliases are expanded
+MAX_EXPANDED_NODES = 1_000_000
+
+
+def _check_aliases(root: Node, name: str) -> None:
+    """Refuse a node graph that aliases make cyclic (``&a [*a]``) or that expands to
+    more than :data:`MAX_EXPANDED_NODES` values (nested aliases, "billion laughs")."""
+    size: Dict[int, int] = {}
+    on_stack = set()
+    stack: List[Tuple[Node, bool]] = [(root, False)]
+    while stack:
+        node, done = stack.pop()
+        key = id(node)
+        if isinstance(node, ScalarNode):
+            size[key] = 1
+            continue
+        children = ([n for pair in node.value for n in pair] if isinstance(node, MappingNode)
+                    else list(node.value))
+        if done:
+            on_stack.discard(key)
+            size[key] = 1 + sum(size[id(c)] for c in children)
+            if size[key] > MAX_EXPANDED_NODES:
+                raise NetdslError("YAML aliases expand this to more than %d values"
+                                  % MAX_EXPANDED_NODES, file=name,
+                                  line=node.start_mark.line + 1,
+                                  column=node.start_mark.column + 1)
+            continue
+        if key in size:
+            continue
+        on_stack.add(key)
+        stack.append((node, True))
+        for c in children:
+            if id(c) in on_stack:
+                raise NetdslError("a YAML alias refers to the node that holds it (a cycle)",
+                                  file=name, line=c.start_mark.line + 1,
+                                  column=c.start_mark.column + 1)
+            if id(c) not in size:
+                stack.append((c, False))
 
 
 def where(node: Node) -> Tuple[str, int, int]:
