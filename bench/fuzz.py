@@ -30,8 +30,8 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--out", default=os.path.join(HERE, "fuzz-crashes"))
     ap.add_argument("--replay", metavar="DIR", help="run the saved cases in DIR and stop")
-    ap.add_argument("--cli-share", type=float, default=0.1,
-                    help="share of the time given to the (slow) CLI family (default 0.1)")
+    ap.add_argument("--cli-share", type=float, default=0.25,
+                    help="share of the time given to the (slow) CLI family (default 0.25)")
     args = ap.parse_args(argv)
     fams = fuzzing.families()
     wd = fuzzing.Workdir()
