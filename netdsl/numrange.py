@@ -166,6 +166,8 @@ def locate(text: str, line: int, column: int) -> Tuple[List[str], Optional[str],
         if tok in ("{", "<"):
             stack.append(last or "")
             last = None
+            if len(stack) == 1 and found is None:
+                layer = None  # a new top-level block
         elif tok in ("}", ">"):
             if stack:
                 stack.pop()
@@ -176,10 +178,6 @@ def locate(text: str, line: int, column: int) -> Tuple[List[str], Optional[str],
                 layer = _unquote(tok)
         elif re.match(r"[A-Za-z_]\w*$", tok) and tok not in ("true", "false", "inf", "nan"):
             last = tok
-        elif tok == ":" or tok in ("[", "]", ",", ";"):
-            pass
-        if len(stack) <= 1 and found is None and tok in ("{", "<") and len(stack) == 1:
-            layer = None  # a new top-level block
         prev = (prev + [tok])[-2:]
     if found is None:
         found = (list(stack), last)

@@ -164,3 +164,17 @@ def test_double_range():
     assert numrange.problem(fd, 10 ** 309).startswith("1" + "0" * 309 + " is out of range "
                                                       "(double: ")
     assert numrange.problem(fd, float("-inf")) is None
+
+
+def test_prototxt_layer_named_after_the_bad_value():
+    # the layer's name is written after the field; an earlier layer's name is not taken
+    text = ('layer { name: "first" type: "ReLU" }\n'
+            'layer {\n  type: "Convolution"\n  convolution_param { num_output: 4294967296 }\n'
+            '  name: "second"\n}\n'
+            'layer { type: "Pooling" pooling_param { pool: 9 } }\n')
+    with pytest.raises(NetdslError) as info:
+        prototxt.parse_net(text, "n.prototxt")
+    assert info.value.layer == "second" and info.value.line == 4
+    with pytest.raises(NetdslError) as info:
+        prototxt.parse_net(text.replace("4294967296", "4294967295"), "n.prototxt")
+    assert info.value.layer is None and "`pool` in PoolingParameter: 9" in str(info.value)
