@@ -373,6 +373,9 @@ def cmd_init(args: argparse.Namespace) -> int:
         auto_interp, auto_nearest = surgery_layers(net)
         interp_layers += [n for n in auto_interp if n not in interp_layers]
         nearest_layers += [n for n in auto_nearest if n not in nearest_layers]
+    from .memory import guard_init, resolve_limit
+    guard_init(net, parse_inputs(args.input) or None, limit=resolve_limit(args.max_memory),
+               file=args.net)
     report: list = []
     source = args.source
     if source and pb2 is not load_schema(None):  # a fork: read the source with it too
@@ -529,6 +532,7 @@ def _p_init(p: argparse.ArgumentParser) -> None:
 
 
 def _weights_options(p: argparse.ArgumentParser) -> None:
+    _memory_option(p)
     p.add_argument("--double", action="store_true",
                    help="store double_data (Caffe reads it; OpenCV's importer rejects it)")
     p.add_argument("--allow-large", action="store_true",
@@ -555,7 +559,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         else:
             result = run(args.net, args.weights, parse_input_args(args.input or []),
                          output=args.output, blobs=blobs, random_input=args.random_input,
-                         seed=args.seed, phase=args.phase)
+                         seed=args.seed, phase=args.phase, max_memory=args.max_memory)
     except NetdslError as exc:
         if args.weights is None and exc.message.startswith("no weights for this"):
             exc.hint = _init_hint(args.net)
@@ -592,6 +596,9 @@ def _run_with_schema(args: argparse.Namespace, pb2, blobs: Optional[List[str]]):
     if missing and not args.random_input:
         raise NetdslError("no array for %s; give --input NAME=FILE.npy or --random-input"
                           % ", ".join("'%s'" % n for n in missing), file=args.net)
+    from .memory import guard_forward, resolve_limit
+    guard_forward(net, {n: a.shape for n, a in arrays.items()}, missing, phase=args.phase,
+                  limit=resolve_limit(args.max_memory), file=args.net)
     rand = random_inputs(net, args.seed) if missing else {}
     arrays.update({n: rand[n] for n in missing})
     model = open_caffemodel(args.weights, pb2=pb2) if args.weights else None
@@ -625,7 +632,14 @@ def _p_run(p: argparse.ArgumentParser) -> None:
                         "work too): Dropout, and include/exclude rules")
     p.add_argument("--blobs", metavar="A,B", help="blobs to save (default: the net's outputs)")
     p.add_argument("-o", "--output", metavar="OUT.npz", help="write the blobs here")
+    _memory_option(p)
     p.set_defaults(func=cmd_run)
+
+
+def _memory_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--max-memory", metavar="SIZE",
+                   help="refuse to start when the estimated peak memory is larger "
+                        "(e.g. 2G, 512M; default: half the available memory)")
 
 
 # -- spec verbs: build, render, schema (netdsl.spec) ---------------------------
@@ -647,7 +661,8 @@ def cmd_build(args: argparse.Namespace) -> int:
     written = build(args.spec, args.output, _spec_defines(args.define), args.phase,
                     weights=args.weights or bool(args.source), source=args.source,
                     seed=args.seed, check=not args.no_check, double=args.double,
-                    allow_large=args.allow_large, strict=args.strict or None, report=report)
+                    allow_large=args.allow_large, strict=args.strict or None, report=report,
+                    max_memory=args.max_memory)
     for line in report:   # what init.caffemodel holds, as `netdsl init` says it
         print(line, file=sys.stderr)
     for path in written:
@@ -789,9 +804,16 @@ def main(argv: Optional[List[str]] = None) -> int:
             return int(contextvars.copy_context().run(args.func, args) or 0)
     except NetdslError as err:
         print("netdsl: error: %s" % err.explain(), file=sys.stderr)
+        if getattr(err, "detail", None):   # the offending source line with a caret
+            print("\n".join("    " + ln for ln in err.detail.splitlines()), file=sys.stderr)
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
         return 130
+    except MemoryError:
+        # the estimates in netdsl.memory should stop this first; never a traceback
+        print("netdsl: error: out of memory (try --max-memory, or smaller inputs)",
+              file=sys.stderr)
+        return EXIT_USER_ERROR
     except BrokenPipeError:
         return 0
     finally:

@@ -10,14 +10,17 @@ class NetdslError(Exception):
 
     ``file``/``line``/``column`` locate it in a source text (1-based), ``layer``
     and ``field`` in a net.  ``str(err)`` renders all of it on one line
-    (``file:line:col: layer 'x': field `f`: message; did you mean `g`?``).
+    (``file:line:col: layer 'x': field `f`: message; did you mean `g`?``);
+    ``detail`` is an optional excerpt (the offending source line with a caret)
+    that the command line prints, indented, below that line.
     """
 
     def __init__(self, message: str, *, file: Optional[str] = None,
                  line: Optional[int] = None, column: Optional[int] = None,
                  layer: Optional[str] = None, field: Optional[str] = None,
-                 hint: Optional[str] = None) -> None:
+                 hint: Optional[str] = None, detail: Optional[str] = None) -> None:
         super().__init__(message)
+        self.detail = detail
         self.message = message
         self.file = file
         self.line = line
@@ -58,6 +61,8 @@ class NetdslError(Exception):
         text = where + ctx + self.message
         if self.hint:
             text += "; " + self.hint
+        if "\n" in text or "\r" in text:  # one line, always (the CLI prints one)
+            text = " ".join(text.split())
         return text
 
 
@@ -103,7 +108,9 @@ class NetdslAssertionError(_AlsoBuiltin, AssertionError):
 
 def closest(name: str, candidates: Iterable[str], n: int = 3) -> list:
     """Candidates close to ``name`` (case-insensitive), best first."""
-    lower = {c.lower(): c for c in candidates}
+    if len(name) > 100:  # no name is that long; difflib would only spend time on it
+        return []
+    lower = {c.lower(): c for c in candidates if len(c) <= 200}
     key = name.lower()
     scored = sorted(((difflib.SequenceMatcher(None, key, c).ratio(), c) for c in lower),
                     key=lambda t: -t[0])

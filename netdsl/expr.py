@@ -39,6 +39,10 @@ __all__ = ["ExprError", "Expression", "parse", "evaluate", "to_text", "FUNCTIONS
 Number = Union[int, float, Fraction]
 
 
+#: the longest expression text accepted (longer ones are refused before parsing)
+MAX_LENGTH = 4000
+
+
 class ExprError(Exception):
     """A mistake in an expression; the caller turns it into a located NetdslError.
 
@@ -99,13 +103,20 @@ def parse(text: str, *, strings: bool = True) -> Expression:
 
 @functools.lru_cache(maxsize=4096)
 def _parse(text: str, strings: bool) -> Expression:
+    if len(text) > MAX_LENGTH:
+        raise ExprError("longer than %d characters" % MAX_LENGTH)
     src = _joined(text.strip())
     try:
         tree = ast.parse(src, mode="eval")
     except SyntaxError as exc:
         col = " at column %d" % exc.offset if exc.offset else ""
         raise ExprError("syntax error%s: %s" % (col, exc.msg)) from None
-    _check(tree, strings)
+    except (RecursionError, MemoryError):   # Python's parser on very deep nesting
+        raise ExprError("nested too deeply") from None
+    try:
+        _check(tree, strings)
+    except RecursionError:
+        raise ExprError("nested too deeply") from None
     return Expression(text.strip(), tree)
 
 
@@ -194,7 +205,7 @@ def evaluate(expr: Expression, scope: Any) -> Any:
     """
     try:
         return _eval(expr.tree.body, scope)
-    except (TypeError, ValueError, OverflowError, RecursionError) as exc:
+    except (TypeError, ValueError, ArithmeticError, RecursionError) as exc:   # ceil(nan), 1/0
         raise ExprError("%s: %s" % (type(exc).__name__, exc)) from None
 
 

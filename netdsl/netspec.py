@@ -33,7 +33,7 @@ from typing import Any, Dict, Iterable, Iterator, List, Optional, Tuple, Union
 from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 
-from . import schema
+from . import numrange, schema
 from .schema import is_repeated
 from .wire import LEN, key, varint as _varint
 from .errors import (NetdslAttributeError, NetdslError, NetdslKeyError, NetdslTypeError,
@@ -411,8 +411,9 @@ def _route(layer: Message, type_name: str) -> tuple:
     fast = {}
     for name, fd in own_fields.items():
         if fd.cpp_type not in (_MESSAGE, _ENUM):
+            lo, hi = numrange.fast_bounds(fd)
             fast[name] = (is_repeated(fd), frozenset(t for t, kinds in _FAST.items()
-                                                     if fd.cpp_type in kinds))
+                                                     if fd.cpp_type in kinds), lo, hi)
     return own, own_fields, fast, layer_desc.fields_by_name
 
 
@@ -433,7 +434,10 @@ def _assign_params(layer: Message, fn: Function, routes: Optional[dict] = None) 
             if sub is None:
                 sub = getattr(layer, own)
             setter = fast.get(key)
-            if setter is not None and type(value) in setter[1]:
+            # plain values inside the type's range take the fast path; the rest
+            # (inf, nan, out of range) go through assign, which checks them
+            if setter is not None and type(value) in setter[1] and (
+                    setter[2] is None or setter[2] <= value <= setter[3]):
                 if setter[0]:
                     getattr(sub, key).append(value)
                 else:
@@ -549,6 +553,7 @@ _FAST = {
 def _scalar(fd: FieldDescriptor, value: Any, place: str) -> Any:
     fast = _FAST.get(type(value))
     if fast is not None and fd.cpp_type in fast:
+        numrange.check(fd, value, place)
         return value
     if fd.cpp_type == _ENUM:
         if isinstance(value, str):
@@ -562,11 +567,7 @@ def _scalar(fd: FieldDescriptor, value: Any, place: str) -> Any:
         if isinstance(value, bool) or not isinstance(value, int) and not hasattr(value, "__index__"):
             raise NetdslTypeError("`%s` in %s expects %s, got %r"
                                   % (fd.name, place, _kind(fd), value), field=fd.name)
-        if fd.enum_type.values_by_number.get(int(value)) is None:
-            raise NetdslValueError("%d is not a value of `%s` in %s (one of %s)"
-                              % (int(value), fd.name, place,
-                                 ", ".join("%s=%d" % (v.name, v.number) for v in fd.enum_type.values)),
-                              field=fd.name)
+        numrange.check(fd, value, place)   # a number that is no value of the enum too
         return value
     kind = fd.cpp_type
     if kind in (FieldDescriptor.CPPTYPE_STRING,):
@@ -578,11 +579,13 @@ def _scalar(fd: FieldDescriptor, value: Any, place: str) -> Any:
         if not isinstance(value, (bool, int)) and type(value).__name__ != "bool_":
             raise NetdslTypeError("`%s` in %s expects true or false, got %r"
                                   % (fd.name, place, value), field=fd.name)
+        numrange.check(fd, value, place)
         return value
     if kind in (FieldDescriptor.CPPTYPE_FLOAT, FieldDescriptor.CPPTYPE_DOUBLE):
         if isinstance(value, (str, bytes)) or not _is_number(value):
             raise NetdslTypeError("`%s` in %s expects a number, got %r" % (fd.name, place, value),
                               field=fd.name)
+        numrange.check(fd, value, place)
         return value
     # integers
     if isinstance(value, (str, bytes, float)) or not _is_number(value):
@@ -591,6 +594,7 @@ def _scalar(fd: FieldDescriptor, value: Any, place: str) -> Any:
                               field=fd.name, hint="write %d" % int(value))
         raise NetdslTypeError("`%s` in %s expects an integer, got %r" % (fd.name, place, value),
                           field=fd.name)
+    numrange.check(fd, value, place)
     return value
 
 

@@ -134,7 +134,34 @@ class _Parser:
         t = self.next()
         if t.kind != "int":
             raise self.error("expected an integer, found %s" % _show(t), t)
-        return int(t.text, 0)
+        return self._int(t)
+
+    def _int(self, t: Token) -> int:
+        """An integer literal as protoc reads it: decimal, 0x hex, or 0-prefixed octal."""
+        text = t.text
+        sign = -1 if text.startswith("-") else 1
+        body = text.lstrip("+-")
+        try:
+            if body[:2].lower() == "0x":
+                return sign * int(body[2:], 16)
+            if len(body) > 1 and body.startswith("0"):
+                return sign * int(body[1:], 8)
+            return sign * int(body, 10)
+        except ValueError:
+            raise self.error("bad integer literal %s" % _show(t), t) from None
+
+    def int32(self, what: str) -> int:
+        """An integer that protobuf stores as int32 (field and enum numbers, ranges)."""
+        t = self.peek()
+        neg = t.kind == "sym" and t.text == "-"
+        if neg:
+            self.next()
+            t = self.peek()
+        value = -self.integer() if neg else self.integer()
+        if not -2 ** 31 <= value <= 2 ** 31 - 1:
+            raise self.error("%s %d is out of range (int32: -2147483648 to 2147483647)"
+                             % (what, value), t)
+        return value
 
     def constant(self) -> Token:
         t = self.next()
@@ -281,9 +308,12 @@ class _Parser:
         else:
             while True:
                 r = m.reserved_range.add()
-                r.start = self.integer()
+                r.start = self.int32("reserved number")
                 if self.accept("to"):
-                    r.end = (MAX_FIELD_NUMBER if self.accept("max") else self.integer()) + 1
+                    end = MAX_FIELD_NUMBER if self.accept("max") else self.int32("reserved number")
+                    if end >= 2 ** 31 - 1:
+                        end = MAX_FIELD_NUMBER
+                    r.end = end + 1
                 else:
                     r.end = r.start + 1
                 if not self.accept(","):
@@ -298,6 +328,9 @@ class _Parser:
         self.expect("=")
         numtok = self.peek()
         number = self.integer()
+        if not 1 <= number <= MAX_FIELD_NUMBER:
+            raise self.error("field number %d of `%s` is out of range (1 to %d)"
+                             % (number, ntok.text, MAX_FIELD_NUMBER), numtok)
         f = m.field.add()
         f.name = ntok.text
         f.number = number
@@ -375,7 +408,7 @@ class _Parser:
             self.expect("=")
             v = e.value.add()
             v.name = vtok.text
-            v.number = self.integer()
+            v.number = self.int32("enum value")
             if v.name in seen:
                 raise self.error("enum value `%s` is already defined at line %d"
                                  % (v.name, seen[v.name].line), vtok)
@@ -431,8 +464,12 @@ class _Parser:
                 f.default_value = "true" if self._bool(tok) else "false"
             elif t in (F.TYPE_FLOAT, F.TYPE_DOUBLE):
                 if tok.kind in ("int", "float"):
-                    f.default_value = _float_text(float(int(text, 0)) if tok.kind == "int"
-                                                  else float(text))
+                    try:
+                        f.default_value = _float_text(float(self._int(tok)) if tok.kind == "int"
+                                                      else float(text))
+                    except OverflowError:
+                        raise self.error("default %s of `%s` is out of range (%s)" % (
+                            text, f.name, "double: up to 1.7976931348623157e+308"), tok) from None
                 elif text.lstrip("-") in ("inf", "nan"):
                     f.default_value = text
                 else:
@@ -450,7 +487,22 @@ class _Parser:
                 if tok.kind != "int":
                     raise self.error("default of integer field `%s` must be an integer"
                                      % f.name, tok)
-                f.default_value = str(int(text, 0))
+                value = self._int(tok)
+                lo, hi, kind = _INT_RANGES.get(t, (None, None, None))
+                if lo is not None and not lo <= value <= hi:
+                    raise self.error("default %d of `%s` is out of range (%s: %d to %d)"
+                                     % (value, f.name, kind, lo, hi), tok)
+                f.default_value = str(value)
+
+
+_INT_RANGES = {
+    F.TYPE_INT32: (-2 ** 31, 2 ** 31 - 1, "int32"), F.TYPE_SINT32: (-2 ** 31, 2 ** 31 - 1, "sint32"),
+    F.TYPE_SFIXED32: (-2 ** 31, 2 ** 31 - 1, "sfixed32"),
+    F.TYPE_UINT32: (0, 2 ** 32 - 1, "uint32"), F.TYPE_FIXED32: (0, 2 ** 32 - 1, "fixed32"),
+    F.TYPE_INT64: (-2 ** 63, 2 ** 63 - 1, "int64"), F.TYPE_SINT64: (-2 ** 63, 2 ** 63 - 1, "sint64"),
+    F.TYPE_SFIXED64: (-2 ** 63, 2 ** 63 - 1, "sfixed64"),
+    F.TYPE_UINT64: (0, 2 ** 64 - 1, "uint64"), F.TYPE_FIXED64: (0, 2 ** 64 - 1, "fixed64"),
+}
 
 
 def _float_text(x: float) -> str:

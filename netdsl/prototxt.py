@@ -15,6 +15,7 @@ from google.protobuf.message import Message
 
 from .errors import NetdslError
 from .fileio import atomic_write, read_text
+from .numrange import check_float_literals, field_at_path, locate, range_text
 
 
 def _pb2(schema: Optional[ModuleType]) -> ModuleType:
@@ -37,9 +38,37 @@ def parse_message(text: str, message: Message, filename: Optional[str] = None) -
             head, _, tail = msg.partition(" : ")
             if tail:
                 msg = tail
+        ranged = _range_error(msg, text, message, filename or "<prototxt>", line, col)
+        if ranged is not None:
+            raise ranged from None
         raise NetdslError(_explain(msg, message), file=filename or "<prototxt>",
                           line=line, column=col) from None
+    check_float_literals(text, message, filename or "<prototxt>")
     return message
+
+
+def _range_error(msg: str, text: str, message: Message, filename: str,
+                 line: Optional[int], col: Optional[int]) -> Optional[NetdslError]:
+    """protobuf's "Value out of range" and kin, as the field, value and range."""
+    import re
+    m = (re.search(r"Value out of range: (\S+)", msg)
+         or re.search(r"has no value with number (-?\d+)", msg)
+         or re.search(r"Couldn't parse (?:unsigned )?integer: (\S+)", msg)
+         or re.search(r'Expected "true" or "false"()', msg))
+    if m is None or line is None:
+        return None
+    path, name, layer = locate(text, line, col or 1)
+    fd = field_at_path(message.DESCRIPTOR, path, name)
+    if fd is None:
+        return None
+    where = fd.containing_type.name if fd.containing_type else ""
+    value = m.group(1).rstrip(".")
+    if not value:  # the token at the position
+        rest = text.split("\n")[line - 1][(col or 1) - 1:]
+        value = (re.match(r"[^\s,\]}>;#]*", rest).group() or "?")[:40]
+    return NetdslError("`%s` in %s: %s is out of range (%s)" % (fd.name, where, value,
+                                                                range_text(fd)),
+                       file=filename, line=line, column=col, layer=layer, field=fd.name)
 
 
 def _explain(msg: str, message: Message) -> str:

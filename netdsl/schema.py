@@ -62,8 +62,8 @@ def param_fields(layer_type: str, pb2: Optional[ModuleType] = None) -> List[str]
     for extra in lt.reads if lt is not None else ():   # e.g. Deconvolution: convolution_param
         if extra in names and extra not in out:
             out.append(extra)
-    if layer_type.endswith("Loss") and "loss_param" not in out:   # every LossLayer
-        out.append("loss_param")
+    if layer_type.endswith("Loss") and "loss_param" not in out and "loss_param" in names:
+        out.append("loss_param")   # every LossLayer
     return out
 
 

@@ -274,6 +274,30 @@ def _layer_names(net: Message) -> Tuple[set, set]:
     return names, tops
 
 
+def _missing_field(exc: Exception, layer: Message, ltype: str, lname: str) -> Exception:
+    """A NetdslError when ``exc`` comes from a BVLC field that the (fork) schema of
+    ``layer`` lacks; else ``exc`` itself."""
+    import re
+    from .proto import caffe_pb2
+    if layer.DESCRIPTOR.file is caffe_pb2.DESCRIPTOR:
+        return exc
+    text = str(exc.args[0]) if exc.args else ""
+    m = re.match(r'Protocol message (\w+) has no "(\w+)" field', text)
+    if m:
+        message, name = m.groups()
+    elif isinstance(exc, AttributeError) and re.fullmatch(r"\w+", text):
+        message, name = None, text
+    else:
+        return exc
+    known = [d for d in caffe_pb2.DESCRIPTOR.message_types_by_name.values()
+             if (message is None or d.name == message) and name in d.fields_by_name]
+    if not known:
+        return exc
+    return NetdslError("the schema has no field `%s`%s, which a %s layer needs"
+                       % (name, " in %s" % message if message else "", ltype),
+                       layer=lname or None, field=name)
+
+
 def _infer(net: Message, inputs: Optional[Mapping[str, Sequence[int]]], phase, declared,
            level, stages, strict: bool) -> NetShapes:
     from .plugins import ensure_env_plugins
@@ -483,6 +507,8 @@ def _walk(net: Message, inputs: Optional[Mapping[str, Sequence[int]]], phase, de
                                   field="loss_weight")
         except NetdslError as exc:
             raise exc.located(layer=lname or None)
+        except (AttributeError, ValueError) as exc:  # a fork schema lacking a BVLC field
+            raise _missing_field(exc, layer, ltype, lname)
 
         # coordinate maps from the net input
         if not bnames:

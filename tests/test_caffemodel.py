@@ -5,12 +5,12 @@ from __future__ import annotations
 import os
 import re
 import signal
-import time
 import warnings
 
 import numpy as np
 import pytest
 
+from dnn_check import require
 from netdsl.errors import NetdslError
 from google.protobuf.internal.encoder import _VarintBytes
 
@@ -238,7 +238,7 @@ def _opencv_params(net, weights):
 
 @pytest.mark.parametrize("v1", [False, True])
 def test_opencv_loads_written_model(tmp_path, v1):
-    cv2 = pytest.importorskip("cv2")
+    cv2 = require("cv2")
     proto = tmp_path / "net.prototxt"
     proto.write_text(FCN_PROTOTXT)
     weights = _fcn_weights()
@@ -260,7 +260,7 @@ def test_opencv_loads_written_model(tmp_path, v1):
 
 def test_opencv_rejects_double_data(tmp_path):
     # the claim in write_caffemodel's docstring and warning, checked against OpenCV
-    cv2 = pytest.importorskip("cv2")
+    cv2 = require("cv2")
     proto = tmp_path / "net.prototxt"
     proto.write_text(FCN_PROTOTXT)
     model = str(tmp_path / "net.caffemodel")
@@ -285,6 +285,9 @@ def _check_against_protobuf(path, pb2=caffe_pb2):
         else:
             names = [(l.name, l.type) for l in msg.layer]
             blobs = [list(l.blobs) for l in msg.layer]
+        # protobuf hands invalid UTF-8 back as bytes; the reader decodes with U+FFFD
+        names = [tuple(x.decode("utf-8", "replace") if isinstance(x, bytes) else x
+                       for x in pair) for pair in names]
         assert [(e.name, e.type) for e in m.layers] == names
         for entry, pbs in zip(m.layers, blobs):
             assert entry.shapes == [_caffe_shape(b) for b in pbs]
@@ -565,7 +568,24 @@ def test_reader_truncated_at_every_offset(tmp_path, small_layers):
             with pytest.raises(NetdslError) as err:
                 _read_all(cut_path)
             assert re.search(r"at byte \d+", str(err.value)), str(err.value)
-            assert "cut.caffemodel" in str(err.value)
+            assert str(err.value).startswith(cut_path + ": ")
+            # protobuf refuses the same cut: the reader does not accept a broken file
+            with pytest.raises(Exception):
+                caffe_pb2.NetParameter.FromString(data[:cut])
+
+
+def _agrees_or_refuses(path):
+    """The reader's invariant on one file: either it reads exactly what protobuf
+    parses from the same bytes, or it raises a NetdslError naming the file."""
+    try:
+        _read_all(path)
+    except NetdslError as err:
+        assert str(err).startswith(path + ": "), str(err)
+        return "error"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # NaN/inf payloads compare fine
+        _check_against_protobuf(path)
+    return "ok"
 
 
 def test_reader_random_byte_flips(tmp_path, small_layers):
@@ -581,11 +601,8 @@ def test_reader_random_byte_flips(tmp_path, small_layers):
             for _ in range(int(rng.integers(1, 5))):
                 b[int(rng.integers(len(b)))] = int(rng.integers(256))
             open(bad, "wb").write(bytes(b))
-            try:
-                _read_all(bad)
-                outcomes["ok"] += 1
-            except NetdslError:
-                outcomes["error"] += 1
+            outcomes[_agrees_or_refuses(bad)] += 1
+    # both outcomes occur: flips in float payloads read fine, flips in tags do not
     assert outcomes["error"] > 0 and outcomes["ok"] > 0
 
 
@@ -611,9 +628,7 @@ def test_reader_past_2gib(tmp_path):
         os.remove(path)
         pytest.skip("the file system does not keep sparse files")
     assert st.st_size > 2 ** 31
-    t = time.perf_counter()
-    with open_caffemodel(path) as m:
-        assert time.perf_counter() - t < 1.0
+    with open_caffemodel(path) as m:  # opening time: bench/caffemodel_io.py
         assert m.layers[0].shapes == [(n,)]
         (a,) = m.arrays("big")
         assert a.shape == (n,)
@@ -655,7 +670,7 @@ def test_caffe_written_model(nsfw_model):
 
 
 def test_caffe_written_model_roundtrip_and_opencv(nsfw_model, tmp_path):
-    cv2 = pytest.importorskip("cv2")
+    cv2 = require("cv2")
     deploy, model = nsfw_model
     with open_caffemodel(model) as m:
         layers = [(e.name, e.type, m.arrays(e)) for e in m.layers if e.blobs]

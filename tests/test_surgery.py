@@ -10,6 +10,7 @@ import types
 import numpy as np
 import pytest
 
+from dnn_check import require
 from netdsl.errors import NetdslError
 from netdsl.proto import caffe_pb2
 from netdsl.weights import (expand_score, fill, init_weights, interp, layer_fillers, nearest,
@@ -260,7 +261,6 @@ def test_init_weights_with_stand_in_shapes(monkeypatch, tmp_path):
 
 
 def test_init_weights_with_real_shape_inference():
-    pytest.importorskip("netdsl.shapes")
     from google.protobuf import text_format
     net = text_format.Parse(NET, caffe_pb2.NetParameter())
     # PARAM_SHAPES are worked out by hand from Caffe's layer set-up: conv1
@@ -293,8 +293,7 @@ layer { name: "upscore" type: "Deconvolution" bottom: "score_fr" top: "upscore"
 def test_init_transplant_interp_end_to_end_in_opencv(tmp_path):
     # init (real shape inference) -> transplant an InnerProduct fc6 -> interp ->
     # write -> OpenCV loads the same blobs and upsamples bilinearly
-    pytest.importorskip("netdsl.shapes")
-    cv2 = pytest.importorskip("cv2")
+    cv2 = require("cv2")
     from google.protobuf import text_format
     net = text_format.Parse(TINY_FCN, caffe_pb2.NetParameter())
     rng = np.random.default_rng(4)

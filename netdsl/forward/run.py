@@ -25,6 +25,8 @@ def parse_input_args(items: Sequence[str]) -> Dict[str, str]:
 
 
 def _load_npy(path: str) -> np.ndarray:
+    from ..memory import check_npy
+    check_npy(path)  # a header claiming more than the file holds is refused unread
     try:
         arr = np.load(path, allow_pickle=False)
     except (OSError, ValueError) as exc:
@@ -40,13 +42,18 @@ def _load_npy(path: str) -> np.ndarray:
 
 def run(net: str, weights: Optional[str] = None, inputs: Mapping[str, str] = (),
         *, output: Optional[str] = None, blobs: Optional[Sequence[str]] = None,
-        random_input: bool = False, seed: int = 0, phase: str = "TEST") -> ForwardResult:
+        random_input: bool = False, seed: int = 0, phase: str = "TEST",
+        max_memory: Optional[object] = None) -> ForwardResult:
     """Run ``net`` on the .npy files ``inputs`` (blob name -> path) and write the
     chosen blobs (default: the net's outputs) to ``output`` as .npz, atomically.
 
     Declared inputs without a file are an error unless ``random_input``, which
-    fills them with uniform [-1, 1) values from ``seed``.
+    fills them with uniform [-1, 1) values from ``seed``.  The forward's peak
+    memory is estimated from the shapes first (:mod:`netdsl.memory`) and the run
+    is refused past ``max_memory`` (bytes or text like ``2G``; default half the
+    available memory).
     """
+    from ..memory import guard_forward, resolve_limit
     from ..prototxt import read_net
     netp = read_net(net)
     arrays = {name: _load_npy(path) for name, path in dict(inputs).items()}
@@ -59,6 +66,10 @@ def run(net: str, weights: Optional[str] = None, inputs: Mapping[str, str] = (),
                                                    ", ".join("'%s' (%s)" % (
                                                        n, "x".join(map(str, declared[n])))
                                                        for n in missing)), file=net)
+    guard_forward(netp, {n: a.shape for n, a in arrays.items()},
+                  missing if random_input else [], phase=phase,
+                  limit=resolve_limit(max_memory), file=net)
+    if missing:
         rand = random_inputs(netp, seed)
         for n in missing:
             arrays[n] = rand[n]

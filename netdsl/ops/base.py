@@ -94,6 +94,8 @@ class OpCall:
         if value is None:
             if default is None and key not in self.args:
                 raise self.error(None, "needs `%s`" % key)
+            if default is None:  # written with no value (YAML null)
+                raise self.error(key, "`%s` takes an integer, got nothing (null)" % key)
             return value
         if isinstance(value, bool) or not isinstance(value, int):
             raise self.error(key, "`%s` takes an integer, got %r" % (key, value))

@@ -740,6 +740,7 @@ def _spec_op(op: str, recipe: Any):
         kwargs = {k: v for k, v in call.args.items() if k not in ("bottom", "shape")}
         if op == "torch_interpolate":
             kwargs["weights"] = None
+        _check_signature(call, op, recipe, kwargs)
         factory = _RecordLayers(call, top[0])
         token = _FACTORY.set(factory)
         try:
@@ -751,6 +752,8 @@ def _spec_op(op: str, recipe: Any):
                              hint=exc.hint) from None
         except UserWarning as exc:
             raise call.error(None, "%s; build it from Python to get the weight" % exc) from None
+        except (TypeError, ValueError, ArithmeticError) as exc:  # a value of the wrong kind
+            raise call.error(None, "%s: %s" % (op, exc)) from None
         finally:
             _FACTORY.reset(token)
         if op == "torch_interpolate" and any(r.type == "InnerProduct" for r in factory.records):
@@ -765,6 +768,22 @@ def _spec_op(op: str, recipe: Any):
         return factory.records
     expand.__name__ = "expand_" + op
     return expand
+
+
+def _check_signature(call: Any, op: str, recipe: Any, kwargs: dict) -> None:
+    """Unknown and missing keys of a spec op, named before the recipe is called."""
+    import inspect
+    from ..errors import did_you_mean
+    params = list(inspect.signature(recipe).parameters.values())[2:]  # after (x, shape)
+    names = [p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    for key in kwargs:
+        if key not in names:
+            raise call.error(key, "%s has no argument `%s`" % (op, key),
+                             hint=did_you_mean(key, names))
+    for p in params:
+        if p.default is p.empty and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) \
+                and p.name not in kwargs:
+            raise call.error(None, "needs `%s`" % p.name)
 
 
 #: spec op name -> ``expand(OpCall) -> [Record]`` (the form of :data:`netdsl.ops.OPS`);

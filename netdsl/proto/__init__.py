@@ -40,7 +40,11 @@ def populate(namespace: dict, text: str, path: str) -> None:
                        locations=locations)
     pool = descriptor_pool.DescriptorPool()
     for fdp in fdps:
-        pool.AddSerializedFile(fdp.SerializeToString())
+        try:
+            pool.AddSerializedFile(fdp.SerializeToString())
+        except (TypeError, ValueError) as exc:  # what protobuf's own checks refuse
+            raise NetdslError("the schema does not build: %s" % " ".join(str(exc).split()),
+                              file=path) from None
     fd = pool.FindFileByName(fdps[-1].name)
     factory = None if _get_class else _mf.MessageFactory(pool)
 
@@ -86,10 +90,13 @@ def load_schema(path: Optional[str] = None, *, strict: bool = False,
                 text = fh.read()
         except OSError as exc:
             raise NetdslError("cannot read schema: %s" % (exc.strerror or exc), file=path)
+        except UnicodeDecodeError as exc:
+            raise NetdslError("not a UTF-8 text file (byte %d)" % exc.start, file=path) from None
         mod = types.ModuleType("caffe_pb2", "Caffe schema compiled from %s" % path)
         populate(mod.__dict__, text, path)
         from ..fork import check_against_bvlc
         mod.CONFLICTS = check_against_bvlc(mod, raise_errors=False)
+        _check_core(mod, path)
         _cache[key] = mod
     mod = _cache[key]
     if strict and mod.CONFLICTS:
@@ -98,6 +105,29 @@ def load_schema(path: Optional[str] = None, *, strict: bool = False,
     from ..packs import enable_for_schema
     enable_for_schema(mod)
     return mod
+
+
+#: the messages and fields every netdsl verb relies on; a fork schema has them all
+#: (forks add fields to BVLC's caffe.proto; old ones may lack later BVLC fields)
+CORE_FIELDS = {
+    "NetParameter": ("name", "layer"),
+    "LayerParameter": ("name", "type", "bottom", "top", "blobs"),
+    "BlobProto": ("data", "shape"),
+    "BlobShape": ("dim",),
+}
+
+
+def _check_core(mod: types.ModuleType, path: str) -> None:
+    """Refuse a schema that lacks a message or field netdsl cannot do without."""
+    for name, fields in CORE_FIELDS.items():
+        desc = getattr(getattr(mod, name, None), "DESCRIPTOR", None)
+        if desc is None or not hasattr(desc, "fields_by_name"):
+            raise NetdslError("the schema has no message %s, which netdsl needs (a fork "
+                              "schema extends BVLC's caffe.proto)" % name, file=path)
+        missing = [f for f in fields if f not in desc.fields_by_name]
+        if missing:
+            raise NetdslError("message %s of the schema has no field %s, which netdsl needs"
+                              % (name, ", ".join("`%s`" % m for m in missing)), file=path)
 
 
 def schema_of(message) -> types.ModuleType:

@@ -257,13 +257,14 @@ def build(path: str, out_dir: Optional[str] = None, variables: Optional[Dict[str
           source: Optional[str] = None, seed: int = 0, check: bool = True,
           custom_types: Sequence[str] = (), double: bool = False,
           allow_large: bool = False, strict: Optional[bool] = None,
-          report: Optional[list] = None) -> List[str]:
+          report: Optional[list] = None, max_memory: Optional[Any] = None) -> List[str]:
     """Build a spec and write ``<phase>.prototxt`` (and ``solver.prototxt``, and with
     ``weights`` an initialised ``init.caffemodel``) into ``out_dir``.
 
     Everything is built and checked before the first file is written, and each
     file is replaced atomically, so an error leaves ``out_dir`` as it was.
     ``out_dir`` defaults to ``out/<spec name>``.  Returns the paths written.
+    The weights are refused past ``max_memory`` (see :mod:`netdsl.memory`).
     """
     from ..fileio import atomic_write
     spec = load_spec(path, variables, custom_types=custom_types)
@@ -274,7 +275,8 @@ def build(path: str, out_dir: Optional[str] = None, variables: Optional[Dict[str
     model = None
     if weights:
         with schema_of(spec):
-            model = initial_weights(built, source=source, seed=seed, report=report)
+            model = initial_weights(built, source=source, seed=seed, report=report,
+                                    max_memory=max_memory)
     if os.path.exists(out_dir) and not os.path.isdir(out_dir):
         raise NetdslError("cannot write into %s: it is a file" % out_dir)
     written = []
@@ -337,7 +339,7 @@ def _warn_if_stale(path: str, built: Built) -> None:
 
 
 def initial_weights(built: Built, *, source: Optional[str] = None, seed: int = 0,
-                    report: Optional[list] = None):
+                    report: Optional[list] = None, max_memory: Optional[Any] = None):
     """(net, {layer: [arrays]}): fillers, then ``source`` transplanted by layer name, then
     bilinear/nearest surgery on the upsample ops' layers (``netdsl.weights.init_weights``).
     With ``report`` (a list), the lines of :func:`netdsl.init_report.init_report_lines`
@@ -351,6 +353,9 @@ def initial_weights(built: Built, *, source: Optional[str] = None, seed: int = 0
     names = {layer.name for layer in compiled.net.layer}
     interp = [n for n in interp if n in names]
     nearest = [n for n in nearest if n in names]
+    from ..memory import guard_init, resolve_limit
+    guard_init(compiled.net, compiled.inputs or None, limit=resolve_limit(max_memory),
+               file=built.spec.path)
     owned = None
     try:
         if source is not None and built.spec.schema is not None:

@@ -286,6 +286,12 @@ def compile_records(records: List[Record], inputs: Dict[str, List[int]],
             else:
                 out = getattr(L, rec.type)(*btops, **kwargs)
         except NetdslError as exc:
+            if rec.type == "Crop" and exc.layer is None and _out_of_range(exc):
+                try:  # the value is in a layer the crop reaches back to: name that one
+                    n.to_proto()
+                except NetdslError as real:
+                    if real.layer in records_by_name:
+                        raise locate(real, records_by_name[real.layer])
             exc.layer = exc.layer or name
             raise locate(exc, rec)
         _mark(out, rec, name, [key] if in_place else tops)
@@ -389,6 +395,10 @@ def _depends(producer: Record, rec: Record, records: List[Record], later: Dict[s
     return False
 
 
+def _out_of_range(exc: NetdslError) -> bool:
+    return exc.field is not None and " is out of range (" in exc.message
+
+
 def _crop(rec: Record, btops: List[Any], ref_top: Any, kwargs: Dict[str, Any]):
     from .. import layers as L
     if len(btops) != 1:
@@ -398,6 +408,8 @@ def _crop(rec: Record, btops: List[Any], ref_top: Any, kwargs: Dict[str, Any]):
         try:
             auto = crop(btops[0], ref_top)
         except NetdslError as exc:
+            if _out_of_range(exc):
+                raise  # a bad value in an earlier layer: reported where it is written
             raise _error(rec, "cannot compute the crop offset: %s" % exc.message,
                          field="reference", hint=exc.hint)
         cp = dict(auto.fn.params["crop_param"])

@@ -219,8 +219,8 @@ class Expander:
             else:
                 if isinstance(vn, ScalarNode) and vn.value == "" and not vn.style:
                     raise _err(kn, "`%s:` has no value; if the lines below it are its "
-                               "fields, indent them under it by two more spaces%s"
-                               % (key, node_caret(kn)), trace=trace, field=key)
+                               "fields, indent them under it by two more spaces" % key,
+                               trace=trace, field=key, detail=node_caret(kn) or None)
                 v = params[key] = value(vn, scope)
                 if key == "phase" and isinstance(v, (str, list)) and all(
                         p in self.spec.phases for p in (v if isinstance(v, list) else [v])):

@@ -105,16 +105,25 @@ def compose_text(text: str, name: str) -> Optional[Node]:
     stream.name = name
     loader = _Loader(stream)
     try:
-        return loader.get_single_node()
+        root = loader.get_single_node()
+        if root is not None:
+            _check_aliases(root, name)
+        return root
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else None
         column = mark.column + 1 if mark else None
-        raise NetdslError("YAML syntax error: %s%s" % (yaml_cause(exc),
-                                                       caret(text, line, column)),
-                          file=name, line=line, column=column) from None
+        raise NetdslError("YAML syntax error: %s" % yaml_cause(exc), file=name, line=line,
+                          column=column, detail=caret(text, line, column) or None) from None
+    except yaml.reader.ReaderError as exc:  # a character YAML does not allow
+        pos = exc.position if isinstance(exc.position, int) else 0
+        line = text.count("\n", 0, pos) + 1
+        col = pos - (text.rfind("\n", 0, pos) + 1) + 1
+        code = exc.character if isinstance(exc.character, int) else ord(exc.character)
+        raise NetdslError("YAML syntax error: character U+%04X is not allowed (%s)"
+                          % (code, exc.reason), file=name, line=line, column=col) from None
     except yaml.YAMLError as exc:
-        raise NetdslError("YAML error: %s" % exc, file=name) from None
+        raise NetdslError("YAML error: %s" % " ".join(str(exc).split()), file=name) from None
     finally:
         loader.dispose()
 
@@ -151,8 +160,8 @@ def yaml_cause(exc: "yaml.MarkedYAMLError") -> str:
 
 
 def caret(text: Optional[str], line: Optional[int], column: Optional[int]) -> str:
-    """The 1-based ``line`` of ``text`` and a caret under ``column``, on lines of their own
-    (empty when the line is unknown)."""
+    """The 1-based ``line`` of ``text`` and a caret under ``column``, on two lines
+    (empty when the line is unknown): a NetdslError's ``detail``."""
     if not text or not line:
         return ""
     lines = text.split("\n")
@@ -162,7 +171,45 @@ def caret(text: Optional[str], line: Optional[int], column: Optional[int]) -> st
     if not src.strip() and line > 1:   # an error at the start of a blank line: show none
         return ""
     col = max(1, min(column or 1, len(src) + 1))
-    return "\n    %s\n    %s^" % (src, " " * (col - 1))
+    return "%s\n%s^" % (src, " " * (col - 1))
+#: the most values a document may hold once its aliases are expanded
+MAX_EXPANDED_NODES = 1_000_000
+
+
+def _check_aliases(root: Node, name: str) -> None:
+    """Refuse a node graph that aliases make cyclic (``&a [*a]``) or that expands to
+    more than :data:`MAX_EXPANDED_NODES` values (nested aliases, "billion laughs")."""
+    size: Dict[int, int] = {}
+    on_stack = set()
+    stack: List[Tuple[Node, bool]] = [(root, False)]
+    while stack:
+        node, done = stack.pop()
+        key = id(node)
+        if isinstance(node, ScalarNode):
+            size[key] = 1
+            continue
+        children = ([n for pair in node.value for n in pair] if isinstance(node, MappingNode)
+                    else list(node.value))
+        if done:
+            on_stack.discard(key)
+            size[key] = 1 + sum(size[id(c)] for c in children)
+            if size[key] > MAX_EXPANDED_NODES:
+                raise NetdslError("YAML aliases expand this to more than %d values"
+                                  % MAX_EXPANDED_NODES, file=name,
+                                  line=node.start_mark.line + 1,
+                                  column=node.start_mark.column + 1)
+            continue
+        if key in size:
+            continue
+        on_stack.add(key)
+        stack.append((node, True))
+        for c in children:
+            if id(c) in on_stack:
+                raise NetdslError("a YAML alias refers to the node that holds it (a cycle)",
+                                  file=name, line=c.start_mark.line + 1,
+                                  column=c.start_mark.column + 1)
+            if id(c) not in size:
+                stack.append((c, False))
 
 
 def where(node: Node) -> Tuple[str, int, int]:
@@ -297,6 +344,32 @@ def _fail(message: str = "the template refused its variables") -> None:
     raise TemplateFailure(str(message))
 
 
+def _bounded_env_class():
+    from jinja2.exceptions import SecurityError
+    from jinja2.sandbox import SandboxedEnvironment
+
+    class BoundedEnvironment(SandboxedEnvironment):
+        """The sandbox, with ``**`` and ``*`` kept to results of bounded size (a
+        template that computes 9**9**9 or 'x' * 10**10 is refused, not run)."""
+        intercepted_binops = frozenset(["**", "*"])
+
+        def call_binop(self, context, operator, left, right):
+            if operator == "**" and isinstance(left, int) and isinstance(right, int) and \
+                    abs(left) > 1 and right > 0 and right * max(abs(left).bit_length(), 1) > 4096:
+                raise SecurityError("%d ** %d is too large a number" % (left, right))
+            if operator == "*":
+                for seq, n in ((left, right), (right, left)):
+                    if isinstance(seq, (str, list, tuple)) and isinstance(n, int) and \
+                            len(seq) * n > 1 << 22:
+                        raise SecurityError("repeating a %s of %d items %d times is too large"
+                                            % (type(seq).__name__, len(seq), n))
+                if isinstance(left, int) and isinstance(right, int) and \
+                        left.bit_length() + right.bit_length() > 4096:
+                    raise SecurityError("the product is too large a number")
+            return super().call_binop(context, operator, left, right)
+    return BoundedEnvironment
+
+
 def template_env(directory: str):
     """A sandboxed Jinja2 environment (StrictUndefined, trim_blocks, lstrip_blocks) loading
     templates relative to ``directory``."""
@@ -304,7 +377,7 @@ def template_env(directory: str):
     if env is not None:
         return env
     import jinja2
-    from jinja2.sandbox import SandboxedEnvironment
+    _BoundedEnvironment = _bounded_env_class()
 
     class _Loader(jinja2.BaseLoader):
         def get_source(self, environment, template):
@@ -318,7 +391,7 @@ def template_env(directory: str):
 
     # trim_blocks/lstrip_blocks: a {% tag %} line leaves no blank line or indent behind,
     # which keeps rendered YAML's indentation as written
-    env = SandboxedEnvironment(loader=_Loader(), undefined=jinja2.StrictUndefined,
+    env = _BoundedEnvironment(loader=_Loader(), undefined=jinja2.StrictUndefined,
                                keep_trailing_newline=True, autoescape=False,
                                trim_blocks=True, lstrip_blocks=True)
     env.globals["fail"] = _fail
@@ -378,7 +451,9 @@ def render_template(path: str, context: Dict[str, Any]) -> str:
     except TemplateFailure as exc:
         f, line = _template_frame(sys.exc_info()[2], directory, shown)
         raise NetdslError(str(exc), file=f, line=line) from None
-    except (ArithmeticError, TypeError, ValueError, KeyError, AttributeError) as exc:
+    except (ArithmeticError, TypeError, ValueError, LookupError, AttributeError, NameError,
+            RecursionError) as exc:
+        # NameError: Jinja2 compiles a literal such as 1e309 into the name `inf`
         f, line = _template_frame(sys.exc_info()[2], directory, shown)
         raise NetdslError("template error: %s: %s" % (type(exc).__name__, exc),
                           file=f, line=line) from None
@@ -429,10 +504,11 @@ def load_file(path: str, context: Optional[Dict[str, Any]] = None) -> Optional[N
 
 def located_error(node: Optional[Node], message: str, *, hint: Optional[str] = None,
                   trace: Tuple = (), field: Optional[str] = None, layer: Optional[str] = None,
-                  column_offset: int = 0) -> NetdslError:
+                  column_offset: int = 0, detail: Optional[str] = None) -> NetdslError:
     """:func:`error`, moved to the user's own line when ``node`` was reached through block
     uses or includes, with that chain after the message (:func:`chain_error`)."""
     err = error(node, message, hint=hint, field=field, layer=layer, column_offset=column_offset)
+    err.detail = detail
     return chain_error(err, trace)
 
 

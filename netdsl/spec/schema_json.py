@@ -116,7 +116,10 @@ def spec_schema(pb2: Optional[ModuleType] = None) -> Dict[str, Any]:
         # type's own message (its fields win), extra messages last
         props.update(layer_fields)
         for extra in reversed(schema.param_fields(t, pb2)):
-            msg = layer_desc.fields_by_name[extra].message_type
+            extra_fd = layer_desc.fields_by_name.get(extra)
+            if extra_fd is None or extra_fd.message_type is None:
+                continue  # a fork schema without this BVLC message field
+            msg = extra_fd.message_type
             for fd in msg.fields:
                 if not fd.name.endswith("param"):
                     props[fd.name] = _field_ref(fd, defs, todo)

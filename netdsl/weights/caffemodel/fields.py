@@ -87,7 +87,11 @@ def field_numbers(pb2: Optional[ModuleType]) -> FieldNumbers:
         except (AttributeError, KeyError):
             return -1
 
-    enum = pb2.V1LayerParameter.DESCRIPTOR.enum_types_by_name["LayerType"]
+    try:
+        enum = pb2.V1LayerParameter.DESCRIPTOR.enum_types_by_name["LayerType"]
+    except (AttributeError, KeyError):
+        raise NetdslError("schema %s has no enum V1LayerParameter.LayerType, which caffemodel "
+                          "I/O needs" % getattr(pb2, "SOURCE", pb2.__name__)) from None
     s = FieldNumbers(
         net_name=num("NetParameter", "name"), net_layer=num("NetParameter", "layer"),
         net_layers=num("NetParameter", "layers"),
