@@ -9,6 +9,7 @@ import math
 
 import numpy as np
 import pytest
+from dnn_check import require
 
 from netdsl.errors import NetdslError
 from netdsl.forward import forward
@@ -129,7 +130,7 @@ def test_prior_box_values_by_hand(schemas):
 
 
 def test_mobilenet_ssd_forward_equals_opencv(schemas, tmp_path):
-    cv2 = pytest.importorskip("cv2")
+    cv2 = require("cv2")
     from netdsl.weights import write_caffemodel
     pb2 = load_schema(schemas["ssd"])
     text = fork_nets.mobilenet_ssd(8)
@@ -184,7 +185,7 @@ def test_detection_output_by_hand(schemas):
 # -- DeepLab / PSPNet --------------------------------------------------------------
 
 def test_interp_equals_opencv_and_pinned_cases(schemas, tmp_path):
-    cv2 = pytest.importorskip("cv2")
+    cv2 = require("cv2")
     pb2 = load_schema(schemas["pspnet"])
     x = np.random.default_rng(2).uniform(-1, 1, (1, 3, 60, 60)).astype(np.float32)
     for params, size in (("zoom_factor: 8", 473), ("height: 473 width: 473", 473)):
@@ -387,7 +388,7 @@ def test_proposal_layer_rows_bounded_by_post_nms_top_n():
 
 
 def test_deeplab_v2_aspp_net_equals_opencv(schemas, tmp_path):
-    cv2 = pytest.importorskip("cv2")
+    cv2 = require("cv2")
     from netdsl.weights import write_caffemodel
     pb2 = load_schema(schemas["pspnet"])      # DeepLab v2's Interp at the same number
     text = fork_nets.deeplab_v2_aspp()

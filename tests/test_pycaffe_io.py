@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from dnn_check import require
 
 from netdsl.compat.caffe import io as cio
 from netdsl.errors import NetdslError
@@ -36,7 +37,7 @@ def test_transformer_order_of_operations_and_inverse():
 
 
 def test_load_image_scales_and_channels(tmp_path):
-    cv2 = pytest.importorskip("cv2")
+    cv2 = require("cv2")
     rgb = np.array([[[255, 0, 0], [0, 255, 0]], [[0, 0, 255], [51, 102, 204]]], np.uint8)
     path = str(tmp_path / "im.png")
     cv2.imwrite(path, rgb[:, :, ::-1])  # OpenCV writes BGR
