@@ -555,7 +555,7 @@ def _walk(net: Message, inputs: Optional[Mapping[str, Sequence[int]]], phase, de
                          weights or _ZERO_WEIGHTS.get(nall) or (0.0,) * nall,
                          strides, offsets, inplace, is_declared, note, layer)
         if strict:
-            _check_nonempty(ls, layer)
+            _check_nonempty(lname, layer, tnames, tshapes, bshapes)
         out_layers.append(ls)
 
     if given.keys() - used_inputs or (decl_layer.keys() | decl_top.keys()) - used_decl:
@@ -577,16 +577,16 @@ def _walk(net: Message, inputs: Optional[Mapping[str, Sequence[int]]], phase, de
     return NetShapes(blobs, out_layers)
 
 
-def _check_nonempty(ls: LayerShapes, layer: Message) -> None:
-    v = ls.view
-    for t, s in zip(v.tops, v.top_shapes):
+def _check_nonempty(name: str, layer: Message, tops: Sequence[str], top_shapes: Sequence[Shape],
+                    bottom_shapes: List[Shape]) -> None:
+    for t, s in zip(tops, top_shapes):
         if 0 in s:
             axis = s.index(0)
             lt = lookup(layer.type)
             raise NetdslError("output size below 1: top '%s' is %s, empty on axis %d%s"
-                              % (t, shape_str(s), axis, _explain_size(lt, layer,
-                                                                      list(v.bottom_shapes), axis)),
-                              layer=ls.name or None, field=lt.size_field if lt else None)
+                              % (t, shape_str(s), axis, _explain_size(lt, layer, bottom_shapes,
+                                                                      axis)),
+                              layer=name or None, field=lt.size_field if lt else None)
 
 
 def _explain_size(lt: Optional[LayerType], layer: Message, bottoms: List[Shape], axis: int) -> str:
