@@ -56,7 +56,13 @@ class NetdslError(Exception):
             text += "; " + self.hint
         if "\n" in text or "\r" in text:  # one line, always (the CLI prints one)
             text = " ".join(text.split())
+        if any(c in _LINE_BREAKS for c in text):  # the other characters str.splitlines splits at
+            text = "".join("\\x%02x" % ord(c) if c in _LINE_BREAKS and ord(c) < 256 else
+                           "\\u%04x" % ord(c) if c in _LINE_BREAKS else c for c in text)
         return text
+
+
+_LINE_BREAKS = frozenset("\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029")
 
 
 def closest(name: str, candidates: Iterable[str], n: int = 3) -> list:
