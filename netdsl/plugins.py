@@ -390,6 +390,12 @@ def _check_syntax(text: str) -> ast.Expression:
         raise _ExprError("syntax error%s: %s" % (col, exc.msg)) from None
     except (RecursionError, MemoryError):  # Python's parser on very deep nesting
         raise _ExprError("nested too deeply") from None
+    depths = [(tree, 0)]
+    while depths:  # the evaluator recurses: keep trees shallow
+        node, d = depths.pop()
+        if d > 100:
+            raise _ExprError("nested more than 100 deep")
+        depths.extend((c, d + 1) for c in ast.iter_child_nodes(node))
     for node in ast.walk(tree):
         if isinstance(node, (ast.Expression, ast.Load, ast.Name, ast.Attribute, ast.IfExp,
                              ast.BoolOp, ast.And, ast.Or, ast.Not, ast.USub, ast.UAdd,
