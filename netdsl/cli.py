@@ -761,10 +761,17 @@ def _p_from_onnx(p: argparse.ArgumentParser) -> None:
     from .onnx.cli import add_arguments
     add_arguments(p)
     p.set_defaults(func=cmd_from_onnx)
+class _Parser(argparse.ArgumentParser):
+    """argparse with usage errors on one line, like every other netdsl error."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        verb = self.prog.split(" ", 1)[1] if " " in self.prog else None
+        self.exit(EXIT_USER_ERROR, "netdsl: error: %s%s; see `%s --help`\n"
+                  % ("%s: " % verb if verb else "", " ".join(message.split()), self.prog))
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="netdsl", description="Author, check and initialise Caffe networks without Caffe.")
     parser.add_argument("--version", action="version", version="netdsl 0.1.0")
     sub = parser.add_subparsers(dest="verb", metavar="VERB")

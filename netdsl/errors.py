@@ -5,6 +5,10 @@ import difflib
 from typing import Iterable, Optional
 
 
+#: characters besides \n and \r that str.splitlines breaks lines at
+_LINE_BREAKS = frozenset("\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029")
+
+
 class NetdslError(Exception):
     """A user-facing error: what is wrong, where it is, and a hint when one is close.
 
@@ -63,6 +67,9 @@ class NetdslError(Exception):
             text += "; " + self.hint
         if "\n" in text or "\r" in text:  # one line, always (the CLI prints one)
             text = " ".join(text.split())
+        if any(c in _LINE_BREAKS for c in text):  # the other characters str.splitlines splits at
+            text = "".join("\\x%02x" % ord(c) if c in _LINE_BREAKS and ord(c) < 256 else
+                           "\\u%04x" % ord(c) if c in _LINE_BREAKS else c for c in text)
         return text
 
 

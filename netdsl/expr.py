@@ -41,6 +41,8 @@ Number = Union[int, float, Fraction]
 
 #: the longest expression text accepted (longer ones are refused before parsing)
 MAX_LENGTH = 4000
+#: the deepest expression tree accepted (the evaluator recurses)
+MAX_DEPTH = 100
 
 
 class ExprError(Exception):
@@ -113,10 +115,13 @@ def _parse(text: str, strings: bool) -> Expression:
         raise ExprError("syntax error%s: %s" % (col, exc.msg)) from None
     except (RecursionError, MemoryError):   # Python's parser on very deep nesting
         raise ExprError("nested too deeply") from None
-    try:
-        _check(tree, strings)
-    except RecursionError:
-        raise ExprError("nested too deeply") from None
+    depths = [(tree, 0)]
+    while depths:   # the evaluator recurses: keep trees shallow
+        node, d = depths.pop()
+        if d > MAX_DEPTH:
+            raise ExprError("nested more than %d deep" % MAX_DEPTH)
+        depths.extend((c, d + 1) for c in ast.iter_child_nodes(node))
+    _check(tree, strings)
     return Expression(text.strip(), tree)
 
 

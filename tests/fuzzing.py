@@ -481,7 +481,7 @@ def _expr_target(wd: Workdir, seed: str, data: bytes) -> None:
     from netdsl.plugins import expression_param_rule, expression_shape_rule
     from netdsl.proto import caffe_pb2
     text = data.decode("utf-8", "replace")
-    dims: List[object] = [int(t) if re.fullmatch(r"-?\d{1,30}", t.strip()) else t
+    dims: List[object] = [int(t.strip()) if re.fullmatch(r"-?\d{1,30}", t.strip()) else t
                           for t in text.split("\n")]
     layer = caffe_pb2.LayerParameter(name="x", type="Custom")
     layer.pooling_param.kernel_size = 3

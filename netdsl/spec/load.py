@@ -101,6 +101,11 @@ class _Named(io.StringIO):
 
 def compose_text(text: str, name: str) -> Optional[Node]:
     """The root node of YAML ``text`` (None when empty); syntax errors are located."""
+    deep = _DEEP_BLOCKS.search(text)
+    if deep is not None:  # PyYAML composes these slowly, then recurses past Python's limit
+        line = text.count("\n", 0, deep.start()) + 1
+        raise NetdslError("YAML syntax error: block sequences nested more than %d deep"
+                          % MAX_DEPTH, file=name, line=line, column=1)
     stream = _Named(text)
     stream.name = name
     loader = _Loader(stream)
@@ -115,6 +120,8 @@ def compose_text(text: str, name: str) -> Optional[Node]:
         column = mark.column + 1 if mark else None
         raise NetdslError("YAML syntax error: %s" % yaml_cause(exc), file=name, line=line,
                           column=column, detail=caret(text, line, column) or None) from None
+    except RecursionError:  # PyYAML's composer on thousands of nested blocks
+        raise NetdslError("YAML syntax error: nested too deeply", file=name) from None
     except yaml.reader.ReaderError as exc:  # a character YAML does not allow
         pos = exc.position if isinstance(exc.position, int) else 0
         line = text.count("\n", 0, pos) + 1
@@ -174,6 +181,11 @@ def caret(text: Optional[str], line: Optional[int], column: Optional[int]) -> st
     return "%s\n%s^" % (src, " " * (col - 1))
 #: the most values a document may hold once its aliases are expanded
 MAX_EXPANDED_NODES = 1_000_000
+#: the longest text a template may render to (a spec of 100k layers is ~5 MB)
+MAX_RENDERED = 8 << 20
+#: the deepest nesting of collections a document may have
+MAX_DEPTH = 200
+_DEEP_BLOCKS = re.compile(r"(?:-[ \t]+){%d}" % MAX_DEPTH)
 
 
 def _check_aliases(root: Node, name: str) -> None:
@@ -181,10 +193,14 @@ def _check_aliases(root: Node, name: str) -> None:
     more than :data:`MAX_EXPANDED_NODES` values (nested aliases, "billion laughs")."""
     size: Dict[int, int] = {}
     on_stack = set()
-    stack: List[Tuple[Node, bool]] = [(root, False)]
+    stack: List[Tuple[Node, bool, int]] = [(root, False, 0)]
     while stack:
-        node, done = stack.pop()
+        node, done, depth = stack.pop()
         key = id(node)
+        if depth > MAX_DEPTH:
+            raise NetdslError("YAML syntax error: collections nested more than %d deep"
+                              % MAX_DEPTH, file=name, line=node.start_mark.line + 1,
+                              column=node.start_mark.column + 1)
         if isinstance(node, ScalarNode):
             size[key] = 1
             continue
@@ -202,14 +218,14 @@ def _check_aliases(root: Node, name: str) -> None:
         if key in size:
             continue
         on_stack.add(key)
-        stack.append((node, True))
+        stack.append((node, True, depth))
         for c in children:
             if id(c) in on_stack:
                 raise NetdslError("a YAML alias refers to the node that holds it (a cycle)",
                                   file=name, line=c.start_mark.line + 1,
                                   column=c.start_mark.column + 1)
             if id(c) not in size:
-                stack.append((c, False))
+                stack.append((c, False, depth + 1))
 
 
 def where(node: Node) -> Tuple[str, int, int]:
@@ -430,7 +446,11 @@ def render_template(path: str, context: Dict[str, Any]) -> str:
     shown = path
     try:
         template = env.get_template(name)
-        return template.render(**context)
+        out = template.render(**context)
+        if len(out) > MAX_RENDERED:
+            raise TemplateFailure("the template renders to %d characters, more than a spec may "
+                                  "hold (%d)" % (len(out), MAX_RENDERED))
+        return out
     except jinja2.TemplateSyntaxError as exc:
         raise NetdslError("template syntax error: %s" % exc.message,
                           file=_shown(exc.filename, directory, shown), line=exc.lineno) from None
