@@ -5,7 +5,6 @@ fails (the files are written, parity.json says where the outputs diverge),
 2 user error or unsupported op (nothing written)."""
 from __future__ import annotations
 
-import sys
 from typing import Any
 
 from netdsl.errors import NetdslError
@@ -27,16 +26,8 @@ def run(args: Any) -> int:
                     for n, c in zip(result.onnx_inputs, result.inputs)}
         result.parity = check_parity(result, examples, tolerance=args.tolerance or 1e-4,
                                      seed=args.seed + 1)
-    written = result.save(args.output)
-    for p in written:
-        print("wrote %s" % p, file=sys.stderr)
-    if result.parity is not None:
-        sys.stdout.write(result.parity.table())
-        if not result.parity.ok:
-            print("netdsl: parity FAILS: the converted net's outputs differ from "
-                  "onnxruntime's beyond the tolerance (see %s)" % written[2], file=sys.stderr)
-            return 1
-    return 0
+    from netdsl.torch.cli import save_and_report
+    return save_and_report(result, args.output, "onnxruntime's")
 
 
 def add_arguments(p: Any) -> None:

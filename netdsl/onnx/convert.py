@@ -15,7 +15,7 @@ from netdsl.onnx.adapters import ADAPTERS, PASS_THROUGH, ONode
 from netdsl.torch import table
 from netdsl.torch.convert import (Conversion, _complete_weights, _emit,
                                   _split_power_chains)
-from netdsl.torch.graph import OPENCV_LAYERS, Blob, Context, Names, caffe_name
+from netdsl.torch.graph import OPENCV_LAYERS, Blob, Context, Names, caffe_name, claim_layers
 
 __all__ = ["convert", "OnnxConversion"]
 
@@ -141,30 +141,7 @@ def _map(model: Any, path: Optional[str], input_shapes: Optional[Shapes], target
     L = cx.L
 
     def record(result: Any, lname: str) -> None:
-        tops: List[Top] = []
-
-        def collect(v: Any) -> None:
-            if isinstance(v, Blob):
-                tops.append(v.top)
-            elif isinstance(v, (list, tuple)):
-                for x in v:
-                    collect(x)
-        collect(result)
-        for t in tops:
-            stack = [(t.fn, False)]
-            while stack:
-                fn, done = stack.pop()
-                if fn in owner and not done:
-                    continue
-                if done:
-                    if fn not in owner:
-                        owner[fn] = lname
-                        order.append(fn)
-                    continue
-                stack.append((fn, True))
-                for inp in fn.inputs:
-                    if inp.fn not in owner:
-                        stack.append((inp.fn, False))
+        claim_layers(result, lname, owner, order)
 
     for (oname, shape), iname in zip(shapes, in_names):
         top = L.Input(shape={"dim": list(shape)})

@@ -115,14 +115,20 @@ def run(args: Any) -> int:
                      output_names=args.output_names.split(",") if args.output_names else None,
                      target=args.target, fold_bn=args.fold_bn, check=not args.no_check,
                      tolerance=args.tolerance or 1e-4, seed=args.seed + 1)
-    written = result.save(args.output)
+    return save_and_report(result, args.output, "PyTorch's")
+
+
+def save_and_report(result: Any, out_dir: str, reference: str) -> int:
+    """Write a conversion's files, print them and its parity table; the exit status:
+    0 when parity holds (or was not checked), 1 when it fails."""
+    written = result.save(out_dir)
     for p in written:
         print("wrote %s" % p, file=sys.stderr)
     if result.parity is not None:
         sys.stdout.write(result.parity.table())
         if not result.parity.ok:
-            print("netdsl: parity FAILS: the converted net's outputs differ from PyTorch's "
-                  "beyond the tolerance (see %s)" % written[2], file=sys.stderr)
+            print("netdsl: parity FAILS: the converted net's outputs differ from %s beyond "
+                  "the tolerance (see %s)" % (reference, written[2]), file=sys.stderr)
             return 1
     return 0
 

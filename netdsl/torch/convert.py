@@ -13,7 +13,7 @@ import numpy as np
 from netdsl.errors import NetdslError
 from netdsl.netspec import Function, Top, current_schema
 from netdsl.torch import table
-from netdsl.torch.graph import (OPENCV_LAYERS, Blob, Context, Names, Op, caffe_name,
+from netdsl.torch.graph import (OPENCV_LAYERS, Blob, Context, Names, Op, caffe_name, claim_layers,
                                 located_error, module_path, source_line)
 
 __all__ = ["convert", "Conversion", "trace"]
@@ -267,32 +267,7 @@ def _map(program: Any, input_names: Optional[Sequence[str]],
     inputs: Dict[str, Tuple] = {}
 
     def record(result: Any, lname: str) -> None:
-        """Take the layers the converter made (those not seen yet, found from
-        its result tops back to known ones) in dependency order."""
-        tops: List[Top] = []
-
-        def collect(v: Any) -> None:
-            if isinstance(v, Blob):
-                tops.append(v.top)
-            elif isinstance(v, (list, tuple)):
-                for x in v:
-                    collect(x)
-        collect(result)
-        for t in tops:
-            stack = [(t.fn, False)]
-            while stack:
-                fn, done = stack.pop()
-                if fn in owner and not done:
-                    continue
-                if done:
-                    if fn not in owner:
-                        owner[fn] = lname
-                        order.append(fn)
-                    continue
-                stack.append((fn, True))
-                for inp in fn.inputs:
-                    if inp.fn not in owner:
-                        stack.append((inp.fn, False))
+        claim_layers(result, lname, owner, order)
 
     L = cx.L
     uses: Dict[Any, int] = {}

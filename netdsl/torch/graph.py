@@ -168,3 +168,33 @@ class Names:
         if path and _is_leaf_class(node):
             return self.unique(path)
         return self.unique("%s.%s" % (path, opname) if path else opname)
+
+
+def claim_layers(result: Any, lname: str, owner: Dict[Any, str], order: List[Any]) -> None:
+    """Give the layers a converter made for node ``lname`` (those not owned yet, found
+    from its result Blobs back to owned ones) to that node, in dependency order:
+    ``owner[function] = lname`` and ``order`` extended."""
+    tops: List[Any] = []
+
+    def collect(v: Any) -> None:
+        if isinstance(v, Blob):
+            tops.append(v.top)
+        elif isinstance(v, (list, tuple)):
+            for x in v:
+                collect(x)
+    collect(result)
+    for t in tops:
+        stack = [(t.fn, False)]
+        while stack:
+            fn, done = stack.pop()
+            if fn in owner and not done:
+                continue
+            if done:
+                if fn not in owner:
+                    owner[fn] = lname
+                    order.append(fn)
+                continue
+            stack.append((fn, True))
+            for inp in fn.inputs:
+                if inp.fn not in owner:
+                    stack.append((inp.fn, False))
