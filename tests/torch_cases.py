@@ -265,6 +265,21 @@ class MoreOps(nn.Module):
                 torch.full_like(x, 2.5) * x, torch.ones_like(x) - x)
 
 
+class Indexing(nn.Module):
+    """Advanced indexing with constant indices (reordered, repeated, negative) on
+    adjacent non-batch axes, index_select on the channel axis, strided slices."""
+
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("rows", torch.tensor([[3, 0], [0, -1]]))
+        self.register_buffer("cols", torch.tensor([[1, 1], [5, 2]]))
+        self.register_buffer("chans", torch.tensor([2, 0, 2]))
+
+    def forward(self, x):
+        return x[:, :, self.rows, self.cols], torch.index_select(x, 1, self.chans), \
+            x[:, :, torch.tensor([4, 1, 1])], x[:, ::2, 1::3, 1:6:2]
+
+
 def coverage():
     """name -> (module, input shapes, target) over the op table's families."""
     return {
@@ -279,4 +294,5 @@ def coverage():
         "convs": (Convs(), [(1, 4, 6, 8)], "opencv"),
         "inplace": (InPlace(), [(1, 2, 3, 4)], "opencv"),
         "more": (MoreOps(), [(1, 4, 5, 6)], "opencv"),
+        "indexing": (Indexing(), [(1, 3, 5, 6)], "opencv"),
     }

@@ -26,6 +26,12 @@ ADAPTERS: Dict[str, Adapter] = {}
 ATEN: Dict[str, Tuple[str, ...]] = {}
 #: ONNX op types that pass their first input through
 PASS_THROUGH = ("Identity", "Dropout")
+#: ONNX op types that only move values.  When one has no exact layer (a
+#: Transpose that moves the batch axis, a GatherND), the converter follows where
+#: each value comes from instead (the op run on the source positions) and
+#: emits copies once a reader needs a blob (netdsl.onnx.convert)
+MOVEMENT = ("Transpose", "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Gather", "GatherND",
+            "Slice", "Split", "Expand", "DepthToSpace", "SpaceToDepth")
 
 
 def adapter(*types: str, aten: Sequence[str] = ()) -> Callable[[Adapter], Adapter]:
@@ -80,6 +86,15 @@ class ONode:
 
     def error(self, message: str, hint: Optional[str] = None) -> NetdslError:
         return NetdslError(message, layer=self.name, hint=hint)
+
+    def located(self, err: NetdslError) -> NetdslError:
+        """``err`` as "<op> node '<name>' (opset N): what is wrong"."""
+        msg = err.message
+        if msg.startswith(self.op_type + ": "):  # a converter's op.error prefix
+            msg = msg[len(self.op_type) + 2:]
+        return NetdslError("%s node '%s' (opset %d): %s" % (self.op_type, self.node.name,
+                                                             self.opset, msg),
+                           layer=err.layer or self.name, hint=err.hint)
 
     def call(self, key: str, out_shape: Any = None, **args: Any) -> Any:
         """Run the table's converter for ``key`` on ``args``; the first call names
@@ -427,18 +442,18 @@ def slice_(n: ONode) -> Any:
     for a, s, e, st in zip(axes, starts, ends, steps):
         a = a + x.ndim if a < 0 else a
         size = y.shape[a]
-        if st != 1:
-            raise n.error("slicing with a step other than 1 has no Caffe layer")
+        if st < 1:  # a backward slice: a moved value (netdsl.onnx.convert)
+            raise n.error("slicing with step %d has no Caffe layer" % st)
         s = max(-size, min(size, int(s)))
         e = max(-size, min(size, int(e)))
         s0 = s + size if s < 0 else s
         e0 = e + size if e < 0 else e
-        if (s0, e0) == (0, size):
+        if (s0, e0, st) == (0, size, 1):
             continue
         shape = list(y.shape)
-        shape[a] = max(0, e0 - s0)
+        shape[a] = len(range(s0, e0, st))
         y = n.call("aten.slice", out_shape=tuple(shape), input=y, dim=a, start=s0, end=e0,
-                   step=1)
+                   step=st)
     return y
 
 
@@ -459,11 +474,12 @@ def transpose(n: ONode) -> Any:
     return n.call("aten.permute", input=x, dims=[int(p) for p in perm])
 
 
-@adapter("Gather", aten=["aten.select", "aten.slice"])
+@adapter("Gather", aten=["aten.select", "aten.slice", "aten.index_select"])
 def gather(n: ONode) -> Any:
-    """A constant index: ``select``; a run of consecutive indices: ``slice``."""
+    """A constant index: ``select``; a run of consecutive indices: ``slice``;
+    any other constant indices: ``index_select`` (Slice + Concat)."""
     x = n.blob(0)
-    idx = n.const(1, "indices")
+    idx = np.asarray(n.const(1, "indices"))
     ax = int(n.attr("axis", 0))
     ax = ax + x.ndim if ax < 0 else ax
     flat = [int(i) + x.shape[ax] if int(i) < 0 else int(i) for i in idx.reshape(-1)]
@@ -472,7 +488,17 @@ def gather(n: ONode) -> Any:
     if idx.ndim == 1 and flat == list(range(flat[0], flat[0] + len(flat))):
         return n.call("aten.slice", input=x, dim=ax, start=flat[0], end=flat[0] + len(flat),
                       step=1)
-    raise n.error("Gather of indices %s is not a slice" % (flat,))
+    from netdsl.torch.ops.shape import gather_points
+    op = Op("aten.index_select", {}, n.out_shape, n.name, target=n.op_type)
+    return gather_points(n.cx, op, x, [ax], np.asarray(flat)[:, None], idx.shape)
+
+
+@adapter("GatherND", aten=["aten.index"])
+def gather_nd(n: ONode) -> Any:
+    """GatherND (batch_dims 0) indexes the leading axes, the batch axis first:
+    exact only on a value whose axes were moved (see :data:`MOVEMENT`)."""
+    raise n.error("it indexes the leading axes of its data, the batch axis first; Caffe "
+                  "cannot express that exactly")
 
 
 @adapter("DepthToSpace", aten=["aten.pixel_shuffle"])

@@ -11,7 +11,7 @@ import numpy as np
 from netdsl.errors import NetdslError, did_you_mean
 from netdsl.netspec import Function, Top
 from netdsl.onnx import model as M
-from netdsl.onnx.adapters import ADAPTERS, PASS_THROUGH, ONode
+from netdsl.onnx.adapters import ADAPTERS, MOVEMENT, PASS_THROUGH, ONode
 from netdsl.torch import table
 from netdsl.torch.convert import (Conversion, _complete_weights, _emit,
                                   _split_power_chains)
@@ -31,6 +31,56 @@ class OnnxConversion(Conversion):
     onnx_inputs: List[str]
     onnx_outputs: List[str]
     opset: int
+
+
+class Moved:
+    """A value made only by moving the values of ``blob`` (a Transpose that moves
+    the batch axis, GatherND, ...) that has no exact layer of its own:
+    ``index`` holds, for each of its elements, the flat position in ``blob`` it
+    comes from.  It becomes a blob when a reader needs one: exact copies
+    (Reshape, Slice, Concat) when every batch item takes its values from its own
+    item at the same places; otherwise ``error``, the first mover's."""
+
+    __slots__ = ("blob", "index", "error", "value", "lname", "node", "done")
+
+    def __init__(self, blob: Blob, index: np.ndarray, error: NetdslError, value: str,
+                 lname: str, node: Any) -> None:
+        self.blob, self.index, self.error = blob, np.asarray(index, np.int64), error
+        self.value, self.lname, self.node = value, lname, node
+        self.done: Optional[Blob] = None
+
+
+#: most runs of consecutive source positions a moved value is copied from
+MAX_PIECES = 4096
+
+
+def _copies(cx: Context, m: Moved) -> Blob:
+    """``m`` as a blob.  The most leading axes of the source (the batch axis at
+    least) that ``m`` keeps as its own leading axes, each item taking its values
+    from its own item at the same places, stay; the source's other axes are
+    viewed as one, its runs of consecutive positions cut out and joined in
+    order (gather_points), and the result reshaped."""
+    from netdsl.torch.graph import Op
+    from netdsl.torch.ops.common import reshape
+    from netdsl.torch.ops.shape import gather_points
+    x, idx = m.blob, m.index
+    for k in range(min(x.ndim, idx.ndim), 0, -1):
+        if idx.shape[:k] != x.shape[:k] or idx.size == 0:
+            continue
+        lead, rest = int(np.prod(x.shape[:k])), int(np.prod(x.shape[k:]))
+        rows = idx.reshape(lead, -1) - (np.arange(lead, dtype=np.int64) * rest)[:, None]
+        if (rows == rows[:1]).all() and (rows[0] >= 0).all() and (rows[0] < rest).all():
+            break
+    else:
+        raise m.error
+    flat = rows[0]
+    pieces = 1 + int(np.count_nonzero(np.diff(flat) != 1))
+    if pieces > MAX_PIECES:
+        raise NetdslError("%s (as copies it would take %d pieces; limit %d)"
+                          % (m.error.message, pieces, MAX_PIECES), layer=m.error.layer)
+    op = Op("aten.index", {}, tuple(idx.shape), m.lname, target=m.node.op_type)
+    v = reshape(cx, x, x.shape[:k] + (rest,))
+    return gather_points(cx, op, v, [k], flat[:, None], idx.shape[k:])
 
 
 def _where(path: Optional[str]) -> Dict[str, Any]:
@@ -151,6 +201,15 @@ def _map(model: Any, path: Optional[str], input_shapes: Optional[Shapes], target
         env[oname] = b
         inputs[iname] = tuple(shape)
 
+    def materialise(m: Moved) -> Blob:
+        if m.done is None:
+            m.done = _copies(cx, m)
+            if m.done.top not in topname:
+                topname[m.done.top] = m.lname
+            record(m.done, m.lname)
+            blob_of_node[m.value] = (topname[m.done.top], m.node)
+        return m.done
+
     uses: Dict[str, int] = {}
     for node in graph.node:
         for i in node.input:
@@ -173,6 +232,16 @@ def _map(model: Any, path: Optional[str], input_shapes: Optional[Shapes], target
                 raise _unsupported(node, opset, path, ": it reads '%s', which has no Caffe "
                                    "blob" % i)
             vals.append(v)
+        moved = [i for i, v in enumerate(vals) if isinstance(v, Moved)]
+        if moved == [0] and node.op_type in MOVEMENT and not any(
+                isinstance(v, Blob) for v in vals):
+            src = vals[0]
+            results = ev.fold(node, [src.index] + vals[1:])
+            lname = names.unique(node.name or "%s_%s" % (node.op_type, node.output[0]))
+            for o, r in zip(node.output, results):
+                env[o] = Moved(src.blob, r, src.error, o, lname, node)
+            continue
+        vals = [materialise(v) if isinstance(v, Moved) else v for v in vals]
         blobs = [v for v in vals if isinstance(v, Blob)]
         if node.op_type in PASS_THROUGH:
             env[node.output[0]] = vals[0]
@@ -222,12 +291,17 @@ def _map(model: Any, path: Optional[str], input_shapes: Optional[Shapes], target
         try:
             result = fn(onode)
         except NetdslError as err:
-            msg = err.message
-            if msg.startswith(node.op_type + ": "):  # a converter's op.error prefix
-                msg = msg[len(node.op_type) + 2:]
-            raise NetdslError("%s node '%s' (opset %d): %s"
-                              % (node.op_type, node.name, opset, msg),
-                              layer=err.layer or lname, hint=err.hint, **_where(path)) from None
+            err = onode.located(err)
+            if node.op_type in MOVEMENT and isinstance(vals[0], Blob) and len(blobs) == 1:
+                x = vals[0]
+                start = np.arange(int(np.prod(x.shape)), dtype=np.int64).reshape(x.shape)
+                for o, r in zip(node.output, ev.fold(node, [start] + vals[1:])):
+                    env[o] = Moved(x, r, NetdslError(err.message, layer=err.layer,
+                                                     hint=err.hint, **_where(path)),
+                                   o, lname, node)
+                continue
+            raise NetdslError(err.message, layer=err.layer, hint=err.hint,
+                              **_where(path)) from None
         except Exception as exc:  # a converter's bug must still name the node
             raise NetdslError("%s node '%s' (opset %d): the converter failed: %s: %s"
                               % (node.op_type, node.name, opset, type(exc).__name__, exc),
@@ -253,6 +327,8 @@ def _map(model: Any, path: Optional[str], input_shapes: Optional[Shapes], target
     final: List[Top] = []
     for o, oname in zip(onnx_outputs, out_names):
         v = env.get(o)
+        if isinstance(v, Moved):
+            v = materialise(v)
         if not isinstance(v, Blob):
             raise NetdslError("output '%s' is not computed from the inputs (a constant or a "
                               "value with no blob); Caffe nets output blobs only" % o,

@@ -6,6 +6,8 @@ channel axis (Slice into channels, Eltwise MAX: the largest value itself);
 ``softmax`` -> Softmax, ``log_softmax`` -> Softmax + Log."""
 from __future__ import annotations
 
+from typing import List, Tuple
+
 import numpy as np
 
 from netdsl.netspec import params as P
@@ -14,14 +16,27 @@ from netdsl.torch.ops.common import axis, reshape
 from netdsl.torch.table import register_converter
 
 
-def _reduce(cx: Context, op: Op, mean: bool) -> Blob:
+def _operand(cx: Context, op: Op) -> Tuple[Blob, List[int]]:
+    """The input and the reduced axes, with reduced axes of size 1 (which
+    reduce to themselves) reshaped away first."""
     x = op["input"]
     dims = op.get("dim")
     if dims is None or (isinstance(dims, (list, tuple)) and len(dims) == 0):
         dims = list(range(x.ndim))
     if isinstance(dims, int):
         dims = [dims]
-    dims = sorted(axis(int(d), x.ndim) for d in dims)
+    dims = sorted({axis(int(d), x.ndim) for d in dims})
+    unit = [d for d in dims if x.shape[d] == 1]
+    if unit and len(unit) < x.ndim:
+        x = reshape(cx, x, [s for i, s in enumerate(x.shape) if i not in unit])
+        dims = [d - sum(u < d for u in unit) for d in dims if d not in unit]
+    return x, dims
+
+
+def _reduce(cx: Context, op: Op, mean: bool) -> Blob:
+    x, dims = _operand(cx, op)
+    if not dims:
+        return reshape(cx, x, op.out_shape)
     keep = tuple(1 if i in dims else s for i, s in enumerate(x.shape))
     if x.ndim == 4 and dims == [2, 3]:
         n, c, h, w = x.shape
@@ -61,13 +76,9 @@ def sum_(cx: Context, op: Op) -> Blob:
 
 @register_converter("aten.amax")
 def amax(cx: Context, op: Op) -> Blob:
-    x = op["input"]
-    dims = op.get("dim")
-    if dims is None or (isinstance(dims, (list, tuple)) and len(dims) == 0):
-        dims = list(range(x.ndim))
-    if isinstance(dims, int):
-        dims = [dims]
-    dims = sorted(axis(int(d), x.ndim) for d in dims)
+    x, dims = _operand(cx, op)
+    if not dims:
+        return reshape(cx, x, op.out_shape)
     keep = tuple(1 if i in dims else s for i, s in enumerate(x.shape))
     if x.ndim == 4 and dims == [2, 3]:
         top = cx.L.Pooling(x.top, name=op.name, pool=P.Pooling.MAX, global_pooling=True)

@@ -1,6 +1,6 @@
 """Shape ops: view/reshape/flatten/squeeze/unsqueeze (Reshape), expand
 (exact copies), cat/stack (Concat), split/chunk/slice/narrow/select/unbind
-(Slice, steps of 1), permute/transpose of the axes between a fixed leading
+(Slice), constant indexing and strided slices (Slice + Concat of the runs), permute/transpose of the axes between a fixed leading
 axis and a fixed tail (a 1x1 Convolution whose kernel is the permutation
 matrix: each output is one input times 1 plus zeros -- channel shuffle),
 pixel_shuffle / pixel_unshuffle (a Deconvolution / Convolution with a 0/1
@@ -103,8 +103,7 @@ def _narrow(cx: Context, op: Op, x: Blob, ax: int, start: int, end: int) -> Blob
 def slice_(cx: Context, op: Op) -> Blob:
     x = _x(op)
     ax = axis(int(op.get("dim", 0)), x.ndim)
-    if int(op.get("step", 1)) != 1:
-        raise op.error("slicing with a step other than 1 has no Caffe layer")
+    step = int(op.get("step", 1))
     size = x.shape[ax]
     start = op.get("start", 0)
     end = op.get("end", size)
@@ -112,6 +111,9 @@ def slice_(cx: Context, op: Op) -> Blob:
     end = max(start, min(size, end + size if end < 0 else end))
     if end == start:
         raise op.error("an empty slice has no Caffe blob")
+    if step != 1:  # every step-th position: copies of single positions
+        idx = np.arange(start, end, step)
+        return gather_points(cx, op, x, [ax], idx[:, None], idx.shape)
     return _narrow(cx, op, x, ax, start, end)
 
 
@@ -131,6 +133,86 @@ def select(cx: Context, op: Op) -> Blob:
     i = int(op["index"])
     i = i + x.shape[ax] if i < 0 else i
     return reshape(cx, _narrow(cx, op, x, ax, i, i + 1), op.out_shape)
+
+
+def gather_points(cx: Context, op: Op, x: Blob, axes: Sequence[int], points: np.ndarray,
+                  index_shape: Sequence[int]) -> Blob:
+    """``x`` indexed on the consecutive axes ``axes`` (not the batch axis) by the
+    constant integer tuples ``points`` (K x len(axes)): shape
+    ``x.shape[:a] + index_shape + x.shape[b:]``.  The indexed axes are viewed
+    as one (Reshape), cut where a run of consecutive positions starts or ends
+    (Slice) and the runs joined in index order (Concat): copies, exact."""
+    axes = [axis(int(a), x.ndim) for a in axes]
+    a0, k = axes[0], len(axes)
+    if axes != list(range(a0, a0 + k)) or a0 == 0:
+        raise op.error("indexing axes %s: only consecutive axes after the batch axis have "
+                       "an exact Caffe mapping" % (axes,))
+    dims = x.shape[a0:a0 + k]
+    points = np.asarray(points, np.int64).reshape(-1, k)
+    points = np.where(points < 0, points + np.asarray(dims, np.int64), points)
+    if ((points < 0) | (points >= np.asarray(dims, np.int64))).any():
+        raise op.error("an index is out of range for the indexed axes %s" % (dims,))
+    size = int(np.prod(dims))
+    flat = [int(i) for i in np.ravel_multi_index(points.T, dims)] if k else []
+    if not flat:
+        raise op.error("an empty index has no Caffe blob")
+    pre, post = x.shape[:a0], x.shape[a0 + k:]
+    v = reshape(cx, x, pre + (size,) + post)
+    runs: List[List[int]] = [[flat[0], flat[0] + 1]]
+    for i in flat[1:]:
+        if i == runs[-1][1]:
+            runs[-1][1] += 1
+        else:
+            runs.append([i, i + 1])
+    cuts = sorted({p for run in runs for p in run} | {0, size})
+    pieces = slice_axis(cx, v, a0, list(zip(cuts[:-1], cuts[1:])))
+    start = {c: i for i, c in enumerate(cuts[:-1])}
+    parts: List[Blob] = []
+    for a, b in runs:
+        i = start[a]
+        while cuts[i] < b:
+            parts.append(pieces[i])
+            i += 1
+    return reshape(cx, concat(cx, parts, a0), pre + tuple(int(d) for d in index_shape) + post)
+
+
+@register_converter("aten.index_select")
+def index_select(cx: Context, op: Op) -> Blob:
+    x = _x(op)
+    idx = op["index"]
+    if isinstance(idx, Blob):
+        raise op.error("the index must be a constant, not computed from the net's inputs")
+    idx = np.asarray(idx).reshape(-1)
+    return gather_points(cx, op, x, [int(op["dim"])], idx[:, None], idx.shape)
+
+
+@register_converter("aten.index")
+def index(cx: Context, op: Op) -> Blob:
+    """``x[..., i, j, ...]`` with constant index tensors on adjacent axes
+    (PyTorch puts the broadcast index shape in their place)."""
+    x = _x(op)
+    given: List = []
+    d = 0
+    for t in op["indices"]:
+        if isinstance(t, Blob):
+            raise op.error("indices must be constants, not computed from the net's inputs")
+        if t is not None and np.asarray(t).dtype == np.bool_:  # a mask: its nonzero positions
+            t = np.asarray(t)
+            given += [(d + i, nz) for i, nz in enumerate(np.nonzero(t))]
+            d += t.ndim
+            continue
+        if t is not None:
+            given.append((d, t))
+        d += 1
+    if not given:
+        raise op.error("indexing with no index tensor")
+    axes = [d for d, _ in given]
+    if axes != list(range(axes[0], axes[0] + len(axes))):
+        raise op.error("index tensors on axes %s that are not adjacent move the indexed "
+                       "axes first; Caffe cannot express it exactly" % (axes,))
+    arrays = np.broadcast_arrays(*[np.asarray(t).astype(np.int64) for _, t in given])
+    points = np.stack([a.reshape(-1) for a in arrays], axis=1)
+    return gather_points(cx, op, x, axes, points, arrays[0].shape)
 
 
 def permute_blob(cx: Context, op: Op, x: Blob, perm: Sequence[int]) -> Blob:
