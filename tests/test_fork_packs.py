@@ -307,8 +307,86 @@ def test_init_round_trips_with_a_fork_schema(schemas, tmp_path):
 
 # -- DeconvNet (V1) ----------------------------------------------------------------
 
+def test_v1_only_schema_is_completed_with_bvlc(tmp_path):
+    """A 2014 schema (V1 layers only, as HyeonwooNoh/caffe d9e8494a publishes it)
+    loads as given: its LayerParameter is V1LayerParameter, its numbers kept
+    (UNPOOLING = 42, unpooling_param = 44, bn_param = 45 in the published
+    caffe.proto), and the current LayerParameter gains the fork's parameter
+    fields so UpgradeV1Net has a place for them."""
+    pb2 = load_schema(fork_schemas.write_v1_only_schema("deconvnet", str(tmp_path)))
+    assert pb2.V1_ONLY and pb2.CONFLICTS == []
+    assert pb2.V1LayerParameter.LayerType.Value("UNPOOLING") == 42
+    assert pb2.V1LayerParameter.LayerType.Value("BN") == 43
+    assert pb2.V1LayerParameter.LayerType.Value("POOLING") == 17     # BVLC's, unchanged
+    v1 = pb2.V1LayerParameter.DESCRIPTOR.fields_by_name
+    v2 = pb2.LayerParameter.DESCRIPTOR.fields_by_name
+    assert v1["unpooling_param"].number == 44 and v1["bn_param"].number == 45
+    assert dict(pb2.ADDED_V2_FIELDS) == {"unpooling_param": 44, "bn_param": 45}
+    assert v2["unpooling_param"].number == 44 and v2["pooling_param"].number == 121
+    assert pb2.NetParameter.DESCRIPTOR.fields_by_name["layers"].number == 2
+    assert pb2.NetParameter.DESCRIPTOR.fields_by_name["layer"].number == 100
+    # the fork's optional kernel_size reads the same bytes as BVLC's repeated one
+    conv = pb2.ConvolutionParameter()
+    conv.ParseFromString(b"\x20\x03")          # field 4 (kernel_size), varint 3
+    assert list(conv.kernel_size) == [3]
+
+
+def test_v1_only_schema_fork_number_wins(tmp_path):
+    """Where a 2014 fork gave one of BVLC's later numbers to its own field, the
+    fork's field holds it (its files were written with it) and the clash is
+    reported like any fork's."""
+    text = fork_schemas.v1_only_schema_text("deconvnet")
+    start = text.index("message ConvolutionParameter {")
+    end = text.index("\n}\n", start)
+    block = fork_schemas._drop_number(text[start:end], 16)    # 2014: no `axis` yet
+    text = text[:start] + block.replace(
+        "message ConvolutionParameter {",
+        "message ConvolutionParameter {\n  optional float fork_gain = 16 [default = 2];") \
+        + text[end:]
+    path = tmp_path / "clash.proto"
+    path.write_text(text)
+    pb2 = load_schema(str(path))
+    fields = pb2.ConvolutionParameter.DESCRIPTOR.fields_by_name
+    assert fields["fork_gain"].number == 16 and "axis" not in fields   # BVLC: axis = 16
+    assert any("fork_gain" in c for c in pb2.CONFLICTS)
+
+
+def test_v1_only_schema_init_writes_v1_layers_and_upgrade(tmp_path):
+    """With a V1-only schema, caffemodels are written in the V1 form (the fork's
+    Caffe skips NetParameter field 100, so would load nothing) and read back
+    exactly; `upgrade` gives the current form with the fork's parameters."""
+    from netdsl.cli import main
+    from netdsl.weights import open_caffemodel
+    schema = fork_schemas.write_v1_only_schema("deconvnet", str(tmp_path))
+    net = tmp_path / "net.prototxt"
+    net.write_text(fork_nets.deconvnet(div=16))
+    out = tmp_path / "w.caffemodel"
+    assert main(["init", "--proto", schema, str(net), "-o", str(out)]) == 0
+    data = out.read_bytes()
+    first = 2 + data[1] if data[0] == 0x0A else 0      # after the net's name (field 1)
+    assert data[first] == 0x12                         # field 2 (layers), wire type 2
+    pb2 = load_schema(schema)
+    msg = pb2.NetParameter()
+    msg.ParseFromString(data)
+    assert len(msg.layer) == 0 and len(msg.layers) > 0
+    bn = [lp for lp in msg.layers if lp.name == "bn_conv1_1"][0]
+    assert bn.type == 43 and len(bn.blobs) > 0           # BN's own V1 enum value
+    with open_caffemodel(str(out), pb2=pb2) as cm:
+        conv = cm.layer("conv1_1")
+        assert conv.type == "Convolution"
+        a = cm.arrays(conv)
+        assert a[0].shape == (4, 3, 3, 3)
+        i = [lp.name for lp in msg.layers].index("conv1_1")
+        np.testing.assert_array_equal(a[0].ravel(), np.asarray(msg.layers[i].blobs[0].data,
+                                                               np.float32))
+    up = tmp_path / "up.prototxt"
+    assert main(["upgrade", "--proto", schema, str(net), "-o", str(up)]) == 0
+    text = up.read_text()
+    assert 'type: "Unpooling"' in text and "unpooling_param {" in text and "layers {" not in text
+
+
 def test_deconvnet_v1_net_upgrades_shapes_and_runs(tmp_path):
-    path = fork_schemas.write_fork_schema("deconvnet", str(tmp_path))
+    path = fork_schemas.write_v1_only_schema("deconvnet", str(tmp_path))
     pb2 = load_schema(path)
     net = _net(fork_nets.deconvnet(), pb2)       # parse_net upgrades the V1 layers
     assert [lp.type for lp in net.layer if lp.name.startswith("unpool")] == ["Unpooling"] * 5
@@ -330,7 +408,7 @@ def test_deconvnet_v1_net_upgrades_shapes_and_runs(tmp_path):
 
 
 def test_unpooling_size_without_unpool_size(tmp_path):
-    pb2 = load_schema(fork_schemas.write_fork_schema("deconvnet", str(tmp_path)))
+    pb2 = load_schema(fork_schemas.write_v1_only_schema("deconvnet", str(tmp_path)))
     net = _net('input: "x" input_shape { dim: 1 dim: 1 dim: 2 dim: 3 }\n'
                'layer { name: "u" type: "Unpooling" bottom: "x" top: "u" '
                'unpooling_param { kernel_size: 3 stride: 2 } }\n', pb2)

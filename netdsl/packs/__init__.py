@@ -68,6 +68,16 @@ def enable_for_schema(pb2: ModuleType) -> List[str]:
     return out
 
 
+def v1_enum_of(type_name: str):
+    """The fork's own V1 ``LayerType`` name of a current type string (the
+    inverse of :func:`v1_type`), or None."""
+    for mod in list(_enabled.values()):
+        for enum_name, t in getattr(mod, "V1_TYPES", {}).items():
+            if t == type_name:
+                return enum_name
+    return None
+
+
 def v1_type(enum_name: str):
     """The current type string of a fork's own V1 ``LayerType`` name (the enabled
     packs' ``V1_TYPES``), or None."""

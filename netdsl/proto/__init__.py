@@ -38,6 +38,13 @@ def populate(namespace: dict, text: str, path: str) -> None:
     locations: dict = {}
     fdps = parse_proto(text, path, load=file_loader(os.path.dirname(os.path.abspath(path))),
                        locations=locations)
+    from .legacy_schema import is_v1_only, merge_into_bvlc
+    namespace["V1_ONLY"] = is_v1_only(fdps[-1])
+    namespace["ADDED_V2_FIELDS"] = []
+    if namespace["V1_ONLY"] and os.path.abspath(path) != BUNDLED:
+        with open(BUNDLED, encoding="utf-8") as fh:
+            bvlc = parse_proto(fh.read(), BUNDLED)[-1]
+        fdps[-1], namespace["ADDED_V2_FIELDS"] = merge_into_bvlc(fdps[-1], bvlc)
     pool = descriptor_pool.DescriptorPool()
     for fdp in fdps:
         try:

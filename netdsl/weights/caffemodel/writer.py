@@ -104,7 +104,8 @@ _WRITTEN = (("caffe.NetParameter", "name"), ("caffe.NetParameter", "layer"),
 
 
 def write_caffemodel(path: str, layers: LayersArg, *, types: Any = None,
-                     name: Optional[str] = None, double: bool = False, v1: bool = False,
+                     name: Optional[str] = None, double: bool = False,
+                     v1: Optional[bool] = None,
                      allow_large: bool = False, pb2: Optional[ModuleType] = None) -> int:
     """Write weights as a binary ``NetParameter`` that Caffe and OpenCV load.
 
@@ -125,7 +126,9 @@ def write_caffemodel(path: str, layers: LayersArg, *, types: Any = None,
     ``v1=True`` writes the legacy form: ``layers`` (field 2) of
     ``V1LayerParameter`` with the enum type, and blobs with the 4-D
     ``num/channels/height/width`` dims (shapes padded with leading 1s, as legacy
-    Caffe's blobs were); types V1 has no enum value for are refused.
+    Caffe's blobs were); types V1 has no enum value for are refused.  It is
+    the default for a schema that has V1 layers only (a 2014 fork's, whose
+    Caffe skips the current ``layer`` field, so would load no weights).
 
     A file of 2 GiB or more is refused unless ``allow_large=True``: Caffe reads
     binary protos with a total-bytes limit of INT_MAX and protobuf cannot parse
@@ -134,6 +137,11 @@ def write_caffemodel(path: str, layers: LayersArg, *, types: Any = None,
     The file is replaced atomically (temporary file, fsync, rename).  Returns the
     number of bytes written.
     """
+    if pb2 is None:
+        from ...netspec import explicit_schema
+        pb2 = explicit_schema()       # a fork's schema in use, else BVLC's
+    if v1 is None:
+        v1 = bool(getattr(pb2, "V1_ONLY", False))
     s = _field_numbers(pb2)
     if pb2 is not None:
         from ...fork import warn_fields
@@ -179,6 +187,9 @@ def _plan_layer(s: FieldNumbers, name: str, type_: str, blobs: Sequence[Any], dt
     name_b = name.encode("utf-8")
     if v1:
         enum_name = v1_enum_name(type_)
+        if enum_name is None:
+            from ...packs import v1_enum_of    # a fork's own V1 type (DeconvNet's UNPOOLING)
+            enum_name = v1_enum_of(type_)
         if enum_name is None or enum_name not in s.v1_enum_values:
             hint = did_you_mean(type_, [t for t in V1_LAYER_TYPES.values() if t])
             raise NetdslError("type '%s' has no V1LayerParameter enum value, so it cannot "
