@@ -5,7 +5,7 @@ numbers (the BVLC fields the fork never had, which hold those numbers in BVLC,
 taken out, as in the fork) and the fork's parameter messages, field for field
 (names, numbers, types and defaults of the published schemas: weiliu89/caffe
 ssd 4817bf8b, alexgkendall/caffe-segnet 344c113b, TimoSaemann/caffe-enet
-22d356c9, hszhao/PSPNet 798bdc90).  Only what the tests' nets use is there.
+22d356c9, hszhao/PSPNet 798bdc90, DeepLab v2 as in xmyqsh/deeplab-v2 071ef5a5).  Only what the tests' nets use is there.
 """
 from __future__ import annotations
 
@@ -57,6 +57,171 @@ message SaveOutputParameter {
   optional string label_map_file = 4;
   optional string name_size_file = 5;
   optional uint32 num_test_image = 6;
+}
+message NormalizedBBox {
+  optional float xmin = 1;
+  optional float ymin = 2;
+  optional float xmax = 3;
+  optional float ymax = 4;
+  optional int32 label = 5;
+  optional bool difficult = 6;
+  optional float score = 7;
+  optional float size = 8;
+}
+message Annotation {
+  optional int32 instance_id = 1 [default = 0];
+  optional NormalizedBBox bbox = 2;
+}
+message AnnotationGroup {
+  optional int32 group_label = 1;
+  repeated Annotation annotation = 2;
+}
+message AnnotatedDatum {
+  enum AnnotationType {
+    BBOX = 0;
+  }
+  optional Datum datum = 1;
+  optional AnnotationType type = 2;
+  repeated AnnotationGroup annotation_group = 3;
+}
+message Sampler {
+  optional float min_scale = 1 [default = 1.];
+  optional float max_scale = 2 [default = 1.];
+  optional float min_aspect_ratio = 3 [default = 1.];
+  optional float max_aspect_ratio = 4 [default = 1.];
+}
+message SampleConstraint {
+  optional float min_jaccard_overlap = 1;
+  optional float max_jaccard_overlap = 2;
+  optional float min_sample_coverage = 3;
+  optional float max_sample_coverage = 4;
+  optional float min_object_coverage = 5;
+  optional float max_object_coverage = 6;
+}
+message BatchSampler {
+  optional bool use_original_image = 1 [default = true];
+  optional Sampler sampler = 2;
+  optional SampleConstraint sample_constraint = 3;
+  optional uint32 max_sample = 4;
+  optional uint32 max_trials = 5 [default = 100];
+}
+message EmitConstraint {
+  enum EmitType {
+    CENTER = 0;
+    MIN_OVERLAP = 1;
+  }
+  optional EmitType emit_type = 1 [default = CENTER];
+  optional float emit_overlap = 2;
+}
+message ResizeParameter {
+  optional float prob = 1 [default = 1];
+  enum Resize_mode {
+    WARP = 1;
+    FIT_SMALL_SIZE = 2;
+    FIT_LARGE_SIZE_AND_PAD = 3;
+  }
+  optional Resize_mode resize_mode = 2 [default = WARP];
+  optional uint32 height = 3 [default = 0];
+  optional uint32 width = 4 [default = 0];
+  optional uint32 height_scale = 8 [default = 0];
+  optional uint32 width_scale = 9 [default = 0];
+  enum Pad_mode {
+    CONSTANT = 1;
+    MIRRORED = 2;
+    REPEAT_NEAREST = 3;
+  }
+  optional Pad_mode pad_mode = 5 [default = CONSTANT];
+  repeated float pad_value = 6;
+  enum Interp_mode {
+    LINEAR = 1;
+    AREA = 2;
+    NEAREST = 3;
+    CUBIC = 4;
+    LANCZOS4 = 5;
+  }
+  repeated Interp_mode interp_mode = 7;
+}
+message SaltPepperParameter {
+  optional float fraction = 1 [default = 0];
+  repeated float value = 2;
+}
+message NoiseParameter {
+  optional float prob = 1 [default = 0];
+  optional bool hist_eq = 2 [default = false];
+  optional bool inverse = 3 [default = false];
+  optional bool decolorize = 4 [default = false];
+  optional bool gauss_blur = 5 [default = false];
+  optional float jpeg = 6 [default = -1];
+  optional bool posterize = 7 [default = false];
+  optional bool erode = 8 [default = false];
+  optional bool saltpepper = 9 [default = false];
+  optional SaltPepperParameter saltpepper_param = 10;
+  optional bool clahe = 11 [default = false];
+  optional bool convert_to_hsv = 12 [default = false];
+  optional bool convert_to_lab = 13 [default = false];
+}
+message DistortionParameter {
+  optional float brightness_prob = 1 [default = 0.0];
+  optional float brightness_delta = 2 [default = 0.0];
+  optional float contrast_prob = 3 [default = 0.0];
+  optional float contrast_lower = 4 [default = 0.0];
+  optional float contrast_upper = 5 [default = 0.0];
+  optional float hue_prob = 6 [default = 0.0];
+  optional float hue_delta = 7 [default = 0.0];
+  optional float saturation_prob = 8 [default = 0.0];
+  optional float saturation_lower = 9 [default = 0.0];
+  optional float saturation_upper = 10 [default = 0.0];
+  optional float random_order_prob = 11 [default = 0.0];
+}
+message ExpansionParameter {
+  optional float prob = 1 [default = 1];
+  optional float max_expand_ratio = 2 [default = 1.];
+}
+message AnnotatedDataParameter {
+  repeated BatchSampler batch_sampler = 1;
+  optional string label_map_file = 2;
+  optional AnnotatedDatum.AnnotationType anno_type = 3;
+}
+message MultiBoxLossParameter {
+  enum LocLossType {
+    L2 = 0;
+    SMOOTH_L1 = 1;
+  }
+  optional LocLossType loc_loss_type = 1 [default = SMOOTH_L1];
+  enum ConfLossType {
+    SOFTMAX = 0;
+    LOGISTIC = 1;
+  }
+  optional ConfLossType conf_loss_type = 2 [default = SOFTMAX];
+  optional float loc_weight = 3 [default = 1.0];
+  optional uint32 num_classes = 4;
+  optional bool share_location = 5 [default = true];
+  enum MatchType {
+    BIPARTITE = 0;
+    PER_PREDICTION = 1;
+  }
+  optional MatchType match_type = 6 [default = PER_PREDICTION];
+  optional float overlap_threshold = 7 [default = 0.5];
+  optional bool use_prior_for_matching = 8 [default = true];
+  optional uint32 background_label_id = 9 [default = 0];
+  optional bool use_difficult_gt = 10 [default = true];
+  optional bool do_neg_mining = 11;
+  optional float neg_pos_ratio = 12 [default = 3.0];
+  optional float neg_overlap = 13 [default = 0.5];
+  optional PriorBoxParameter.CodeType code_type = 14 [default = CORNER];
+  optional bool encode_variance_in_target = 16 [default = false];
+  optional bool map_object_to_agnostic = 17 [default = false];
+  optional bool ignore_cross_boundary_bbox = 18 [default = false];
+  optional bool bp_inside = 19 [default = false];
+  enum MiningType {
+    NONE = 0;
+    MAX_NEGATIVE = 1;
+    HARD_EXAMPLE = 2;
+  }
+  optional MiningType mining_type = 20 [default = MAX_NEGATIVE];
+  optional NonMaximumSuppressionParameter nms_param = 21;
+  optional int32 sample_size = 22 [default = 64];
+  optional bool use_prior_for_nms = 23 [default = false];
 }
 message DetectionOutputParameter {
   optional uint32 num_classes = 1;
@@ -142,6 +307,15 @@ message InterpParameter {
 }
 """
 
+MAT_WRITE = """
+message MatWriteParameter {
+  required string prefix = 1;
+  optional string source = 2 [default = ""];
+  optional int32 strip = 3 [default = 0];
+  optional int32 period = 4 [default = 1];
+}
+"""
+
 UNPOOLING = """
 message UnpoolingParameter {
   enum UnpoolMethod {
@@ -176,11 +350,23 @@ V1_ADDITIONS = {
 #: messages of BVLC's schema a fork extends: fork -> {message: [added field lines]}
 EXTENDED = {
     "segnet": {"DropoutParameter": ["optional bool sample_weights_test = 2 [default = false];"]},
+    "deeplab": {"ImageDataParameter": ["optional int32 ignore_label = 15 [default = 255];",
+                                       "enum LabelType { NONE = 0; IMAGE = 1; PIXEL = 2; }",
+                                       "optional LabelType label_type = 16 [default = IMAGE];"],
+                "TransformationParameter": ["optional uint32 crop_width = 9 [default = 0];",
+                                            "optional uint32 crop_height = 10 [default = 0];"]},
+    "ssd": {"TransformationParameter": ["optional ResizeParameter resize_param = 8;",
+                                        "optional NoiseParameter noise_param = 9;",
+                                        "optional DistortionParameter distort_param = 13;",
+                                        "optional ExpansionParameter expand_param = 14;",
+                                        "optional EmitConstraint emit_constraint = 10;"]},
 }
 
 #: fork -> (LayerParameter fields (type, name, number), SolverParameter fields, messages)
 FORKS: Dict[str, Tuple[List[Tuple[str, str, int]], List[str], str]] = {
-    "ssd": ([("PermuteParameter", "permute_param", 202),
+    "ssd": ([("AnnotatedDataParameter", "annotated_data_param", 200),
+             ("MultiBoxLossParameter", "multibox_loss_param", 201),
+             ("PermuteParameter", "permute_param", 202),
              ("PriorBoxParameter", "prior_box_param", 203),
              ("DetectionOutputParameter", "detection_output_param", 204),
              ("NormalizeParameter", "norm_param", 206)],
@@ -195,10 +381,15 @@ FORKS: Dict[str, Tuple[List[Tuple[str, str, int]], List[str], str]] = {
               ("BNParameter", "bn_param", 45),
               ("DenseImageDataParameter", "dense_image_data_param", 46)], [],
              SEGNET_BN + UPSAMPLE + DENSE),
-    # DeconvNet's schema has V1 layers only; netdsl upgrades its nets within a schema
-    # that has both forms, so its fields are also in LayerParameter (same numbers)
+    # DeconvNet's published schema has V1 layers only (v1_only_schema_text builds that
+    # form, which the tests use); this entry gives its messages, and a schema with the
+    # fork's fields in both layer forms
     "deconvnet": ([("UnpoolingParameter", "unpooling_param", 44),
                    ("BNParameter", "bn_param", 45)], [], SEGNET_BN + UNPOOLING),
+    # DeepLab v2 (bitbucket deeplab/deeplab-public-ver2, as imported in
+    # xmyqsh/deeplab-v2 071ef5a5): Interp at PSPNet's number, MatWrite at 145
+    "deeplab": ([("InterpParameter", "interp_param", 143),
+                 ("MatWriteParameter", "mat_write_param", 145)], [], INTERP + MAT_WRITE),
     "pspnet": ([("BNParameter", "bn_param", 152),
                 ("InterpParameter", "interp_param", 143)], [],
                PSPNET_BN + INTERP),
@@ -242,4 +433,56 @@ def write_fork_schema(fork: str, directory: str) -> str:
     path = os.path.join(directory, "%s.proto" % fork)
     with open(path, "w", encoding="utf-8") as fh:
         fh.write(fork_schema_text(fork))
+    return path
+
+
+def _drop_block(text: str, header: str) -> str:
+    start = text.index(header)
+    end = text.index("\n}\n", start) + 3
+    return text[:start] + text[end:]
+
+
+def _set_block(text: str, header: str, body: str) -> str:
+    start = text.index(header)
+    end = text.index("\n}\n", start) + 3
+    return text[:start] + header + "\n" + body.strip("\n") + "\n}\n" + text[end:]
+
+
+def v1_only_schema_text(fork: str) -> str:
+    """The schema of a fork made before Caffe's V2 layers, in the published
+    form (HyeonwooNoh/caffe d9e8494a for DeconvNet): ``LayerParameter`` is the
+    V1 message (BVLC's later ``V1LayerParameter``) with the fork's enum values
+    and fields, ``NetParameter`` has ``layers`` only, ``BlobProto`` has no
+    ``shape`` or double fields yet, and ``ConvolutionParameter``'s pad,
+    kernel_size and stride are single ``optional`` values (repeated from 2015)."""
+    text = open(BVLC, encoding="utf-8").read()
+    text = _drop_block(text, "message LayerParameter {")
+    text = text.replace("V1LayerParameter", "LayerParameter")
+    text = re.sub(r"\n\s*repeated LayerParameter layer = 100;[^\n]*", "", text)
+    text = _set_block(text, "message BlobProto {", """
+  optional int32 num = 1 [default = 0];
+  optional int32 channels = 2 [default = 0];
+  optional int32 height = 3 [default = 0];
+  optional int32 width = 4 [default = 0];
+  repeated float data = 5 [packed = true];
+  repeated float diff = 6 [packed = true];""")
+    for field, default in (("pad", " [default = 0]"), ("kernel_size", ""),
+                           ("stride", " [default = 1]")):
+        text = re.sub(r"repeated uint32 %s = (\d+);" % field,
+                      r"optional uint32 %s = \1%s;" % (field, default), text, count=1)
+    text = re.sub(r"\n\s*repeated uint32 dilation = 18;[^\n]*", "", text, count=1)
+    values, fields_v1 = V1_ADDITIONS[fork]
+    start = text.index("message LayerParameter {")
+    enum = text.index("enum LayerType {", start)
+    close = text.index("\n  }", enum)
+    text = text[:close] + "".join("\n    " + v for v in values) + text[close:]
+    end = text.index("\n}\n", start)
+    text = text[:end] + "".join("\n  " + f for f in fields_v1) + text[end:]
+    return text + FORKS[fork][2]
+
+
+def write_v1_only_schema(fork: str, directory: str) -> str:
+    path = os.path.join(directory, "%s-v1.proto" % fork)
+    with open(path, "w", encoding="utf-8") as fh:
+        fh.write(v1_only_schema_text(fork))
     return path

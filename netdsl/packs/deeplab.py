@@ -1,9 +1,11 @@
 """DeepLab v2's and PSPNet's layer types: ``Interp`` (bilinear resizing with
-aligned corners) and PSPNet's ``BN`` (netdsl.packs.bn).
+aligned corners), PSPNet's ``BN`` (netdsl.packs.bn), and the test nets'
+``ImageSegData`` (its tops' shapes) and ``MatWrite`` (a file writer: no tops).
 
-Rules from DeepLab v2's ``src/caffe/layers/interp_layer.cpp`` and
-``src/caffe/util/interp.cpp`` (the same files in hszhao/PSPNet 798bdc90); see
-docs/forks.md.
+Rules from DeepLab v2's ``src/caffe/layers/interp_layer.cpp``,
+``src/caffe/util/interp.cpp`` (the same files in hszhao/PSPNet 798bdc90),
+``image_seg_data_layer.cpp`` and ``mat_write_layer.cpp`` (DeepLab v2 as
+imported in xmyqsh/deeplab-v2 071ef5a5); see docs/forks.md.
 """
 from __future__ import annotations
 
@@ -136,3 +138,49 @@ def interp_forward(layer, bottoms, blobs, ctx):
 declare("Interp", family="deeplab", registry=PACKS, bottoms=1, tops=1,
         reads=("interp_param",), shape=interp_shape, coord_map=interp_map,
         forward=interp_forward, source="netdsl.packs.deeplab")
+
+
+# -- ImageSegData, MatWrite (DeepLab v2 test nets) ---------------------------------
+
+def image_seg_data_shape(layer: Any, bottoms: List[Shape], ntop: int) -> List[Shape]:
+    """image_seg_data_layer.cpp DataLayerSetUp: with transform_param's crop_size
+    (or crop_height and crop_width) the tops are (batch, C, h, w) images,
+    (batch, 1, h, w) labels and (batch, 1, 1, 2) image sizes, C being 3 for
+    is_color (OpenCV reads a colour image) else 1; without a crop the size is
+    the first image's, so the tops must be given as inputs."""
+    p = param(layer, "image_data_param", FORK)
+    t = layer.transform_param
+    h = w = 0
+    if t.HasField("crop_size"):
+        h = w = int(t.crop_size)
+    fields = t.DESCRIPTOR.fields_by_name
+    if "crop_height" in fields and t.HasField("crop_height") and t.HasField("crop_width"):
+        h, w = int(t.crop_height), int(t.crop_width)
+    if not (h and w):
+        raise NetdslError("ImageSegData takes its size from the first image of its list "
+                          "unless transform_param has crop_size (or crop_height and "
+                          "crop_width); give the tops' shapes as inputs",
+                          field="transform_param.crop_size")
+    n = int(p.batch_size)
+    c = 3 if p.is_color else 1
+    return [(n, c, h, w), (n, 1, h, w), (n, 1, 1, 2)][:ntop]
+
+
+def _no_tops(layer: Any, bottoms: List[Shape], ntop: int) -> List[Shape]:
+    return []
+
+
+def mat_write_forward(layer: Any, bottoms: List[np.ndarray], blobs: Any, ctx: Any
+                      ) -> List[np.ndarray]:
+    """mat_write_layer.cpp writes bottom i to ``prefix + <source line or
+    "iter_" + iter> + "_blob_" + i + ".mat"`` every ``period`` iterations; it has
+    no tops, and netdsl's forward computes blobs only, so it writes nothing."""
+    return []
+
+
+declare("ImageSegData", family="deeplab", registry=PACKS, bottoms=0, tops=(1, 3),
+        reads=("image_data_param",), shape=image_seg_data_shape, source="netdsl.packs.deeplab")
+declare("MatWrite", family="deeplab", registry=PACKS, bottoms=(1, None), tops=0,
+        reads=("mat_write_param",), shape=_no_tops, forward=mat_write_forward,
+        source="netdsl.packs.deeplab")
+
