@@ -66,6 +66,20 @@ def export(torch, model, shapes, path, exporter: str) -> str:
     return str(path)
 
 
+def convert_checked(tmp_path, model, target="opencv"):
+    """Save a hand-built ModelProto, convert it, and check parity.json and
+    OpenCV on the written files against onnxruntime."""
+    import onnx
+    from netdsl.onnx import convert
+    path = str(tmp_path / "model.onnx")
+    onnx.save(model, path)
+    result = convert(path, target=target)
+    assert result.parity.ok, result.parity.table()
+    ours, cv = check_files(tmp_path, result, path)
+    assert ours <= TOL and cv <= TOL
+    return result
+
+
 def check_files(tmp_path, result, onnx_path):
     """Save the conversion; parity.json says ok; OpenCV dnn on the written files
     agrees with onnxruntime.  Returns (netdsl rel err, OpenCV rel err)."""
@@ -245,16 +259,8 @@ def test_resize_mode(tmp_path, case):
     sizes, against onnxruntime's Resize and OpenCV on the written files."""
     require("onnxruntime")
     require("cv2")
-    from netdsl.onnx import convert
     mode, coord, nearest, scales, sizes = RESIZE[case]
-    m = _resize_model(mode, coord, nearest, scales, sizes)
-    path = str(tmp_path / "resize.onnx")
-    import onnx
-    onnx.save(m, path)
-    result = convert(path, target="opencv")
-    assert result.parity.ok, result.parity.table()
-    ours, cv = check_files(tmp_path, result, path)
-    assert ours <= TOL and cv <= TOL
+    convert_checked(tmp_path, _resize_model(mode, coord, nearest, scales, sizes))
 
 
 @pytest.mark.parametrize("mode", ["nearest", "linear"])
@@ -499,7 +505,6 @@ def test_single_node(tmp_path, case):
     axes), one node each, against onnxruntime and OpenCV."""
     require("onnxruntime")
     require("cv2")
-    from netdsl.onnx import convert
     op, attrs, consts = NODES[case]
     shape = (1, 4, 6, 8) if op == "SpaceToDepth" else (1, 4, 5, 6)
     m = _one_node(op, attrs, shape, consts, opset=18)
@@ -508,13 +513,7 @@ def test_single_node(tmp_path, case):
         h = onnx.helper
         m.graph.node.insert(0, h.make_node("Flatten", ["x"], ["xf"], name="flat"))
         m.graph.node[1].input[0] = "xf"
-    path = str(tmp_path / "m.onnx")
-    import onnx
-    onnx.save(m, path)
-    result = convert(path, target="opencv")
-    assert result.parity.ok, result.parity.table()
-    ours, cv = check_files(tmp_path, result, path)
-    assert ours <= TOL and cv <= TOL
+    convert_checked(tmp_path, m)
 
 
 def test_refused_attribute_form_names_node_and_opset():
@@ -562,16 +561,9 @@ def test_advanced_indexing_transpose_gathernd_transpose(tmp_path):
     require("onnxruntime")
     require("cv2")
     import onnx
-    from netdsl.onnx import convert
     rng = np.random.default_rng(0)
     idx = np.stack([rng.integers(0, 4, (3, 2)), rng.integers(-5, 5, (3, 2))], -1)
-    m = _advanced_index_model(idx)
-    path = str(tmp_path / "m.onnx")
-    onnx.save(m, path)
-    result = convert(path, target="opencv")
-    assert result.parity.ok, result.parity.table()
-    ours, cv = check_files(tmp_path, result, path)
-    assert ours <= TOL and cv <= TOL
+    result = convert_checked(tmp_path, _advanced_index_model(idx))
     from netdsl.forward import forward
     x = rng.standard_normal((1, 3, 4, 5)).astype(np.float32)
     got = forward(result.net, result.weights, {next(iter(result.inputs)): x})[

@@ -79,6 +79,18 @@ def _fork_wins(items, fork_names: set) -> None:
             del items[i]
 
 
+def _merge_by_name(base_items, fork_items, merge) -> None:
+    """Each of the fork's messages (or enums) merged into BVLC's of that name,
+    or added when BVLC has none."""
+    have = {item.name: item for item in base_items}
+    for item in fork_items:
+        if item.name in have:
+            merge(have[item.name], item)
+        else:
+            base_items.add().CopyFrom(item)
+            have[item.name] = base_items[-1]
+
+
 def _merge_message(base: MDP, fork: MDP) -> None:
     """``base`` gains the fork's fields, nested messages and enums it lacks;
     a field of both keeps the fork's number, label, type and default."""
@@ -97,18 +109,8 @@ def _merge_message(base: MDP, fork: MDP) -> None:
             continue
         base.field.add().CopyFrom(f)
     _fork_wins(base.field, {f.name for f in fork.field})
-    nested = {n.name: n for n in base.nested_type}
-    for n in fork.nested_type:
-        if n.name in nested:
-            _merge_message(nested[n.name], n)
-        else:
-            base.nested_type.add().CopyFrom(n)
-    enums = {e.name: e for e in base.enum_type}
-    for e in fork.enum_type:
-        if e.name in enums:
-            _merge_enum(enums[e.name], e)
-        else:
-            base.enum_type.add().CopyFrom(e)
+    _merge_by_name(base.nested_type, fork.nested_type, _merge_message)
+    _merge_by_name(base.enum_type, fork.enum_type, _merge_enum)
     # a field of the fork may name a oneof index BVLC's message does not have
     for f in base.field:
         if f.HasField("oneof_index") and f.oneof_index >= len(base.oneof_decl):
@@ -127,19 +129,9 @@ def merge_into_bvlc(fork: FDP, bvlc: FDP) -> Tuple[FDP, List[Tuple[str, int]]]:
             m.name = "V1LayerParameter"
     out = FDP.FromString(bvlc.SerializeToString())
     out.name = fork.name
+    _merge_by_name(out.message_type, fork.message_type, _merge_message)
+    _merge_by_name(out.enum_type, fork.enum_type, _merge_enum)
     messages: Dict[str, MDP] = {m.name: m for m in out.message_type}
-    for m in fork.message_type:
-        if m.name in messages:
-            _merge_message(messages[m.name], m)
-        else:
-            out.message_type.add().CopyFrom(m)
-            messages[m.name] = out.message_type[-1]
-    enums = {e.name: e for e in out.enum_type}
-    for e in fork.enum_type:
-        if e.name in enums:
-            _merge_enum(enums[e.name], e)
-        else:
-            out.enum_type.add().CopyFrom(e)
     bvlc_v1 = {f.name for m in bvlc.message_type if m.name == "V1LayerParameter"
                for f in m.field}
     v1 = messages["V1LayerParameter"]
