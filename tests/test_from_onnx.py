@@ -556,11 +556,10 @@ def _advanced_index_model(idx, perm_in=(2, 3, 0, 1), perm_out=None, tail=None):
 def test_advanced_indexing_transpose_gathernd_transpose(tmp_path):
     """A Transpose that moves the batch axis, GatherND over the axes it brought
     first, and the Transpose back: the converter follows where each value comes
-    from and emits copies (Reshape, Slice, Concat) when a blob is needed.  Reference: onnxruntime, and numpy's own
-    advanced indexing x[:, :, I, J]."""
+    from and emits copies (Reshape, Slice, Concat) when a blob is needed.  Reference:
+    onnxruntime, and numpy's own advanced indexing x[:, :, I, J]."""
     require("onnxruntime")
     require("cv2")
-    import onnx
     rng = np.random.default_rng(0)
     idx = np.stack([rng.integers(0, 4, (3, 2)), rng.integers(-5, 5, (3, 2))], -1)
     result = convert_checked(tmp_path, _advanced_index_model(idx))
