@@ -1,8 +1,10 @@
-"""The forks' published nets at full size, with only the fork's schema.
+"""The forks' published nets at full size, with only the fork's published schema.
 
-Each net is written by a generator (tests/published_*.py) that reproduces the
-published prototxt; ``PUBLISHED_SHA256`` pins the SHA-256 of the published
-file's NetParameter (parsed with the fork's schema, serialised
+The schemas are the forks' own caffe.proto files, field for field
+(tests/data/fork_schemas/, each naming its repository and commit), loaded as
+given.  Each net is written by a generator (tests/published_*.py) that
+reproduces the published prototxt; ``PUBLISHED_SHA256`` pins the SHA-256 of
+the published file's NetParameter (parsed with the fork's schema, serialised
 deterministically), so the first test proves the generated net is the
 published one, field for field.  Then shapes and a numpy forward at the real
 input size, with random weights; output shapes are derived by hand from the
@@ -27,7 +29,6 @@ from netdsl.proto import load_schema
 from netdsl.prototxt import parse_net
 from netdsl.shapes import infer_shapes
 
-import fork_schemas
 import published_enet
 import published_pspnet
 import published_segnet_deconvnet
@@ -75,10 +76,47 @@ def schema_dir(tmp_path_factory):
     return str(tmp_path_factory.mktemp("published"))
 
 
+#: the forks' published schemas, field for field (tests/data/fork_schemas/*.proto say
+#: which repository and commit each comes from)
+PUBLISHED = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "fork_schemas")
+
+
 def _schema(spec: str, directory: str):
-    if spec.startswith("v1:"):
-        return load_schema(fork_schemas.write_v1_only_schema(spec[3:], directory))
-    return load_schema(fork_schemas.write_fork_schema(spec, directory))
+    """The fork's published schema, loaded as given (no flag)."""
+    return load_schema(os.path.join(PUBLISHED, spec.replace("v1:", "") + ".proto"))
+
+
+#: fork -> (packs its schema enables, the LayerParameter fields it numbers as BVLC
+#: numbers another field).  BVLC's caffe.proto: embed_param 137, tile_param 138,
+#: input_param 143, crop_param 144, parameter_param 145, recurrent_param 146,
+#: swish_param 147, clip_param 148; the forks' files: SegNet's upsample_param 137 and
+#: dense_image_data_param 138, ENet's upsample_param 147, DeepLab v2's (and PSPNet's)
+#: interp_param 143, seg_accuracy_param 144, mat_write_param 145, dense_crf_param 146,
+#: domain_transform_param 147, adaptive_bias_channel_param 148
+_DEEPLAB = {"interp_param", "seg_accuracy_param", "mat_write_param", "dense_crf_param",
+            "domain_transform_param", "adaptive_bias_channel_param"}
+SCHEMAS = {
+    "ssd": ({"ssd"}, set()),
+    "segnet": ({"segnet"}, {"upsample_param", "dense_image_data_param"}),
+    "enet": ({"segnet"}, {"upsample_param"}),
+    "pspnet": ({"deeplab", "segnet"}, _DEEPLAB),
+    "deeplab": ({"deeplab"}, _DEEPLAB),
+    "deconvnet": ({"deconvnet", "segnet"}, set()),
+}
+
+
+@pytest.mark.parametrize("fork", sorted(SCHEMAS))
+def test_published_schema_loads_as_given(fork):
+    """No flag: a reuse of one of BVLC's numbers is listed (and warned about only
+    when a written file sets it), never an error; the schema enables its packs;
+    DeconvNet's 2014 schema is V1-only and is completed with BVLC's."""
+    from netdsl.packs import enable_for_schema
+    packs, reused = SCHEMAS[fork]
+    pb2 = _schema(fork, "")
+    assert packs <= set(enable_for_schema(pb2))
+    layer_conflicts = {c.split("`")[1] for c in pb2.CONFLICTS if "in LayerParameter" in c}
+    assert layer_conflicts == reused, pb2.CONFLICTS
+    assert bool(pb2.V1_ONLY) == (fork == "deconvnet")
 
 
 @pytest.mark.parametrize("name", sorted(NETS))
