@@ -166,19 +166,19 @@ def _im2col(ls: Any) -> int:
 
 
 def _padded(ls: Any) -> int:
-    """Values in a Convolution's zero-padded input copy."""
+    """Values in a Convolution's zero-padded input copy (the geometry as the
+    conv family parses it, old forks' scalar fields included)."""
+    from .layers.conv import conv_geometry
     b = list(ls.bottom_shapes[0])
-    cp = getattr(ls.layer, "convolution_param", None) if ls.layer is not None else None
-    if cp is None or len(b) < 3:
+    if ls.layer is None or len(b) < 3:
         return _count(b)
-    if cp.HasField("pad_h") or cp.HasField("pad_w"):
-        pads = [cp.pad_h, cp.pad_w]
-    else:
-        pads = list(cp.pad) or [0]
-    spatial = b[2:]
-    for i in range(len(spatial)):
-        spatial[i] += 2 * int(pads[i] if i < len(pads) else pads[0])
-    return _count(b[:2]) * _count(spatial)
+    try:
+        g = conv_geometry(ls.layer, tuple(b))
+    except Exception:  # the shape walk has reported a bad geometry already
+        return _count(b)
+    lead = b[:g.axis + 1]
+    spatial = [s + 2 * p for s, p in zip(b[g.axis + 1:], g.pad)]
+    return _count(lead) * _count(spatial)
 
 
 def check(need: int, limit: Optional[int], what: str, *, file: Optional[str] = None) -> None:

@@ -20,12 +20,18 @@ def _inner_product(layer: Message, bottoms: List[Shape], ntop: int) -> List[Shap
     return [shape[:axis] + (p.num_output,)]
 
 
+def _transposed(p: Message) -> bool:
+    """``transpose`` (BVLC 2016); an older fork's schema has no such field, and
+    its InnerProduct keeps the weights as (N, K)."""
+    return "transpose" in p.DESCRIPTOR.fields_by_name and p.transpose
+
+
 def _inner_product_params(layer: Message, bottoms: List[Shape]) -> List[Shape]:
     # weights (N, K), or (K, N) with transpose; K = count(axis); bias (N,)
     p = layer.inner_product_param
     k = count(bottoms[0], canonical_axis(p.axis, bottoms[0], "inner_product_param.axis"))
     n = p.num_output
-    w = (k, n) if p.transpose else (n, k)
+    w = (k, n) if _transposed(p) else (n, k)
     return [w, (n,)] if p.bias_term else [w]
 
 
@@ -65,7 +71,7 @@ def inner_product(layer: Message, bottoms: List[np.ndarray], blobs: List[np.ndar
     need = 2 if p.bias_term else 1
     if len(blobs) < need:
         raise NetdslError("InnerProduct needs %d blob(s), the weights have %d" % (need, len(blobs)))
-    if p.transpose:
+    if _transposed(p):
         wt = blob_as(blobs[0], (k, nout), layer, 0, "weight blob")
     else:
         wt = blob_as(blobs[0], (nout, k), layer, 0, "weight blob").T

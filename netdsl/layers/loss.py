@@ -8,7 +8,7 @@ from google.protobuf.message import Message
 
 from ..errors import NetdslError
 
-from .blob import Shape, canonical_axis, count, err, legacy_dim, shape_str
+from .blob import Shape, canonical_axis, count, enum_name, err, legacy_dim, shape_str
 from .registry import declare
 from .runtime import Context, np
 
@@ -152,13 +152,15 @@ def _softmax_with_loss(layer: Message, bottoms: List[np.ndarray], blobs: List[np
     i, j = np.nonzero(keep)
     picked = p3[i, lab[i, j], j]
     loss = _seq_sum(-np.log(np.maximum(picked, _FLT_MIN)))
-    modes = type(lp).NormalizationMode
-    if not lp.HasField("normalization") and lp.HasField("normalize"):
-        mode = modes.Value("VALID") if lp.normalize else modes.Value("BATCH_SIZE")
+    fields = lp.DESCRIPTOR.fields_by_name
+    if "normalization" not in fields:    # an old fork's schema: `normalize` (default true)
+        mode = "VALID" if "normalize" not in fields or lp.normalize else "BATCH_SIZE"
+    elif not lp.HasField("normalization") and lp.HasField("normalize"):
+        mode = "VALID" if lp.normalize else "BATCH_SIZE"
     else:
-        mode = lp.normalization
-    norm = {modes.Value("FULL"): outer * inner, modes.Value("VALID"): int(keep.sum()),
-            modes.Value("BATCH_SIZE"): outer, modes.Value("NONE"): 1}[mode]
+        mode = enum_name(lp, "normalization")
+    norm = {"FULL": outer * inner, "VALID": int(keep.sum()), "BATCH_SIZE": outer,
+            "NONE": 1}[mode]
     tops = [np.array(loss / np.float32(max(1.0, norm)), dtype=np.float32)]
     if ctx.ntop > 1:
         tops.append(prob)

@@ -294,6 +294,29 @@ def _read_net(net: Any) -> Message:
     raise NetdslTypeError("caffe.Net takes a prototxt path, not %s" % type(net).__name__)
 
 
+def _legacy_input_layer(net: Message) -> Tuple[Message, Dict[str, Tuple[int, ...]]]:
+    """A schema without InputParameter (PSPNet's, DeepLab v2's, SegNet's) keeps a
+    net's legacy ``input`` fields; Caffe of that time made them the net's input
+    blobs, and InsertSplits named their splits after the layer "input".  Here
+    they become the tops of a layer "input" of type Input, put first (the form
+    UpgradeNetInput gives where the schema allows it), with their shapes."""
+    from netdsl.forward import input_shapes
+    if not len(net.input):
+        return net, {}
+    shapes = input_shapes(net)
+    out = type(net)()
+    out.CopyFrom(net)
+    for name in ("input", "input_shape", "input_dim"):
+        if name in out.DESCRIPTOR.fields_by_name:
+            out.ClearField(name)
+    out.ClearField("layer")
+    feed = out.layer.add()
+    feed.name, feed.type = "input", "Input"
+    feed.top.extend(net.input)
+    out.layer.extend(net.layer)
+    return out, {k: tuple(v) for k, v in shapes.items() if k in net.input}
+
+
 def _phase(value: Any) -> int:
     from netdsl.netstate import parse_phase
     return parse_phase(int(value) if isinstance(value, np.integer) else value)
@@ -335,6 +358,7 @@ class Net:
         if phase is None:
             raise NetdslTypeError("caffe.Net needs a phase: caffe.TRAIN or caffe.TEST")
         param = _read_net(network_file)
+        param, self._legacy_inputs = _legacy_input_layer(param)
         from netdsl.netstate import included_layers, make_state
         state = make_state(param, _phase(phase), int(level), list(stages or ()))
         kept = included_layers(param, state)
@@ -360,7 +384,7 @@ class Net:
         from netdsl.weights import init_weights
         param = self._param
         declared = self._setup_python_layers()
-        shapes = infer_shapes(param, declared=declared or None)
+        shapes = infer_shapes(param, self._legacy_inputs or None, declared=declared or None)
         layer_shapes = _by_layer(param, shapes)
         model = None
         if weights is not None and not _is_hdf5(weights):
@@ -383,7 +407,8 @@ class Net:
                         for shape in shapes_of:
                             lp.input_param.shape.add().dim.extend(shape)
             unfilled = [lp.name for lp in param.layer if model is not None and lp.name in model]
-            filled = init_weights(init_param, inputs=None, seed=self._seed, unfilled=unfilled)
+            filled = init_weights(init_param, inputs=self._legacy_inputs or None,
+                                  seed=self._seed, unfilled=unfilled)
             self._build(shapes, layer_shapes, filled)
             self._init_data_layers()
             if model is not None:
