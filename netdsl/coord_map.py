@@ -763,6 +763,15 @@ class CropOffsets:
         return len(set(given)) == 1 and len(set(self.offsets)) == 1 and given[0] == self.offsets[0]
 
 
+def crop_offsets_at(net: Message, index: int) -> Tuple[int, List[int]]:
+    """(axis, offsets) that the coordinate maps of its two bottoms give the Crop
+    layer ``net.layer[index]`` (layers may share names); raises NetdslError
+    when none follows."""
+    graph = NetGraph(net, None, _shape_dict(None))
+    n_from, n_to = graph.bottoms[index]
+    return _crop_between(graph, n_from, n_to, None)
+
+
 def offsets_for(net: Message, *, shapes=None, phase=None) -> Dict[str, CropOffsets]:
     """For every Crop layer, the axis and offsets its bottoms' coordinate maps give.
 

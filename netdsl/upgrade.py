@@ -589,7 +589,9 @@ def upgrade_net_with_notes(net: Message, filename: Optional[str] = None
         _upgrade_data_transformation(out)
         log.note("moved data transformation fields (scale, mean_file, crop_size, mirror) "
                  "into transform_param")
+    v1_types: Dict[str, Optional[str]] = {}
     if net_needs_v1_upgrade(out):
+        v1_types = {v1.name: _enum_name(v1, "type", v1.type) for v1 in out.layers}
         out = _upgrade_v1_net(out, log)
         log.note("upgraded deprecated V1 layer syntax (`layers { type: ENUM ... }`)")
     # a fork schema without InputParameter (PSPNet's: 143 is interp_param) keeps the
@@ -600,6 +602,9 @@ def upgrade_net_with_notes(net: Message, filename: Optional[str] = None
         log.note("turned deprecated input fields into an Input layer")
     if net_needs_batchnorm_upgrade(out):
         _upgrade_batchnorm(out, log)
+    if any(t is not None and t not in V1_LAYER_TYPES for t in v1_types.values()):
+        from .packs import after_v1_upgrade   # a fork's own V1 types (DeconvNet's CROP)
+        after_v1_upgrade(out, v1_types)
     return out, log.notes
 
 

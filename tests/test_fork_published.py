@@ -102,6 +102,7 @@ SCHEMAS = {
     "pspnet": ({"deeplab", "segnet"}, _DEEPLAB),
     "deeplab": ({"deeplab"}, _DEEPLAB),
     "deconvnet": ({"deconvnet", "segnet"}, set()),
+    "faster_rcnn": ({"faster_rcnn"}, set()),
 }
 
 
@@ -117,6 +118,216 @@ def test_published_schema_loads_as_given(fork):
     layer_conflicts = {c.split("`")[1] for c in pb2.CONFLICTS if "in LayerParameter" in c}
     assert layer_conflicts == reused, pb2.CONFLICTS
     assert bool(pb2.V1_ONLY) == (fork == "deconvnet")
+
+
+# -- what old forks' schemas lack or add, on small nets ----------------------------------
+
+def _small(fork: str, text: str):
+    pb2 = _schema(fork, "")
+    use_schema(pb2)
+    return pb2, parse_net(text, "net.prototxt", schema=pb2)
+
+
+def test_scalar_pad_schema_runs_from_the_cli(tmp_path):
+    """SegNet's ConvolutionParameter has a scalar pad (no repeated fields yet):
+    `netdsl run` (its memory estimate included) reads it as the conv rules do."""
+    from netdsl.cli import main
+    net = tmp_path / "net.prototxt"
+    net.write_text('input: "data" input_dim: 1 input_dim: 2 input_dim: 5 input_dim: 5\n'
+                   'layer { name: "conv" type: "Convolution" bottom: "data" top: "conv" '
+                   'convolution_param { num_output: 3 kernel_size: 3 pad: 2 '
+                   'weight_filler { type: "gaussian" std: 1 } } }\n')
+    schema = os.path.join(PUBLISHED, "segnet.proto")
+    w = tmp_path / "w.caffemodel"
+    assert main(["init", "--proto", schema, str(net), "-o", str(w)]) == 0
+    out = tmp_path / "out.npz"
+    assert main(["run", "--proto", schema, str(net), str(w), "--random-input",
+                 "-o", str(out)]) == 0
+    assert np.load(out)["conv"].shape == (1, 3, 7, 7)       # 5 + 2 * 2 - 3 + 1
+
+
+def test_inner_product_without_transpose_field():
+    """caffe-fast-rcnn's and SegNet's InnerProductParameter predate `transpose`:
+    the weights are (N, K) as in their inner_product_layer.cpp; y = x W^T + b."""
+    for fork in ("faster_rcnn", "segnet"):
+        pb2, net = _small(fork, 'input: "x" input_dim: 2 input_dim: 3 input_dim: 1 input_dim: 2\n'
+                          'layer { name: "fc" type: "InnerProduct" bottom: "x" top: "y" '
+                          'inner_product_param { num_output: 4 } }\n')
+        try:
+            assert "transpose" not in pb2.InnerProductParameter.DESCRIPTOR.fields_by_name
+            assert tuple(infer_shapes(net).blobs["y"]) == (2, 4)
+            rng = np.random.default_rng(3)
+            x = rng.standard_normal((2, 3, 1, 2)).astype(np.float32)
+            w, b = rng.standard_normal((4, 6)).astype(np.float32), np.arange(4, dtype=np.float32)
+            y = forward(net, {"fc": [w, b]}, {"x": x})["y"]
+            np.testing.assert_allclose(y, x.reshape(2, 6) @ w.T + b, rtol=1e-6, atol=1e-6)
+        finally:
+            use_schema(None)
+
+
+@pytest.mark.parametrize("ratio", [0.5, 0.3])
+def test_fast_rcnn_dropout_scale_train_false(ratio):
+    """caffe-fast-rcnn dropout_layer.cpp (4115385d): scale_ = 1 / (1 - ratio) in the
+    layer's float; with scale_train false the TEST forward copies, then scales by
+    1 / scale_ (caffe_scal, float alpha)."""
+    pb2, net = _small("faster_rcnn", 'input: "x" input_dim: 1 input_dim: 2 input_dim: 2 '
+                      'input_dim: 2\nlayer { name: "d" type: "Dropout" bottom: "x" top: "y" '
+                      'dropout_param { dropout_ratio: %r scale_train: false } }\n' % ratio)
+    try:
+        x = np.arange(1, 9, dtype=np.float32).reshape(1, 2, 2, 2)
+        scale = np.float32(1.0 / (1.0 - float(np.float32(ratio))))
+        expected = x * np.float32(1.0 / float(scale))
+        np.testing.assert_array_equal(forward(net, None, {"x": x})["y"], expected)
+    finally:
+        use_schema(None)
+
+
+def test_enet_python_spatial_dropout():
+    """ENet's enet_deploy.prototxt uses the Python SpatialDropoutLayer (caffe-enet
+    python/spatial_dropout.py): top shape = bottom's; its own phase 'TEST' gives
+    bottom * (1 / (1 - p)) (float32 data times a Python float)."""
+    pb2, net = _small("enet", 'input: "x" input_dim: 1 input_dim: 2 input_dim: 3 input_dim: 3\n'
+                      'layer { name: "drop" type: "Python" bottom: "x" top: "y" python_param { '
+                      'module: "spatial_dropout" layer: "SpatialDropoutLayer" '
+                      'param_str: "{\'phase\': \'TEST\', \'p\': \'0.01\'}" } }\n')
+    try:
+        assert tuple(infer_shapes(net).blobs["y"]) == (1, 2, 3, 3)
+        x = np.linspace(-2, 2, 18, dtype=np.float32).reshape(1, 2, 3, 3)
+        y = forward(net, None, {"x": x})["y"]
+        np.testing.assert_array_equal(y, x * np.float32(1.0 / (1.0 - 0.01)))
+    finally:
+        use_schema(None)
+
+
+def test_training_losses_are_scalars():
+    """SSD's MultiBoxLoss (multibox_loss_layer.cpp Reshape: priors = height / 4,
+    loc channels priors x 4 with share_location, conf channels priors x classes)
+    and Fast R-CNN's SmoothL1Loss (smooth_L1_loss_layer.cpp: same C, H, W) give
+    the scalar loss of LossLayer."""
+    pb2, net = _small("ssd", 'input: "loc" input_shape { dim: 2 dim: 24 }\n'
+                      'input: "conf" input_shape { dim: 2 dim: 18 }\n'
+                      'input: "prior" input_shape { dim: 1 dim: 2 dim: 24 }\n'
+                      'input: "label" input_shape { dim: 1 dim: 1 dim: 3 dim: 8 }\n'
+                      'layer { name: "mbox_loss" type: "MultiBoxLoss" bottom: "loc" '
+                      'bottom: "conf" bottom: "prior" bottom: "label" top: "loss" '
+                      'multibox_loss_param { num_classes: 3 } }\n')
+    try:
+        res = infer_shapes(net)
+        assert tuple(res.blobs["loss"]) == ()      # 6 priors: 6 * 4 = 24, 6 * 3 = 18
+    finally:
+        use_schema(None)
+    pb2, net = _small("faster_rcnn", 'input: "a" input_shape { dim: 2 dim: 8 }\n'
+                      'input: "b" input_shape { dim: 2 dim: 8 }\n'
+                      'layer { name: "l1" type: "SmoothL1Loss" bottom: "a" bottom: "b" '
+                      'top: "loss" }\n')
+    try:
+        assert tuple(infer_shapes(net).blobs["loss"]) == ()
+    finally:
+        use_schema(None)
+
+
+def test_pycaffe_net_with_legacy_inputs_kept_by_the_schema():
+    """PSPNet's schema has no InputParameter, so a net's `input:` fields stay; old
+    Caffe made them input blobs and named their splits after the layer "input"
+    (insert_splits.cpp at 798bdc90: layer_idx_to_layer_name[-1] = "input")."""
+    from netdsl.compat import caffe
+    pb2 = _schema("pspnet", "")
+    import tempfile
+    with tempfile.TemporaryDirectory() as d:
+        path = os.path.join(d, "net.prototxt")
+        with open(path, "w") as fh:
+            fh.write('input: "data" input_dim: 1 input_dim: 2 input_dim: 3 input_dim: 3\n'
+                     'layer { name: "relu" type: "ReLU" bottom: "data" top: "r" }\n'
+                     'layer { name: "sum" type: "Eltwise" bottom: "data" bottom: "r" top: "s" }\n')
+        use_schema(pb2)
+        try:
+            net = caffe.Net(path, caffe.TEST)
+            assert net.inputs == ["data"]
+            assert "data_input_0_split" in net._layer_names
+            x = np.linspace(-1, 1, 18, dtype=np.float32).reshape(1, 2, 3, 3)
+            net.blobs["data"].data[...] = x
+            np.testing.assert_array_equal(net.forward()["s"], x + np.maximum(x, 0))
+        finally:
+            use_schema(None)
+
+
+def _v1_fcn8s() -> str:
+    """FCN-8s in the V1 form of DeconvNet's model/FCN/fcn-8s-pascal-deploy.prototxt
+    (HyeonwooNoh/DeconvNet 87dd133d): VGG16 with pad 100, fc6/fc7 as convolutions,
+    three CROP layers (all named "crop") to align the skips and the output."""
+    out = ['name: "FCN8s"\ninput: "data" input_dim: 1 input_dim: 3 input_dim: 500 '
+           'input_dim: 500\n']
+
+    def layer(name, kind, bottoms, top, body=""):
+        out.append("layers { name: '%s' type: %s %s top: '%s' %s }\n"
+                   % (name, kind, " ".join("bottom: '%s'" % b for b in bottoms), top, body))
+
+    prev = "data"
+    for s, (n, ch) in enumerate([(2, 64), (2, 128), (3, 256), (3, 512), (3, 512)], 1):
+        for i in range(1, n + 1):
+            name = "conv%d_%d" % (s, i)
+            layer(name, "CONVOLUTION", [prev], name, "convolution_param { num_output: %d "
+                  "pad: %d kernel_size: 3 }" % (ch // 32, 100 if name == "conv1_1" else 1))
+            layer("relu%d_%d" % (s, i), "RELU", [name], name)
+            prev = name
+        layer("pool%d" % s, "POOLING", [prev], "pool%d" % s,
+              "pooling_param { pool: MAX kernel_size: 2 stride: 2 }")
+        prev = "pool%d" % s
+    layer("fc6", "CONVOLUTION", ["pool5"], "fc6", "convolution_param { num_output: 8 "
+          "kernel_size: 7 }")
+    layer("fc7", "CONVOLUTION", ["fc6"], "fc7", "convolution_param { num_output: 8 "
+          "kernel_size: 1 }")
+    layer("score-fr", "CONVOLUTION", ["fc7"], "score", "convolution_param { num_output: 21 "
+          "kernel_size: 1 }")
+    layer("score2", "DECONVOLUTION", ["score"], "score2", "convolution_param { num_output: 21 "
+          "kernel_size: 4 stride: 2 }")
+    layer("score-pool4", "CONVOLUTION", ["pool4"], "score-pool4",
+          "convolution_param { num_output: 21 kernel_size: 1 }")
+    layer("crop", "CROP", ["score-pool4", "score2"], "score-pool4c")
+    layer("fuse", "ELTWISE", ["score2", "score-pool4c"], "score-fused",
+          "eltwise_param { operation: SUM }")
+    layer("score4", "DECONVOLUTION", ["score-fused"], "score4",
+          "convolution_param { bias_term: false num_output: 21 kernel_size: 4 stride: 2 }")
+    layer("score-pool3", "CONVOLUTION", ["pool3"], "score-pool3",
+          "convolution_param { num_output: 21 kernel_size: 1 }")
+    layer("crop", "CROP", ["score-pool3", "score4"], "score-pool3c")
+    layer("fuse", "ELTWISE", ["score4", "score-pool3c"], "score-final",
+          "eltwise_param { operation: SUM }")
+    layer("upsample", "DECONVOLUTION", ["score-final"], "bigscore",
+          "convolution_param { bias_term: false num_output: 21 kernel_size: 16 stride: 8 }")
+    layer("crop", "CROP", ["bigscore", "data"], "upscore")
+    return "".join(out)
+
+
+def test_deconvnet_v1_crop_gets_the_fcn8s_offsets():
+    """The fork's V1 CROP computes its offsets from coordinate maps when the net is
+    set up (crop_layer.cpp at d9e8494a); upgraded to BVLC's Crop they are written
+    as crop_param.  FCN-8s's published offsets (shelhamer/fcn.berkeleyvision.org
+    voc-fcn8s: score_pool4c 5, score_pool3c 9, upscore 31) follow."""
+    pb2, net = _small("deconvnet", _v1_fcn8s())
+    try:
+        crops = [(lp.bottom[0], lp.crop_param.axis, list(lp.crop_param.offset))
+                 for lp in net.layer if lp.type == "Crop"]
+        assert crops == [("score-pool4", 2, [5]), ("score-pool3", 2, [9]), ("bigscore", 2, [31])]
+        assert tuple(infer_shapes(net).blobs["upscore"]) == (1, 21, 500, 500)
+    finally:
+        use_schema(None)
+
+
+def test_deconvnet_v1_seg_data_layers():
+    """IMAGE_SEG_DATA (image_seg_data_layer.cpp at d9e8494a): with crop_size the
+    tops are (batch, 3, crop, crop), (batch, 1, crop, crop) and (batch, 1, 1, 2);
+    WINDOW_SEG_DATA's tops are given as inputs."""
+    pb2, net = _small("deconvnet", 'layers { name: "data" type: IMAGE_SEG_DATA top: "data" '
+                      'top: "label" top: "dim" transform_param { crop_size: 320 } '
+                      'image_data_param { source: "list.txt" batch_size: 2 } }\n')
+    try:
+        assert [lp.type for lp in net.layer] == ["ImageSegData"]
+        b = infer_shapes(net).blobs
+        assert [tuple(b[t]) for t in ("data", "label", "dim")] == [
+            (2, 3, 320, 320), (2, 1, 320, 320), (2, 1, 1, 2)]
+    finally:
+        use_schema(None)
 
 
 @pytest.mark.parametrize("name", sorted(NETS))

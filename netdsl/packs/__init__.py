@@ -68,6 +68,16 @@ def enable_for_schema(pb2: ModuleType) -> List[str]:
     return out
 
 
+def after_v1_upgrade(net, v1_types) -> None:
+    """Let the enabled packs finish the layers upgraded from their fork's own V1
+    types (``v1_types``: layer name -> its V1 enum name): a pack's
+    ``AFTER_V1_UPGRADE(net, v1_types)`` sees the whole upgraded net."""
+    for mod in list(_enabled.values()):
+        fix = getattr(mod, "AFTER_V1_UPGRADE", None)
+        if fix is not None:
+            fix(net, v1_types)
+
+
 def v1_enum_of(type_name: str):
     """The fork's own V1 ``LayerType`` name of a current type string (the
     inverse of :func:`v1_type`), or None."""

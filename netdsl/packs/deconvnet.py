@@ -1,27 +1,63 @@
 """DeconvNet's layer types (HyeonwooNoh/caffe, a V1-format fork): ``UNPOOLING``
-(current name ``Unpooling``), ``BN`` (netdsl.packs.bn, SegNet's rule) and V1
-``POOLING`` with a second top holding the max switches (BVLC's Pooling mask).
+(current name ``Unpooling``), ``BN`` (netdsl.packs.bn, SegNet's rule), V1
+``POOLING`` with a second top holding the max switches (BVLC's Pooling mask),
+``CROP`` (the coordinate-map crop: BVLC's ``Crop`` with the offsets computed at
+upgrade), and the data layers ``IMAGE_SEG_DATA`` (``ImageSegData``, the DeepLab
+pack's rule) and ``WINDOW_SEG_DATA`` (``WindowSegData``: tops given as inputs).
 
-Rules from ``src/caffe/layers/unpooling_layer.cpp`` (commit d9e8494a; see
-docs/forks.md).  The V1 type names the fork adds are upgraded by
-:data:`V1_TYPES`.
+Rules from ``src/caffe/layers/unpooling_layer.cpp``, ``crop_layer.cpp`` and
+``image_seg_data_layer.cpp`` (commit d9e8494a; see docs/forks.md).  The V1
+type names the fork adds are upgraded by :data:`V1_TYPES`.
 """
 from __future__ import annotations
 
-from typing import Any, List, Tuple
+from typing import Any, Dict, List, Tuple
 
 import numpy as np
 
 from ..errors import NetdslError
 from ..layers.registry import PACKS, declare
 from . import bn  # noqa: F401  (the BN type)
+from . import deeplab  # noqa: F401  (ImageSegData, the same rule in this fork)
 from ._util import axes_map, exact, four_axes, param, scatter
 
 FORK = "DeconvNet"
 Shape = Tuple[int, ...]
 
 #: the fork's V1 LayerType names -> current type strings
-V1_TYPES = {"UNPOOLING": "Unpooling", "BN": "BN"}
+V1_TYPES = {"UNPOOLING": "Unpooling", "BN": "BN", "CROP": "Crop",
+            "IMAGE_SEG_DATA": "ImageSegData", "WINDOW_SEG_DATA": "WindowSegData"}
+
+
+def crop_offsets(net: Any, v1_types: Dict[str, Any]) -> None:
+    """The fork's V1 ``CROP`` (``crop_layer.cpp``) crops bottom 0 to bottom 1's
+    height and width at offsets it computes when the net is set up: from the
+    blob where the two bottoms' paths meet, the coordinate map to bottom 1
+    composed with the inverse of the map to bottom 0 must have scale 1 and an
+    integer, non-positive shift, whose negation is the offset.  BVLC's ``Crop``
+    takes the offsets as parameters, so each upgraded one (a ``Crop`` without
+    ``crop_param``: BVLC's V1 has no CROP) gets ``crop_param { axis: 2 offset }``
+    from the same coordinate maps (netdsl.coord_map), in net order, as a later
+    crop's maps run through the earlier ones."""
+    if "CROP" not in v1_types.values():
+        return
+    from ..coord_map import crop_offsets_at
+    for i, lp in enumerate(net.layer):
+        if lp.type != "Crop" or lp.HasField("crop_param") or len(lp.bottom) != 2:
+            continue
+        try:
+            axis, offsets = crop_offsets_at(net, i)
+        except NetdslError as exc:
+            raise NetdslError("V1 CROP: no crop offsets follow from the coordinate maps of "
+                              "its bottoms (%s)" % exc.message, layer=lp.name) from None
+        offsets = list(offsets)
+        if axis < 2:   # the fork crops height and width only
+            offsets = offsets[2 - axis:]
+        lp.crop_param.axis = 2
+        lp.crop_param.offset.extend(offsets)
+
+
+AFTER_V1_UPGRADE = crop_offsets
 
 
 def unpool_setup(layer: Any):

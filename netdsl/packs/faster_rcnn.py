@@ -17,6 +17,7 @@ import numpy as np
 
 from ..errors import NetdslError
 from ..layers.registry import PACKS, declare
+from . import python_layers
 from ._util import four_axes, param
 
 FORK = "Faster R-CNN (caffe-fast-rcnn)"
@@ -79,23 +80,42 @@ def _post_nms_top_n(layer: Any) -> int:
     return int(m.group(1)) if m else POST_NMS_TOP_N
 
 
-def python_shape(layer: Any, bottoms: List[Shape], ntop: int) -> List[Shape]:
+def proposal_shape(layer: Any, bottoms: List[Shape], ntop: int) -> List[Shape]:
     """ProposalLayer: (rows, 5) ROIs ``[batch index, x1, y1, x2, y2]`` (and (rows, 1)
     scores), rows at most post_nms_topN (forward reshapes to the proposals kept);
-    the bound is what the following ROIPooling is shaped for.  Other Python layers:
-    BVLC's rule (their shapes must be declared)."""
-    if layer.python_param.layer == "ProposalLayer":
-        n = _post_nms_top_n(layer)
-        return [(n, 5), (n, 1)][:ntop]
-    from ..layers.registry import BUILTIN
-    return BUILTIN.get("Python").shape(layer, bottoms, ntop)
+    the bound is what the following ROIPooling is shaped for."""
+    n = _post_nms_top_n(layer)
+    return [(n, 5), (n, 1)][:ntop]
 
 
 declare("ROIPooling", family="faster_rcnn", registry=PACKS, bottoms=2, tops=1,
         reads=("roi_pooling_param",), shape=roi_pooling_shape, forward=roi_pooling_forward,
         source="netdsl.packs.faster_rcnn")
 
-from dataclasses import replace as _replace_type  # noqa: E402
-from ..layers.registry import BUILTIN as _BUILTIN  # noqa: E402
-PACKS.add(_replace_type(_BUILTIN.get("Python"), shape=python_shape, builtin=False,
-                        source="netdsl.packs.faster_rcnn"))
+python_layers.register("ProposalLayer", proposal_shape)
+
+
+def smooth_l1_loss_shape(layer: Any, bottoms: List[Shape], ntop: int) -> List[Shape]:
+    """smooth_L1_loss_layer.cpp Reshape (training nets): LossLayer's check (the same
+    first axis), then channels, height and width of every bottom (the inside and
+    outside weights, when given, are bottoms 2 and 3) equal to bottom 0's; the
+    top is the scalar loss."""
+    from ..layers.blob import legacy_dim
+    a = bottoms[0]
+    if not a or not bottoms[1] or a[0] != bottoms[1][0]:
+        raise NetdslError("The data and label should have the same first dimension: %s vs %s"
+                          % (a, bottoms[1]))
+    if len(bottoms) == 3:
+        raise NetdslError("If weights are used, must specify both inside and outside weights")
+    for i, b in enumerate(bottoms[1:], 1):
+        if [legacy_dim(b, k) for k in (1, 2, 3)] != [legacy_dim(a, k) for k in (1, 2, 3)]:
+            raise NetdslError("bottom %d %s must match bottom 0 %s in channels, height and "
+                              "width" % (i, b, a))
+    return [()]
+
+
+declare("SmoothL1Loss", family="faster_rcnn", registry=PACKS, bottoms=(2, 4), tops=1,
+        loss=True, labels=True, reads=("loss_param",), shape=smooth_l1_loss_shape,
+        source="netdsl.packs.faster_rcnn")
+
+from . import dropout  # noqa: E402,F401  (Dropout's scale_train)

@@ -1,10 +1,11 @@
 """SegNet's and ENet's layer types (alexgkendall/caffe-segnet, TimoSaemann/caffe-enet):
-``Upsample`` (max-unpooling by the pooling mask), ``BN`` (netdsl.packs.bn) and the
-``DenseImageData`` data layer's tops.
+``Upsample`` (max-unpooling by the pooling mask), ``BN`` (netdsl.packs.bn), the
+``DenseImageData`` data layer's tops, and ENet's Python ``SpatialDropoutLayer``
+(caffe-enet ``python/spatial_dropout.py``).
 
 Rules from ``src/caffe/layers/upsample_layer.cpp`` (caffe-segnet 344c113b,
 caffe-enet 22d356c9: the same rule) and ``dense_image_data_layer.cpp``; see
-docs/forks.md.  ENet's spatial dropout is BVLC's Dropout at test time (a copy).
+docs/forks.md.  Bayesian SegNet's Dropout is netdsl.packs.dropout.
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from ..coord_map import UndefinedMapException
 from ..errors import NetdslError
 from ..layers.registry import PACKS, declare
 from . import bn  # noqa: F401  (the BN type)
+from . import python_layers
 from ._util import axes_map, exact, four_axes, param, scatter
 
 FORK = "SegNet or ENet"
@@ -121,24 +123,6 @@ def dense_image_data_shape(layer: Any, bottoms: List[Shape], ntop: int) -> List[
     return [(n, c, h, w), (n, 1, h, w)][:ntop]
 
 
-# -- Dropout with sample_weights_test (Bayesian SegNet) ------------------------
-
-def _bvlc_dropout():
-    from ..layers.registry import BUILTIN
-    return BUILTIN.get("Dropout")
-
-
-def dropout_forward(layer: Any, bottoms: List[np.ndarray], blobs: Any, ctx: Any):
-    """caffe-segnet dropout_layer.cpp: with ``sample_weights_test`` the TEST phase
-    samples a mask as TRAIN does (Monte Carlo dropout; Caffe's random numbers are
-    not netdsl's), otherwise BVLC's rule (a copy at test time)."""
-    p = layer.dropout_param
-    if "sample_weights_test" in p.DESCRIPTOR.fields_by_name and p.sample_weights_test:
-        from dataclasses import replace as _replace
-        ctx = _replace(ctx, phase=0)       # TRAIN's sampling
-    return _bvlc_dropout().run(layer, bottoms, blobs, ctx)
-
-
 declare("Upsample", family="segnet", registry=PACKS, bottoms=(1, 2), tops=1,
         reads=("upsample_param",), shape=upsample_shape, coord_map=upsample_map,
         forward=upsample_forward, source="netdsl.packs.segnet")
@@ -146,7 +130,46 @@ declare("DenseImageData", family="segnet", registry=PACKS, bottoms=0, tops=(1, 2
         reads=("dense_image_data_param",), shape=dense_image_data_shape,
         source="netdsl.packs.segnet")
 
-# Dropout: BVLC's rules, with the forward that honours sample_weights_test
-from dataclasses import replace as _replace_type  # noqa: E402
-PACKS.add(_replace_type(_bvlc_dropout(), forward=dropout_forward, builtin=False,
-                        source="netdsl.packs.segnet"))
+from . import dropout  # noqa: E402,F401  (Dropout's sample_weights_test)
+
+
+# -- ENet's Python SpatialDropoutLayer ---------------------------------------------------
+
+def _spatial_dropout_args(layer: Any) -> Tuple[str, float]:
+    """(phase, p) from param_str, a Python dict literal such as
+    ``{'phase': 'TEST', 'p': '0.01'}`` (the layer reads its phase from there, not
+    from the net)."""
+    import ast
+    try:
+        args = ast.literal_eval(layer.python_param.param_str)
+        phase, p = str(args["phase"]), float(args["p"])
+    except (ValueError, SyntaxError, KeyError, TypeError) as exc:
+        raise NetdslError("SpatialDropoutLayer's param_str must be a dict with 'phase' and "
+                          "'p' (%s)" % exc, layer=layer.name,
+                          field="python_param.param_str") from None
+    if not 0 < p < 1:
+        raise NetdslError("p need to be between 0 and 1 (caffe-enet spatial_dropout.py)",
+                          layer=layer.name, field="python_param.param_str")
+    return phase, p
+
+
+def spatial_dropout_shape(layer: Any, bottoms: List[Shape], ntop: int) -> List[Shape]:
+    _spatial_dropout_args(layer)
+    return [tuple(bottoms[0])]
+
+
+def spatial_dropout_forward(layer: Any, bottoms: List[np.ndarray], blobs: Any, ctx: Any
+                            ) -> List[np.ndarray]:
+    """caffe-enet python/spatial_dropout.py: scale = 1 / (1 - p); phase 'TRAIN' keeps
+    each (item, channel) map with probability 1 - p, times scale; any other phase
+    multiplies everything by scale (float32 data times a Python float)."""
+    phase, p = _spatial_dropout_args(layer)
+    x = bottoms[0]
+    scale = np.float32(1.0 / (1.0 - p))
+    if phase == "TRAIN":
+        keep = ctx.rng.random(x.shape[:2]) >= p
+        return [x * keep.reshape(x.shape[:2] + (1,) * (x.ndim - 2)) * scale]
+    return [x * scale]
+
+
+python_layers.register("SpatialDropoutLayer", spatial_dropout_shape, spatial_dropout_forward)

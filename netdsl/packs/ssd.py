@@ -1,5 +1,5 @@
 """SSD's layer types (weiliu89/caffe, branch ``ssd``): Permute, PriorBox,
-Normalize and DetectionOutput.
+Normalize and DetectionOutput, and the training nets' MultiBoxLoss (its shape).
 
 Each rule follows the fork's C++ (``src/caffe/layers/permute_layer.cpp``,
 ``prior_box_layer.cpp``, ``normalize_layer.cpp``, ``detection_output_layer.cpp``
@@ -400,3 +400,34 @@ declare("DetectionOutput", family="ssd", registry=PACKS, bottoms=3, tops=1,
         reads=("detection_output_param",), shape=detection_output_shape,
         forward=detection_output_forward, source="netdsl.packs.ssd",
         extra={"data_dependent_axes": (2,)})
+
+
+# -- MultiBoxLoss (training nets: shape only) --------------------------------------------
+
+def multibox_loss_shape(layer: Any, bottoms: List[Shape], ntop: int) -> List[Shape]:
+    """multibox_loss_layer.cpp Reshape: LossLayer's check (loc and conf share the
+    first axis), priors = height(prior boxes) / 4, loc channels = priors x loc
+    classes x 4 (loc classes 1 with share_location, else num_classes), conf
+    channels = priors x num_classes; the top is the scalar loss."""
+    from ..layers.blob import legacy_dim
+    p = param(layer, "multibox_loss_param", FORK)
+    loc, conf, prior = bottoms[0], bottoms[1], bottoms[2]
+    if not loc or not conf or loc[0] != conf[0]:
+        raise NetdslError("The data and label should have the same first dimension: %s vs %s"
+                          % (loc, conf))
+    priors = legacy_dim(prior, 2) // 4
+    classes = int(p.num_classes)
+    loc_classes = 1 if p.share_location else classes
+    if priors * loc_classes * 4 != legacy_dim(loc, 1):
+        raise NetdslError("Number of priors must match number of location predictions "
+                          "(%d priors x %d x 4 != %d)" % (priors, loc_classes, legacy_dim(loc, 1)))
+    if priors * classes != legacy_dim(conf, 1):
+        raise NetdslError("Number of priors must match number of confidence predictions "
+                          "(%d priors x %d != %d)" % (priors, classes, legacy_dim(conf, 1)))
+    return [()]
+
+
+declare("MultiBoxLoss", family="ssd", registry=PACKS, bottoms=4, tops=1, loss=True,
+        labels=True, reads=("multibox_loss_param", "loss_param"), shape=multibox_loss_shape,
+        source="netdsl.packs.ssd")
+

@@ -1,0 +1,55 @@
+"""Python layers of the forks' own repositories whose rules are known, by class
+name (``python_param.layer``): py-faster-rcnn's ``ProposalLayer`` (its shape;
+netdsl.packs.faster_rcnn) and ENet's ``SpatialDropoutLayer`` (shape and
+forward; netdsl.packs.segnet).  Any other Python layer keeps BVLC's rule: its
+tops' shapes must be declared, and netdsl does not run it.
+"""
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any, Callable, Dict, List, NamedTuple, Optional, Tuple
+
+import numpy as np
+
+from ..errors import NetdslError
+from ..layers.registry import BUILTIN, PACKS
+
+Shape = Tuple[int, ...]
+
+
+class PythonLayer(NamedTuple):
+    shape: Callable[[Any, List[Shape], int], List[Shape]]
+    forward: Optional[Callable[[Any, List[np.ndarray], Any, Any], List[np.ndarray]]] = None
+
+
+#: python_param.layer (the class name) -> its rules
+KNOWN: Dict[str, PythonLayer] = {}
+
+
+def register(class_name: str, shape: Callable, forward: Optional[Callable] = None) -> None:
+    KNOWN[class_name] = PythonLayer(shape, forward)
+
+
+def python_shape(layer: Any, bottoms: List[Shape], ntop: int) -> List[Shape]:
+    known = KNOWN.get(layer.python_param.layer)
+    if known is not None:
+        return known.shape(layer, bottoms, ntop)
+    return BUILTIN.get("Python").shape(layer, bottoms, ntop)
+
+
+def python_forward(layer: Any, bottoms: List[np.ndarray], blobs: Any, ctx: Any
+                   ) -> List[np.ndarray]:
+    known = KNOWN.get(layer.python_param.layer)
+    if known is None or known.forward is None:
+        p = layer.python_param
+        raise NetdslError("no numpy forward for the Python layer %s.%s (netdsl runs only the "
+                          "Python layers it knows: %s)" % (p.module, p.layer, ", ".join(
+                              sorted(k for k, v in KNOWN.items() if v.forward))),
+                          layer=layer.name,
+                          hint="run the net with pycaffe's API (`netdsl pycaffe`), which "
+                               "imports the layer's module")
+    return known.forward(layer, bottoms, blobs, ctx)
+
+
+PACKS.add(replace(BUILTIN.get("Python"), shape=python_shape, forward=python_forward,
+                  builtin=False, source="netdsl.packs.python_layers"))
