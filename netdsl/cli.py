@@ -54,6 +54,8 @@ def cmd_pycaffe(args: argparse.Namespace) -> int:
     if not args.module and not args.script:
         raise NetdslError("give a script to run, or -m MODULE")
     argv = list(args.module[1:] if args.module else args.args or [])
+    import os
+    cwd = os.getcwd()     # a script may change directory: paths are kept absolute
     dirs = _watched_dirs(None if args.module else args.script, argv)
     before = _snapshot(dirs)
     try:
@@ -64,7 +66,7 @@ def cmd_pycaffe(args: argparse.Namespace) -> int:
     finally:
         written = _changed(before, _snapshot(dirs))
         for path in written:
-            print("wrote %s" % path, file=sys.stderr)
+            print("wrote %s" % os.path.relpath(path, cwd), file=sys.stderr)
     _check_written_crops(written)
     return 0
 
@@ -110,7 +112,7 @@ def _watched_dirs(script: Optional[str], argv: List[str]) -> List[str]:
         key = os.path.realpath(d)
         if key not in seen:
             seen.add(key)
-            out.append(d)
+            out.append(os.path.abspath(d))
     return out
 
 

@@ -678,6 +678,26 @@ class NetSpec:
     def __contains__(self, item: str) -> bool:
         return item in self.__dict__
 
+    def __delitem__(self, name: str) -> None:
+        if name not in self.__dict__:
+            self.__getattr__(name)
+        del self.__dict__[name]
+
+    def keys(self) -> List[str]:
+        """The top names in assignment order (the SSD fork's ``NetSpec.keys``)."""
+        return list(self.__dict__)
+
+    def vals(self) -> List[Any]:
+        """The tops in assignment order (the SSD fork's ``NetSpec.vals``)."""
+        return list(self.__dict__.values())
+
+    def update(self, name: str, params: Dict[str, Any]) -> None:
+        """Add or replace parameters of the layer that makes top ``name`` (the SSD
+        fork's ``NetSpec.update``, used by its model_libs)."""
+        fn = self[name]
+        fn = fn.fn if isinstance(fn, Top) else fn
+        fn.params.update(params)
+
     def to_proto(self) -> Message:
         """A NetParameter of every assigned top and what it needs, named as assigned."""
         tops = self.__dict__

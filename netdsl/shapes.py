@@ -142,7 +142,23 @@ class NetShapes:
 
     @property
     def param_count(self) -> int:
-        return sum(ls.param_count for ls in self.layers)
+        """Learnable values; a blob shared by name (``param { name: ... }``) counts
+        once, as Caffe's Net::AppendParam makes the later owners shares of the first."""
+        seen = set()
+        total = 0
+        for ls in self.layers:
+            names = [p.name for p in ls.layer.param] if ls.layer is not None else []
+            for j, shape in enumerate(ls.param_shapes):
+                name = names[j] if j < len(names) else ""
+                if name:
+                    if name in seen:
+                        continue
+                    seen.add(name)
+                n = 1
+                for d in shape:
+                    n *= int(d)
+                total += n
+        return total
 
 
 # -- parameter shapes -----------------------------------------------------------------------

@@ -113,3 +113,42 @@ def test_fcn32s_style_script_with_coord_map_crop(tmp_path):
     assert 'crop_param {\n    axis: 2\n    offset: 19\n  }' in text
     val = (tmp_path / "val.prototxt").read_text()
     assert "seg11valid" in val and "seg11valid" not in text
+
+
+def test_netspec_keys_vals_update_delitem():
+    """The SSD fork's python/caffe/net_spec.py (weiliu89/caffe ssd 4817bf8b) adds
+    NetSpec.keys(), vals(), update(name, params) and __delitem__, which its
+    model_libs.py (VGGNetBody, CreateMultiBoxHead) calls."""
+    from netdsl.netspec import NetSpec, layers as L
+    n = NetSpec()
+    n.data = L.Input(shape=dict(dim=[1, 3, 8, 8]))
+    n.conv = L.Convolution(n.data, num_output=2, kernel_size=3)
+    n.relu = L.ReLU(n.conv, in_place=True)
+    assert n.keys() == ["data", "conv", "relu"]
+    assert n.vals() == [n.data, n.conv, n.relu]
+    n.update("conv", {"pad": 1})
+    del n["relu"]
+    net = n.to_proto()
+    assert [lp.name for lp in net.layer] == ["data", "conv"]
+    assert list(net.layer[1].convolution_param.pad) == [1]
+    with pytest.raises(KeyError):
+        del n["relu"]
+
+
+def test_script_that_changes_directory_reports_no_false_writes(tmp_path, capsys):
+    """A script may os.chdir (SSD's example scripts go to the repository root);
+    the files it did not write are not reported as written."""
+    sub = tmp_path / "sub"
+    sub.mkdir()
+    (tmp_path / "old.txt").write_text("x")
+    script = sub / "s.py"
+    script.write_text("import os\nos.chdir(os.path.dirname(os.path.abspath(__file__)) + '/..')\n"
+                      "open('new.txt', 'w').write('y')\n")
+    cwd = os.getcwd()
+    os.chdir(str(sub))
+    try:
+        assert main(["pycaffe", "s.py"]) == 0
+    finally:
+        os.chdir(cwd)
+    err = capsys.readouterr().err
+    assert "old.txt" not in err

@@ -888,3 +888,19 @@ def test_registered_rule_for_a_fork_type():
         assert ls.top_shapes == [(1, 3, 8, 10)] and ls.param_shapes == [(3,)]
         assert "exactly 1 bottom" in error('type: "Upsample2x"', (1, 3, 4, 5), (1,)).message
     assert lookup("Upsample2x") is None
+
+
+def test_shared_parameters_count_once():
+    """Caffe's Net::AppendParam: a param name seen before makes the blob a share of
+    the first owner, not a new learnable blob (DeepLab's multi-scale nets)."""
+    from netdsl.prototxt import parse_net
+    net = parse_net(
+        'layer { name: "in" type: "Input" top: "x" input_param { shape { dim: 1 dim: 2 '
+        'dim: 4 dim: 4 } } }\n'
+        'layer { name: "a" type: "Convolution" bottom: "x" top: "a" param { name: "w" } '
+        'param { name: "b" } convolution_param { num_output: 3 kernel_size: 3 } }\n'
+        'layer { name: "c" type: "Convolution" bottom: "x" top: "c" param { name: "w" } '
+        'param { name: "b" } convolution_param { num_output: 3 kernel_size: 3 } }\n', "n")
+    res = infer_shapes(net)
+    assert [ls.param_count for ls in res.layers] == [0, 57, 57]   # 3*2*3*3 + 3 each
+    assert res.param_count == 57
