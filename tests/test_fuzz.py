@@ -68,11 +68,15 @@ def test_every_family_is_fuzzed():
 def test_seeds_as_shipped(name, workdir):
     """The unmutated seeds hold the invariant too (and most of them read fine)."""
     fam = FAMILIES[name]
-    outcomes = [fuzzing.run_case(fam, workdir, seed, data) for seed, data in
-                sorted(fam.seeds.items())]
-    assert set(outcomes) <= {"ok", "error"}
+    outcomes = {seed: fuzzing.run_case(fam, workdir, seed, data) for seed, data in
+                sorted(fam.seeds.items())}
+    assert set(outcomes.values()) <= {"ok", "error"}
+    # the forks' published schemas without InputParameter (SegNet's, PSPNet's,
+    # DeepLab v2's, Faster R-CNN's) cannot read the small test net's Input layer
+    expected_errors = {"tests/data/fork_schemas/%s.proto" % f
+                       for f in ("segnet", "pspnet", "deeplab", "faster_rcnn")}
     if name in ("prototxt_solver", "caffemodel", "proto", "expr"):
-        assert outcomes.count("ok") == len(outcomes), outcomes
+        assert {s for s, o in outcomes.items() if o != "ok"} <= expected_errors, outcomes
 
 
 CASES = fuzzing.regression_cases()
