@@ -463,6 +463,9 @@ def test_proposal_layer_rows_bounded_by_post_nms_top_n():
                     'bottom: "im_info" top: "rois" python_param { module: "rpn.proposal_layer" '
                     'layer: "ProposalLayer" param_str: "\'feat_stride\': 16" } }\n', "p.prototxt")
     assert tuple(infer_shapes(net).blobs["rois"]) == (300, 5)
+    # proposal_layer.py reads cfg[str(self.phase)]: TRAIN.RPN_POST_NMS_TOP_N = 2000
+    [lp for lp in net.layer if lp.name == "proposal"][0].phase = 0
+    assert tuple(infer_shapes(net).blobs["rois"]) == (2000, 5)
 
 
 def test_deeplab_v2_aspp_net_equals_opencv(schemas, tmp_path):

@@ -68,16 +68,22 @@ def roi_pooling_forward(layer: Any, bottoms: List[np.ndarray], blobs: Any, ctx: 
 
 # -- the Python Proposal layer ------------------------------------------------------
 
-#: py-faster-rcnn lib/fast_rcnn/config.py: __C.TEST.RPN_POST_NMS_TOP_N = 300
-#: (TRAIN: 2000); the deploy nets run the TEST configuration
+#: py-faster-rcnn lib/fast_rcnn/config.py: __C.TEST.RPN_POST_NMS_TOP_N = 300;
+#: deploy nets run the TEST configuration
 POST_NMS_TOP_N = 300
+#: __C.TRAIN.RPN_POST_NMS_TOP_N (proposal_layer.py picks cfg[str(self.phase)])
+POST_NMS_TOP_N_TRAIN = 2000
 
 
 def _post_nms_top_n(layer: Any) -> int:
-    # some ports pass it in param_str ('post_nms_topN: 300'); py-faster-rcnn's cfg otherwise
+    # some ports pass it in param_str ('post_nms_topN: 300'); py-faster-rcnn's cfg otherwise,
+    # by the layer's phase (set by Caffe's Net from the net's state; TEST when unset)
     import re
     m = re.search(r"post_nms_top_?n['\"]?\s*:\s*(\d+)", layer.python_param.param_str, re.I)
-    return int(m.group(1)) if m else POST_NMS_TOP_N
+    if m:
+        return int(m.group(1))
+    train = layer.HasField("phase") and layer.phase == 0
+    return POST_NMS_TOP_N_TRAIN if train else POST_NMS_TOP_N
 
 
 def proposal_shape(layer: Any, bottoms: List[Shape], ntop: int) -> List[Shape]:
