@@ -262,3 +262,32 @@ def test_divergence_names_the_first_wrong_blob(torch):
     assert d["blob"] == "act" and "tanh" in d["op"] and d["module"] == "act"
     assert d["source"].startswith(__file__)
     assert "first divergence: blob 'act'" in result.parity.table()
+
+
+def test_divergence_after_an_in_place_op_names_the_wrong_blob(torch):
+    """A blob overwritten later by an in-place op (conv, then relu_) is compared
+    with its own value, not the overwritten one: the report names the wrong
+    layer after it, not the conv."""
+    from netdsl.torch import Blob, lookup, register_converter
+    from netdsl.torch.table import CONVERTERS
+    from netdsl.torch import convert
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv1 = torch.nn.Conv2d(3, 4, 3)
+            self.act = torch.nn.ReLU(inplace=True)
+            self.soft = torch.nn.Tanh()
+
+        def forward(self, x):
+            return self.soft(self.act(self.conv1(x)))
+
+    stock = lookup("aten.tanh")
+    try:
+        register_converter("aten.tanh")(lambda cx, op: Blob(cx.L.Sigmoid(op["input"].top),
+                                                           op.out_shape))
+        result = convert(Net().eval(), torch.randn(1, 3, 8, 8))
+    finally:
+        CONVERTERS["aten.tanh"] = stock
+    assert not result.parity.ok
+    assert result.parity.divergence["module"] == "soft", result.parity.divergence

@@ -195,7 +195,11 @@ class Pads(nn.Module):
 
 class Pools(nn.Module):
     def forward(self, x):
-        return (F.adaptive_avg_pool2d(x, (3, 2)), F.adaptive_max_pool2d(x, 1),
+        # kernel < stride without padding (FPN's LastLevelMaxPool is max_pool2d(x, 1, 2)):
+        # Caffe keeps a last window starting past the input there, PyTorch does not
+        return (F.max_pool2d(x, 1, 2), F.avg_pool2d(x, 1, 2), F.max_pool2d(x, 2, 3),
+                F.max_pool2d(x, 1, 2, ceil_mode=True),
+                F.adaptive_avg_pool2d(x, (3, 2)), F.adaptive_max_pool2d(x, 1),
                 F.adaptive_avg_pool2d(x, (12, 8)), F.max_pool2d(x, (3, 2), (2, 1), (1, 0)),
                 F.avg_pool2d(x, 3, 2, 1, ceil_mode=True),
                 F.avg_pool2d(x, 2, 2, ceil_mode=True, count_include_pad=False),
@@ -265,6 +269,22 @@ class MoreOps(nn.Module):
                 torch.full_like(x, 2.5) * x, torch.ones_like(x) - x)
 
 
+class ConstAfterConv(nn.Module):
+    """A constant tensor that is not one value per channel, added to or multiplied
+    with a convolution's output (OpenCV fuses a Scale right after a Convolution as
+    per-channel weights; the converter keeps them apart)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.conv2 = nn.Conv2d(3, 4, 3, stride=2, padding=1)
+        self.register_buffer("q", torch.linspace(-1, 1, 4 * 4 * 4).reshape(1, 4, 4, 4))
+        self.register_buffer("q2", torch.tensor([[[[0.5, -2.0], [3.0, 1.5]]]]))
+
+    def forward(self, x):
+        return self.conv(x) + self.q, self.conv2(x) * self.q2
+
+
 class Indexing(nn.Module):
     """Advanced indexing with constant indices (reordered, repeated, negative) on
     adjacent non-batch axes, index_select on the channel axis, strided slices."""
@@ -295,4 +315,5 @@ def coverage():
         "inplace": (InPlace(), [(1, 2, 3, 4)], "opencv"),
         "more": (MoreOps(), [(1, 4, 5, 6)], "opencv"),
         "indexing": (Indexing(), [(1, 3, 5, 6)], "opencv"),
+        "const_after_conv": (ConstAfterConv(), [(1, 3, 4, 4)], "opencv"),
     }

@@ -249,7 +249,8 @@ def _forward(layer: Message, bottoms: List[np.ndarray], blobs: List[np.ndarray],
     hs, he = _pool_windows(h, kh, sh, ph, ho)
     ws, we = _pool_windows(w, kw, sw, pw, wo)
     area = ((he - hs)[:, None] * (we - ws)[None, :]).astype(np.float32)
-    return [acc / area]
+    with np.errstate(invalid="ignore", divide="ignore"):   # an empty window: 0/0, as Caffe's
+        return [acc / area]
 
 
 def _pool_cost(ls) -> Ops:

@@ -502,9 +502,10 @@ def _pool(x: Top, pool: int, kh: int, kw: int, sh: int, sw: int, ph: int, pw: in
 
 def _cut_to_torch(y: Top, h: int, w: int, kh: int, kw: int, sh: int, sw: int, ph: int,
                   pw: int, ceil_mode: bool) -> Top:
-    """Caffe's pooling output (always ceil) cut to PyTorch's size."""
-    caffe_h = pool_output_size(h, kh, sh, ph, True)
-    caffe_w = pool_output_size(w, kw, sw, pw, True)
+    """Caffe's pooling output (always ceil; a last window starting past the input
+    dropped only when there is padding) cut to PyTorch's size."""
+    from ..layers.pool import pool_dims
+    caffe_h, caffe_w = pool_dims(h, w, kh, kw, sh, sw, ph, pw)
     th = pool_output_size(h, kh, sh, ph, ceil_mode)
     tw = pool_output_size(w, kw, sw, pw, ceil_mode)
     y = _keep(y, 2, caffe_h, 0, th)

@@ -479,39 +479,51 @@ def _emit(order: List[Function], owner: Dict[Function, str], topname: Dict[Top, 
     return net
 
 
+def _fused_wrongly_by_opencv(producer: Any, consumer: Any) -> bool:
+    """Layer pairs OpenCV dnn 4.x fuses with the wrong meaning (each measured):
+    a Power with ``power != 1`` read by a Power with ``power == 1`` (fused as if
+    the first were a plain scale/shift: ``1/x`` then ``* 3`` gave ``1/(3x)``), and
+    a Convolution, Deconvolution or InnerProduct read by a one-bottom Scale that
+    is not one value per channel (fused as per-channel weights: a (1, 1, H, W)
+    factor after a 4-channel conv on a 2x2 map gave 0.5 relative error, a
+    (1, C, H, W) one an assertion)."""
+    if producer.type == "Power" and consumer.type == "Power":
+        return producer.power_param.power != 1.0 and consumer.power_param.power == 1.0
+    if producer.type in ("Convolution", "Deconvolution", "InnerProduct") \
+            and consumer.type == "Scale" and len(consumer.bottom) == 1:
+        sp = consumer.scale_param
+        return not (sp.axis == 1 and sp.num_axes == 1)
+    return False
+
+
 def _split_power_chains(net: Any) -> None:
-    """Put a one-top Split between a Power with ``power != 1`` and a Power with
-    ``power == 1`` reading it.  OpenCV dnn 4.x fuses such a pair as if the
-    first were a plain scale/shift, dropping its power (measured: ``1/x`` then
-    ``* 3`` gives ``1/(3x)``); the Split (a copy in Caffe) keeps them apart."""
+    """Put a one-top Split (a copy in Caffe) in front of the reader of each layer
+    pair OpenCV dnn fuses wrongly (:func:`_fused_wrongly_by_opencv`), so it runs
+    them apart; the reader copies the blob's value at that point of the net."""
     layers = list(net.layer)
-    powered = {lp.top[0]: lp for lp in layers
-               if lp.type == "Power" and lp.power_param.power != 1.0 and len(lp.top) == 1}
-    if not powered:
-        return
-    consumers: Dict[str, List[Any]] = {}
-    for lp in layers:
-        if lp.type == "Power" and lp.power_param.power == 1.0 and lp.bottom[0] in powered:
-            consumers.setdefault(lp.bottom[0], []).append(lp)
-    if not consumers:
-        return
+    writer: Dict[str, Any] = {}
     taken = {t for lp in layers for t in lp.top} | {lp.name for lp in layers}
     rebuilt = []
+    changed = False
     for lp in layers:
+        src = writer.get(lp.bottom[0]) if lp.bottom else None
+        if src is not None and _fused_wrongly_by_opencv(src, lp):
+            name = lp.bottom[0] + "/copy"
+            while name in taken:
+                name += "_"
+            taken.add(name)
+            split = type(lp)()
+            split.name, split.type = name, "Split"
+            split.bottom.append(lp.bottom[0])
+            split.top.append(name)
+            rebuilt.append(split)
+            lp.bottom[0] = name
+            changed = True
         rebuilt.append(lp)
-        for top in lp.top:
-            if top in consumers:
-                name = top + "/copy"
-                while name in taken:
-                    name += "_"
-                taken.add(name)
-                split = type(lp)()
-                split.name, split.type = name, "Split"
-                split.bottom.append(top)
-                split.top.append(name)
-                rebuilt.append(split)
-                for c in consumers[top]:
-                    c.bottom[0] = name
+        for t in lp.top:
+            writer[t] = lp
+    if not changed:
+        return
     copies = [type(lp)() for lp in rebuilt]
     for dst, src in zip(copies, rebuilt):
         dst.CopyFrom(src)

@@ -131,7 +131,9 @@ def first_divergence(conv: Any, inputs: Sequence[Any], ours: Dict[str, np.ndarra
     class Keep(torch.fx.Interpreter):
         def run_node(self, n):
             out = super().run_node(n)
-            values[n.name] = out
+            # a copy: a later in-place op (relu_) would change the kept tensor
+            values[n.name] = torch.utils._pytree.tree_map(
+                lambda t: t.clone() if isinstance(t, torch.Tensor) else t, out)
             return out
     with torch.no_grad():
         try:
