@@ -140,11 +140,6 @@ def test_pitfall_module(tmp_path, torch, case, exporter):
 #: padding='same' conv as auto_pad SAME with dilation (which onnxruntime refuses
 #: to run, so there is no reference)
 NOT_EXPORTED = {("activations", "dynamo"), ("pools", "legacy13"), ("convs", "legacy13")}
-#: the legacy exporter writes a layer norm as ReduceMean over the last axis:
-#: Caffe's Reduction layer, which OpenCV's importer does not run, so this one is
-#: converted for Caffe and checked by netdsl's forward against onnxruntime only
-CAFFE_ONLY = {("more", "legacy13")}
-
 
 def coverage_cases():
     if not HAVE_TORCH:
@@ -158,14 +153,6 @@ def coverage_cases():
 def test_op_family(tmp_path, torch, case, exporter):
     from torch_cases import coverage
     model, shapes, target = coverage()[case]
-    if (case, exporter) in CAFFE_ONLY:
-        from torch_cases import randomise
-        from netdsl.onnx import convert
-        path = export(torch, randomise(model), shapes, tmp_path / "model.onnx", exporter)
-        result = convert(path, target="caffe")
-        assert result.parity.ok and result.parity.max_rel <= TOL, result.parity.table()
-        assert "Reduction" in [lp.type for lp in result.net.layer]
-        return
     run_case(torch, tmp_path, case, model, shapes, exporter, target=target)
 
 
@@ -592,4 +579,36 @@ def test_transpose_moving_batch_read_by_another_op_names_the_transpose(tmp_path)
     # axis back: still the first mover's error, when Relu needs a blob
     m = _advanced_index_model(np.zeros((2, 2), np.int64), perm_out=[2, 0, 1], tail="Relu")
     with pytest.raises(NetdslError, match="Transpose node 'to_front' .*moves the batch axis"):
+        convert(m, check=False)
+
+
+def test_where_with_a_constant_condition(tmp_path):
+    """Where(mask, a, b) with a constant mask (how the dynamo exporter writes an
+    uneven adaptive pooling): a * m + b * (1 - m), exact; a computed condition is
+    refused, naming the node."""
+    onnx = require("onnx")
+    require("onnxruntime")
+    require("cv2")
+    from netdsl.errors import NetdslError
+    from netdsl.onnx import convert
+    h = onnx.helper
+    mask = np.array([[True, False, False], [False, True, True]]).reshape(1, 1, 2, 3)
+    inits = [onnx.numpy_helper.from_array(mask, "m"),
+             onnx.numpy_helper.from_array(np.float32(-7.5).reshape(()), "c")]
+    nodes = [h.make_node("Relu", ["x"], ["r"], name="relu"),
+             h.make_node("Where", ["m", "x", "c"], ["y1"], name="w1"),
+             h.make_node("Where", ["m", "c", "r"], ["y2"], name="w2"),
+             h.make_node("Where", ["m", "x", "r"], ["y3"], name="w3")]
+    g = h.make_graph(nodes, "g", [h.make_tensor_value_info("x", 1, [1, 2, 2, 3])],
+                     [h.make_tensor_value_info(o, 1, None) for o in ("y1", "y2", "y3")],
+                     initializer=inits)
+    m = h.make_model(g, opset_imports=[h.make_opsetid("", 18)])
+    m.ir_version = 8
+    convert_checked(tmp_path, m)
+    nodes = [h.make_node("Greater", ["x", "c"], ["gt"], name="gt"),
+             h.make_node("Where", ["gt", "x", "c"], ["y"], name="w")]
+    g = h.make_graph(nodes, "g", [h.make_tensor_value_info("x", 1, [1, 2, 2, 3])],
+                     [h.make_tensor_value_info("y", 1, None)], initializer=inits[1:])
+    m = h.make_model(g, opset_imports=[h.make_opsetid("", 18)])
+    with pytest.raises(NetdslError, match="node 'gt'"):
         convert(m, check=False)

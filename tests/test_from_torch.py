@@ -153,25 +153,38 @@ def test_unsupported_op_is_located(torch):
     assert err.value.file == __file__ and err.value.line is not None
 
 
-def test_opencv_target_refuses_reduction(torch):
-    from netdsl.errors import NetdslError
+def test_reductions_over_any_axes_are_poolings(torch, tmp_path):
+    """mean/sum/amax over any axes: one run of adjacent axes at a time, a Pooling
+    (or a Convolution of ones) over the (P, 1, R, S) view; no Reduction layer, so
+    OpenCV runs them too.  Expected values: PyTorch's."""
     from netdsl.torch import convert
 
     class Net(torch.nn.Module):
         def forward(self, x):
-            return x.mean(-1)
+            return (x.mean(-1), x.sum(1), x.amax((1, 3)), x.mean((0, 2)),
+                    x.view(2, 3, 2, 2, 5).sum(2), x.flatten(2).transpose(1, 2).mean(1))
 
-    x = torch.randn(2, 3, 5)
-    assert convert(Net().eval(), x).parity.ok      # Caffe's Reduction
-    with pytest.raises(NetdslError, match="Reduction"):
-        convert(Net().eval(), x, target="opencv")
+    x = torch.randn(2, 3, 4, 5)
+    result = convert(Net().eval(), x, target="opencv")
+    assert result.parity.ok, result.parity.table()
+    assert "Reduction" not in {lp.type for lp in result.net.layer}
+    assert check_files(tmp_path, result, Net().eval(), (x,)) <= TOL
 
 
-def test_uneven_adaptive_pool_is_an_error(torch):
-    from netdsl.errors import NetdslError
+@pytest.mark.parametrize("pool", ["avg", "max"])
+@pytest.mark.parametrize("size,out", [((7, 7), 3), ((2, 2), 7), ((5, 5), 3), ((2, 8), 4),
+                                      ((9, 6), (4, 5)), ((1, 1), 7)])
+def test_adaptive_pooling_any_sizes(torch, tmp_path, pool, size, out):
+    """PyTorch's windows [floor(i*H/o), ceil((i+1)*H/o)) per axis: one size at one
+    step is a Pooling (7 -> 3: kernel 3, stride 2), a repeated pixel a
+    Deconvolution of ones, and windows of different sizes (5 -> 3, 2 -> 7)
+    Slice + Pooling each + Concat.  Expected values: PyTorch's."""
     from netdsl.torch import convert
-    with pytest.raises(NetdslError, match="windows of different sizes"):
-        convert(torch.nn.AdaptiveAvgPool2d(3).eval(), torch.randn(1, 2, 7, 7))
+    mod = (torch.nn.AdaptiveAvgPool2d if pool == "avg" else torch.nn.AdaptiveMaxPool2d)(out)
+    x = torch.randn((1, 3) + size)
+    result = convert(mod.eval(), x, target="opencv")
+    assert result.parity.ok, result.parity.table()
+    assert check_files(tmp_path, result, mod.eval(), (x,)) <= TOL
 
 
 def test_training_mode_is_refused(torch):

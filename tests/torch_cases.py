@@ -200,6 +200,8 @@ class Pools(nn.Module):
         return (F.max_pool2d(x, 1, 2), F.avg_pool2d(x, 1, 2), F.max_pool2d(x, 2, 3),
                 F.max_pool2d(x, 1, 2, ceil_mode=True),
                 F.adaptive_avg_pool2d(x, (3, 2)), F.adaptive_max_pool2d(x, 1),
+                # windows of different sizes (6 -> 4, 4 -> 3) and one size at one step
+                F.adaptive_avg_pool2d(x, (4, 3)), F.adaptive_avg_pool2d(x, (5, 3)),
                 F.adaptive_avg_pool2d(x, (12, 8)), F.max_pool2d(x, (3, 2), (2, 1), (1, 0)),
                 F.avg_pool2d(x, 3, 2, 1, ceil_mode=True),
                 F.avg_pool2d(x, 2, 2, ceil_mode=True, count_include_pad=False),

@@ -406,6 +406,15 @@ for _t, _k in (("Add", "aten.add"), ("Sub", "aten.sub"), ("Mul", "aten.mul"),
     adapter(_t, aten=[_k])(_binary(_k))
 
 
+@adapter("Where", aten=["aten.where"])
+def where(n: ONode) -> Any:
+    cond = n.const(0, "condition")
+    a, b = n.inp(1), n.inp(2)
+    return n.call("aten.where", condition=cond,
+                  input=_f32(a) if isinstance(a, np.ndarray) else a,
+                  other=_f32(b) if isinstance(b, np.ndarray) else b)
+
+
 # -- shapes -----------------------------------------------------------------------------
 
 @adapter("Concat", aten=["aten.cat"])

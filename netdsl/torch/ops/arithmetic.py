@@ -133,6 +133,32 @@ def _binary(cx: Context, op: Op, kind: str, a: Any, b: Any, alpha: float = 1.0) 
     return _scale_const(cx, op, x, (1.0 / c.astype(np.float64)).astype(np.float32), None)
 
 
+@register_converter("aten.where")
+def where(cx: Context, op: Op) -> Blob:
+    """``where(cond, a, b)`` with a constant condition (masked_fill with a constant
+    mask; PyTorch's exporter writes uneven adaptive pooling so): ``a * m + b * (1 - m)``
+    with m the condition as 0/1, a Scale per computed side (a constant side is the
+    bias), summed when both are computed.  Exact for finite values: each value
+    times 1 plus the other times 0."""
+    cond, a, b = op["condition"], op["input"], op["other"]
+    if isinstance(cond, Blob):
+        raise op.error("a condition computed from the net's inputs selects per value; "
+                       "Caffe has no such layer")
+    m = np.asarray(cond, bool).astype(np.float32)
+    if not isinstance(a, Blob) and not isinstance(b, Blob):
+        raise op.error("internal: where of constants is computed when converting")
+
+    def part(v: Any, mask: np.ndarray, suffix: str, bias: Any = None) -> Blob:
+        sub = Op(op.key, {}, op.out_shape, op.name + suffix, op.module, op.source)
+        return _scale_const(cx, sub, v, mask, bias)
+    if isinstance(a, Blob) and isinstance(b, Blob):
+        x, y = part(a, m, "/true"), part(b, 1 - m, "/false")
+        return Blob(cx.L.Eltwise(x.top, y.top, operation=P.Eltwise.SUM), tuple(op.out_shape))
+    blob, mask, const = (a, m, b) if isinstance(a, Blob) else (b, 1 - m, a)
+    const = np.asarray(const, np.float32) * (1 - mask)
+    return part(blob, mask, "", const if const.any() else None)
+
+
 def _alpha(op: Op) -> float:
     return float(op.get("alpha", 1))
 

@@ -1,8 +1,9 @@
 """Reductions and softmax: ``mean``/``sum`` over the spatial axes of a 4-D blob
 (global AVE Pooling; a sum as a grouped Convolution of ones), over the channel
-axis (a 1x1 Convolution of ones or 1/C), over a tail of axes (Reduction,
-Caffe target only); ``amax`` over the spatial axes (global MAX Pooling) or the
-channel axis (Slice into channels, Eltwise MAX: the largest value itself);
+axis (a 1x1 Convolution of ones or 1/C); ``amax`` over the spatial axes (global
+MAX Pooling) or the channel axis (Slice into channels, Eltwise MAX: the largest
+value itself); any other axes, a run of adjacent axes at a time, by a Pooling
+(AVE or MAX) or a Convolution of ones over the (P, 1, R, S) view;
 ``softmax`` -> Softmax, ``log_softmax`` -> Softmax + Log."""
 from __future__ import annotations
 
@@ -53,15 +54,39 @@ def _reduce(cx: Context, op: Op, mean: bool) -> Blob:
             "num_output": 1, "kernel_size": 1, "bias_term": False})
         cx.weights[op.name] = [np.full((1, c, 1, 1), 1.0 / c if mean else 1.0, np.float32)]
         return reshape(cx, Blob(top, keep), op.out_shape)
-    if dims == list(range(dims[0], x.ndim)) and dims[0] > 0:
-        if cx.target == "opencv":
-            raise op.error("a reduction over the last axes needs Caffe's Reduction layer, "
-                           "which OpenCV's Caffe importer does not run")
-        top = cx.L.Reduction(x.top, operation=P.Reduction.MEAN if mean else P.Reduction.SUM,
-                             axis=dims[0])
-        return reshape(cx, Blob(top, x.shape[:dims[0]]), op.out_shape)
-    raise op.error("a %s over axes %s of a %s tensor has no exact Caffe layer"
-                   % ("mean" if mean else "sum", dims, x.shape))
+    return _reduce_runs(cx, op, x, dims, "mean" if mean else "sum")
+
+
+def _reduce_runs(cx: Context, op: Op, x: Blob, dims: List[int], kind: str) -> Blob:
+    """Any reduction, one run of adjacent axes at a time (the last run first):
+    the blob viewed as (P, 1, R, S) -- P the values before the run, R the run's,
+    S those after -- and reduced over R by a Pooling of kernel (R, 1) (AVE or
+    MAX) or, for a sum, a Convolution of ones of that kernel; the run's axes
+    stay as 1s until the final Reshape."""
+    runs: List[List[int]] = []
+    for d in dims:
+        if runs and d == runs[-1][-1] + 1:
+            runs[-1].append(d)
+        else:
+            runs.append([d])
+    shape = list(x.shape)
+    for k, run in enumerate(reversed(runs)):
+        a, b = run[0], run[-1] + 1
+        p, r, s = (int(np.prod(shape[:a], dtype=np.int64)),
+                   int(np.prod(shape[a:b], dtype=np.int64)),
+                   int(np.prod(shape[b:], dtype=np.int64)))
+        v = reshape(cx, x, (p, 1, r, s))
+        name = op.name if k == 0 else "%s/%d" % (op.name, k + 1)
+        if kind == "sum":
+            top = cx.L.Convolution(v.top, name=name, convolution_param={
+                "num_output": 1, "kernel_h": r, "kernel_w": 1, "bias_term": False})
+            cx.weights[name] = [np.ones((1, 1, r, 1), np.float32)]
+        else:
+            top = cx.L.Pooling(v.top, name=name, pool=P.Pooling.AVE if kind == "mean"
+                               else P.Pooling.MAX, kernel_h=r, kernel_w=1, stride=1)
+        shape[a:b] = [1] * (b - a)
+        x = reshape(cx, Blob(top, (p, 1, 1, s)), shape)
+    return reshape(cx, x, op.out_shape)
 
 
 @register_converter("aten.mean")
@@ -90,8 +115,7 @@ def amax(cx: Context, op: Op) -> Blob:
         parts = cx.L.Slice(x.top, axis=1, slice_point=list(range(1, c)), ntop=c)
         top = cx.L.Eltwise(*parts, operation=P.Eltwise.MAX)
         return reshape(cx, Blob(top, keep), op.out_shape)
-    raise op.error("a max over axes %s of a %s tensor has no exact Caffe layer"
-                   % (dims, x.shape))
+    return _reduce_runs(cx, op, x, dims, "max")
 
 
 def _softmax_axis(op: Op) -> int:
