@@ -304,3 +304,24 @@ def test_divergence_after_an_in_place_op_names_the_wrong_blob(torch):
         CONVERTERS["aten.tanh"] = stock
     assert not result.parity.ok
     assert result.parity.divergence["module"] == "soft", result.parity.divergence
+
+
+@pytest.mark.parametrize("kwargs,size", [
+    ({"scale_factor": 2, "mode": "bilinear", "align_corners": True}, (40, 40)),
+    ({"size": (101, 67), "mode": "bilinear", "align_corners": False}, (35, 29)),
+    ({"size": (90, 41), "mode": "nearest"}, (35, 29))])
+def test_large_resize_is_separable(torch, tmp_path, kwargs, size):
+    """A resize whose dense interpolation matrix would pass 2**20 values goes one
+    axis at a time (InnerProduct along W, a channel-grouped Convolution along H):
+    the same values as PyTorch's F.interpolate, with Wo*W + C*Ho*H weights."""
+    from netdsl.torch import convert
+
+    class Net(torch.nn.Module):
+        def forward(self, x):
+            return torch.nn.functional.interpolate(x, **kwargs)
+
+    x = torch.randn((1, 3) + size)
+    result = convert(Net().eval(), x, target="opencv")
+    assert result.parity.ok, result.parity.table()
+    assert sum(a.size for v in result.weights.values() for a in v) < 1 << 20
+    assert check_files(tmp_path, result, Net().eval(), (x,)) <= TOL

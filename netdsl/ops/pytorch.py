@@ -73,7 +73,8 @@ Shape = Sequence[int]
 Weights = Optional[MutableMapping[str, List[np.ndarray]]]
 IntPair = Union[int, Sequence[int]]
 
-#: resize_matrix warns when its InnerProduct weight has more values than this
+#: past this many values in one interpolation matrix, resize_matrix resizes one axis
+#: at a time
 MATRIX_WARN_VALUES = 1 << 20
 
 _FROZEN = [{"lr_mult": 0, "decay_mult": 0}]
@@ -298,16 +299,33 @@ def resize_matrix(x: Top, shape: Shape, size: Tuple[int, int], *, mode: str = "b
                   coordinate_mode: Optional[str] = None, nearest_mode: str = "floor") -> Top:
     """Any ``F.interpolate`` (bilinear with or without ``align_corners``, nearest,
     any output size) as Reshape -> InnerProduct(axis 2) with the interpolation
-    matrix -> Reshape.  Meant for small maps: the weight has
-    ``Ho*Wo x H*W`` values, and a warning gives that size past
-    :data:`MATRIX_WARN_VALUES`."""
+    matrix (``Ho*Wo x H*W`` values) -> Reshape.  Past :data:`MATRIX_WARN_VALUES`
+    values the resize is done one axis at a time instead (it is separable in
+    every mode): along W an InnerProduct(axis 3) with the (Wo, W) matrix, along
+    H a Convolution grouped by channel with C*Ho kernels of (H, 1) (each the
+    row of the (Ho, H) matrix), giving (N, C*Ho, 1, Wo), then Reshape to
+    (N, C, Ho, Wo): ``Wo*W + C*Ho*H`` values."""
     n, c, h, w = _nchw(shape)
     ho, wo = _pair(size, "size")
     _need_name(name, weights, "resize_matrix")
     values = ho * wo * h * w
     if values > MATRIX_WARN_VALUES:
-        warnings.warn("resize_matrix: the InnerProduct weight has %d x %d = %d values (%.1f MB)"
-                      % (ho * wo, h * w, values, values * 4 / 1e6), stacklevel=2)
+        sh, sw = scale_factor if scale_factor else (None, None)
+        y = L.InnerProduct(x, **_named({
+            "inner_product_param": {"num_output": wo, "axis": 3, "bias_term": False},
+            "param": _FROZEN}, name, "/cols"))
+        y = L.Convolution(y, **_named({
+            "convolution_param": {"num_output": c * ho, "group": c, "kernel_h": h,
+                                  "kernel_w": 1, "bias_term": False},
+            "param": _FROZEN}, name))
+        if weights is not None:
+            aw = _axis_matrix(w, wo, mode, align_corners, sw, coordinate_mode, nearest_mode)
+            ah = _axis_matrix(h, ho, mode, align_corners, sh, coordinate_mode, nearest_mode)
+            weights[name + "/cols"] = [aw.astype(np.float32)]
+            weights[name] = [np.ascontiguousarray(np.broadcast_to(
+                ah.astype(np.float32)[None, :, None, :, None], (c, ho, 1, h, 1)).reshape(
+                c * ho, 1, h, 1))]
+        return L.Reshape(y, shape={"dim": [0, c, ho, wo]})
     flat = L.Reshape(x, shape={"dim": [0, 0, -1]})
     y = L.InnerProduct(flat, **_named({
         "inner_product_param": {"num_output": ho * wo, "axis": 2, "bias_term": False},
