@@ -410,7 +410,7 @@ def test_doc_table_lists_exactly_the_converted_ops():
         cell = line.split("|")[1]
         if cell.strip().startswith("anything else"):
             continue
-        named |= set(re.findall(r"`([A-Z][A-Za-z]+)`", cell))
+        named |= set(re.findall(r"`([A-Z][A-Za-z0-9]+)`", cell))
     assert named == set(supported()), (named ^ set(supported()))
 
 

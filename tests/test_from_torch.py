@@ -325,3 +325,20 @@ def test_large_resize_is_separable(torch, tmp_path, kwargs, size):
     assert result.parity.ok, result.parity.table()
     assert sum(a.size for v in result.weights.values() for a in v) < 1 << 20
     assert check_files(tmp_path, result, Net().eval(), (x,)) <= TOL
+
+
+def test_large_nchw_nhwc_permutes(torch, tmp_path):
+    """Permutations past the 4096-value permutation matrix that swap two groups of
+    axes (NCHW <-> NHWC, as LayerNorm2d in ConvNeXt does): Slice / Reshape / Concat
+    copies.  Expected values: PyTorch's."""
+    from netdsl.torch import convert
+
+    class Net(torch.nn.Module):
+        def forward(self, x):
+            y = x.permute(0, 2, 3, 1)
+            return y, torch.relu(y).permute(0, 3, 1, 2), x.flatten(2).transpose(1, 2)
+
+    x = torch.randn(1, 96, 8, 8)
+    result = convert(Net().eval(), x, target="opencv")
+    assert result.parity.ok and result.parity.max_rel == 0, result.parity.table()
+    assert check_files(tmp_path, result, Net().eval(), (x,)) <= TOL

@@ -87,11 +87,19 @@ def test_resize_by_matrix(tmp_path, torch, kwargs):
     assert "InnerProduct" in [lp.type for lp in net.layer]
 
 
-def test_resize_matrix_warns_with_weight_size(torch):
+def test_resize_matrix_goes_one_axis_at_a_time_when_large(torch):
+    """128 x 128 from 64 x 64 would be a 16384 x 4096 matrix: instead an
+    InnerProduct along W (128 x 64) and a channel-grouped Convolution along H
+    (C*128 kernels of 64 x 1); values: test_from_torch's separable test."""
     n = NetSpec()
-    n.data = L.Input(shape=dict(dim=[1, 1, 64, 64]))
-    with pytest.warns(UserWarning, match=r"16384 x 4096 = 67108864 values"):
-        T.resize_matrix(n.data, (1, 1, 64, 64), (128, 128), align_corners=True)
+    n.data = L.Input(shape=dict(dim=[1, 2, 64, 64]))
+    weights = {}
+    n.up = T.resize_matrix(n.data, (1, 2, 64, 64), (128, 128), align_corners=True,
+                           name="up", weights=weights)
+    net = n.to_proto()
+    assert [lp.type for lp in net.layer] == ["Input", "InnerProduct", "Convolution", "Reshape"]
+    assert weights["up/cols"][0].shape == (128, 64)
+    assert weights["up"][0].shape == (256, 1, 64, 1)
 
 
 @pytest.mark.parametrize("cfg", [

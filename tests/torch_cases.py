@@ -287,6 +287,16 @@ class ConstAfterConv(nn.Module):
         return self.conv(x) + self.q, self.conv2(x) * self.q2
 
 
+class Extremes(nn.Module):
+    """maximum/minimum (with a computed side and a constant one), max/min over an
+    axis (values), amin, repeat, and F.normalize (a 2-norm, a clamp, a division)."""
+
+    def forward(self, x):
+        return (torch.maximum(x, torch.full_like(x, 0.3)), torch.minimum(x, torch.relu(x) - 0.5),
+                torch.max(x, 1)[0], torch.min(x, 2, keepdim=True)[0], x.repeat(1, 2, 1, 3),
+                F.normalize(x, dim=1), x.amin((2, 3)))
+
+
 class Indexing(nn.Module):
     """Advanced indexing with constant indices (reordered, repeated, negative) on
     adjacent non-batch axes, index_select on the channel axis, strided slices."""
@@ -318,4 +328,5 @@ def coverage():
         "more": (MoreOps(), [(1, 4, 5, 6)], "opencv"),
         "indexing": (Indexing(), [(1, 3, 5, 6)], "opencv"),
         "const_after_conv": (ConstAfterConv(), [(1, 3, 4, 4)], "opencv"),
+        "extremes": (Extremes(), [(2, 3, 4, 5)], "opencv"),
     }

@@ -406,6 +406,28 @@ for _t, _k in (("Add", "aten.add"), ("Sub", "aten.sub"), ("Mul", "aten.mul"),
     adapter(_t, aten=[_k])(_binary(_k))
 
 
+def _extreme(key: str) -> Adapter:
+    def fn(n: ONode) -> Any:
+        vals = [_f32(v) if isinstance(v, np.ndarray) else v for v in n.inputs if v is not None]
+        y = vals[0]
+        for k, v in enumerate(vals[1:]):   # variadic: one pair at a time
+            last = k == len(vals) - 2
+            shape = n.out_shape if last else tuple(np.broadcast_shapes(
+                tuple(getattr(y, "shape", ())), tuple(getattr(v, "shape", ()))))
+            y = n.call(key, out_shape=shape, input=y, other=v)
+        return y
+    return fn
+
+
+adapter("Max", aten=["aten.maximum"])(_extreme("aten.maximum"))
+adapter("Min", aten=["aten.minimum"])(_extreme("aten.minimum"))
+
+
+@adapter("Tile", aten=["aten.tile"])
+def tile(n: ONode) -> Any:
+    return n.call("aten.tile", input=n.blob(0), dims=n.ints(1, "repeats"))
+
+
 @adapter("Where", aten=["aten.where"])
 def where(n: ONode) -> Any:
     cond = n.const(0, "condition")
@@ -571,6 +593,8 @@ def _reduce(key: str, axes_input_from: int) -> Adapter:
     return fn
 
 
+adapter("ReduceMin", aten=["aten.amin"])(_reduce("aten.amin", 18))
+adapter("ReduceL2", aten=["aten.linalg_vector_norm"])(_reduce("aten.linalg_vector_norm", 18))
 adapter("ReduceMean", aten=["aten.mean"])(_reduce("aten.mean", 18))
 adapter("ReduceSum", aten=["aten.sum"])(_reduce("aten.sum", 13))
 adapter("ReduceMax", aten=["aten.amax"])(_reduce("aten.amax", 18))

@@ -133,6 +133,40 @@ def _binary(cx: Context, op: Op, kind: str, a: Any, b: Any, alpha: float = 1.0) 
     return _scale_const(cx, op, x, (1.0 / c.astype(np.float64)).astype(np.float32), None)
 
 
+def _extreme(cx: Context, op: Op, a: Any, b: Any, largest: bool) -> Blob:
+    """max(a, b) as Eltwise MAX of the two (broadcast) blobs; min(a, b) =
+    -max(-a, -b) (negations are exact).  A constant side is made a blob by
+    ``x * 0 + c`` on the computed side (exact for finite values)."""
+    out = tuple(op.out_shape)
+    if not isinstance(a, Blob) and not isinstance(b, Blob):
+        raise op.error("internal: max/min of constants is computed when converting")
+    blobs = []
+    for k, v in enumerate((a, b)):
+        if isinstance(v, Blob):
+            blobs.append(broadcast_to(cx, v, out))
+        else:
+            src = a if isinstance(a, Blob) else b
+            sub = Op(op.key, {}, out, "%s/const%d" % (op.name, k), op.module, op.source)
+            c = np.broadcast_to(np.asarray(v, np.float32), out)
+            blobs.append(_scale_const(cx, sub, src, np.zeros(out, np.float32), c))
+    if not largest:
+        blobs = [Blob(cx.L.Power(x.top, scale=-1.0), out) for x in blobs]
+    top = cx.L.Eltwise(*[x.top for x in blobs], operation=P.Eltwise.MAX)
+    if not largest:
+        top = cx.L.Power(top, scale=-1.0)
+    return Blob(top, out)
+
+
+@register_converter("aten.maximum", "aten.fmax")
+def maximum(cx: Context, op: Op) -> Blob:
+    return _extreme(cx, op, op["input"], op["other"], True)
+
+
+@register_converter("aten.minimum", "aten.fmin")
+def minimum(cx: Context, op: Op) -> Blob:
+    return _extreme(cx, op, op["input"], op["other"], False)
+
+
 @register_converter("aten.where")
 def where(cx: Context, op: Op) -> Blob:
     """``where(cond, a, b)`` with a constant condition (masked_fill with a constant

@@ -7,7 +7,7 @@ value itself); any other axes, a run of adjacent axes at a time, by a Pooling
 ``softmax`` -> Softmax, ``log_softmax`` -> Softmax + Log."""
 from __future__ import annotations
 
-from typing import List, Tuple
+from typing import Any, List, Tuple
 
 import numpy as np
 
@@ -116,6 +116,44 @@ def amax(cx: Context, op: Op) -> Blob:
         top = cx.L.Eltwise(*parts, operation=P.Eltwise.MAX)
         return reshape(cx, Blob(top, keep), op.out_shape)
     return _reduce_runs(cx, op, x, dims, "max")
+
+
+@register_converter("aten.amin")
+def amin(cx: Context, op: Op) -> Blob:
+    """min = -max(-x) (negations are exact)."""
+    x = op["input"]
+    neg = Blob(cx.L.Power(x.top, scale=-1.0), x.shape)
+    sub = Op(op.key, dict(op.args, input=neg), op.out_shape, op.name, op.module, op.source)
+    return Blob(cx.L.Power(amax(cx, sub).top, scale=-1.0), op.out_shape)
+
+
+@register_converter("aten.max", "aten.min")
+def max_min(cx: Context, op: Op) -> Any:
+    """``max(x, dim)`` / ``min(x, dim)``: the values (amax / amin; the indices
+    have no Caffe blob); ``max(x)`` over everything; ``max(a, b)``: maximum."""
+    from netdsl.torch.ops.arithmetic import maximum, minimum
+    largest = op.key.endswith("max")
+    if "other" in op.args:
+        return (maximum if largest else minimum)(cx, op)
+    shape = op.out_shape[0] if isinstance(op.out_shape, list) else op.out_shape
+    args = {"input": op["input"], "dim": op.args.get("dim"),
+            "keepdim": op.args.get("keepdim", False)}
+    sub = Op(op.key, args, shape, op.name, op.module, op.source)
+    values = amax(cx, sub) if largest else amin(cx, sub)
+    return (values, None) if isinstance(op.out_shape, list) else values
+
+
+@register_converter("aten.linalg_vector_norm", "aten.norm")
+def vector_norm(cx: Context, op: Op) -> Blob:
+    """The 2-norm over ``dim``: Power 2, a sum (as ``sum``), Power 0.5."""
+    x = op["input"]
+    order = op.args.get("ord", op.args.get("p", 2))
+    if order not in (2, 2.0, None):
+        raise op.error("only the 2-norm has an exact Caffe recipe (ord %r)" % (order,))
+    sq = Blob(cx.L.Power(x.top, power=2.0), x.shape)
+    args = {"input": sq, "dim": op.args.get("dim"), "keepdim": op.args.get("keepdim", False)}
+    total = _reduce(cx, Op(op.key, args, op.out_shape, op.name, op.module, op.source), False)
+    return Blob(cx.L.Power(total.top, power=0.5), op.out_shape)
 
 
 def _softmax_axis(op: Op) -> int:

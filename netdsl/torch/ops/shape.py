@@ -7,7 +7,7 @@ pixel_shuffle / pixel_unshuffle (a Deconvolution / Convolution with a 0/1
 kernel that moves each value to its place)."""
 from __future__ import annotations
 
-from typing import List, Sequence
+from typing import List, Optional, Sequence
 
 import numpy as np
 
@@ -36,6 +36,22 @@ def view(cx: Context, op: Op) -> Blob:
 @register_converter("aten.expand", "aten.expand_as", "aten.broadcast_to")
 def expand(cx: Context, op: Op) -> Blob:
     return broadcast_to(cx, _x(op), op.out_shape)
+
+
+@register_converter("aten.repeat", "aten.tile")
+def repeat(cx: Context, op: Op) -> Blob:
+    """``x.repeat(r...)`` / ``tile``: along each axis with r > 1, Concat of r
+    copies (copies, exact); leading new axes are added by a Reshape first."""
+    x = _x(op)
+    reps = [int(r) for r in (op.get("repeats") or op.get("dims"))]
+    if len(reps) < x.ndim:
+        reps = [1] * (x.ndim - len(reps)) + reps
+    if len(reps) > x.ndim:
+        x = reshape(cx, x, (1,) * (len(reps) - x.ndim) + x.shape)
+    for ax, r in enumerate(reps):
+        if r > 1:
+            x = concat(cx, [x] * r, ax)
+    return reshape(cx, x, op.out_shape)
 
 
 def _blobs(op: Op, items: Sequence) -> List[Blob]:
@@ -215,6 +231,34 @@ def index(cx: Context, op: Op) -> Blob:
     return gather_points(cx, op, x, axes, points, arrays[0].shape)
 
 
+def _swap_groups(cx: Context, op: Op, x: Blob, perm: Sequence[int], p: int, q: int
+                 ) -> Optional[Blob]:
+    """A permutation that swaps two adjacent groups of axes, (lead, A, B, tail) ->
+    (lead, B, A, tail) (NCHW <-> NHWC is one): the smaller group cut into single
+    positions (Slice), each turned (Reshape) and joined along the other side
+    (Concat) -- min(A, B) copies.  None for any other permutation."""
+    for m in range(p + 1, q):
+        if list(perm[p:q]) == list(range(m, q)) + list(range(p, m)):
+            break
+    else:
+        return None
+    lead = int(np.prod(x.shape[:p]))
+    a, b = int(np.prod(x.shape[p:m])), int(np.prod(x.shape[m:q]))
+    tail = int(np.prod(x.shape[q:]))
+    if min(a, b) > MAX_PERMUTE:
+        return None
+    v = reshape(cx, x, (lead, a, b, tail))
+    if a <= b:
+        pieces = slice_axis(cx, v, 1, [(i, i + 1) for i in range(a)])
+        turned = [reshape(cx, t, (lead, b, 1, tail)) for t in pieces]
+        y = concat(cx, turned, 2)
+    else:
+        pieces = slice_axis(cx, v, 2, [(i, i + 1) for i in range(b)])
+        turned = [reshape(cx, t, (lead, 1, a, tail)) for t in pieces]
+        y = concat(cx, turned, 1)
+    return reshape(cx, y, op.out_shape)
+
+
 def permute_blob(cx: Context, op: Op, x: Blob, perm: Sequence[int]) -> Blob:
     """``x.permute(perm)`` when axis 0 and a tail of axes stay in place: the
     moved block (the axes between) is a channel permutation, done by a 1x1
@@ -238,8 +282,12 @@ def permute_blob(cx: Context, op: Op, x: Blob, perm: Sequence[int]) -> Blob:
     block = x.shape[p:q]
     mid = int(np.prod(block))
     if mid > MAX_PERMUTE:
+        swapped = _swap_groups(cx, op, x, perm, p, q)
+        if swapped is not None:
+            return swapped
         raise op.error("a permutation of %d values per position is too large for a "
-                       "permutation matrix (limit %d)" % (mid, MAX_PERMUTE))
+                       "permutation matrix (limit %d), and it is not a swap of two groups "
+                       "of axes" % (mid, MAX_PERMUTE))
     lead = int(np.prod(x.shape[:p]))
     tail = int(np.prod(x.shape[q:]))
     src = np.arange(mid).reshape(block).transpose([perm[k] - p for k in range(p, q)]).reshape(-1)
