@@ -67,16 +67,17 @@ def cmd_pycaffe(args: argparse.Namespace) -> int:
         written = _changed(before, _snapshot(dirs))
         for path in written:
             print("wrote %s" % os.path.relpath(path, cwd), file=sys.stderr)
-    _check_written_crops(written)
+    _check_written_crops(written, [os.path.relpath(p, cwd) for p in written])
     return 0
 
 
-def _check_written_crops(paths: List[str]) -> None:
+def _check_written_crops(paths: List[str], shown: List[str]) -> None:
     """Warn about the explicit crop offsets of the nets a script wrote that the coordinate
-    maps disagree with (pycaffe's NetSpec accepts any offset)."""
+    maps disagree with (pycaffe's NetSpec accepts any offset); ``shown`` are the
+    paths as the warnings name them."""
     from .crop_check import check_crop_offsets
     from .prototxt import read_net
-    for path in paths:
+    for path, name in zip(paths, shown):
         if not path.endswith(".prototxt"):
             continue
         try:
@@ -86,7 +87,7 @@ def _check_written_crops(paths: List[str]) -> None:
         if not any(layer.type == "Crop" for layer in net.layer):
             continue
         try:
-            check_crop_offsets(net, locate=lambda err, p=path: err.located(file=p))
+            check_crop_offsets(net, locate=lambda err, p=name: err.located(file=p))
         except NetdslError:   # a net whose maps cannot be followed: shapes will say why
             continue
 
