@@ -612,3 +612,24 @@ def test_where_with_a_constant_condition(tmp_path):
     m = h.make_model(g, opset_imports=[h.make_opsetid("", 18)])
     with pytest.raises(NetdslError, match="node 'gt'"):
         convert(m, check=False)
+
+
+def test_gather_of_a_consecutive_run_with_shaped_indices(tmp_path):
+    """How the dynamo exporter writes as_strided on a channels-last tensor: Reshape
+    to 1-D, then Gather on axis 0 with arange(...) indices shaped like the result:
+    a run of consecutive positions, so a Slice (here none) and a Reshape."""
+    onnx = require("onnx")
+    require("onnxruntime")
+    require("cv2")
+    h = onnx.helper
+    inits = [onnx.numpy_helper.from_array(np.asarray([-1], np.int64), "flat"),
+             onnx.numpy_helper.from_array(np.arange(120, dtype=np.int64).reshape(1, 4, 5, 6),
+                                          "idx")]
+    nodes = [h.make_node("Reshape", ["x", "flat"], ["v"], name="to_1d"),
+             h.make_node("Gather", ["v", "idx"], ["y"], name="g", axis=0)]
+    g = h.make_graph(nodes, "g", [h.make_tensor_value_info("x", 1, [1, 4, 5, 6])],
+                     [h.make_tensor_value_info("y", 1, None)], initializer=inits)
+    m = h.make_model(g, opset_imports=[h.make_opsetid("", 18)])
+    m.ir_version = 8
+    result = convert_checked(tmp_path, m)
+    assert {lp.type for lp in result.net.layer} <= {"Input", "Reshape", "Split"}

@@ -282,9 +282,11 @@ class ConstAfterConv(nn.Module):
         self.conv2 = nn.Conv2d(3, 4, 3, stride=2, padding=1)
         self.register_buffer("q", torch.linspace(-1, 1, 4 * 4 * 4).reshape(1, 4, 4, 4))
         self.register_buffer("q2", torch.tensor([[[[0.5, -2.0], [3.0, 1.5]]]]))
+        self.conv3 = nn.Conv2d(3, 4, 3, padding=1)
+        self.bn = nn.BatchNorm2d(4)    # BatchNorm + Scale, which OpenCV fuses too
 
     def forward(self, x):
-        return self.conv(x) + self.q, self.conv2(x) * self.q2
+        return self.conv(x) + self.q, self.conv2(x) * self.q2, self.bn(self.conv3(x)) * self.q
 
 
 class Extremes(nn.Module):
@@ -299,7 +301,7 @@ class Extremes(nn.Module):
 
 class Indexing(nn.Module):
     """Advanced indexing with constant indices (reordered, repeated, negative) on
-    adjacent non-batch axes, index_select on the channel axis, strided slices."""
+    adjacent non-batch axes, index_select on the channel axis, strided slices, flips."""
 
     def __init__(self):
         super().__init__()
@@ -309,7 +311,7 @@ class Indexing(nn.Module):
 
     def forward(self, x):
         return x[:, :, self.rows, self.cols], torch.index_select(x, 1, self.chans), \
-            x[:, :, torch.tensor([4, 1, 1])], x[:, ::2, 1::3, 1:6:2]
+            x[:, :, torch.tensor([4, 1, 1])], x[:, ::2, 1::3, 1:6:2], x.flip(3), x.flip((1, 2))
 
 
 def coverage():

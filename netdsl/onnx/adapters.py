@@ -516,9 +516,15 @@ def gather(n: ONode) -> Any:
     flat = [int(i) + x.shape[ax] if int(i) < 0 else int(i) for i in idx.reshape(-1)]
     if idx.ndim == 0:
         return n.call("aten.select", input=x, dim=ax, index=flat[0])
-    if idx.ndim == 1 and flat == list(range(flat[0], flat[0] + len(flat))):
-        return n.call("aten.slice", input=x, dim=ax, start=flat[0], end=flat[0] + len(flat),
-                      step=1)
+    if flat and flat == list(range(flat[0], flat[0] + len(flat))):
+        # a run of consecutive indices (of any index shape): a Slice, then the shape
+        shape = list(x.shape)
+        shape[ax] = len(flat)
+        y = x if len(flat) == x.shape[ax] else n.call(
+            "aten.slice", out_shape=tuple(shape), input=x, dim=ax, start=flat[0],
+            end=flat[0] + len(flat), step=1)
+        return y if tuple(y.shape) == tuple(n.out_shape) else n.call(
+            "aten.reshape", input=y, shape=list(n.out_shape))
     from netdsl.torch.ops.shape import gather_points
     op = Op("aten.index_select", {}, n.out_shape, n.name, target=n.op_type)
     return gather_points(n.cx, op, x, [ax], np.asarray(flat)[:, None], idx.shape)

@@ -505,8 +505,20 @@ def _split_power_chains(net: Any) -> None:
     taken = {t for lp in layers for t in lp.top} | {lp.name for lp in layers}
     rebuilt = []
     changed = False
-    for lp in layers:
+
+    def fused_into(lp: Any) -> Any:
+        # OpenCV keeps fusing BatchNorm and per-channel Scale layers into the
+        # Convolution before them, so a Scale after such a chain meets it too
         src = writer.get(lp.bottom[0]) if lp.bottom else None
+        while lp.type == "Scale" and src is not None and (
+                src.type == "BatchNorm" or (src.type == "Scale" and len(src.bottom) == 1
+                                            and src.scale_param.axis == 1
+                                            and src.scale_param.num_axes == 1)):
+            src = writer.get(src.bottom[0])
+        return src
+
+    for lp in layers:
+        src = fused_into(lp)
         if src is not None and _fused_wrongly_by_opencv(src, lp):
             name = lp.bottom[0] + "/copy"
             while name in taken:

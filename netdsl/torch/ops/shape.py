@@ -202,6 +202,18 @@ def index_select(cx: Context, op: Op) -> Blob:
     return gather_points(cx, op, x, [int(op["dim"])], idx[:, None], idx.shape)
 
 
+@register_converter("aten.flip")
+def flip(cx: Context, op: Op) -> Blob:
+    """``x.flip(dims)``: each axis's positions in reverse order (copies: Slice +
+    Concat, one piece per position)."""
+    x = _x(op)
+    for d in op["dims"]:
+        ax = axis(int(d), x.ndim)
+        idx = np.arange(x.shape[ax] - 1, -1, -1)
+        x = gather_points(cx, op, x, [ax], idx[:, None], idx.shape)
+    return reshape(cx, x, op.out_shape)
+
+
 @register_converter("aten.index")
 def index(cx: Context, op: Op) -> Blob:
     """``x[..., i, j, ...]`` with constant index tensors on adjacent axes
