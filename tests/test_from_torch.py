@@ -342,3 +342,22 @@ def test_large_nchw_nhwc_permutes(torch, tmp_path):
     result = convert(Net().eval(), x, target="opencv")
     assert result.parity.ok and result.parity.max_rel == 0, result.parity.table()
     assert check_files(tmp_path, result, Net().eval(), (x,)) <= TOL
+
+
+@pytest.mark.parametrize("size", [(1, 1), (1, 5), (4, 1)])
+def test_depthwise_on_one_pixel_maps_for_opencv(torch, tmp_path, size):
+    """OpenCV dnn computes a 3x3 depthwise Convolution on a map one pixel high or
+    wide wrongly; for target="opencv" the kernel is cut to the one tap that meets
+    the input (the others only multiply padding), which gives the same values.
+    Expected: PyTorch's, in netdsl's forward and in OpenCV."""
+    from netdsl.torch import convert
+    model = torch.nn.Sequential(torch.nn.Conv2d(16, 16, 3, padding=1, groups=16),
+                                torch.nn.Conv2d(16, 16, 3, stride=2, padding=1, groups=16))
+    x = torch.randn((1, 16) + size)
+    result = convert(model.eval(), x, target="opencv")
+    assert result.parity.ok, result.parity.table()
+    assert check_files(tmp_path, result, model.eval(), (x,)) <= TOL
+    for lp in result.net.layer:
+        if lp.type == "Convolution":
+            cp = lp.convolution_param
+            assert (cp.kernel_h == 1) == (size[0] == 1) and (cp.kernel_w == 1) == (size[1] == 1)

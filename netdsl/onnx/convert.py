@@ -13,8 +13,8 @@ from netdsl.netspec import Function, Top
 from netdsl.onnx import model as M
 from netdsl.onnx.adapters import ADAPTERS, MOVEMENT, PASS_THROUGH, ONode
 from netdsl.torch import table
-from netdsl.torch.convert import (Conversion, _complete_weights, _emit,
-                                  _split_power_chains)
+from netdsl.torch.convert import (Conversion, _complete_weights, _crop_depthwise_for_opencv,
+                                  _emit, _split_power_chains)
 from netdsl.torch.graph import OPENCV_LAYERS, Blob, Context, Names, caffe_name, claim_layers
 
 __all__ = ["convert", "OnnxConversion"]
@@ -349,6 +349,8 @@ def _map(model: Any, path: Optional[str], input_shapes: Optional[Shapes], target
                 raise NetdslError("layer type %s is not run by OpenCV dnn's Caffe importer "
                                   "(target='opencv')" % lp.type, layer=lp.name)
     weights = _complete_weights(net, cx.weights, inputs)
+    if target == "opencv":
+        _crop_depthwise_for_opencv(net, weights)
     conv = OnnxConversion(net, weights, inputs, out_names, blob_of_node, model)
     conv.model = model
     conv.onnx_inputs = [n for n, _ in shapes]

@@ -405,6 +405,8 @@ def _map(program: Any, input_names: Optional[Sequence[str]],
                 raise NetdslError("layer type %s is not run by OpenCV dnn's Caffe importer "
                                   "(target='opencv')" % lp.type, layer=lp.name)
     weights = _complete_weights(net, cx.weights, inputs)
+    if target == "opencv":
+        _crop_depthwise_for_opencv(net, weights)
     return Conversion(net, weights, inputs, out_names, blob_of_node, program)
 
 
@@ -494,6 +496,43 @@ def _fused_wrongly_by_opencv(producer: Any, consumer: Any) -> bool:
         sp = consumer.scale_param
         return not (sp.axis == 1 and sp.num_axes == 1)
     return False
+
+
+def _crop_depthwise_for_opencv(net: Any, weights: Dict[str, List[np.ndarray]]) -> None:
+    """OpenCV dnn 4.x computes a depthwise (group = channels) Convolution wrongly on
+    a map one pixel high or wide (measured: 3x3, pad 1 on 1x1 maps, as MobileNet's
+    last stages at small inputs and SSDlite's last head have; garbage values).
+    Where the output is one pixel on that axis too, only the kernel tap at index
+    ``pad`` ever meets the input, the others multiplying padding zeros: the kernel
+    is cut to that tap (kernel 1, pad 0 on the axis), the same values in Caffe.
+    Done for ``target="opencv"`` only: the cut kernel is right for this input size."""
+    from netdsl.layers.conv import conv_geometry
+    from netdsl.shapes import infer_shapes
+    shapes = infer_shapes(net)
+    for ls in shapes.layers:
+        lp = ls.layer
+        if lp is None or lp.type != "Convolution" or not ls.bottom_shapes:
+            continue
+        x, y = ls.bottom_shapes[0], ls.top_shapes[0]
+        cp = lp.convolution_param
+        if len(x) != 4 or cp.group != x[1] or cp.group == 1 or lp.name not in weights:
+            continue
+        g = conv_geometry(lp, tuple(x))
+        cut = [ax for ax in (0, 1) if x[2 + ax] == 1 and y[2 + ax] == 1 and g.kernel[ax] > 1
+               and g.dilation[ax] == 1 and g.pad[ax] < g.kernel[ax]]
+        if not cut:
+            continue
+        w = weights[lp.name][0]
+        kernel, pad = list(g.kernel), list(g.pad)
+        for ax in cut:
+            w = np.take(w, [pad[ax]], axis=2 + ax)
+            kernel[ax], pad[ax] = 1, 0
+        weights[lp.name][0] = np.ascontiguousarray(w, np.float32)
+        for f in ("kernel_size", "pad", "stride"):
+            cp.ClearField(f)
+        cp.kernel_h, cp.kernel_w = kernel
+        cp.pad_h, cp.pad_w = pad
+        cp.stride_h, cp.stride_w = g.stride
 
 
 def _split_power_chains(net: Any) -> None:
