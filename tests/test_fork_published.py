@@ -478,3 +478,29 @@ def test_caffe_written_ssd_caffemodel_forward_equals_opencv(schema_dir):
     finally:
         use_schema(None)
     _same_as_opencv(cv2.dnn.readNetFromCaffe(proto, weights), ours, x, net)
+
+
+def test_fork_training_layers_shapes():
+    """DeconvNet's V1 ELTWISE_ACCURACY (eltwise_accuracy_layer.cpp: top (1,1,1,1))
+    and caffe-enet's DenseImageData label_divide_factor (dense_image_data_layer.cpp:
+    labels (N, 1, H / f, W / f)) and crop_size (both tops crop x crop)."""
+    pb2, net = _small("deconvnet", 'input: "score" input_dim: 1 input_dim: 3 input_dim: 4 '
+                      'input_dim: 4\ninput: "label" input_dim: 1 input_dim: 1 input_dim: 4 '
+                      'input_dim: 4\nlayers { name: "acc" type: ELTWISE_ACCURACY '
+                      'bottom: "score" bottom: "label" top: "acc" }\n')
+    try:
+        assert tuple(infer_shapes(net).blobs["acc"]) == (1, 1, 1, 1)
+    finally:
+        use_schema(None)
+    for extra, data, label in (("new_height: 64 new_width: 128 label_divide_factor: 8 } }",
+                                (2, 3, 64, 128), (2, 1, 8, 16)),
+                               ("new_height: 64 new_width: 128 } transform_param { "
+                                "crop_size: 32 } }", (2, 3, 32, 32), (2, 1, 32, 32))):
+        pb2, net = _small("enet", 'layer { name: "data" type: "DenseImageData" top: "data" '
+                          'top: "label" dense_image_data_param { source: "list.txt" '
+                          'batch_size: 2 ' + extra + "\n")
+        try:
+            b = infer_shapes(net).blobs
+            assert (tuple(b["data"]), tuple(b["label"])) == (data, label)
+        finally:
+            use_schema(None)

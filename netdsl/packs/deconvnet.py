@@ -26,7 +26,24 @@ Shape = Tuple[int, ...]
 
 #: the fork's V1 LayerType names -> current type strings
 V1_TYPES = {"UNPOOLING": "Unpooling", "BN": "BN", "CROP": "Crop",
-            "IMAGE_SEG_DATA": "ImageSegData", "WINDOW_SEG_DATA": "WindowSegData"}
+            "IMAGE_SEG_DATA": "ImageSegData", "WINDOW_SEG_DATA": "WindowSegData",
+            "ELTWISE_ACCURACY": "EltwiseAccuracy"}
+
+
+def eltwise_accuracy_shape(layer: Any, bottoms: List[Shape], ntop: int) -> List[Shape]:
+    """eltwise_accuracy_layer.cpp Reshape: predictions and labels share num, height
+    and width, the labels have one channel; the top is (1, 1, 1, 1)."""
+    from ..layers.blob import legacy_dim
+    a, b = bottoms[0], bottoms[1]
+    if legacy_dim(a, 0) != legacy_dim(b, 0) or legacy_dim(b, 1) != 1 or \
+            legacy_dim(a, 2) != legacy_dim(b, 2) or legacy_dim(a, 3) != legacy_dim(b, 3):
+        raise NetdslError("EltwiseAccuracy needs predictions (N, C, H, W) and labels "
+                          "(N, 1, H, W); got %s and %s" % (a, b))
+    return [(1, 1, 1, 1)]
+
+
+declare("EltwiseAccuracy", family="deconvnet", registry=PACKS, bottoms=2, tops=1,
+        labels=True, shape=eltwise_accuracy_shape, source="netdsl.packs.deconvnet")
 
 
 def crop_offsets(net: Any, v1_types: Dict[str, Any]) -> None:

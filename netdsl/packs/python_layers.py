@@ -42,9 +42,10 @@ def python_forward(layer: Any, bottoms: List[np.ndarray], blobs: Any, ctx: Any
     known = KNOWN.get(layer.python_param.layer)
     if known is None or known.forward is None:
         p = layer.python_param
-        raise NetdslError("no numpy forward for the Python layer %s.%s (netdsl runs only the "
-                          "Python layers it knows: %s)" % (p.module, p.layer, ", ".join(
-                              sorted(k for k, v in KNOWN.items() if v.forward))),
+        runs = sorted(k for k, v in KNOWN.items() if v.forward)
+        raise NetdslError("no numpy forward for the Python layer %s.%s (netdsl runs only "
+                          "the fork packs' Python layers%s)" % (
+                              p.module, p.layer, ": " + ", ".join(runs) if runs else ""),
                           layer=layer.name,
                           hint="run the net with pycaffe's API (`netdsl pycaffe`), which "
                                "imports the layer's module")

@@ -107,20 +107,31 @@ def upsample_forward(layer, bottoms, blobs, ctx):
 # -- DenseImageData ------------------------------------------------------------
 
 def dense_image_data_shape(layer: Any, bottoms: List[Shape], ntop: int) -> List[Shape]:
-    """(batch, 3 or 1, H, W) images and (batch, 1, H, W) labels, H x W being
-    new_height x new_width or crop_height x crop_width (dense_image_data_layer.cpp
-    DataLayerSetUp); without them the size comes from the first image, so the tops
-    must be given as inputs."""
+    """dense_image_data_layer.cpp DataLayerSetUp (caffe-segnet, caffe-enet): with
+    transform_param's crop_size, (batch, C, crop, crop) images and (batch, 1, crop,
+    crop) labels; else with crop_height x crop_width the same at that size; else
+    the image size (new_height x new_width when given), the labels that size
+    divided by label_divide_factor (caffe-enet; integer division).  C is 3 for
+    is_color, else 1.  Without a size the first image's is used, so the tops must
+    be given as inputs."""
     p = param(layer, "dense_image_data_param", FORK)
-    h, w = (p.crop_height, p.crop_width) if p.crop_height and p.crop_width \
-        else (p.new_height, p.new_width)
+    fields = p.DESCRIPTOR.fields_by_name
+    n = int(p.batch_size)
+    c = 3 if p.is_color else 1
+    crop = int(layer.transform_param.crop_size)
+    if crop > 0:
+        return [(n, c, crop, crop), (n, 1, crop, crop)][:ntop]
+    if p.crop_height and p.crop_width:
+        h, w = int(p.crop_height), int(p.crop_width)
+        return [(n, c, h, w), (n, 1, h, w)][:ntop]
+    h, w = int(p.new_height), int(p.new_width)
     if not (h and w):
         raise NetdslError("DenseImageData takes its size from the first image of its list; give "
-                          "new_height and new_width (or crop_height and crop_width), or give "
-                          "the tops' shapes as inputs", field="dense_image_data_param")
-    c = 3 if p.is_color else 1
-    n = max(int(p.batch_size), 1)
-    return [(n, c, h, w), (n, 1, h, w)][:ntop]
+                          "new_height and new_width (or crop_height and crop_width, or "
+                          "transform_param's crop_size), or give the tops' shapes as inputs",
+                          field="dense_image_data_param")
+    f = int(p.label_divide_factor) if "label_divide_factor" in fields else 1
+    return [(n, c, h, w), (n, 1, h // f, w // f)][:ntop]
 
 
 declare("Upsample", family="segnet", registry=PACKS, bottoms=(1, 2), tops=1,
