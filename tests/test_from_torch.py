@@ -246,13 +246,22 @@ def test_torchvision_model(tmp_path, torch, name):
     assert check_files(tmp_path, result, model, (x,)) <= TOL
 
 
+def _convert_with_wrong_tanh(model, x):
+    """Convert with a deliberately wrong converter for tanh (a Sigmoid)."""
+    from netdsl.torch import Blob, convert, lookup, register_converter
+    from netdsl.torch.table import CONVERTERS
+    stock = lookup("aten.tanh")
+    try:
+        register_converter("aten.tanh")(lambda cx, op: Blob(cx.L.Sigmoid(op["input"].top),
+                                                           op.out_shape))
+        return convert(model, x)
+    finally:
+        CONVERTERS["aten.tanh"] = stock
+
+
 def test_divergence_names_the_first_wrong_blob(torch):
     """A converter that is wrong in the middle of the net: the report points at
     its blob (not at the output, where the error has propagated)."""
-    from netdsl.torch import Blob, lookup, register_converter
-    from netdsl.torch.table import CONVERTERS
-    from netdsl.torch import convert
-
     class Net(torch.nn.Module):
         def __init__(self):
             super().__init__()
@@ -263,13 +272,7 @@ def test_divergence_names_the_first_wrong_blob(torch):
         def forward(self, x):
             return self.conv2(self.act(self.conv1(x)))
 
-    stock = lookup("aten.tanh")
-    try:
-        register_converter("aten.tanh")(lambda cx, op: Blob(cx.L.Sigmoid(op["input"].top),
-                                                           op.out_shape))
-        result = convert(Net().eval(), torch.randn(1, 3, 8, 8))
-    finally:
-        CONVERTERS["aten.tanh"] = stock
+    result = _convert_with_wrong_tanh(Net().eval(), torch.randn(1, 3, 8, 8))
     assert not result.parity.ok
     d = result.parity.divergence
     assert d["blob"] == "act" and "tanh" in d["op"] and d["module"] == "act"
@@ -281,10 +284,6 @@ def test_divergence_after_an_in_place_op_names_the_wrong_blob(torch):
     """A blob overwritten later by an in-place op (conv, then relu_) is compared
     with its own value, not the overwritten one: the report names the wrong
     layer after it, not the conv."""
-    from netdsl.torch import Blob, lookup, register_converter
-    from netdsl.torch.table import CONVERTERS
-    from netdsl.torch import convert
-
     class Net(torch.nn.Module):
         def __init__(self):
             super().__init__()
@@ -295,13 +294,7 @@ def test_divergence_after_an_in_place_op_names_the_wrong_blob(torch):
         def forward(self, x):
             return self.soft(self.act(self.conv1(x)))
 
-    stock = lookup("aten.tanh")
-    try:
-        register_converter("aten.tanh")(lambda cx, op: Blob(cx.L.Sigmoid(op["input"].top),
-                                                           op.out_shape))
-        result = convert(Net().eval(), torch.randn(1, 3, 8, 8))
-    finally:
-        CONVERTERS["aten.tanh"] = stock
+    result = _convert_with_wrong_tanh(Net().eval(), torch.randn(1, 3, 8, 8))
     assert not result.parity.ok
     assert result.parity.divergence["module"] == "soft", result.parity.divergence
 
