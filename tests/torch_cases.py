@@ -299,6 +299,23 @@ class Extremes(nn.Module):
                 F.normalize(x, dim=1), x.amin((2, 3)))
 
 
+class ConstJoin(nn.Module):
+    """Constant tensors joined to computed ones: CoordConv's coordinate channels
+    and a ViT-style class token before the tokens."""
+
+    def __init__(self):
+        super().__init__()
+        ys, xs = torch.meshgrid(torch.linspace(-1, 1, 6), torch.linspace(-1, 1, 5),
+                                indexing="ij")
+        self.register_buffer("coords", torch.stack([ys, xs])[None])
+        self.conv = nn.Conv2d(5, 4, 3, padding=1)
+        self.token = nn.Parameter(torch.linspace(-1, 1, 4).reshape(1, 1, 4))
+
+    def forward(self, x):
+        y = self.conv(torch.cat([x, self.coords.expand(x.shape[0], -1, -1, -1)], 1))
+        return y, torch.cat([self.token.expand(x.shape[0], -1, -1), y.flatten(2).transpose(1, 2)], 1)
+
+
 class Indexing(nn.Module):
     """Advanced indexing with constant indices (reordered, repeated, negative) on
     adjacent non-batch axes, index_select on the channel axis, strided slices, flips."""
@@ -331,4 +348,5 @@ def coverage():
         "indexing": (Indexing(), [(1, 3, 5, 6)], "opencv"),
         "const_after_conv": (ConstAfterConv(), [(1, 3, 4, 4)], "opencv"),
         "extremes": (Extremes(), [(2, 3, 4, 5)], "opencv"),
+        "const_join": (ConstJoin(), [(2, 3, 6, 5)], "opencv"),
     }

@@ -62,10 +62,36 @@ def _blobs(op: Op, items: Sequence) -> List[Blob]:
     return list(items)
 
 
+def _constant_blob(cx: Context, op: Op, like: Blob, ax: int, value: np.ndarray, k: int
+                   ) -> Blob:
+    """A constant tensor joined to computed ones (CoordConv's coordinates, a class
+    token) as a blob: one position of ``like`` along ``ax`` times 0 (Power), then
+    a Scale whose bias is the constant, broadcast over the batch.  Exact for
+    finite inputs."""
+    from netdsl.torch.ops.arithmetic import _scale_const
+    value = np.asarray(value, np.float32)
+    if value.ndim != like.ndim:
+        raise op.error("a constant to join must have the computed tensors' rank")
+    shape = list(like.shape)
+    shape[ax] = value.shape[ax]
+    if any(v not in (1, s) for v, s in zip(value.shape, shape)):
+        raise op.error("a constant of shape %s does not join tensors of shape %s"
+                       % (value.shape, like.shape))
+    one = slice_axis(cx, like, ax, [(0, 1)])[0]
+    zero = Blob(cx.L.Power(one.top, scale=0.0), one.shape)
+    sub = Op(op.key, {}, tuple(shape), "%s/const%d" % (op.name, k), op.module, op.source)
+    return _scale_const(cx, sub, zero, None, value)
+
+
 @register_converter("aten.cat", "aten.concat", "aten.concatenate")
 def cat(cx: Context, op: Op) -> Blob:
-    parts = [t for t in _blobs(op, op["tensors"]) if 0 not in t.shape]
+    tensors = list(op["tensors"])
     ax = axis(int(op.get("dim", 0)), len(op.out_shape))
+    like = next((t for t in tensors if isinstance(t, Blob)), None)
+    if like is not None:
+        tensors = [t if isinstance(t, Blob) else _constant_blob(cx, op, like, ax, t, k)
+                   for k, t in enumerate(tensors)]
+    parts = [t for t in _blobs(op, tensors) if 0 not in t.shape]
     return concat(cx, parts, ax)
 
 
