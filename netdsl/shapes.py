@@ -414,9 +414,16 @@ def _walk(net: Message, inputs: Optional[Mapping[str, Sequence[int]]], phase, de
             bshapes = [blobs[b] for b in bnames]
         except KeyError:
             bi = next(i for i, b in enumerate(bnames) if b not in blobs)
+            hint = did_you_mean(bnames[bi], blobs)
+            left_out = [lp.name for lp in net.layer if bnames[bi] in lp.top
+                        and lp not in layers and (lp.include or lp.exclude)]
+            if left_out:   # made by a layer the phase's include/exclude rules leave out
+                hint = ("layer '%s' makes it, but its include/exclude rules leave it out of "
+                        "this phase (%s); give the phase that includes it (--phase)"
+                        % (left_out[0], "TRAIN" if state.phase == 0 else "TEST"))
             raise NetdslError("unknown bottom blob '%s' (bottom %d): no earlier layer produces "
                               "it" % (bnames[bi], bi), layer=lname or None, field="bottom",
-                              hint=did_you_mean(bnames[bi], blobs)) from None
+                              hint=hint) from None
         ntop = len(tnames)
         lt = types.get(ltype, types)
         if lt is types:

@@ -904,3 +904,17 @@ def test_shared_parameters_count_once():
     res = infer_shapes(net)
     assert [ls.param_count for ls in res.layers] == [0, 57, 57]   # 3*2*3*3 + 3 each
     assert res.param_count == 57
+
+
+def test_missing_bottom_made_by_a_layer_of_another_phase_says_so():
+    """A train net's data layer is `include { phase: TRAIN }`; shaped in the
+    default TEST phase its top is missing, and the hint names that layer."""
+    from netdsl.prototxt import parse_net
+    net = parse_net(
+        'layer { name: "data" type: "Input" top: "data" include { phase: TRAIN } '
+        'input_param { shape { dim: 1 dim: 3 dim: 4 dim: 4 } } }\n'
+        'layer { name: "relu" type: "ReLU" bottom: "data" top: "r" }\n', "n")
+    with pytest.raises(NetdslError) as info:
+        infer_shapes(net)
+    assert "layer 'data' makes it" in str(info.value) and "--phase" in str(info.value)
+    assert tuple(infer_shapes(net, phase="TRAIN").blobs["r"]) == (1, 3, 4, 4)
