@@ -14,7 +14,7 @@ from netdsl.onnx import model as M
 from netdsl.onnx.adapters import ADAPTERS, MOVEMENT, PASS_THROUGH, ONode
 from netdsl.torch import table
 from netdsl.torch.convert import (Conversion, _complete_weights, _crop_depthwise_for_opencv,
-                                  _emit, _split_power_chains)
+                                  _emit, _keep_apart_for_opencv)
 from netdsl.torch.graph import OPENCV_LAYERS, Blob, Context, Names, caffe_name, claim_layers
 
 __all__ = ["convert", "OnnxConversion"]
@@ -342,7 +342,7 @@ def _map(model: Any, path: Optional[str], input_shapes: Optional[Shapes], target
             v = Blob(top, v.shape)
         final.append(v.top)
     net = _emit(order, owner, topname, final, cx, net_name or (graph.name or None))
-    _split_power_chains(net)
+    _keep_apart_for_opencv(net)
     if target == "opencv":
         for lp in net.layer:
             if lp.type not in OPENCV_LAYERS:

@@ -398,7 +398,7 @@ def _map(program: Any, input_names: Optional[Sequence[str]],
             v = Blob(top, v.shape)
         final.append(v.top)
     net = _emit(order, owner, topname, final, cx, net_name)
-    _split_power_chains(net)
+    _keep_apart_for_opencv(net)
     if target == "opencv":
         for lp in net.layer:
             if lp.type not in OPENCV_LAYERS:
@@ -535,7 +535,7 @@ def _crop_depthwise_for_opencv(net: Any, weights: Dict[str, List[np.ndarray]]) -
         cp.stride_h, cp.stride_w = g.stride
 
 
-def _split_power_chains(net: Any) -> None:
+def _keep_apart_for_opencv(net: Any) -> None:
     """Put a one-top Split (a copy in Caffe) in front of the reader of each layer
     pair OpenCV dnn fuses wrongly (:func:`_fused_wrongly_by_opencv`), so it runs
     them apart; the reader copies the blob's value at that point of the net."""
