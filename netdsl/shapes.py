@@ -144,20 +144,20 @@ class NetShapes:
     def param_count(self) -> int:
         """Learnable values; a blob shared by name (``param { name: ... }``) counts
         once, as Caffe's Net::AppendParam makes the later owners shares of the first."""
-        seen = set()
         total = 0
+        seen = set()
         for ls in self.layers:
-            names = [p.name for p in ls.layer.param] if ls.layer is not None else []
-            for j, shape in enumerate(ls.param_shapes):
-                name = names[j] if j < len(names) else ""
-                if name:
-                    if name in seen:
+            total += ls.param_count
+            if ls.param_count and ls.layer is not None and len(ls.layer.param):
+                for j, p in enumerate(ls.layer.param[:len(ls.param_shapes)]):
+                    if not p.name:
                         continue
-                    seen.add(name)
-                n = 1
-                for d in shape:
-                    n *= int(d)
-                total += n
+                    if p.name in seen:   # a share of an earlier owner's blob
+                        n = 1
+                        for d in ls.param_shapes[j]:
+                            n *= int(d)
+                        total -= n
+                    seen.add(p.name)
         return total
 
 
