@@ -525,9 +525,12 @@ def gather(n: ONode) -> Any:
             end=flat[0] + len(flat), step=1)
         return y if tuple(y.shape) == tuple(n.out_shape) else n.call(
             "aten.reshape", input=y, shape=list(n.out_shape))
-    from netdsl.torch.ops.shape import gather_points
-    op = Op("aten.index_select", {}, n.out_shape, n.name, target=n.op_type)
-    return gather_points(n.cx, op, x, [ax], np.asarray(flat)[:, None], idx.shape)
+    shape = list(x.shape)
+    shape[ax] = len(flat)
+    y = n.call("aten.index_select", out_shape=tuple(shape), input=x, dim=ax,
+               index=np.asarray(flat))
+    return y if tuple(y.shape) == tuple(n.out_shape) else n.call(
+        "aten.reshape", input=y, shape=list(n.out_shape))
 
 
 @adapter("GatherND", aten=["aten.index"])
