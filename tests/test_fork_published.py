@@ -504,3 +504,18 @@ def test_fork_training_layers_shapes():
             assert (tuple(b["data"]), tuple(b["label"])) == (data, label)
         finally:
             use_schema(None)
+
+
+def test_spatial_dropout_bad_param_str_is_located():
+    """A param_str that is not the layer's dict: a located error naming the field."""
+    from netdsl.errors import NetdslError
+    pb2, net = _small("enet", 'input: "x" input_dim: 1 input_dim: 2 input_dim: 3 input_dim: 3\n'
+                      'layer { name: "d" type: "Python" bottom: "x" top: "y" python_param { '
+                      'module: "spatial_dropout" layer: "SpatialDropoutLayer" '
+                      'param_str: "oops" } }\n')
+    try:
+        with pytest.raises(NetdslError) as info:
+            infer_shapes(net)
+        assert info.value.layer == "d" and "'oops'" in str(info.value)
+    finally:
+        use_schema(None)

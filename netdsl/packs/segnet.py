@@ -154,9 +154,10 @@ def _spatial_dropout_args(layer: Any) -> Tuple[str, float]:
     try:
         args = ast.literal_eval(layer.python_param.param_str)
         phase, p = str(args["phase"]), float(args["p"])
-    except (ValueError, SyntaxError, KeyError, TypeError) as exc:
+    except (ValueError, SyntaxError, KeyError, TypeError):
         raise NetdslError("SpatialDropoutLayer's param_str must be a dict with 'phase' and "
-                          "'p' (%s)" % exc, layer=layer.name,
+                          "'p', such as {'phase': 'TEST', 'p': '0.01'}; got %r"
+                          % layer.python_param.param_str, layer=layer.name,
                           field="python_param.param_str") from None
     if not 0 < p < 1:
         raise NetdslError("p need to be between 0 and 1 (caffe-enet spatial_dropout.py)",
