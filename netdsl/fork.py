@@ -225,3 +225,66 @@ def warn_fields(pb2: ModuleType, written: Any, what: str = "file",
             % (what, ", ".join(hits)))
     print("netdsl: warning: %s" % text, file=stream if stream is not None else sys.stderr)
     return text
+
+
+# -- BVLC fields a fork's schema lacks ----------------------------------------------------
+
+#: the value that gives the behaviour before a BVLC field existed, where it is not
+#: the field's default.  mvn_layer.cpp before MVNParameter.eps (BVLC, 2015): ``Dtype eps
+#: = 1e-10;`` in Forward_cpu/Backward_cpu; the field came with default 1e-9.
+PRE_FIELD = {("caffe.MVNParameter", "eps"): 1e-10}
+
+
+def pre_field_value(fd: Any, pb2: ModuleType) -> Any:
+    """What reading BVLC field ``fd`` gives on a message of ``pb2`` that lacks it:
+    :data:`PRE_FIELD`'s value, else the field's default (every other field BVLC
+    added came with the default that keeps the older behaviour): an empty tuple
+    for a repeated field, an empty message (of ``pb2``'s type when it has one)."""
+    key = (fd.containing_type.full_name, fd.name)
+    if key in PRE_FIELD:
+        return PRE_FIELD[key]
+    if _repeated(fd):
+        return ()
+    if fd.message_type is not None:
+        from .proto import caffe_pb2 as bvlc
+        name = fd.message_type.name
+        cls = getattr(pb2, name, None) or getattr(bvlc, name)
+        return cls()
+    return fd.default_value
+
+
+def _absent(fd: Any, pb2: ModuleType) -> property:
+    def get(self: Any) -> Any:
+        return pre_field_value(fd, pb2)
+    get.__doc__ = "BVLC's `%s`, which this schema lacks: %r" % (fd.name, pre_field_value(fd, pb2))
+    return property(get)
+
+
+def fill_missing_fields(pb2: ModuleType) -> List[str]:
+    """Make every BVLC field that a message of ``pb2`` (a fork's schema) lacks read
+    as the behaviour before that field existed (:func:`pre_field_value`), so the
+    engines read old forks' nets as the fork's Caffe ran them.  The descriptors
+    are left alone: such a field still cannot be set in the fork's prototxt, is
+    never printed or written, and ``HasField`` says False.  Returns the fields
+    filled in, as ``Message.field``.
+    """
+    from .proto import caffe_pb2 as bvlc
+    filled: List[str] = []
+    for name, ref in bvlc.DESCRIPTOR.message_types_by_name.items():
+        cls = getattr(pb2, name, None)
+        if cls is None or cls is getattr(bvlc, name) or not hasattr(cls, "DESCRIPTOR"):
+            continue
+        have = cls.DESCRIPTOR.fields_by_name
+        missing = [fd for fd in ref.fields if fd.name not in have]
+        for fd in missing:
+            setattr(cls, fd.name, _absent(fd, pb2))
+            filled.append("%s.%s" % (name, fd.name))
+        if missing:
+            cls.HasField = _has_field(cls.HasField, frozenset(fd.name for fd in missing))
+    return filled
+
+
+def _has_field(base: Any, absent: frozenset) -> Any:
+    def HasField(self: Any, name: str) -> bool:   # noqa: N802 (protobuf's name)
+        return False if name in absent else base(self, name)
+    return HasField

@@ -14,6 +14,7 @@ segnet        Upsample, BN, DenseImageData (caffe-segnet, caffe-enet)
 deeplab       Interp, BN (DeepLab v2, PSPNet)
 deconvnet     UNPOOLING/Unpooling, BN, POOLING with switches (DeconvNet)
 faster_rcnn   ROIPooling, the Python Proposal layer's shape (py-faster-rcnn)
+zf_deconvnet  PoolingSwitches, SliceHalf, InvPooling (piergiaj/caffe-deconvnet)
 ============  ==========================================================
 
 A pack is enabled when a schema that has one of its parameter messages is
@@ -35,6 +36,8 @@ TRIGGERS: Dict[str, Tuple[str, ...]] = {
     "deeplab": ("interp_param", "bn_param"),
     "deconvnet": ("unpooling_param",),
     "faster_rcnn": ("roi_pooling_param",),
+    # no parameter message of its own: its V1 LayerType names
+    "zf_deconvnet": ("POOLINGSWITCHES", "SLICEHALF", "INVPOOLING"),
 }
 
 _enabled: Dict[str, ModuleType] = {}
@@ -53,13 +56,17 @@ def enabled() -> List[str]:
 
 
 def enable_for_schema(pb2: ModuleType) -> List[str]:
-    """Enable every pack whose parameter messages ``pb2`` (a compiled schema) has;
-    returns their names.  BVLC's own schema enables none."""
+    """Enable every pack whose parameter messages (or V1 ``LayerType`` names)
+    ``pb2`` (a compiled schema) has; returns their names.  BVLC's own schema
+    enables none."""
     names = set()
     for msg in ("LayerParameter", "V1LayerParameter"):
         cls = getattr(pb2, msg, None)
         if cls is not None:
             names.update(cls.DESCRIPTOR.fields_by_name)
+            enum = cls.DESCRIPTOR.enum_types_by_name.get("LayerType")
+            if enum is not None:
+                names.update(enum.values_by_name)
     out = []
     for pack, fields in TRIGGERS.items():
         if any(f in names for f in fields):

@@ -103,6 +103,8 @@ def load_schema(path: Optional[str] = None, *, strict: bool = False,
         populate(mod.__dict__, text, path)
         from ..fork import check_against_bvlc
         mod.CONFLICTS = check_against_bvlc(mod, raise_errors=False)
+        from ..fork import fill_missing_fields
+        mod.PRE_FIELD_DEFAULTS = fill_missing_fields(mod)
         _check_core(mod, path)
         _cache[key] = mod
     mod = _cache[key]

@@ -1,0 +1,218 @@
+"""The Zeiler-Fergus deconvnet visualisation's layer types (piergiaj/caffe-deconvnet,
+commit a71d409, May 2015): ``PoolingSwitches``, ``SliceHalf`` and ``InvPooling``.
+
+A convnet's pooling layers become ``PoolingSwitches``, whose one top stacks the
+pooled values and their switches along the num axis; ``SliceHalf`` cuts that top
+back into the two; in the inverse net ``InvPooling`` takes ``[switches; values]``
+(a Concat on axis 0) and puts each value back where its maximum was.  Rules
+from the fork's ``caffe/src/caffe/layers/pooling_switches_layer.cpp``,
+``slice_half_layer.cpp`` and ``inv_pooling_layer.cpp`` (cited per rule); the
+fork's V1 names ``POOLINGSWITCHES``, ``SLICEHALF``, ``INVPOOLING`` are upgraded
+by :data:`V1_TYPES`.  Its schema has no parameter message of its own: the pack
+is enabled by those V1 names (netdsl.packs.TRIGGERS).
+"""
+from __future__ import annotations
+
+from fractions import Fraction
+from typing import Any, List, Tuple
+
+import numpy as np
+
+from ..coord_map import channel_axis_map
+from ..errors import NetdslError
+from ..layers.blob import count, enum_name, legacy_dim
+from ..layers.pool import PoolGeometry, _pool_map, pool_geometry
+from ..layers.registry import PACKS, Ops, declare
+from ._util import axes_map, exact, four_axes, scatter
+
+FORK = "piergiaj/caffe-deconvnet"
+Shape = Tuple[int, ...]
+FLT_MAX = np.finfo(np.float32).max
+
+#: the fork's V1 LayerType names -> current type strings (layer_factory.cpp, the
+#: layers' type())
+V1_TYPES = {"POOLINGSWITCHES": "PoolingSwitches", "SLICEHALF": "SliceHalf",
+            "INVPOOLING": "InvPooling"}
+
+
+def _method(layer: Any, what: str) -> str:
+    name = enum_name(layer.pooling_param, "pool")
+    if name != "MAX":
+        raise NetdslError("%s: only MAX pooling is implemented (%s forward for %s is "
+                          "NOT_IMPLEMENTED or unlike MAX)" % (layer.type, what, name),
+                          layer=layer.name or None, field="pooling_param.pool")
+    return name
+
+
+# -- PoolingSwitches ------------------------------------------------------------------
+
+def switches_tops(layer: Any) -> Tuple[int, int]:
+    """vision_layers.hpp: MaxTopBlobs is 2 for MAX (the second top a mask), else 1."""
+    return (1, 2 if enum_name(layer.pooling_param, "pool") == "MAX" else 1)
+
+
+def switches_shape(layer: Any, bottoms: List[Shape], ntop: int, g: PoolGeometry) -> List[Shape]:
+    """pooling_switches_layer.cpp Reshape: BVLC pooling's pooled size (ceil, the
+    last window starting inside the padded input); the top is (2N, C, PH, PW),
+    the optional mask top the same."""
+    x = bottoms[0]
+    four_axes(x, "PoolingSwitches' input")
+    return [(2 * x[0], x[1]) + g.out] * ntop
+
+
+def switches_forward(layer: Any, bottoms: List[np.ndarray], blobs: Any, ctx: Any,
+                     g: PoolGeometry) -> List[np.ndarray]:
+    """Forward_cpu, MAX: every value starts at -FLT_MAX; the window runs over
+    rows [max(ph*s - p, 0), min(ph*s - p + k, H)) and the same for columns, in
+    raster order, and takes a value only when it is strictly greater, so the first
+    maximum wins and NaN never does.  Values go to top[n], their input position
+    ``h * W + w`` (as a float) to top[N + n]; a window with nothing greater than
+    -FLT_MAX keeps -FLT_MAX in both.  A second top gets the positions in both
+    halves, -1 where none was taken."""
+    _method(layer, "the PoolingSwitches")
+    x = bottoms[0].astype(np.float32, copy=False)
+    n, c, h, w = x.shape
+    (kh, kw), (sh, sw), (pad_h, pad_w) = g.kernel, g.stride, g.pad
+    oh, ow = g.out
+    best = np.full((n, c, oh, ow), -FLT_MAX, dtype=np.float32)
+    where = np.full((n, c, oh, ow), -1, dtype=np.int64)
+    hs = np.arange(oh) * sh - pad_h
+    ws = np.arange(ow) * sw - pad_w
+    for i in range(kh):
+        rows = hs + i
+        rok = (rows >= 0) & (rows < h)
+        for j in range(kw):
+            cols = ws + j
+            ok = rok[:, None] & ((cols >= 0) & (cols < w))[None, :]
+            v = x[:, :, np.clip(rows, 0, h - 1)][:, :, :, np.clip(cols, 0, w - 1)]
+            take = ok & (v > best)
+            best = np.where(take, v, best)
+            where = np.where(take, rows[:, None] * w + cols[None, :], where)
+    sw_vals = np.where(where >= 0, where.astype(np.float32), -FLT_MAX).astype(np.float32)
+    out = [np.concatenate([best, sw_vals], axis=0)]
+    if len(layer.top) > 1:
+        mask = where.astype(np.float32)
+        out.append(np.concatenate([mask, mask], axis=0))
+    return out
+
+
+def switches_cost(ls: Any) -> Ops:
+    # every pooled output visits its window once
+    g = pool_geometry(ls.layer, ls.bottom_shapes[0])
+    return Ops(pooling=count(ls.top_shapes[0]) // 2 * g.kernel[0] * g.kernel[1])
+
+
+declare("PoolingSwitches", family="zf_deconvnet", registry=PACKS, bottoms=1,
+        tops=switches_tops, reads=("pooling_param",), geometry=pool_geometry,
+        shape=switches_shape, coord_map=_pool_map, forward=switches_forward,
+        cost=switches_cost, source="netdsl.packs.zf_deconvnet")
+
+
+# -- SliceHalf --------------------------------------------------------------------------
+
+def _half_axis(layer: Any, shape: Shape) -> int:
+    """slice_half_layer.cpp Reshape: ``slice_dim`` when set (0 <= it < axes), else
+    ``axis`` (default 1, negative counts from the end); not both."""
+    sp = layer.slice_param
+    if sp.HasField("axis") and sp.HasField("slice_dim"):
+        raise NetdslError("Either axis or slice_dim should be specified; not both.",
+                          layer=layer.name or None, field="slice_param.axis")
+    axis = sp.slice_dim if sp.HasField("slice_dim") else sp.axis
+    if not -len(shape) <= axis < len(shape) or (sp.HasField("slice_dim") and axis < 0):
+        raise NetdslError("SliceHalf axis %d out of range for %d axes" % (axis, len(shape)),
+                          layer=layer.name or None, field="slice_param.axis")
+    return axis % len(shape)
+
+
+def half_shape(layer: Any, bottoms: List[Shape], ntop: int) -> List[Shape]:
+    """LayerSetUp puts one slice point at the bottom's ``num() / 2`` (Blob::num, the
+    legacy first axis), whatever ``slice_point`` says; Reshape cuts the axis there:
+    tops of ``num/2`` and ``dim - num/2`` along it.  Exactly two tops."""
+    x = tuple(bottoms[0])
+    axis = _half_axis(layer, x)
+    point = legacy_dim(x, 0) // 2
+    dim = x[axis]
+    if ntop != 2:
+        raise NetdslError("SliceHalf has one slice point, so exactly 2 tops (got %d)" % ntop,
+                          layer=layer.name or None)
+    if point <= 0 or point >= dim:
+        raise NetdslError("SliceHalf cuts axis %d (size %d) at num/2 = %d, which must lie "
+                          "strictly inside it (slice_half_layer.cpp)" % (axis, dim, point),
+                          layer=layer.name or None, field="slice_param.axis")
+    return [x[:axis] + (point,) + x[axis + 1:], x[:axis] + (dim - point,) + x[axis + 1:]]
+
+
+def half_forward(layer: Any, bottoms: List[np.ndarray], blobs: Any, ctx: Any):
+    """Forward_cpu: the two ranges of the axis, copied."""
+    x = bottoms[0]
+    axis = _half_axis(layer, x.shape)
+    point = legacy_dim(x.shape, 0) // 2
+    return [np.ascontiguousarray(p) for p in np.split(x, [point], axis=axis)]
+
+
+def half_map(layer: Any, shapes: Any = None):
+    sp = layer.slice_param
+    axis = sp.slice_dim if sp.HasField("slice_dim") else sp.axis
+    return channel_axis_map(axis, layer, shapes, "slice_param.axis")
+
+
+declare("SliceHalf", family="zf_deconvnet", registry=PACKS, bottoms=1, tops=(2, 2),
+        reads=("slice_param",), shape=half_shape, coord_map=half_map, forward=half_forward,
+        source="netdsl.packs.zf_deconvnet")
+
+
+# -- InvPooling ------------------------------------------------------------------------
+
+def inv_geometry(layer: Any, shape: Any = None) -> PoolGeometry:
+    """inv_pooling_layer.cpp LayerSetUp: the pooling checks of BVLC's PoolingLayer
+    (kernel_size OR kernel_h/w, pad OR pad_h/w, stride OR stride_h/w; global
+    pooling's kernel is the input's height and width)."""
+    g = pool_geometry(layer, None)
+    if g.global_pooling and shape is not None:
+        four_axes(shape, "InvPooling's input")
+        return PoolGeometry((shape[2], shape[3]), g.stride, g.pad, True, g.ceil_mode, None)
+    return g
+
+
+def inv_shape(layer: Any, bottoms: List[Shape], ntop: int, g: PoolGeometry) -> List[Shape]:
+    """Reshape: (N / 2, C, H * s - s - 2p + k, W * s - s - 2p + k) from a bottom
+    (N, C, H, W); a second top the same."""
+    x = bottoms[0]
+    four_axes(x, "InvPooling's input")
+    size = tuple(x[2 + i] * g.stride[i] - g.stride[i] - 2 * g.pad[i] + g.kernel[i]
+                 for i in range(2))
+    return [(x[0] // 2, x[1]) + size] * ntop
+
+
+def inv_forward(layer: Any, bottoms: List[np.ndarray], blobs: Any, ctx: Any,
+                g: PoolGeometry) -> List[np.ndarray]:
+    """Forward_cpu, MAX: the top starts at zero; for each image n < N/2 and channel,
+    over the bottom's positions in raster order, ``top[n, c].flat[int(switch)] =
+    value`` with the switch from bottom[n] and the value from bottom[N/2 + n]:
+    plain assignment (the last write wins), the switch truncated toward zero and
+    read as ``h * OW + w`` of the output plane.  A second top (MaxTopBlobs 2 for
+    MAX) is shaped like the first and never written: zeros."""
+    _method(layer, "the InvPooling")
+    x = bottoms[0].astype(np.float32, copy=False)
+    half = x.shape[0] // 2
+    top = inv_shape(layer, [x.shape], 1, g)[0]
+    out = scatter(x[half:2 * half], x[:half], top[2], top[3], "InvPooling switch")
+    return [out, np.zeros_like(out)][:len(layer.top)]   # a second top is never written
+
+
+def inv_map(layer: Any, shapes: Any = None, g: Any = None):
+    # the inverse of the pooling it undoes: y = s x + (k - 1) / 2 - p
+    g = g or inv_geometry(layer)
+    return axes_map(g.stride, [exact(Fraction(g.kernel[i] - 1, 2) - g.pad[i])
+                               for i in range(2)])
+
+
+def inv_cost(ls: Any) -> Ops:
+    # one assignment per value (half the bottom)
+    return Ops(elementwise=count(ls.bottom_shapes[0]) // 2)
+
+
+declare("InvPooling", family="zf_deconvnet", registry=PACKS, bottoms=1, tops=switches_tops,
+        reads=("pooling_param",), geometry=inv_geometry, shape=inv_shape,
+        coord_map=inv_map, forward=inv_forward, cost=inv_cost,
+        source="netdsl.packs.zf_deconvnet")
