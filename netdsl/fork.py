@@ -8,6 +8,10 @@ tools (Caffe, OpenCV, converters) in exactly those fields.  netdsl says so in
 one warning line when it writes a file that sets such a field
 (:func:`warn_on_write`); ``strict`` loading (``--strict-proto``, for people
 authoring a new fork) makes the first reuse a located error instead.
+
+A fork older than a BVLC field lacks it; every engine reads such a field as the
+behaviour before it existed (:func:`fill_missing_fields`, applied to each
+loaded schema), so an old fork's nets run as its own Caffe ran them.
 """
 from __future__ import annotations
 
@@ -229,20 +233,32 @@ def warn_fields(pb2: ModuleType, written: Any, what: str = "file",
 
 # -- BVLC fields a fork's schema lacks ----------------------------------------------------
 
-#: the value that gives the behaviour before a BVLC field existed, where it is not
-#: the field's default.  mvn_layer.cpp before MVNParameter.eps (BVLC, 2015): ``Dtype eps
-#: = 1e-10;`` in Forward_cpu/Backward_cpu; the field came with default 1e-9.
-PRE_FIELD = {("caffe.MVNParameter", "eps"): 1e-10}
+def _old_normalize(loss_param: Any) -> int:
+    # softmax_loss_layer.cpp before LossParameter.normalization (BVLC, 2016): divide by
+    # the count of labels not ignored if `normalize` (default true), else by the batch
+    from .proto import caffe_pb2 as bvlc
+    mode = bvlc.LossParameter.NormalizationMode
+    normalize = "normalize" not in loss_param.DESCRIPTOR.fields_by_name or loss_param.normalize
+    return mode.Value("VALID") if normalize else mode.Value("BATCH_SIZE")
 
 
-def pre_field_value(fd: Any, pb2: ModuleType) -> Any:
-    """What reading BVLC field ``fd`` gives on a message of ``pb2`` that lacks it:
-    :data:`PRE_FIELD`'s value, else the field's default (every other field BVLC
-    added came with the default that keeps the older behaviour): an empty tuple
-    for a repeated field, an empty message (of ``pb2``'s type when it has one)."""
+#: the value (or ``fn(message)`` giving it) that gives the behaviour before a BVLC
+#: field existed, where it is not the field's default.  mvn_layer.cpp before
+#: MVNParameter.eps (BVLC, 2015): ``Dtype eps = 1e-10;`` in Forward_cpu and
+#: Backward_cpu; the field came with default 1e-9.
+PRE_FIELD = {("caffe.MVNParameter", "eps"): 1e-10,
+             ("caffe.LossParameter", "normalization"): _old_normalize}
+
+
+def pre_field_value(fd: Any, pb2: ModuleType, message: Any = None) -> Any:
+    """What reading BVLC field ``fd`` gives on ``message`` (of ``pb2``, which lacks
+    it): :data:`PRE_FIELD`'s value, else the field's default (every other field
+    BVLC added came with the default that keeps the older behaviour): an empty
+    tuple for a repeated field, an empty message (of ``pb2``'s type when it has one)."""
     key = (fd.containing_type.full_name, fd.name)
     if key in PRE_FIELD:
-        return PRE_FIELD[key]
+        value = PRE_FIELD[key]
+        return value(message) if callable(value) else value
     if _repeated(fd):
         return ()
     if fd.message_type is not None:
@@ -255,9 +271,15 @@ def pre_field_value(fd: Any, pb2: ModuleType) -> Any:
 
 def _absent(fd: Any, pb2: ModuleType) -> property:
     def get(self: Any) -> Any:
-        return pre_field_value(fd, pb2)
-    get.__doc__ = "BVLC's `%s`, which this schema lacks: %r" % (fd.name, pre_field_value(fd, pb2))
+        return pre_field_value(fd, pb2, self)
+    get.__doc__ = "BVLC's `%s`, which this schema lacks (the behaviour before it)" % fd.name
     return property(get)
+
+
+def absent_field(message: Any, name: str) -> Any:
+    """BVLC's descriptor of field ``name`` when ``message``'s schema lacks it and
+    reads it as the behaviour before it (:func:`fill_missing_fields`), else None."""
+    return getattr(type(message), "ABSENT_BVLC_FIELDS", {}).get(name)
 
 
 def fill_missing_fields(pb2: ModuleType) -> List[str]:
@@ -281,6 +303,7 @@ def fill_missing_fields(pb2: ModuleType) -> List[str]:
             filled.append("%s.%s" % (name, fd.name))
         if missing:
             cls.HasField = _has_field(cls.HasField, frozenset(fd.name for fd in missing))
+            cls.ABSENT_BVLC_FIELDS = {fd.name: fd for fd in missing}
     return filled
 
 

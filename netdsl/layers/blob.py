@@ -134,8 +134,12 @@ def needs_declaration(layer: Message, why: str) -> NetdslError:
 
 
 def enum_name(msg: Message, field_name: str) -> str:
+    """The name of an enum field's value; a BVLC field the schema lacks reads as
+    the behaviour before it (netdsl.fork.fill_missing_fields)."""
     value = getattr(msg, field_name)
-    ev = msg.DESCRIPTOR.fields_by_name[field_name].enum_type.values_by_number.get(value)
+    fd = msg.DESCRIPTOR.fields_by_name.get(field_name) or \
+        getattr(type(msg), "ABSENT_BVLC_FIELDS", {})[field_name]
+    ev = fd.enum_type.values_by_number.get(value)
     return ev.name if ev is not None else str(value)
 
 

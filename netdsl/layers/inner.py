@@ -21,9 +21,9 @@ def _inner_product(layer: Message, bottoms: List[Shape], ntop: int) -> List[Shap
 
 
 def _transposed(p: Message) -> bool:
-    """``transpose`` (BVLC 2016); an older fork's schema has no such field, and
-    its InnerProduct keeps the weights as (N, K)."""
-    return "transpose" in p.DESCRIPTOR.fields_by_name and p.transpose
+    """``transpose`` (BVLC 2016); an older fork's schema has no such field and reads
+    it as false (netdsl.fork.fill_missing_fields): weights kept as (N, K)."""
+    return bool(p.transpose)
 
 
 def _inner_product_params(layer: Message, bottoms: List[Shape]) -> List[Shape]:

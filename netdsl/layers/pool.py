@@ -108,9 +108,7 @@ def pool_geometry(layer: Message, shape: Optional[Shape] = None) -> PoolGeometry
         raise err("With Global_pooling: true; only pad = 0 and stride = 1", _F + "global_pooling")
     if shape is not None or not pp.global_pooling:
         _pool_pad_checks(pp.pool, pp.DESCRIPTOR, kh, kw, ph, pw)
-    ceil_mode = True
-    if "round_mode" in pp.DESCRIPTOR.fields_by_name:   # CEIL unless FLOOR
-        ceil_mode = enum_name(pp, "round_mode") != "FLOOR"
+    ceil_mode = enum_name(pp, "round_mode") != "FLOOR"   # an older schema: CEIL
     out = None
     if shape is not None:
         need_rank(shape, 4, "Pooling (num, channels, height, width)")
