@@ -33,6 +33,7 @@ import published_enet
 import published_pspnet
 import published_segnet_deconvnet
 import published_ssd_deeplab
+import published_zf_deconvnet
 from test_fork_packs import _weights
 
 #: name -> (generator module, schema: fork name or "v1:" + fork for the published
@@ -68,6 +69,12 @@ NETS = {
                               (1, 21, 513, 513), True),
     # detection_output_layer.cpp: (1, 1, kept, 7)
     "mobilenet_ssd_deploy": (published_ssd_deeplab, "ssd", None, "detection_out", None, True),
+    # CaffeNet: 227 -> 55 (11/4) -> 27 -> 13 -> 6 (MAX 3/2, ceil); fc8: 1000 classes
+    "zf_deploy": (published_zf_deconvnet, "zf_deconvnet", None, "prob", (10, 1000), True),
+    # inv_pooling_layer.cpp: H * 2 - 2 + 3: 6 -> 13, 13 -> 27, 27 -> 55; conv1's
+    # Deconvolution: (55 - 1) * 4 + 11 = 227
+    "zf_invdeploy": (published_zf_deconvnet, "zf_deconvnet", None, "conv1",
+                     (10, 3, 227, 227), True),
 }
 
 
@@ -103,6 +110,7 @@ SCHEMAS = {
     "deeplab": ({"deeplab"}, _DEEPLAB),
     "deconvnet": ({"deconvnet", "segnet"}, set()),
     "faster_rcnn": ({"faster_rcnn"}, set()),
+    "zf_deconvnet": ({"zf_deconvnet"}, set()),
 }
 
 
