@@ -287,8 +287,8 @@ def fill_missing_fields(pb2: ModuleType) -> List[str]:
     as the behaviour before that field existed (:func:`pre_field_value`), so the
     engines read old forks' nets as the fork's Caffe ran them.  The descriptors
     are left alone: such a field still cannot be set in the fork's prototxt, is
-    never printed or written, and ``HasField`` says False.  Returns the fields
-    filled in, as ``Message.field``.
+    never printed or written, ``HasField`` says False and ``ClearField`` does
+    nothing.  Returns the fields filled in, as ``Message.field``.
     """
     from .proto import caffe_pb2 as bvlc
     filled: List[str] = []
@@ -302,7 +302,9 @@ def fill_missing_fields(pb2: ModuleType) -> List[str]:
             setattr(cls, fd.name, _absent(fd, pb2))
             filled.append("%s.%s" % (name, fd.name))
         if missing:
-            cls.HasField = _has_field(cls.HasField, frozenset(fd.name for fd in missing))
+            names = frozenset(fd.name for fd in missing)
+            cls.HasField = _has_field(cls.HasField, names)
+            cls.ClearField = _clear_field(cls.ClearField, names)
             cls.ABSENT_BVLC_FIELDS = {fd.name: fd for fd in missing}
     return filled
 
@@ -311,3 +313,10 @@ def _has_field(base: Any, absent: frozenset) -> Any:
     def HasField(self: Any, name: str) -> bool:   # noqa: N802 (protobuf's name)
         return False if name in absent else base(self, name)
     return HasField
+
+
+def _clear_field(base: Any, absent: frozenset) -> Any:
+    def ClearField(self: Any, name: str) -> None:   # noqa: N802 (protobuf's name)
+        if name not in absent:
+            base(self, name)
+    return ClearField

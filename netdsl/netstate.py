@@ -24,7 +24,10 @@ PhaseLike = Union[int, str, None]
 
 def _phase_enum(net_or_state: Message):
     state = net_or_state.state if hasattr(net_or_state, "layer") else net_or_state
-    return state.DESCRIPTOR.fields_by_name["phase"].enum_type
+    # a schema without the field reads it as BVLC's (netdsl.fork.fill_missing_fields)
+    fd = state.DESCRIPTOR.fields_by_name.get("phase") or \
+        getattr(type(state), "ABSENT_BVLC_FIELDS", {})["phase"]
+    return fd.enum_type
 
 
 def parse_phase(phase: PhaseLike, net: Optional[Message] = None) -> int:

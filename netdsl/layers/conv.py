@@ -100,7 +100,9 @@ class _ScalarConvParam:
 
 def _conv_param(layer: Message) -> Any:
     cp = layer.convolution_param
-    return cp if "axis" in cp.DESCRIPTOR.fields_by_name else _ScalarConvParam(cp)
+    # an old fork's scalar kernel_size (not whether `axis` is there: a schema may lack
+    # BVLC's axis or dilation and still have the repeated fields)
+    return _ScalarConvParam(cp) if isinstance(cp.kernel_size, int) else cp
 
 
 def conv_geometry(layer: Message, shape: Optional[Shape] = None,

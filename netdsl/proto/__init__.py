@@ -121,7 +121,7 @@ def load_schema(path: Optional[str] = None, *, strict: bool = False,
 CORE_FIELDS = {
     "NetParameter": ("name", "layer"),
     "LayerParameter": ("name", "type", "bottom", "top", "blobs"),
-    "BlobProto": ("data", "shape"),
+    "BlobProto": ("data",),   # `shape` (2015): without it, num/channels/height/width
     "BlobShape": ("dim",),
 }
 

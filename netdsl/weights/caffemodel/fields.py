@@ -101,7 +101,8 @@ def field_numbers(pb2: Optional[ModuleType]) -> FieldNumbers:
         v1_blobs=num("V1LayerParameter", "blobs"), v1_v0=num("V1LayerParameter", "layer"),
         v0_name=opt("V0LayerParameter", "name"), v0_type=opt("V0LayerParameter", "type"),
         v0_blobs=opt("V0LayerParameter", "blobs"),
-        blob_shape=num("BlobProto", "shape"), blob_data=num("BlobProto", "data"),
+        # BlobProto.shape (BVLC, 2015): without it, blobs are num/channels/height/width
+        blob_shape=opt("BlobProto", "shape"), blob_data=num("BlobProto", "data"),
         blob_double=opt("BlobProto", "double_data"),
         blob_legacy=tuple(num("BlobProto", n) for n in ("num", "channels", "height", "width")),
         shape_dim=num("BlobShape", "dim"),

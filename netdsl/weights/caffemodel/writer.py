@@ -217,10 +217,12 @@ def _plan_layer(s: FieldNumbers, name: str, type_: str, blobs: Sequence[Any], dt
 def _plan_blob(s: FieldNumbers, arr: np.ndarray, dtype: np.dtype, v1: bool, layer: str,
                index: int) -> List[Union[bytes, _ArrayPiece]]:
     parts: List[Union[bytes, _ArrayPiece]] = []
-    if v1:
+    if v1 or s.blob_shape < 0:   # V1, or a schema older than BlobProto.shape
         if arr.ndim > 4:
-            raise NetdslError("blob %d has %d axes; the V1 format holds at most 4 "
-                              "(num, channels, height, width)" % (index, arr.ndim), layer=layer)
+            raise NetdslError("blob %d has %d axes; the %s holds at most 4 (num, channels, "
+                              "height, width)" % (index, arr.ndim, "V1 format" if v1 else
+                                                  "schema's BlobProto (no `shape`)"),
+                              layer=layer)
         dims = (1,) * (4 - arr.ndim) + tuple(arr.shape)
         legacy = b"".join(_key(f, _VARINT) + _varint(d) for f, d in zip(s.blob_legacy, dims))
         parts.append(legacy)
