@@ -392,3 +392,47 @@ def test_caffemodel_without_blob_shape(tmp_path):
     assert not w.HasField("shape") and (w.num, w.channels, w.height, w.width) == (1, 1, 5, 36)
     assert (b.num, b.channels, b.height, b.width) == (1, 1, 1, 5)
     assert list(w.data) == [1.0] * 180
+
+
+def _forward_with(tmp_path, message, fields, text, feeds, schema=None):
+    from netdsl.forward import forward
+    from netdsl.netspec import use_schema
+    from netdsl.prototxt import parse_net
+    if schema is None:
+        schema = tmp_path / ("no_%s.proto" % message)
+        schema.write_text(without(message, set(fields)))
+    pb2 = load_schema(str(schema))
+    assert not set(fields) & set(getattr(pb2, message).DESCRIPTOR.fields_by_name)
+    use_schema(pb2)
+    try:
+        return forward(parse_net(text, "net.prototxt", schema=pb2), None, feeds)
+    finally:
+        use_schema(None)
+
+
+def test_mvn_without_eps_uses_the_older_constant(tmp_path):
+    """mvn_layer.cpp before MVNParameter.eps: ``Dtype eps = 1e-10``, added to the
+    standard deviation.  A plane [0, 2e-9]: deviations +-1e-9, standard deviation
+    1e-9, so +-1e-9 / (1e-9 + 1e-10) = +-0.909 (with the field's default 1e-9: 0.5)."""
+    text = ('input: "x" input_dim: 1 input_dim: 1 input_dim: 1 input_dim: 2\n'
+            'layer { name: "mvn" type: "MVN" bottom: "x" top: "y" }\n')
+    x = np.array([0, 2e-9], np.float32).reshape(1, 1, 1, 2)
+    y = _forward_with(tmp_path, "MVNParameter", ["eps"], text, {"x": x})["y"].ravel()
+    np.testing.assert_allclose(y, [-1 / 1.1, 1 / 1.1], rtol=1e-3)
+
+
+@pytest.mark.parametrize("normalize, divisor", [("", 2), ("normalize: true", 2),
+                                                ("normalize: false", 3)])
+def test_softmax_loss_without_normalization(tmp_path, normalize, divisor):
+    """softmax_loss_layer.cpp before LossParameter.normalization: divide by the labels
+    not ignored when ``normalize`` (default true in the schemas of that time, as in
+    piergiaj/caffe-deconvnet's), else by the batch.  Three samples of two equal
+    scores (-log 1/2 each), one label ignored: 2 log 2 over 2 or 3."""
+    text = ('input: "s" input_shape { dim: 3 dim: 2 }\ninput: "l" input_shape { dim: 3 }\n'
+            'layer { name: "loss" type: "SoftmaxWithLoss" bottom: "s" bottom: "l" top: "loss"\n'
+            '  loss_param { ignore_label: 1 %s } }\n' % normalize)
+    feeds = {"s": np.zeros((3, 2), np.float32), "l": np.array([0, 1, 0], np.float32)}
+    schema = os.path.join(HERE, "data", "fork_schemas", "zf_deconvnet.proto")
+    loss = _forward_with(tmp_path, "LossParameter", ["normalization"], text, feeds,
+                         schema)["loss"]
+    np.testing.assert_allclose(float(loss), 2 * np.log(2) / divisor, rtol=1e-6)
