@@ -177,7 +177,7 @@ def test_netspec_under_the_fork_writes_and_reads_its_messages(seg, tmp_path):
 
 def test_deconvnet_netspec(dcn):
     n = _input((1, 3, 8, 8))
-    n.pool, n.switches = L.PoolingSwitches(
+    n.pool, n.switches = L.MaxPoolWithSwitches(
         n.data, pooling_param=dict(pool=P.Pooling.MAX, kernel_size=2, stride=2), ntop=2)
     n.unpool = L.Unpooling(n.pool, n.switches, kernel_size=2, stride=2)
     net = n.to_proto()
@@ -255,7 +255,7 @@ def test_interp_shapes(seg):
 def test_unpooling_and_switches_shapes(dcn):
     def unpool(shape, **kw):
         n = _input(shape)
-        n.pool, n.sw = L.PoolingSwitches(n.data, pooling_param=dict(
+        n.pool, n.sw = L.MaxPoolWithSwitches(n.data, pooling_param=dict(
             pool=P.Pooling.MAX, kernel_size=3, stride=2, pad=1), ntop=2)
         n.out = L.Unpooling(n.pool, n.sw, **kw)
         return infer_shapes(n.to_proto()).blobs
@@ -272,13 +272,13 @@ def test_unpooling_and_switches_shapes(dcn):
     with pytest.raises(NetdslError, match="needs the pooling's kernel_size"):
         unpool((1, 4, 9, 9), stride=2)
     n = _input((1, 4, 8, 8))
-    n.p, n.s = L.PoolingSwitches(n.data, pooling_param=dict(pool=P.Pooling.AVE, kernel_size=2),
+    n.p, n.s = L.MaxPoolWithSwitches(n.data, pooling_param=dict(pool=P.Pooling.AVE, kernel_size=2),
                                  ntop=2)
     with pytest.raises(NetdslError, match="MAX pooling only"):
         infer_shapes(n.to_proto())
     n = _input((1, 4, 8, 8))
-    n.p = L.PoolingSwitches(n.data, pooling_param=dict(kernel_size=2))
-    with pytest.raises(NetdslError, match="PoolingSwitches takes exactly 2 top blobs; got 1"):
+    n.p = L.MaxPoolWithSwitches(n.data, pooling_param=dict(kernel_size=2))
+    with pytest.raises(NetdslError, match="MaxPoolWithSwitches takes exactly 2 top blobs; got 1"):
         infer_shapes(n.to_proto())
 
 
@@ -327,7 +327,7 @@ def test_coordinate_maps_and_crop_offsets(seg):
 
 def test_unpooling_map_inverts_the_pooling(dcn):
     n = _input((1, 1, 9, 9))
-    n.pool, n.sw = L.PoolingSwitches(n.data, pooling_param=dict(
+    n.pool, n.sw = L.MaxPoolWithSwitches(n.data, pooling_param=dict(
         pool=P.Pooling.MAX, kernel_size=3, stride=2, pad=1), ntop=2)
     n.up = L.Unpooling(n.pool, n.sw, kernel_size=3, stride=2, pad=1)
     net = n.to_proto()
@@ -390,7 +390,7 @@ def test_interp_forward_is_deeplabs_bilinear(seg):
 
 def test_switches_then_unpooling_forward(dcn):
     n = _input((1, 1, 4, 4))
-    n.pool, n.sw = L.PoolingSwitches(n.data, pooling_param=dict(
+    n.pool, n.sw = L.MaxPoolWithSwitches(n.data, pooling_param=dict(
         pool=P.Pooling.MAX, kernel_size=2, stride=2), ntop=2)
     n.up = L.Unpooling(n.pool, n.sw, kernel_size=2, stride=2)
     out = forward(n.to_proto(), None, {"data": X4.reshape(1, 1, 4, 4)})
@@ -404,7 +404,7 @@ def _deconvnet_net():
     n = _input((1, 3, 8, 8))
     n.conv = L.Convolution(n.data, num_output=4, kernel_size=3, pad=1,
                            weight_filler=dict(type="xavier"))
-    n.pool, n.sw = L.PoolingSwitches(n.conv, pooling_param=dict(
+    n.pool, n.sw = L.MaxPoolWithSwitches(n.conv, pooling_param=dict(
         pool=P.Pooling.MAX, kernel_size=2, stride=2), ntop=2)
     n.unpool = L.Unpooling(n.pool, n.sw, kernel_size=2, stride=2)
     n.deconv = L.Deconvolution(n.unpool, num_output=3, kernel_size=3, pad=1)
@@ -446,7 +446,7 @@ def test_caffemodel_as_the_forks_caffe_saves_it(dcn, tmp_path):
     with open_caffemodel(str(path), pb2=dcn) as model:
         assert [(e.name, e.type, e.shapes) for e in model.layers] == [
             ("data", "Input", []), ("conv", "Convolution", [(4, 3, 3, 3), (4,)]),
-            ("pool", "PoolingSwitches", []), ("unpool", "Unpooling", []),
+            ("pool", "MaxPoolWithSwitches", []), ("unpool", "Unpooling", []),
             ("deconv", "Deconvolution", [(4, 3, 3, 3), (3,)])]
         np.testing.assert_array_equal(model.arrays("conv")[0], weights["conv"][0])
     back = dcn.NetParameter.FromString(path.read_bytes())

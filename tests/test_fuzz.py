@@ -72,9 +72,10 @@ def test_seeds_as_shipped(name, workdir):
                 sorted(fam.seeds.items())}
     assert set(outcomes.values()) <= {"ok", "error"}
     # the forks' published schemas without InputParameter (SegNet's, PSPNet's,
-    # DeepLab v2's, Faster R-CNN's) cannot read the small test net's Input layer
+    # DeepLab v2's, Faster R-CNN's, piergiaj/caffe-deconvnet's) cannot read the small
+    # test net's Input layer
     expected_errors = {"tests/data/fork_schemas/%s.proto" % f
-                       for f in ("segnet", "pspnet", "deeplab", "faster_rcnn")}
+                       for f in ("segnet", "pspnet", "deeplab", "faster_rcnn", "zf_deconvnet")}
     if name in ("prototxt_solver", "caffemodel", "proto", "expr"):
         assert {s for s, o in outcomes.items() if o != "ok"} <= expected_errors, outcomes
 

@@ -22,10 +22,10 @@ def deconvnet(size=64, num_classes=21):
     n.data = L.Input(shape=dict(dim=[1, 3, size, size]))
     n.conv1, n.relu1 = conv_relu(n.data, 16)
     # max pooling that also outputs its switches (reads BVLC's pooling_param)
-    n.pool1, n.switches1 = L.PoolingSwitches(
+    n.pool1, n.switches1 = L.MaxPoolWithSwitches(
         n.relu1, pooling_param=dict(pool=P.Pooling.MAX, kernel_size=2, stride=2), ntop=2)
     n.conv2, n.relu2 = conv_relu(n.pool1, 32)
-    n.pool2, n.switches2 = L.PoolingSwitches(
+    n.pool2, n.switches2 = L.MaxPoolWithSwitches(
         n.relu2, pooling_param=dict(pool=P.Pooling.MAX, kernel_size=2, stride=2), ntop=2)
     # flat keywords go to the fork's unpooling_param
     n.unpool2 = L.Unpooling(n.pool2, n.switches2, kernel_size=2, stride=2)

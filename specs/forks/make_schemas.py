@@ -31,12 +31,14 @@ DECONVNET_HEADER = """\
 // specs/forks/make_schemas.py; do not edit by hand.
 //
 // Added layer types:
-//   PoolingSwitches  max pooling that also outputs its switches (for each pooled
-//                    value, the index h * W + w of the maximum in its input
-//                    plane); reads BVLC's pooling_param.
-//   Unpooling        puts each value back where its switch says, zeros
-//                    elsewhere; bottoms: values, switches.  Reads
-//                    unpooling_param.
+//   MaxPoolWithSwitches  max pooling with two tops, the pooled values and
+//                        their switches (for each, the index h * W + w of the
+//                        maximum in its input plane); reads BVLC's
+//                        pooling_param.  (Not piergiaj/caffe-deconvnet's
+//                        PoolingSwitches, whose one top stacks both on num.)
+//   Unpooling            puts each value back where its switch says, zeros
+//                        elsewhere; bottoms: values, switches.  Reads
+//                        unpooling_param.
 """
 
 SEGMENTATION_HEADER = """\

@@ -7,7 +7,7 @@
 
 Registers shape, coordinate-map and numpy forward rules for
 
-* ``PoolingSwitches``: max pooling that also outputs its switches;
+* ``MaxPoolWithSwitches``: max pooling that also outputs its switches;
 * ``Unpooling`` (this example's unpooling_param, with out_h/out_w): puts each
   value back where its switch says, zeros elsewhere; it replaces, while the
   plugin is loaded, the rules of DeconvNet's ``Unpooling`` (netdsl.packs.deconvnet).
@@ -57,12 +57,12 @@ def _axes_map(scale: Sequence, shift: Sequence):
     return 1, scale, shift
 
 
-# -- PoolingSwitches and Unpooling (DeconvNet-style) ------------------------------------------
+# -- MaxPoolWithSwitches and Unpooling (DeconvNet-style) ------------------------------
 
 def _max_pool(layer) -> None:
     pool = layer.pooling_param.pool
     if pool != layer.pooling_param.MAX:
-        raise NetdslError("PoolingSwitches records the switches of MAX pooling only",
+        raise NetdslError("MaxPoolWithSwitches records the switches of MAX pooling only",
                           field="pooling_param.pool")
 
 
@@ -136,7 +136,7 @@ def unpooling_forward(layer, bottoms, blobs, ctx):
     return [scatter(x, switches, oh, ow, "unpooling")]
 
 
-register_layer("PoolingSwitches", bottoms=1, tops=2, shape=pooling_switches_shape,
+register_layer("MaxPoolWithSwitches", bottoms=1, tops=2, shape=pooling_switches_shape,
                coord_map=lambda layer, shapes=None: lookup("Pooling").map(layer, shapes),
                forward=pooling_switches_forward)
 register_layer("Unpooling", bottoms=2, tops=1, shape=unpooling_shape, coord_map=unpooling_map,
