@@ -320,3 +320,33 @@ def _clear_field(base: Any, absent: frozenset) -> Any:
         if name not in absent:
             base(self, name)
     return ClearField
+
+
+def lacks_input_layer(pb2: ModuleType) -> bool:
+    """Whether schema ``pb2`` is older than the Input layer (``input_param``, BVLC
+    2016): its nets take their inputs as NetParameter ``input`` fields."""
+    return "input_param" not in pb2.LayerParameter.DESCRIPTOR.fields_by_name
+
+
+def to_legacy_inputs(net: Any, layer_name: str, shapes: Any) -> None:
+    """Put the tops of ``net``'s Input layer ``layer_name`` (added without
+    ``input_param``, which the schema lacks) as the net's inputs, as Caffe took
+    them before the Input layer: ``input`` with ``input_shape``, or four
+    ``input_dim`` each where the schema has no ``input_shape`` either (the form
+    upgrade_proto.cpp's UpgradeNetInput reads).  ``shapes``: top -> shape."""
+    index = [i for i, lp in enumerate(net.layer) if lp.name == layer_name]
+    if not index:
+        return
+    tops = list(net.layer[index[0]].top)
+    del net.layer[index[0]]
+    net.input.extend(tops)
+    if "input_shape" in net.DESCRIPTOR.fields_by_name:
+        for t in tops:
+            net.input_shape.add().dim.extend(int(d) for d in shapes[t])
+        return
+    for t in tops:
+        if len(shapes[t]) != 4:
+            raise NetdslError("input `%s` has %d axes; this schema has neither input_param "
+                              "nor input_shape, so inputs are four input_dim values each"
+                              % (t, len(shapes[t])), field="input_dim")
+        net.input_dim.extend(int(d) for d in shapes[t])

@@ -377,3 +377,61 @@ def test_workflow_inverse_blobs_equal_the_fork_loops(workflow):
         want = fork_inv_pooling(sv[[0, 10]], 3, 2, 0)                # image 0 only
         np.testing.assert_array_equal(inv[top][0], want[0])
     assert 0 < (inv["ipooled5"][0] != 0).sum() <= 256 * 36
+
+
+SPEC = """name: zf-small
+proto: %s
+inputs:
+  data: [2, 3, 15, 15]
+layers:
+  - Convolution: conv1
+    num_output: 4
+    kernel_size: 3
+    weight_filler: {type: gaussian, std: 0.1}
+  - ReLU: relu1
+    in_place: true
+  - PoolingSwitches: poolswitches1
+    pooling_param: {pool: MAX, kernel_size: 3, stride: 2}
+  - SliceHalf: [pool1, switches1]
+    slice_param: {axis: 0}
+  - Concat: cat1
+    bottom: [switches1, pool1]
+    axis: 0
+  - InvPooling: unpooled
+    pooling_param: {pool: MAX, kernel_size: 3, stride: 2}
+"""
+
+
+def test_build_with_the_fork_schema(tmp_path, capsys):
+    """A spec's inputs under a schema older than the Input layer become the net's
+    ``input`` + ``input_shape``, as that Caffe's nets had them; build, --weights
+    and shapes work: 15 -> 13 (conv 3) -> 6 (3/2, ceil) -> 6*2 - 2 + 3 = 13."""
+    spec = tmp_path / "zf.yaml"
+    spec.write_text(SPEC % SCHEMA)
+    out = tmp_path / "out"
+    assert main(["build", str(spec), "-o", str(out), "--weights"]) == 0
+    pb2 = load_schema(SCHEMA)
+    net = parse_net((out / "deploy.prototxt").read_text(), "deploy.prototxt", schema=pb2)
+    assert list(net.input) == ["data"] and [list(s.dim) for s in net.input_shape] == \
+        [[2, 3, 15, 15]]
+    assert [lp.type for lp in net.layer][:3] == ["Convolution", "ReLU", "PoolingSwitches"]
+    capsys.readouterr()
+    assert main(["shapes", str(out / "deploy.prototxt"), "--proto", SCHEMA]) == 0
+    assert "unpooled (2,4,13,13)" in capsys.readouterr().out
+
+
+def test_build_without_input_shape_writes_input_dim(tmp_path):
+    """A schema with neither input_param nor input_shape (Caffe before N-D blobs):
+    four input_dim values per input."""
+    from test_fork_missing_fields import without
+    text = without("LayerParameter", {"input_param"})
+    text = text.replace("  repeated BlobShape input_shape = 8;\n", "")
+    schema = tmp_path / "old.proto"
+    schema.write_text(text)
+    spec = tmp_path / "s.yaml"
+    spec.write_text("name: s\nproto: %s\ninputs:\n  data: [1, 2, 5, 5]\nlayers:\n"
+                    "  - ReLU: r\n" % schema)
+    assert main(["build", str(spec), "-o", str(tmp_path / "o")]) == 0
+    net = parse_net((tmp_path / "o" / "deploy.prototxt").read_text(), "d",
+                    schema=load_schema(str(schema)))
+    assert list(net.input) == ["data"] and list(net.input_dim) == [1, 2, 5, 5]

@@ -166,9 +166,12 @@ def compile_records(records: List[Record], inputs: Dict[str, List[int]],
     phase_inputs: Dict[str, List[int]] = {}
     sources: set = set()                # tops of layers without bottoms
 
+    from ..fork import lacks_input_layer
+    legacy = lacks_input_layer(netspec.current_schema())   # older than the Input layer
     if needed:
         shapes = [{"dim": list(inputs[k])} for k in needed]
-        kw: Dict[str, Any] = {"shape": shapes if len(shapes) > 1 else shapes[0]}
+        kw: Dict[str, Any] = {} if legacy else {"shape": shapes if len(shapes) > 1
+                                                else shapes[0]}
         if len(needed) > 1:
             kw["ntop"] = len(needed)
         if needed[0] != INPUT_LAYER:
@@ -330,6 +333,9 @@ def compile_records(records: List[Record], inputs: Dict[str, List[int]],
         if rec is None:
             raise
         raise locate(exc, rec)
+    if legacy and needed:
+        from ..fork import to_legacy_inputs
+        to_legacy_inputs(net, INPUT_LAYER, inputs)
     declared: Dict[str, List[int]] = {}
     for k, shape in inputs.items():
         if k in sources:
