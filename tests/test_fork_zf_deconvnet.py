@@ -435,3 +435,22 @@ def test_build_without_input_shape_writes_input_dim(tmp_path):
     net = parse_net((tmp_path / "o" / "deploy.prototxt").read_text(), "d",
                     schema=load_schema(str(schema)))
     assert list(net.input) == ["data"] and list(net.input_dim) == [1, 2, 5, 5]
+
+
+def test_pooling_switches_always_rounds_up():
+    """The fork predates round_mode: with the pack enabled under BVLC's schema, a
+    FLOOR is not the fork's rule; 8 wide, 3/2: ceil(5 / 2) + 1 = 4 (FLOOR would give 3)."""
+    import netdsl.packs
+    netdsl.packs.enable("zf_deconvnet")
+    from netdsl.proto import caffe_pb2
+    net = parse_net(_pool_text(3, 2, 0).replace("pool: MAX", "pool: MAX round_mode: FLOOR"),
+                    "net.prototxt", schema=caffe_pb2)
+    assert infer_shapes(net).blobs["t0"] == (4, 3, 3, 4)
+
+
+def test_inv_pooling_global_has_no_coordinate_map(pb2):
+    net = _net(pb2, 'input: "x" input_dim: 2 input_dim: 1 input_dim: 3 input_dim: 3\n'
+               'layer { name: "ip" type: "InvPooling" bottom: "x" top: "y"\n'
+               '  pooling_param { pool: MAX global_pooling: true } }\n')
+    assert infer_shapes(net).blobs["y"] == (1, 1, 5, 5)     # 3 - 1 - 0 + 3
+    assert layer_coord_map(net.layer[0]) is None

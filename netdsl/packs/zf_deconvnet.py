@@ -7,9 +7,10 @@ back into the two; in the inverse net ``InvPooling`` takes ``[switches; values]`
 (a Concat on axis 0) and puts each value back where its maximum was.  Rules
 from the fork's ``caffe/src/caffe/layers/pooling_switches_layer.cpp``,
 ``slice_half_layer.cpp`` and ``inv_pooling_layer.cpp`` (cited per rule); the
-fork's V1 names ``POOLINGSWITCHES``, ``SLICEHALF``, ``INVPOOLING`` are upgraded
-by :data:`V1_TYPES`.  Its schema has no parameter message of its own: the pack
-is enabled by those V1 names (netdsl.packs.TRIGGERS).
+fork's schema adds no parameter message, only the V1 names ``POOLINGSWITCHES``,
+``SLICEHALF`` and ``INVPOOLING``, which enable the pack (netdsl.packs.TRIGGERS);
+its upgrade_proto.cpp is BVLC's, which knows no V1 type for them, so V1 nets of
+these types are not upgraded here either.
 """
 from __future__ import annotations
 
@@ -18,21 +19,16 @@ from typing import Any, List, Tuple
 
 import numpy as np
 
-from ..coord_map import channel_axis_map
+from ..coord_map import UndefinedMapException, channel_axis_map
 from ..errors import NetdslError
 from ..layers.blob import count, enum_name, legacy_dim
-from ..layers.pool import PoolGeometry, _pool_map, pool_geometry
+from ..layers.pool import PoolGeometry, _pool_map, pool_dims, pool_geometry
 from ..layers.registry import PACKS, Ops, declare
 from ._util import axes_map, exact, four_axes, scatter
 
 FORK = "piergiaj/caffe-deconvnet"
 Shape = Tuple[int, ...]
 FLT_MAX = np.finfo(np.float32).max
-
-#: the fork's V1 LayerType names -> current type strings (layer_factory.cpp, the
-#: layers' type())
-V1_TYPES = {"POOLINGSWITCHES": "PoolingSwitches", "SLICEHALF": "SliceHalf",
-            "INVPOOLING": "InvPooling"}
 
 
 def _method(layer: Any, what: str) -> str:
@@ -49,6 +45,17 @@ def _method(layer: Any, what: str) -> str:
 def switches_tops(layer: Any) -> Tuple[int, int]:
     """vision_layers.hpp: MaxTopBlobs is 2 for MAX (the second top a mask), else 1."""
     return (1, 2 if enum_name(layer.pooling_param, "pool") == "MAX" else 1)
+
+
+def switches_geometry(layer: Any, shape: Any = None) -> PoolGeometry:
+    """PoolingSwitchesLayer::LayerSetUp and Reshape: BVLC pooling's checks and
+    pooled size, always rounding up (the fork predates ``round_mode``)."""
+    g = pool_geometry(layer, shape)
+    if g.ceil_mode or g.out is None:
+        return g
+    out = pool_dims(shape[2], shape[3], g.kernel[0], g.kernel[1], g.stride[0], g.stride[1],
+                    g.pad[0], g.pad[1], True)
+    return g._replace(ceil_mode=True, out=out)
 
 
 def switches_shape(layer: Any, bottoms: List[Shape], ntop: int, g: PoolGeometry) -> List[Shape]:
@@ -98,12 +105,12 @@ def switches_forward(layer: Any, bottoms: List[np.ndarray], blobs: Any, ctx: Any
 
 def switches_cost(ls: Any) -> Ops:
     # every pooled output visits its window once
-    g = pool_geometry(ls.layer, ls.bottom_shapes[0])
+    g = switches_geometry(ls.layer, ls.bottom_shapes[0])
     return Ops(pooling=count(ls.top_shapes[0]) // 2 * g.kernel[0] * g.kernel[1])
 
 
 declare("PoolingSwitches", family="zf_deconvnet", registry=PACKS, bottoms=1,
-        tops=switches_tops, reads=("pooling_param",), geometry=pool_geometry,
+        tops=switches_tops, reads=("pooling_param",), geometry=switches_geometry,
         shape=switches_shape, coord_map=_pool_map, forward=switches_forward,
         cost=switches_cost, source="netdsl.packs.zf_deconvnet")
 
@@ -203,6 +210,9 @@ def inv_forward(layer: Any, bottoms: List[np.ndarray], blobs: Any, ctx: Any,
 def inv_map(layer: Any, shapes: Any = None, g: Any = None):
     # the inverse of the pooling it undoes: y = s x + (k - 1) / 2 - p
     g = g or inv_geometry(layer)
+    if g.global_pooling:
+        raise UndefinedMapException("global pooling has no coordinate map",
+                                    layer=layer.name or None)
     return axes_map(g.stride, [exact(Fraction(g.kernel[i] - 1, 2) - g.pad[i])
                                for i in range(2)])
 
