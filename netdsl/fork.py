@@ -276,19 +276,14 @@ def _absent(fd: Any, pb2: ModuleType) -> property:
     return property(get)
 
 
-def absent_field(message: Any, name: str) -> Any:
-    """BVLC's descriptor of field ``name`` when ``message``'s schema lacks it and
-    reads it as the behaviour before it (:func:`fill_missing_fields`), else None."""
-    return getattr(type(message), "ABSENT_BVLC_FIELDS", {}).get(name)
-
-
 def fill_missing_fields(pb2: ModuleType) -> List[str]:
     """Make every BVLC field that a message of ``pb2`` (a fork's schema) lacks read
     as the behaviour before that field existed (:func:`pre_field_value`), so the
     engines read old forks' nets as the fork's Caffe ran them.  The descriptors
     are left alone: such a field still cannot be set in the fork's prototxt, is
     never printed or written, ``HasField`` says False and ``ClearField`` does
-    nothing.  Returns the fields filled in, as ``Message.field``.
+    nothing; the class's ``ABSENT_BVLC_FIELDS`` maps each name to BVLC's
+    descriptor (for its enum).  Returns the fields filled in, as ``Message.field``.
     """
     from .proto import caffe_pb2 as bvlc
     filled: List[str] = []
