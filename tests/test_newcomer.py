@@ -507,3 +507,169 @@ def test_a_missing_template_or_spec_points_at_the_shipped_ones(tmp_path, cli):
     assert code == 2 and "did you mean `fcn32s.yaml`?" in err
     code, out, err = cli("render", "nosuch.j2")
     assert code == 2 and "`netdsl render --list`" in err
+
+
+# -- SPP and Im2col forward (issue 21, item 7) ---------------------------------------------
+
+import numpy as np  # noqa: E402
+
+from netdsl import NetSpec, layers as L, params as P  # noqa: E402
+from netdsl.forward import forward  # noqa: E402
+from netdsl.shapes import infer_shapes  # noqa: E402
+
+
+def _caffe_pool(x, kh, kw, ph, pw, ave):
+    """pooling_layer.cpp Forward_cpu as its loops, with stride = kernel (as SPP sets it):
+    pooled size ceil((H + 2p - k) / s) + 1, minus one when the last window starts at or past
+    H + p (with padding); MAX over the window clipped to the image; AVE sums the clipped
+    window and divides by the window clipped to H + pad (before clipping to the image)."""
+    n, c, h, w = x.shape
+    oh = -(-(h + 2 * ph - kh) // kh) + 1
+    ow = -(-(w + 2 * pw - kw) // kw) + 1
+    if ph or pw:
+        oh -= (oh - 1) * kh >= h + ph
+        ow -= (ow - 1) * kw >= w + pw
+    out = np.zeros((n, c, oh, ow), np.float32)
+    for i in range(oh):
+        for j in range(ow):
+            hs, ws = i * kh - ph, j * kw - pw
+            he, we = min(hs + kh, h + ph), min(ws + kw, w + pw)
+            size = (he - hs) * (we - ws)
+            win = x[:, :, max(hs, 0):min(he, h), max(ws, 0):min(we, w)]
+            out[:, :, i, j] = (win.sum(axis=(2, 3)) / np.float32(size) if ave
+                               else win.max(axis=(2, 3)))
+    return out
+
+
+def _caffe_spp(x, height, ave):
+    """spp_layer.cpp: level l has 2^l bins; kernel ceil(H / bins), pad (kernel*bins - H + 1)/2
+    (C++ integer division), stride = kernel; one level is the pooling's own 4-D top, more are
+    flattened per item and concatenated."""
+    n, _, h, w = x.shape
+    levels = []
+    for lvl in range(height):
+        bins = 2 ** lvl
+        kh, kw = -(-h // bins), -(-w // bins)
+        ph, pw = (kh * bins - h + 1) // 2, (kw * bins - w + 1) // 2
+        levels.append(_caffe_pool(x, kh, kw, ph, pw, ave))
+    if height == 1:
+        return levels[0]
+    return np.concatenate([lv.reshape(n, -1) for lv in levels], axis=1)
+
+
+def _spp_net(shape, height, pool):
+    n = NetSpec()
+    n.data = L.Input(shape=dict(dim=list(shape)))
+    n.spp = L.SPP(n.data, spp_param=dict(pyramid_height=height, pool=pool))
+    return n.to_proto()
+
+
+def test_spp_forward_by_hand_on_5x5():
+    # 0..24 in a 5x5 map, pyramid_height 2 (spp_layer.cpp GetPoolingParam):
+    # level 0: 1 bin, kernel 5, pad (5 - 5 + 1)/2 = 0 -> 1x1: max 24, mean 300/25 = 12;
+    # level 1: 2 bins, kernel ceil(5/2) = 3, pad (6 - 5 + 1)/2 = 1, stride 3 -> ceil((5+2-3)/3)+1
+    # = 3, and (3-1)*3 = 6 >= 5 + 1 drops the last window: 2x2.  Windows rows/cols [-1, 2) and
+    # [2, 5): MAX 6, 9, 21, 24; AVE divides by 3*3 = 9 (hend = min(-1+3, 5+1)): the sums are
+    # 0+1+5+6 = 12, 2+3+4+7+8+9 = 33, 10+11+15+16+20+21 = 93, 12+13+14+17+18+19+22+23+24 = 162.
+    x = np.arange(25, dtype=np.float32).reshape(1, 1, 5, 5)
+    mx = forward(_spp_net(x.shape, 2, P.SPP.MAX), None, {"data": x})["spp"]
+    assert mx.tolist() == [[24, 6, 9, 21, 24]]
+    ave = forward(_spp_net(x.shape, 2, P.SPP.AVE), None, {"data": x})["spp"]
+    want = np.array([[12, 12 / 9, 33 / 9, 93 / 9, 162 / 9]], np.float32)
+    np.testing.assert_allclose(ave, want, rtol=1e-6)
+
+
+@pytest.mark.parametrize("shape,height", [((2, 3, 13, 13), 3), ((1, 2, 7, 9), 2),
+                                          ((1, 4, 6, 11), 1), ((2, 2, 15, 20), 4)])
+@pytest.mark.parametrize("pool", ["MAX", "AVE"])
+def test_spp_forward_against_a_pyramid_of_caffe_poolings(shape, height, pool):
+    x = np.random.default_rng(7).standard_normal(shape).astype(np.float32)
+    net = _spp_net(shape, height, getattr(P.SPP, pool))
+    got = forward(net, None, {"data": x})["spp"]
+    want = _caffe_spp(x, height, pool == "AVE")
+    assert got.shape == want.shape == infer_shapes(net).blobs["spp"]
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
+    if height == 1:
+        assert got.ndim == 4        # the single level is the pooling's own (N, C, 1, 1) top
+
+
+def test_opencv_dnn_has_no_spp_or_im2col():
+    # OpenCV dnn's Caffe importer has no layer of either type, so there is nothing to compare
+    # against; when it gains one this fails and the comparison belongs here.
+    cv2 = pytest.importorskip("cv2")
+    import tempfile
+    for body in ('type: "SPP" spp_param { pyramid_height: 2 }',
+                 'type: "Im2col" convolution_param { kernel_size: 2 }'):
+        with tempfile.NamedTemporaryFile("w", suffix=".prototxt", delete=False) as f:
+            f.write('input: "data" input_shape { dim: 1 dim: 2 dim: 5 dim: 5 }\n'
+                    'layer { name: "l" bottom: "data" top: "l" %s }\n' % body)
+        try:
+            net = cv2.dnn.readNetFromCaffe(f.name)
+            net.setInput(np.ones((1, 2, 5, 5), np.float32))
+            with pytest.raises(cv2.error, match="Can't create layer"):
+                net.forward()
+        finally:
+            os.unlink(f.name)
+
+
+def _caffe_im2col_2d(x, kh, kw, ph, pw, sh, sw, dh, dw):
+    """im2col.cpp im2col_cpu as its loops: for each channel, kernel row, kernel column (in that
+    order, one column row each), each output (row, col) reads the input at
+    (out_row*stride - pad + kernel_row*dilation, ...), zero outside the image."""
+    c, h, w = x.shape
+    oh = (h + 2 * ph - (dh * (kh - 1) + 1)) // sh + 1
+    ow = (w + 2 * pw - (dw * (kw - 1) + 1)) // sw + 1
+    col = np.zeros((c * kh * kw, oh, ow), np.float32)
+    r = 0
+    for ch in range(c):
+        for ki in range(kh):
+            for kj in range(kw):
+                for i in range(oh):
+                    for j in range(ow):
+                        y, z = i * sh - ph + ki * dh, j * sw - pw + kj * dw
+                        if 0 <= y < h and 0 <= z < w:
+                            col[r, i, j] = x[ch, y, z]
+                r += 1
+    return col
+
+
+@pytest.mark.parametrize("conv,geo", [
+    (dict(kernel_size=3), (3, 3, 0, 0, 1, 1, 1, 1)),
+    (dict(kernel_h=2, kernel_w=3, pad_h=1, pad_w=0, stride_h=2, stride_w=1),
+     (2, 3, 1, 0, 2, 1, 1, 1)),
+    (dict(kernel_size=[3], pad=[2], stride=[2], dilation=[2]), (3, 3, 2, 2, 2, 2, 2, 2)),
+    (dict(kernel_size=[2, 3], dilation=[1, 2], force_nd_im2col=True), (2, 3, 0, 0, 1, 1, 1, 2)),
+])
+def test_im2col_forward_against_caffe_loops(conv, geo):
+    x = np.random.default_rng(3).standard_normal((2, 3, 7, 8)).astype(np.float32)
+    n = NetSpec()
+    n.data = L.Input(shape=dict(dim=list(x.shape)))
+    n.col = L.Im2col(n.data, convolution_param=conv)
+    net = n.to_proto()
+    got = forward(net, None, {"data": x})["col"]
+    want = np.stack([_caffe_im2col_2d(x[i], *geo) for i in range(2)])
+    assert got.shape == want.shape == infer_shapes(net).blobs["col"]
+    assert np.array_equal(got, want)
+
+
+def test_im2col_forward_with_axis_and_one_spatial_axis():
+    # axis 2 on (2, 3, 4, 9): num = 2*3 = 6 items of 4 channels with 1 spatial axis (im2col_nd);
+    # kernel 3, stride 2, pad 1: out (9 + 2 - 3)/2 + 1 = 5 positions, rows c*3 + k
+    x = np.random.default_rng(5).standard_normal((2, 3, 4, 9)).astype(np.float32)
+    n = NetSpec()
+    n.data = L.Input(shape=dict(dim=list(x.shape)))
+    n.col = L.Im2col(n.data, convolution_param=dict(axis=2, kernel_size=[3], stride=[2],
+                                                    pad=[1]))
+    net = n.to_proto()
+    got = forward(net, None, {"data": x})["col"]
+    want = np.zeros((2, 3, 12, 5), np.float32)
+    for a in range(2):
+        for b in range(3):
+            for ch in range(4):
+                for k in range(3):
+                    for o in range(5):
+                        z = o * 2 - 1 + k
+                        if 0 <= z < 9:
+                            want[a, b, ch * 3 + k, o] = x[a, b, ch, z]
+    assert got.shape == infer_shapes(net).blobs["col"] == (2, 3, 12, 5)
+    assert np.array_equal(got, want)
