@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import contextvars
 import json
+import os
 import sys
 from typing import Callable, Dict, List, Optional
 
@@ -276,13 +277,13 @@ def cmd_shapes(args: argparse.Namespace) -> int:
             else:
                 inputs[k] = v
     else:
-        net = load_net(args.net, pb2, phase=args.phase, variables=_defines(args))
+        net, compiled = load_net(args.net, pb2, phase=args.phase, variables=_defines(args)), None
     caffe_phase = None if spec else ("TRAIN" if args.phase == "train" else "TEST")
     if not spec:   # a spec's crops were checked as it was built
         from .crop_check import check_crop_offsets
         check_crop_offsets(net, strict=args.strict, phase=caffe_phase,
                            locate=lambda err: err.located(file=args.net))
-    result = _infer_with_hints(net, inputs, caffe_phase, declared)
+    result = _infer_with_hints(net, inputs, caffe_phase, declared, compiled)
     if getattr(args, "cost", False):
         from .cost import cost_to_json, format_cost_table, net_cost
         cost = net_cost(result)
@@ -317,13 +318,21 @@ def _with_legend(table: str) -> str:
     return "\n".join(lines)
 
 
-def _infer_with_hints(net, inputs, phase, declared):
+def _infer_with_hints(net, inputs, phase, declared, compiled=None):
     """``shapes.infer_shapes``, with the hint for a layer whose tops Caffe cannot infer
-    (a Python layer) given as this command's flags rather than Python keywords."""
+    (a Python layer) given as this command's flags rather than Python keywords; a
+    spec's layer error points at its line (``compiled``: the spec's compiled net)."""
     from . import shapes
     try:
         return shapes.infer_shapes(net, inputs, phase=phase, declared=declared)
     except NetdslError as exc:
+        if compiled is not None and exc.line is None and exc.layer in compiled.layers:
+            from .spec.compile import find_field, locate
+            rec, field = compiled.layers[exc.layer], exc.field
+            if field and find_field(rec, field) is None:   # a spec writes fields flat
+                exc.field = field.rsplit(".", 1)[-1]
+            locate(exc, rec)
+            exc.field = field
         if exc.hint and "declared={" in exc.hint and exc.layer:
             layer = next((l for l in net.layer if l.name == exc.layer), None)
             tops = list(layer.top) if layer is not None else []
@@ -799,6 +808,23 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
     print("netdsl: warning: %s" % message, file=sys.stderr)
 
 
+def _locate_field(err: NetdslError, net: Optional[str]) -> None:
+    """A layer's parameter error from a prototxt NET (``convolution_param.kernel_size``
+    0, which parses and fails at set-up) gets the file, line and column of the value."""
+    if (err.line is not None or not err.layer or "." not in (err.field or "")
+            or not isinstance(net, str)
+            or _is_spec(net) or err.file not in (None, net) or not os.path.isfile(net)):
+        return
+    from .fileio import read_text
+    from .numrange import field_position
+    try:
+        pos = field_position(read_text(net), err.layer, err.field)
+    except (OSError, NetdslError, UnicodeError):
+        return
+    if pos is not None:
+        err.located(file=net, line=pos[0], column=pos[1])
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     import warnings
     parser = build_parser()
@@ -813,6 +839,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             # types it selects (a spec's custom_layers) do not outlive it
             return int(contextvars.copy_context().run(args.func, args) or 0)
     except NetdslError as err:
+        _locate_field(err, getattr(args, "net", None))
         print("netdsl: error: %s" % err.explain(), file=sys.stderr)
         if getattr(err, "detail", None):   # the offending source line with a caret
             print("\n".join("    " + ln for ln in err.detail.splitlines()), file=sys.stderr)

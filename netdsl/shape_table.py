@@ -61,9 +61,14 @@ def format_table(net_shapes: NetShapes, crops: Optional[Mapping[str, Any]] = Non
     fmt = "%-{0}s  %-{1}s  %{2}s  %{3}s  %{4}s  %s".format(*widths)
     lines = [fmt % head]
     lines.extend(fmt % r for r in rows)
-    total = net_shapes.param_count
-    lines.append("%d layers, %d blobs, %s learnable parameters"
-                 % (len(net_shapes.layers), len(net_shapes.blobs), "{:,}".format(total)))
+    stats = net_shapes.statistics_count
+    footer = "%d layers, %d blobs, %s learnable parameters" % (
+        len(net_shapes.layers), len(net_shapes.blobs),
+        "{:,}".format(net_shapes.param_count - stats))
+    if stats:   # batch_norm_layer.cpp sets their lr_mult to 0: stored, never learned
+        footer += " + %s %s statistics (not learned)" % (
+            "{:,}".format(stats), "/".join(net_shapes.statistics_types))
+    lines.append(footer)
     if crops:
         lines.append("")
         lines.append("crop offsets (from coordinate maps):")

@@ -142,11 +142,36 @@ class NetShapes:
 
     @property
     def param_count(self) -> int:
-        """Learnable values; a blob shared by name (``param { name: ... }``) counts
-        once, as Caffe's Net::AppendParam makes the later owners shares of the first."""
+        """Values of every parameter blob (learned ones and statistics); a blob shared
+        by name (``param { name: ... }``) counts once, as Caffe's Net::AppendParam
+        makes the later owners shares of the first."""
+        return self._count(None)
+
+    @property
+    def statistics_count(self) -> int:
+        """Values of blobs that hold statistics, never learned (types whose declaration
+        says ``statistics``: BatchNorm's mean, variance and factor, whose lr_mult
+        batch_norm_layer.cpp fixes at 0); ``param_count`` minus this is what is learned."""
+        return self._count(_holds_statistics)
+
+    @property
+    def statistics_types(self) -> List[str]:
+        """The types, in net order, of the layers counted by ``statistics_count``."""
+        out: List[str] = []
+        for ls in self.layers:
+            if ls.param_count and _holds_statistics(ls) and ls.type not in out:
+                out.append(ls.type)
+        return out
+
+    def _count(self, which) -> int:
         total = 0
         seen = set()
         for ls in self.layers:
+            if which is not None and not which(ls):
+                for p in (ls.layer.param if ls.layer is not None else ()):
+                    if p.name:
+                        seen.add(p.name)
+                continue
             total += ls.param_count
             if ls.param_count and ls.layer is not None and len(ls.layer.param):
                 for j, p in enumerate(ls.layer.param[:len(ls.param_shapes)]):
@@ -159,6 +184,11 @@ class NetShapes:
                         total -= n
                     seen.add(p.name)
         return total
+
+
+def _holds_statistics(ls: "LayerShapes") -> bool:
+    lt = lookup(ls.type)
+    return lt is not None and bool(lt.extra.get("statistics"))
 
 
 # -- parameter shapes -----------------------------------------------------------------------

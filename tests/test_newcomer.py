@@ -673,3 +673,97 @@ def test_im2col_forward_with_axis_and_one_spatial_axis():
                             want[a, b, ch * 3 + k, o] = x[a, b, ch, z]
     assert got.shape == infer_shapes(net).blobs["col"] == (2, 3, 12, 5)
     assert np.array_equal(got, want)
+
+
+# -- small frictions (issue 21, item 6) ----------------------------------------------------
+
+def test_inspect_of_an_empty_file_is_a_located_error(tmp_path, cli):
+    (tmp_path / "empty.caffemodel").write_bytes(b"")
+    code, out, err = cli("inspect", "empty.caffemodel")
+    assert code == 2 and out == ""
+    assert err.startswith("netdsl: error: empty.caffemodel: empty file (0 bytes)")
+    assert err.count("\n") == 1
+    assert cli("inspect", "empty.caffemodel", "--format", "json")[0] == 2
+
+
+K0 = """\
+name: "k0"
+input: "data"
+input_shape { dim: 1 dim: 3 dim: 8 dim: 8 }
+layer { name: "c" type: "Convolution" bottom: "data" top: "c"
+  convolution_param { num_output: 2 kernel_size: %s } }
+"""
+
+
+@pytest.mark.parametrize("verb", [("shapes",), ("draw", "-o", "k.dot"),
+                                  ("init", "-o", "k.caffemodel")])
+def test_kernel_size_zero_is_located_like_a_negative_one(tmp_path, cli, verb):
+    # caffe.proto's kernel_size is uint32: -1 fails to parse, 0 parses and fails in
+    # BaseConvolutionLayer::LayerSetUp ("Filter dimensions must be nonzero"); both point at
+    # line 5, column 50 (the value after `kernel_size: `)
+    (tmp_path / "neg.prototxt").write_text(K0 % "-1")
+    (tmp_path / "zero.prototxt").write_text(K0 % "0")
+    code, _, neg = cli(verb[0], "neg.prototxt", *verb[1:])
+    assert code == 2 and neg.startswith("netdsl: error: neg.prototxt:5:50: layer 'c': ")
+    code, _, zero = cli(verb[0], "zero.prototxt", *verb[1:])
+    assert code == 2
+    assert "netdsl: error: zero.prototxt:5:50: layer 'c': Filter dimensions must be nonzero" \
+        in zero
+    assert not (tmp_path / "k.caffemodel").exists()
+
+
+def test_kernel_size_zero_in_a_spec_points_at_its_value(tmp_path, cli):
+    (tmp_path / "k.yaml").write_text("inputs:\n  data: [1, 3, 8, 8]\nlayers:\n"
+                                     "  - Convolution: c\n    num_output: 2\n"
+                                     "    kernel_size: 0\n")
+    code, _, err = cli("shapes", "k.yaml")
+    assert code == 2 and "k.yaml:6:18: layer 'c': Filter dimensions must be nonzero" in err
+
+
+def test_shapes_footer_separates_batchnorm_statistics(tmp_path, cli):
+    import sys
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import zoo_nets
+    from netdsl.prototxt import write
+    write(str(tmp_path / "r50.prototxt"), zoo_nets.resnet(50))
+    code, out, _ = cli("shapes", "r50.prototxt")
+    assert code == 0
+    # learned: 25,557,032 (torchvision's ResNet-50 count: convolutions, BatchNorm's affine
+    # part -- Caffe's Scale layers -- and fc1000).  Statistics: 53 BatchNorm layers, each
+    # mean and variance per channel plus one factor; their channels sum to
+    # 64 (conv1) + 3*6*64 + 256 + 4*6*128 + 512 + 6*6*256 + 1024 + 3*6*512 + 2048 = 26,560
+    # (per bottleneck c + c + 4c, plus each stage's projection 4c): 2*26,560 + 53 = 53,173.
+    footer = [l for l in out.splitlines() if " blobs, " in l]
+    assert footer == ["229 layers, 74 blobs, 25,557,032 learnable parameters "
+                      "+ 53,173 BatchNorm statistics (not learned)"]
+
+
+def test_a_net_without_batchnorm_keeps_its_footer(tmp_path, cli):
+    (tmp_path / "k.prototxt").write_text(K0 % "3")
+    code, out, _ = cli("shapes", "k.prototxt")
+    # 2*3*3*3 weights + 2 biases = 56
+    assert code == 0 and "2 layers, 2 blobs, 56 learnable parameters\n" in out
+
+
+def test_draw_shows_only_non_default_parameters_and_a_crop_offset_once(tmp_path, cli):
+    (tmp_path / "c.prototxt").write_text(
+        'input: "data"\ninput_shape { dim: 1 dim: 3 dim: 8 dim: 8 }\n'
+        'layer { name: "conv" type: "Convolution" bottom: "data" top: "conv"\n'
+        '  convolution_param { num_output: 2 kernel_size: 3 pad: 2 stride: 1 dilation: 1\n'
+        '                      group: 1 bias_term: true } }\n'
+        'layer { name: "pool" type: "Pooling" bottom: "conv" top: "pool"\n'
+        '  pooling_param { pool: MAX kernel_size: 2 stride: 1 pad: 0 } }\n'
+        'layer { name: "crop" type: "Crop" bottom: "conv" bottom: "data" top: "crop"\n'
+        '  crop_param { axis: 2 offset: 1 } }\n')
+    assert cli("draw", "c.prototxt", "-o", "c.dot")[0] == 0
+    dot = (tmp_path / "c.dot").read_text()
+    conv = next(l for l in dot.splitlines() if "<B>conv</B>" in l)
+    # stride 1, dilation 1, group 1 and bias_term true are Caffe's defaults (caffe.proto)
+    assert "num_output 2 · kernel_size 3" in conv and "pad 2" in conv
+    assert "stride" not in conv and "dilation" not in conv and "group" not in conv
+    pool = next(l for l in dot.splitlines() if "<B>pool</B>" in l)
+    assert "kernel_size 2" in pool and "stride" not in pool and "MAX" not in pool
+    crop = next(l for l in dot.splitlines() if "<B>crop</B>" in l)
+    # conv (kernel 3, pad 2) puts data pixel x at conv pixel x + pad - (k - 1)/2 = x + 1, so
+    # offset 1 agrees; the crop note states it, the parameter line does not repeat it
+    assert crop.count("offset") == 1 and "axis 2 offset 1 (coordinate maps agree)" in crop
