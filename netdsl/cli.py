@@ -376,7 +376,12 @@ def cmd_init(args: argparse.Namespace) -> int:
     from .weights import init_weights, write_caffemodel
     from .proto import load_schema, schema_of
     _schema(args)
-    net = load_net(args.net, None, phase=args.phase, variables=_defines(args))
+    declared = None
+    if _is_spec(args.net):   # a spec's `inputs` may name a Python data layer's tops
+        net, compiled = load_spec_net(args.net, phase=args.phase, variables=_defines(args))
+        declared = compiled.declared or None
+    else:
+        net = load_net(args.net, None, phase=args.phase, variables=_defines(args))
     pb2 = schema_of(net)  # --proto, or a spec's own `proto:`
     interp_layers = list(args.interp or [])
     nearest_layers = list(args.nearest or [])
@@ -387,7 +392,7 @@ def cmd_init(args: argparse.Namespace) -> int:
         nearest_layers += [n for n in auto_nearest if n not in nearest_layers]
     from .memory import guard_init, resolve_limit
     guard_init(net, parse_inputs(args.input) or None, limit=resolve_limit(args.max_memory),
-               file=args.net)
+               file=args.net, declared=declared)
     report: list = []
     source = args.source
     if source and pb2 is not load_schema(None):  # a fork: read the source with it too
@@ -396,7 +401,8 @@ def cmd_init(args: argparse.Namespace) -> int:
     try:
         weights = init_weights(net, seed=args.seed, source=source,
                                interp_layers=interp_layers, nearest_layers=nearest_layers,
-                               inputs=parse_inputs(args.input) or None, report=report)
+                               inputs=parse_inputs(args.input) or None, report=report,
+                               bn_stats=args.bn_stats, declared=declared)
     finally:
         if source is not args.source:
             source.close()
@@ -404,7 +410,7 @@ def cmd_init(args: argparse.Namespace) -> int:
                             double=args.double, allow_large=args.allow_large)
     from .init_report import init_report_lines
     for line in init_report_lines(net, weights, transplants=report, interp_layers=interp_layers,
-                                  nearest_layers=nearest_layers):
+                                  nearest_layers=nearest_layers, bn_stats=args.bn_stats):
         print(line, file=sys.stderr)
     print("wrote %s: %d layers with parameters, %d bytes" % (args.output, len(weights), size),
           file=sys.stderr)
@@ -459,6 +465,7 @@ def _p_pycaffe(p: argparse.ArgumentParser) -> None:
     p.add_argument("-m", dest="module", nargs=argparse.REMAINDER, metavar="MODULE ARGS",
                    help="run a module as `python -m MODULE ARGS` does (e.g. unittest); "
                         "everything after it goes to the module")
+    _declare_option(p)
     p.add_argument("script", nargs="?", help="the script (e.g. FCN's net.py)")
     p.add_argument("args", nargs=argparse.REMAINDER, help="arguments passed to the script")
     p.set_defaults(func=cmd_pycaffe)
@@ -540,11 +547,22 @@ def _p_init(p: argparse.ArgumentParser) -> None:
     p.add_argument("--phase", choices=["train", "test", "val", "deploy"])
     p.add_argument("-D", "--define", action="append", metavar="NAME=VALUE")
     _weights_options(p)
+    _declare_option(p)
     p.set_defaults(func=cmd_init)
+
+
+def _declare_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--declare", action="append", metavar="TOP=N,C,H,W",
+                   help="shape of a top Caffe cannot infer (Python or fork layers), or a "
+                        "layer's: LAYER=N,C,H,W; repeatable")
 
 
 def _weights_options(p: argparse.ArgumentParser) -> None:
     _memory_option(p)
+    p.add_argument("--bn-stats", choices=["zero", "unit"], default="zero",
+                   help="BatchNorm statistics: zero (Caffe's default; a TEST forward then "
+                        "divides by sqrt(eps)) or unit (mean 0, variance 1, moving-average "
+                        "factor 1: a fresh net's TEST forward is usable)")
     p.add_argument("--double", action="store_true",
                    help="store double_data (Caffe reads it; OpenCV's importer rejects it)")
     p.add_argument("--allow-large", action="store_true",
@@ -645,6 +663,7 @@ def _p_run(p: argparse.ArgumentParser) -> None:
     p.add_argument("--blobs", metavar="A,B", help="blobs to save (default: the net's outputs)")
     p.add_argument("-o", "--output", metavar="OUT.npz", help="write the blobs here")
     _memory_option(p)
+    _declare_option(p)
     p.set_defaults(func=cmd_run)
 
 
@@ -674,7 +693,7 @@ def cmd_build(args: argparse.Namespace) -> int:
                     weights=args.weights or bool(args.source), source=args.source,
                     seed=args.seed, check=not args.no_check, double=args.double,
                     allow_large=args.allow_large, strict=args.strict or None, report=report,
-                    max_memory=args.max_memory)
+                    max_memory=args.max_memory, bn_stats=args.bn_stats)
     for line in report:   # what init.caffemodel holds, as `netdsl init` says it
         print(line, file=sys.stderr)
     for path in written:
@@ -726,6 +745,7 @@ def _p_build(p: argparse.ArgumentParser) -> None:
                    help="a crop offset the coordinate maps disagree with is an error, not a "
                         "warning (a spec can say `strict: true`)")
     _weights_options(p)
+    _declare_option(p)
     p.set_defaults(func=cmd_build)
 
 
@@ -808,6 +828,23 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
     print("netdsl: warning: %s" % message, file=sys.stderr)
 
 
+def _run_verb(args: argparse.Namespace):
+    """The verb, with its ``--declare`` shapes applying to every shape inference it makes."""
+    from .shapes import declared_shapes
+    try:
+        with declared_shapes(parse_declared(getattr(args, "declare", None))):
+            return args.func(args)
+    except NetdslError as exc:
+        tops, data = getattr(exc, "declare_tops", ((), False))
+        if tops and exc.hint and "declared={" in exc.hint:   # the command line's words
+            exc.hint = "give its tops' shapes: %s" % " ".join(
+                "--declare %s=N,C,H,W" % t for t in tops)
+            if data:
+                exc.hint += " (or, for a data layer, %s)" % " ".join(
+                    "--input %s=..." % t for t in tops)
+        raise
+
+
 def _locate_field(err: NetdslError, net: Optional[str]) -> None:
     """A layer's parameter error from a prototxt NET (``convolution_param.kernel_size``
     0, which parses and fails at set-up) gets the file, line and column of the value."""
@@ -837,7 +874,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             warnings.simplefilter("always", CropOffsetWarning)   # every run says it again
             # each verb runs in a context of its own: the schema (--proto) and the layer
             # types it selects (a spec's custom_layers) do not outlive it
-            return int(contextvars.copy_context().run(args.func, args) or 0)
+            return int(contextvars.copy_context().run(_run_verb, args) or 0)
     except NetdslError as err:
         _locate_field(err, getattr(args, "net", None))
         print("netdsl: error: %s" % err.explain(), file=sys.stderr)
