@@ -842,6 +842,9 @@ def _run_verb(args: argparse.Namespace):
             if data:
                 exc.hint += " (or, for a data layer, %s)" % " ".join(
                     "--input %s=..." % t for t in tops)
+        if args.func is cmd_run and exc.hint:   # run's --input takes arrays, not shapes
+            import re
+            exc.hint = re.sub(r"--input (\S+)=N,C,H,W", r"--input \1=\1.npy", exc.hint)
         raise
 
 

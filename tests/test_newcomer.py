@@ -767,3 +767,192 @@ def test_draw_shows_only_non_default_parameters_and_a_crop_offset_once(tmp_path,
     # conv (kernel 3, pad 2) puts data pixel x at conv pixel x + pad - (k - 1)/2 = x + 1, so
     # offset 1 agrees; the crop note states it, the parameter line does not repeat it
     assert crop.count("offset") == 1 and "axis 2 offset 1 (coordinate maps agree)" in crop
+
+
+# -- inputs of data layers with several tops; --declare on every verb (issue 21, item 5) --
+
+import sys  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import fork_schemas  # noqa: E402
+import published_segnet_deconvnet  # noqa: E402
+
+
+def _segnet_files(tmp_path):
+    schema = fork_schemas.write_fork_schema("segnet", str(tmp_path))
+    (tmp_path / "segnet_inference.prototxt").write_text(
+        published_segnet_deconvnet.segnet_inference())
+    return os.path.basename(schema)
+
+
+def test_segnet_inference_shapes_with_its_data_top_only(tmp_path, cli):
+    proto = _segnet_files(tmp_path)
+    code, out, err = cli("shapes", "--proto", proto, "segnet_inference.prototxt",
+                         "--input", "data=1,3,360,480")
+    assert code == 0, err
+    # SegNet-Tutorial's inference net: 11 CamVid classes at the input's size
+    assert "-> prob (1,11,360,480)" in out
+    data = next(l for l in out.splitlines() if l.startswith("data "))
+    assert "-> data (1,3,360,480)" in data
+    assert "'label': not shaped, feeds nothing in this phase" in data
+    code, out, err = cli("draw", "--proto", proto, "segnet_inference.prototxt",
+                         "--input", "data=1,3,360,480", "-o", "s.dot")
+    assert code == 0, err
+
+
+DENSE = """\
+layer { name: "data" type: "DenseImageData" top: "data" top: "label"
+  dense_image_data_param { source: "list.txt" batch_size: 1 } }
+layer { name: "conv" type: "Convolution" bottom: "data" top: "score"
+  convolution_param { num_output: 2 kernel_size: 1
+                      weight_filler { type: "constant" value: 1 } } }
+"""
+LOSS = """\
+layer { name: "loss" type: "SoftmaxWithLoss" bottom: "score" bottom: "label" top: "loss" }
+"""
+
+
+def test_a_needed_data_top_is_named_with_its_flag(tmp_path, cli):
+    proto = _segnet_files(tmp_path)
+    (tmp_path / "train.prototxt").write_text(DENSE + LOSS)
+    code, out, err = cli("shapes", "--proto", proto, "train.prototxt",
+                         "--input", "data=1,3,4,4")
+    assert code == 2
+    assert "'label' feeds layer 'loss'" in err
+    assert "--input label=N,C,H,W" in err and "--input data=" not in err
+    code, out, err = cli("shapes", "--proto", proto, "train.prototxt",
+                         "--input", "data=1,3,4,4", "--input", "label=1,1,4,4")
+    assert code == 0 and "-> loss ()" in out
+    # nothing given: both tops are named
+    code, out, err = cli("shapes", "--proto", proto, "train.prototxt")
+    assert code == 2 and "--input data=N,C,H,W --input label=N,C,H,W" in err
+
+
+def test_run_with_the_data_top_only(tmp_path, cli):
+    import numpy as np
+    proto = _segnet_files(tmp_path)
+    (tmp_path / "deploy.prototxt").write_text(DENSE)
+    x = np.arange(48, dtype=np.float32).reshape(1, 3, 4, 4)
+    np.save(str(tmp_path / "x.npy"), x)
+    code, out, err = cli("run", "--proto", proto, "deploy.prototxt", "--input", "data=x.npy",
+                         "-o", "o.npz")
+    assert code == 0, err
+    got = np.load(str(tmp_path / "o.npz"))
+    # a 1x1 convolution with all-ones weights and zero bias sums the 3 channels
+    assert sorted(got.keys()) == ["score"]
+    assert np.array_equal(got["score"], np.repeat(x.sum(axis=1, keepdims=True), 2, axis=1))
+    (tmp_path / "train.prototxt").write_text(DENSE + LOSS)
+    code, out, err = cli("run", "--proto", proto, "train.prototxt", "--input", "data=x.npy")
+    assert code == 2
+    assert "'label' feeds layer 'loss'" in err and "--input label=label.npy" in err
+    assert "N,C,H,W" not in err
+
+
+PYLAYER = """\
+name: "py"
+layer { name: "data" type: "Input" top: "data" input_param { shape { dim: 1 dim: 2 dim: 4 dim: 4 } } }
+layer { name: "mystery" type: "MyFork" bottom: "data" top: "feat" }
+layer { name: "conv" type: "Convolution" bottom: "feat" top: "conv"
+  convolution_param { num_output: 3 kernel_size: 1 } }
+"""
+
+
+def test_declare_on_init(tmp_path, cli):
+    (tmp_path / "f.prototxt").write_text(PYLAYER)
+    code, out, err = cli("init", "f.prototxt", "-o", "f.caffemodel")
+    assert code == 2 and "--declare TOP=N,C,H,W" in err
+    assert not (tmp_path / "f.caffemodel").exists()
+    code, out, err = cli("init", "f.prototxt", "-o", "f.caffemodel", "--declare",
+                         "feat=1,5,4,4")
+    assert code == 0, err
+    code, out, err = cli("inspect", "f.caffemodel", "--format", "json")
+    import json
+    blobs = json.loads(out)["layers"][0]["blobs"]
+    # conv weights (num_output, channels of 'feat', 1, 1) = (3, 5, 1, 1), bias (3,)
+    assert [b["shape"] for b in blobs] == [[3, 5, 1, 1], [3]]
+
+
+def test_declare_on_pycaffe_and_run(tmp_path, cli):
+    (tmp_path / "f.prototxt").write_text(PYLAYER)
+    (tmp_path / "s.py").write_text(
+        "import caffe\nnet = caffe.Net('f.prototxt', caffe.TEST)\n"
+        "print(net.blobs['conv'].data.shape, net.params['conv'][0].data.shape)\n")
+    code, out, err = cli("pycaffe", "s.py")
+    assert code == 2 and "MyFork" in err
+    code, out, err = cli("pycaffe", "--declare", "feat=1,5,4,4", "s.py")
+    assert code == 0, err
+    # pycaffe prints from the script itself
+    # (captured by capsys through sys.stdout)
+    assert "(1, 3, 4, 4) (3, 5, 1, 1)" in out
+    # run: the shapes are known, so the next complaint is the missing forward, not the shapes
+    code, out, err = cli("run", "f.prototxt", "--random-input", "--declare", "feat=1,5,4,4")
+    assert code == 2 and "no numpy forward for layer type 'MyFork'" in err
+
+
+def test_declare_on_build(tmp_path, cli):
+    (tmp_path / "s.yaml").write_text(
+        "custom_types: [MyFork]\ninputs:\n  data: [1, 2, 4, 4]\nlayers:\n  - MyFork: feat\n"
+        "  - Convolution: conv\n    num_output: 3\n    kernel_size: 1\n")
+    code, out, err = cli("build", "s.yaml", "-o", "o", "--weights")
+    assert code == 2 and "MyFork" in err
+    code, out, err = cli("build", "s.yaml", "-o", "o", "--weights", "--declare", "feat=1,5,4,4")
+    assert code == 0, err
+    code, out, err = cli("inspect", "o/init.caffemodel")
+    assert "3x5x1x1" in out
+
+
+# -- BatchNorm statistics for a usable fresh TEST forward (issue 21, item 6) ---------------
+
+BN_NET = """\
+name: "bn"
+layer { name: "data" type: "Input" top: "data" input_param { shape { dim: 1 dim: 2 dim: 4 dim: 4 } } }
+layer { name: "conv" type: "Convolution" bottom: "data" top: "conv"
+  convolution_param { num_output: 3 kernel_size: 1 weight_filler { type: "constant" value: 1 } } }
+layer { name: "bn" type: "BatchNorm" bottom: "conv" top: "conv" }
+"""
+
+
+@pytest.mark.parametrize("stats,eps", [("zero", 1e-5), ("unit", 1 + 1e-5)])
+def test_init_bn_stats(tmp_path, cli, stats, eps):
+    import numpy as np
+    (tmp_path / "bn.prototxt").write_text(BN_NET)
+    args = ["init", "bn.prototxt", "-o", "bn.caffemodel"]
+    if stats == "unit":
+        args += ["--bn-stats", "unit"]
+    code, out, err = cli(*args)
+    assert code == 0, err
+    if stats == "unit":
+        assert "start at mean 0, variance 1, moving-average factor 1" in err
+    else:
+        assert "start at Caffe's zeros" in err and "--bn-stats unit" in err
+    from netdsl.weights import open_caffemodel
+    with open_caffemodel(str(tmp_path / "bn.caffemodel")) as m:
+        arrays = m.arrays(next(e for e in m.layers if e.name == "bn"))
+        mean, var, factor = (np.asarray(a).ravel().tolist() for a in arrays)
+    assert (mean, var, factor) == (([0.0] * 3, [1.0] * 3, [1.0]) if stats == "unit"
+                                   else ([0.0] * 3, [0.0] * 3, [0.0]))
+    x = np.arange(32, dtype=np.float32).reshape(1, 2, 4, 4)
+    np.save(str(tmp_path / "x.npy"), x)
+    assert cli("run", "bn.prototxt", "bn.caffemodel", "--input", "data=x.npy",
+               "-o", "o.npz")[0] == 0
+    got = np.load(str(tmp_path / "o.npz"))["conv"]
+    # batch_norm_layer.cpp, TEST: scale = 1/factor (0 when the factor is 0), mean*scale and
+    # var*scale, then (x - mean) / sqrt(var + eps), eps 1e-5.  The 1x1 all-ones conv sums the
+    # two channels: 2k + 16 at pixel k.  Zeros: (2k + 16) / sqrt(1e-5) (16 -> 5059.6);
+    # unit: (2k + 16) / sqrt(1 + 1e-5).
+    s = x.sum(axis=1, keepdims=True)
+    want = np.repeat(s, 3, axis=1) / np.sqrt(np.float32(eps))
+    np.testing.assert_allclose(got, want, rtol=1e-6)
+
+
+def test_build_weights_bn_stats_unit(tmp_path, cli):
+    (tmp_path / "s.yaml").write_text(
+        "inputs:\n  data: [1, 2, 4, 4]\nlayers:\n  - Convolution: conv\n    num_output: 3\n"
+        "    kernel_size: 1\n  - BatchNorm: bn\n")
+    code, out, err = cli("build", "s.yaml", "-o", "o", "--weights", "--bn-stats", "unit")
+    assert code == 0, err
+    assert "statistics 1 layer(s) (bn, ...) start at mean 0, variance 1" in err
+    from netdsl.weights import open_caffemodel
+    with open_caffemodel(str(tmp_path / "o" / "init.caffemodel")) as m:
+        arrays = m.arrays(next(e for e in m.layers if e.name == "bn"))
+        assert [float(a.ravel()[0]) for a in arrays] == [0.0, 1.0, 1.0]
