@@ -956,3 +956,83 @@ def test_build_weights_bn_stats_unit(tmp_path, cli):
     with open_caffemodel(str(tmp_path / "o" / "init.caffemodel")) as m:
         arrays = m.arrays(next(e for e in m.layers if e.name == "bn"))
         assert [float(a.ravel()[0]) for a in arrays] == [0.0, 1.0, 1.0]
+
+
+# -- crop offsets the maps cannot confirm; same-size advice (issue 21, item 6) -------------
+
+UNCONFIRMED = """\
+custom_types: [MyFork]
+inputs:
+  data: [1, 2, 8, 8]
+  feat: [1, 2, 10, 10]
+layers:
+  - MyFork: feat
+  - crop: out
+    bottom: feat
+    reference: data
+    offset: 1
+"""
+# MyFork has no coordinate map: nothing relates 'feat' to 'data', so offset 1 is unchecked
+
+
+def test_an_unconfirmed_offset_is_reported_alike_by_build_shapes_and_the_builder(tmp_path,
+                                                                                cli):
+    (tmp_path / "u.yaml").write_text(UNCONFIRMED)
+    want = ("u.yaml:10:13: layer 'out': crop offset 1 on axis 2 cannot be checked against "
+            "the coordinate maps: no coordinate map between 'feat' and 'data'")
+    code, out, err = cli("build", "u.yaml", "-o", "o")
+    assert code == 0 and "netdsl: warning: " + want in err
+    assert err.count("cannot be checked") == 1       # once for the three nets
+    code, out, err = cli("shapes", "u.yaml")
+    assert code == 0 and "netdsl: warning: " + want in err
+    code, out, err = cli("shapes", "o/deploy.prototxt", "--declare", "feat=1,2,10,10")
+    assert code == 0
+    assert ("netdsl: warning: o/deploy.prototxt: layer 'out': crop offset 1 on axis 2 cannot "
+            "be checked") in err
+    for args in (("build", "u.yaml", "-o", "o2", "--strict"), ("shapes", "u.yaml", "--strict"),
+                 ("shapes", "o/deploy.prototxt", "--strict", "--declare", "feat=1,2,10,10")):
+        code, out, err = cli(*args)
+        assert code == 2 and "cannot be checked against the coordinate maps" in err, args
+        assert "drop `offset:`" not in err
+    assert not (tmp_path / "o2").exists()
+    from netdsl.crop_check import CropOffsetWarning
+    from netdsl.spec import build_nets, load_spec
+    with pytest.warns(CropOffsetWarning, match="crop offset 1 on axis 2 cannot be checked"):
+        build_nets(load_spec(str(tmp_path / "u.yaml")))
+
+
+SAME_SIZE = """\
+inputs:
+  data: [1, 2, 8, 8]
+layers:
+  - Convolution: score
+    num_output: 2
+    kernel_size: 2
+    stride: 2
+  - Deconvolution: up
+    num_output: 2
+    kernel_size: 4
+    stride: 2
+  - crop: ref
+    reference: data
+    offset: 0
+  - crop: out
+    bottom: data
+    reference: ref
+"""
+
+
+def test_no_crop_the_larger_advice_for_blobs_of_the_same_size(tmp_path, cli):
+    # By hand (coord_map rules): score y = x/2 - 1/4; up (k 4, s 2, p 0) z = 2y + 3/2, so
+    # up pixel z is data pixel z - 1 and up is 2*(4-1) + 4 = 10 wide.  'ref' crops it at 0
+    # (the maps want 1): 8 wide, and ref pixel r is data pixel r - 1, so 'data' starts one
+    # pixel inside 'ref' and the two are the same size: cropping one to the other cannot help.
+    (tmp_path / "s.yaml").write_text(SAME_SIZE)
+    code, out, err = cli("build", "s.yaml", "-o", "o")
+    assert code == 2
+    assert "'data' starts 1 pixel(s) inside 'ref' and both have the same size" in err
+    assert "crop the larger blob" not in err
+    # a larger reference keeps the advice: crop 'data' to 'up' (10 wide)
+    (tmp_path / "l.yaml").write_text(SAME_SIZE.replace("reference: ref", "reference: up"))
+    code, out, err = cli("build", "l.yaml", "-o", "o")
+    assert code == 2 and "crop the larger blob to the smaller one instead" in err

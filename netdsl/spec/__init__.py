@@ -167,7 +167,8 @@ def _check_crops(compiled: Compiled, phase: str, strict: bool, seen: set) -> Non
         if rec is None or rec.node is None:
             return err
         err.field = "offset" if rec.reference is not None else "crop_param"
-        err.hint = ("drop `offset:` and the maps' offset is used" if rec.reference is not None
+        err.hint = ("drop `offset:` and the maps' offset is used"
+                    if rec.reference is not None and not getattr(err, "unconfirmed", False)
                     else err.hint)
         return locate(err, rec)
 
