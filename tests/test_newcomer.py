@@ -1036,3 +1036,79 @@ def test_no_crop_the_larger_advice_for_blobs_of_the_same_size(tmp_path, cli):
     (tmp_path / "l.yaml").write_text(SAME_SIZE.replace("reference: ref", "reference: up"))
     code, out, err = cli("build", "l.yaml", "-o", "o")
     assert code == 2 and "crop the larger blob to the smaller one instead" in err
+
+
+# -- weights that do not fit the net (issue 21, item 6) ------------------------------------
+
+FIT = """\
+name: "fit"
+layer { name: "data" type: "Input" top: "data" input_param { shape { dim: 1 dim: 4 dim: 3 dim: 3 } } }
+layer { name: "conv" type: "Convolution" bottom: "data" top: "conv"
+  convolution_param { num_output: 3 kernel_size: 1 } }
+layer { name: "fc" type: "InnerProduct" bottom: "conv" top: "fc" inner_product_param { num_output: 2 } }
+"""
+# the net's blobs (base_conv_layer.cpp, inner_product_layer.cpp): conv (3, 4, 1, 1), (3,);
+# fc (2, 3*3*3 = 27), (2,)
+
+
+def _fit_net():
+    from netdsl.prototxt import parse_net
+    return parse_net(FIT)
+
+
+def test_write_caffemodel_refuses_a_layer_the_net_lacks(tmp_path):
+    from netdsl.errors import NetdslError
+    from netdsl.weights import write_caffemodel
+    path = tmp_path / "m.caffemodel"
+    with pytest.raises(NetdslError, match=r"no layer 'cnov' in the net.*Ignoring source layer "
+                                          r"cnov.*did you mean `conv`"):
+        write_caffemodel(str(path), {"cnov": [np.zeros((3, 4, 1, 1)), np.zeros(3)]},
+                         types=_fit_net())
+    assert not path.exists()
+    # a plain mapping of types (no net) keeps writing any name
+    write_caffemodel(str(path), {"cnov": [np.zeros(3)]}, types={"cnov": "Convolution"})
+    assert path.exists()
+
+
+def test_write_caffemodel_refuses_a_shape_blob_shapeequals_rejects(tmp_path):
+    from netdsl.errors import NetdslError
+    from netdsl.weights import write_caffemodel
+    path = tmp_path / "m.caffemodel"
+    # 12 values either way, but (3, 4) is not (3, 4, 1, 1): net.cpp's message, with
+    # Blob::shape_string ("3 4 (12)")
+    with pytest.raises(NetdslError) as e:
+        write_caffemodel(str(path), {"conv": [np.zeros((3, 4)), np.zeros(3)]}, types=_fit_net())
+    assert e.value.message == (
+        "Cannot copy param 0 weights from layer 'conv'; shape mismatch.  Source param shape "
+        "is 3 4 (12); target param shape is 3 4 1 1 (12). To learn this layer's parameters "
+        "from scratch rather than copying from a saved net, rename the layer.")
+    with pytest.raises(NetdslError, match="Incompatible number of blobs for layer conv"):
+        write_caffemodel(str(path), {"conv": [np.zeros((3, 4, 1, 1))]}, types=_fit_net())
+    assert not path.exists()
+    write_caffemodel(str(path), {"conv": [np.zeros((3, 4, 1, 1)), np.zeros(3)],
+                                 "fc": [np.zeros((2, 27)), np.zeros(2)]}, types=_fit_net())
+    # the V1 form stores num/channels/height/width: (2, 27) is written 1 1 2 27, which
+    # Blob::ShapeEquals matches against (2, 27) by LegacyShape (leading 1s)
+    write_caffemodel(str(path), {"fc": [np.zeros((2, 27)), np.zeros(2)]}, types=_fit_net(),
+                     v1=True)
+
+
+def test_run_refuses_a_blob_of_the_right_count_and_wrong_shape(tmp_path, cli):
+    from netdsl.weights import write_caffemodel
+    (tmp_path / "n.prototxt").write_text(FIT)
+    # written without the net, so the writer cannot check it: fc's weights as (27, 2)
+    write_caffemodel(str(tmp_path / "bad.caffemodel"),
+                     {"conv": [np.ones((3, 4, 1, 1)), np.zeros(3)],
+                      "fc": [np.ones((27, 2)), np.zeros(2)]})
+    np.save(str(tmp_path / "x.npy"), np.ones((1, 4, 3, 3), np.float32))
+    code, out, err = cli("run", "n.prototxt", "bad.caffemodel", "--input", "data=x.npy")
+    assert code == 2
+    assert ("layer 'fc': Cannot copy param 0 weights from layer 'fc'; shape mismatch.  Source "
+            "param shape is 27 2 (54); target param shape is 2 27 (54).") in err
+    # legacy 4-D dims (V1 form): 1 1 2 27 loads into (2, 27), as in Caffe
+    write_caffemodel(str(tmp_path / "v1.caffemodel"),
+                     {"conv": [np.ones((3, 4, 1, 1)), np.zeros(3)],
+                      "fc": [np.ones((2, 27)), np.zeros(2)]}, v1=True)
+    code, out, err = cli("run", "n.prototxt", "v1.caffemodel", "--input", "data=x.npy")
+    # conv: 4 ones summed = 4 per pixel; fc: 27 * 4 = 108
+    assert code == 0 and "fc 1x2 min 108 mean 108 max 108" in out

@@ -78,6 +78,17 @@ class _Weights:
     def names(self) -> List[str]:
         return list(self._dict) if self._dict is not None else self._model.names()
 
+    def check(self, lt: LayerType, lp: Message, bottoms: List[np.ndarray]) -> None:
+        """Caffe's CopyTrainedLayersFrom on a caffemodel's blobs of ``lp``: each must
+        pass Blob::ShapeEquals with the layer's parameter (same count is not enough)."""
+        if self._model is None or lt.params is None or lp.name not in self._model:
+            return
+        from ..weights.caffemodel.shape_check import copy_mismatch, shape_equals
+        want = lt.param_shapes(lp, [tuple(b.shape) for b in bottoms])
+        for j, (target, entry) in enumerate(zip(want, self._model.layer(lp.name).blobs)):
+            if not shape_equals(target, entry.shape, entry.legacy):
+                raise copy_mismatch(lp.name, j, entry.shape, target)
+
     def close(self) -> None:
         if self._close and self._model is not None:
             self._model.close()
@@ -269,6 +280,8 @@ def _run_layer(lp: Message, bottoms: List[np.ndarray], layers: List[Message], wt
         raise NetdslError("no numpy forward for layer type '%s'" % lp.type, layer=lp.name,
                           hint=did_you_mean(lp.type, runnable))
     blobs = wts.get(lp.name)
+    if blobs is not None:
+        wts.check(lt, lp, bottoms)
     if blobs is None:
         blobs = _shared_owner(lp, layers, wts)
     try:

@@ -91,8 +91,9 @@ def init_weights(net: Any, *, seed: int = 0, source: Optional[Source] = None,
         from ..prototxt import read_net
         net = read_net(net)
     from ..shapes import infer_shapes
-    shapes = (infer_shapes(net, inputs, declared=declared) if phase is None
-              else infer_shapes(net, inputs, phase=phase, declared=declared))
+    more = {} if declared is None else {"declared": declared}
+    shapes = (infer_shapes(net, inputs, **more) if phase is None
+              else infer_shapes(net, inputs, phase=phase, **more))
     skip = set(unfilled)
     weights: Dict[str, List[np.ndarray]] = {}
     shared: Dict[str, np.ndarray] = {}
