@@ -1112,3 +1112,103 @@ def test_run_refuses_a_blob_of_the_right_count_and_wrong_shape(tmp_path, cli):
     code, out, err = cli("run", "n.prototxt", "v1.caffemodel", "--input", "data=x.npy")
     # conv: 4 ones summed = 4 per pixel; fc: 27 * 4 = 108
     assert code == 0 and "fc 1x2 min 108 mean 108 max 108" in out
+
+
+# -- the odd bilinear kernel and FCN on a ResNet trunk (issue 21, item 6) ------------------
+
+def test_upsample_odd_kernel_geometry_and_weights(tmp_path):
+    from netdsl.ops.upsample import geometry
+    # kernel 2f - 1, stride f, pad 0; FCN's even kernel stays the default
+    assert geometry("bilinear", 2, kernel="odd") == {"kernel_size": 3, "stride": 2, "pad": 0}
+    assert geometry("bilinear", 8, kernel="odd") == {"kernel_size": 15, "stride": 8, "pad": 0}
+    assert geometry("bilinear", 8) == {"kernel_size": 16, "stride": 8, "pad": 4}
+    for f in (2, 3, 4):
+        (tmp_path / "u.yaml").write_text(
+            "inputs:\n  data: [1, 1, 1, 6]\nlayers:\n  - upsample: up\n    factor: %d\n"
+            "    kernel: odd\n    channels: 1\n" % f)
+        from netdsl.spec import build_nets, load_spec
+        net = build_nets(load_spec(str(tmp_path / "u.yaml")))["deploy"]
+        # a ramp x[i] = i upsampled: BilinearFiller's triangle 1 - |t - (f-1)|/f over taps
+        # t = 0 .. 2f-2 interpolates linearly, so full-output pixel z (pad 0) holds
+        # (z - (f - 1)) / f wherever two inputs contribute: z from f - 1 to 5f + f - 1
+        x = np.arange(6, dtype=np.float32).reshape(1, 1, 1, 6)
+        out = forward(net, None, {"data": x})["up"][0, 0]
+        # the one input row lands on output row f - 1, the kernel's centre (weight 1)
+        assert out.shape == (2 * f - 1, f * 5 + 2 * f - 1)   # deconv_out: f(H-1) + 2f - 1
+        up = out[f - 1]
+        z = np.arange(f - 1, 5 * f + f)
+        np.testing.assert_allclose(up[z], (z - (f - 1)) / f, rtol=1e-6, atol=1e-6)
+
+
+def test_upsample_odd_kernel_is_bilinear_only(tmp_path, cli):
+    (tmp_path / "u.yaml").write_text(
+        "inputs:\n  data: [1, 1, 4, 4]\nlayers:\n  - upsample: up\n    factor: 2\n"
+        "    kernel: odd\n    mode: nearest\n    channels: 1\n")
+    code, out, err = cli("build", "u.yaml", "-o", "o")
+    assert code == 2 and "u.yaml:6:13" in err and "`kernel: odd` is a bilinear kernel" in err
+
+
+def test_fcn8s_resnet50_crop_offsets_by_hand(tmp_path, cli):
+    # pycaffe's coord_map rules (caffe/python/caffe/coord_map.py): a Convolution or Pooling
+    # maps y = x/s + (p - (k-1)/2)/s, a Deconvolution y = s*x + (k-1)/2 - p, and element-wise
+    # layers keep the map; a crop offset is the shift between the two bottoms' maps.
+    # In input (data) coordinates x:
+    #   conv1 7x7/2 pad 3:          c1 = x/2 + (3 - 3)/2              = x/2
+    #   pool1 3x3/2 pad 0:          p1 = c1/2 + (0 - 1)/2             = x/4 - 1/2
+    #   res2 (stride 1, 1x1 pad 0 and 3x3 pad 1: shift 0):             x/4 - 1/2
+    #   res3 first unit 1x1/2 pad 0 (branch1 and branch2a alike): r3 = x/8 - 1/4
+    #   res4:                        r4 = r3/2 = x/16 - 1/8
+    #   res5:                        r5 = r4/2 = x/32 - 1/16
+    #   upscore2 (kernel 3, stride 2, pad 0): u2 = 2*r5 + 1        = x/16 + 7/8
+    #     crop onto score_res4 (= r4): offset u2 - r4 = 1
+    #   upscore_res4 (3/2/0) on fuse_res4 (= r4): u4 = 2*r4 + 1    = x/8 + 3/4
+    #     crop onto score_res3 (= r3): offset u4 - r3 = 1
+    #   upscore8 (kernel 15, stride 8, pad 0) on fuse_res3 (= r3): u8 = 8*r3 + 7 = x + 5
+    #     crop onto data: offset 5
+    # With FCN's even kernel 4 (pad 1 grouped) u2 = 2*r5 + 1/2: offset 1/2, not a pixel.
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    spec = os.path.join(root, "specs", "resnet", "fcn8s-resnet50.yaml")
+    code, out, err = cli("build", spec, "-o", "o")
+    assert code == 0, err
+    from netdsl.coord_map import offsets_for
+    from netdsl.prototxt import read_net
+    net = read_net(str(tmp_path / "o" / "deploy.prototxt"))
+    crops = {l.name: (l.crop_param.axis, list(l.crop_param.offset)) for l in net.layer
+             if l.type == "Crop"}
+    assert crops == {"upscore2c": (2, [1]), "upscore_res4c": (2, [1]), "score": (2, [5])}
+    assert all(r.matches for r in offsets_for(net).values())
+    # sizes (conv_layer.cpp floor, pooling_layer.cpp ceil) for 500x500: conv1 250, pool1
+    # ceil(247/2) + 1 = 125, res3 (125 - 1)/2 + 1 = 63, res4 32, res5 16; deconv_out
+    # 2*15 + 3 = 33 >= 1 + 32, 2*31 + 3 = 65 >= 1 + 63, 8*62 + 15 = 511 >= 5 + 500
+    code, out, err = cli("shapes", "o/deploy.prototxt")
+    assert "-> upscore2 (1,21,33,33)" in out and "-> upscore_res4 (1,21,65,65)" in out
+    assert "-> upscore8 (1,21,511,511)" in out and "-> score (1,21,500,500)" in out
+    # KaimingHe's ResNet-50 without fc1000: 25,557,032 - 2048*1000 - 1000 = 23,508,032,
+    # + conv1's bias (64, bias_term in the published net) + 3 scores (2048, 1024 and 512 in,
+    # 21 out, with bias) + 3 grouped deconvolutions (21 kernels of 3x3, 3x3, 15x15)
+    head = 2049 * 21 + 1025 * 21 + 513 * 21 + 21 * 9 * 2 + 21 * 225
+    assert ("%s learnable parameters" % "{:,}".format(23508032 + 64 + head)) in out
+    # the even kernel cannot align the crops: half a pixel
+    even = open(spec).read().replace("    kernel: odd\n", "")
+    (tmp_path / "even.yaml").write_text(even)
+    code, out, err = cli("build", "even.yaml", "-o", "e")
+    assert code == 2 and "the offset 1/2 is not a whole number of pixels" in err
+
+
+def test_render_list_shows_the_resnet_spec(cli):
+    code, out, err = cli("render", "--list")
+    assert code == 0 and "  resnet/fcn8s-resnet50.yaml" in out
+
+
+def test_the_resnet_spec_validates_against_the_json_schema(tmp_path):
+    jsonschema = pytest.importorskip("jsonschema")
+    import json
+    from netdsl.spec.load import load_file, plain
+    out = tmp_path / "schema.json"
+    assert main(["schema", "-o", str(out)]) == 0
+    validator = jsonschema.Draft202012Validator(json.loads(out.read_text()))
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    doc = plain(load_file(os.path.join(root, "specs", "resnet", "fcn8s-resnet50.yaml")))
+    assert [e.message for e in validator.iter_errors(doc)] == []
+    bad = {"layers": [{"upsample": "u", "factor": 2, "channels": 1, "kernel": "odd-ish"}]}
+    assert any("odd-ish" in e.message for e in validator.iter_errors(bad))
