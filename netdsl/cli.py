@@ -831,9 +831,15 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
 def _run_verb(args: argparse.Namespace):
     """The verb, with its ``--declare`` shapes applying to every shape inference it makes."""
     from .shapes import declared_shapes
+    declared = parse_declared(getattr(args, "declare", None))
     try:
-        with declared_shapes(parse_declared(getattr(args, "declare", None))):
-            return args.func(args)
+        with declared_shapes(declared) as used:
+            code = args.func(args)
+        for name in sorted(set(declared or ()) - used):
+            if args.func not in (cmd_shapes, cmd_draw):   # those two name it as an error
+                print("netdsl: warning: --declare %s: no layer or top of that name in the "
+                      "net(s) shaped" % name, file=sys.stderr)
+        return code
     except NetdslError as exc:
         tops, data = getattr(exc, "declare_tops", ((), False))
         if tops and exc.hint and "declared={" in exc.hint:   # the command line's words

@@ -346,30 +346,34 @@ def _missing_field(exc: Exception, layer: Message, ltype: str, lname: str) -> Ex
                        layer=lname or None, field=name)
 
 
-_DECLARED: "contextvars.ContextVar[Optional[Mapping[str, Any]]]" = contextvars.ContextVar(
+_DECLARED: "contextvars.ContextVar[Optional[Tuple[Dict[str, Any], set]]]" = contextvars.ContextVar(
     "netdsl_declared_shapes", default=None)
 
 
 @contextlib.contextmanager
-def declared_shapes(declared: Optional[Mapping[str, Any]]) -> Iterator[None]:
+def declared_shapes(declared: Optional[Mapping[str, Any]]) -> Iterator[set]:
     """Within the block, every shape inference also takes these declarations (as
     ``declared=``; the call's own win), for the layers and tops of its net that
     they name: ``--declare`` for verbs whose nets are shaped deep inside (init,
-    run, pycaffe's ``caffe.Net``, build --weights)."""
-    token = _DECLARED.set(dict(declared) if declared else None)
+    run, pycaffe's ``caffe.Net``, build --weights).  Yields the set of the names
+    some net had, filled in as nets are shaped."""
+    used: set = set()
+    token = _DECLARED.set((dict(declared), used) if declared else None)
     try:
-        yield
+        yield used
     finally:
         _DECLARED.reset(token)
 
 
 def _with_context_declared(net: Message, declared: Optional[Mapping[str, Any]]
                            ) -> Optional[Mapping[str, Any]]:
-    extra = _DECLARED.get()
-    if not extra:
+    state = _DECLARED.get()
+    if not state:
         return declared
+    extra, used = state
     names, tops = _layer_names(net)
     merged = {k: v for k, v in extra.items() if k in names or k in tops}
+    used.update(merged)
     merged.update(declared or {})
     return merged or None
 

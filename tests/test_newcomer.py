@@ -870,6 +870,10 @@ def test_declare_on_init(tmp_path, cli):
     blobs = json.loads(out)["layers"][0]["blobs"]
     # conv weights (num_output, channels of 'feat', 1, 1) = (3, 5, 1, 1), bias (3,)
     assert [b["shape"] for b in blobs] == [[3, 5, 1, 1], [3]]
+    code, out, err = cli("init", "f.prototxt", "-o", "g.caffemodel", "--declare",
+                         "feat=1,5,4,4", "--declare", "faet=1,5,4,4")
+    assert code == 0
+    assert "warning: --declare faet: no layer or top of that name in the net(s) shaped" in err
 
 
 def test_declare_on_pycaffe_and_run(tmp_path, cli):
