@@ -476,8 +476,9 @@ def _crop_hint(kind: str, m: Map, wf: _Walk, wt: _Walk, common, layer_of,
         if frac == {Fraction(1, 2)} and scale is not None and scale >= 1:
             return ("the offset is half a pixel off; '%s' is the last layer before the crop "
                     "that shifts coordinates (shift %s): a kernel_size one larger or smaller "
-                    "there moves its output by half a pixel and makes the offset whole"
-                    % (last, _fmt_vec(lm[2])))
+                    "there moves its output by half a pixel and makes the offset whole%s"
+                    % (last, _fmt_vec(lm[2]), " (a spec's upsample op: `kernel: odd`)"
+                       if scale > 1 else ""))
         return ("'%s' is the last layer before the crop that shifts coordinates (shift %s); "
                 "its kernel_size and pad (or those of the layers before it) leave the offset "
                 "between pixels" % (last, _fmt_vec(lm[2])))

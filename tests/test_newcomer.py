@@ -1197,6 +1197,7 @@ def test_fcn8s_resnet50_crop_offsets_by_hand(tmp_path, cli):
     (tmp_path / "even.yaml").write_text(even)
     code, out, err = cli("build", "even.yaml", "-o", "e")
     assert code == 2 and "the offset 1/2 is not a whole number of pixels" in err
+    assert "'upscore2' is the last layer before the crop" in err and "`kernel: odd`" in err
 
 
 def test_render_list_shows_the_resnet_spec(cli):
