@@ -1217,3 +1217,12 @@ def test_the_resnet_spec_validates_against_the_json_schema(tmp_path):
     assert [e.message for e in validator.iter_errors(doc)] == []
     bad = {"layers": [{"upsample": "u", "factor": 2, "channels": 1, "kernel": "odd-ish"}]}
     assert any("odd-ish" in e.message for e in validator.iter_errors(bad))
+
+
+def test_shapes_json_counts_learnable_and_statistics(tmp_path, cli):
+    import json
+    (tmp_path / "bn.prototxt").write_text(BN_NET)
+    code, out, err = cli("shapes", "bn.prototxt", "--format", "json")
+    # conv 3*2*1*1 + 3 = 9 learned; BatchNorm over 3 channels: 3 + 3 + 1 = 7 statistics
+    doc = json.loads(out)
+    assert (doc["learnable_count"], doc["statistics_count"]) == (9, 7)
