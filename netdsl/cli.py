@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import contextvars
 import json
+import os
 import sys
 from typing import Callable, Dict, List, Optional
 
@@ -276,13 +277,13 @@ def cmd_shapes(args: argparse.Namespace) -> int:
             else:
                 inputs[k] = v
     else:
-        net = load_net(args.net, pb2, phase=args.phase, variables=_defines(args))
+        net, compiled = load_net(args.net, pb2, phase=args.phase, variables=_defines(args)), None
     caffe_phase = None if spec else ("TRAIN" if args.phase == "train" else "TEST")
     if not spec:   # a spec's crops were checked as it was built
         from .crop_check import check_crop_offsets
         check_crop_offsets(net, strict=args.strict, phase=caffe_phase,
                            locate=lambda err: err.located(file=args.net))
-    result = _infer_with_hints(net, inputs, caffe_phase, declared)
+    result = _infer_with_hints(net, inputs, caffe_phase, declared, compiled)
     if getattr(args, "cost", False):
         from .cost import cost_to_json, format_cost_table, net_cost
         cost = net_cost(result)
@@ -317,13 +318,21 @@ def _with_legend(table: str) -> str:
     return "\n".join(lines)
 
 
-def _infer_with_hints(net, inputs, phase, declared):
+def _infer_with_hints(net, inputs, phase, declared, compiled=None):
     """``shapes.infer_shapes``, with the hint for a layer whose tops Caffe cannot infer
-    (a Python layer) given as this command's flags rather than Python keywords."""
+    (a Python layer) given as this command's flags rather than Python keywords; a
+    spec's layer error points at its line (``compiled``: the spec's compiled net)."""
     from . import shapes
     try:
         return shapes.infer_shapes(net, inputs, phase=phase, declared=declared)
     except NetdslError as exc:
+        if compiled is not None and exc.line is None and exc.layer in compiled.layers:
+            from .spec.compile import find_field, locate
+            rec, field = compiled.layers[exc.layer], exc.field
+            if field and find_field(rec, field) is None:   # a spec writes fields flat
+                exc.field = field.rsplit(".", 1)[-1]
+            locate(exc, rec)
+            exc.field = field
         if exc.hint and "declared={" in exc.hint and exc.layer:
             layer = next((l for l in net.layer if l.name == exc.layer), None)
             tops = list(layer.top) if layer is not None else []
@@ -367,7 +376,12 @@ def cmd_init(args: argparse.Namespace) -> int:
     from .weights import init_weights, write_caffemodel
     from .proto import load_schema, schema_of
     _schema(args)
-    net = load_net(args.net, None, phase=args.phase, variables=_defines(args))
+    declared = None
+    if _is_spec(args.net):   # a spec's `inputs` may name a Python data layer's tops
+        net, compiled = load_spec_net(args.net, phase=args.phase, variables=_defines(args))
+        declared = compiled.declared or None
+    else:
+        net = load_net(args.net, None, phase=args.phase, variables=_defines(args))
     pb2 = schema_of(net)  # --proto, or a spec's own `proto:`
     interp_layers = list(args.interp or [])
     nearest_layers = list(args.nearest or [])
@@ -378,7 +392,7 @@ def cmd_init(args: argparse.Namespace) -> int:
         nearest_layers += [n for n in auto_nearest if n not in nearest_layers]
     from .memory import guard_init, resolve_limit
     guard_init(net, parse_inputs(args.input) or None, limit=resolve_limit(args.max_memory),
-               file=args.net)
+               file=args.net, declared=declared)
     report: list = []
     source = args.source
     if source and pb2 is not load_schema(None):  # a fork: read the source with it too
@@ -387,7 +401,8 @@ def cmd_init(args: argparse.Namespace) -> int:
     try:
         weights = init_weights(net, seed=args.seed, source=source,
                                interp_layers=interp_layers, nearest_layers=nearest_layers,
-                               inputs=parse_inputs(args.input) or None, report=report)
+                               inputs=parse_inputs(args.input) or None, report=report,
+                               bn_stats=args.bn_stats, declared=declared)
     finally:
         if source is not args.source:
             source.close()
@@ -395,7 +410,7 @@ def cmd_init(args: argparse.Namespace) -> int:
                             double=args.double, allow_large=args.allow_large)
     from .init_report import init_report_lines
     for line in init_report_lines(net, weights, transplants=report, interp_layers=interp_layers,
-                                  nearest_layers=nearest_layers):
+                                  nearest_layers=nearest_layers, bn_stats=args.bn_stats):
         print(line, file=sys.stderr)
     print("wrote %s: %d layers with parameters, %d bytes" % (args.output, len(weights), size),
           file=sys.stderr)
@@ -450,6 +465,7 @@ def _p_pycaffe(p: argparse.ArgumentParser) -> None:
     p.add_argument("-m", dest="module", nargs=argparse.REMAINDER, metavar="MODULE ARGS",
                    help="run a module as `python -m MODULE ARGS` does (e.g. unittest); "
                         "everything after it goes to the module")
+    _declare_option(p)
     p.add_argument("script", nargs="?", help="the script (e.g. FCN's net.py)")
     p.add_argument("args", nargs=argparse.REMAINDER, help="arguments passed to the script")
     p.set_defaults(func=cmd_pycaffe)
@@ -531,11 +547,22 @@ def _p_init(p: argparse.ArgumentParser) -> None:
     p.add_argument("--phase", choices=["train", "test", "val", "deploy"])
     p.add_argument("-D", "--define", action="append", metavar="NAME=VALUE")
     _weights_options(p)
+    _declare_option(p)
     p.set_defaults(func=cmd_init)
+
+
+def _declare_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--declare", action="append", metavar="TOP=N,C,H,W",
+                   help="shape of a top Caffe cannot infer (Python or fork layers), or a "
+                        "layer's: LAYER=N,C,H,W; repeatable")
 
 
 def _weights_options(p: argparse.ArgumentParser) -> None:
     _memory_option(p)
+    p.add_argument("--bn-stats", choices=["zero", "unit"], default="zero",
+                   help="BatchNorm statistics: zero (Caffe's default; a TEST forward then "
+                        "divides by sqrt(eps)) or unit (mean 0, variance 1, moving-average "
+                        "factor 1: a fresh net's TEST forward is usable)")
     p.add_argument("--double", action="store_true",
                    help="store double_data (Caffe reads it; OpenCV's importer rejects it)")
     p.add_argument("--allow-large", action="store_true",
@@ -636,6 +663,7 @@ def _p_run(p: argparse.ArgumentParser) -> None:
     p.add_argument("--blobs", metavar="A,B", help="blobs to save (default: the net's outputs)")
     p.add_argument("-o", "--output", metavar="OUT.npz", help="write the blobs here")
     _memory_option(p)
+    _declare_option(p)
     p.set_defaults(func=cmd_run)
 
 
@@ -665,7 +693,7 @@ def cmd_build(args: argparse.Namespace) -> int:
                     weights=args.weights or bool(args.source), source=args.source,
                     seed=args.seed, check=not args.no_check, double=args.double,
                     allow_large=args.allow_large, strict=args.strict or None, report=report,
-                    max_memory=args.max_memory)
+                    max_memory=args.max_memory, bn_stats=args.bn_stats)
     for line in report:   # what init.caffemodel holds, as `netdsl init` says it
         print(line, file=sys.stderr)
     for path in written:
@@ -717,6 +745,7 @@ def _p_build(p: argparse.ArgumentParser) -> None:
                    help="a crop offset the coordinate maps disagree with is an error, not a "
                         "warning (a spec can say `strict: true`)")
     _weights_options(p)
+    _declare_option(p)
     p.set_defaults(func=cmd_build)
 
 
@@ -799,6 +828,49 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
     print("netdsl: warning: %s" % message, file=sys.stderr)
 
 
+def _run_verb(args: argparse.Namespace):
+    """The verb, with its ``--declare`` shapes applying to every shape inference it makes."""
+    from .shapes import declared_shapes
+    declared = parse_declared(getattr(args, "declare", None))
+    try:
+        with declared_shapes(declared) as used:
+            code = args.func(args)
+        for name in sorted(set(declared or ()) - used):
+            if args.func not in (cmd_shapes, cmd_draw):   # those two name it as an error
+                print("netdsl: warning: --declare %s: no layer or top of that name in the "
+                      "net(s) shaped" % name, file=sys.stderr)
+        return code
+    except NetdslError as exc:
+        tops, data = getattr(exc, "declare_tops", ((), False))
+        if tops and exc.hint and "declared={" in exc.hint:   # the command line's words
+            exc.hint = "give its tops' shapes: %s" % " ".join(
+                "--declare %s=N,C,H,W" % t for t in tops)
+            if data:
+                exc.hint += " (or, for a data layer, %s)" % " ".join(
+                    "--input %s=..." % t for t in tops)
+        if args.func is cmd_run and exc.hint:   # run's --input takes arrays, not shapes
+            import re
+            exc.hint = re.sub(r"--input (\S+)=N,C,H,W", r"--input \1=\1.npy", exc.hint)
+        raise
+
+
+def _locate_field(err: NetdslError, net: Optional[str]) -> None:
+    """A layer's parameter error from a prototxt NET (``convolution_param.kernel_size``
+    0, which parses and fails at set-up) gets the file, line and column of the value."""
+    if (err.line is not None or not err.layer or "." not in (err.field or "")
+            or not isinstance(net, str)
+            or _is_spec(net) or err.file not in (None, net) or not os.path.isfile(net)):
+        return
+    from .fileio import read_text
+    from .numrange import field_position
+    try:
+        pos = field_position(read_text(net), err.layer, err.field)
+    except (OSError, NetdslError, UnicodeError):
+        return
+    if pos is not None:
+        err.located(file=net, line=pos[0], column=pos[1])
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     import warnings
     parser = build_parser()
@@ -811,8 +883,9 @@ def main(argv: Optional[List[str]] = None) -> int:
             warnings.simplefilter("always", CropOffsetWarning)   # every run says it again
             # each verb runs in a context of its own: the schema (--proto) and the layer
             # types it selects (a spec's custom_layers) do not outlive it
-            return int(contextvars.copy_context().run(args.func, args) or 0)
+            return int(contextvars.copy_context().run(_run_verb, args) or 0)
     except NetdslError as err:
+        _locate_field(err, getattr(args, "net", None))
         print("netdsl: error: %s" % err.explain(), file=sys.stderr)
         if getattr(err, "detail", None):   # the offending source line with a caret
             print("\n".join("    " + ln for ln in err.detail.splitlines()), file=sys.stderr)

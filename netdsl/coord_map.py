@@ -406,8 +406,10 @@ def _resample_text(name: str, scale: Number) -> str:
 
 
 def _crop_hint(kind: str, m: Map, wf: _Walk, wt: _Walk, common, layer_of,
-               from_label: str, to_label: str) -> Optional[str]:
-    """What change to the net would make the crop possible (the layer to change and how)."""
+               from_label: str, to_label: str, same_size: Any = False) -> Optional[str]:
+    """What change to the net would make the crop possible (the layer to change and how);
+    ``same_size`` (a bool, or a function giving one, asked only when it matters): the
+    two blobs have the same spatial size, so cropping one to the other cannot help."""
     from_path = _path_layers(wf, common, layer_of)
     to_path = _path_layers(wt, common, layer_of)
     ax, a, b = m
@@ -440,6 +442,12 @@ def _crop_hint(kind: str, m: Map, wf: _Walk, wt: _Walk, common, layer_of,
                 % (_resample_text(lname, s), from_label, to_label, change))
     if kind == "cover":
         short = max(Fraction(y) for y in b)   # pixels of '%s' missing before the reference
+        if not from_path and (same_size() if callable(same_size) else same_size):
+            return ("'%s' starts %s pixel(s) inside '%s' and both have the same size, so no "
+                    "crop aligns them: the shift comes from the layers between them (%s); "
+                    "change their pad or crop offset instead"
+                    % (from_label, _fmt(_norm(short)), to_label,
+                       ", ".join("'%s'" % n for n, _ in to_path) or "none"))
         if not from_path:
             return ("'%s' starts %s pixel(s) inside '%s'; crop the larger blob to the smaller "
                     "one instead" % (from_label, _fmt(_norm(short)), to_label))
@@ -468,8 +476,9 @@ def _crop_hint(kind: str, m: Map, wf: _Walk, wt: _Walk, common, layer_of,
         if frac == {Fraction(1, 2)} and scale is not None and scale >= 1:
             return ("the offset is half a pixel off; '%s' is the last layer before the crop "
                     "that shifts coordinates (shift %s): a kernel_size one larger or smaller "
-                    "there moves its output by half a pixel and makes the offset whole"
-                    % (last, _fmt_vec(lm[2])))
+                    "there moves its output by half a pixel and makes the offset whole%s"
+                    % (last, _fmt_vec(lm[2]), " (a spec's upsample op: `kernel: odd`)"
+                       if scale > 1 else ""))
         return ("'%s' is the last layer before the crop that shifts coordinates (shift %s); "
                 "its kernel_size and pad (or those of the layers before it) leave the offset "
                 "between pixels" % (last, _fmt_vec(lm[2])))
@@ -556,18 +565,20 @@ def coord_map_from_to(top_from, top_to):
     return _to_numpy(m)
 
 
-def crop(top_from, top_to):
+def crop(top_from, top_to, same_size: Optional[Callable[[], bool]] = None):
     """pycaffe's ``crop``: a Crop layer cropping ``top_from`` to ``top_to``'s extent.
 
     ``L.Crop(top_from, top_to, crop_param=dict(axis=ax + 1, offset=[...]))``
-    with the offsets the coordinate maps give.
+    with the offsets the coordinate maps give.  ``same_size`` (netdsl's): a
+    function telling whether the two tops have the same spatial size, asked only
+    to word the advice when no crop can align them.
     """
     from . import layers as L
     m, common, wf, wt, layer_of = _between_tops(top_from, top_to)
     culprits = _culprit_text(wf, wt, common, layer_of)
     fl, tl = _top_label(top_from), _top_label(top_to)
     ax, offsets = _check_crop(m, fl, tl, culprits, lambda kind: _crop_hint(
-        kind, m, wf, wt, common, layer_of, fl, tl))
+        kind, m, wf, wt, common, layer_of, fl, tl, same_size or False))
     if ax is None:
         ax = 1
     return L.Crop(top_from, top_to, crop_param=dict(axis=ax + 1, offset=offsets))
@@ -685,8 +696,12 @@ def _crop_between(graph: NetGraph, n_from: int, n_to: int,
     m, common, wf, wt = graph.map_between(n_from, n_to)
     culprits = _culprit_text(wf, wt, common, graph.layer_of)
     fl, tl = graph.label(n_from), graph.label(n_to)
+    known = shapes if shapes is not None else graph.shapes
+    fs = from_shape if from_shape is not None else (known or {}).get(fl)
+    ts = to_shape if to_shape is not None else (known or {}).get(tl)
+    same = fs is not None and ts is not None and tuple(fs[2:]) == tuple(ts[2:])
     ax, offsets = _check_crop(m, fl, tl, culprits, lambda kind: _crop_hint(
-        kind, m, wf, wt, common, graph.layer_of, fl, tl))
+        kind, m, wf, wt, common, graph.layer_of, fl, tl, same))
     axis = 2 if ax is None else ax + 1
     if len(set(offsets)) == 1:
         offsets = offsets[:1]

@@ -16,11 +16,12 @@ from google.protobuf.message import Message
 
 from .errors import NetdslError
 
-__all__ = ["CropOffsetWarning", "crop_disagreements", "disagreement_text", "check_crop_offsets"]
+__all__ = ["CropOffsetWarning", "crop_disagreements", "disagreement_text", "check_crop_offsets",
+           "unconfirmed_crops", "unconfirmed_text"]
 
 
 class CropOffsetWarning(UserWarning):
-    """An explicit Crop offset that the coordinate maps disagree with."""
+    """An explicit Crop offset that the coordinate maps disagree with or cannot confirm."""
 
 
 def _offsets_text(offsets: Iterable[int]) -> str:
@@ -46,6 +47,27 @@ def crop_disagreements(net: Message, *, shapes=None, phase=None,
     return out
 
 
+def unconfirmed_crops(net: Message, *, shapes=None, phase=None,
+                      only: Optional[Iterable[str]] = None) -> List:
+    """The :class:`netdsl.coord_map.CropOffsets` of the Crop layers (of ``only``, when
+    given) with an explicit ``offset`` that the coordinate maps cannot confirm (no
+    offset follows from them: ``error`` says why)."""
+    from .coord_map import offsets_for
+    wanted = None if only is None else set(only)
+    if wanted is not None and not wanted:
+        return []
+    return [rec for name, rec in offsets_for(net, shapes=shapes, phase=phase).items()
+            if (wanted is None or name in wanted) and rec.error is not None
+            and rec.given_offsets]
+
+
+def unconfirmed_text(rec) -> str:
+    """One line: the layer, its explicit offset and why the maps cannot check it."""
+    return ("layer '%s': crop offset %s on axis %d cannot be checked against the coordinate "
+            "maps: %s" % (rec.layer, _offsets_text(rec.given_offsets), rec.given_axis,
+                          rec.error))
+
+
 def disagreement_text(rec, bottoms: Optional[List[str]] = None) -> str:
     """One line: the layer, the offset it gives and the one the maps give."""
     what = ""
@@ -62,16 +84,23 @@ def check_crop_offsets(net: Message, *, strict: bool = False, shapes=None, phase
                        locate: Optional[Callable[[NetdslError], NetdslError]] = None,
                        hint: Optional[str] = None, seen: Optional[set] = None) -> List:
     """Warn (:class:`CropOffsetWarning`) about each Crop of ``net`` whose offsets disagree
-    with the coordinate maps; with ``strict`` raise a NetdslError for the first instead
-    (``locate`` may place it in a source file).  ``seen`` collects the messages already
-    given, so nets sharing a layer warn once.  Returns the disagreeing records."""
+    with the coordinate maps, then each whose explicit offset they cannot confirm; with
+    ``strict`` raise a NetdslError for the first instead (``locate`` may place it in a
+    source file).  ``seen`` collects the messages already given, so nets sharing a layer
+    warn once.  Returns the disagreeing records."""
     bottoms: Dict[str, List[str]] = {l.name: list(l.bottom) for l in net.layer}
     recs = crop_disagreements(net, shapes=shapes, phase=phase, only=only)
-    for rec in recs:
-        text = disagreement_text(rec, bottoms.get(rec.layer))
-        err = NetdslError(text.split(": ", 1)[1], layer=rec.layer,
-                          hint=hint or "set crop_param { axis: %d offset: %s }"
-                          % (rec.axis, _offsets_text(rec.offsets)))
+    unsure = unconfirmed_crops(net, shapes=shapes, phase=phase, only=only)
+    for rec in recs + unsure:
+        if rec.error is None:
+            text = disagreement_text(rec, bottoms.get(rec.layer))
+            err = NetdslError(text.split(": ", 1)[1], layer=rec.layer,
+                              hint=hint or "set crop_param { axis: %d offset: %s }"
+                              % (rec.axis, _offsets_text(rec.offsets)))
+        else:   # nothing to compare with: said the same way, and an error when strict
+            err = NetdslError(unconfirmed_text(rec).split(": ", 1)[1], layer=rec.layer,
+                              hint="make sure the offset is right by hand")
+            err.unconfirmed = True
         if locate is not None:
             err = locate(err)
         if strict:

@@ -39,6 +39,10 @@ SHOWN_FIELDS = ("num_output", "kernel_size", "kernel_h", "kernel_w", "stride", "
                 "stride_w", "pad", "pad_h", "pad_w", "dilation", "group", "pool",
                 "global_pooling", "operation", "axis", "offset")
 
+#: what an empty or all-default repeated field means (caffe.proto's comments on
+#: ConvolutionParameter's pad, stride and dilation and CropParameter's offset)
+REPEATED_DEFAULTS = {"pad": 0, "stride": 1, "dilation": 1, "offset": 0}
+
 NO_DOT = ("the Graphviz `dot` program is not installed (or not on PATH), so %s cannot be "
           "rendered; install Graphviz (Debian/Ubuntu: `apt-get install graphviz`, macOS: "
           "`brew install graphviz`), or write DOT text with `-o NAME.dot`")
@@ -174,7 +178,9 @@ def _repeated(fd) -> bool:
 
 def layer_params(layer: Message) -> List[str]:
     """``field value`` items for the :data:`SHOWN_FIELDS` set to a non-default
-    value in the parameter messages the layer's type reads (from the schema)."""
+    value in the parameter messages the layer's type reads (from the schema); a
+    repeated field whose values are all its default (:data:`REPEATED_DEFAULTS`)
+    is not shown."""
     from .proto import schema_of
     from .schema import param_fields
     out: List[str] = []
@@ -189,7 +195,7 @@ def layer_params(layer: Message) -> List[str]:
                 continue
             value = getattr(msg, fname)
             if _repeated(fd):
-                if len(value):
+                if len(value) and any(v != REPEATED_DEFAULTS.get(fname) for v in value):
                     out.append("%s %s" % (fname, ",".join(_value_text(fd, v) for v in value)))
             elif msg.HasField(fname) and value != fd.default_value:
                 out.append("%s %s" % (fname, _value_text(fd, value)))
@@ -247,7 +253,10 @@ def _node_label(node: _Node) -> str:
     it = node.item
     small: List[str] = []
     if it.layer is not None:
-        small.extend(_html(line) for line in _wrap(layer_params(it.layer)))
+        shown = layer_params(it.layer)
+        if node.crop_note is not None:   # the crop note says axis and offset once
+            shown = [p for p in shown if p.split(" ", 1)[0] not in ("axis", "offset")]
+        small.extend(_html(line) for line in _wrap(shown))
     if node.crop_note is not None:
         text, agrees = node.crop_note
         small.append(text if agrees else '<FONT COLOR="#c00000">%s</FONT>' % text)

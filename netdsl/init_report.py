@@ -36,7 +36,8 @@ def filler_text(filler) -> str:
 
 def init_report_lines(net: Message, weights: Dict[str, Sequence], *,
                       transplants: Iterable = (), interp_layers: Iterable[str] = (),
-                      nearest_layers: Iterable[str] = ()) -> List[str]:
+                      nearest_layers: Iterable[str] = (), bn_stats: str = "zero"
+                      ) -> List[str]:
     """Lines describing every parameter blob of ``weights`` (from
     :func:`netdsl.weights.init_weights` on ``net``): the transplant reports
     (copied / reshaped / skipped), the surgery (interp / nearest), then the blobs
@@ -65,7 +66,7 @@ def init_report_lines(net: Message, weights: Dict[str, Sequence], *,
         if layer is None:
             continue
         shapes = [tuple(getattr(b, "shape", ())) for b in blobs]
-        fillers = list(layer_fillers(layer, shapes))
+        fillers = list(layer_fillers(layer, shapes, bn_stats))
         for i in range(len(blobs)):
             if (name, i) in touched:
                 continue
@@ -76,8 +77,32 @@ def init_report_lines(net: Message, weights: Dict[str, Sequence], *,
         if text == "constant 0":
             note = " (Caffe's default filler: these blobs start at zero)"
         lines.append("filler    %s: %s%s" % (text, ", ".join(blobs), note))
+    lines.extend(_statistics_lines(net, weights, touched, bn_stats))
     if groups:
         count = sum(len(b) for b in groups.values())
         lines.append("%d parameter blob(s) left at their fillers' values" % count)
     return lines
 
+
+
+def _statistics_lines(net: Message, weights: Dict[str, Sequence], touched: set,
+                      bn_stats: str) -> List[str]:
+    """One line on the statistics blobs left at their fillers (BatchNorm's): with Caffe's
+    zeros a TEST forward divides by sqrt(eps) (batch_norm_layer.cpp: factor 0 gives
+    scale 0, so mean 0 and variance 0); ``--bn-stats unit`` gives mean 0, variance 1."""
+    from .layers import lookup
+    names = []
+    for layer in net.layer:
+        lt = lookup(layer.type)
+        if (layer.name in weights and lt is not None and lt.extra.get("statistics")
+                and not all((layer.name, i) in touched for i in range(len(weights[layer.name])))):
+            names.append(layer.name)
+    if not names:
+        return []
+    if bn_stats == "unit":
+        return ["statistics %d layer(s) (%s, ...) start at mean 0, variance 1, moving-average "
+                "factor 1 (--bn-stats unit): a TEST forward divides by sqrt(1 + eps)"
+                % (len(names), names[0])]
+    return ["statistics %d layer(s) (%s, ...) start at Caffe's zeros: until trained or copied, "
+            "a TEST forward divides by sqrt(eps) at each; --bn-stats unit gives mean 0, "
+            "variance 1, factor 1" % (len(names), names[0])]

@@ -112,10 +112,11 @@ def init_bytes(shapes: Any) -> int:
 
 
 def guard_init(net: Any, inputs: Optional[Mapping[str, Sequence[int]]] = None, *,
-               limit: Optional[int] = None, file: Optional[str] = None) -> int:
+               limit: Optional[int] = None, file: Optional[str] = None,
+               declared: Optional[Mapping[str, Any]] = None) -> int:
     """Refuse initialising ``net``'s weights when they need more than ``limit`` bytes."""
     from .shapes import infer_shapes
-    need = init_bytes(infer_shapes(net, inputs or None))
+    need = init_bytes(infer_shapes(net, inputs or None, declared=declared))
     check(need, limit, "initialising the weights", file=file)
     return need
 

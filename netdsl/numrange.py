@@ -187,6 +187,52 @@ def locate(text: str, line: int, column: int) -> Tuple[List[str], Optional[str],
     return path, field, layer
 
 
+def field_position(text: str, layer: str, field: str) -> Optional[Tuple[int, int]]:
+    """1-based (line, column) of the first value of ``field`` (a dotted path such as
+    ``convolution_param.kernel_size``) in the top-level ``layer``/``layers`` block
+    named ``layer``; None when the text does not spell it out."""
+    want = field.split(".")
+    stack: List[str] = []
+    last: Optional[str] = None
+    prev: List[str] = []
+    name: Optional[str] = None
+    hit: Optional[int] = None
+    pending = False
+    for m in _TOKEN.finditer(text):
+        tok = m.group()
+        if tok.isspace() or tok.startswith("#"):
+            continue
+        if pending and tok != ":":
+            if tok not in ("{", "<") and hit is None:
+                hit = m.start()
+            pending = False
+        if tok in ("{", "<"):
+            stack.append(last or "")
+            last = None
+            if len(stack) == 1:
+                name, hit = None, None
+        elif tok in ("}", ">"):
+            if stack:
+                stack.pop()
+            if not stack and name == layer and hit is not None:
+                break
+        elif tok[0] in "\"'":
+            if len(stack) == 1 and prev[-2:] == ["name", ":"]:
+                name = _unquote(tok)
+        elif re.match(r"[A-Za-z_]\w*$", tok) and tok not in ("true", "false", "inf", "nan"):
+            last = tok
+            pending = (bool(stack) and stack[0] in ("layer", "layers")
+                       and stack[1:] + [tok] == want)
+        prev = (prev + [tok])[-2:]
+    else:
+        if not (name == layer and hit is not None):
+            return None
+    if hit is None:
+        return None
+    line = text.count("\n", 0, hit) + 1
+    return line, hit - (text.rfind("\n", 0, hit) + 1) + 1
+
+
 def field_at_path(message_desc: Any, path: List[str], name: Optional[str]
                   ) -> Optional[FieldDescriptor]:
     """The descriptor of field ``name`` reached through message fields ``path``."""

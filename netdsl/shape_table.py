@@ -61,9 +61,14 @@ def format_table(net_shapes: NetShapes, crops: Optional[Mapping[str, Any]] = Non
     fmt = "%-{0}s  %-{1}s  %{2}s  %{3}s  %{4}s  %s".format(*widths)
     lines = [fmt % head]
     lines.extend(fmt % r for r in rows)
-    total = net_shapes.param_count
-    lines.append("%d layers, %d blobs, %s learnable parameters"
-                 % (len(net_shapes.layers), len(net_shapes.blobs), "{:,}".format(total)))
+    stats = net_shapes.statistics_count
+    footer = "%d layers, %d blobs, %s learnable parameters" % (
+        len(net_shapes.layers), len(net_shapes.blobs),
+        "{:,}".format(net_shapes.param_count - stats))
+    if stats:   # batch_norm_layer.cpp sets their lr_mult to 0: stored, never learned
+        footer += " + %s %s statistics (not learned)" % (
+            "{:,}".format(stats), "/".join(net_shapes.statistics_types))
+    lines.append(footer)
     if crops:
         lines.append("")
         lines.append("crop offsets (from coordinate maps):")
@@ -87,7 +92,8 @@ def _offsets_text(offsets: Sequence[int]) -> str:
 
 
 def to_json(net_shapes: NetShapes, crops: Optional[Mapping[str, Any]] = None) -> dict:
-    """``{"blobs": {name: [dims]}, "layers": [...]}`` (JSON-serialisable).
+    """``{"blobs": {name: [dims]}, "layers": [...], "learnable_count": n,
+    "statistics_count": m}`` (JSON-serialisable; the counts as in the table's footer).
 
     With ``crops`` (from :func:`netdsl.coord_map.offsets_for`) a ``"crops"`` entry
     maps each Crop layer to its given and computed axis/offsets.
@@ -114,7 +120,9 @@ def to_json(net_shapes: NetShapes, crops: Optional[Mapping[str, Any]] = None) ->
         if ls.note:
             d["note"] = ls.note
         layers.append(d)
-    out = {"blobs": {k: list(v) for k, v in net_shapes.blobs.items()}, "layers": layers}
+    stats = net_shapes.statistics_count
+    out = {"blobs": {k: list(v) for k, v in net_shapes.blobs.items()}, "layers": layers,
+           "learnable_count": net_shapes.param_count - stats, "statistics_count": stats}
     if crops is not None:
         out["crops"] = {
             name: {"axis": rec.axis, "offsets": rec.offsets, "given_axis": rec.given_axis,

@@ -14,17 +14,19 @@ prints the result.
 """
 from __future__ import annotations
 
+import contextlib
+import contextvars
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import (Any, Dict, Iterable, List, Mapping, NamedTuple, Optional, Sequence, Tuple,
-                    Union)
+from typing import (Any, Dict, Iterable, Iterator, List, Mapping, NamedTuple, Optional, Sequence,
+                    Tuple, Union)
 
 from google.protobuf.message import Message
 
 from .errors import NetdslError, did_you_mean
 from .layers import current, lookup
 from .layers.blob import (INT_MAX, Shape, blob_dims, canonical_axis, check_blob_shape,  # noqa: F401
-                          count, declare_hint, shape_str)
+                          Noted, count, declare_hint, shape_str)
 from .layers.conv import conv_out, deconv_out  # noqa: F401  (Caffe's formulas, for callers)
 from .layers.pool import pool_dims, pool_out  # noqa: F401
 from .layers.registry import LayerType
@@ -142,11 +144,36 @@ class NetShapes:
 
     @property
     def param_count(self) -> int:
-        """Learnable values; a blob shared by name (``param { name: ... }``) counts
-        once, as Caffe's Net::AppendParam makes the later owners shares of the first."""
+        """Values of every parameter blob (learned ones and statistics); a blob shared
+        by name (``param { name: ... }``) counts once, as Caffe's Net::AppendParam
+        makes the later owners shares of the first."""
+        return self._count(None)
+
+    @property
+    def statistics_count(self) -> int:
+        """Values of blobs that hold statistics, never learned (types whose declaration
+        says ``statistics``: BatchNorm's mean, variance and factor, whose lr_mult
+        batch_norm_layer.cpp fixes at 0); ``param_count`` minus this is what is learned."""
+        return self._count(_holds_statistics)
+
+    @property
+    def statistics_types(self) -> List[str]:
+        """The types, in net order, of the layers counted by ``statistics_count``."""
+        out: List[str] = []
+        for ls in self.layers:
+            if ls.param_count and _holds_statistics(ls) and ls.type not in out:
+                out.append(ls.type)
+        return out
+
+    def _count(self, which) -> int:
         total = 0
         seen = set()
         for ls in self.layers:
+            if which is not None and not which(ls):
+                for p in (ls.layer.param if ls.layer is not None else ()):
+                    if p.name:
+                        seen.add(p.name)
+                continue
             total += ls.param_count
             if ls.param_count and ls.layer is not None and len(ls.layer.param):
                 for j, p in enumerate(ls.layer.param[:len(ls.param_shapes)]):
@@ -159,6 +186,11 @@ class NetShapes:
                         total -= n
                     seen.add(p.name)
         return total
+
+
+def _holds_statistics(ls: "LayerShapes") -> bool:
+    lt = lookup(ls.type)
+    return lt is not None and bool(lt.extra.get("statistics"))
 
 
 # -- parameter shapes -----------------------------------------------------------------------
@@ -314,10 +346,43 @@ def _missing_field(exc: Exception, layer: Message, ltype: str, lname: str) -> Ex
                        layer=lname or None, field=name)
 
 
+_DECLARED: "contextvars.ContextVar[Optional[Tuple[Dict[str, Any], set]]]" = contextvars.ContextVar(
+    "netdsl_declared_shapes", default=None)
+
+
+@contextlib.contextmanager
+def declared_shapes(declared: Optional[Mapping[str, Any]]) -> Iterator[set]:
+    """Within the block, every shape inference also takes these declarations (as
+    ``declared=``; the call's own win), for the layers and tops of its net that
+    they name: ``--declare`` for verbs whose nets are shaped deep inside (init,
+    run, pycaffe's ``caffe.Net``, build --weights).  Yields the set of the names
+    some net had, filled in as nets are shaped."""
+    used: set = set()
+    token = _DECLARED.set((dict(declared), used) if declared else None)
+    try:
+        yield used
+    finally:
+        _DECLARED.reset(token)
+
+
+def _with_context_declared(net: Message, declared: Optional[Mapping[str, Any]]
+                           ) -> Optional[Mapping[str, Any]]:
+    state = _DECLARED.get()
+    if not state:
+        return declared
+    extra, used = state
+    names, tops = _layer_names(net)
+    merged = {k: v for k, v in extra.items() if k in names or k in tops}
+    used.update(merged)
+    merged.update(declared or {})
+    return merged or None
+
+
 def _infer(net: Message, inputs: Optional[Mapping[str, Sequence[int]]], phase, declared,
            level, stages, strict: bool) -> NetShapes:
     from .plugins import ensure_env_plugins
     ensure_env_plugins()  # custom layers' rules named in NETDSL_PLUGINS
+    declared = _with_context_declared(net, declared)
     return _walk(net, inputs, phase, declared, level, stages, strict)
 
 
@@ -483,11 +548,17 @@ def _walk(net: Message, inputs: Optional[Mapping[str, Sequence[int]]], phase, de
                                               "(top '%s' is its bottom)" % (ltype, t), field="top")
                 if lt.loss:
                     auto = _auto_tops(lt, layer, ntop)
-                if lt.geometry is not None:
-                    geo = lt.geometry(layer, bshapes[0] if bshapes else None)
-                    tshapes = lt.shape(layer, bshapes, ntop + len(auto), geo)
-                else:
-                    tshapes = lt.shape(layer, bshapes, ntop + len(auto))
+                try:
+                    if lt.geometry is not None:
+                        geo = lt.geometry(layer, bshapes[0] if bshapes else None)
+                        tshapes = lt.shape(layer, bshapes, ntop + len(auto), geo)
+                    else:
+                        tshapes = lt.shape(layer, bshapes, ntop + len(auto))
+                except NetdslError as exc:
+                    if bnames or auto:
+                        raise
+                    tnames, tshapes = _data_tops_given(exc, layer, fixed, layers)
+                    ntop, fixed = len(tnames), {}
                 note = getattr(tshapes, "note", None)
                 if fixed:
                     tshapes = list(tshapes)
@@ -598,6 +669,37 @@ def _walk(net: Message, inputs: Optional[Mapping[str, Sequence[int]]], phase, de
                               "net" % k, field="declared",
                               hint=did_you_mean(k, list(names) + list(tops)))
     return NetShapes(blobs, out_layers)
+
+
+def _data_tops_given(exc: NetdslError, layer: Message, fixed: Dict[int, Shape],
+                     layers: Sequence[Message]) -> Tuple[List[str], List[Shape]]:
+    """A data layer its type's rule cannot shape (its size comes from its files), given
+    ``fixed`` tops as inputs: the tops that feed no layer of the phase are left out,
+    unshaped, as nothing in the phase can tell their shape; a top a layer reads and no
+    input gives is an error naming that top and the flag that gives it."""
+    tops = list(layer.top)
+    readers: Dict[str, str] = {}
+    for lp in layers:
+        for b in lp.bottom:
+            readers.setdefault(b, lp.name)
+    needed = [t for i, t in enumerate(tops) if i not in fixed and t in readers]
+    if not fixed and getattr(exc, "declare_tops", None):
+        raise exc     # its hint names both ways (declared= or inputs=)
+    if needed or not fixed:
+        flags = " ".join("--input %s=N,C,H,W" % t for t in (needed or tops))
+        which = needed or tops
+        read = ("; '%s' feeds layer '%s'" % (which[0], readers[which[0]])
+                if fixed else "")
+        raise NetdslError("%s%s" % (exc.message, read), field=exc.field,
+                          hint="give the shape of %s: %s (from Python: inputs={'%s': (N, C, H, "
+                               "W)})%s" % (", ".join("'%s'" % t for t in which), flags,
+                                           which[0], "; tops that feed nothing in this phase "
+                                           "can be left out" if len(which) < len(tops) else ""))
+    left = [t for i, t in enumerate(tops) if i not in fixed]
+    kept = [i for i in range(len(tops)) if i in fixed]
+    return [tops[i] for i in kept], Noted(
+        [fixed[i] for i in kept], "%s: not shaped, feed%s nothing in this phase" % (
+            ", ".join("'%s'" % t for t in left), "s" if len(left) == 1 else ""))
 
 
 def _check_nonempty(name: str, layer: Message, tops: Sequence[str], top_shapes: Sequence[Shape],

@@ -507,3 +507,722 @@ def test_a_missing_template_or_spec_points_at_the_shipped_ones(tmp_path, cli):
     assert code == 2 and "did you mean `fcn32s.yaml`?" in err
     code, out, err = cli("render", "nosuch.j2")
     assert code == 2 and "`netdsl render --list`" in err
+
+
+# -- SPP and Im2col forward (issue 21, item 7) ---------------------------------------------
+
+import numpy as np  # noqa: E402
+
+from netdsl import NetSpec, layers as L, params as P  # noqa: E402
+from netdsl.forward import forward  # noqa: E402
+from netdsl.shapes import infer_shapes  # noqa: E402
+
+
+def _caffe_pool(x, kh, kw, ph, pw, ave):
+    """pooling_layer.cpp Forward_cpu as its loops, with stride = kernel (as SPP sets it):
+    pooled size ceil((H + 2p - k) / s) + 1, minus one when the last window starts at or past
+    H + p (with padding); MAX over the window clipped to the image; AVE sums the clipped
+    window and divides by the window clipped to H + pad (before clipping to the image)."""
+    n, c, h, w = x.shape
+    oh = -(-(h + 2 * ph - kh) // kh) + 1
+    ow = -(-(w + 2 * pw - kw) // kw) + 1
+    if ph or pw:
+        oh -= (oh - 1) * kh >= h + ph
+        ow -= (ow - 1) * kw >= w + pw
+    out = np.zeros((n, c, oh, ow), np.float32)
+    for i in range(oh):
+        for j in range(ow):
+            hs, ws = i * kh - ph, j * kw - pw
+            he, we = min(hs + kh, h + ph), min(ws + kw, w + pw)
+            size = (he - hs) * (we - ws)
+            win = x[:, :, max(hs, 0):min(he, h), max(ws, 0):min(we, w)]
+            out[:, :, i, j] = (win.sum(axis=(2, 3)) / np.float32(size) if ave
+                               else win.max(axis=(2, 3)))
+    return out
+
+
+def _caffe_spp(x, height, ave):
+    """spp_layer.cpp: level l has 2^l bins; kernel ceil(H / bins), pad (kernel*bins - H + 1)/2
+    (C++ integer division), stride = kernel; one level is the pooling's own 4-D top, more are
+    flattened per item and concatenated."""
+    n, _, h, w = x.shape
+    levels = []
+    for lvl in range(height):
+        bins = 2 ** lvl
+        kh, kw = -(-h // bins), -(-w // bins)
+        ph, pw = (kh * bins - h + 1) // 2, (kw * bins - w + 1) // 2
+        levels.append(_caffe_pool(x, kh, kw, ph, pw, ave))
+    if height == 1:
+        return levels[0]
+    return np.concatenate([lv.reshape(n, -1) for lv in levels], axis=1)
+
+
+def _spp_net(shape, height, pool):
+    n = NetSpec()
+    n.data = L.Input(shape=dict(dim=list(shape)))
+    n.spp = L.SPP(n.data, spp_param=dict(pyramid_height=height, pool=pool))
+    return n.to_proto()
+
+
+def test_spp_forward_by_hand_on_5x5():
+    # 0..24 in a 5x5 map, pyramid_height 2 (spp_layer.cpp GetPoolingParam):
+    # level 0: 1 bin, kernel 5, pad (5 - 5 + 1)/2 = 0 -> 1x1: max 24, mean 300/25 = 12;
+    # level 1: 2 bins, kernel ceil(5/2) = 3, pad (6 - 5 + 1)/2 = 1, stride 3 -> ceil((5+2-3)/3)+1
+    # = 3, and (3-1)*3 = 6 >= 5 + 1 drops the last window: 2x2.  Windows rows/cols [-1, 2) and
+    # [2, 5): MAX 6, 9, 21, 24; AVE divides by 3*3 = 9 (hend = min(-1+3, 5+1)): the sums are
+    # 0+1+5+6 = 12, 2+3+4+7+8+9 = 33, 10+11+15+16+20+21 = 93, 12+13+14+17+18+19+22+23+24 = 162.
+    x = np.arange(25, dtype=np.float32).reshape(1, 1, 5, 5)
+    mx = forward(_spp_net(x.shape, 2, P.SPP.MAX), None, {"data": x})["spp"]
+    assert mx.tolist() == [[24, 6, 9, 21, 24]]
+    ave = forward(_spp_net(x.shape, 2, P.SPP.AVE), None, {"data": x})["spp"]
+    want = np.array([[12, 12 / 9, 33 / 9, 93 / 9, 162 / 9]], np.float32)
+    np.testing.assert_allclose(ave, want, rtol=1e-6)
+
+
+@pytest.mark.parametrize("shape,height", [((2, 3, 13, 13), 3), ((1, 2, 7, 9), 2),
+                                          ((1, 4, 6, 11), 1), ((2, 2, 15, 20), 4)])
+@pytest.mark.parametrize("pool", ["MAX", "AVE"])
+def test_spp_forward_against_a_pyramid_of_caffe_poolings(shape, height, pool):
+    x = np.random.default_rng(7).standard_normal(shape).astype(np.float32)
+    net = _spp_net(shape, height, getattr(P.SPP, pool))
+    got = forward(net, None, {"data": x})["spp"]
+    want = _caffe_spp(x, height, pool == "AVE")
+    assert got.shape == want.shape == infer_shapes(net).blobs["spp"]
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
+    if height == 1:
+        assert got.ndim == 4        # the single level is the pooling's own (N, C, 1, 1) top
+
+
+def test_opencv_dnn_has_no_spp_or_im2col():
+    # OpenCV dnn's Caffe importer has no layer of either type, so there is nothing to compare
+    # against; when it gains one this fails and the comparison belongs here.
+    cv2 = pytest.importorskip("cv2")
+    import tempfile
+    for body in ('type: "SPP" spp_param { pyramid_height: 2 }',
+                 'type: "Im2col" convolution_param { kernel_size: 2 }'):
+        with tempfile.NamedTemporaryFile("w", suffix=".prototxt", delete=False) as f:
+            f.write('input: "data" input_shape { dim: 1 dim: 2 dim: 5 dim: 5 }\n'
+                    'layer { name: "l" bottom: "data" top: "l" %s }\n' % body)
+        try:
+            net = cv2.dnn.readNetFromCaffe(f.name)
+            net.setInput(np.ones((1, 2, 5, 5), np.float32))
+            with pytest.raises(cv2.error, match="Can't create layer"):
+                net.forward()
+        finally:
+            os.unlink(f.name)
+
+
+def _caffe_im2col_2d(x, kh, kw, ph, pw, sh, sw, dh, dw):
+    """im2col.cpp im2col_cpu as its loops: for each channel, kernel row, kernel column (in that
+    order, one column row each), each output (row, col) reads the input at
+    (out_row*stride - pad + kernel_row*dilation, ...), zero outside the image."""
+    c, h, w = x.shape
+    oh = (h + 2 * ph - (dh * (kh - 1) + 1)) // sh + 1
+    ow = (w + 2 * pw - (dw * (kw - 1) + 1)) // sw + 1
+    col = np.zeros((c * kh * kw, oh, ow), np.float32)
+    r = 0
+    for ch in range(c):
+        for ki in range(kh):
+            for kj in range(kw):
+                for i in range(oh):
+                    for j in range(ow):
+                        y, z = i * sh - ph + ki * dh, j * sw - pw + kj * dw
+                        if 0 <= y < h and 0 <= z < w:
+                            col[r, i, j] = x[ch, y, z]
+                r += 1
+    return col
+
+
+@pytest.mark.parametrize("conv,geo", [
+    (dict(kernel_size=3), (3, 3, 0, 0, 1, 1, 1, 1)),
+    (dict(kernel_h=2, kernel_w=3, pad_h=1, pad_w=0, stride_h=2, stride_w=1),
+     (2, 3, 1, 0, 2, 1, 1, 1)),
+    (dict(kernel_size=[3], pad=[2], stride=[2], dilation=[2]), (3, 3, 2, 2, 2, 2, 2, 2)),
+    (dict(kernel_size=[2, 3], dilation=[1, 2], force_nd_im2col=True), (2, 3, 0, 0, 1, 1, 1, 2)),
+])
+def test_im2col_forward_against_caffe_loops(conv, geo):
+    x = np.random.default_rng(3).standard_normal((2, 3, 7, 8)).astype(np.float32)
+    n = NetSpec()
+    n.data = L.Input(shape=dict(dim=list(x.shape)))
+    n.col = L.Im2col(n.data, convolution_param=conv)
+    net = n.to_proto()
+    got = forward(net, None, {"data": x})["col"]
+    want = np.stack([_caffe_im2col_2d(x[i], *geo) for i in range(2)])
+    assert got.shape == want.shape == infer_shapes(net).blobs["col"]
+    assert np.array_equal(got, want)
+
+
+def test_im2col_forward_with_axis_and_one_spatial_axis():
+    # axis 2 on (2, 3, 4, 9): num = 2*3 = 6 items of 4 channels with 1 spatial axis (im2col_nd);
+    # kernel 3, stride 2, pad 1: out (9 + 2 - 3)/2 + 1 = 5 positions, rows c*3 + k
+    x = np.random.default_rng(5).standard_normal((2, 3, 4, 9)).astype(np.float32)
+    n = NetSpec()
+    n.data = L.Input(shape=dict(dim=list(x.shape)))
+    n.col = L.Im2col(n.data, convolution_param=dict(axis=2, kernel_size=[3], stride=[2],
+                                                    pad=[1]))
+    net = n.to_proto()
+    got = forward(net, None, {"data": x})["col"]
+    want = np.zeros((2, 3, 12, 5), np.float32)
+    for a in range(2):
+        for b in range(3):
+            for ch in range(4):
+                for k in range(3):
+                    for o in range(5):
+                        z = o * 2 - 1 + k
+                        if 0 <= z < 9:
+                            want[a, b, ch * 3 + k, o] = x[a, b, ch, z]
+    assert got.shape == infer_shapes(net).blobs["col"] == (2, 3, 12, 5)
+    assert np.array_equal(got, want)
+
+
+# -- small frictions (issue 21, item 6) ----------------------------------------------------
+
+def test_inspect_of_an_empty_file_is_a_located_error(tmp_path, cli):
+    (tmp_path / "empty.caffemodel").write_bytes(b"")
+    code, out, err = cli("inspect", "empty.caffemodel")
+    assert code == 2 and out == ""
+    assert err.startswith("netdsl: error: empty.caffemodel: empty file (0 bytes)")
+    assert err.count("\n") == 1
+    assert cli("inspect", "empty.caffemodel", "--format", "json")[0] == 2
+
+
+K0 = """\
+name: "k0"
+input: "data"
+input_shape { dim: 1 dim: 3 dim: 8 dim: 8 }
+layer { name: "c" type: "Convolution" bottom: "data" top: "c"
+  convolution_param { num_output: 2 kernel_size: %s } }
+"""
+
+
+@pytest.mark.parametrize("verb", [("shapes",), ("draw", "-o", "k.dot"),
+                                  ("init", "-o", "k.caffemodel")])
+def test_kernel_size_zero_is_located_like_a_negative_one(tmp_path, cli, verb):
+    # caffe.proto's kernel_size is uint32: -1 fails to parse, 0 parses and fails in
+    # BaseConvolutionLayer::LayerSetUp ("Filter dimensions must be nonzero"); both point at
+    # line 5, column 50 (the value after `kernel_size: `)
+    (tmp_path / "neg.prototxt").write_text(K0 % "-1")
+    (tmp_path / "zero.prototxt").write_text(K0 % "0")
+    code, _, neg = cli(verb[0], "neg.prototxt", *verb[1:])
+    assert code == 2 and neg.startswith("netdsl: error: neg.prototxt:5:50: layer 'c': ")
+    code, _, zero = cli(verb[0], "zero.prototxt", *verb[1:])
+    assert code == 2
+    assert "netdsl: error: zero.prototxt:5:50: layer 'c': Filter dimensions must be nonzero" \
+        in zero
+    assert not (tmp_path / "k.caffemodel").exists()
+
+
+def test_kernel_size_zero_in_a_spec_points_at_its_value(tmp_path, cli):
+    (tmp_path / "k.yaml").write_text("inputs:\n  data: [1, 3, 8, 8]\nlayers:\n"
+                                     "  - Convolution: c\n    num_output: 2\n"
+                                     "    kernel_size: 0\n")
+    code, _, err = cli("shapes", "k.yaml")
+    assert code == 2 and "k.yaml:6:18: layer 'c': Filter dimensions must be nonzero" in err
+
+
+def test_shapes_footer_separates_batchnorm_statistics(tmp_path, cli):
+    import sys
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import zoo_nets
+    from netdsl.prototxt import write
+    write(str(tmp_path / "r50.prototxt"), zoo_nets.resnet(50))
+    code, out, _ = cli("shapes", "r50.prototxt")
+    assert code == 0
+    # learned: 25,557,032 (torchvision's ResNet-50 count: convolutions, BatchNorm's affine
+    # part -- Caffe's Scale layers -- and fc1000).  Statistics: 53 BatchNorm layers, each
+    # mean and variance per channel plus one factor; their channels sum to
+    # 64 (conv1) + 3*6*64 + 256 + 4*6*128 + 512 + 6*6*256 + 1024 + 3*6*512 + 2048 = 26,560
+    # (per bottleneck c + c + 4c, plus each stage's projection 4c): 2*26,560 + 53 = 53,173.
+    footer = [l for l in out.splitlines() if " blobs, " in l]
+    assert footer == ["229 layers, 74 blobs, 25,557,032 learnable parameters "
+                      "+ 53,173 BatchNorm statistics (not learned)"]
+
+
+def test_a_net_without_batchnorm_keeps_its_footer(tmp_path, cli):
+    (tmp_path / "k.prototxt").write_text(K0 % "3")
+    code, out, _ = cli("shapes", "k.prototxt")
+    # 2*3*3*3 weights + 2 biases = 56
+    assert code == 0 and "2 layers, 2 blobs, 56 learnable parameters\n" in out
+
+
+def test_draw_shows_only_non_default_parameters_and_a_crop_offset_once(tmp_path, cli):
+    (tmp_path / "c.prototxt").write_text(
+        'input: "data"\ninput_shape { dim: 1 dim: 3 dim: 8 dim: 8 }\n'
+        'layer { name: "conv" type: "Convolution" bottom: "data" top: "conv"\n'
+        '  convolution_param { num_output: 2 kernel_size: 3 pad: 2 stride: 1 dilation: 1\n'
+        '                      group: 1 bias_term: true } }\n'
+        'layer { name: "pool" type: "Pooling" bottom: "conv" top: "pool"\n'
+        '  pooling_param { pool: MAX kernel_size: 2 stride: 1 pad: 0 } }\n'
+        'layer { name: "crop" type: "Crop" bottom: "conv" bottom: "data" top: "crop"\n'
+        '  crop_param { axis: 2 offset: 1 } }\n')
+    assert cli("draw", "c.prototxt", "-o", "c.dot")[0] == 0
+    dot = (tmp_path / "c.dot").read_text()
+    conv = next(l for l in dot.splitlines() if "<B>conv</B>" in l)
+    # stride 1, dilation 1, group 1 and bias_term true are Caffe's defaults (caffe.proto)
+    assert "num_output 2 · kernel_size 3" in conv and "pad 2" in conv
+    assert "stride" not in conv and "dilation" not in conv and "group" not in conv
+    pool = next(l for l in dot.splitlines() if "<B>pool</B>" in l)
+    assert "kernel_size 2" in pool and "stride" not in pool and "MAX" not in pool
+    crop = next(l for l in dot.splitlines() if "<B>crop</B>" in l)
+    # conv (kernel 3, pad 2) puts data pixel x at conv pixel x + pad - (k - 1)/2 = x + 1, so
+    # offset 1 agrees; the crop note states it, the parameter line does not repeat it
+    assert crop.count("offset") == 1 and "axis 2 offset 1 (coordinate maps agree)" in crop
+
+
+# -- inputs of data layers with several tops; --declare on every verb (issue 21, item 5) --
+
+import sys  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import fork_schemas  # noqa: E402
+import published_segnet_deconvnet  # noqa: E402
+
+
+def _segnet_files(tmp_path):
+    schema = fork_schemas.write_fork_schema("segnet", str(tmp_path))
+    (tmp_path / "segnet_inference.prototxt").write_text(
+        published_segnet_deconvnet.segnet_inference())
+    return os.path.basename(schema)
+
+
+def test_segnet_inference_shapes_with_its_data_top_only(tmp_path, cli):
+    proto = _segnet_files(tmp_path)
+    code, out, err = cli("shapes", "--proto", proto, "segnet_inference.prototxt",
+                         "--input", "data=1,3,360,480")
+    assert code == 0, err
+    # SegNet-Tutorial's inference net: 11 CamVid classes at the input's size
+    assert "-> prob (1,11,360,480)" in out
+    data = next(l for l in out.splitlines() if l.startswith("data "))
+    assert "-> data (1,3,360,480)" in data
+    assert "'label': not shaped, feeds nothing in this phase" in data
+    code, out, err = cli("draw", "--proto", proto, "segnet_inference.prototxt",
+                         "--input", "data=1,3,360,480", "-o", "s.dot")
+    assert code == 0, err
+
+
+DENSE = """\
+layer { name: "data" type: "DenseImageData" top: "data" top: "label"
+  dense_image_data_param { source: "list.txt" batch_size: 1 } }
+layer { name: "conv" type: "Convolution" bottom: "data" top: "score"
+  convolution_param { num_output: 2 kernel_size: 1
+                      weight_filler { type: "constant" value: 1 } } }
+"""
+LOSS = """\
+layer { name: "loss" type: "SoftmaxWithLoss" bottom: "score" bottom: "label" top: "loss" }
+"""
+
+
+def test_a_needed_data_top_is_named_with_its_flag(tmp_path, cli):
+    proto = _segnet_files(tmp_path)
+    (tmp_path / "train.prototxt").write_text(DENSE + LOSS)
+    code, out, err = cli("shapes", "--proto", proto, "train.prototxt",
+                         "--input", "data=1,3,4,4")
+    assert code == 2
+    assert "'label' feeds layer 'loss'" in err
+    assert "--input label=N,C,H,W" in err and "--input data=" not in err
+    code, out, err = cli("shapes", "--proto", proto, "train.prototxt",
+                         "--input", "data=1,3,4,4", "--input", "label=1,1,4,4")
+    assert code == 0 and "-> loss ()" in out
+    # nothing given: both tops are named
+    code, out, err = cli("shapes", "--proto", proto, "train.prototxt")
+    assert code == 2 and "--input data=N,C,H,W --input label=N,C,H,W" in err
+
+
+def test_run_with_the_data_top_only(tmp_path, cli):
+    import numpy as np
+    proto = _segnet_files(tmp_path)
+    (tmp_path / "deploy.prototxt").write_text(DENSE)
+    x = np.arange(48, dtype=np.float32).reshape(1, 3, 4, 4)
+    np.save(str(tmp_path / "x.npy"), x)
+    code, out, err = cli("run", "--proto", proto, "deploy.prototxt", "--input", "data=x.npy",
+                         "-o", "o.npz")
+    assert code == 0, err
+    got = np.load(str(tmp_path / "o.npz"))
+    # a 1x1 convolution with all-ones weights and zero bias sums the 3 channels
+    assert sorted(got.keys()) == ["score"]
+    assert np.array_equal(got["score"], np.repeat(x.sum(axis=1, keepdims=True), 2, axis=1))
+    (tmp_path / "train.prototxt").write_text(DENSE + LOSS)
+    code, out, err = cli("run", "--proto", proto, "train.prototxt", "--input", "data=x.npy")
+    assert code == 2
+    assert "'label' feeds layer 'loss'" in err and "--input label=label.npy" in err
+    assert "N,C,H,W" not in err
+
+
+PYLAYER = """\
+name: "py"
+layer { name: "data" type: "Input" top: "data" input_param { shape { dim: 1 dim: 2 dim: 4 dim: 4 } } }
+layer { name: "mystery" type: "MyFork" bottom: "data" top: "feat" }
+layer { name: "conv" type: "Convolution" bottom: "feat" top: "conv"
+  convolution_param { num_output: 3 kernel_size: 1 } }
+"""
+
+
+def test_declare_on_init(tmp_path, cli):
+    (tmp_path / "f.prototxt").write_text(PYLAYER)
+    code, out, err = cli("init", "f.prototxt", "-o", "f.caffemodel")
+    assert code == 2 and "--declare TOP=N,C,H,W" in err
+    assert not (tmp_path / "f.caffemodel").exists()
+    code, out, err = cli("init", "f.prototxt", "-o", "f.caffemodel", "--declare",
+                         "feat=1,5,4,4")
+    assert code == 0, err
+    code, out, err = cli("inspect", "f.caffemodel", "--format", "json")
+    import json
+    blobs = json.loads(out)["layers"][0]["blobs"]
+    # conv weights (num_output, channels of 'feat', 1, 1) = (3, 5, 1, 1), bias (3,)
+    assert [b["shape"] for b in blobs] == [[3, 5, 1, 1], [3]]
+    code, out, err = cli("init", "f.prototxt", "-o", "g.caffemodel", "--declare",
+                         "feat=1,5,4,4", "--declare", "faet=1,5,4,4")
+    assert code == 0
+    assert "warning: --declare faet: no layer or top of that name in the net(s) shaped" in err
+
+
+def test_declare_on_pycaffe_and_run(tmp_path, cli):
+    (tmp_path / "f.prototxt").write_text(PYLAYER)
+    (tmp_path / "s.py").write_text(
+        "import caffe\nnet = caffe.Net('f.prototxt', caffe.TEST)\n"
+        "print(net.blobs['conv'].data.shape, net.params['conv'][0].data.shape)\n")
+    code, out, err = cli("pycaffe", "s.py")
+    assert code == 2 and "MyFork" in err
+    code, out, err = cli("pycaffe", "--declare", "feat=1,5,4,4", "s.py")
+    assert code == 0, err
+    # pycaffe prints from the script itself
+    # (captured by capsys through sys.stdout)
+    assert "(1, 3, 4, 4) (3, 5, 1, 1)" in out
+    # run: the shapes are known, so the next complaint is the missing forward, not the shapes
+    code, out, err = cli("run", "f.prototxt", "--random-input", "--declare", "feat=1,5,4,4")
+    assert code == 2 and "no numpy forward for layer type 'MyFork'" in err
+
+
+def test_declare_on_build(tmp_path, cli):
+    (tmp_path / "s.yaml").write_text(
+        "custom_types: [MyFork]\ninputs:\n  data: [1, 2, 4, 4]\nlayers:\n  - MyFork: feat\n"
+        "  - Convolution: conv\n    num_output: 3\n    kernel_size: 1\n")
+    code, out, err = cli("build", "s.yaml", "-o", "o", "--weights")
+    assert code == 2 and "MyFork" in err
+    code, out, err = cli("build", "s.yaml", "-o", "o", "--weights", "--declare", "feat=1,5,4,4")
+    assert code == 0, err
+    code, out, err = cli("inspect", "o/init.caffemodel")
+    assert "3x5x1x1" in out
+
+
+# -- BatchNorm statistics for a usable fresh TEST forward (issue 21, item 6) ---------------
+
+BN_NET = """\
+name: "bn"
+layer { name: "data" type: "Input" top: "data" input_param { shape { dim: 1 dim: 2 dim: 4 dim: 4 } } }
+layer { name: "conv" type: "Convolution" bottom: "data" top: "conv"
+  convolution_param { num_output: 3 kernel_size: 1 weight_filler { type: "constant" value: 1 } } }
+layer { name: "bn" type: "BatchNorm" bottom: "conv" top: "conv" }
+"""
+
+
+@pytest.mark.parametrize("stats,eps", [("zero", 1e-5), ("unit", 1 + 1e-5)])
+def test_init_bn_stats(tmp_path, cli, stats, eps):
+    import numpy as np
+    (tmp_path / "bn.prototxt").write_text(BN_NET)
+    args = ["init", "bn.prototxt", "-o", "bn.caffemodel"]
+    if stats == "unit":
+        args += ["--bn-stats", "unit"]
+    code, out, err = cli(*args)
+    assert code == 0, err
+    if stats == "unit":
+        assert "start at mean 0, variance 1, moving-average factor 1" in err
+    else:
+        assert "start at Caffe's zeros" in err and "--bn-stats unit" in err
+    from netdsl.weights import open_caffemodel
+    with open_caffemodel(str(tmp_path / "bn.caffemodel")) as m:
+        arrays = m.arrays(next(e for e in m.layers if e.name == "bn"))
+        mean, var, factor = (np.asarray(a).ravel().tolist() for a in arrays)
+    assert (mean, var, factor) == (([0.0] * 3, [1.0] * 3, [1.0]) if stats == "unit"
+                                   else ([0.0] * 3, [0.0] * 3, [0.0]))
+    x = np.arange(32, dtype=np.float32).reshape(1, 2, 4, 4)
+    np.save(str(tmp_path / "x.npy"), x)
+    assert cli("run", "bn.prototxt", "bn.caffemodel", "--input", "data=x.npy",
+               "-o", "o.npz")[0] == 0
+    got = np.load(str(tmp_path / "o.npz"))["conv"]
+    # batch_norm_layer.cpp, TEST: scale = 1/factor (0 when the factor is 0), mean*scale and
+    # var*scale, then (x - mean) / sqrt(var + eps), eps 1e-5.  The 1x1 all-ones conv sums the
+    # two channels: 2k + 16 at pixel k.  Zeros: (2k + 16) / sqrt(1e-5) (16 -> 5059.6);
+    # unit: (2k + 16) / sqrt(1 + 1e-5).
+    s = x.sum(axis=1, keepdims=True)
+    want = np.repeat(s, 3, axis=1) / np.sqrt(np.float32(eps))
+    np.testing.assert_allclose(got, want, rtol=1e-6)
+
+
+def test_build_weights_bn_stats_unit(tmp_path, cli):
+    (tmp_path / "s.yaml").write_text(
+        "inputs:\n  data: [1, 2, 4, 4]\nlayers:\n  - Convolution: conv\n    num_output: 3\n"
+        "    kernel_size: 1\n  - BatchNorm: bn\n")
+    code, out, err = cli("build", "s.yaml", "-o", "o", "--weights", "--bn-stats", "unit")
+    assert code == 0, err
+    assert "statistics 1 layer(s) (bn, ...) start at mean 0, variance 1" in err
+    from netdsl.weights import open_caffemodel
+    with open_caffemodel(str(tmp_path / "o" / "init.caffemodel")) as m:
+        arrays = m.arrays(next(e for e in m.layers if e.name == "bn"))
+        assert [float(a.ravel()[0]) for a in arrays] == [0.0, 1.0, 1.0]
+
+
+# -- crop offsets the maps cannot confirm; same-size advice (issue 21, item 6) -------------
+
+UNCONFIRMED = """\
+custom_types: [MyFork]
+inputs:
+  data: [1, 2, 8, 8]
+  feat: [1, 2, 10, 10]
+layers:
+  - MyFork: feat
+  - crop: out
+    bottom: feat
+    reference: data
+    offset: 1
+"""
+# MyFork has no coordinate map: nothing relates 'feat' to 'data', so offset 1 is unchecked
+
+
+def test_an_unconfirmed_offset_is_reported_alike_by_build_shapes_and_the_builder(tmp_path,
+                                                                                cli):
+    (tmp_path / "u.yaml").write_text(UNCONFIRMED)
+    want = ("u.yaml:10:13: layer 'out': crop offset 1 on axis 2 cannot be checked against "
+            "the coordinate maps: no coordinate map between 'feat' and 'data'")
+    code, out, err = cli("build", "u.yaml", "-o", "o")
+    assert code == 0 and "netdsl: warning: " + want in err
+    assert err.count("cannot be checked") == 1       # once for the three nets
+    code, out, err = cli("shapes", "u.yaml")
+    assert code == 0 and "netdsl: warning: " + want in err
+    code, out, err = cli("shapes", "o/deploy.prototxt", "--declare", "feat=1,2,10,10")
+    assert code == 0
+    assert ("netdsl: warning: o/deploy.prototxt: layer 'out': crop offset 1 on axis 2 cannot "
+            "be checked") in err
+    for args in (("build", "u.yaml", "-o", "o2", "--strict"), ("shapes", "u.yaml", "--strict"),
+                 ("shapes", "o/deploy.prototxt", "--strict", "--declare", "feat=1,2,10,10")):
+        code, out, err = cli(*args)
+        assert code == 2 and "cannot be checked against the coordinate maps" in err, args
+        assert "drop `offset:`" not in err
+    assert not (tmp_path / "o2").exists()
+    from netdsl.crop_check import CropOffsetWarning
+    from netdsl.spec import build_nets, load_spec
+    with pytest.warns(CropOffsetWarning, match="crop offset 1 on axis 2 cannot be checked"):
+        build_nets(load_spec(str(tmp_path / "u.yaml")))
+
+
+SAME_SIZE = """\
+inputs:
+  data: [1, 2, 8, 8]
+layers:
+  - Convolution: score
+    num_output: 2
+    kernel_size: 2
+    stride: 2
+  - Deconvolution: up
+    num_output: 2
+    kernel_size: 4
+    stride: 2
+  - crop: ref
+    reference: data
+    offset: 0
+  - crop: out
+    bottom: data
+    reference: ref
+"""
+
+
+def test_no_crop_the_larger_advice_for_blobs_of_the_same_size(tmp_path, cli):
+    # By hand (coord_map rules): score y = x/2 - 1/4; up (k 4, s 2, p 0) z = 2y + 3/2, so
+    # up pixel z is data pixel z - 1 and up is 2*(4-1) + 4 = 10 wide.  'ref' crops it at 0
+    # (the maps want 1): 8 wide, and ref pixel r is data pixel r - 1, so 'data' starts one
+    # pixel inside 'ref' and the two are the same size: cropping one to the other cannot help.
+    (tmp_path / "s.yaml").write_text(SAME_SIZE)
+    code, out, err = cli("build", "s.yaml", "-o", "o")
+    assert code == 2
+    assert "'data' starts 1 pixel(s) inside 'ref' and both have the same size" in err
+    assert "crop the larger blob" not in err
+    # a larger reference keeps the advice: crop 'data' to 'up' (10 wide)
+    (tmp_path / "l.yaml").write_text(SAME_SIZE.replace("reference: ref", "reference: up"))
+    code, out, err = cli("build", "l.yaml", "-o", "o")
+    assert code == 2 and "crop the larger blob to the smaller one instead" in err
+
+
+# -- weights that do not fit the net (issue 21, item 6) ------------------------------------
+
+FIT = """\
+name: "fit"
+layer { name: "data" type: "Input" top: "data" input_param { shape { dim: 1 dim: 4 dim: 3 dim: 3 } } }
+layer { name: "conv" type: "Convolution" bottom: "data" top: "conv"
+  convolution_param { num_output: 3 kernel_size: 1 } }
+layer { name: "fc" type: "InnerProduct" bottom: "conv" top: "fc" inner_product_param { num_output: 2 } }
+"""
+# the net's blobs (base_conv_layer.cpp, inner_product_layer.cpp): conv (3, 4, 1, 1), (3,);
+# fc (2, 3*3*3 = 27), (2,)
+
+
+def _fit_net():
+    from netdsl.prototxt import parse_net
+    return parse_net(FIT)
+
+
+def test_write_caffemodel_refuses_a_layer_the_net_lacks(tmp_path):
+    from netdsl.errors import NetdslError
+    from netdsl.weights import write_caffemodel
+    path = tmp_path / "m.caffemodel"
+    with pytest.raises(NetdslError, match=r"no layer 'cnov' in the net.*Ignoring source layer "
+                                          r"cnov.*did you mean `conv`"):
+        write_caffemodel(str(path), {"cnov": [np.zeros((3, 4, 1, 1)), np.zeros(3)]},
+                         types=_fit_net())
+    assert not path.exists()
+    # a plain mapping of types (no net) keeps writing any name
+    write_caffemodel(str(path), {"cnov": [np.zeros(3)]}, types={"cnov": "Convolution"})
+    assert path.exists()
+
+
+def test_write_caffemodel_refuses_a_shape_blob_shapeequals_rejects(tmp_path):
+    from netdsl.errors import NetdslError
+    from netdsl.weights import write_caffemodel
+    path = tmp_path / "m.caffemodel"
+    # 12 values either way, but (3, 4) is not (3, 4, 1, 1): net.cpp's message, with
+    # Blob::shape_string ("3 4 (12)")
+    with pytest.raises(NetdslError) as e:
+        write_caffemodel(str(path), {"conv": [np.zeros((3, 4)), np.zeros(3)]}, types=_fit_net())
+    assert e.value.message == (
+        "Cannot copy param 0 weights from layer 'conv'; shape mismatch.  Source param shape "
+        "is 3 4 (12); target param shape is 3 4 1 1 (12). To learn this layer's parameters "
+        "from scratch rather than copying from a saved net, rename the layer.")
+    with pytest.raises(NetdslError, match="Incompatible number of blobs for layer conv"):
+        write_caffemodel(str(path), {"conv": [np.zeros((3, 4, 1, 1))]}, types=_fit_net())
+    assert not path.exists()
+    write_caffemodel(str(path), {"conv": [np.zeros((3, 4, 1, 1)), np.zeros(3)],
+                                 "fc": [np.zeros((2, 27)), np.zeros(2)]}, types=_fit_net())
+    # the V1 form stores num/channels/height/width: (2, 27) is written 1 1 2 27, which
+    # Blob::ShapeEquals matches against (2, 27) by LegacyShape (leading 1s)
+    write_caffemodel(str(path), {"fc": [np.zeros((2, 27)), np.zeros(2)]}, types=_fit_net(),
+                     v1=True)
+
+
+def test_run_refuses_a_blob_of_the_right_count_and_wrong_shape(tmp_path, cli):
+    from netdsl.weights import write_caffemodel
+    (tmp_path / "n.prototxt").write_text(FIT)
+    # written without the net, so the writer cannot check it: fc's weights as (27, 2)
+    write_caffemodel(str(tmp_path / "bad.caffemodel"),
+                     {"conv": [np.ones((3, 4, 1, 1)), np.zeros(3)],
+                      "fc": [np.ones((27, 2)), np.zeros(2)]})
+    np.save(str(tmp_path / "x.npy"), np.ones((1, 4, 3, 3), np.float32))
+    code, out, err = cli("run", "n.prototxt", "bad.caffemodel", "--input", "data=x.npy")
+    assert code == 2
+    assert ("layer 'fc': Cannot copy param 0 weights from layer 'fc'; shape mismatch.  Source "
+            "param shape is 27 2 (54); target param shape is 2 27 (54).") in err
+    # legacy 4-D dims (V1 form): 1 1 2 27 loads into (2, 27), as in Caffe
+    write_caffemodel(str(tmp_path / "v1.caffemodel"),
+                     {"conv": [np.ones((3, 4, 1, 1)), np.zeros(3)],
+                      "fc": [np.ones((2, 27)), np.zeros(2)]}, v1=True)
+    code, out, err = cli("run", "n.prototxt", "v1.caffemodel", "--input", "data=x.npy")
+    # conv: 4 ones summed = 4 per pixel; fc: 27 * 4 = 108
+    assert code == 0 and "fc 1x2 min 108 mean 108 max 108" in out
+
+
+# -- the odd bilinear kernel and FCN on a ResNet trunk (issue 21, item 6) ------------------
+
+def test_upsample_odd_kernel_geometry_and_weights(tmp_path):
+    from netdsl.ops.upsample import geometry
+    # kernel 2f - 1, stride f, pad 0; FCN's even kernel stays the default
+    assert geometry("bilinear", 2, kernel="odd") == {"kernel_size": 3, "stride": 2, "pad": 0}
+    assert geometry("bilinear", 8, kernel="odd") == {"kernel_size": 15, "stride": 8, "pad": 0}
+    assert geometry("bilinear", 8) == {"kernel_size": 16, "stride": 8, "pad": 4}
+    for f in (2, 3, 4):
+        (tmp_path / "u.yaml").write_text(
+            "inputs:\n  data: [1, 1, 1, 6]\nlayers:\n  - upsample: up\n    factor: %d\n"
+            "    kernel: odd\n    channels: 1\n" % f)
+        from netdsl.spec import build_nets, load_spec
+        net = build_nets(load_spec(str(tmp_path / "u.yaml")))["deploy"]
+        # a ramp x[i] = i upsampled: BilinearFiller's triangle 1 - |t - (f-1)|/f over taps
+        # t = 0 .. 2f-2 interpolates linearly, so full-output pixel z (pad 0) holds
+        # (z - (f - 1)) / f wherever two inputs contribute: z from f - 1 to 5f + f - 1
+        x = np.arange(6, dtype=np.float32).reshape(1, 1, 1, 6)
+        out = forward(net, None, {"data": x})["up"][0, 0]
+        # the one input row lands on output row f - 1, the kernel's centre (weight 1)
+        assert out.shape == (2 * f - 1, f * 5 + 2 * f - 1)   # deconv_out: f(H-1) + 2f - 1
+        up = out[f - 1]
+        z = np.arange(f - 1, 5 * f + f)
+        np.testing.assert_allclose(up[z], (z - (f - 1)) / f, rtol=1e-6, atol=1e-6)
+
+
+def test_upsample_odd_kernel_is_bilinear_only(tmp_path, cli):
+    (tmp_path / "u.yaml").write_text(
+        "inputs:\n  data: [1, 1, 4, 4]\nlayers:\n  - upsample: up\n    factor: 2\n"
+        "    kernel: odd\n    mode: nearest\n    channels: 1\n")
+    code, out, err = cli("build", "u.yaml", "-o", "o")
+    assert code == 2 and "u.yaml:6:13" in err and "`kernel: odd` is a bilinear kernel" in err
+
+
+def test_fcn8s_resnet50_crop_offsets_by_hand(tmp_path, cli):
+    # pycaffe's coord_map rules (caffe/python/caffe/coord_map.py): a Convolution or Pooling
+    # maps y = x/s + (p - (k-1)/2)/s, a Deconvolution y = s*x + (k-1)/2 - p, and element-wise
+    # layers keep the map; a crop offset is the shift between the two bottoms' maps.
+    # In input (data) coordinates x:
+    #   conv1 7x7/2 pad 3:          c1 = x/2 + (3 - 3)/2              = x/2
+    #   pool1 3x3/2 pad 0:          p1 = c1/2 + (0 - 1)/2             = x/4 - 1/2
+    #   res2 (stride 1, 1x1 pad 0 and 3x3 pad 1: shift 0):             x/4 - 1/2
+    #   res3 first unit 1x1/2 pad 0 (branch1 and branch2a alike): r3 = x/8 - 1/4
+    #   res4:                        r4 = r3/2 = x/16 - 1/8
+    #   res5:                        r5 = r4/2 = x/32 - 1/16
+    #   upscore2 (kernel 3, stride 2, pad 0): u2 = 2*r5 + 1        = x/16 + 7/8
+    #     crop onto score_res4 (= r4): offset u2 - r4 = 1
+    #   upscore_res4 (3/2/0) on fuse_res4 (= r4): u4 = 2*r4 + 1    = x/8 + 3/4
+    #     crop onto score_res3 (= r3): offset u4 - r3 = 1
+    #   upscore8 (kernel 15, stride 8, pad 0) on fuse_res3 (= r3): u8 = 8*r3 + 7 = x + 5
+    #     crop onto data: offset 5
+    # With FCN's even kernel 4 (pad 1 grouped) u2 = 2*r5 + 1/2: offset 1/2, not a pixel.
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    spec = os.path.join(root, "specs", "resnet", "fcn8s-resnet50.yaml")
+    code, out, err = cli("build", spec, "-o", "o")
+    assert code == 0, err
+    from netdsl.coord_map import offsets_for
+    from netdsl.prototxt import read_net
+    net = read_net(str(tmp_path / "o" / "deploy.prototxt"))
+    crops = {l.name: (l.crop_param.axis, list(l.crop_param.offset)) for l in net.layer
+             if l.type == "Crop"}
+    assert crops == {"upscore2c": (2, [1]), "upscore_res4c": (2, [1]), "score": (2, [5])}
+    assert all(r.matches for r in offsets_for(net).values())
+    # sizes (conv_layer.cpp floor, pooling_layer.cpp ceil) for 500x500: conv1 250, pool1
+    # ceil(247/2) + 1 = 125, res3 (125 - 1)/2 + 1 = 63, res4 32, res5 16; deconv_out
+    # 2*15 + 3 = 33 >= 1 + 32, 2*31 + 3 = 65 >= 1 + 63, 8*62 + 15 = 511 >= 5 + 500
+    code, out, err = cli("shapes", "o/deploy.prototxt")
+    assert "-> upscore2 (1,21,33,33)" in out and "-> upscore_res4 (1,21,65,65)" in out
+    assert "-> upscore8 (1,21,511,511)" in out and "-> score (1,21,500,500)" in out
+    # KaimingHe's ResNet-50 without fc1000: 25,557,032 - 2048*1000 - 1000 = 23,508,032,
+    # + conv1's bias (64, bias_term in the published net) + 3 scores (2048, 1024 and 512 in,
+    # 21 out, with bias) + 3 grouped deconvolutions (21 kernels of 3x3, 3x3, 15x15)
+    head = 2049 * 21 + 1025 * 21 + 513 * 21 + 21 * 9 * 2 + 21 * 225
+    assert ("%s learnable parameters" % "{:,}".format(23508032 + 64 + head)) in out
+    # the even kernel cannot align the crops: half a pixel
+    even = open(spec).read().replace("    kernel: odd\n", "")
+    (tmp_path / "even.yaml").write_text(even)
+    code, out, err = cli("build", "even.yaml", "-o", "e")
+    assert code == 2 and "the offset 1/2 is not a whole number of pixels" in err
+    assert "'upscore2' is the last layer before the crop" in err and "`kernel: odd`" in err
+
+
+def test_render_list_shows_the_resnet_spec(cli):
+    code, out, err = cli("render", "--list")
+    assert code == 0 and "  resnet/fcn8s-resnet50.yaml" in out
+
+
+def test_the_resnet_spec_validates_against_the_json_schema(tmp_path):
+    jsonschema = pytest.importorskip("jsonschema")
+    import json
+    from netdsl.spec.load import load_file, plain
+    out = tmp_path / "schema.json"
+    assert main(["schema", "-o", str(out)]) == 0
+    validator = jsonschema.Draft202012Validator(json.loads(out.read_text()))
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    doc = plain(load_file(os.path.join(root, "specs", "resnet", "fcn8s-resnet50.yaml")))
+    assert [e.message for e in validator.iter_errors(doc)] == []
+    bad = {"layers": [{"upsample": "u", "factor": 2, "channels": 1, "kernel": "odd-ish"}]}
+    assert any("odd-ish" in e.message for e in validator.iter_errors(bad))
+
+
+def test_shapes_json_counts_learnable_and_statistics(tmp_path, cli):
+    import json
+    (tmp_path / "bn.prototxt").write_text(BN_NET)
+    code, out, err = cli("shapes", "bn.prototxt", "--format", "json")
+    # conv 3*2*1*1 + 3 = 9 learned; BatchNorm over 3 channels: 3 + 3 + 1 = 7 statistics
+    doc = json.loads(out)
+    assert (doc["learnable_count"], doc["statistics_count"]) == (9, 7)

@@ -78,6 +78,17 @@ class _Weights:
     def names(self) -> List[str]:
         return list(self._dict) if self._dict is not None else self._model.names()
 
+    def check(self, lt: LayerType, lp: Message, bottoms: List[np.ndarray]) -> None:
+        """Caffe's CopyTrainedLayersFrom on a caffemodel's blobs of ``lp``: each must
+        pass Blob::ShapeEquals with the layer's parameter (same count is not enough)."""
+        if self._model is None or lt.params is None or lp.name not in self._model:
+            return
+        from ..weights.caffemodel.shape_check import copy_mismatch, shape_equals
+        want = lt.param_shapes(lp, [tuple(b.shape) for b in bottoms])
+        for j, (target, entry) in enumerate(zip(want, self._model.layer(lp.name).blobs)):
+            if not shape_equals(target, entry.shape, entry.legacy):
+                raise copy_mismatch(lp.name, j, entry.shape, target)
+
     def close(self) -> None:
         if self._close and self._model is not None:
             self._model.close()
@@ -239,6 +250,8 @@ def forward(net: Any, weights: WeightsArg = None,
                 raise NetdslError("layer gave %d tops for %d top names" % (len(tops), len(lp.top)),
                                   layer=lp.name)
             for name, arr in zip(lp.top, tops):
+                if arr is None:   # a data layer's top that no layer reads and no input gave
+                    continue
                 result[name] = arr
                 available[name] = None
     finally:
@@ -250,18 +263,25 @@ def forward(net: Any, weights: WeightsArg = None,
 def _run_layer(lp: Message, bottoms: List[np.ndarray], layers: List[Message], wts: _Weights,
                given: Mapping[str, np.ndarray], rng: np.random.Generator, phase: int
                ) -> List[np.ndarray]:
-    if not lp.bottom and lp.top and all(t in given for t in lp.top):
-        return [given[t] for t in lp.top]
+    if not lp.bottom and lp.top and any(t in given for t in lp.top):
+        read = {b for other in layers for b in other.bottom}
+        if all(t in given or t not in read for t in lp.top):   # unread tops stay unmade
+            return [given.get(t) for t in lp.top]
     lt = lookup(lp.type)
     if lt is None or lt.forward is None:
         if not lp.bottom and lp.type.endswith("Data"):
+            read = {b for other in layers for b in other.bottom}
+            need = [t for t in lp.top if t not in given and t in read] or list(lp.top)
             raise NetdslError("data layer of type '%s': give its top%s %s as input"
-                              % (lp.type, "s" if len(lp.top) > 1 else "",
-                                 ", ".join("'%s'" % t for t in lp.top)), layer=lp.name)
+                              % (lp.type, "s" if len(need) > 1 else "",
+                                 ", ".join("'%s'" % t for t in need)), layer=lp.name,
+                              hint=" ".join("--input %s=%s.npy" % (t, t) for t in need))
         runnable = [n for n in current().names() if current().get(n).forward is not None]
         raise NetdslError("no numpy forward for layer type '%s'" % lp.type, layer=lp.name,
                           hint=did_you_mean(lp.type, runnable))
     blobs = wts.get(lp.name)
+    if blobs is not None:
+        wts.check(lt, lp, bottoms)
     if blobs is None:
         blobs = _shared_owner(lp, layers, wts)
     try:

@@ -130,7 +130,9 @@ def declare_hint(layer: Message) -> str:
 
 
 def needs_declaration(layer: Message, why: str) -> NetdslError:
-    return NetdslError("%s layer: %s" % (layer.type, why), hint=declare_hint(layer))
+    exc = NetdslError("%s layer: %s" % (layer.type, why), hint=declare_hint(layer))
+    exc.declare_tops = (tuple(layer.top), not len(layer.bottom))   # for the CLI's flags
+    return exc
 
 
 def enum_name(msg: Message, field_name: str) -> str:

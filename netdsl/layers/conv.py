@@ -423,6 +423,29 @@ def _deconvolution(layer: Message, bottoms: List[np.ndarray], blobs: List[np.nda
     return outs
 
 
+def _im2col_forward(layer: Message, bottoms: List[np.ndarray], blobs: List[np.ndarray],
+                    ctx: Context, g: ConvGeometry) -> List[np.ndarray]:
+    """im2col_layer.cpp Forward_cpu: the axes before the channel axis are the
+    num; for each, column row ``c * prod(kernel) + flat(kernel offset)`` (channel
+    major, kernel offsets in raster order) holds, at each output position, the
+    input at ``out*stride - pad + offset*dilation`` (0 in the padding).
+    im2col_cpu (2-D) and im2col_nd_cpu (force_nd_im2col) give the same values."""
+    x = np.asarray(bottoms[0], dtype=np.float32)
+    ca = g.axis
+    lead, c, spatial = x.shape[:ca], x.shape[ca], x.shape[ca + 1:]
+    outs = [conv_out(sz, k, s, p, d) for sz, k, s, p, d in
+            zip(spatial, g.kernel, g.stride, g.pad, g.dilation)]
+    xm = x.reshape((-1, c) + spatial)
+    xp = np.pad(xm, ((0, 0), (0, 0)) + tuple((p, p) for p in g.pad))
+    rows = []
+    for offs in np.ndindex(*g.kernel):
+        idx = tuple(slice(o * d, o * d + s * (n - 1) + 1, s) for o, d, s, n in
+                    zip(offs, g.dilation, g.stride, outs))
+        rows.append(xp[(slice(None), slice(None)) + idx])
+    cols = np.stack(rows, axis=2)          # (num, C, prod(kernel), *out)
+    return [cols.reshape(lead + (c * len(rows),) + tuple(outs))]
+
+
 # -- declarations ----------------------------------------------------------------------
 
 _CONV = dict(family="conv", bottoms=(1, None), tops=(1, None), equal=True, geometry=_geometry,
@@ -435,4 +458,5 @@ declare("Deconvolution", forward=_deconvolution, reads=("convolution_param",),
         surgery=_deconv_surgery, cost=_deconv_cost, **_CONV)
 declare("Im2col", family="conv", bottoms=1, tops=1, reads=("convolution_param",),
         geometry=_im2col_geometry, shape=_im2col, coord_map=_conv_map, empty_hint=_empty_hint,
+        forward=_im2col_forward,
         size_field=_F + "kernel_size")

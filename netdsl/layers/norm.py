@@ -285,6 +285,16 @@ def _batch_norm_fillers(layer: Message, shapes: List[Shape]) -> list:
     return [_ZERO] * len(shapes)
 
 
+def _batch_norm_unit_fillers(layer: Message, shapes: List[Shape]) -> list:
+    """Statistics under which a fresh net's TEST forward is usable: mean 0, variance 1
+    and moving-average factor 1, so batch_norm_layer.cpp's TEST forward computes
+    (x - 0/1) / sqrt(1/1 + eps), i.e. x / sqrt(1 + eps), instead of Caffe's default
+    zeros, whose factor 0 makes it x / sqrt(eps)."""
+    values = (0.0, 1.0, 1.0)
+    return [{"type": "constant", "value": values[i] if i < 3 else 0.0}
+            for i in range(len(shapes))]
+
+
 def _scale_fillers(layer: Message, shapes: List[Shape]) -> list:
     # the scale blob (absent with two bottoms) takes `filler`, constant 1 when unset;
     # the bias (bias_term) takes `bias_filler`
@@ -302,7 +312,8 @@ def _bias_fillers(layer: Message, shapes: List[Shape]) -> list:
 
 declare("BatchNorm", family="norm", bottoms=1, tops=1, shape=_batch_norm,
         params=_batch_norm_params, fillers=_batch_norm_fillers, coord_map=identity_map,
-        forward=batch_norm, needs_weights=True, cost=elementwise_cost)
+        forward=batch_norm, needs_weights=True, cost=elementwise_cost,
+        extra={"statistics": True, "unit_statistics": _batch_norm_unit_fillers})
 declare("Scale", family="norm", bottoms=(1, 2), tops=1, shape=_scale, params=_scale_params,
         fillers=_scale_fillers, coord_map=identity_map, forward=scale,
         needs_weights=lambda layer: len(layer.bottom) == 1 or layer.scale_param.bias_term,

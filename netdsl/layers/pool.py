@@ -177,20 +177,53 @@ def _spp(layer: Message, bottoms: List[Shape], ntop: int) -> List[Shape]:
         enum_name(sp, "pool"))
     method = method_ev.number if method_ev is not None else -1
     total = 0
+    for g in _spp_levels(h, w, levels, method, pool_desc):
+        if levels == 1:
+            return [(n, c) + g.out]
+        total += c * g.out[0] * g.out[1]
+    return [(n, total)]
+
+
+def _spp_levels(h: int, w: int, levels: int, method: int, pool_desc) -> List[PoolGeometry]:
+    """spp_layer.cpp GetPoolingParam: level l has 2^l bins a side, kernel
+    ceil(in / bins), pad (kernel*bins - in + 1) / 2 (integer), stride = kernel;
+    the pooled size follows pooling_layer.cpp (ceil mode, the padding clip)."""
+    out = []
     for lvl in range(levels):
         bins = 2 ** lvl
         kh, kw = -(-h // bins), -(-w // bins)
         ph, pw = (kh * bins - h + 1) // 2, (kw * bins - w + 1) // 2
         try:
             _pool_pad_checks(method, pool_desc, kh, kw, ph, pw)
-            oh, ow = pool_dims(h, w, kh, kw, kh, kw, ph, pw)
+            dims = pool_dims(h, w, kh, kw, kh, kw, ph, pw)
         except NetdslError as exc:
             raise err("pyramid level %d (%d x %d bins over %d x %d): %s"
                       % (lvl, bins, bins, h, w, exc.message), "spp_param.pyramid_height")
-        if levels == 1:
-            return [(n, c, oh, ow)]
-        total += c * oh * ow
-    return [(n, total)]
+        out.append(PoolGeometry((kh, kw), (kh, kw), (ph, pw), False, True, dims))
+    return out
+
+
+def _spp_forward(layer: Message, bottoms: List[np.ndarray], blobs: List[np.ndarray],
+                 ctx: Context) -> List[np.ndarray]:
+    """spp_layer.cpp Forward_cpu: each level is a Pooling layer (the level's
+    kernel, stride and pad; the SPP's method) on the whole bottom; with
+    pyramid_height 1 that pooling's 4-D top is the top, otherwise each level is
+    flattened to (num, C*PH*PW) and the levels are concatenated along axis 1."""
+    x = bottoms[0]
+    n, c, h, w = x.shape
+    sp = layer.spp_param
+    pool_layer = type(layer)()            # the LayerParameter GetPoolingParam builds
+    pool_layer.name, pool_layer.type = layer.name, "Pooling"
+    method = pool_layer.pooling_param.DESCRIPTOR.fields_by_name["pool"].enum_type \
+        .values_by_name.get(enum_name(sp, "pool"))
+    pool_layer.pooling_param.pool = method.number if method is not None else -1
+    levels = _spp_levels(h, w, sp.pyramid_height, pool_layer.pooling_param.pool,
+                         pool_layer.pooling_param.DESCRIPTOR)
+    one = Context(phase=ctx.phase, ntop=1, rng=ctx.rng, inputs=ctx.inputs)
+    pooled = [_forward(pool_layer, [x], [], one, g)[0] for g in levels]
+    if len(pooled) == 1:
+        return pooled
+    return [np.concatenate([p.reshape(n, -1) for p in pooled], axis=1)]
 
 
 
@@ -266,4 +299,4 @@ declare("Pooling", family="pool", bottoms=1, tops=_pool_max_tops, geometry=pool_
         shape=_pooling, coord_map=_pool_map, forward=_forward, cost=_pool_cost,
         empty_hint=_empty_hint,
         size_field=_F + "kernel_size")
-declare("SPP", family="pool", bottoms=1, tops=1, shape=_spp)
+declare("SPP", family="pool", bottoms=1, tops=1, shape=_spp, forward=_spp_forward)

@@ -167,7 +167,8 @@ def _check_crops(compiled: Compiled, phase: str, strict: bool, seen: set) -> Non
         if rec is None or rec.node is None:
             return err
         err.field = "offset" if rec.reference is not None else "crop_param"
-        err.hint = ("drop `offset:` and the maps' offset is used" if rec.reference is not None
+        err.hint = ("drop `offset:` and the maps' offset is used"
+                    if rec.reference is not None and not getattr(err, "unconfirmed", False)
                     else err.hint)
         return locate(err, rec)
 
@@ -257,14 +258,16 @@ def build(path: str, out_dir: Optional[str] = None, variables: Optional[Dict[str
           source: Optional[str] = None, seed: int = 0, check: bool = True,
           custom_types: Sequence[str] = (), double: bool = False,
           allow_large: bool = False, strict: Optional[bool] = None,
-          report: Optional[list] = None, max_memory: Optional[Any] = None) -> List[str]:
+          report: Optional[list] = None, max_memory: Optional[Any] = None,
+          bn_stats: str = "zero") -> List[str]:
     """Build a spec and write ``<phase>.prototxt`` (and ``solver.prototxt``, and with
     ``weights`` an initialised ``init.caffemodel``) into ``out_dir``.
 
     Everything is built and checked before the first file is written, and each
     file is replaced atomically, so an error leaves ``out_dir`` as it was.
     ``out_dir`` defaults to ``out/<spec name>``.  Returns the paths written.
-    The weights are refused past ``max_memory`` (see :mod:`netdsl.memory`).
+    The weights are refused past ``max_memory`` (see :mod:`netdsl.memory`);
+    ``bn_stats`` as for :func:`netdsl.weights.init_weights`.
     """
     from ..fileio import atomic_write
     spec = load_spec(path, variables, custom_types=custom_types)
@@ -276,7 +279,7 @@ def build(path: str, out_dir: Optional[str] = None, variables: Optional[Dict[str
     if weights:
         with schema_of(spec):
             model = initial_weights(built, source=source, seed=seed, report=report,
-                                    max_memory=max_memory)
+                                    max_memory=max_memory, bn_stats=bn_stats)
     if os.path.exists(out_dir) and not os.path.isdir(out_dir):
         raise NetdslError("cannot write into %s: it is a file" % out_dir)
     written = []
@@ -339,7 +342,8 @@ def _warn_if_stale(path: str, built: Built) -> None:
 
 
 def initial_weights(built: Built, *, source: Optional[str] = None, seed: int = 0,
-                    report: Optional[list] = None, max_memory: Optional[Any] = None):
+                    report: Optional[list] = None, max_memory: Optional[Any] = None,
+                    bn_stats: str = "zero"):
     """(net, {layer: [arrays]}): fillers, then ``source`` transplanted by layer name, then
     bilinear/nearest surgery on the upsample ops' layers (``netdsl.weights.init_weights``).
     With ``report`` (a list), the lines of :func:`netdsl.init_report.init_report_lines`
@@ -355,7 +359,7 @@ def initial_weights(built: Built, *, source: Optional[str] = None, seed: int = 0
     nearest = [n for n in nearest if n in names]
     from ..memory import guard_init, resolve_limit
     guard_init(compiled.net, compiled.inputs or None, limit=resolve_limit(max_memory),
-               file=built.spec.path)
+               file=built.spec.path, declared=compiled.declared or None)
     owned = None
     try:
         if source is not None and built.spec.schema is not None:
@@ -364,7 +368,8 @@ def initial_weights(built: Built, *, source: Optional[str] = None, seed: int = 0
         transplants: list = []
         blobs = init_weights(compiled.net, seed=seed, source=source, interp_layers=interp,
                              nearest_layers=nearest, inputs=compiled.inputs or None,
-                             report=transplants)
+                             report=transplants, bn_stats=bn_stats,
+                             declared=compiled.declared or None)
     except NetdslError as exc:
         rec = compiled.layers.get(exc.layer or "")
         if rec is not None and rec.node is not None:
@@ -376,7 +381,8 @@ def initial_weights(built: Built, *, source: Optional[str] = None, seed: int = 0
     if report is not None:
         from ..init_report import init_report_lines
         report.extend(init_report_lines(compiled.net, blobs, transplants=transplants,
-                                        interp_layers=interp, nearest_layers=nearest))
+                                        interp_layers=interp, nearest_layers=nearest,
+                                        bn_stats=bn_stats))
     return compiled.net, blobs
 
 

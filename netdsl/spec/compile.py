@@ -405,6 +405,20 @@ def _out_of_range(exc: NetdslError) -> bool:
     return exc.field is not None and " is out of range (" in exc.message
 
 
+def _same_size(a: Any, b: Any) -> bool:
+    """Whether two builder tops have the same spatial size (False when they cannot be
+    shaped on their own)."""
+    from ..shapes import infer_shapes
+    sizes = []
+    for top in (a, b):
+        try:
+            net = top.to_proto()
+            sizes.append(infer_shapes(net).blobs[net.layer[-1].top[top.n]][2:])
+        except (NetdslError, AttributeError, IndexError, KeyError):
+            return False
+    return sizes[0] == sizes[1]
+
+
 def _crop(rec: Record, btops: List[Any], ref_top: Any, kwargs: Dict[str, Any]):
     from .. import layers as L
     if len(btops) != 1:
@@ -412,7 +426,7 @@ def _crop(rec: Record, btops: List[Any], ref_top: Any, kwargs: Dict[str, Any]):
     if rec.offset is None:
         from ..coord_map import crop
         try:
-            auto = crop(btops[0], ref_top)
+            auto = crop(btops[0], ref_top, lambda: _same_size(btops[0], ref_top))
         except NetdslError as exc:
             if _out_of_range(exc):
                 raise  # a bad value in an earlier layer: reported where it is written

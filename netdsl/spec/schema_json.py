@@ -143,6 +143,7 @@ def spec_schema(pb2: Optional[ModuleType] = None) -> Dict[str, Any]:
             "channels": _wrap({"type": "integer", "minimum": 1}),
             "mode": _wrap({"enum": ["bilinear", "nearest"]}),
             "learnable": _wrap({"type": "boolean"}), "dense": _wrap({"type": "boolean"}),
+            "kernel": _wrap({"enum": ["even", "odd"]}),
             "name": {"type": "string"}, "bottom": {"$ref": "#/$defs/names"},
             "param": layer_fields["param"], "phases": {"$ref": "#/$defs/phases"},
             "when": LAYER_KEYS["when"]}}

@@ -23,18 +23,31 @@ __all__ = ["init_weights", "layer_fillers"]
 _ZERO = {"type": "constant", "value": 0.0}
 
 
-def layer_fillers(layer: Any, shapes: Union[int, Sequence[Sequence[int]]]) -> List[Any]:
+BN_STATS = ("zero", "unit")
+
+
+def layer_fillers(layer: Any, shapes: Union[int, Sequence[Sequence[int]]],
+                  bn_stats: str = "zero") -> List[Any]:
     """The fillers Caffe's layer setup uses for the blobs of ``layer`` (their
     ``shapes``, or just their count), from its type's rule in the layer registry
     (:mod:`netdsl.layers`): e.g. ``weight_filler`` then ``bias_filler`` for
     Convolution and InnerProduct, constant 1 for an unset Scale filler, 0.25 for
     PReLU.  A type with no filler rule gets constant 0 with a warning.
+    ``bn_stats="unit"`` gives statistics blobs (a type declaring
+    ``unit_statistics``: BatchNorm) mean 0, variance 1 and factor 1 instead of
+    Caffe's zeros.
     """
     from ..layers import lookup
+    if bn_stats not in BN_STATS:
+        raise NetdslError("bn_stats is %s, not %r" % (" or ".join(BN_STATS), bn_stats),
+                          field="bn_stats")
     if isinstance(shapes, int):
         shapes = [None] * shapes
     count = len(shapes)
     lt = lookup(layer.type)
+    unit = lt.extra.get("unit_statistics") if lt is not None else None
+    if bn_stats == "unit" and unit is not None:
+        return list(unit(layer, list(shapes)))
     if lt is not None and lt.fillers is not None:
         return list(lt.fillers(layer, list(shapes)))
     if count:
@@ -55,13 +68,13 @@ def init_weights(net: Any, *, seed: int = 0, source: Optional[Source] = None,
                  interp_layers: Iterable[str] = (), nearest_layers: Iterable[str] = (),
                  inputs: Any = None, phase: Any = None,
                  report: Optional[List[TransplantReport]] = None,
-                 unfilled: Iterable[str] = (),
+                 unfilled: Iterable[str] = (), bn_stats: str = "zero", declared: Any = None,
                  ) -> Dict[str, List[np.ndarray]]:
     """``{layer_name: [float32 arrays]}`` for every layer with learnable blobs.
 
     ``net`` is a NetParameter or a prototxt path; ``inputs`` and ``phase`` are
     passed to :func:`netdsl.shapes.infer_shapes` (None: the net's own inputs,
-    its state's phase).  Steps:
+    its state's phase), as is ``declared`` (shapes of tops no rule gives).  Steps:
     fillers per :func:`layer_fillers` (seeded by ``seed``, layer name and blob
     index, so results are reproducible), then blobs from ``source`` (a
     caffemodel path, CaffeModel or weight dict) by layer name with
@@ -71,13 +84,16 @@ def init_weights(net: Any, *, seed: int = 0, source: Optional[Source] = None,
     through a named ``param`` are one array, filled by the first layer that
     owns it, as in Caffe.  Layers named in ``unfilled`` get zeros instead of a
     filler's draw (for a caller that overwrites them, e.g. from a caffemodel).
+    ``bn_stats`` is passed to :func:`layer_fillers` (``"unit"``: BatchNorm
+    statistics that make a fresh net's TEST forward usable).
     """
     if isinstance(net, str):
         from ..prototxt import read_net
         net = read_net(net)
     from ..shapes import infer_shapes
-    shapes = infer_shapes(net, inputs) if phase is None else infer_shapes(net, inputs,
-                                                                          phase=phase)
+    more = {} if declared is None else {"declared": declared}
+    shapes = (infer_shapes(net, inputs, **more) if phase is None
+              else infer_shapes(net, inputs, phase=phase, **more))
     skip = set(unfilled)
     weights: Dict[str, List[np.ndarray]] = {}
     shared: Dict[str, np.ndarray] = {}
@@ -86,7 +102,7 @@ def init_weights(net: Any, *, seed: int = 0, source: Optional[Source] = None,
         if not param_shapes:
             continue
         lp = entry.layer   # the layer of the phase shaped, not another of the same name
-        fillers = layer_fillers(lp, param_shapes)
+        fillers = layer_fillers(lp, param_shapes, bn_stats)
         fillers += [_ZERO] * (len(param_shapes) - len(fillers))
         blobs: List[np.ndarray] = []
         for i, (shape, filler) in enumerate(zip(param_shapes, fillers)):

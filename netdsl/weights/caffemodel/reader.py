@@ -36,6 +36,7 @@ class BlobEntry:
     offset: int  # byte offset of the BlobProto message in the file
     segments: Tuple[Tuple[int, int, int], ...] = field(repr=False, default=())
     # (offset of the first value, number of values, stride in bytes)
+    legacy: bool = False  # stored with num/channels/height/width (Blob::ShapeEquals)
 
     @property
     def count(self) -> int:
@@ -480,7 +481,7 @@ class _Scanner:
             raise self.fail("blob of layer '%s' has shape %s (%d values) but stores %d %s "
                             "values" % (layer, shape, count, stored,
                                         "double_data" if f64 else "data"), tag_pos)
-        return BlobEntry(shape, dtype, tag_pos, tuple(segs))
+        return BlobEntry(shape, dtype, tag_pos, tuple(segs), bool(legacy))
 
     def floats(self, segs: List[Tuple[int, int, int]], wire: int, tag_pos: int, pos: int,
                end: int, number: int, size: int) -> int:

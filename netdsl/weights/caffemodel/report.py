@@ -6,6 +6,7 @@ from typing import Any, Dict, Optional
 
 import numpy as np
 
+from ...errors import NetdslError
 from .reader import open_caffemodel
 
 __all__ = ["inspect", "format_inspect"]
@@ -22,6 +23,11 @@ def inspect(path: str, stats: bool = False, *, pb2: Optional[ModuleType] = None
     the file; NaN when the blob holds a NaN, None when it is empty).
     """
     with open_caffemodel(path, pb2=pb2) as model:
+        if model.size == 0:
+            raise NetdslError("empty file (0 bytes): not a caffemodel (a caffemodel is a "
+                              "binary NetParameter with its layers' blobs)", file=path,
+                              hint="was it written completely? `netdsl init NET -o FILE` "
+                                   "makes one")
         layers = []
         total = 0
         for entry in model.layers:

@@ -91,6 +91,42 @@ def _layer_items(layers: LayersArg, types: Any) -> Iterator[Tuple[str, str, Sequ
         yield str(name), str(type_) if type_ else type_of.get(name, ""), blobs
 
 
+def _net_check(types: Any):
+    """A check of (layer name, blobs) against the net ``types``, or None when
+    ``types`` is not a NetParameter."""
+    if not (hasattr(types, "layer") and hasattr(types, "layers")):
+        return None
+    names = {lp.name for lp in types.layer}
+    params: Dict[str, List[Tuple[int, ...]]] = {}
+    from ...shapes import infer_shapes
+    try:
+        for ls in infer_shapes(types).layers:
+            params.setdefault(ls.name, [tuple(s) for s in ls.param_shapes])
+    except NetdslError:
+        params = {}     # the net needs inputs to be shaped: names only
+
+    def check(name: str, blobs: Sequence[Any], v1: bool) -> None:
+        if name not in names:
+            raise NetdslError("no layer '%s' in the net; Caffe's CopyTrainedLayersFrom would "
+                              "ignore its blobs (\"Ignoring source layer %s\"), so they could "
+                              "never load" % (name, name), layer=name,
+                              hint=did_you_mean(name, names))
+        want = params.get(name)
+        if want is None or isinstance(blobs, np.ndarray):
+            return
+        if len(want) != len(blobs):
+            raise NetdslError("Incompatible number of blobs for layer %s (the net's layer has "
+                              "%d, the weights %d)" % (name, len(want), len(blobs)), layer=name)
+        from .shape_check import copy_mismatch, shape_equals
+        for j, (target, value) in enumerate(zip(want, blobs)):
+            source = tuple(np.shape(value))
+            if v1:   # written with num/channels/height/width, padded with leading 1s
+                source = (1,) * (4 - len(source)) + source if len(source) <= 4 else source
+            if not shape_equals(target, source, v1):
+                raise copy_mismatch(name, j, source, target)
+    return check
+
+
 #: the (message, field) pairs a caffemodel written here sets
 _WRITTEN = (("caffe.NetParameter", "name"), ("caffe.NetParameter", "layer"),
             ("caffe.NetParameter", "layers"), ("caffe.LayerParameter", "name"),
@@ -134,6 +170,15 @@ def write_caffemodel(path: str, layers: LayersArg, *, types: Any = None,
     binary protos with a total-bytes limit of INT_MAX and protobuf cannot parse
     a message that large, so only this module's reader could open it.
 
+    When ``types`` is a ``NetParameter`` the weights must fit that net: a layer
+    name the net lacks is refused (Caffe's ``CopyTrainedLayersFrom`` would skip it
+    with "Ignoring source layer", so its weights would never load: a misspelt
+    name, or weights for another net), and so is a blob whose shape
+    ``Blob::ShapeEquals`` rejects for the net's layer, or a layer with another
+    number of blobs (Caffe stops at both; see :mod:`.shape_check`).  The
+    parameter shapes come from the net's own shape inference (its TEST phase);
+    when that needs more (inputs of data layers) only names are checked.
+
     The file is replaced atomically (temporary file, fsync, rename).  Returns the
     number of bytes written.
     """
@@ -161,7 +206,10 @@ def write_caffemodel(path: str, layers: LayersArg, *, types: Any = None,
             head = _len_head(s.net_name, len(piece)) + piece
             fh.write(head)
             total += len(head)
+        check = _net_check(types)
         for lname, ltype, blobs in _layer_items(layers, types):
+            if check is not None:
+                check(lname, blobs, v1)
             pieces = _plan_layer(s, lname, ltype, blobs, dtype, v1)
             size = sum(len(p) if isinstance(p, bytes) else p.nbytes for p in pieces)
             if total + size > PROTO_LIMIT and not allow_large:
