@@ -44,7 +44,7 @@ def _plain(value: Any) -> Any:
     # exact fractions (``${7 / 2}``) become floats in a spec value
     if isinstance(value, Fraction):
         return int(value) if value.denominator == 1 else float(value)
-    if isinstance(value, list):
+    if isinstance(value, (list, tuple)):
         return [_plain(v) for v in value]
     return value
 
@@ -55,7 +55,7 @@ def evaluate(expr: str, scope: Dict[str, Any], node: Optional[Node] = None, col:
     if name is not None and name in scope:      # ${name}: the common case, looked up at once
         return _plain(scope[name])
     try:
-        parsed = parse(expr)
+        parsed = parse(expr, jinja=True)
     except ExprError as exc:
         raise error(node, "bad expression `${%s}`: %s" % (expr, exc.message), hint=exc.hint,
                     column_offset=col) from None
