@@ -110,18 +110,17 @@ def parse(text: str, *, strings: bool = True, jinja: bool = False) -> Expression
 def _parse(text: str, strings: bool, jinja: bool = False) -> Expression:
     if len(text) > MAX_LENGTH:
         raise ExprError("longer than %d characters" % MAX_LENGTH)
-    src = _joined(text.strip())
-    if jinja:
-        src = _j_source(src)
-    try:
-        tree = ast.parse(src, mode="eval")
-    except SyntaxError as exc:
-        tree = _j_without_else(src) if jinja else None
-        if tree is None:
+    if jinja:   # Jinja2's own grammar and precedence (filters bind tightest)
+        tree = _j_parse(text.strip())
+    else:
+        src = _joined(text.strip())
+        try:
+            tree = ast.parse(src, mode="eval")
+        except SyntaxError as exc:
             col = " at column %d" % exc.offset if exc.offset else ""
             raise ExprError("syntax error%s: %s" % (col, exc.msg)) from None
-    except (RecursionError, MemoryError):   # Python's parser on very deep nesting
-        raise ExprError("nested too deeply") from None
+        except (RecursionError, MemoryError):   # Python's parser on very deep nesting
+            raise ExprError("nested too deeply") from None
     depths = [(tree, 0)]
     while depths:   # the evaluator recurses: keep trees shallow
         node, d = depths.pop()
@@ -490,38 +489,95 @@ class _JScope:
         return self.scope.name(name)
 
 
-def _j_source(src: str) -> str:
-    """Jinja2's test call without parentheses (``x is divisibleby 3``) as a call."""
-    if " is " not in src:
-        return src
+def _j_parse(text: str) -> ast.Expression:
+    """``text`` parsed by Jinja2's parser (as 0.1 did), as the tree netdsl evaluates."""
+    import jinja2
+    from jinja2.parser import Parser
     try:
-        toks = [t for t in tokenize.generate_tokens(io.StringIO(src).readline)
-                if t.type not in (tokenize.NL, tokenize.NEWLINE, tokenize.ENDMARKER)]
-    except (tokenize.TokenError, SyntaxError):
-        return src
-    inserts = []
-    for i, t in enumerate(toks[:-2]):
-        if t.type != tokenize.NAME or t.string != "is":
-            continue
-        j = i + 2 if toks[i + 1].string == "not" else i + 1
-        if j + 1 >= len(toks) or toks[j].type != tokenize.NAME:
-            continue
-        arg = toks[j + 1]
-        if arg.type in (tokenize.NUMBER, tokenize.STRING) or (
-                arg.type == tokenize.NAME and arg.string not in _KEYWORDS):
-            inserts += [(toks[j].end[1], "("), (arg.end[1], ")")]
-    for col, ch in sorted(inserts, reverse=True):
-        src = src[:col] + ch + src[col:]
-    return src
+        parser = Parser(_j_env(), text, state="variable")
+        node = parser.parse_expression()
+        if not parser.stream.eos:
+            raise jinja2.TemplateSyntaxError("unexpected %s after the expression"
+                                             % parser.stream.current.type, 1)
+        return ast.Expression(body=_j_tree(node))
+    except jinja2.TemplateSyntaxError as exc:
+        raise ExprError("syntax error: %s" % exc.message) from None
+    except (RecursionError, MemoryError):
+        raise ExprError("nested too deeply") from None
 
 
-def _j_without_else(src: str) -> Optional[ast.Expression]:
-    """Jinja2's ``a if c`` (no else: undefined when ``c`` is false), or None."""
-    try:
-        tree = ast.parse("%s else %s" % (src, _NO_ELSE), mode="eval")
-    except SyntaxError:
-        return None
-    return tree if isinstance(tree.body, ast.IfExp) else None
+_J_BINOPS = {"Add": ast.Add, "Sub": ast.Sub, "Mul": ast.Mult, "Div": ast.Div,
+             "FloorDiv": ast.FloorDiv, "Mod": ast.Mod, "Pow": ast.Pow}
+_J_CMP = {"eq": ast.Eq, "ne": ast.NotEq, "lt": ast.Lt, "lteq": ast.LtE, "gt": ast.Gt,
+          "gteq": ast.GtE, "in": ast.In, "notin": ast.NotIn}
+_J_UNARY = {"Neg": ast.USub, "Pos": ast.UAdd, "Not": ast.Not}
+
+
+def _j_call(func: ast.expr, node: Any) -> ast.expr:
+    """A Jinja2 call-like node (Call, Filter, Test) as ``func(args, key=value)``."""
+    if node.dyn_args is not None or node.dyn_kwargs is not None:
+        raise ExprError("`*` and `**` arguments are not allowed")
+    if not node.args and not node.kwargs and not isinstance(func, ast.Attribute) and \
+            node.__class__.__name__ != "Call":
+        return func
+    return ast.Call(func=func, args=[_j_tree(a) for a in node.args],
+                    keywords=[ast.keyword(arg=k.key, value=_j_tree(k.value))
+                              for k in node.kwargs])
+
+
+def _j_tree(node: Any) -> ast.expr:
+    """A Jinja2 expression node as the Python ``ast`` node netdsl evaluates: a filter
+    is ``x | f(...)``, a test ``x is t(...)``, ``~`` the ``@`` operator."""
+    kind = node.__class__.__name__
+    load = ast.Load()
+    if kind == "Const":
+        return ast.Constant(value=node.value)
+    if kind == "Name":
+        return ast.Name(id=node.name, ctx=load)
+    if kind in _J_BINOPS:
+        return ast.BinOp(left=_j_tree(node.left), op=_J_BINOPS[kind](), right=_j_tree(node.right))
+    if kind in _J_UNARY:
+        return ast.UnaryOp(op=_J_UNARY[kind](), operand=_j_tree(node.node))
+    if kind in ("And", "Or"):
+        return ast.BoolOp(op=ast.And() if kind == "And" else ast.Or(),
+                          values=[_j_tree(node.left), _j_tree(node.right)])
+    if kind == "Concat":
+        out = _j_tree(node.nodes[0])
+        for part in node.nodes[1:]:
+            out = ast.BinOp(left=out, op=ast.MatMult(), right=_j_tree(part))
+        return out
+    if kind == "Compare":
+        return ast.Compare(left=_j_tree(node.expr), ops=[_J_CMP[o.op]() for o in node.ops],
+                           comparators=[_j_tree(o.expr) for o in node.ops])
+    if kind == "CondExpr":
+        orelse = ast.Name(id=_NO_ELSE, ctx=load) if node.expr2 is None else _j_tree(node.expr2)
+        return ast.IfExp(test=_j_tree(node.test), body=_j_tree(node.expr1), orelse=orelse)
+    if kind in ("Tuple", "List"):
+        items = [_j_tree(i) for i in node.items]
+        return ast.Tuple(elts=items, ctx=load) if kind == "Tuple" else ast.List(elts=items, ctx=load)
+    if kind == "Dict":
+        return ast.Dict(keys=[_j_tree(p.key) for p in node.items],
+                        values=[_j_tree(p.value) for p in node.items])
+    if kind == "Getattr":
+        return ast.Attribute(value=_j_tree(node.node), attr=node.attr, ctx=load)
+    if kind == "Getitem":
+        arg = node.arg
+        key = ast.Slice(lower=_j_opt(arg.start), upper=_j_opt(arg.stop), step=_j_opt(arg.step)) \
+            if arg.__class__.__name__ == "Slice" else _j_tree(arg)
+        return ast.Subscript(value=_j_tree(node.node), slice=key, ctx=load)
+    if kind == "Filter":
+        return ast.BinOp(left=_j_tree(node.node), op=ast.BitOr(),
+                         right=_j_call(ast.Name(id=node.name, ctx=load), node))
+    if kind == "Test":
+        return ast.Compare(left=_j_tree(node.node), ops=[ast.Is()],
+                           comparators=[_j_call(ast.Name(id=node.name, ctx=load), node)])
+    if kind == "Call":
+        return _j_call(_j_tree(node.node), node)
+    raise ExprError("`%s` is not allowed in an expression" % kind.lower())
+
+
+def _j_opt(node: Any) -> Optional[ast.expr]:
+    return None if node is None else _j_tree(node)
 
 
 def _j_check(tree: ast.Expression) -> None:

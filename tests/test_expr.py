@@ -140,6 +140,9 @@ _JINJA_EXPRESSIONS = [
     "2 ** 10", "7 // 2", "-7 // 2", "-7 % 3", "7.5 % 2", "0.1 * 3", "1e3", "'ab' * 3",
     "[1] + [2]", "(1, 2) + (3,)", "name ~ s ~ flag", "xs[0] ~ xs[-1]", "'a' + 'b'",
     "{'k': 1}.k", "{'k': 1}['k']", "(1, 2)[1]",
+    # Jinja2's precedence: filters and tests bind tighter than arithmetic, `~` looser
+    "xs | length - 3", "-1 | abs", "1 + s is odd", "'a' ~ 1 * 2 ~ 'b'", "xs | first | string",
+    "not s is even", "2 * s | string", "'x' ~ s * 2 ~ 'y'", "s > 2 and u == 'b' or i",
 ]
 
 

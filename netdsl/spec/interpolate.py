@@ -18,9 +18,18 @@ from ..errors import did_you_mean
 from ..expr import LITERALS, ExprError, evaluate as _evaluate, parse, to_text
 from .load import Node, ScalarNode, SequenceNode, error, pairs, scalar
 
-__all__ = ["substitute", "evaluate", "value"]
+__all__ = ["substitute", "evaluate", "value", "Unresolved"]
 
 _names: Dict[str, str] = {}   # ${...} text -> the variable it names, when it is one name
+
+
+class Unresolved:
+    """A variable whose value cannot be known; reading it is an error saying why."""
+
+    __slots__ = ("reason",)
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
 
 
 class _Variables:
@@ -33,11 +42,14 @@ class _Variables:
 
     def name(self, name: str) -> Any:
         try:
-            return self.values[name]
+            v = self.values[name]
         except KeyError:
             raise ExprError("unknown variable `%s`" % name, lookup=True,
                             hint=did_you_mean(name, [k for k in self.values
                                                      if not k.startswith("_")])) from None
+        if isinstance(v, Unresolved):
+            raise ExprError(v.reason, lookup=True)
+        return v
 
 
 def _plain(value: Any) -> Any:
@@ -52,8 +64,8 @@ def _plain(value: Any) -> Any:
 def evaluate(expr: str, scope: Dict[str, Any], node: Optional[Node] = None, col: int = 0) -> Any:
     """The value of one ``${expr}`` in ``scope``."""
     name = _names.get(expr)
-    if name is not None and name in scope:      # ${name}: the common case, looked up at once
-        return _plain(scope[name])
+    if name is not None and name in scope and not isinstance(scope[name], Unresolved):
+        return _plain(scope[name])      # ${name}: the common case, looked up at once
     try:
         parsed = parse(expr, jinja=True)
     except ExprError as exc:

@@ -1,0 +1,124 @@
+"""The compatibility corpus: specs, templates, NetSpec scripts and nets that
+netdsl 0.1 handled, each run as a command line, with every file it writes.
+
+An item runs in a fresh copy of ``corpus/`` (the working directory), writes its
+files under ``out/``, and is pinned in ``pins.json`` by the SHA-256 of each
+file (``-`` is the standard output, for verbs that print their result).
+``make_pins.py`` runs the items with a given netdsl checkout to make the pins;
+``test_compat.py`` runs them with the netdsl under test and compares.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from typing import Dict, List, NamedTuple, Optional
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+CORPUS = os.path.join(HERE, "corpus")
+PINS = os.path.join(HERE, "pins.json")
+
+
+class Item(NamedTuple):
+    name: str
+    argv: List[str]          # netdsl's command line, paths relative to corpus/
+    stdout: bool = False     # the verb prints its result: pin the standard output too
+
+
+def _build(name: str, spec: str, *extra: str) -> Item:
+    return Item(name, ["build", spec, "-o", "out"] + list(extra))
+
+
+ITEMS: List[Item] = [
+    # docs/spec.md and README examples
+    _build("spec-first", "specs/first.yaml"),
+    _build("readme-tiny-fcn", "specs/tiny-fcn.yaml"),
+    # FCN's published nets and the shipped variants, as 0.1 shipped them
+    _build("fcn32s", "specs/fcn32s.yaml"),
+    _build("fcn16s", "specs/fcn16s.yaml"),
+    _build("fcn8s", "specs/fcn8s.yaml"),
+    _build("fcn8s-atonce", "specs/fcn8s-atonce.yaml"),
+    _build("fcn32s-bilinear-group", "specs/fcn32s-bilinear-group.yaml"),
+    _build("nearest-decoder", "specs/nearest-decoder.yaml"),
+    _build("fcn8s-pcontext-deploy", "specs/fcn8s.yaml", "-D", "num_classes=59",
+           "--phase", "deploy"),
+    _build("fcn32s-weights", "specs/tiny-fcn.yaml", "--weights", "--seed", "3"),
+    # the spec language, feature by feature
+    _build("blocks", "specs/blocks.yaml"),
+    _build("repeat", "specs/repeat.yaml"),
+    _build("includes", "specs/includes.yaml"),
+    _build("template-spec", "specs/template.yaml.j2", "-D", "width=24"),
+    _build("phases", "specs/phases.yaml"),
+    _build("ops", "specs/ops.yaml"),
+    _build("torch-ops", "specs/torch-ops.yaml"),
+    _build("expressions", "specs/expressions.yaml"),
+    _build("expressions-division", "specs/division.yaml"),
+    _build("resnet50-prev", "specs/resnet50-prev.yaml"),
+    _build("custom-layers", "specs/custom-layers.yaml"),
+    # the other verbs that write files
+    Item("render-solver", ["render", "templates/solver.prototxt.j2", "-D", "base_lr=1e-14",
+                           "-o", "out/solver.prototxt"]),
+    Item("render-vgg16", ["render", "templates/vgg16.yaml.j2", "-D", "stages=3",
+                          "-D", "fc=false", "-o", "out/vgg16.yaml"]),
+    Item("upgrade-v1", ["upgrade", "nets/v1_deploy.prototxt", "-o", "out/deploy.prototxt"]),
+    Item("upgrade-v0", ["upgrade", "nets/v0_net.prototxt", "-o", "out/net.prototxt"]),
+    Item("fmt", ["fmt", "nets/messy.prototxt"], stdout=True),
+    # pycaffe NetSpec scripts, unchanged
+    Item("pycaffe-fcn", ["pycaffe", "scripts/fcn_net.py", "out"]),
+    Item("pycaffe-readme", ["pycaffe", "scripts/readme_netspec.py", "out"]),
+]
+
+
+def digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _collect(work: str, stdout: Optional[bytes]) -> Dict[str, bytes]:
+    out: Dict[str, bytes] = {}
+    root = os.path.join(work, "out")
+    for d, _, files in os.walk(root):
+        for f in files:
+            path = os.path.join(d, f)
+            with open(path, "rb") as fh:
+                out[os.path.relpath(path, root).replace(os.sep, "/")] = fh.read()
+    if stdout is not None:
+        out["-"] = stdout
+    return out
+
+
+def run_item(item: Item, checkout: Optional[str] = None) -> Dict[str, bytes]:
+    """The files ``item`` writes: with ``checkout``, ``python -m netdsl`` of that
+    tree in a subprocess; without, this process's netdsl (``netdsl.cli.main``)."""
+    work = tempfile.mkdtemp(prefix="netdsl-compat-")
+    try:
+        shutil.copytree(CORPUS, work, dirs_exist_ok=True)
+        os.makedirs(os.path.join(work, "out"), exist_ok=True)
+        if checkout is not None:
+            env = dict(os.environ, PYTHONPATH=os.path.abspath(checkout))
+            proc = subprocess.run([sys.executable, "-m", "netdsl"] + item.argv, cwd=work,
+                                  env=env, capture_output=True)
+            if proc.returncode != 0:
+                raise RuntimeError("%s: exit %d: %s" % (item.name, proc.returncode,
+                                                        proc.stderr.decode(errors="replace")))
+            stdout = proc.stdout
+        else:
+            from netdsl.cli import main
+            buf, err = io.StringIO(), io.StringIO()
+            cwd = os.getcwd()
+            os.chdir(work)
+            try:
+                with contextlib.redirect_stdout(buf), contextlib.redirect_stderr(err):
+                    code = main(list(item.argv))
+            finally:
+                os.chdir(cwd)
+            if code != 0:
+                raise RuntimeError("%s: exit %d: %s" % (item.name, code, err.getvalue()))
+            stdout = buf.getvalue().encode()
+        return _collect(work, stdout if item.stdout else None)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
