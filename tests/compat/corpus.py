@@ -5,13 +5,12 @@ An item runs in a fresh copy of ``corpus/`` (the working directory), writes its
 files under ``out/``, and is pinned in ``pins.json`` by the SHA-256 of each
 file (``-`` is the standard output, for verbs that print their result).
 ``make_pins.py`` runs the items with a given netdsl checkout to make the pins;
-``test_compat.py`` runs them with the netdsl under test and compares.
+``test_compat.py`` runs them with the netdsl under test and compares.  Each run
+is a process of its own (``python -m netdsl``), as a user runs netdsl.
 """
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import io
 import os
 import shutil
 import subprocess
@@ -60,6 +59,7 @@ ITEMS: List[Item] = [
     _build("expressions-division", "specs/division.yaml"),
     _build("resnet50-prev", "specs/resnet50-prev.yaml"),
     _build("custom-layers", "specs/custom-layers.yaml"),
+    _build("syntax", "specs/syntax.yaml", "-D", "slope=0.25", "-D", "widths=[2, 8]"),
     # the other verbs that write files
     Item("render-solver", ["render", "templates/solver.prototxt.j2", "-D", "base_lr=1e-14",
                            "-o", "out/solver.prototxt"]),
@@ -67,7 +67,11 @@ ITEMS: List[Item] = [
                           "-D", "fc=false", "-o", "out/vgg16.yaml"]),
     Item("upgrade-v1", ["upgrade", "nets/v1_deploy.prototxt", "-o", "out/deploy.prototxt"]),
     Item("upgrade-v0", ["upgrade", "nets/v0_net.prototxt", "-o", "out/net.prototxt"]),
+    Item("upgrade-solver", ["upgrade", "nets/old_solver.prototxt", "-o", "out/solver.prototxt"]),
     Item("fmt", ["fmt", "nets/messy.prototxt"], stdout=True),
+    Item("init", ["init", "nets/small_deploy.prototxt", "-o", "out/init.caffemodel",
+                  "--interp", "upscore", "--seed", "5"]),
+    Item("schema", ["schema", "-o", "out/spec.schema.json"]),
     # pycaffe NetSpec scripts, unchanged
     Item("pycaffe-fcn", ["pycaffe", "scripts/fcn_net.py", "out"]),
     Item("pycaffe-readme", ["pycaffe", "scripts/readme_netspec.py", "out"]),
@@ -91,34 +95,19 @@ def _collect(work: str, stdout: Optional[bytes]) -> Dict[str, bytes]:
     return out
 
 
-def run_item(item: Item, checkout: Optional[str] = None) -> Dict[str, bytes]:
-    """The files ``item`` writes: with ``checkout``, ``python -m netdsl`` of that
-    tree in a subprocess; without, this process's netdsl (``netdsl.cli.main``)."""
+def run_item(item: Item, checkout: str) -> Dict[str, bytes]:
+    """The files ``item`` writes when ``python -m netdsl`` of the source tree
+    ``checkout`` runs it (a process of its own, as a user runs netdsl)."""
     work = tempfile.mkdtemp(prefix="netdsl-compat-")
     try:
         shutil.copytree(CORPUS, work, dirs_exist_ok=True)
         os.makedirs(os.path.join(work, "out"), exist_ok=True)
-        if checkout is not None:
-            env = dict(os.environ, PYTHONPATH=os.path.abspath(checkout))
-            proc = subprocess.run([sys.executable, "-m", "netdsl"] + item.argv, cwd=work,
-                                  env=env, capture_output=True)
-            if proc.returncode != 0:
-                raise RuntimeError("%s: exit %d: %s" % (item.name, proc.returncode,
-                                                        proc.stderr.decode(errors="replace")))
-            stdout = proc.stdout
-        else:
-            from netdsl.cli import main
-            buf, err = io.StringIO(), io.StringIO()
-            cwd = os.getcwd()
-            os.chdir(work)
-            try:
-                with contextlib.redirect_stdout(buf), contextlib.redirect_stderr(err):
-                    code = main(list(item.argv))
-            finally:
-                os.chdir(cwd)
-            if code != 0:
-                raise RuntimeError("%s: exit %d: %s" % (item.name, code, err.getvalue()))
-            stdout = buf.getvalue().encode()
-        return _collect(work, stdout if item.stdout else None)
+        env = dict(os.environ, PYTHONPATH=os.path.abspath(checkout))
+        proc = subprocess.run([sys.executable, "-m", "netdsl"] + item.argv, cwd=work,
+                              env=env, capture_output=True)
+        if proc.returncode != 0:
+            raise RuntimeError("%s: exit %d: %s" % (item.name, proc.returncode,
+                                                    proc.stderr.decode(errors="replace")))
+        return _collect(work, proc.stdout if item.stdout else None)
     finally:
         shutil.rmtree(work, ignore_errors=True)

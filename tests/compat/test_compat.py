@@ -17,7 +17,11 @@ import re
 
 import pytest
 
+import netdsl
 import corpus
+
+#: the source tree of the netdsl under test
+TREE = os.path.dirname(os.path.dirname(os.path.abspath(netdsl.__file__)))
 
 with open(corpus.PINS) as _f:
     PINS = json.load(_f)
@@ -50,7 +54,7 @@ def _explain(item, name, files, want):
 
 @pytest.mark.parametrize("item", corpus.ITEMS, ids=lambda it: it.name)
 def test_corpus_item_builds_as_0_1_did(item):
-    files = corpus.run_item(item)
+    files = corpus.run_item(item, TREE)
     changed = PINS["changed"].get(item.name)
     pins = changed["files"] if changed else PINS["0.1"][item.name]
     assert sorted(files) == sorted(pins), "%s wrote %s, pinned %s" % (
