@@ -1,8 +1,14 @@
 """netdsl's expression language: ``${...}`` in specs and custom-layer shape expressions.
 
-One grammar and one evaluator serve both.  The grammar is Python's expression
-grammar, restricted (parsed with :mod:`ast`, never run with ``eval``), plus
-the Jinja2 spellings specs have used:
+One evaluator serves both, on a Python :mod:`ast` tree (never run with
+``eval``).  Spec values (``parse(text, jinja=True)``) are read with Jinja2's
+parser, as netdsl 0.1 read them, and give 0.1's values (it ran them in Jinja2's
+sandbox) except that ``/`` is exact: also ``%`` formatting, slices, tuples and
+mappings, ``**``, Jinja2's filters and tests, and the methods of text, lists
+and mappings listed in STR_METHODS, LIST_METHODS and DICT_METHODS (the
+``_j_`` functions).  Shape expressions and ``parse(text)`` use the smaller
+language below: Python's expression grammar, restricted, plus the Jinja2
+spellings specs have used:
 
 * numbers, strings (``'scale_'``), ``none``/``true``/``false`` (or ``None``,
   ``True``, ``False``), lists ``[a, b]``;

@@ -63,3 +63,13 @@ def test_the_0_1_form_of_the_spec_builds_the_same_net():
     b = build_nets(load_spec(os.path.join(corpus.CORPUS, "specs", "resnet50-prev.yaml")))
     assert a.SerializeToString(deterministic=True) == \
         b["deploy"].SerializeToString(deterministic=True)
+
+
+def test_docs_show_the_blocks_of_this_spec():
+    docs = os.path.join(os.path.dirname(os.path.dirname(corpus.HERE)), "docs", "spec.md")
+    with open(docs, encoding="utf-8") as f:
+        text = f.read()
+    start = text.index("blocks:\n  branch:")
+    shown = text[start:text.index("layers:\n  # ...", start)]
+    with open(SPEC) as f:
+        assert shown in f.read()
