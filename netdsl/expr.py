@@ -870,9 +870,10 @@ def _j_filter(node: ast.BinOp, scope: Any) -> Any:
     if name in ("min", "max") and not isinstance(value, (list, tuple, str, dict)):
         return _filter(node, scope)          # netdsl's `x | max(y)`: the larger of x and y
     args, kwargs = _j_args(right, scope)
-    if name == "format":
-        return _j_percent(value, tuple(args) or kwargs) if isinstance(value, str) else \
-            env.call_filter(name, value, args, kwargs)
+    if name == "format" and isinstance(value, str):   # Jinja2's: value % (kwargs or args)
+        if args and kwargs:
+            raise ExprError("`format` takes values or names, not both")
+        return _j_percent(value, kwargs or tuple(args))
     if name in ("center", "indent", "wordwrap", "truncate") and isinstance(value, str) \
             and len(value) > MAX_ITEMS:
         raise ExprError("the text is too long for `%s`" % name)

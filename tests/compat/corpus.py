@@ -44,6 +44,7 @@ ITEMS: List[Item] = [
     _build("fcn8s-atonce", "specs/fcn8s-atonce.yaml"),
     _build("fcn32s-bilinear-group", "specs/fcn32s-bilinear-group.yaml"),
     _build("nearest-decoder", "specs/nearest-decoder.yaml"),
+    _build("fcn8s-templates", "specs/fcn8s-templates.yaml"),
     _build("fcn8s-pcontext-deploy", "specs/fcn8s.yaml", "-D", "num_classes=59",
            "--phase", "deploy"),
     _build("fcn32s-weights", "specs/tiny-fcn.yaml", "--weights", "--seed", "3"),
@@ -75,6 +76,8 @@ ITEMS: List[Item] = [
     # pycaffe NetSpec scripts, unchanged
     Item("pycaffe-fcn", ["pycaffe", "scripts/fcn_net.py", "out"]),
     Item("pycaffe-readme", ["pycaffe", "scripts/readme_netspec.py", "out"]),
+    # README's Python API (run under `pycaffe`, which runs any script)
+    Item("python-api", ["pycaffe", "scripts/python_api.py", "out"]),
 ]
 
 
