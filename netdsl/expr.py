@@ -736,7 +736,8 @@ def _j_slice(base: Any, node: ast.Subscript, scope: Any) -> Any:
     parts = []
     for part in (sl.lower, sl.upper, sl.step):  # type: ignore[attr-defined]
         v = None if part is None else _norm(_eval(part, scope))
-        if v is not None and (isinstance(v, bool) or not isinstance(v, int)):
+        v = int(v) if isinstance(v, bool) else v
+        if v is not None and not isinstance(v, int):
             raise ExprError("a slice bound must be an integer, not %s" % to_text(v))
         parts.append(v)
     if parts[2] == 0:
@@ -762,8 +763,8 @@ def _j_binop(node: ast.BinOp, a: Any, b: Any) -> Any:
     if isinstance(op, ast.Mult):
         for seq, n in ((a, b), (b, a)):
             if isinstance(seq, (str, list, tuple)):
-                n = _norm(n)
-                if isinstance(n, bool) or not isinstance(n, int):
+                n = int(n) if isinstance(n, bool) else _norm(n)
+                if not isinstance(n, int):
                     raise ExprError("a text or list is repeated a whole number of times")
                 if len(seq) * n > MAX_ITEMS:
                     raise ExprError("repeating %d items %d times is too large" % (len(seq), n))
@@ -788,6 +789,9 @@ def _j_pow(a: Number, b: Number) -> Number:
         if b < 0 and a == 0:
             raise ExprError("division by zero: 0 ** %d" % b)
         return _norm(Fraction(a) ** b)
+    if float(a) < 0:
+        raise ExprError("%s ** %s: a negative number to a fractional power is not a real "
+                        "number" % (to_text(a), to_text(b)))
     return float(a) ** float(b)
 
 
