@@ -789,10 +789,11 @@ def _j_pow(a: Number, b: Number) -> Number:
         if b < 0 and a == 0:
             raise ExprError("division by zero: 0 ** %d" % b)
         return _norm(Fraction(a) ** b)
-    if float(a) < 0:
+    out = float(a) ** float(b)
+    if isinstance(out, complex):
         raise ExprError("%s ** %s: a negative number to a fractional power is not a real "
                         "number" % (to_text(a), to_text(b)))
-    return float(a) ** float(b)
+    return out
 
 
 _PERCENT = None

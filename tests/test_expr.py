@@ -232,7 +232,11 @@ def test_random_spec_expressions_agree_with_jinja2():
     names = dict(a=3, b=-2, c=0.5, s="ab", t="Hello", xs=[1, 2, 3], ys=["x", "y"],
                  d={"k": 2}, n=None, f=True)
     atoms = list(names) + ["1", "2", "0", "2.5", "'q'", "'%s'", "true", "none", "[1, 2]",
-                           "(1, 2)", "d.k", "d['k']", "xs[0]", "xs[-1]", "t[1:3]", "s[::-1]"]
+                           "(1, 2)", "d.k", "d['k']", "xs[0]", "xs[-1]", "t[1:3]", "s[::-1]",
+                           "t.upper()", "t.split('l')", "'%s-%s' % (a, s)", "'%d' % a",
+                           "'{}{}'.format(a, s)", "s.zfill(a)", "xs.count(1)", "d.get('k')",
+                           "d.items() | list", "t[b:]", "xs[::b]", "s * a", "ys + ['z']",
+                           "t.startswith(s)", "'%.1f' % c"]
     ops = ["+", "-", "*", "//", "%", "**", "~", "==", "!=", "<", "<=", ">", ">=", "and",
            "or", "in", "not in"]
     filters = ["length", "upper", "lower", "string", "first", "last", "int", "float", "abs",
