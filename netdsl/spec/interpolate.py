@@ -1,9 +1,11 @@
 """``${...}`` references in spec values, evaluated with netdsl's expression language.
 
 ``${name}``, ``${stage.nout}`` and expressions (``${2 * f - f % 2}``,
-``${100 if i == 1 else 1}``, ``${name | upper}``) are evaluated by
-:mod:`netdsl.expr`, the language custom-layer shape expressions use too, with
-the spec's variables as names.  A value that is exactly one ``${...}`` keeps
+``${100 if i == 1 else 1}``, ``${'res%s%s' % (s, u)}``, ``${name | upper}``) are
+Jinja2 expressions, evaluated by :mod:`netdsl.expr` (``jinja=True``: Jinja2's
+grammar, the values netdsl 0.1 got from Jinja2's sandbox, exact ``/``) with the
+spec's variables as names; a block body also has ``${bottom}``, the blob it
+reads (:class:`Unresolved` when that cannot be known).  A value that is exactly one ``${...}`` keeps
 the result's type (an exact fraction becomes a float); inside a longer string
 the result is formatted into the text.  ``$${`` writes a literal ``${``.
 Unknown names are errors with a suggestion, located at the reference.
