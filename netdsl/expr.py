@@ -560,7 +560,9 @@ def _j_tree(node: Any) -> ast.expr:
         return ast.IfExp(test=_j_tree(node.test), body=_j_tree(node.expr1), orelse=orelse)
     if kind in ("Tuple", "List"):
         items = [_j_tree(i) for i in node.items]
-        return ast.Tuple(elts=items, ctx=load) if kind == "Tuple" else ast.List(elts=items, ctx=load)
+        if kind == "Tuple":
+            return ast.Tuple(elts=items, ctx=load)
+        return ast.List(elts=items, ctx=load)
     if kind == "Dict":
         return ast.Dict(keys=[_j_tree(p.key) for p in node.items],
                         values=[_j_tree(p.value) for p in node.items])

@@ -60,6 +60,7 @@ ITEMS: List[Item] = [
     _build("expressions-division", "specs/division.yaml"),
     _build("resnet50-prev", "specs/resnet50-prev.yaml"),
     _build("custom-layers", "specs/custom-layers.yaml"),
+    _build("custom-loss", "specs/custom-loss.yaml"),
     _build("syntax", "specs/syntax.yaml", "-D", "slope=0.25", "-D", "widths=[2, 8]"),
     # the other verbs that write files
     Item("render-solver", ["render", "templates/solver.prototxt.j2", "-D", "base_lr=1e-14",
