@@ -61,6 +61,7 @@ ITEMS: List[Item] = [
     _build("resnet50-prev", "specs/resnet50-prev.yaml"),
     _build("custom-layers", "specs/custom-layers.yaml"),
     _build("custom-loss", "specs/custom-loss.yaml"),
+    _build("plugin", "specs/plugin.yaml"),
     _build("syntax", "specs/syntax.yaml", "-D", "slope=0.25", "-D", "widths=[2, 8]"),
     # the other verbs that write files
     Item("render-solver", ["render", "templates/solver.prototxt.j2", "-D", "base_lr=1e-14",
@@ -74,6 +75,10 @@ ITEMS: List[Item] = [
     Item("init", ["init", "nets/small_deploy.prototxt", "-o", "out/init.caffemodel",
                   "--interp", "upscore", "--seed", "5"]),
     Item("schema", ["schema", "-o", "out/spec.schema.json"]),
+    Item("shapes-json-spec", ["shapes", "specs/fcn8s.yaml", "--input", "data=1,3,300,300",
+                              "--format", "json"], stdout=True),
+    Item("shapes-json-net", ["shapes", "nets/small_deploy.prototxt", "--format", "json"],
+         stdout=True),
     # pycaffe NetSpec scripts, unchanged
     Item("pycaffe-fcn", ["pycaffe", "scripts/fcn_net.py", "out"]),
     Item("pycaffe-readme", ["pycaffe", "scripts/readme_netspec.py", "out"]),
