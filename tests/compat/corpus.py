@@ -27,6 +27,7 @@ class Item(NamedTuple):
     name: str
     argv: List[str]          # netdsl's command line, paths relative to corpus/
     stdout: bool = False     # the verb prints its result: pin the standard output too
+    before: Optional[List[str]] = None   # a command run first (its files are not pinned)
 
 
 def _build(name: str, spec: str, *extra: str) -> Item:
@@ -75,6 +76,9 @@ ITEMS: List[Item] = [
     Item("init", ["init", "nets/small_deploy.prototxt", "-o", "out/init.caffemodel",
                   "--interp", "upscore", "--seed", "5"]),
     Item("schema", ["schema", "-o", "out/spec.schema.json"]),
+    Item("run", ["run", "nets/run_net.prototxt", "model.caffemodel", "--input",
+                 "data=nets/x.npy", "-o", "out/out.npz"],
+         before=["init", "nets/run_net.prototxt", "-o", "model.caffemodel", "--seed", "2"]),
     Item("shapes-json-spec", ["shapes", "specs/fcn8s.yaml", "--input", "data=1,3,300,300",
                               "--format", "json"], stdout=True),
     Item("shapes-json-net", ["shapes", "nets/small_deploy.prototxt", "--format", "json"],
@@ -112,11 +116,13 @@ def run_item(item: Item, checkout: str) -> Dict[str, bytes]:
         shutil.copytree(CORPUS, work, dirs_exist_ok=True)
         os.makedirs(os.path.join(work, "out"), exist_ok=True)
         env = dict(os.environ, PYTHONPATH=os.path.abspath(checkout))
-        proc = subprocess.run([sys.executable, "-m", "netdsl"] + item.argv, cwd=work,
-                              env=env, capture_output=True)
-        if proc.returncode != 0:
-            raise RuntimeError("%s: exit %d: %s" % (item.name, proc.returncode,
-                                                    proc.stderr.decode(errors="replace")))
+        for argv in ([item.before] if item.before else []) + [item.argv]:
+            proc = subprocess.run([sys.executable, "-m", "netdsl"] + argv, cwd=work,
+                                  env=env, capture_output=True)
+            if proc.returncode != 0:
+                raise RuntimeError("%s: `netdsl %s`: exit %d: %s" % (
+                    item.name, " ".join(argv), proc.returncode,
+                    proc.stderr.decode(errors="replace")))
         return _collect(work, proc.stdout if item.stdout else None)
     finally:
         shutil.rmtree(work, ignore_errors=True)
