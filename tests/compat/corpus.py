@@ -1,8 +1,8 @@
 """The compatibility corpus: specs, templates, NetSpec scripts and nets that
 netdsl 0.1 handled, each run as a command line, with every file it writes.
 
-An item runs in a fresh copy of ``corpus/`` (the working directory), writes its
-files under ``out/``, and is pinned in ``pins.json`` by the SHA-256 of each
+An item runs in a fresh copy of ``corpus/`` (the working directory), after the
+command ``before`` if it has one, writes its files under ``out/``, and is pinned in ``pins.json`` by the SHA-256 of each
 file (``-`` is the standard output, for verbs that print their result).
 ``make_pins.py`` runs the items with a given netdsl checkout to make the pins;
 ``test_compat.py`` runs them with the netdsl under test and compares.  Each run
@@ -88,6 +88,7 @@ ITEMS: List[Item] = [
     Item("pycaffe-readme", ["pycaffe", "scripts/readme_netspec.py", "out"]),
     # README's Python API (run under `pycaffe`, which runs any script)
     Item("python-api", ["pycaffe", "scripts/python_api.py", "out"]),
+    Item("pytorch-recipes", ["pycaffe", "scripts/pytorch_recipes.py", "out"]),
 ]
 
 
