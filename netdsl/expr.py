@@ -723,6 +723,14 @@ def _j_eval(node: ast.AST, scope: Any) -> Any:
         return _j_binop(node, _eval(node.left, scope), _eval(node.right, scope))
     if isinstance(node, ast.Compare):
         return _j_compare(node, scope)
+    if isinstance(node, ast.Attribute):
+        base = _eval(node.value, scope)
+        if isinstance(base, dict) or hasattr(base, "attr"):
+            return _attr(base, node.attr, node.value)
+        raise ExprError("`%s` is %s, which has no field `%s`%s" % (
+            _src(node.value), _kind(base), node.attr,
+            "; call a method: `%s()`" % _src(node) if node.attr in STR_METHODS + LIST_METHODS
+            else ""), hint=_METHODS_HINT, lookup=True)   # undefined, as Jinja2's
     if isinstance(node, ast.Call):
         if isinstance(node.func, ast.Attribute):
             return _j_method(node, scope)
@@ -906,11 +914,18 @@ def _j_method(node: ast.Call, scope: Any) -> Any:
     if isinstance(base, dict) and name in DICT_METHODS:
         out = getattr(base, name)(*args, **kwargs)
         return out if name == "get" else list(out)
-    kind = "text" if isinstance(base, str) else "a list" if isinstance(base, (list, tuple)) \
-        else "a mapping" if isinstance(base, dict) else "a number" if isinstance(
-            base, (int, float, Fraction)) else "a value"
-    raise ExprError("`%s` is %s, which has no method `%s` here" % (_src(func.value), kind, name),
-                    hint=_METHODS_HINT)
+    raise ExprError("`%s` is %s, which has no method `%s` here"
+                    % (_src(func.value), _kind(base), name), hint=_METHODS_HINT)
+
+
+def _kind(v: Any) -> str:
+    if isinstance(v, str):
+        return "text"
+    if isinstance(v, (list, tuple)):
+        return "a list"
+    if isinstance(v, dict):
+        return "a mapping"
+    return "a number" if isinstance(v, (int, float, Fraction)) else "a value"
 
 
 def _safe_format(fmt: str, args: List[Any], kwargs: Any) -> str:

@@ -131,7 +131,7 @@ _JINJA_EXPRESSIONS = [
     "s is even", "i is divisibleby 2", "i is divisibleby(3)", "s is not even",
     "s is number", "name is string", "xs is sequence", "d is mapping", "none is none",
     # methods the sandbox allows
-    "t.split()", "t.split(' ', 1)", "t.startswith('He')", "t.endswith('x')", "'  x '.strip()",
+    "t.split()", "t.split(' ', 1)", "t.nope | default('no field')", "xs.x is defined", "t.startswith('He')", "t.endswith('x')", "'  x '.strip()",
     "'7'.zfill(3)", "'{}-{}'.format(s, name)", "'{a}'.format(a=1)", "'-'.join(['a', 'b'])",
     "t.replace('l', 'L')", "t.upper()", "t.lower()", "t.find('o')", "t.rsplit('o', 1)",
     "xs.index(3)", "xs.count(1)", "d.keys() | list", "d.values() | list",
@@ -199,6 +199,9 @@ def test_spec_expressions_stay_bounded_and_located(text, message):
     ("x | uper", "`|` applies a filter", "did you mean `upper`?"),
     ("x is evn", "`is` takes a test", "did you mean `even`?"),
     ("d.__class__", "names starting with `_` are not readable", None),
+    ("xs.count", "`xs` is a list, which has no field `count`; call a method: `xs.count()`",
+     "of lists count, index"),
+    ("x.real", "`x` is a number, which has no field `real`", "methods: of text"),
     ("open('f')", "`open` is not a function here", None),
 ])
 def test_refused_spec_constructs_say_what_is_allowed(text, message, hint):
