@@ -49,6 +49,7 @@ ITEMS: List[Item] = [
     _build("fcn8s-pcontext-deploy", "specs/fcn8s.yaml", "-D", "num_classes=59",
            "--phase", "deploy"),
     _build("fcn32s-weights", "specs/tiny-fcn.yaml", "--weights", "--seed", "3"),
+    Item("build-default-dir", ["build", "specs/first.yaml", "--phase", "deploy"]),
     # the spec language, feature by feature
     _build("blocks", "specs/blocks.yaml"),
     _build("repeat", "specs/repeat.yaml"),
@@ -75,6 +76,9 @@ ITEMS: List[Item] = [
     Item("fmt", ["fmt", "nets/messy.prototxt"], stdout=True),
     Item("init", ["init", "nets/small_deploy.prototxt", "-o", "out/init.caffemodel",
                   "--interp", "upscore", "--seed", "5"]),
+    Item("init-transplant", ["init", "nets/fc_conv.prototxt", "-o", "out/init.caffemodel",
+                             "--from", "src.caffemodel", "--interp", "upscore"],
+         before=["init", "nets/fc_src.prototxt", "-o", "src.caffemodel", "--seed", "4"]),
     Item("schema", ["schema", "-o", "out/spec.schema.json"]),
     Item("run", ["run", "nets/run_net.prototxt", "model.caffemodel", "--input",
                  "data=nets/x.npy", "-o", "out/out.npz"],
