@@ -5,9 +5,9 @@
 Jinja2 expressions, evaluated by :mod:`netdsl.expr` (``jinja=True``: Jinja2's
 grammar, the values netdsl 0.1 got from Jinja2's sandbox, exact ``/``) with the
 spec's variables as names; a block body also has ``${bottom}``, the blob it
-reads (:class:`Unresolved` when that cannot be known).  A value that is exactly one ``${...}`` keeps
-the result's type (an exact fraction becomes a float); inside a longer string
-the result is formatted into the text.  ``$${`` writes a literal ``${``.
+reads (:class:`Unresolved` when that cannot be known).  A value that is exactly
+one ``${...}`` keeps the result's type (an exact fraction becomes a float);
+inside a longer string the result is formatted into the text.  ``$${`` writes a literal ``${``.
 Unknown names are errors with a suggestion, located at the reference.
 """
 from __future__ import annotations
