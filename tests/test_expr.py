@@ -131,7 +131,8 @@ _JINJA_EXPRESSIONS = [
     "s is even", "i is divisibleby 2", "i is divisibleby(3)", "s is not even",
     "s is number", "name is string", "xs is sequence", "d is mapping", "none is none",
     # methods the sandbox allows
-    "t.split()", "t.split(' ', 1)", "t.nope | default('no field')", "xs.x is defined", "t.startswith('He')", "t.endswith('x')", "'  x '.strip()",
+    "t.split()", "t.split(' ', 1)", "t.nope | default('no field')", "xs.x is defined",
+    "t.startswith('He')", "t.endswith('x')", "'  x '.strip()", "'%(a)s' | format(a=1)",
     "'7'.zfill(3)", "'{}-{}'.format(s, name)", "'{a}'.format(a=1)", "'-'.join(['a', 'b'])",
     "t.replace('l', 'L')", "t.upper()", "t.lower()", "t.find('o')", "t.rsplit('o', 1)",
     "xs.index(3)", "xs.count(1)", "d.keys() | list", "d.values() | list",

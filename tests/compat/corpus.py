@@ -2,8 +2,9 @@
 netdsl 0.1 handled, each run as a command line, with every file it writes.
 
 An item runs in a fresh copy of ``corpus/`` (the working directory), after the
-command ``before`` if it has one, writes its files under ``out/``, and is pinned in ``pins.json`` by the SHA-256 of each
-file (``-`` is the standard output, for verbs that print their result).
+command ``before`` if it has one, writes its files under ``out/``, and is pinned
+in ``pins.json`` by the SHA-256 of each file (``-`` is the standard output, for
+verbs that print their result).
 ``make_pins.py`` runs the items with a given netdsl checkout to make the pins;
 ``test_compat.py`` runs them with the netdsl under test and compares.  Each run
 is a process of its own (``python -m netdsl``), as a user runs netdsl.
