@@ -11,4 +11,4 @@ from .netspec import NetSpec, params, to_proto, use_schema
 from . import layers  # L.<Type>(...) as pycaffe's caffe.layers; also the layer registry
 
 __all__ = ["NetSpec", "layers", "params", "to_proto", "use_schema", "NetdslError"]
-__version__ = "0.1.0"
+__version__ = "0.2.0"

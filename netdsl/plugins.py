@@ -35,7 +35,7 @@ import re
 from typing import Any, Callable, Dict, Iterator, Optional
 
 from .errors import NetdslError
-from .layers.registry import LayerType
+from .layers.registry import LayerType, reads_labels
 from .plugin_loading import (ENV_VAR, _env_done, _LOADED, _loading, ensure_env_plugins,
                              load_plugin)
 from .shape_expressions import ShapeExpressions, expression_param_rule, expression_shape_rule
@@ -114,9 +114,12 @@ def register_layer(type_name: str, *, shape: Any = None, params: Any = None,
         fillers = _guard(fillers, "filler rule", type_name, source)
     if cost is not None:
         cost = _guard(cost, "cost rule", type_name, source)
+    # reads labels (left out of deploy nets) as the type it replaces does, or, for a new
+    # type, when its name ends in Loss as Caffe's losses' names do (netdsl 0.1's rule)
+    labels = reads_labels(type_name)
     return reg.add(LayerType(type_name, family="plugin", bottoms=bottoms, tops=tops, equal=equal,
-                             loss=loss, in_place=in_place, shape=shape, params=params,
-                             fillers=fillers, coord_map=coord_map, forward=forward,
+                             loss=loss, labels=labels, in_place=in_place, shape=shape,
+                             params=params, fillers=fillers, coord_map=coord_map, forward=forward,
                              needs_weights=needs_weights, cost=cost, source=source))
 
 

@@ -17,7 +17,7 @@ from ..ops import OPS, OpCall, Record
 from . import phases as _phases
 from .document import (ITEM_WORDS, LIBRARY_KEYS, Block, Spec, builder_schema as _pb2,
                        load_blocks as _load_blocks)
-from .interpolate import value
+from .interpolate import Unresolved, value
 from .load import (MappingNode, Node, ScalarNode, SequenceNode, check_keys as _check_keys,
                    display_path as _display, front_matter, is_template, load_file,
                    chain_error, located_error as _err, node_caret,
@@ -35,6 +35,10 @@ INCLUDE_KEYS = ("include", "with", "phases", "bottom", "when")
 
 def _is_null(node: Node) -> bool:
     return isinstance(node, ScalarNode) and scalar(node) is None
+
+
+#: the name a block body reads its incoming blob by: ``${bottom}``
+BOTTOM_VAR = "bottom"
 
 
 # -- expansion -------------------------------------------------------------------------
@@ -64,6 +68,10 @@ class Expander:
         self.types = set(schema.layer_types(_pb2())) | set(spec.custom_types)
         self.records: List[Record] = []
         self.pending_bottom: Optional[List[str]] = None
+        # the blob the next layer reads by default (a block body's ${bottom}), and the
+        # blob each in-place layer's name stands for
+        self.last_blob: Any = None
+        self.aliases: Dict[str, str] = {}
         self._file_cache: Dict[str, Any] = {}
 
     def run(self) -> List[Record]:
@@ -259,7 +267,36 @@ class Expander:
         self.pending_bottom = None
         rec = Record(type_name, name=name, tops=tops, bottoms=bottoms, in_place=in_place,
                      ntop=ntop, params=params, node=node, trace=trace, field_nodes=fields)
+        self._append(rec)
+
+    def _append(self, rec: Record) -> None:
+        """Keep ``rec`` and follow the blob the next layer reads by default (as
+        compile.py's ``prev``): an in-place layer's blob, else the first top."""
         self.records.append(rec)
+        if rec.in_place:
+            blob = self.aliases.get(rec.bottoms[0], rec.bottoms[0]) if rec.bottoms \
+                else self.last_blob
+            if rec.name and isinstance(blob, str):
+                self.aliases[rec.name] = blob
+            self.last_blob = blob
+        elif rec.tops:
+            self.last_blob = rec.tops[0]
+        elif rec.ntop != 0:
+            self.last_blob = Unresolved(
+                "a block's `bottom` is the blob it reads, but the layer before the block "
+                "(%s) has an automatically named top; name its top or give the block use "
+                "`bottom:`" % (rec.name or rec.type))
+
+    def _incoming(self, bottom: Optional[List[str]]) -> Any:
+        """The blob a block use reads: its ``bottom:`` or the previous layer's top."""
+        if bottom:
+            return self.aliases.get(bottom[0], bottom[0])
+        if self.last_blob is not None:
+            return self.last_blob
+        if self.spec.inputs:
+            return next(iter(self.spec.inputs))
+        return Unresolved("a block's `bottom` is the blob it reads, but no layer or input "
+                          "comes before this block use; give it `bottom:`")
 
     def _names(self, node: Node, scope, key: str, trace) -> List[str]:
         v = value(node, scope)
@@ -305,7 +342,7 @@ class Expander:
             if rec.bottoms is None and self.pending_bottom is not None:
                 rec.bottoms = self.pending_bottom
             self.pending_bottom = None
-            self.records.append(rec)
+            self._append(rec)
 
     def _block(self, node: MappingNode, ps, fr: _Frame, explicit) -> _Frame:
         head, hknode, hvnode = ps[0]
@@ -340,6 +377,12 @@ class Expander:
                            % (k, head), trace=trace)
             given[k] = value(vn, fr.scope)
         scope = dict(self.spec.scope(self.phase))
+        if BOTTOM_VAR in scope or BOTTOM_VAR in names:
+            where = "argument of block `%s`" % head if BOTTOM_VAR in names else "variable"
+            raise _err(node, "`%s` names the blob a block reads (`${%s}` in its body), but "
+                       "the spec has a %s of that name" % (BOTTOM_VAR, BOTTOM_VAR, where),
+                       trace=trace, hint="rename the %s" % where.split(" of")[0])
+        scope[BOTTOM_VAR] = self._incoming(bottom)
         for a, dnode in blk.args:
             if a in given:
                 scope[a] = given[a]

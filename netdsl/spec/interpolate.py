@@ -1,11 +1,13 @@
 """``${...}`` references in spec values, evaluated with netdsl's expression language.
 
 ``${name}``, ``${stage.nout}`` and expressions (``${2 * f - f % 2}``,
-``${100 if i == 1 else 1}``, ``${name | upper}``) are evaluated by
-:mod:`netdsl.expr`, the language custom-layer shape expressions use too, with
-the spec's variables as names.  A value that is exactly one ``${...}`` keeps
-the result's type (an exact fraction becomes a float); inside a longer string
-the result is formatted into the text.  ``$${`` writes a literal ``${``.
+``${100 if i == 1 else 1}``, ``${'res%s%s' % (s, u)}``, ``${name | upper}``) are
+Jinja2 expressions, evaluated by :mod:`netdsl.expr` (``jinja=True``: Jinja2's
+grammar, the values netdsl 0.1 got from Jinja2's sandbox, exact ``/``) with the
+spec's variables as names; a block body also has ``${bottom}``, the blob it
+reads (:class:`Unresolved` when that cannot be known).  A value that is exactly
+one ``${...}`` keeps the result's type (an exact fraction becomes a float);
+inside a longer string the result is formatted into the text.  ``$${`` writes a literal ``${``.
 Unknown names are errors with a suggestion, located at the reference.
 """
 from __future__ import annotations
@@ -18,9 +20,18 @@ from ..errors import did_you_mean
 from ..expr import LITERALS, ExprError, evaluate as _evaluate, parse, to_text
 from .load import Node, ScalarNode, SequenceNode, error, pairs, scalar
 
-__all__ = ["substitute", "evaluate", "value"]
+__all__ = ["substitute", "evaluate", "value", "Unresolved"]
 
 _names: Dict[str, str] = {}   # ${...} text -> the variable it names, when it is one name
+
+
+class Unresolved:
+    """A variable whose value cannot be known; reading it is an error saying why."""
+
+    __slots__ = ("reason",)
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
 
 
 class _Variables:
@@ -33,18 +44,21 @@ class _Variables:
 
     def name(self, name: str) -> Any:
         try:
-            return self.values[name]
+            v = self.values[name]
         except KeyError:
             raise ExprError("unknown variable `%s`" % name, lookup=True,
                             hint=did_you_mean(name, [k for k in self.values
                                                      if not k.startswith("_")])) from None
+        if isinstance(v, Unresolved):
+            raise ExprError(v.reason, lookup=True)
+        return v
 
 
 def _plain(value: Any) -> Any:
     # exact fractions (``${7 / 2}``) become floats in a spec value
     if isinstance(value, Fraction):
         return int(value) if value.denominator == 1 else float(value)
-    if isinstance(value, list):
+    if isinstance(value, (list, tuple)):
         return [_plain(v) for v in value]
     return value
 
@@ -52,10 +66,10 @@ def _plain(value: Any) -> Any:
 def evaluate(expr: str, scope: Dict[str, Any], node: Optional[Node] = None, col: int = 0) -> Any:
     """The value of one ``${expr}`` in ``scope``."""
     name = _names.get(expr)
-    if name is not None and name in scope:      # ${name}: the common case, looked up at once
-        return _plain(scope[name])
+    if name is not None and name in scope and not isinstance(scope[name], Unresolved):
+        return _plain(scope[name])      # ${name}: the common case, looked up at once
     try:
-        parsed = parse(expr)
+        parsed = parse(expr, jinja=True)
     except ExprError as exc:
         raise error(node, "bad expression `${%s}`: %s" % (expr, exc.message), hint=exc.hint,
                     column_offset=col) from None
