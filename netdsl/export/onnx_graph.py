@@ -96,7 +96,7 @@ class Emitter:
         return b if shape is None else blob_as(b, shape, self.layer, index)
 
     def refuse(self, why: str, hint: Optional[str] = None) -> NetdslError:
-        stop = ",".join(self.layer.bottom)
+        stop = ",".join(dict.fromkeys(self.layer.bottom))
         return NetdslError("%s layer cannot be exported to ONNX: %s" % (self.layer.type, why),
                            layer=self.layer.name,
                            hint=hint or ("export the blobs before it with --outputs %s" % stop

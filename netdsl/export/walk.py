@@ -92,7 +92,7 @@ def _blocked_by(layers: List[Any], have: Mapping[str, Shape], rule: str
 
 
 def _advice(lp: Any, rule: str) -> str:
-    stop = ",".join(lp.bottom)
+    stop = ",".join(dict.fromkeys(lp.bottom))
     return ("export the blobs before it with --outputs %s" % stop if stop else
             "this layer has no bottoms to stop at")
 

@@ -275,7 +275,9 @@ def pool_onnx(ctx, x: str, method: int, hw: Tuple[int, int], kernel: Tuple[int, 
     MAX clips each window to the image, as -inf padding does.  AVE divides by the
     window clipped to ``in + pad`` (padding counts, cells past it do not):
     AveragePool with count_include_pad divides by the whole kernel inside the padded
-    input, so its result is multiplied by ``kh*kw / area`` where the two differ.
+    input, so its result is multiplied by ``kh*kw / area`` where the two differ;
+    asymmetric pads are an explicit zero Pad before it (runtimes differ in counting
+    padding past the symmetric part).
     The mask top (MAX, two tops) is Caffe's index ``h * W + w`` in its plane: ONNX's
     Indices are flat over N, C, H, W, so they are taken modulo H*W.
     """
@@ -300,6 +302,12 @@ def pool_onnx(ctx, x: str, method: int, hw: Tuple[int, int], kernel: Tuple[int, 
         area = area * (size[:, None] if axis == 0 else size[None, :])
     factor = (kernel[0] * kernel[1]) / area
     exact = bool(np.all(factor == 1))
+    if list(pad) != ends and any(pad + tuple(ends)):
+        # asymmetric: zero-pad explicitly, so that no runtime's own rule for counting
+        # padding matters, then pool with the whole kernel as the divisor
+        x = ctx.node("Pad", [x, ctx.ints([0, 0, pad[0], pad[1], 0, 0, ends[0], ends[1]],
+                                         "pads")])
+        attrs["pads"] = [0, 0, 0, 0]
     y = ctx.node("AveragePool", [x], out=outs[0] if exact else None, count_include_pad=1,
                  **attrs)
     if exact:

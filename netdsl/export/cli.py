@@ -1,0 +1,86 @@
+"""``netdsl to-onnx NET [WEIGHTS] -o model.onnx``: export, check against netdsl's
+forward with onnxruntime, write the model and ``<model>.parity.json`` beside it
+(``model.onnx`` -> ``model.parity.json``).  Exit status as the converters': 0
+parity holds (or --no-check), 1 parity fails (the files are written and the
+report names the first diverging blob), 2 user error or a layer with no export
+rule (nothing written)."""
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import Any, List
+
+from ..errors import NetdslError
+
+__all__ = ["run", "add_arguments", "parity_path"]
+
+
+def parity_path(model_path: str) -> str:
+    root, ext = os.path.splitext(model_path)
+    return (root if ext.lower() == ".onnx" else model_path) + ".parity.json"
+
+
+def _outputs(items: Any) -> List[str]:
+    out: List[str] = []
+    for item in items or ():
+        for name in item.split(","):
+            name = name.strip()
+            if name and name not in out:
+                out.append(name)
+    return out
+
+
+def run(args: Any) -> int:
+    from ..fileio import atomic_write
+    from ..torch.cli import parse_inputs
+    from .onnx_export import save, to_onnx
+    if args.tolerance is not None and not args.tolerance > 0:
+        raise NetdslError("--tolerance must be positive")
+    shapes = dict(parse_inputs(args.input)) if args.input else None
+    result = to_onnx(args.net, args.weights, inputs=shapes, outputs=_outputs(args.outputs),
+                     opset=args.opset, dynamic_batch=args.dynamic_batch,
+                     check=not args.no_check, tolerance=args.tolerance or 1e-4,
+                     seed=args.seed)
+    if result.walk.dropped:
+        print("netdsl: note: not exported: the net's output%s %s (past a layer with no export "
+              "rule)" % ("s" if len(result.walk.dropped) > 1 else "",
+                         ", ".join(result.walk.dropped)), file=sys.stderr)
+    written = save(result.model, args.output)
+    report = parity_path(args.output)
+    data = result.parity.to_json() if result.parity is not None else {"checked": False}
+    data.update(opset=result.opset, inputs={k: list(v) for k, v in result.inputs.items()},
+                graph_outputs=result.outputs)
+    atomic_write(report, json.dumps(data, indent=1) + "\n")
+    for p in written + [report]:
+        print("wrote %s" % p, file=sys.stderr)
+    if result.parity is not None:
+        sys.stdout.write(result.parity.table())
+        if not result.parity.ok:
+            print("netdsl: parity FAILS: onnxruntime's outputs differ from netdsl's forward "
+                  "beyond the tolerance (see %s)" % report, file=sys.stderr)
+            return 1
+    return 0
+
+
+def add_arguments(p: Any) -> None:
+    p.add_argument("net", metavar="NET.prototxt", help="the deploy net (prototxt)")
+    p.add_argument("weights", metavar="WEIGHTS.caffemodel", nargs="?",
+                   help="its trained weights (layers without weights need fixed fillers)")
+    p.add_argument("-o", "--output", required=True, metavar="model.onnx",
+                   help="the ONNX file to write (its parity report goes beside it)")
+    p.add_argument("--input", action="append", metavar="NAME=N,C,H,W",
+                   help="an input's shape instead of the net's own (repeatable)")
+    p.add_argument("--outputs", action="append", metavar="BLOB,...",
+                   help="blobs to export as graph outputs besides the net's outputs; the net's "
+                        "outputs past a layer with no export rule are then left out")
+    p.add_argument("--opset", type=int, metavar="N",
+                   help="ONNX opset, 13 or newer (default: the newest the installed onnx and "
+                        "onnxruntime both support)")
+    p.add_argument("--dynamic-batch", action="store_true",
+                   help="make the batch axis of the inputs and outputs symbolic ('N')")
+    p.add_argument("--no-check", action="store_true",
+                   help="skip the parity check (which needs onnxruntime)")
+    p.add_argument("--tolerance", type=float, metavar="REL",
+                   help="largest relative error accepted (default 1e-4)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the check's random inputs")
