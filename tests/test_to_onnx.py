@@ -59,10 +59,12 @@ def random_weights(net, inputs=None, seed=1, outputs=()):
     return out
 
 
-def ort_run(model, feeds, names=None):
+def ort_run(model, feeds, names=None, optimize=True):
     import onnxruntime as ort
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
+    if not optimize:
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     sess = ort.InferenceSession(model.SerializeToString(), opts,
                                 providers=["CPUExecutionProvider"])
     names = names or [o.name for o in sess.get_outputs()]
@@ -79,19 +81,26 @@ def opencv_run(model, feeds, names):
     return dict(zip(names, net.forward(list(names))))
 
 
-def export_check(net, weights=None, inputs=None, *, opencv=False, seed=0, **kw):
+def export_check(net, weights=None, inputs=None, *, opencv=False, seed=0, optimize=True, **kw):
     """Export ``net``, then compare onnxruntime (and OpenCV) with netdsl's forward
-    on a fresh seeded input; returns the export."""
+    on a fresh seeded input; returns the export.  ``optimize=False`` runs
+    onnxruntime without its graph optimisations (for nets whose max-pooling masks
+    meet near-equal window values: a kernel that rounds differently may pick
+    another position, as any two implementations may)."""
     from netdsl.export import to_onnx
     res = to_onnx(net, weights, inputs=inputs, **kw)
     assert res.parity is not None and res.parity.ok, res.parity.table()
     rng = np.random.default_rng(seed + 100)
     feeds = {k: rng.standard_normal(s).astype(np.float32) for k, s in res.inputs.items()}
-    ref = forward(net, weights, feeds)
-    got = ort_run(res.model, feeds)
+    from netdsl.export.onnx_check import reference_net
+    ref = forward(reference_net(res.walk), weights, feeds)   # data layers become Inputs
+    got = ort_run(res.model, feeds, optimize=optimize)
     assert set(got) == set(res.outputs)
     for name, value in got.items():
-        assert rel_err(value, ref[name]) <= TOL, name
+        if rel_err(value, ref[name]) > TOL:
+            from netdsl.export.onnx_check import first_divergence
+            pytest.fail("%s differs; first divergence %s"
+                        % (name, first_divergence(res, feeds, ref, TOL)))
     if opencv:
         cv = opencv_run(res.model, feeds, res.outputs)
         for name in res.outputs:
@@ -499,3 +508,108 @@ def test_external_data_past_the_limit(tmp_path, monkeypatch):
     got = ort.InferenceSession(path, providers=["CPUExecutionProvider"]).run(["prob"],
                                                                            {"data": x})[0]
     assert rel_err(got, forward(net, random_weights(net), {"data": x})["prob"]) <= TOL
+
+
+# -- layer packs: the forks' nets (tests/fork_nets.py) with their schemas ---------------
+
+@pytest.fixture(scope="module")
+def schemas(tmp_path_factory):
+    import fork_schemas
+    d = tmp_path_factory.mktemp("forks")
+    return {f: fork_schemas.write_fork_schema(f, str(d)) for f in fork_schemas.FORKS}
+
+
+def _fork_net(text, schema):
+    from netdsl.netspec import use_schema
+    from netdsl.proto import load_schema
+    from netdsl.prototxt import parse_net
+    pb2 = load_schema(schema)
+    use_schema(pb2)
+    return parse_net(text, "net.prototxt", schema=pb2)
+
+
+def _fork_weights(net, inputs=None, outputs=()):
+    """As tests/test_fork_packs.py: variances and BN scales positive."""
+    w = random_weights(net, inputs, outputs=outputs)
+    from netdsl.export.walk import walk_net
+    for st in walk_net(net, inputs, outputs).steps:
+        blobs = w.get(st.layer.name)
+        if st.layer.type == "BatchNorm":
+            blobs[1] = np.abs(blobs[1]) + 0.5
+            blobs[2] = np.ones_like(blobs[2])
+        elif st.layer.type == "BN" and len(blobs) == 4:
+            blobs[3] = np.abs(blobs[3]) + 0.5
+    return w
+
+
+def test_mobilenet_ssd_to_its_heads(schemas):
+    """Permute, Normalize, PriorBox (a constant), Flatten, Concat; DetectionOutput has
+    no rule: --outputs stops before it."""
+    import fork_nets
+    net = _fork_net(fork_nets.mobilenet_ssd(8, normalize=True), schemas["ssd"])
+    from netdsl.export import to_onnx
+    with pytest.raises(NetdslError) as exc:
+        to_onnx(net, None, check=False)
+    assert "DetectionOutput" in exc.value.explain() and "--outputs mbox_loc," in \
+        exc.value.explain()
+    heads = ["mbox_loc", "mbox_conf_flatten", "mbox_priorbox"]
+    w = _fork_weights(net, outputs=heads)
+    res = export_check(net, w, outputs=heads)
+    assert "detection_out" in res.walk.dropped
+    assert set(node_ops(res)) >= {"Transpose", "ReduceSumSquare"}
+
+
+def test_segnet_upsample_with_masks_and_bn(schemas):
+    import fork_nets
+    net = _fork_net(fork_nets.segnet(div=16), schemas["segnet"])
+    inputs = {"data": (1, 3, 360, 480)}
+    res = export_check(net, _fork_weights(net, inputs), inputs, optimize=False)
+    assert "ScatterElements" in node_ops(res)
+
+
+def test_pspnet_bn_and_interp(schemas):
+    import fork_nets
+    net = _fork_net(fork_nets.pspnet_like(), schemas["pspnet"])
+    res = export_check(net, _fork_weights(net))
+    assert "Resize" in node_ops(res)
+
+
+@pytest.mark.parametrize("opset", [13, 18])
+def test_interp_size_parameters(schemas, opset):
+    """Every size form of interp_layer.cpp, pads (cropping) included."""
+    text = 'input: "data" input_shape { dim: 1 dim: 2 dim: 9 dim: 11 }\n'
+    for i, params in enumerate(["zoom_factor: 3", "shrink_factor: 2", "height: 5 width: 17",
+                                "shrink_factor: 2 zoom_factor: 3 pad_beg: -1 pad_end: -1",
+                                "zoom_factor: 1", "height: 1 width: 4"]):
+        text += ('layer { name: "i%d" type: "Interp" bottom: "data" top: "i%d" '
+                 'interp_param { %s } }\n' % (i, i, params))
+    export_check(_fork_net(text, schemas["pspnet"]), None, opset=opset)
+
+
+def test_deeplab_aspp(schemas):
+    import fork_nets
+    net = _fork_net(fork_nets.deeplab_v2_aspp(), schemas["deeplab"])
+    export_check(net, _fork_weights(net))
+
+
+def test_enet_blocks(schemas):
+    import fork_nets
+    net = _fork_net(fork_nets.enet_like(), schemas["enet"])
+    export_check(net, _fork_weights(net), optimize=False)
+
+
+def test_deconvnet_unpooling(tmp_path):
+    import fork_nets
+    import fork_schemas
+    net = _fork_net(fork_nets.deconvnet(), fork_schemas.write_v1_only_schema(
+        "deconvnet", str(tmp_path)))
+    export_check(net, _fork_weights(net), optimize=False)
+
+
+def test_unpooling_without_mask(tmp_path):
+    import fork_schemas
+    net = _fork_net('input: "x" input_shape { dim: 1 dim: 2 dim: 4 dim: 3 }\n'
+                    'layer { name: "u" type: "Unpooling" bottom: "x" top: "u" '
+                    'unpooling_param { kernel_size: 3 stride: 2 } }\n',
+                    fork_schemas.write_v1_only_schema("deconvnet", str(tmp_path)))
+    export_check(net, None)

@@ -22,8 +22,15 @@ def reference_net(walk: Any) -> Any:
     del net.layer[:]
     keep = {id(st.layer) for st in walk.steps}
     for lp in included_layers(walk.net, make_state(walk.net, 1)):
-        if id(lp) in keep or (not lp.bottom and lp.top and all(t in walk.inputs for t in lp.top)):
+        if id(lp) in keep:
             net.layer.add().CopyFrom(lp)
+        elif not lp.bottom and any(t in walk.inputs for t in lp.top):
+            # a data layer: an Input layer of the tops the graph takes as inputs
+            new = net.layer.add(name=lp.name, type="Input")
+            for t in lp.top:
+                if t in walk.inputs:
+                    new.top.append(t)
+                    new.input_param.shape.add().dim.extend(walk.inputs[t])
     return net
 
 

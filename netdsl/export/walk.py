@@ -15,7 +15,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from ..errors import NetdslError, did_you_mean
 from ..layers import lookup
-from ..layers.registry import LayerType
+from ..layers.registry import LayerType, reads_labels
 
 __all__ = ["Step", "Walk", "walk_net"]
 
@@ -59,6 +59,15 @@ def _input_shapes(net: Any, layers: List[Any], given: Mapping[str, Shape]) -> Di
         if name not in made:
             raise NetdslError("--input '%s' is not a blob of the net" % name,
                               hint=did_you_mean(name, sorted(made)))
+    for lp in layers:      # a data layer's tops: the shapes its parameters give
+        lt = lookup(lp.type)
+        if not lp.bottom and lp.top and lt is not None and lt.shape is not None and \
+                not all(t in given or t in declared for t in lp.top):
+            try:
+                for t, s in zip(lp.top, lt.top_shapes(lp, [], len(lp.top))):
+                    declared.setdefault(t, tuple(s))
+            except NetdslError:
+                pass       # no size in its parameters: --input must give it
     out: Dict[str, Shape] = {}
     for name in list(net.input) + [t for lp in layers if not lp.bottom for t in lp.top]:
         shape = given.get(name, declared.get(name))
@@ -75,7 +84,7 @@ def _blocked_by(layers: List[Any], have: Mapping[str, Shape], rule: str
     why: Dict[int, Tuple[Any, str]] = {}
     for i, lp in enumerate(layers):
         lt = lookup(lp.type)
-        if not lp.bottom and all(t in have for t in lp.top):
+        if not lp.bottom:     # the inputs: a top without a shape fails where it is read
             for t in lp.top:
                 blocked.pop(t, None)
             continue
@@ -99,16 +108,14 @@ def _advice(lp: Any, rule: str) -> str:
 
 def _choose_outputs(layers: List[Any], inputs: Mapping[str, Shape], extra: Sequence[str],
                     rule: str) -> Tuple[List[str], List[str]]:
-    consumed: Dict[str, None] = {}
     available: Dict[str, None] = {}
-    for name in inputs:
-        available[name] = None
     for lp in layers:
         for b in lp.bottom:
             available.pop(b, None)
+        if reads_labels(lp.type) or not lp.bottom:
+            continue          # a loss or accuracy (a deploy net has none), or the inputs
         for t in lp.top:
             available[t] = None
-            consumed.pop(t, None)
     known = {t for lp in layers for t in lp.top} | set(inputs)
     for name in extra:
         if name not in known:
@@ -173,27 +180,35 @@ def walk_net(net: Any, inputs: Optional[Mapping[str, Sequence[int]]] = None,
         graph_inputs[name] = shapes[name] = shapes_in[name]
         current[name] = name
     steps: List[Step] = []
+    shapeless: Dict[str, Any] = {}
     for i in keep:
-        lp = layers[i]
-        steps_or_input = _step(lp, i, shapes, current, shapes_in, graph_inputs, last)
-        if steps_or_input is not None:
-            steps.append(steps_or_input)
+        step = _step(layers[i], i, shapes, current, shapes_in, graph_inputs, last, shapeless)
+        if step is not None:
+            steps.append(step)
+    read = {b for st in steps for b in st.layer.bottom} | set(outs)
+    graph_inputs = {k: v for k, v in graph_inputs.items() if k in read}   # labels: unused
     return Walk(net, steps, graph_inputs, outs, shapes, dropped)
 
 
 def _step(lp: Any, i: int, shapes: Dict[str, Shape], current: Dict[str, str],
           shapes_in: Mapping[str, Shape], graph_inputs: Dict[str, Shape],
-          last: Mapping[str, int]) -> Optional[Step]:
-    if not lp.bottom and lp.top and all(t in shapes_in for t in lp.top):
+          last: Mapping[str, int], shapeless: Dict[str, Any]) -> Optional[Step]:
+    if not lp.bottom:
         for t in lp.top:      # an input of the graph: the Input layer's tops, or a data layer's
-            graph_inputs[t] = shapes[t] = shapes_in[t]
-            current[t] = t
+            if t in shapes_in:
+                graph_inputs[t] = shapes[t] = shapes_in[t]
+                current[t] = t
+            else:
+                current.pop(t, None)
+                shapeless[t] = lp
         return None
-    if not lp.bottom and lp.top:
-        raise NetdslError("layer '%s' (%s) makes the net's input: give its shape with --input "
-                          "%s=N,C,H,W" % (lp.name, lp.type, lp.top[0]), layer=lp.name)
     lt = lookup(lp.type)
     for b in lp.bottom:
+        if b in shapeless:
+            src = shapeless[b]
+            raise NetdslError("layer '%s' (%s) makes the net's input '%s' without a shape: give "
+                              "it with --input %s=N,C,H,W" % (src.name, src.type, b, b),
+                              layer=src.name)
         if b not in current:
             raise NetdslError("bottom '%s' is not produced by any earlier layer" % b,
                               layer=lp.name)
