@@ -81,15 +81,20 @@ def opencv_run(model, feeds, names):
     return dict(zip(names, net.forward(list(names))))
 
 
-def export_check(net, weights=None, inputs=None, *, opencv=False, seed=0, optimize=True, **kw):
+def export_check(net, weights=None, inputs=None, *, opencv=False, seed=0, optimize=True,
+                 fresh=True, **kw):
     """Export ``net``, then compare onnxruntime (and OpenCV) with netdsl's forward
     on a fresh seeded input; returns the export.  ``optimize=False`` runs
     onnxruntime without its graph optimisations (for nets whose max-pooling masks
     meet near-equal window values: a kernel that rounds differently may pick
-    another position, as any two implementations may)."""
+    another position, as any two implementations may).  ``fresh=False``: the
+    export's own two parity inputs only (large nets)."""
     from netdsl.export import to_onnx
     res = to_onnx(net, weights, inputs=inputs, **kw)
     assert res.parity is not None and res.parity.ok, res.parity.table()
+    assert len(res.parity.rows) == 2 * len(res.outputs)
+    if not fresh:
+        return res
     rng = np.random.default_rng(seed + 100)
     feeds = {k: rng.standard_normal(s).astype(np.float32) for k, s in res.inputs.items()}
     from netdsl.export.onnx_check import reference_net
@@ -613,3 +618,41 @@ def test_unpooling_without_mask(tmp_path):
                     'unpooling_param { kernel_size: 3 stride: 2 } }\n',
                     fork_schemas.write_v1_only_schema("deconvnet", str(tmp_path)))
     export_check(net, None)
+
+
+# -- FCN from the shipped specs ---------------------------------------------------------
+
+@pytest.mark.parametrize("spec", ["fcn32s.yaml", "fcn16s.yaml", "fcn8s.yaml"])
+def test_fcn_from_specs(spec):
+    """Crop offsets, grouped-free bilinear-shaped Deconvolutions, Eltwise: the whole
+    FCN deploy net (VGG-16 weights at random) on a small input."""
+    from netdsl.spec import build_all, load_spec
+    net = build_all(load_spec(os.path.join(ROOT, "specs", spec))).nets["deploy"]
+    inputs = {"data": (1, 3, 40, 48)}
+    res = export_check(net, random_weights(net, inputs), inputs, fresh=False)
+    assert res.outputs == ["score"] and res.walk.shapes["score"] == (1, 21, 40, 48)
+    assert "Slice" in node_ops(res) and "ConvTranspose" in node_ops(res)
+
+
+# -- round trip: from-torch output exported back ----------------------------------------
+
+@pytest.mark.parametrize("name", ["resnet18", "squeezenet1_1"])
+def test_round_trip_from_torch(name):
+    """A torchvision model converted by from-torch, exported back: onnxruntime runs
+    it and must equal the original PyTorch model."""
+    torch = require("torch")
+    tv = require("torchvision")
+    from torch_cases import randomise
+    from netdsl.export import to_onnx
+    from netdsl.torch import convert
+    torch.manual_seed(0)
+    model = randomise(getattr(tv.models, name)())
+    x = torch.randn(1, 3, 64, 64)
+    conv = convert(model, x, input_names=["data"], check=False)
+    res = to_onnx(conv.net, conv.weights)
+    assert res.parity.ok, res.parity.table()
+    with torch.no_grad():
+        want = model(x).numpy()
+    got = ort_run(res.model, {"data": x.numpy()})
+    assert conv.outputs[0] in res.outputs
+    assert rel_err(got[conv.outputs[0]], want) <= TOL
