@@ -656,3 +656,22 @@ def test_round_trip_from_torch(name):
     got = ort_run(res.model, {"data": x.numpy()})
     assert conv.outputs[0] in res.outputs
     assert rel_err(got[conv.outputs[0]], want) <= TOL
+
+
+def test_fork_dropout_forms():
+    """Fast R-CNN's scale_train: false scales by 1 - ratio at TEST; Bayesian SegNet's
+    sampling at TEST is refused (a random mask has no export)."""
+    data_dir = os.path.join(HERE, "data", "fork_schemas")
+    net = _fork_net('input: "x" input_shape { dim: 1 dim: 2 dim: 3 dim: 4 }\n'
+                    'layer { name: "d" type: "Dropout" bottom: "x" top: "y" '
+                    'dropout_param { dropout_ratio: 0.3 scale_train: false } }\n',
+                    os.path.join(data_dir, "faster_rcnn.proto"))
+    res = export_check(net)
+    assert node_ops(res) == ["Mul"]
+    net = _fork_net('input: "x" input_shape { dim: 1 dim: 2 dim: 3 dim: 4 }\n'
+                    'layer { name: "d" type: "Dropout" bottom: "x" top: "y" '
+                    'dropout_param { sample_weights_test: true } }\n',
+                    os.path.join(data_dir, "segnet.proto"))
+    from netdsl.export import to_onnx
+    with pytest.raises(NetdslError, match="random mask.*--outputs x"):
+        to_onnx(net, None)
