@@ -504,8 +504,11 @@ def test_external_data_past_the_limit(tmp_path, monkeypatch):
     res = onnx_export.to_onnx(net, random_weights(net), check=False)
     monkeypatch.setattr(onnx_export, "_LIMIT", 100)
     path = str(tmp_path / "big.onnx")
-    written = onnx_export.save(res.model, path)
+    written = res.save(path)
     assert written == [path, path + ".data"]
+    from netdsl.export.onnx_check import check_parity
+    monkeypatch.setattr("netdsl.export.onnx_write.EXTERNAL_LIMIT", 100)
+    assert check_parity(res, path=path).ok          # onnxruntime reads the written files
     m = onnx.load(path, load_external_data=False)
     assert any(t.data_location == onnx.TensorProto.EXTERNAL for t in m.graph.initializer)
     x = np.ones((1, 3, 8, 8), np.float32)

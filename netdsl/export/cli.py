@@ -1,5 +1,5 @@
-"""``netdsl to-onnx NET [WEIGHTS] -o model.onnx``: export, check against netdsl's
-forward with onnxruntime, write the model and ``<model>.parity.json`` beside it
+"""``netdsl to-onnx NET [WEIGHTS] -o model.onnx``: export, write the model, check
+it against netdsl's forward with onnxruntime, write ``<model>.parity.json`` beside it
 (``model.onnx`` -> ``model.parity.json``).  Exit status as the converters': 0
 parity holds (or --no-check), 1 parity fails (the files are written and the
 report names the first diverging blob), 2 user error or a layer with no export
@@ -34,19 +34,21 @@ def _outputs(items: Any) -> List[str]:
 def run(args: Any) -> int:
     from ..fileio import atomic_write
     from ..torch.cli import parse_inputs
-    from .onnx_export import save, to_onnx
+    from .onnx_export import to_onnx
     if args.tolerance is not None and not args.tolerance > 0:
         raise NetdslError("--tolerance must be positive")
     shapes = dict(parse_inputs(args.input)) if args.input else None
     result = to_onnx(args.net, args.weights, inputs=shapes, outputs=_outputs(args.outputs),
-                     opset=args.opset, dynamic_batch=args.dynamic_batch,
-                     check=not args.no_check, tolerance=args.tolerance or 1e-4,
-                     seed=args.seed)
+                     opset=args.opset, dynamic_batch=args.dynamic_batch, check=False)
     if result.walk.dropped:
         print("netdsl: note: not exported: the net's output%s %s (past a layer with no export "
               "rule)" % ("s" if len(result.walk.dropped) > 1 else "",
                          ", ".join(result.walk.dropped)), file=sys.stderr)
-    written = save(result.model, args.output)
+    written = result.save(args.output, release=True)
+    if not args.no_check:
+        from .onnx_check import check_parity
+        result.parity = check_parity(result, tolerance=args.tolerance or 1e-4, seed=args.seed,
+                                     path=args.output)
     report = parity_path(args.output)
     data = result.parity.to_json() if result.parity is not None else {"checked": False}
     data.update(opset=result.opset, inputs={k: list(v) for k, v in result.inputs.items()},

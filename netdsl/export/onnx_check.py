@@ -54,12 +54,39 @@ def _run(sess: Any, names: List[str], feeds: Dict[str, Any]) -> List[Any]:
                           "--no-check to write it anyway" % msg) from None
 
 
-def check_parity(export: Any, *, tolerance: float = 1e-4, seed: int = 0) -> Any:
-    """Compare ``export`` (an OnnxExport) with netdsl's forward."""
-    from ..forward import forward
+class _Serialised:
+    """Model bytes as :func:`netdsl.onnx.parity.session` reads a ModelProto."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    def ByteSize(self) -> int:
+        return len(self.data)
+
+    def SerializeToString(self) -> bytes:
+        return self.data
+
+
+def _session(export: Any, path: Optional[str]) -> Any:
     from ..onnx.parity import session
+    from .onnx_write import EXTERNAL_LIMIT, model_size
+    if path is not None and (export._model is None or export.path is not None or
+                             model_size(export.initializers) >= EXTERNAL_LIMIT):
+        import onnxruntime as ort     # the written file (and its external data)
+        opts = ort.SessionOptions()
+        opts.log_severity_level = 3
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+        return ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
+    return session(_Serialised(export.model_bytes()))
+
+
+def check_parity(export: Any, *, tolerance: float = 1e-4, seed: int = 0,
+                 path: Optional[str] = None) -> Any:
+    """Compare ``export`` (an OnnxExport; written to ``path`` when given) with
+    netdsl's forward."""
+    from ..forward import forward
     from ..torch.parity import ParityReport, errors
-    sess = session(export.model)
+    sess = _session(export, path)
     net = reference_net(export.walk)
     report = ParityReport(tolerance)
     failing = None

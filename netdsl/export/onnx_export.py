@@ -70,18 +70,62 @@ def _ir_version(opset: int) -> int:
     return min(irs) if irs else helper.VERSION_TABLE[-1][1]
 
 
-@dataclass
 class OnnxExport:
-    """An export: ``model`` (the ModelProto), the walk, the opset, the graph's
-    input and output names, and ``parity`` (a ParityReport, None unchecked)."""
-    model: Any
-    walk: Walk
-    opset: int
-    inputs: Dict[str, Any]
-    outputs: List[str]
-    blob_values: List[str]
-    weights: Any = None
-    parity: Any = None
+    """An export: the walk, the opset, the graph's input and output names, the
+    parity report (None unchecked) and the model: ``model`` (a ModelProto, built
+    on first use), :meth:`model_bytes`, :meth:`save`.  The weights stay arrays
+    until written (:mod:`.onnx_write`)."""
+
+    def __init__(self, lean: Any, initializers: Dict[str, Any], walk: Walk, opset: int,
+                 blob_values: List[str], weights: Any = None) -> None:
+        self.lean = lean
+        self.initializers = initializers
+        self.walk = walk
+        self.opset = opset
+        self.inputs: Dict[str, Any] = dict(walk.inputs)
+        self.outputs: List[str] = list(walk.outputs)
+        self.blob_values = blob_values
+        self.weights = weights
+        self.parity: Any = None
+        self.path: Optional[str] = None
+        self._model: Any = None
+
+    @property
+    def model(self) -> Any:
+        """The whole ModelProto (built once; changes to it are what later runs see)."""
+        if self._model is None:
+            onnx = _onnx()
+            if self.path is not None:
+                self._model = onnx.load(self.path)
+            else:
+                self._model = onnx.load_model_from_string(self._stream_bytes())
+        return self._model
+
+    def _stream_bytes(self) -> bytes:
+        import io
+        from .onnx_write import write_model
+        buf = io.BytesIO()
+        write_model(_onnx(), self.lean, self.initializers, buf)
+        return buf.getvalue()
+
+    def model_bytes(self) -> bytes:
+        if self._model is not None:
+            return self._model.SerializeToString()
+        return self._stream_bytes()
+
+    def save(self, path: str, release: bool = False) -> List[str]:
+        """Write the model to ``path`` atomically (initialisers past 2 GiB in
+        ``<path>.data``, ONNX external data); returns the paths written.  With
+        ``release`` the weight arrays are let go: the model is read back from the
+        file when asked for."""
+        if self._model is not None:
+            written = save(self._model, path)
+        else:
+            written = _save_stream(self.lean, self.initializers, path)
+        if release and self._model is None:
+            self.path = path
+            self.initializers = {}
+        return written
 
 
 def _blob_source(weights: Any) -> Any:
@@ -160,22 +204,16 @@ def _value_info(onnx: Any, name: str, shape: Sequence[int], dynamic: bool) -> An
 
 
 def build_model(graph: Graph, walk: Walk, name: str) -> Any:
-    """The ModelProto of ``graph``; initialiser arrays are released as they are
-    converted."""
+    """The ModelProto of ``graph`` without its initialisers (those stay arrays in
+    ``graph.initializers`` until written)."""
     onnx = _onnx()
-    from onnx import numpy_helper
     nodes = []
     for n in graph.nodes:
         nodes.append(onnx.helper.make_node(n.op, n.inputs, n.outputs, name=n.name,
                                            domain=n.domain or None, **n.attrs))
-    inits = []
-    for key in list(graph.initializers):
-        arr = graph.initializers.pop(key)
-        inits.append(numpy_helper.from_array(np.asarray(arr), key))
-        del arr
     ins = [_value_info(onnx, k, s, graph.dynamic_batch) for k, s in graph.inputs.items()]
     outs = [_value_info(onnx, k, walk.shapes[k], graph.dynamic_batch) for k in graph.outputs]
-    g = onnx.helper.make_graph(nodes, name or "net", ins, outs, initializer=inits)
+    g = onnx.helper.make_graph(nodes, name or "net", ins, outs)
     model = onnx.helper.make_model(g, opset_imports=[onnx.helper.make_opsetid("", graph.opset)],
                                    producer_name="netdsl")
     model.ir_version = _ir_version(graph.opset)
@@ -193,7 +231,7 @@ def to_onnx(net: Any, weights: Any = None, *, inputs: Optional[Mapping[str, Sequ
     ``outputs`` adds blobs to Caffe's ``net.outputs`` (and, when given, drops the
     net's outputs that only layers without an export rule make); ``opset``
     defaults to :func:`default_opset`.  With ``check`` the parity report is in
-    ``.parity``.  Nothing is written: see :func:`save`.
+    ``.parity``.  Nothing is written: see :meth:`OnnxExport.save`.
     """
     onnx = _onnx()
     chosen = default_opset() if opset is None else int(opset)
@@ -203,42 +241,35 @@ def to_onnx(net: Any, weights: Any = None, *, inputs: Optional[Mapping[str, Sequ
                           % (chosen, MIN_OPSET, newest), field="opset")
     walk = walk_net(net, inputs, outputs, rule="onnx")
     graph = emit_graph(walk, weights, chosen, dynamic_batch)
-    model = build_model(graph, walk, walk.net.name)
+    lean = build_model(graph, walk, walk.net.name)
     blob_values = [b for b in graph.blob_of if b not in graph.aliases]
-    result = OnnxExport(model, walk, chosen, dict(walk.inputs), list(walk.outputs),
-                        blob_values, weights)
+    result = OnnxExport(lean, graph.initializers, walk, chosen, blob_values, weights)
     if check:
         from .onnx_check import check_parity
         result.parity = check_parity(result, tolerance=tolerance, seed=seed)
     return result
 
 
-def save(model: Any, path: str) -> List[str]:
-    """Write ``model`` to ``path`` atomically; past 2 GiB the initialisers go to
-    ``<path>.data`` as ONNX external data.  Returns the paths written."""
-    from ..fileio import atomic_open, atomic_write
-    if model.ByteSize() < _LIMIT:
-        atomic_write(path, model.SerializeToString())
-        return [path]
+def _save_stream(lean: Any, inits: Dict[str, Any], path: str) -> List[str]:
+    from ..fileio import atomic_open
+    from .onnx_write import EXTERNAL_LIMIT, model_size, write_model
     onnx = _onnx()
+    if model_size(inits) < min(_LIMIT, EXTERNAL_LIMIT):
+        with atomic_open(path, "wb") as fh:
+            write_model(onnx, lean, inits, fh)
+        return [path]
     data_path = path + ".data"
-    location = os.path.basename(data_path)
-    offset = 0
-    with atomic_open(data_path, "wb") as fh:
-        for t in model.graph.initializer:
-            if len(t.raw_data) < 1024:
-                continue
-            raw = t.raw_data
-            pad = (-offset) % 4096
-            fh.write(b"\0" * pad)
-            offset += pad
-            fh.write(raw)
-            t.ClearField("raw_data")
-            t.data_location = onnx.TensorProto.EXTERNAL
-            for k, v in (("location", location), ("offset", str(offset)),
-                         ("length", str(len(raw)))):
-                e = t.external_data.add()
-                e.key, e.value = k, v
-            offset += len(raw)
-    atomic_write(path, model.SerializeToString())
+    with atomic_open(path, "wb") as fh, atomic_open(data_path, "wb") as data_fh:
+        write_model(onnx, lean, inits, fh, data_path, data_fh)
     return [path, data_path]
+
+
+def save(model: Any, path: str) -> List[str]:
+    """Write ``model`` (a whole ModelProto) to ``path`` atomically, its
+    initialisers in ``<path>.data`` past 2 GiB.  Returns the paths written."""
+    from onnx import numpy_helper
+    lean = type(model)()
+    lean.CopyFrom(model)
+    inits = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    lean.graph.ClearField("initializer")
+    return _save_stream(lean, inits, path)
