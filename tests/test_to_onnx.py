@@ -678,3 +678,31 @@ def test_fork_dropout_forms():
     from netdsl.export import to_onnx
     with pytest.raises(NetdslError, match="random mask.*--outputs x"):
         to_onnx(net, None)
+
+
+# -- a BVLC classifier whole, with OpenCV's importer too ------------------------------
+
+def test_alexnet_onnxruntime_and_opencv():
+    """BVLC AlexNet (tests/zoo_nets.py): grouped convolutions, LRN, ceil pooling,
+    Dropout removed, InnerProduct, Softmax."""
+    import zoo_nets
+    net = zoo_nets.alexnet()
+    w = random_weights(net)
+    res = export_check(net, w, opencv=True)
+    assert res.outputs == ["prob"] and "Dropout" not in node_ops(res)
+
+
+def test_cli_refuses_without_writing(tmp_path):
+    from dnn_check import save_net
+    n = data((1, 3, 8, 8))
+    n.conv = L.Convolution(n.data, num_output=4, kernel_size=3)
+    n.emb = L.Embed(n.conv, input_dim=10, num_output=3)
+    net = n.to_proto()
+    proto, model = save_net(tmp_path, net, random_weights(net, outputs=["conv"]))
+    out = tmp_path / "m.onnx"
+    r = _cli(proto, model, "-o", str(out))
+    assert r.returncode == 2 and "Embed" in r.stderr and "--outputs conv" in r.stderr
+    assert not out.exists() and not (tmp_path / "m.parity.json").exists()
+    r = _cli(proto, model, "-o", str(out), "--outputs", "conv", "--no-check")
+    assert r.returncode == 0 and "not exported" in r.stderr
+    assert json.loads((tmp_path / "m.parity.json").read_text())["checked"] is False

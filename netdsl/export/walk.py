@@ -90,7 +90,8 @@ def _blocked_by(layers: List[Any], have: Mapping[str, Shape], rule: str
             continue
         src = [blocked[b] for b in lp.bottom if b in blocked]
         if lt is None or getattr(lt, rule) is None:
-            why[i] = (lp, "unknown layer type" if lt is None else "no %s export rule" % rule)
+            why[i] = (lp, "unknown layer type" if lt is None else
+                      "its type has no %s export rule" % rule.upper())
             src.append(i)
         for t in lp.top:
             if src:
@@ -130,9 +131,9 @@ def _choose_outputs(layers: List[Any], inputs: Mapping[str, Shape], extra: Seque
             if extra and name not in extra:
                 dropped.append(name)
                 continue
-            raise NetdslError("layer '%s' of type %s cannot be exported (%s), and %s '%s' needs "
-                              "it" % (lp.name, lp.type, reason, "--outputs" if name in extra
-                                      else "the net's output", name),
+            raise NetdslError("a %s layer cannot be exported (%s), and %s '%s' needs it"
+                              % (lp.type, reason, "--outputs" if name in extra
+                                 else "the net's output", name),
                               layer=lp.name, hint=_advice(lp, rule))
         outputs.append(name)
     if not outputs:
