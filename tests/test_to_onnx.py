@@ -706,3 +706,23 @@ def test_cli_refuses_without_writing(tmp_path):
     r = _cli(proto, model, "-o", str(out), "--outputs", "conv", "--no-check")
     assert r.returncode == 0 and "not exported" in r.stderr
     assert json.loads((tmp_path / "m.parity.json").read_text())["checked"] is False
+
+
+def test_roi_pooling():
+    """MaxRoiPool against netdsl's forward on ROIs that name real images (random
+    inputs cannot: the check's seeded inputs do not fit an ROI blob)."""
+    from netdsl.export import to_onnx
+    net = _fork_net('input: "x" input_shape { dim: 2 dim: 3 dim: 12 dim: 10 }\n'
+                    'input: "rois" input_shape { dim: 4 dim: 5 }\n'
+                    'layer { name: "p" type: "ROIPooling" bottom: "x" bottom: "rois" top: "p" '
+                    'roi_pooling_param { pooled_h: 3 pooled_w: 2 spatial_scale: 0.5 } }\n',
+                    os.path.join(HERE, "data", "fork_schemas", "faster_rcnn.proto"))
+    res = to_onnx(net, None, check=False, opset=21)   # onnxruntime's MaxRoiPool: opset <= 21
+    x = np.random.default_rng(0).standard_normal((2, 3, 12, 10)).astype(np.float32)
+    # [image, x1, y1, x2, y2] in input pixels: a half-pixel corner (rounded away from
+    # zero), one ROI past the map, one of a single pixel
+    rois = np.array([[1, 3, 5, 15, 21], [0, 0, 0, 19, 23], [1, 9, 1, 30, 40],
+                     [0, 4, 4, 4, 4]], np.float32)
+    want = forward(net, None, {"x": x, "rois": rois})["p"]
+    got = ort_run(res.model, {"x": x, "rois": rois})["p"]
+    assert rel_err(got, want) <= TOL
