@@ -37,6 +37,14 @@ def backends():
     require("onnxruntime")
 
 
+@pytest.fixture(autouse=True)
+def bvlc_schema_after():
+    """A fork net's test selects its schema (and pack); the next test starts on BVLC's."""
+    yield
+    from netdsl.netspec import use_schema
+    use_schema(None)
+
+
 def rel_err(ours, ref) -> float:
     ours = np.asarray(ours, np.float64)
     ref = np.asarray(ref, np.float64)
@@ -696,13 +704,21 @@ def test_cli_refuses_without_writing(tmp_path):
     from dnn_check import save_net
     n = data((1, 3, 8, 8))
     n.conv = L.Convolution(n.data, num_output=4, kernel_size=3)
-    n.emb = L.Embed(n.conv, input_dim=10, num_output=3)
+    n.cols = L.Im2col(n.conv, convolution_param=dict(kernel_size=2))
     net = n.to_proto()
     proto, model = save_net(tmp_path, net, random_weights(net, outputs=["conv"]))
     out = tmp_path / "m.onnx"
+    before = sorted(os.listdir(tmp_path))
     r = _cli(proto, model, "-o", str(out))
-    assert r.returncode == 2 and "Embed" in r.stderr and "--outputs conv" in r.stderr
-    assert not out.exists() and not (tmp_path / "m.parity.json").exists()
+    assert r.returncode == 2 and "Im2col" in r.stderr and "--outputs conv" in r.stderr
+    assert sorted(os.listdir(tmp_path)) == before
+    # a rule but no numpy forward to check against (Embed here): refused, nothing left
+    n.emb = L.Embed(n.conv, input_dim=10, num_output=3)
+    proto2, model2 = save_net(tmp_path, n.to_proto(), {}, stem="emb")
+    before = sorted(os.listdir(tmp_path))
+    r = _cli(proto2, model2, "-o", str(out), "--outputs", "emb")
+    assert r.returncode == 2 and "no numpy forward" in r.stderr
+    assert sorted(os.listdir(tmp_path)) == before
     r = _cli(proto, model, "-o", str(out), "--outputs", "conv", "--no-check")
     assert r.returncode == 0 and "not exported" in r.stderr
     assert json.loads((tmp_path / "m.parity.json").read_text())["checked"] is False
@@ -725,4 +741,45 @@ def test_roi_pooling():
                      [0, 4, 4, 4, 4]], np.float32)
     want = forward(net, None, {"x": x, "rois": rois})["p"]
     got = ort_run(res.model, {"x": x, "rois": rois})["p"]
+    assert rel_err(got, want) <= TOL
+
+
+# -- types without a numpy forward here: against a hand computation ---------------------
+
+def test_embed_by_hand():
+    """embed_layer.cpp: top = W[static_cast<int>(x)] + b (indices truncated toward 0)."""
+    from netdsl.export import to_onnx
+    n = data((2, 3))
+    n.e = L.Embed(n.data, input_dim=7, num_output=4)
+    net = n.to_proto()
+    w = random_weights(net)
+    res = to_onnx(net, w, check=False)
+    x = np.array([[0, 2.9, 6], [1.2, 5.5, 3.0]], np.float32)
+    want = w["e"][0][x.astype(np.int64)] + w["e"][1]
+    got = ort_run(res.model, {"data": x})["e"]
+    assert got.shape == (2, 3, 4) and rel_err(got, want) <= TOL
+
+
+@pytest.mark.parametrize("levels,method", [(1, "MAX"), (3, "MAX"), (2, "AVE")])
+def test_spp_by_hand(levels, method):
+    """spp_layer.cpp: level l pools with 2^l bins a side (kernel ceil(in / bins),
+    stride the kernel, pad (kernel * bins - in + 1) / 2), each flattened, concatenated;
+    each level computed here with the Pooling layer's own forward."""
+    from netdsl.export import to_onnx
+    n = data((2, 3, 9, 7))
+    n.spp = L.SPP(n.data, pyramid_height=levels, pool=getattr(P.SPP, method))
+    net = n.to_proto()
+    res = to_onnx(net, None, check=False)
+    x = np.random.default_rng(3).standard_normal((2, 3, 9, 7)).astype(np.float32)
+    parts = []
+    for lvl in range(levels):
+        bins = 2 ** lvl
+        kh, kw = -(-9 // bins), -(-7 // bins)
+        m = data((2, 3, 9, 7))
+        m.p = L.Pooling(m.data, pool=getattr(P.Pooling, method), kernel_h=kh, kernel_w=kw,
+                        stride_h=kh, stride_w=kw, pad_h=(kh * bins - 9 + 1) // 2,
+                        pad_w=(kw * bins - 7 + 1) // 2)
+        parts.append(forward(m.to_proto(), None, {"data": x})["p"])
+    want = parts[0] if levels == 1 else np.concatenate([p.reshape(2, -1) for p in parts], 1)
+    got = ort_run(res.model, {"data": x})["spp"]
     assert rel_err(got, want) <= TOL

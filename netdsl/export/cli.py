@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
+import tempfile
 from typing import Any, List
 
 from ..errors import NetdslError
@@ -31,6 +33,33 @@ def _outputs(items: Any) -> List[str]:
     return out
 
 
+def _save_checked(result: Any, args: Any) -> List[str]:
+    """Write the model into a private directory beside ``-o``, check it there, then
+    move the files into place: an error (the check cannot run) leaves nothing."""
+    final_dir = os.path.dirname(os.path.abspath(args.output))
+    try:
+        os.makedirs(final_dir, exist_ok=True)
+        work = tempfile.mkdtemp(prefix=".netdsl-to-onnx-", dir=final_dir)
+    except OSError as exc:
+        raise NetdslError("cannot write there: %s" % (exc.strerror or exc),
+                          file=args.output) from None
+    try:
+        tmp = os.path.join(work, os.path.basename(args.output))
+        written = result.save(tmp, release=True)
+        if not args.no_check:
+            from .onnx_check import check_parity
+            result.parity = check_parity(result, tolerance=args.tolerance or 1e-4,
+                                         seed=args.seed, path=tmp)
+        final = [os.path.join(final_dir, os.path.basename(p)) for p in written]
+        for src, dst in zip(reversed(written), reversed(final)):   # external data first
+            os.replace(src, dst)
+        result.path = final[0]
+        return [os.path.join(os.path.dirname(args.output), os.path.basename(p))
+                for p in written]
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
 def run(args: Any) -> int:
     from ..fileio import atomic_write
     from ..torch.cli import parse_inputs
@@ -44,11 +73,7 @@ def run(args: Any) -> int:
         print("netdsl: note: not exported: the net's output%s %s (past a layer with no export "
               "rule)" % ("s" if len(result.walk.dropped) > 1 else "",
                          ", ".join(result.walk.dropped)), file=sys.stderr)
-    written = result.save(args.output, release=True)
-    if not args.no_check:
-        from .onnx_check import check_parity
-        result.parity = check_parity(result, tolerance=args.tolerance or 1e-4, seed=args.seed,
-                                     path=args.output)
+    written = _save_checked(result, args)
     report = parity_path(args.output)
     data = result.parity.to_json() if result.parity is not None else {"checked": False}
     data.update(opset=result.opset, inputs={k: list(v) for k, v in result.inputs.items()},

@@ -10,8 +10,6 @@ by loading a one-node model at each opset from onnx's newest down.
 from __future__ import annotations
 
 import functools
-import os
-from dataclasses import dataclass
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 from ..errors import NetdslError

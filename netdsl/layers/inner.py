@@ -106,6 +106,17 @@ def _inner_product_onnx(layer: Message, ctx) -> List[str]:
     return [y if direct else ctx.reshape(y, ctx.out_shapes[0], out=ctx.top(0))]
 
 
+def _embed_onnx(layer: Message, ctx) -> List[str]:
+    """embed_layer.cpp: row ``static_cast<int>(x)`` of the (K, N) weights (Cast to
+    int64 truncates toward zero as the C++ cast does), plus the bias."""
+    k, n = _embed_check(layer)
+    idx = ctx.node("Cast", ctx.inputs, to=7)
+    bias = layer.embed_param.bias_term
+    y = ctx.node("Gather", [ctx.weight(0, (k, n)), idx], out=None if bias else ctx.top(0),
+                 axis=0)
+    return [ctx.node("Add", [y, ctx.weight(1, (n,))], out=ctx.top(0)) if bias else y]
+
+
 # -- declarations ----------------------------------------------------------------------
 
 declare("InnerProduct", family="inner", bottoms=1, tops=1, shape=_inner_product,
@@ -114,4 +125,4 @@ declare("InnerProduct", family="inner", bottoms=1, tops=1, shape=_inner_product,
         fixed_blobs=fixed_weight_bias("inner_product_param"), needs_weights=True,
         onnx=_inner_product_onnx, size_field="inner_product_param.num_output")
 declare("Embed", family="inner", bottoms=1, tops=1, shape=_embed, params=_embed_params,
-        fillers=weight_bias_fillers("embed_param"), needs_weights=True)
+        fillers=weight_bias_fillers("embed_param"), needs_weights=True, onnx=_embed_onnx)
