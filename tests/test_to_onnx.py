@@ -783,3 +783,26 @@ def test_spp_by_hand(levels, method):
     want = parts[0] if levels == 1 else np.concatenate([p.reshape(2, -1) for p in parts], 1)
     got = ort_run(res.model, {"data": x})["spp"]
     assert rel_err(got, want) <= TOL
+
+
+@pytest.mark.parametrize("opset", [13, 18])
+def test_dynamic_batch_through_masks_and_interp(schemas, opset):
+    """Pooling masks, Upsample's scatter and Interp's sizes read the batch at run time."""
+    text = ('input: "data" input_shape { dim: 2 dim: 3 dim: 8 dim: 10 }\n'
+            'layer { name: "pool" type: "Pooling" bottom: "data" top: "pool" top: "mask" '
+            'pooling_param { pool: MAX kernel_size: 2 stride: 2 } }\n'
+            'layer { name: "up" type: "Upsample" bottom: "pool" bottom: "mask" top: "up" '
+            'upsample_param { scale: 2 } }\n')
+    res = export_check(_fork_net(text, schemas["segnet"]), None, dynamic_batch=True,
+                       opset=opset)
+    text = ('input: "data" input_shape { dim: 2 dim: 3 dim: 8 dim: 10 }\n'
+            'layer { name: "i" type: "Interp" bottom: "data" top: "i" '
+            'interp_param { zoom_factor: 2 } }\n')
+    net2 = _fork_net(text, schemas["pspnet"])
+    res2 = export_check(net2, None, dynamic_batch=True, opset=opset)
+    x = np.random.default_rng(9).standard_normal((5, 3, 8, 10)).astype(np.float32)
+    from netdsl.export.onnx_check import reference_net
+    for r, name in ((res, "up"), (res2, "i")):
+        got = ort_run(r.model, {"data": x})[name]
+        want = forward(reference_net(r.walk), None, {"data": x})[name]
+        assert got.shape[0] == 5 and rel_err(got, want) <= TOL

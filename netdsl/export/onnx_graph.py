@@ -156,6 +156,14 @@ class Emitter:
             dims[0] = 0
         return self.node("Reshape", [x, self.ints(dims, "shape")], out=out)
 
+    def shape_of(self, x: str, x_shape: Sequence[int], keep: int, tail: Sequence[int]) -> str:
+        """A shape: the first ``keep`` axes of ``x`` then ``tail``; read from ``x`` at
+        run time with a dynamic batch, a constant otherwise."""
+        if not self.graph.dynamic_batch:
+            return self.ints(list(x_shape[:keep]) + list(tail), "shape")
+        lead = self.slice(self.node("Shape", [x]), [0], [keep], [0])
+        return self.node("Concat", [lead, self.ints(tail, "tail")], axis=0)
+
     def slice(self, x: str, starts: Sequence[int], ends: Sequence[int], axes: Sequence[int],
               out: Any = None) -> str:
         return self.node("Slice", [x, self.ints(starts, "starts"), self.ints(ends, "ends"),

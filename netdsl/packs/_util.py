@@ -79,7 +79,7 @@ def scatter_onnx(ctx: Any, values: str, switches: str, shape: Sequence[int], out
     n, c, h, w = (int(d) for d in shape)
     flat = ctx.reshape(values, (n, c, h * w), in_shape=shape)
     idx = ctx.node("Cast", [ctx.reshape(switches, (n, c, h * w), in_shape=shape)], to=7)
-    zeros = ctx.node("Expand", [ctx.scalar(0.0, "zero"), ctx.ints((n, c, out_h * out_w),
-                                                                  "plane")])
+    zeros = ctx.node("Expand", [ctx.scalar(0.0, "zero"),
+                                ctx.shape_of(values, shape, 2, [out_h * out_w])])
     y = ctx.node("ScatterElements", [zeros, idx, flat], axis=2)
     return ctx.reshape(y, (n, c, out_h, out_w), out=ctx.top(0), in_shape=shape)

@@ -151,7 +151,7 @@ def interp_onnx(layer, ctx):
     if ctx.opset >= 18:
         sizes, extra = ctx.ints([oh, ow], "sizes"), dict(axes=[2, 3])
     else:
-        sizes, extra = ctx.ints([n, c, oh, ow], "sizes"), {}
+        sizes, extra = ctx.shape_of(x, (n, c), 2, [oh, ow]), {}
     return [ctx.node("Resize", [x, "", "", sizes], out=ctx.top(0), mode="linear",
                      coordinate_transformation_mode="align_corners", **extra)]
 
