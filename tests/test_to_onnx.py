@@ -806,3 +806,25 @@ def test_dynamic_batch_through_masks_and_interp(schemas, opset):
         got = ort_run(r.model, {"data": x})[name]
         want = forward(reference_net(r.walk), None, {"data": x})[name]
         assert got.shape[0] == 5 and rel_err(got, want) <= TOL
+
+
+def test_plugin_type_declares_its_export_rule():
+    """register_layer(..., onnx=rule): a plugin's type exports like a built-in one."""
+    from netdsl.layers import use_layers
+    from netdsl.plugins import register_layer
+
+    def up2_onnx(layer, ctx):
+        scales = ctx.const([1, 1, 2, 2], "scales")
+        return [ctx.node("Resize", [ctx.inputs[0], "", scales], out=ctx.top(0),
+                         mode="nearest", coordinate_transformation_mode="asymmetric",
+                         nearest_mode="floor")]
+
+    with use_layers():
+        register_layer("Upsample2x", shape=["N", "C", "2*H", "2*W"],
+                       forward=lambda layer, b, blobs, ctx: [
+                           b[0].repeat(2, axis=2).repeat(2, axis=3)],
+                       onnx=up2_onnx)
+        n = data((1, 2, 3, 4))
+        n.up = L.Upsample2x(n.data)
+        res = export_check(n.to_proto())
+        assert node_ops(res) == ["Resize"]
