@@ -829,3 +829,68 @@ def test_plugin_type_declares_its_export_rule():
         n.up = L.Upsample2x(n.data)
         res = export_check(n.to_proto())
         assert node_ops(res) == ["Resize"]
+
+
+# -- the forks' published nets at full size (tests/test_fork_published.py) -------------
+
+PUBLISHED = {   # name -> outputs to stop at (None: the net's own)
+    "mobilenet_ssd_deploy": ["mbox_loc", "mbox_conf_flatten", "mbox_priorbox"],
+    "segnet_inference": None,
+    "enet_deploy_final": None,
+    "deconvnet_inference_deploy": None,
+    "deeplab_v2_vgg16_aspp": ["fc8_interp"],     # read by MatWrite, a file writer
+    "pspnet50_ade20k_473": None,
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(PUBLISHED))
+def test_published_fork_nets_full_size(name):
+    """Random weights (as tests/test_fork_packs.py makes them); the export's own
+    parity check on two inputs, onnxruntime without graph optimisations where
+    pooling masks are unpooled."""
+    import test_fork_published as pub
+    from test_fork_packs import _weights
+    from netdsl.netspec import use_schema
+    from netdsl.prototxt import parse_net
+    module, spec, inputs = pub.NETS[name][:3]
+    pb2 = pub._schema(spec, None)
+    use_schema(pb2)
+    net = parse_net(getattr(module, name)(), name + ".prototxt", schema=pb2)
+    weights = _weights(net, 0, inputs)
+    inputs = {"data": inputs["data"]} if inputs else None      # the labels are not read
+    from netdsl.export import to_onnx
+    res = to_onnx(net, weights, inputs=inputs, outputs=PUBLISHED[name] or ())
+    if not res.parity.ok:
+        # only a max-pooling mask may differ, where two window values are equal to
+        # within float rounding (one flipped index moves a value in the decoder)
+        assert res.parity.divergence["blob"].endswith("_mask"), res.parity.table()
+        assert masks_differ_only_at_near_ties(res, weights) > 0
+    assert len(res.parity.rows) == 2 * len(res.outputs)
+
+
+def masks_differ_only_at_near_ties(res, weights, rel=1e-5):
+    """Every mask position where onnxruntime and netdsl's forward disagree has, in
+    netdsl's pooling input, the two window values within ``rel`` of the plane's
+    largest magnitude of each other; returns the number of such positions."""
+    import onnx
+    from netdsl.export.onnx_check import reference_net, seeded_inputs
+    feeds = seeded_inputs(res.inputs, 0)[0][1]
+    ours = forward(reference_net(res.walk), weights, feeds)
+    pools = [st for st in res.walk.steps if st.layer.type == "Pooling" and len(st.layer.top) > 1]
+    model = onnx.ModelProto()
+    model.CopyFrom(res.model)
+    names = [st.top_values[1] for st in pools]
+    for v in names:
+        model.graph.output.append(onnx.helper.make_empty_tensor_value_info(v))
+    got = dict(zip(names, ort_run(model, feeds, names, optimize=False).values()))
+    flips = 0
+    for st in pools:
+        mine, theirs = ours[st.layer.top[1]], got[st.top_values[1]]
+        x = ours[st.layer.bottom[0]] if st.layer.bottom[0] not in st.layer.top else None
+        for n, c, i, j in np.argwhere(mine != theirs):
+            plane = x[n, c].reshape(-1)
+            a, b = plane[int(mine[n, c, i, j])], plane[int(theirs[n, c, i, j])]
+            assert abs(a - b) <= rel * np.abs(plane).max(), (st.layer.name, a, b)
+            flips += 1
+    return flips

@@ -25,12 +25,18 @@ def reference_net(walk: Any) -> Any:
         if id(lp) in keep:
             net.layer.add().CopyFrom(lp)
         elif not lp.bottom and any(t in walk.inputs for t in lp.top):
-            # a data layer: an Input layer of the tops the graph takes as inputs
+            # a data layer: an Input layer of the tops the graph takes as inputs (the
+            # net's own input fields in an old fork's schema without InputParameter)
+            tops = [t for t in lp.top if t in walk.inputs]
+            if "input_param" not in lp.DESCRIPTOR.fields_by_name:
+                for t in tops:
+                    net.input.append(t)
+                    net.input_shape.add().dim.extend(walk.inputs[t])
+                continue
             new = net.layer.add(name=lp.name, type="Input")
-            for t in lp.top:
-                if t in walk.inputs:
-                    new.top.append(t)
-                    new.input_param.shape.add().dim.extend(walk.inputs[t])
+            for t in tops:
+                new.top.append(t)
+                new.input_param.shape.add().dim.extend(walk.inputs[t])
     return net
 
 

@@ -137,7 +137,9 @@ def _choose_outputs(layers: List[Any], inputs: Mapping[str, Shape], extra: Seque
                               layer=lp.name, hint=_advice(lp, rule))
         outputs.append(name)
     if not outputs:
-        raise NetdslError("the net has no outputs to export")
+        raise NetdslError("the net has no outputs to export (every blob is read by a later "
+                          "layer, a loss or a writer)", hint="name the blobs to export with "
+                          "--outputs BLOB,...")
     return outputs, dropped
 
 
