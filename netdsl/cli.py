@@ -793,6 +793,20 @@ def _p_from_onnx(p: argparse.ArgumentParser) -> None:
     from .onnx.cli import add_arguments
     add_arguments(p)
     p.set_defaults(func=cmd_from_onnx)
+def cmd_to_onnx(args: argparse.Namespace) -> int:
+    from .export.cli import run
+    _schema(args)
+    return run(args)
+
+
+@verb("to-onnx", "export a Caffe net and its weights to ONNX, checked against netdsl's forward "
+                 "with onnxruntime")
+def _p_to_onnx(p: argparse.ArgumentParser) -> None:
+    from .export.cli import add_arguments
+    add_arguments(p)
+    p.set_defaults(func=cmd_to_onnx)
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse with usage errors on one line, like every other netdsl error."""
 

@@ -446,6 +446,29 @@ def _im2col_forward(layer: Message, bottoms: List[np.ndarray], blobs: List[np.nd
     return [cols.reshape(lead + (c * len(rows),) + tuple(outs))]
 
 
+# -- ONNX export -------------------------------------------------------------------------
+
+def _conv_onnx(layer: Message, ctx: Any, g: ConvGeometry) -> List[str]:
+    """Conv / ConvTranspose with Caffe's weights as they are (ONNX keeps Caffe's
+    layouts: (out, in/group, *k) and, transposed, (in, out/group, *k)); symmetric
+    pads give Caffe's sizes exactly (conv_layer.cpp / deconv_layer.cpp
+    compute_output_shape), so no output_shape is needed."""
+    if g.axis != 1:
+        raise ctx.refuse("only axis 1 (channels) maps to ONNX, got axis %d" % g.axis)
+    deconv = layer.type == "Deconvolution"
+    c, o, group = _channels(layer, ctx.in_shapes[0], 1)
+    wshape = ((c, o // group) if deconv else (o, c // group)) + tuple(g.kernel)
+    ins = [ctx.weight(0, wshape)]
+    if layer.convolution_param.bias_term:
+        ins.append(ctx.weight(1, (o,)))
+    outs = []
+    for i, x in enumerate(ctx.inputs):
+        outs.append(ctx.node("ConvTranspose" if deconv else "Conv", [x] + ins, out=ctx.top(i),
+                             kernel_shape=list(g.kernel), strides=list(g.stride),
+                             pads=list(g.pad) * 2, dilations=list(g.dilation), group=group))
+    return outs
+
+
 # -- declarations ----------------------------------------------------------------------
 
 _CONV = dict(family="conv", bottoms=(1, None), tops=(1, None), equal=True, geometry=_geometry,
@@ -453,9 +476,9 @@ _CONV = dict(family="conv", bottoms=(1, None), tops=(1, None), equal=True, geome
              fillers=weight_bias_fillers("convolution_param"),
              fixed_blobs=fixed_weight_bias("convolution_param"), needs_weights=True,
              empty_hint=_empty_hint, size_field=_F + "kernel_size")
-declare("Convolution", forward=_convolution, cost=_conv_cost, **_CONV)
+declare("Convolution", forward=_convolution, cost=_conv_cost, onnx=_conv_onnx, **_CONV)
 declare("Deconvolution", forward=_deconvolution, reads=("convolution_param",),
-        surgery=_deconv_surgery, cost=_deconv_cost, **_CONV)
+        surgery=_deconv_surgery, cost=_deconv_cost, onnx=_conv_onnx, **_CONV)
 declare("Im2col", family="conv", bottoms=1, tops=1, reads=("convolution_param",),
         geometry=_im2col_geometry, shape=_im2col, coord_map=_conv_map, empty_hint=_empty_hint,
         forward=_im2col_forward,

@@ -87,12 +87,42 @@ def _inner_product_cost(ls) -> Ops:
     return Ops(macs=count(ls.param_shapes[0]) * count(ls.top_shapes[0]) // n if n else 0)
 
 
+# -- ONNX export -------------------------------------------------------------------------
+
+def _inner_product_onnx(layer: Message, ctx) -> List[str]:
+    """Flatten(axis) to (M, K), Gemm with Caffe's (N, K) weights (transB; with
+    ``transpose`` they are (K, N) already), then back to ``shape[:axis] + (N,)``."""
+    p = layer.inner_product_param
+    shape = ctx.in_shapes[0]
+    axis = canonical_axis(p.axis, shape, "inner_product_param.axis")
+    k, n = count(shape, axis), int(p.num_output)
+    trans = _transposed(p)
+    ins = [ctx.node("Flatten", ctx.inputs, axis=axis) if len(shape) != 2 or axis != 1
+           else ctx.inputs[0], ctx.weight(0, (k, n) if trans else (n, k))]
+    if p.bias_term:
+        ins.append(ctx.weight(1, (n,)))
+    direct = axis == 1
+    y = ctx.node("Gemm", ins, out=ctx.top(0) if direct else None, transB=0 if trans else 1)
+    return [y if direct else ctx.reshape(y, ctx.out_shapes[0], out=ctx.top(0))]
+
+
+def _embed_onnx(layer: Message, ctx) -> List[str]:
+    """embed_layer.cpp: row ``static_cast<int>(x)`` of the (K, N) weights (Cast to
+    int64 truncates toward zero as the C++ cast does), plus the bias."""
+    k, n = _embed_check(layer)
+    idx = ctx.node("Cast", ctx.inputs, to=7)
+    bias = layer.embed_param.bias_term
+    y = ctx.node("Gather", [ctx.weight(0, (k, n)), idx], out=None if bias else ctx.top(0),
+                 axis=0)
+    return [ctx.node("Add", [y, ctx.weight(1, (n,))], out=ctx.top(0)) if bias else y]
+
+
 # -- declarations ----------------------------------------------------------------------
 
 declare("InnerProduct", family="inner", bottoms=1, tops=1, shape=_inner_product,
         params=_inner_product_params, forward=inner_product, cost=_inner_product_cost,
         fillers=weight_bias_fillers("inner_product_param"),
         fixed_blobs=fixed_weight_bias("inner_product_param"), needs_weights=True,
-        size_field="inner_product_param.num_output")
+        onnx=_inner_product_onnx, size_field="inner_product_param.num_output")
 declare("Embed", family="inner", bottoms=1, tops=1, shape=_embed, params=_embed_params,
-        fillers=weight_bias_fillers("embed_param"), needs_weights=True)
+        fillers=weight_bias_fillers("embed_param"), needs_weights=True, onnx=_embed_onnx)

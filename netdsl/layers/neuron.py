@@ -204,23 +204,136 @@ def _prelu_fillers(layer: Message, shapes: List[Shape]) -> list:
     return [p.filler if p.HasField("filler") else {"type": "constant", "value": 0.25}] * len(shapes)
 
 
+# -- ONNX export -------------------------------------------------------------------------
+
+def _affine(ctx, x: str, scale: float, shift: float, last: bool) -> str:
+    """``shift + scale x`` (each step only when it changes the value); ``last``: the
+    final node writes the top."""
+    if scale != 1:
+        x = ctx.node("Mul", [x, ctx.scalar(scale, "scale")],
+                     out=ctx.top(0) if last and shift == 0 else None)
+    if shift != 0:
+        x = ctx.node("Add", [x, ctx.scalar(shift, "shift")], out=ctx.top(0) if last else None)
+    return x
+
+
+def _unary(op: str, **attrs):
+    def rule(layer: Message, ctx) -> List[str]:
+        return [ctx.node(op, ctx.inputs, out=ctx.top(0), **attrs)]
+    rule.__doc__ = "ONNX %s, the same function as Caffe's layer." % op
+    return rule
+
+
+def _relu_onnx(layer: Message, ctx) -> List[str]:
+    """``max(x, 0) + slope min(x, 0)`` is LeakyRelu(alpha=slope) for every slope."""
+    slope = float(np.float32(layer.relu_param.negative_slope))
+    if slope == 0:
+        return [ctx.node("Relu", ctx.inputs, out=ctx.top(0))]
+    return [ctx.node("LeakyRelu", ctx.inputs, out=ctx.top(0), alpha=slope)]
+
+
+def _elu_onnx(layer: Message, ctx) -> List[str]:
+    return [ctx.node("Elu", ctx.inputs, out=ctx.top(0), alpha=float(layer.elu_param.alpha))]
+
+
+def _threshold_onnx(layer: Message, ctx) -> List[str]:
+    """threshold_layer.cpp: 1 where ``x > threshold`` (strictly), else 0."""
+    t = ctx.scalar(layer.threshold_param.threshold, "threshold")
+    return [ctx.node("Cast", [ctx.node("Greater", [ctx.inputs[0], t])], out=ctx.top(0), to=1)]
+
+
+def _clip_onnx(layer: Message, ctx) -> List[str]:
+    p = layer.clip_param
+    return [ctx.node("Clip", [ctx.inputs[0], ctx.scalar(p.min, "min"), ctx.scalar(p.max, "max")],
+                     out=ctx.top(0))]
+
+
+def _swish_onnx(layer: Message, ctx) -> List[str]:
+    """swish_layer.cpp: ``x * sigmoid(beta x)``."""
+    x = ctx.inputs[0]
+    bx = _affine(ctx, x, float(np.float32(layer.swish_param.beta)), 0.0, False)
+    return [ctx.node("Mul", [x, ctx.node("Sigmoid", [bx])], out=ctx.top(0))]
+
+
+def _power_onnx(layer: Message, ctx) -> List[str]:
+    """power_layer.cpp: ``(shift + scale x) ^ power``; with ``power * scale == 0``
+    every value is ``shift ^ power`` (1 for power 0), x unread."""
+    p = layer.power_param
+    pw, sc, sh = (float(np.float32(v)) for v in (p.power, p.scale, p.shift))
+    x = ctx.inputs[0]
+    if pw * sc == 0:
+        value = 1.0 if pw == 0 else float(np.power(np.float32(sh), np.float32(pw)))
+        return [ctx.node("Expand", [ctx.scalar(value, "value"), ctx.node("Shape", [x])],
+                         out=ctx.top(0))]
+    if pw == 1 and sc == 1 and sh == 0:
+        return [ctx.node("Identity", [x], out=ctx.top(0))]
+    y = _affine(ctx, x, sc, sh, pw == 1)
+    if pw != 1:
+        y = ctx.node("Pow", [y, ctx.scalar(pw, "power")], out=ctx.top(0))
+    return [y]
+
+
+def _exp_onnx(layer: Message, ctx) -> List[str]:
+    """exp_layer.cpp: ``base^shift * exp(ln(base) scale x)`` (base -1: e)."""
+    p = layer.exp_param
+    base = np.float32(p.base)
+    log_base = np.float32(1) if base == -1 else np.float32(np.log(base))
+    inner = float(log_base * np.float32(p.scale))
+    shift = np.float32(p.shift)
+    outer = 1.0 if shift == 0 else float(np.float32(np.exp(shift)) if base == -1
+                                         else np.float32(base ** shift))
+    y = ctx.node("Exp", [_affine(ctx, ctx.inputs[0], inner, 0.0, False)],
+                 out=ctx.top(0) if outer == 1 else None)
+    return [y if outer == 1 else ctx.node("Mul", [y, ctx.scalar(outer, "outer")],
+                                          out=ctx.top(0))]
+
+
+def _log_onnx(layer: Message, ctx) -> List[str]:
+    """log_layer.cpp: ``ln(shift + scale x) / ln(base)`` (base -1: e)."""
+    p = layer.log_param
+    base = np.float32(p.base)
+    base_scale = 1.0 if base == -1 else float(np.float32(1) / np.float32(np.log(base)))
+    y = _affine(ctx, ctx.inputs[0], float(np.float32(p.scale)), float(np.float32(p.shift)),
+                False)
+    y = ctx.node("Log", [y], out=ctx.top(0) if base_scale == 1 else None)
+    return [y if base_scale == 1 else ctx.node("Mul", [y, ctx.scalar(base_scale, "base")],
+                                               out=ctx.top(0))]
+
+
+def _dropout_onnx(layer: Message, ctx) -> List[str]:
+    """TEST phase: the identity, so the layer is removed (its top is its bottom)."""
+    return [ctx.inputs[0]]
+
+
+def _prelu_onnx(layer: Message, ctx) -> List[str]:
+    """prelu_layer.cpp: one slope per channel (axis 1), broadcast as (C, 1, ...), or
+    one shared slope."""
+    shape = ctx.in_shapes[0]
+    if layer.prelu_param.channel_shared:
+        slope = ctx.weight(0, (1,))
+    else:
+        c = _prelu_channels(shape)
+        slope = ctx.weight(0, (c,) + (1,) * max(len(shape) - 2, 0))
+    return [ctx.node("PRelu", [ctx.inputs[0], slope], out=ctx.top(0))]
+
+
 # -- declarations ----------------------------------------------------------------------
 
 _NEURON = dict(family="neuron", bottoms=1, tops=1, shape=_neuron, coord_map=identity_map,
                cost=elementwise_cost)
-declare("AbsVal", forward=absval, **_NEURON)
-declare("BNLL", forward=bnll, **_NEURON)
-declare("Clip", forward=clip, **_NEURON)
-declare("Dropout", forward=dropout, **_NEURON)
-declare("ELU", forward=elu, **_NEURON)
-declare("Exp", forward=exp, **_NEURON)
-declare("Log", forward=log, **_NEURON)
-declare("Power", forward=power, **_NEURON)
-declare("ReLU", forward=relu, **_NEURON)
-declare("Sigmoid", forward=sigmoid, **_NEURON)
-declare("Swish", forward=swish, **_NEURON)
-declare("TanH", forward=tanh, **_NEURON)
-declare("Threshold", forward=threshold, **_NEURON)
+declare("AbsVal", forward=absval, onnx=_unary("Abs"), **_NEURON)
+declare("BNLL", forward=bnll, onnx=_unary("Softplus"), **_NEURON)
+declare("Clip", forward=clip, onnx=_clip_onnx, **_NEURON)
+declare("Dropout", forward=dropout, onnx=_dropout_onnx, **_NEURON)
+declare("ELU", forward=elu, onnx=_elu_onnx, **_NEURON)
+declare("Exp", forward=exp, onnx=_exp_onnx, **_NEURON)
+declare("Log", forward=log, onnx=_log_onnx, **_NEURON)
+declare("Power", forward=power, onnx=_power_onnx, **_NEURON)
+declare("ReLU", forward=relu, onnx=_relu_onnx, **_NEURON)
+declare("Sigmoid", forward=sigmoid, onnx=_unary("Sigmoid"), **_NEURON)
+declare("Swish", forward=swish, onnx=_swish_onnx, **_NEURON)
+declare("TanH", forward=tanh, onnx=_unary("Tanh"), **_NEURON)
+declare("Threshold", forward=threshold, onnx=_threshold_onnx, **_NEURON)
 declare("PReLU", family="neuron", bottoms=1, tops=1, shape=_prelu, params=_prelu_params,
         fillers=_prelu_fillers, coord_map=identity_map, forward=prelu, needs_weights=True,
-        cost=elementwise_cost)
+        cost=elementwise_cost, onnx=_prelu_onnx)

@@ -308,22 +308,131 @@ def _bias_fillers(layer: Message, shapes: List[Shape]) -> list:
     return [layer.bias_param.filler] * len(shapes)   # unset: constant 0
 
 
+# -- ONNX export -------------------------------------------------------------------------
+
+def _batch_norm_onnx(layer: Message, ctx) -> List[str]:
+    """batch_norm_layer.cpp with global statistics (the TEST default): mean and
+    variance are blobs 0 and 1 times ``1 / blob 2`` (0 when it is 0), then ONNX
+    BatchNormalization with scale 1 and bias 0.  ``use_global_stats: false``: the
+    batch's own mean and variance over every axis but 1."""
+    p = layer.batch_norm_param
+    shape = ctx.in_shapes[0]
+    c = 1 if len(shape) == 1 else shape[1]
+    eps = float(np.float32(p.eps))
+    x = ctx.inputs[0]
+    if p.HasField("use_global_stats") and not p.use_global_stats:
+        axes = [i for i in range(len(shape)) if i != 1]
+        xc = ctx.node("Sub", [x, ctx.reduce("ReduceMean", x, axes)])
+        var = ctx.reduce("ReduceMean", ctx.node("Mul", [xc, xc]), axes)
+        std = ctx.node("Sqrt", [ctx.node("Add", [var, ctx.scalar(eps, "eps")])])
+        return [ctx.node("Div", [xc, std], out=ctx.top(0))]
+    factor = ctx.blob(2, (1,))[0]
+    sf = np.float32(0) if factor == 0 else np.float32(1) / factor
+    mean = ctx.weight(0, (c,), lambda a: sf * a)
+    var = ctx.weight(1, (c,), lambda a: sf * a)
+    one = ctx.const(np.ones(c, np.float32), "scale")
+    zero = ctx.const(np.zeros(c, np.float32), "bias")
+    return [ctx.node("BatchNormalization", [x, one, zero, mean, var], out=ctx.top(0),
+                     epsilon=eps)]
+
+
+def _operand_onnx(ctx, layer: Message, axis_field: int, num_axes: int, what: str):
+    """The scale/bias operand (bottom 1, or blob 0) shaped to broadcast against
+    bottom 0 from ``axis`` (scale_layer.cpp, bias_layer.cpp); returns (value,
+    operand shape, blobs used)."""
+    shape = ctx.in_shapes[0]
+    axis = canonical_axis(axis_field, shape, what + "_param.axis") if shape else 0
+    if len(ctx.inputs) > 1:
+        pshape = tuple(ctx.in_shapes[1])
+    else:
+        end = len(shape) if num_axes == -1 else axis + num_axes
+        pshape = tuple(shape[axis:end])
+    trailing = (1,) * (len(shape) - axis - len(pshape))
+    if len(ctx.inputs) > 1:
+        value = ctx.inputs[1] if not trailing else ctx.reshape(
+            ctx.inputs[1], pshape + trailing, in_shape=ctx.in_shapes[1])
+        return value, pshape + trailing, 0
+    return ctx.weight(0, pshape + trailing), pshape + trailing, 1
+
+
+def _scale_onnx(layer: Message, ctx) -> List[str]:
+    """``x * s (+ b)``, broadcast over the axes from ``axis`` (``num_axes`` of them)."""
+    p = layer.scale_param
+    s, bshape, used = _operand_onnx(ctx, layer, p.axis, p.num_axes, "scale")
+    y = ctx.node("Mul", [ctx.inputs[0], s], out=None if p.bias_term else ctx.top(0))
+    if p.bias_term:
+        y = ctx.node("Add", [y, ctx.weight(used, bshape)], out=ctx.top(0))
+    return [y]
+
+
+def _bias_onnx(layer: Message, ctx) -> List[str]:
+    p = layer.bias_param
+    b, _, _ = _operand_onnx(ctx, layer, p.axis, p.num_axes, "bias")
+    return [ctx.node("Add", [ctx.inputs[0], b], out=ctx.top(0))]
+
+
+def _lrn_onnx(layer: Message, ctx) -> List[str]:
+    """lrn_layer.cpp.  ACROSS_CHANNELS is ONNX LRN: both divide alpha by the size
+    and centre an odd window.  WITHIN_CHANNEL: ``x (1 + alpha avg(x^2))^-beta``,
+    avg over a size x size window with pad (size-1)/2, padding counted (Caffe's
+    AVE pooling with stride 1 never clips it)."""
+    p = layer.lrn_param
+    size = int(p.local_size)
+    alpha, beta = float(np.float32(p.alpha)), float(np.float32(p.beta))
+    x = ctx.inputs[0]
+    if p.norm_region == 0:
+        return [ctx.node("LRN", [x], out=ctx.top(0), alpha=alpha, beta=beta,
+                         bias=float(np.float32(p.k)), size=size)]
+    pre = (size - 1) // 2
+    avg = ctx.node("AveragePool", [ctx.node("Mul", [x, x])], kernel_shape=[size, size],
+                   strides=[1, 1], pads=[pre] * 4, count_include_pad=1)
+    scale = ctx.node("Add", [ctx.node("Mul", [avg, ctx.scalar(alpha, "alpha")]),
+                             ctx.scalar(1.0, "one")])
+    return [ctx.node("Mul", [x, ctx.node("Pow", [scale, ctx.scalar(-beta, "beta")])],
+                     out=ctx.top(0))]
+
+
+def _mvn_onnx(layer: Message, ctx) -> List[str]:
+    """mvn_layer.cpp: subtract the mean over each (n, c) (each n with
+    ``across_channels``); with ``normalize_variance`` divide by ``sqrt(var) + eps``."""
+    p = layer.mvn_param
+    nd = len(ctx.in_shapes[0])
+    axes = list(range(1 if p.across_channels else 2, nd))
+    if not axes:
+        raise ctx.refuse("MVN over a %d-D input has nothing to average" % nd)
+    x = ctx.inputs[0]
+    xc = ctx.node("Sub", [x, ctx.reduce("ReduceMean", x, axes)],
+                  out=None if p.normalize_variance else ctx.top(0))
+    if not p.normalize_variance:
+        return [xc]
+    var = ctx.reduce("ReduceMean", ctx.node("Mul", [xc, xc]), axes)
+    den = ctx.node("Add", [ctx.node("Sqrt", [var]), ctx.scalar(float(np.float32(p.eps)), "eps")])
+    return [ctx.node("Div", [xc, den], out=ctx.top(0))]
+
+
+def _softmax_onnx(layer: Message, ctx) -> List[str]:
+    """Softmax along ``axis``: ONNX's own from opset 13 (earlier ones flatten to 2-D)."""
+    axis = canonical_axis(layer.softmax_param.axis, ctx.in_shapes[0], "softmax_param.axis")
+    return [ctx.node("Softmax", ctx.inputs, out=ctx.top(0), axis=axis)]
+
+
 # -- declarations ----------------------------------------------------------------------
 
 declare("BatchNorm", family="norm", bottoms=1, tops=1, shape=_batch_norm,
         params=_batch_norm_params, fillers=_batch_norm_fillers, coord_map=identity_map,
-        forward=batch_norm, needs_weights=True, cost=elementwise_cost,
+        forward=batch_norm, needs_weights=True, cost=elementwise_cost, onnx=_batch_norm_onnx,
         extra={"statistics": True, "unit_statistics": _batch_norm_unit_fillers})
 declare("Scale", family="norm", bottoms=(1, 2), tops=1, shape=_scale, params=_scale_params,
         fillers=_scale_fillers, coord_map=identity_map, forward=scale,
         needs_weights=lambda layer: len(layer.bottom) == 1 or layer.scale_param.bias_term,
-        cost=elementwise_cost)
+        cost=elementwise_cost, onnx=_scale_onnx)
 declare("Bias", family="norm", bottoms=(1, 2), tops=1, shape=_scale, params=_scale_params,
         fillers=_bias_fillers, coord_map=identity_map, forward=bias,
-        needs_weights=lambda layer: len(layer.bottom) == 1, cost=elementwise_cost)
+        needs_weights=lambda layer: len(layer.bottom) == 1, cost=elementwise_cost,
+        onnx=_bias_onnx)
 declare("LRN", family="norm", bottoms=1, tops=1, shape=_lrn, coord_map=identity_map,
-        forward=lrn)
+        forward=lrn, onnx=_lrn_onnx)
 declare("MVN", family="norm", bottoms=1, tops=1, shape=_mvn, coord_map=identity_map,
-        forward=mvn)
+        forward=mvn, onnx=_mvn_onnx)
 declare("Softmax", family="norm", bottoms=1, tops=1, shape=_softmax, coord_map=_softmax_map,
-        forward=softmax)
+        forward=softmax, onnx=_softmax_onnx)

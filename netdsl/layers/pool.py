@@ -293,10 +293,97 @@ def _pool_cost(ls) -> Ops:
     return Ops(pooling=count(ls.top_shapes[0]) * g.kernel[0] * g.kernel[1])
 
 
+# -- ONNX export -------------------------------------------------------------------------
+
+def pool_onnx(ctx, x: str, method: int, hw: Tuple[int, int], kernel: Tuple[int, int],
+              stride: Tuple[int, int], pad: Tuple[int, int], out_hw: Tuple[int, int],
+              outs: Optional[List[str]] = None, mask: bool = False) -> List[str]:
+    """One Caffe pooling window as ONNX MaxPool / AveragePool (pooling_layer.cpp).
+
+    Caffe's pooled size (ceil rule, then its clip of a last window starting in the
+    padding) becomes explicit pads: ``pad`` before, ``(out-1)*s + k - in - pad`` (at
+    least 0) after, with floor rounding, so ONNX makes exactly ``out`` windows.
+    MAX clips each window to the image, as -inf padding does.  AVE divides by the
+    window clipped to ``in + pad`` (padding counts, cells past it do not):
+    AveragePool with count_include_pad divides by the whole kernel inside the padded
+    input, so its result is multiplied by ``kh*kw / area`` where the two differ;
+    asymmetric pads are an explicit zero Pad before it (runtimes differ in counting
+    padding past the symmetric part).
+    The mask top (MAX, two tops) is Caffe's index ``h * W + w`` in its plane: ONNX's
+    Indices are flat over N, C, H, W, so they are taken modulo H*W.
+    """
+    outs = outs or [None, None]
+    ends = [max((o - 1) * s + k - n - p, 0) for n, k, s, p, o in
+            zip(hw, kernel, stride, pad, out_hw)]
+    attrs = dict(kernel_shape=list(kernel), strides=list(stride), pads=list(pad) + ends)
+    if method == 0:
+        if not mask:
+            return [ctx.node("MaxPool", [x], out=outs[0], **attrs)]
+        y, idx = ctx.node("MaxPool", [x], n_out=2, **attrs)
+        y = ctx.node("Identity", [y], out=outs[0])
+        plane = ctx.const(np.int64(hw[0] * hw[1]), "plane", np.int64)
+        m = ctx.node("Mod", [idx, plane])
+        return [y, ctx.node("Cast", [m], out=outs[1], to=1)]
+    if method != 1:
+        raise ctx.refuse("only MAX and AVE pooling have a TEST-phase forward to export")
+    area = np.ones(out_hw, dtype=np.float64)
+    for axis, (n, k, s, p, o) in enumerate(zip(hw, kernel, stride, pad, out_hw)):
+        start = np.arange(o) * s - p
+        size = np.minimum(start + k, n + p) - start
+        area = area * (size[:, None] if axis == 0 else size[None, :])
+    factor = (kernel[0] * kernel[1]) / area
+    exact = bool(np.all(factor == 1))
+    if list(pad) != ends and any(pad + tuple(ends)):
+        # asymmetric: zero-pad explicitly, so that no runtime's own rule for counting
+        # padding matters, then pool with the whole kernel as the divisor
+        x = ctx.node("Pad", [x, ctx.ints([0, 0, pad[0], pad[1], 0, 0, ends[0], ends[1]],
+                                         "pads")])
+        attrs["pads"] = [0, 0, 0, 0]
+    y = ctx.node("AveragePool", [x], out=outs[0] if exact else None, count_include_pad=1,
+                 **attrs)
+    if exact:
+        return [y]
+    return [ctx.node("Mul", [y, ctx.const(factor.astype(np.float32), "divisor")], out=outs[0])]
+
+
+def _pool_onnx(layer: Message, ctx, g: PoolGeometry) -> List[str]:
+    method = layer.pooling_param.pool
+    ntop = len(layer.top)
+    if g.global_pooling and ntop == 1 and method in (0, 1):
+        return [ctx.node("GlobalMaxPool" if method == 0 else "GlobalAveragePool",
+                         ctx.inputs, out=ctx.top(0))]
+    shape = ctx.in_shapes[0]
+    return pool_onnx(ctx, ctx.inputs[0], method, (shape[2], shape[3]), g.kernel, g.stride,
+                     g.pad, g.out, [ctx.top(i) for i in range(ntop)], mask=ntop > 1)
+
+
+def _spp_onnx(layer: Message, ctx) -> List[str]:
+    """spp_layer.cpp: per level 2^l bins a side, kernel ceil(in / bins), stride the
+    kernel, pad (kernel*bins - in + 1) / 2; each level flattened, then concatenated."""
+    n, c, h, w = ctx.in_shapes[0]
+    sp = layer.spp_param
+    method = layer.pooling_param.DESCRIPTOR.fields_by_name["pool"].enum_type.values_by_name[
+        enum_name(sp, "pool")].number
+    levels = []
+    for lvl in range(sp.pyramid_height):
+        bins = 2 ** lvl
+        kh, kw = -(-h // bins), -(-w // bins)
+        ph, pw = (kh * bins - h + 1) // 2, (kw * bins - w + 1) // 2
+        out = pool_dims(h, w, kh, kw, kh, kw, ph, pw)
+        single = sp.pyramid_height == 1
+        y = pool_onnx(ctx, ctx.inputs[0], method, (h, w), (kh, kw), (kh, kw), (ph, pw), out,
+                      [ctx.top(0) if single else None])[0]
+        if single:
+            return [y]
+        levels.append(ctx.reshape(y, (n, c * out[0] * out[1])))
+    return [ctx.node("Concat", levels, out=ctx.top(0), axis=1)]
+
+
 # -- declarations ----------------------------------------------------------------------
 
 declare("Pooling", family="pool", bottoms=1, tops=_pool_max_tops, geometry=pool_geometry,
         shape=_pooling, coord_map=_pool_map, forward=_forward, cost=_pool_cost,
-        empty_hint=_empty_hint,
+        empty_hint=_empty_hint, onnx=_pool_onnx,
         size_field=_F + "kernel_size")
-declare("SPP", family="pool", bottoms=1, tops=1, shape=_spp, forward=_spp_forward)
+declare("SPP", family="pool", bottoms=1, tops=1, shape=_spp, forward=_spp_forward,
+        onnx=_spp_onnx)

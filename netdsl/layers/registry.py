@@ -22,6 +22,7 @@ Rule signatures (``layer`` is a LayerParameter, shapes are int tuples)::
     forward(layer, bottoms, blobs, ctx[, geo]) -> [top arrays]
     fillers(layer, blob_shapes) -> [FillerParameter or dict per blob]
     cost(layer_shapes) -> Ops                                (netdsl.cost's counts)
+    onnx(layer, ctx[, geo]) -> [top value names]             (netdsl.export's ONNX emitter)
 
 A type that declares ``geometry`` receives the parsed value as the last
 argument of each of its rules; the engines parse it once per layer.
@@ -60,7 +61,8 @@ class LayerType:
     that top != bottom.
 
     Rules (signatures in the module docstring): ``geometry``, ``shape``,
-    ``params``, ``fillers``, ``coord_map``, ``forward``, ``cost``.
+    ``params``, ``fillers``, ``coord_map``, ``forward``, ``cost``, ``onnx`` (the
+    export rule: emits ONNX nodes through a :class:`netdsl.export.onnx_graph.Emitter`).
 
     Facts the engines ask about:
 
@@ -94,6 +96,7 @@ class LayerType:
     coord_map: Optional[Callable[..., Any]] = None
     forward: Optional[Callable[..., Any]] = None
     cost: Optional[Callable[..., Ops]] = None
+    onnx: Optional[Callable[..., Any]] = None
     needs_weights: Any = False
     fixed_blobs: Optional[Callable[..., bool]] = None
     surgery: Optional[Callable[..., Optional[str]]] = None
@@ -146,6 +149,12 @@ class LayerType:
         if geo is None:
             geo = self.geometry(layer, tuple(bottoms[0].shape) if bottoms else None)
         return self.forward(layer, bottoms, blobs, ctx, geo)
+
+    def export_onnx(self, layer: Any, ctx: Any, geo: Any = None) -> List[str]:
+        """The value names of the tops, after the ``onnx`` rule emitted its nodes."""
+        if self.geometry is None:
+            return self.onnx(layer, ctx)
+        return self.onnx(layer, ctx, geo)
 
     def wants_weights(self, layer: Any) -> bool:
         nw = self.needs_weights

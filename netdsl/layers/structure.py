@@ -548,23 +548,137 @@ def _eltwise_cost(ls) -> Ops:
 
 # -- declarations ----------------------------------------------------------------------
 
-declare("ArgMax", family="structure", bottoms=1, tops=1, shape=_argmax, forward=argmax)
+# -- ONNX export -------------------------------------------------------------------------
+
+def _concat_onnx(layer: Message, ctx) -> List[str]:
+    p = layer.concat_param
+    axis = p.concat_dim if p.HasField("concat_dim") else canonical_axis(
+        p.axis, ctx.in_shapes[0], "concat_param.axis")
+    return [ctx.node("Concat", ctx.inputs, out=ctx.top(0), axis=int(axis))]
+
+
+def _slice_onnx(layer: Message, ctx) -> List[str]:
+    """One ONNX Slice per top, at the bounds Caffe's shape rule gives."""
+    p = layer.slice_param
+    shape = ctx.in_shapes[0]
+    axis = p.slice_dim if p.HasField("slice_dim") else canonical_axis(
+        p.axis, shape, "slice_param.axis")
+    outs, start = [], 0
+    for i, top in enumerate(ctx.out_shapes):
+        outs.append(ctx.slice(ctx.inputs[0], [start], [start + top[axis]], [axis],
+                              out=ctx.top(i)))
+        start += top[axis]
+    return outs
+
+
+def _split_onnx(layer: Message, ctx) -> List[str]:
+    """Every top is the bottom: the layer is removed."""
+    return [ctx.inputs[0]] * len(layer.top)
+
+
+def _eltwise_onnx(layer: Message, ctx) -> List[str]:
+    """eltwise_layer.cpp: PROD (Mul chain), SUM (``sum coeff_i x_i``, each product
+    only where the coefficient is not 1), MAX (ONNX Max)."""
+    p = layer.eltwise_param
+    xs = list(ctx.inputs)
+    if p.operation == 2:
+        return [ctx.node("Max", xs, out=ctx.top(0))]
+    if p.operation == 1 and p.coeff:
+        xs = [x if c == 1 else ctx.node("Mul", [x, ctx.scalar(float(np.float32(c)), "coeff")])
+              for c, x in zip(p.coeff, xs)]
+    op = "Mul" if p.operation == 0 else "Add"
+    y = xs[0]
+    for i, x in enumerate(xs[1:], 2):
+        y = ctx.node(op, [y, x], out=ctx.top(0) if i == len(xs) else None)
+    return [y]
+
+
+def _crop_onnx(layer: Message, ctx) -> List[str]:
+    """crop_layer.cpp as a Slice: the axes from ``axis`` start at their offset
+    (one for all, or one each; default 0) and take bottom 1's size."""
+    p = layer.crop_param
+    a, b = ctx.in_shapes
+    axis = canonical_axis(p.axis, a, "crop_param.axis")
+    offs = [int(o) for o in p.offset]
+    axes = list(range(axis, len(a)))
+    starts = [(offs[0] if len(offs) == 1 else offs[d - axis]) if offs else 0 for d in axes]
+    return [ctx.slice(ctx.inputs[0], starts, [o + b[d] for o, d in zip(starts, axes)], axes,
+                      out=ctx.top(0))]
+
+
+def _reshape_onnx(layer: Message, ctx) -> List[str]:
+    """Flatten and Reshape (0 copies an axis, -1 is inferred) to the shape Caffe's
+    rule computed; with a dynamic batch the batch axis stays 0 (copied)."""
+    return [ctx.reshape(ctx.inputs[0], ctx.out_shapes[0], out=ctx.top(0))]
+
+
+def _tile_onnx(layer: Message, ctx) -> List[str]:
+    shape = ctx.in_shapes[0]
+    axis = canonical_axis(layer.tile_param.axis, shape, "tile_param.axis")
+    reps = [1] * len(shape)
+    reps[axis] = int(layer.tile_param.tiles)
+    return [ctx.node("Tile", [ctx.inputs[0], ctx.ints(reps, "repeats")], out=ctx.top(0))]
+
+
+def _reduction_onnx(layer: Message, ctx) -> List[str]:
+    """reduction_layer.cpp: SUM, ASUM, SUMSQ or MEAN over the axes from ``axis`` on,
+    times ``coeff``."""
+    p = layer.reduction_param
+    shape = ctx.in_shapes[0]
+    axis = canonical_axis(p.axis, shape, "reduction_param.axis")
+    op = {1: "ReduceSum", 2: "ReduceL1", 3: "ReduceSumSquare", 4: "ReduceMean"}.get(p.operation)
+    if op is None:
+        raise ctx.refuse("unknown reduction %d" % p.operation)
+    coeff = float(np.float32(p.coeff))
+    y = ctx.reduce(op, ctx.inputs[0], list(range(axis, len(shape))), keepdims=0,
+                   out=ctx.top(0) if coeff == 1 else None)
+    return [y if coeff == 1 else ctx.node("Mul", [y, ctx.scalar(coeff, "coeff")],
+                                          out=ctx.top(0))]
+
+
+def _argmax_onnx(layer: Message, ctx) -> List[str]:
+    """argmax_layer.cpp as TopK (largest, sorted).  With ``axis``: along it, indices
+    (as floats) or the values with ``out_max_val``.  Without: over everything after
+    axis 0, (N, 1, k), or (N, 2, k) indices then values.  Equal values: Caffe puts
+    the higher index first, TopK the lower."""
+    p = layer.argmax_param
+    shape = ctx.in_shapes[0]
+    k = ctx.ints([int(p.top_k)], "k")
+    if p.HasField("axis"):
+        axis = canonical_axis(p.axis, shape, "argmax_param.axis")
+        vals, idx = ctx.node("TopK", [ctx.inputs[0], k], n_out=2, axis=axis)
+        if p.out_max_val:
+            return [ctx.node("Identity", [vals], out=ctx.top(0))]
+        return [ctx.node("Cast", [idx], out=ctx.top(0), to=1)]
+    flat = ctx.node("Flatten", ctx.inputs, axis=1)
+    vals, idx = ctx.node("TopK", [flat, k], n_out=2, axis=1)
+    parts = [ctx.unsqueeze(ctx.node("Cast", [idx], to=1), [1])]
+    if p.out_max_val:
+        parts.append(ctx.unsqueeze(vals, [1]))
+    y = parts[0] if len(parts) == 1 else ctx.node("Concat", parts, axis=1)
+    return [ctx.reshape(y, ctx.out_shapes[0], out=ctx.top(0))]
+
+
+declare("ArgMax", family="structure", bottoms=1, tops=1, shape=_argmax, forward=argmax,
+        onnx=_argmax_onnx)
 declare("BatchReindex", family="structure", bottoms=2, tops=1, shape=_batch_reindex)
 declare("Concat", family="structure", bottoms=(1, None), tops=1, shape=_concat,
-        coord_map=_concat_map, forward=concat)
+        coord_map=_concat_map, forward=concat, onnx=_concat_onnx)
 declare("Crop", family="structure", bottoms=2, tops=1, shape=_crop, coord_map=_crop_map,
-        forward=crop, map_bottoms=1)
+        forward=crop, map_bottoms=1, onnx=_crop_onnx)
 declare("Eltwise", family="structure", bottoms=(2, None), tops=1, shape=_eltwise,
-        coord_map=identity_map, forward=eltwise, cost=_eltwise_cost)
+        coord_map=identity_map, forward=eltwise, cost=_eltwise_cost, onnx=_eltwise_onnx)
 declare("Filter", family="structure", bottoms=(2, None), tops=(1, None), shape=_filter)
 declare("Flatten", family="structure", bottoms=1, tops=1, in_place=False, shape=_flatten,
-        forward=flatten)
-declare("Reduction", family="structure", bottoms=1, tops=1, shape=_reduction, forward=reduction)
+        forward=flatten, onnx=_reshape_onnx)
+declare("Reduction", family="structure", bottoms=1, tops=1, shape=_reduction, forward=reduction,
+        onnx=_reduction_onnx)
 declare("Reshape", family="structure", bottoms=1, tops=1, in_place=False, shape=_reshape,
-        forward=reshape)
+        forward=reshape, onnx=_reshape_onnx)
 declare("Silence", family="structure", bottoms=(1, None), tops=0, shape=_silence, forward=silence)
 declare("Slice", family="structure", bottoms=1, tops=(1, None), shape=_slice, coord_map=_slice_map,
-        forward=slice_layer)
+        forward=slice_layer, onnx=_slice_onnx)
 declare("Split", family="structure", bottoms=1, tops=(1, None), in_place=False, shape=_split,
-        coord_map=identity_map, forward=split)
-declare("Tile", family="structure", bottoms=1, tops=1, shape=_tile, forward=tile)
+        coord_map=identity_map, forward=split, onnx=_split_onnx)
+declare("Tile", family="structure", bottoms=1, tops=1, shape=_tile, forward=tile,
+        onnx=_tile_onnx)

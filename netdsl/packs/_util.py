@@ -68,3 +68,18 @@ def scatter(values: np.ndarray, switches: np.ndarray, out_h: int, out_w: int,
     pos, first = np.unique(rev_flat, return_index=True)
     out[pos] = rev_vals[first]
     return out.reshape(n, c, out_h, out_w)
+
+
+def scatter_onnx(ctx: Any, values: str, switches: str, shape: Sequence[int], out_h: int,
+                 out_w: int) -> str:
+    """:func:`scatter` in ONNX: each (n, c) plane of ``values`` (of ``shape``) written
+    into a zero plane of ``out_h`` x ``out_w`` at the flat positions ``switches``
+    holds (floats, truncated as ``static_cast<int>``), by ScatterElements along the
+    flattened plane; runtimes write in order, so the last of equal positions stays."""
+    n, c, h, w = (int(d) for d in shape)
+    flat = ctx.reshape(values, (n, c, h * w), in_shape=shape)
+    idx = ctx.node("Cast", [ctx.reshape(switches, (n, c, h * w), in_shape=shape)], to=7)
+    zeros = ctx.node("Expand", [ctx.scalar(0.0, "zero"),
+                                ctx.shape_of(values, shape, 2, [out_h * out_w])])
+    y = ctx.node("ScatterElements", [zeros, idx, flat], axis=2)
+    return ctx.reshape(y, (n, c, out_h, out_w), out=ctx.top(0), in_shape=shape)

@@ -96,6 +96,36 @@ def bn_forward(layer: Any, bottoms: List[np.ndarray], blobs: Any, ctx: Any):
     return [(((x - mean) * inv) * slope + bias).astype(_F)]
 
 
+def bn_onnx(layer: Any, ctx: Any) -> List[str]:
+    """The rules above as ONNX: SegNet INFERENCE ``x * scale + shift``; SegNet LEARN
+    the batch's statistics (variance E(x^2) - E(x)^2, plus 1e-9, square-rooted);
+    PSPNet ``(x - mean) * (var + eps)^-1/2 * slope + bias`` with its stored
+    statistics (the TEST phase)."""
+    x = ctx.inputs[0]
+    shape = ctx.in_shapes[0]
+    c, nd = shape[1], len(shape)
+    per = (1, c) + (1,) * (nd - 2)
+    if flavour(layer) == "segnet":
+        scale, shift = ctx.weight(0, per), ctx.weight(1, per)
+        if layer.bn_param.bn_mode == 1:
+            return [ctx.node("Add", [ctx.node("Mul", [x, scale]), shift], out=ctx.top(0))]
+        axes = [0] + list(range(2, nd))
+        mean = ctx.reduce("ReduceMean", x, axes)
+        var = ctx.node("Sub", [ctx.reduce("ReduceMean", ctx.node("Mul", [x, x]), axes),
+                               ctx.node("Mul", [mean, mean])])
+        std = ctx.node("Sqrt", [ctx.node("Add", [var, ctx.scalar(1e-9, "eps")])])
+        y = ctx.node("Div", [ctx.node("Sub", [x, mean]), std])
+        y = ctx.node("Add", [ctx.node("Mul", [y, scale]), shift], out=ctx.top(0))
+        stats = [mean, var][:len(layer.top) - 1]      # the optional batch mean and variance
+        return [y] + [ctx.reshape(v, (1, c, 1, 1), out=ctx.top(i), in_shape=per)
+                      for i, v in enumerate(stats, 1)]
+    inv = np.power(ctx.blob(3, (c,)) + _F(layer.bn_param.eps), _F(-0.5), dtype=_F)
+    y = ctx.node("Mul", [ctx.node("Sub", [x, ctx.weight(2, per)]), ctx.const(inv.reshape(per),
+                                                                             "inv_std")])
+    return [ctx.node("Add", [ctx.node("Mul", [y, ctx.weight(0, per)]), ctx.weight(1, per)],
+                     out=ctx.top(0))]
+
+
 def _fixed(layer: Any) -> bool:
     fs = bn_fillers(layer, ())
     return all((f.get("type") if isinstance(f, dict) else f.type) == "constant" for f in fs)
@@ -103,5 +133,5 @@ def _fixed(layer: Any) -> bool:
 
 declare("BN", family="bn", registry=PACKS, bottoms=1, tops=bn_tops, reads=("bn_param",),
         shape=bn_shape, params=bn_params, fillers=bn_fillers, forward=bn_forward,
-        needs_weights=True, fixed_blobs=_fixed,
+        needs_weights=True, fixed_blobs=_fixed, onnx=bn_onnx,
         coord_map=lambda layer, shapes=None: (None, (1,), (0,)), source="netdsl.packs.bn")

@@ -19,7 +19,7 @@ from ..errors import NetdslError
 from ..layers.registry import PACKS, declare
 from . import bn  # noqa: F401  (the BN type)
 from . import deeplab  # noqa: F401  (ImageSegData, the same rule in this fork)
-from ._util import axes_map, exact, four_axes, param, scatter
+from ._util import axes_map, exact, four_axes, param, scatter, scatter_onnx
 
 FORK = "DeconvNet"
 Shape = Tuple[int, ...]
@@ -139,6 +139,24 @@ def unpooling_forward(layer: Any, bottoms: List[np.ndarray], blobs: Any, ctx: An
     return [scatter(x, idx, oh, ow, "unpooling")]
 
 
+def unpooling_onnx(layer: Any, ctx: Any):
+    """MAX unpooling: each value to its mask's position, or without a mask to
+    (ph * s, pw * s) clamped into the output (the constant positions), zeros elsewhere."""
+    if layer.unpooling_param.unpool != 0:
+        raise ctx.refuse("only MAX unpooling is exported")
+    _, _, oh, ow = ctx.out_shapes[0]
+    if len(ctx.inputs) > 1:
+        return [scatter_onnx(ctx, ctx.inputs[0], ctx.inputs[1], ctx.in_shapes[0], oh, ow)]
+    _, s, pad, _ = unpool_setup(layer)
+    n, c, h, w = ctx.in_shapes[0]
+    uh = np.clip(np.arange(h) * s[0] - pad[0], 0, oh - 1)
+    uw = np.clip(np.arange(w) * s[1] - pad[1], 0, ow - 1)
+    idx = np.broadcast_to((uh[:, None] * ow + uw[None, :]).astype(np.float32), (n, c, h, w))
+    return [scatter_onnx(ctx, ctx.inputs[0], ctx.const(idx, "positions"), (n, c, h, w),
+                         oh, ow)]
+
+
+
 declare("Unpooling", family="deconvnet", registry=PACKS, bottoms=(1, 2), tops=1,
         reads=("unpooling_param",), shape=unpooling_shape, coord_map=unpooling_map,
-        forward=unpooling_forward, source="netdsl.packs.deconvnet")
+        forward=unpooling_forward, onnx=unpooling_onnx, source="netdsl.packs.deconvnet")

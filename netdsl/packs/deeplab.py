@@ -135,9 +135,31 @@ def interp_forward(layer, bottoms, blobs, ctx):
 
 
 
+def interp_onnx(layer, ctx):
+    """interp_layer.cpp: the input cut by the (non-positive) pads, then resized with
+    the corners aligned (util/interp.cpp: input y = out_y * (in - 1) / (out - 1)):
+    ONNX Resize linear, align_corners; a same-size resize is the copy Caffe makes.
+    Resize takes ``sizes`` for every axis before opset 18, for axes 2 and 3 from 18."""
+    x = ctx.inputs[0]
+    n, c, h, w = ctx.in_shapes[0]
+    h_eff, w_eff, oh, ow, beg = interp_geometry(layer, ctx.in_shapes[0])
+    if (h_eff, w_eff) != (h, w) or beg:
+        x = ctx.slice(x, [-beg, -beg], [-beg + h_eff, -beg + w_eff], [2, 3],
+                      out=ctx.top(0) if (oh, ow) == (h_eff, w_eff) else None)
+    if (oh, ow) == (h_eff, w_eff):
+        return [x if x != ctx.inputs[0] else ctx.node("Identity", [x], out=ctx.top(0))]
+    if ctx.opset >= 18:
+        sizes, extra = ctx.ints([oh, ow], "sizes"), dict(axes=[2, 3])
+    else:
+        sizes, extra = ctx.shape_of(x, (n, c), 2, [oh, ow]), {}
+    return [ctx.node("Resize", [x, "", "", sizes], out=ctx.top(0), mode="linear",
+                     coordinate_transformation_mode="align_corners", **extra)]
+
+
+
 declare("Interp", family="deeplab", registry=PACKS, bottoms=1, tops=1,
         reads=("interp_param",), shape=interp_shape, coord_map=interp_map,
-        forward=interp_forward, source="netdsl.packs.deeplab")
+        forward=interp_forward, onnx=interp_onnx, source="netdsl.packs.deeplab")
 
 
 # -- ImageSegData, MatWrite (DeepLab v2 test nets) ---------------------------------

@@ -44,5 +44,18 @@ def dropout_forward(layer: Any, bottoms: List[np.ndarray], blobs: Any, ctx: Any
     return bvlc.run(layer, bottoms, blobs, ctx)
 
 
-PACKS.add(replace(BUILTIN.get("Dropout"), forward=dropout_forward, builtin=False,
-                  source="netdsl.packs.dropout"))
+def dropout_onnx(layer: Any, ctx: Any) -> List[str]:
+    """TEST phase: Bayesian SegNet's sampling has no deterministic export; Fast R-CNN's
+    ``scale_train: false`` multiplies by ``1 / scale_``; otherwise the identity."""
+    p = layer.dropout_param
+    if _has(p, "sample_weights_test") and p.sample_weights_test:
+        raise ctx.refuse("sample_weights_test draws a random mask in the TEST phase")
+    if _has(p, "scale_train") and not p.scale_train:
+        scale = np.float32(1.0 / (1.0 - float(np.float32(p.dropout_ratio))))
+        return [ctx.node("Mul", [ctx.inputs[0], ctx.scalar(float(1.0 / float(scale)), "keep")],
+                         out=ctx.top(0))]
+    return [ctx.inputs[0]]
+
+
+PACKS.add(replace(BUILTIN.get("Dropout"), forward=dropout_forward, onnx=dropout_onnx,
+                  builtin=False, source="netdsl.packs.dropout"))

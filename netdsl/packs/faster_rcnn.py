@@ -66,6 +66,18 @@ def roi_pooling_forward(layer: Any, bottoms: List[np.ndarray], blobs: Any, ctx: 
     return [out]
 
 
+def roi_pooling_onnx(layer: Any, ctx: Any):
+    """ONNX MaxRoiPool follows roi_pooling_layer.cpp: ROI corners scaled and rounded
+    (halves away from zero), size at least 1, bins from floor(i * size / pooled) to
+    ceil((i + 1) * size / pooled) clipped to the map, an empty bin 0."""
+    ph, pw, scale = _setup(layer)
+    rois = ctx.inputs[1]
+    if len(ctx.in_shapes[1]) != 2:
+        rois = ctx.reshape(rois, (ctx.in_shapes[1][0], 5), in_shape=ctx.in_shapes[1])
+    return [ctx.node("MaxRoiPool", [ctx.inputs[0], rois], out=ctx.top(0),
+                     pooled_shape=[ph, pw], spatial_scale=scale)]
+
+
 # -- the Python Proposal layer ------------------------------------------------------
 
 #: py-faster-rcnn lib/fast_rcnn/config.py: __C.TEST.RPN_POST_NMS_TOP_N = 300;
@@ -96,7 +108,7 @@ def proposal_shape(layer: Any, bottoms: List[Shape], ntop: int) -> List[Shape]:
 
 declare("ROIPooling", family="faster_rcnn", registry=PACKS, bottoms=2, tops=1,
         reads=("roi_pooling_param",), shape=roi_pooling_shape, forward=roi_pooling_forward,
-        source="netdsl.packs.faster_rcnn")
+        onnx=roi_pooling_onnx, source="netdsl.packs.faster_rcnn")
 
 python_layers.register("ProposalLayer", proposal_shape)
 

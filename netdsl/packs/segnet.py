@@ -19,7 +19,7 @@ from ..errors import NetdslError
 from ..layers.registry import PACKS, declare
 from . import bn  # noqa: F401  (the BN type)
 from . import python_layers
-from ._util import axes_map, exact, four_axes, param, scatter
+from ._util import axes_map, exact, four_axes, param, scatter, scatter_onnx
 
 FORK = "SegNet or ENet"
 Shape = Tuple[int, ...]
@@ -104,6 +104,23 @@ def upsample_forward(layer, bottoms, blobs, ctx):
 
 
 
+def upsample_onnx(layer, ctx):
+    """With the mask: each value to the position its mask names (ScatterElements);
+    without: each value repeated scale_h x scale_w (Resize nearest, asymmetric,
+    floor: input index floor(out / scale)), cut to the output size."""
+    x = ctx.inputs[0]
+    oh, ow, sh, sw = upsample_geometry(layer, ctx.in_shapes[0])
+    if len(ctx.inputs) > 1:
+        return [scatter_onnx(ctx, x, ctx.inputs[1], ctx.in_shapes[0], oh, ow)]
+    n, c, h, w = ctx.in_shapes[0]
+    full = (oh, ow) == (h * sh, w * sw)
+    y = ctx.node("Resize", [x, "", ctx.const(np.array([1, 1, sh, sw], np.float32), "scales")],
+                 out=ctx.top(0) if full else None, mode="nearest",
+                 coordinate_transformation_mode="asymmetric", nearest_mode="floor")
+    return [y if full else ctx.slice(y, [0, 0], [oh, ow], [2, 3], out=ctx.top(0))]
+
+
+
 # -- DenseImageData ------------------------------------------------------------
 
 def dense_image_data_shape(layer: Any, bottoms: List[Shape], ntop: int) -> List[Shape]:
@@ -136,7 +153,7 @@ def dense_image_data_shape(layer: Any, bottoms: List[Shape], ntop: int) -> List[
 
 declare("Upsample", family="segnet", registry=PACKS, bottoms=(1, 2), tops=1,
         reads=("upsample_param",), shape=upsample_shape, coord_map=upsample_map,
-        forward=upsample_forward, source="netdsl.packs.segnet")
+        forward=upsample_forward, onnx=upsample_onnx, source="netdsl.packs.segnet")
 declare("DenseImageData", family="segnet", registry=PACKS, bottoms=0, tops=(1, 2),
         reads=("dense_image_data_param",), shape=dense_image_data_shape,
         source="netdsl.packs.segnet")

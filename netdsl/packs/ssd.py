@@ -386,16 +386,47 @@ def detection_output_forward(layer: Any, bottoms: List[np.ndarray], blobs: Any, 
     return [np.array(rows, dtype=_F).reshape(1, 1, len(rows), 7)]
 
 
+def permute_onnx(layer: Any, ctx: Any):
+    return [ctx.node("Transpose", ctx.inputs, out=ctx.top(0),
+                     perm=permute_order(layer, len(ctx.in_shapes[0])))]
+
+
+def prior_box_onnx(layer: Any, ctx: Any):
+    """The priors depend on the two bottoms' shapes only: folded to a constant, the
+    values of the rule above."""
+    fake = [np.broadcast_to(_F(0), s) for s in ctx.in_shapes]
+    return [ctx.const(prior_box_forward(layer, fake, [], None)[0], "priors")]
+
+
+def normalize_onnx(layer: Any, ctx: Any):
+    """normalize_layer.cpp: ``x / sqrt(sum x^2 + eps)`` over C x H x W per image
+    (across_spatial) or over the channels at each pixel, then the scale."""
+    p = _norm_param(layer)
+    x = ctx.inputs[0]
+    shape = ctx.in_shapes[0]
+    nd, c = len(shape), shape[1]
+    eps = ctx.scalar(float(_F(p.eps)), "eps")
+    axes = list(range(1, nd)) if p.across_spatial else [1]
+    norm = ctx.node("Sqrt", [ctx.node("Add", [ctx.reduce("ReduceSumSquare", x, axes), eps])])
+    if p.across_spatial:
+        y = ctx.node("Mul", [x, ctx.node("Reciprocal", [norm])])
+    else:
+        y = ctx.node("Div", [x, norm])
+    scale = ctx.weight(0, (1,) if p.channel_shared else (c,) + (1,) * (nd - 2))
+    return [ctx.node("Mul", [y, scale], out=ctx.top(0))]
+
+
+
 declare("Permute", family="ssd", registry=PACKS, bottoms=1, tops=1, reads=("permute_param",),
-        shape=permute_shape, forward=permute_forward, source="netdsl.packs.ssd")
+        shape=permute_shape, forward=permute_forward, onnx=permute_onnx, source="netdsl.packs.ssd")
 declare("PriorBox", family="ssd", registry=PACKS, bottoms=2, tops=1,
         reads=("prior_box_param",), shape=prior_box_shape, forward=prior_box_forward,
-        source="netdsl.packs.ssd")
+        onnx=prior_box_onnx, source="netdsl.packs.ssd")
 declare("Normalize", family="ssd", registry=PACKS, bottoms=1, tops=1, reads=("norm_param",),
         shape=lambda layer, bottoms, ntop: [tuple(bottoms[0])], params=normalize_params,
         fillers=normalize_fillers, forward=normalize_forward, needs_weights=True,
         fixed_blobs=_constant_scale, coord_map=lambda layer, shapes=None: IDENTITY,
-        source="netdsl.packs.ssd")
+        onnx=normalize_onnx, source="netdsl.packs.ssd")
 declare("DetectionOutput", family="ssd", registry=PACKS, bottoms=3, tops=1,
         reads=("detection_output_param",), shape=detection_output_shape,
         forward=detection_output_forward, source="netdsl.packs.ssd",

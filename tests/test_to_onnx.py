@@ -1,0 +1,896 @@
+"""netdsl.export.to_onnx / netdsl to-onnx: Caffe nets exported to ONNX.
+
+The reference is netdsl's numpy forward (tests/test_forward.py and the OpenCV
+cross-checks pin it to Caffe's layer code).  Each test builds one small net
+with the parameter forms that change the ONNX mapping, exports it, runs the
+ONNX file with onnxruntime in the test itself and compares every output with
+netdsl's forward within 1e-4 relative (max abs error over the reference's
+largest magnitude); the BVLC ones are also loaded with OpenCV's ONNX importer
+(cv2.dnn.readNetFromONNX), which must agree too.  The mapping of pooling is
+also pinned by the pads the model carries, computed here from
+pooling_layer.cpp's formulas by hand.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from dnn_check import require
+
+from netdsl import NetSpec, layers as L, params as P
+from netdsl.errors import NetdslError
+from netdsl.forward import forward
+
+TOL = 1e-4
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def backends():
+    require("onnx")
+    require("onnxruntime")
+
+
+@pytest.fixture(autouse=True)
+def bvlc_schema_after():
+    """A fork net's test selects its schema (and pack); the next test starts on BVLC's."""
+    yield
+    from netdsl.netspec import use_schema
+    use_schema(None)
+
+
+def rel_err(ours, ref) -> float:
+    ours = np.asarray(ours, np.float64)
+    ref = np.asarray(ref, np.float64)
+    assert ours.shape == ref.shape, (ours.shape, ref.shape)
+    return float(np.abs(ours - ref).max() / max(np.abs(ref).max(), 1e-30))
+
+
+def random_weights(net, inputs=None, seed=1, outputs=()):
+    """Random blobs (scaled by 1/sqrt(fan-in)) for every exported layer with parameters."""
+    from netdsl.export.walk import walk_net
+    rng = np.random.default_rng(seed)
+    out = {}
+    for st in walk_net(net, inputs, outputs).steps:
+        shapes = st.lt.param_shapes(st.layer, st.bottom_shapes, st.geo)
+        if shapes:
+            out[st.layer.name] = [
+                (rng.standard_normal(s) / np.sqrt(max(1, int(np.prod(s[1:])) if len(s) > 1
+                                                      else 1))).astype(np.float32)
+                for s in shapes]
+    return out
+
+
+def ort_run(model, feeds, names=None, optimize=True):
+    import onnxruntime as ort
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    if not optimize:
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    sess = ort.InferenceSession(model.SerializeToString(), opts,
+                                providers=["CPUExecutionProvider"])
+    names = names or [o.name for o in sess.get_outputs()]
+    return dict(zip(names, sess.run(names, feeds)))
+
+
+def opencv_run(model, feeds, names):
+    cv2 = require("cv2")
+    net = cv2.dnn.readNetFromONNX(np.frombuffer(model.SerializeToString(), np.uint8))
+    net.setPreferableBackend(cv2.dnn.DNN_BACKEND_OPENCV)
+    net.setPreferableTarget(cv2.dnn.DNN_TARGET_CPU)
+    for k, v in feeds.items():
+        net.setInput(v, k)
+    return dict(zip(names, net.forward(list(names))))
+
+
+def export_check(net, weights=None, inputs=None, *, opencv=False, seed=0, optimize=True,
+                 fresh=True, **kw):
+    """Export ``net``, then compare onnxruntime (and OpenCV) with netdsl's forward
+    on a fresh seeded input; returns the export.  ``optimize=False`` runs
+    onnxruntime without its graph optimisations (for nets whose max-pooling masks
+    meet near-equal window values: a kernel that rounds differently may pick
+    another position, as any two implementations may).  ``fresh=False``: the
+    export's own two parity inputs only (large nets)."""
+    from netdsl.export import to_onnx
+    res = to_onnx(net, weights, inputs=inputs, **kw)
+    assert res.parity is not None and res.parity.ok, res.parity.table()
+    assert len(res.parity.rows) == 2 * len(res.outputs)
+    if not fresh:
+        return res
+    rng = np.random.default_rng(seed + 100)
+    feeds = {k: rng.standard_normal(s).astype(np.float32) for k, s in res.inputs.items()}
+    from netdsl.export.onnx_check import reference_net
+    ref = forward(reference_net(res.walk), weights, feeds)   # data layers become Inputs
+    got = ort_run(res.model, feeds, optimize=optimize)
+    assert set(got) == set(res.outputs)
+    for name, value in got.items():
+        if rel_err(value, ref[name]) > TOL:
+            from netdsl.export.onnx_check import first_divergence
+            pytest.fail("%s differs; first divergence %s"
+                        % (name, first_divergence(res, feeds, ref, TOL)))
+    if opencv:
+        cv = opencv_run(res.model, feeds, res.outputs)
+        for name in res.outputs:
+            assert rel_err(np.asarray(cv[name]).reshape(ref[name].shape), ref[name]) <= TOL, name
+    return res
+
+
+def node_ops(res):
+    return [n.op_type for n in res.model.graph.node]
+
+
+def attr(node, name):
+    import onnx
+    for a in node.attribute:
+        if a.name == name:
+            return onnx.helper.get_attribute_value(a)
+    return None
+
+
+def data(shape):
+    n = NetSpec()
+    n.data = L.Input(shape=dict(dim=list(shape)))
+    return n
+
+
+# -- convolution family -------------------------------------------------------------------
+
+@pytest.mark.parametrize("kw", [
+    dict(num_output=6, kernel_size=3, pad=1),
+    dict(num_output=6, kernel_size=3, stride=2, group=3, bias_term=False),
+    dict(num_output=4, kernel_h=3, kernel_w=2, pad_h=2, pad_w=0, stride_h=1, stride_w=2,
+         dilation=2),
+])
+def test_convolution(kw):
+    n = data((2, 6, 11, 10))
+    n.conv = L.Convolution(n.data, **kw)
+    net = n.to_proto()
+    export_check(net, random_weights(net), opencv=True)
+
+
+@pytest.mark.parametrize("kw", [
+    dict(num_output=4, kernel_size=4, stride=2, pad=1),
+    dict(num_output=6, kernel_size=4, stride=2, group=6, bias_term=False),   # bilinear-style
+    dict(num_output=4, kernel_size=3, stride=3, pad=2, dilation=2),
+])
+def test_deconvolution(kw):
+    n = data((1, 6, 5, 7))
+    n.up = L.Deconvolution(n.data, convolution_param=kw)
+    net = n.to_proto()
+    res = export_check(net, random_weights(net), opencv=kw.get("dilation", 1) == 1)
+    assert "ConvTranspose" in node_ops(res)
+
+
+def test_grouped_bilinear_deconvolution_from_fillers():
+    """A grouped bilinear Deconvolution needs no caffemodel entry: Caffe's setup fills it."""
+    n = data((1, 3, 6, 6))
+    n.up = L.Deconvolution(n.data, convolution_param=dict(
+        num_output=3, group=3, kernel_size=4, stride=2, bias_term=False,
+        weight_filler=dict(type="bilinear")))
+    net = n.to_proto()
+    res = export_check(net, None, opencv=True)
+    conv = [x for x in res.model.graph.node if x.op_type == "ConvTranspose"][0]
+    assert attr(conv, "group") == 3
+
+
+# -- pooling --------------------------------------------------------------------------
+
+def _caffe_pooled(size, k, s, p):
+    # pooling_layer.cpp Reshape: ceil((in + 2p - k) / s) + 1, minus one when the last
+    # window starts in the padding ((pooled - 1) * stride >= in + pad)
+    out = -(-(size + 2 * p - k) // s) + 1
+    if p and (out - 1) * s >= size + p:
+        out -= 1
+    return out
+
+
+@pytest.mark.parametrize("method", ["MAX", "AVE"])
+@pytest.mark.parametrize("size,k,s,p", [
+    (7, 3, 2, 0),     # ceil adds a window past the end
+    (6, 3, 2, 1),     # ceil with pad
+    (5, 2, 2, 1),     # the clip: the last window would start in the padding
+    (8, 3, 3, 1),     # AVE's divisor stops at in + pad
+    (9, 2, 2, 0),
+])
+def test_pooling_ceil_and_clip(method, size, k, s, p):
+    n = data((2, 3, size, size + 1))
+    n.pool = L.Pooling(n.data, pool=getattr(P.Pooling, method), kernel_size=k, stride=s, pad=p)
+    net = n.to_proto()
+    res = export_check(net, opencv=True)
+    node = [x for x in res.model.graph.node if x.op_type.endswith("Pool")][0]
+    pads = list(attr(node, "pads"))
+    pad_nodes = [x for x in res.model.graph.node if x.op_type == "Pad"]
+    if pad_nodes:      # asymmetric AVE pads: an explicit zero Pad of (N, C, H, W)
+        from onnx import numpy_helper
+        init = {i.name: numpy_helper.to_array(i) for i in res.model.graph.initializer}
+        explicit = init[pad_nodes[0].input[1]].tolist()
+        pads = [a + b for a, b in zip(pads, explicit[2:4] + explicit[6:8])]
+    for axis, dim in enumerate((size, size + 1)):
+        out = _caffe_pooled(dim, k, s, p)
+        assert res.walk.shapes["pool"][2 + axis] == out
+        # floor-mode ONNX windows: (in + begin + end - k) // s + 1 must be Caffe's count
+        assert pads[axis] == p
+        assert (dim + pads[axis] + pads[axis + 2] - k) // s + 1 == out
+
+
+def test_global_pooling_and_mask():
+    n = data((1, 4, 5, 6))
+    n.gmax = L.Pooling(n.data, pool=P.Pooling.MAX, global_pooling=True)
+    n.gave = L.Pooling(n.data, pool=P.Pooling.AVE, global_pooling=True)
+    n.pool, n.mask = L.Pooling(n.data, pool=P.Pooling.MAX, kernel_size=2, stride=2, ntop=2)
+    net = n.to_proto()
+    export_check(net)
+
+
+# -- inner product, neurons ------------------------------------------------------------
+
+@pytest.mark.parametrize("kw,shape", [
+    (dict(num_output=7), (3, 4, 2, 2)),
+    (dict(num_output=5, transpose=True), (3, 6)),
+    (dict(num_output=5, axis=2, bias_term=False), (2, 3, 4, 2)),
+])
+def test_inner_product(kw, shape):
+    n = data(shape)
+    n.ip = L.InnerProduct(n.data, **kw)
+    net = n.to_proto()
+    export_check(net, random_weights(net), opencv=len(shape) == 4 and "axis" not in kw)
+
+
+NEURONS = [
+    ("ReLU", {}), ("ReLU", dict(negative_slope=0.2)), ("Sigmoid", {}), ("TanH", {}),
+    ("AbsVal", {}), ("BNLL", {}), ("ELU", dict(alpha=0.7)), ("Threshold", dict(threshold=0.3)),
+    ("Clip", dict(min=-0.4, max=0.6)), ("Swish", dict(beta=1.5)),
+    ("Power", dict(power=2.0, scale=0.5, shift=3.0)), ("Power", dict(power=0.0, scale=2.0)),
+    ("Power", dict(scale=0.0, shift=2.0, power=3.0)), ("Power", dict(scale=-1.5)),
+    ("Exp", {}), ("Exp", dict(base=2.0, scale=0.5, shift=1.0)),
+    ("Log", dict(shift=8.0)), ("Log", dict(base=10.0, scale=0.5, shift=5.0)),
+    ("Dropout", dict(dropout_ratio=0.3)),
+]
+
+
+@pytest.mark.parametrize("kind,kw", NEURONS, ids=["%s%d" % (k, i) for i, (k, _) in
+                                                  enumerate(NEURONS)])
+def test_neuron(kind, kw):
+    n = data((2, 3, 4, 5))
+    setattr(n, "y", getattr(L, kind)(n.data, **kw))
+    net = n.to_proto()
+    res = export_check(net)
+    if kind == "Dropout":
+        assert node_ops(res) == ["Identity"]    # removed; the output keeps the blob's name
+
+
+@pytest.mark.parametrize("shared", [False, True])
+def test_prelu(shared):
+    n = data((2, 3, 4, 5))
+    n.y = L.PReLU(n.data, channel_shared=shared)
+    net = n.to_proto()
+    export_check(net, random_weights(net), opencv=True)
+
+
+def test_in_place_chain_keeps_blob_names():
+    n = data((1, 3, 6, 6))
+    n.conv = L.Convolution(n.data, num_output=4, kernel_size=3)
+    n.relu = L.ReLU(n.conv, in_place=True)
+    n.scale = L.Power(n.conv, scale=2.0, in_place=True)
+    n.out = L.Eltwise(n.conv, n.conv, operation=P.Eltwise.SUM, coeff=[1.0, -0.5])
+    net = n.to_proto()
+    from netdsl.export import to_onnx
+    res = to_onnx(net, random_weights(net), outputs=["conv"])
+    assert res.parity.ok
+    produced = [o for x in res.model.graph.node for o in x.output]
+    assert "conv@conv" in produced and "conv@relu" in produced and "conv" in produced
+    assert [o.name for o in res.model.graph.output] == ["conv", "out"]
+
+
+# -- normalisation ---------------------------------------------------------------------
+
+def test_batch_norm_scale_bias():
+    n = data((2, 4, 3, 5))
+    n.bn = L.BatchNorm(n.data, batch_norm_param=dict(eps=1e-3))
+    n.sc = L.Scale(n.bn, bias_term=True)
+    n.bi = L.Bias(n.sc, axis=1, num_axes=2)
+    net = n.to_proto()
+    w = random_weights(net)
+    w["bn"][1] = np.abs(w["bn"][1]) + 0.5
+    w["bn"][2] = np.array([4.0], np.float32)            # the moving-average factor
+    export_check(net, w, opencv=True)
+
+
+def test_batch_norm_factor_zero_and_batch_stats():
+    n = data((3, 4, 3, 5))
+    n.bn = L.BatchNorm(n.data)
+    n.bs = L.BatchNorm(n.data, batch_norm_param=dict(use_global_stats=False))
+    net = n.to_proto()
+    w = {"bn": [np.ones(4, np.float32), np.ones(4, np.float32), np.zeros(1, np.float32)],
+         "bs": [np.zeros(4, np.float32)] * 2 + [np.ones(1, np.float32)]}
+    export_check(net, w)
+
+
+def test_scale_two_bottoms_and_axis():
+    n = data((2, 3, 4, 5))
+    n.s = L.Input(shape=dict(dim=[2, 3]))
+    n.y = L.Scale(n.data, n.s, axis=0)
+    n.z = L.Scale(n.data, axis=2, num_axes=-1)
+    net = n.to_proto()
+    export_check(net, random_weights(net))
+
+
+@pytest.mark.parametrize("region", ["ACROSS_CHANNELS", "WITHIN_CHANNEL"])
+def test_lrn(region):
+    n = data((2, 7, 6, 5))
+    n.y = L.LRN(n.data, local_size=5, alpha=0.3, beta=0.75, k=2.0,
+                norm_region=getattr(P.LRN, region))
+    net = n.to_proto()
+    export_check(net, opencv=region == "ACROSS_CHANNELS")
+
+
+@pytest.mark.parametrize("kw", [dict(), dict(normalize_variance=False),
+                                dict(across_channels=True, eps=1e-3)])
+def test_mvn(kw):
+    n = data((2, 3, 4, 5))
+    n.y = L.MVN(n.data, **kw)
+    export_check(n.to_proto())
+
+
+@pytest.mark.parametrize("axis", [1, -1, 2])
+def test_softmax(axis):
+    n = data((2, 3, 4, 5))
+    n.y = L.Softmax(n.data, axis=axis)
+    export_check(n.to_proto(), opencv=axis == 1)
+
+
+# -- structure -------------------------------------------------------------------------
+
+def test_concat_slice_split():
+    n = data((2, 6, 4, 5))
+    n.a, n.b, n.c = L.Slice(n.data, slice_point=[1, 4], ntop=3)
+    n.d, n.e = L.Slice(n.data, axis=3, ntop=2, slice_point=[2])
+    n.s1, n.s2 = L.Split(n.a, ntop=2)
+    n.cat = L.Concat(n.c, n.s1, n.b, n.s2)
+    n.cat3 = L.Concat(n.d, n.e, axis=-1)
+    net = n.to_proto()
+    res = export_check(net, opencv=True)
+    assert "Split" not in node_ops(res)
+
+
+@pytest.mark.parametrize("op,coeff", [("SUM", []), ("SUM", [0.5, -2.0, 1.0]), ("PROD", []),
+                                      ("MAX", [])])
+def test_eltwise(op, coeff):
+    n = data((2, 3, 4, 5))
+    n.b = L.TanH(n.data)
+    n.c = L.Sigmoid(n.data)
+    n.y = L.Eltwise(n.data, n.b, n.c, operation=getattr(P.Eltwise, op), coeff=coeff)
+    export_check(n.to_proto(), opencv=True)
+
+
+@pytest.mark.parametrize("kw", [dict(axis=2, offset=[3]), dict(axis=2, offset=[1, 4]),
+                                dict(axis=1, offset=[1, 2, 0])])
+def test_crop(kw):
+    n = data((1, 4, 10, 12))
+    n.ref = L.Input(shape=dict(dim=[1, 3, 6, 7]))
+    n.y = L.Crop(n.data, n.ref, **kw)
+    res = export_check(n.to_proto())
+    sl = [x for x in res.model.graph.node if x.op_type == "Slice"][0]
+    starts = [i for i in res.model.graph.initializer if i.name == sl.input[1]][0]
+    from onnx import numpy_helper
+    offs = kw["offset"]
+    want = offs * (4 - kw["axis"]) if len(offs) == 1 else offs
+    assert numpy_helper.to_array(starts).tolist() == want
+
+
+@pytest.mark.parametrize("shape_kw", [
+    dict(shape=dict(dim=[0, -1])), dict(shape=dict(dim=[0, 2, -1, 5])),
+    dict(shape=dict(dim=[-1, 4]), axis=1, num_axes=2),
+])
+def test_reshape_and_flatten(shape_kw):
+    n = data((2, 4, 3, 5))
+    n.r = L.Reshape(n.data, reshape_param=shape_kw)
+    n.f = L.Flatten(n.data, axis=1, end_axis=2)
+    export_check(n.to_proto())
+
+
+def test_tile_reduction_argmax():
+    n = data((2, 3, 4, 5))
+    n.t = L.Tile(n.data, axis=2, tiles=3)
+    n.r1 = L.Reduction(n.data, operation=P.Reduction.ASUM, axis=2, coeff=0.5)
+    n.r2 = L.Reduction(n.data, operation=P.Reduction.SUMSQ, axis=1)
+    n.r3 = L.Reduction(n.data, operation=P.Reduction.MEAN, axis=0)
+    n.r4 = L.Reduction(n.data, operation=P.Reduction.SUM, axis=-1)
+    n.a1 = L.ArgMax(n.data, axis=1, top_k=2)
+    n.a2 = L.ArgMax(n.data, axis=3, out_max_val=True)
+    n.a3 = L.ArgMax(n.data, top_k=3, out_max_val=True)
+    n.a4 = L.ArgMax(n.data)
+    export_check(n.to_proto())
+
+
+# -- the walk: inputs, outputs, refusals, opsets ---------------------------------------
+
+def _small_net():
+    n = data((1, 3, 8, 8))
+    n.conv = L.Convolution(n.data, num_output=4, kernel_size=3, pad=1)
+    n.pool = L.Pooling(n.conv, pool=P.Pooling.AVE, kernel_size=3, stride=2, pad=1)
+    n.prob = L.Softmax(n.pool)
+    return n.to_proto()
+
+
+@pytest.mark.parametrize("opset", [13, 17, 18])
+def test_opsets(opset):
+    n = data((2, 3, 4, 5))
+    n.m = L.MVN(n.data)
+    n.r = L.Reduction(n.data, operation=P.Reduction.MEAN, axis=1)
+    n.s = L.Softmax(n.data, axis=2)
+    res = export_check(n.to_proto(), opset=opset)
+    assert res.model.opset_import[0].version == opset
+
+
+def test_default_opset_is_supported_by_both():
+    import onnx
+    from netdsl.export.onnx_export import default_opset
+    assert 13 <= default_opset() <= onnx.defs.onnx_opset_version()
+
+
+def test_input_override_and_dynamic_batch():
+    net = _small_net()
+    w = random_weights(net)
+    res = export_check(net, w, inputs={"data": (2, 3, 12, 10)}, dynamic_batch=True)
+    dim0 = res.model.graph.input[0].type.tensor_type.shape.dim[0]
+    assert dim0.dim_param == "N"
+    x = np.random.default_rng(5).standard_normal((3, 3, 12, 10)).astype(np.float32)
+    got = ort_run(res.model, {"data": x})["prob"]
+    assert rel_err(got, forward(net, w, {"data": x})["prob"]) <= TOL
+
+
+def test_unsupported_layer_names_the_outputs_to_stop_at():
+    from netdsl.export import to_onnx
+    n = data((1, 3, 8, 8))
+    n.conv = L.Convolution(n.data, num_output=4, kernel_size=3)
+    n.h, n.c = L.LSTMUnit(n.conv, n.conv, n.conv, ntop=2)
+    with pytest.raises(NetdslError) as exc:
+        to_onnx(n.to_proto(), None)
+    msg = exc.value.explain()
+    assert "'h'" in msg and "LSTMUnit" in msg and "--outputs conv" in msg
+    net = n.to_proto()
+    res = to_onnx(net, random_weights(net, outputs=["conv"]), outputs=["conv"])
+    assert res.outputs == ["conv"] and res.walk.dropped
+
+
+def test_first_divergence_is_named():
+    """A wrong rule is caught, at its blob: the check compares every blob."""
+    from netdsl.export.onnx_check import check_parity
+    from netdsl.export import to_onnx
+    net = _small_net()
+    w = random_weights(net)
+    res = to_onnx(net, w, check=False)
+    from onnx import numpy_helper
+    # drop Caffe's divisor correction: the windows past in + pad then divide by k*k
+    init = [i for i in res.model.graph.initializer if i.name == "pool/divisor"][0]
+    init.CopyFrom(numpy_helper.from_array(np.ones_like(numpy_helper.to_array(init)),
+                                          init.name))
+    rep = check_parity(res)
+    assert not rep.ok and rep.divergence["blob"] == "pool"
+
+
+# -- the verb -------------------------------------------------------------------------
+
+def _cli(*args):
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    return subprocess.run([sys.executable, "-m", "netdsl", "to-onnx"] + list(args),
+                          capture_output=True, text=True, env=env)
+
+
+def test_cli(tmp_path):
+    from dnn_check import save_net
+    net = _small_net()
+    proto, model = save_net(tmp_path, net, random_weights(net))
+    out = tmp_path / "m.onnx"
+    r = _cli(proto, model, "-o", str(out), "--outputs", "conv", "--opset", "13")
+    assert r.returncode == 0, r.stderr
+    rep = json.loads((tmp_path / "m.parity.json").read_text())
+    assert rep["ok"] and rep["opset"] == 13 and rep["graph_outputs"] == ["conv", "prob"]
+    import onnx
+    m = onnx.load(str(out))
+    assert sorted(i.name for i in m.graph.initializer)[:2] == ["conv/0", "conv/1"]
+    bad = tmp_path / "bad.onnx"
+    r = _cli(proto, model, "-o", str(bad), "--outputs", "convv")
+    assert r.returncode == 2 and "did you mean" in r.stderr and "Traceback" not in r.stderr
+    assert not bad.exists()
+
+
+def test_external_data_past_the_limit(tmp_path, monkeypatch):
+    import onnx
+    from netdsl.export import onnx_export
+    n = data((1, 3, 8, 8))
+    n.conv = L.Convolution(n.data, num_output=32, kernel_size=3, pad=1)
+    n.prob = L.Softmax(n.conv)
+    net = n.to_proto()
+    res = onnx_export.to_onnx(net, random_weights(net), check=False)
+    monkeypatch.setattr(onnx_export, "_LIMIT", 100)
+    path = str(tmp_path / "big.onnx")
+    written = res.save(path)
+    assert written == [path, path + ".data"]
+    from netdsl.export.onnx_check import check_parity
+    monkeypatch.setattr("netdsl.export.onnx_write.EXTERNAL_LIMIT", 100)
+    assert check_parity(res, path=path).ok          # onnxruntime reads the written files
+    m = onnx.load(path, load_external_data=False)
+    assert any(t.data_location == onnx.TensorProto.EXTERNAL for t in m.graph.initializer)
+    x = np.ones((1, 3, 8, 8), np.float32)
+    import onnxruntime as ort
+    got = ort.InferenceSession(path, providers=["CPUExecutionProvider"]).run(["prob"],
+                                                                           {"data": x})[0]
+    assert rel_err(got, forward(net, random_weights(net), {"data": x})["prob"]) <= TOL
+
+
+# -- layer packs: the forks' nets (tests/fork_nets.py) with their schemas ---------------
+
+@pytest.fixture(scope="module")
+def schemas(tmp_path_factory):
+    import fork_schemas
+    d = tmp_path_factory.mktemp("forks")
+    return {f: fork_schemas.write_fork_schema(f, str(d)) for f in fork_schemas.FORKS}
+
+
+def _fork_net(text, schema):
+    from netdsl.netspec import use_schema
+    from netdsl.proto import load_schema
+    from netdsl.prototxt import parse_net
+    pb2 = load_schema(schema)
+    use_schema(pb2)
+    return parse_net(text, "net.prototxt", schema=pb2)
+
+
+def _fork_weights(net, inputs=None, outputs=()):
+    """As tests/test_fork_packs.py: variances and BN scales positive."""
+    w = random_weights(net, inputs, outputs=outputs)
+    from netdsl.export.walk import walk_net
+    for st in walk_net(net, inputs, outputs).steps:
+        blobs = w.get(st.layer.name)
+        if st.layer.type == "BatchNorm":
+            blobs[1] = np.abs(blobs[1]) + 0.5
+            blobs[2] = np.ones_like(blobs[2])
+        elif st.layer.type == "BN" and len(blobs) == 4:
+            blobs[3] = np.abs(blobs[3]) + 0.5
+    return w
+
+
+@pytest.mark.parametrize("opset", [13, None])
+def test_mobilenet_ssd_to_its_heads(schemas, opset):
+    """Permute, Normalize, PriorBox (a constant), Flatten, Concat; DetectionOutput has
+    no rule: --outputs stops before it."""
+    import fork_nets
+    net = _fork_net(fork_nets.mobilenet_ssd(8, normalize=True), schemas["ssd"])
+    from netdsl.export import to_onnx
+    with pytest.raises(NetdslError) as exc:
+        to_onnx(net, None, check=False)
+    assert "DetectionOutput" in exc.value.explain() and "--outputs mbox_loc," in \
+        exc.value.explain()
+    heads = ["mbox_loc", "mbox_conf_flatten", "mbox_priorbox"]
+    w = _fork_weights(net, outputs=heads)
+    res = export_check(net, w, outputs=heads, opset=opset)
+    assert "detection_out" in res.walk.dropped
+    assert set(node_ops(res)) >= {"Transpose", "ReduceSumSquare"}
+
+
+def test_segnet_upsample_with_masks_and_bn(schemas):
+    import fork_nets
+    net = _fork_net(fork_nets.segnet(div=16), schemas["segnet"])
+    inputs = {"data": (1, 3, 360, 480)}
+    res = export_check(net, _fork_weights(net, inputs), inputs, optimize=False)
+    assert "ScatterElements" in node_ops(res)
+
+
+def test_pspnet_bn_and_interp(schemas):
+    import fork_nets
+    net = _fork_net(fork_nets.pspnet_like(), schemas["pspnet"])
+    res = export_check(net, _fork_weights(net))
+    assert "Resize" in node_ops(res)
+
+
+@pytest.mark.parametrize("opset", [13, 18])
+def test_interp_size_parameters(schemas, opset):
+    """Every size form of interp_layer.cpp, pads (cropping) included."""
+    text = 'input: "data" input_shape { dim: 1 dim: 2 dim: 9 dim: 11 }\n'
+    for i, params in enumerate(["zoom_factor: 3", "shrink_factor: 2", "height: 5 width: 17",
+                                "shrink_factor: 2 zoom_factor: 3 pad_beg: -1 pad_end: -1",
+                                "zoom_factor: 1", "height: 1 width: 4"]):
+        text += ('layer { name: "i%d" type: "Interp" bottom: "data" top: "i%d" '
+                 'interp_param { %s } }\n' % (i, i, params))
+    export_check(_fork_net(text, schemas["pspnet"]), None, opset=opset)
+
+
+def test_deeplab_aspp(schemas):
+    import fork_nets
+    net = _fork_net(fork_nets.deeplab_v2_aspp(), schemas["deeplab"])
+    export_check(net, _fork_weights(net))
+
+
+def test_enet_blocks(schemas):
+    import fork_nets
+    net = _fork_net(fork_nets.enet_like(), schemas["enet"])
+    export_check(net, _fork_weights(net), optimize=False)
+
+
+def test_deconvnet_unpooling(tmp_path):
+    import fork_nets
+    import fork_schemas
+    net = _fork_net(fork_nets.deconvnet(), fork_schemas.write_v1_only_schema(
+        "deconvnet", str(tmp_path)))
+    export_check(net, _fork_weights(net), optimize=False)
+
+
+def test_unpooling_without_mask(tmp_path):
+    import fork_schemas
+    net = _fork_net('input: "x" input_shape { dim: 1 dim: 2 dim: 4 dim: 3 }\n'
+                    'layer { name: "u" type: "Unpooling" bottom: "x" top: "u" '
+                    'unpooling_param { kernel_size: 3 stride: 2 } }\n',
+                    fork_schemas.write_v1_only_schema("deconvnet", str(tmp_path)))
+    export_check(net, None)
+
+
+# -- FCN from the shipped specs ---------------------------------------------------------
+
+@pytest.mark.parametrize("spec", ["fcn32s.yaml", "fcn16s.yaml", "fcn8s.yaml"])
+def test_fcn_from_specs(spec):
+    """Crop offsets, grouped-free bilinear-shaped Deconvolutions, Eltwise: the whole
+    FCN deploy net (VGG-16 weights at random) on a small input."""
+    from netdsl.spec import build_all, load_spec
+    net = build_all(load_spec(os.path.join(ROOT, "specs", spec))).nets["deploy"]
+    inputs = {"data": (1, 3, 40, 48)}
+    res = export_check(net, random_weights(net, inputs), inputs, fresh=False)
+    assert res.outputs == ["score"] and res.walk.shapes["score"] == (1, 21, 40, 48)
+    assert "Slice" in node_ops(res) and "ConvTranspose" in node_ops(res)
+
+
+# -- round trip: from-torch output exported back ----------------------------------------
+
+@pytest.mark.parametrize("name", ["resnet18", "squeezenet1_1"])
+def test_round_trip_from_torch(name):
+    """A torchvision model converted by from-torch, exported back: onnxruntime runs
+    it and must equal the original PyTorch model."""
+    torch = require("torch")
+    tv = require("torchvision")
+    from torch_cases import randomise
+    from netdsl.export import to_onnx
+    from netdsl.torch import convert
+    torch.manual_seed(0)
+    model = randomise(getattr(tv.models, name)())
+    x = torch.randn(1, 3, 64, 64)
+    conv = convert(model, x, input_names=["data"], check=False)
+    res = to_onnx(conv.net, conv.weights)
+    assert res.parity.ok, res.parity.table()
+    with torch.no_grad():
+        want = model(x).numpy()
+    got = ort_run(res.model, {"data": x.numpy()})
+    assert conv.outputs[0] in res.outputs
+    assert rel_err(got[conv.outputs[0]], want) <= TOL
+
+
+def test_fork_dropout_forms():
+    """Fast R-CNN's scale_train: false scales by 1 - ratio at TEST; Bayesian SegNet's
+    sampling at TEST is refused (a random mask has no export)."""
+    data_dir = os.path.join(HERE, "data", "fork_schemas")
+    net = _fork_net('input: "x" input_shape { dim: 1 dim: 2 dim: 3 dim: 4 }\n'
+                    'layer { name: "d" type: "Dropout" bottom: "x" top: "y" '
+                    'dropout_param { dropout_ratio: 0.3 scale_train: false } }\n',
+                    os.path.join(data_dir, "faster_rcnn.proto"))
+    res = export_check(net)
+    assert node_ops(res) == ["Mul"]
+    net = _fork_net('input: "x" input_shape { dim: 1 dim: 2 dim: 3 dim: 4 }\n'
+                    'layer { name: "d" type: "Dropout" bottom: "x" top: "y" '
+                    'dropout_param { sample_weights_test: true } }\n',
+                    os.path.join(data_dir, "segnet.proto"))
+    from netdsl.export import to_onnx
+    with pytest.raises(NetdslError, match="random mask.*--outputs x"):
+        to_onnx(net, None)
+
+
+# -- a BVLC classifier whole, with OpenCV's importer too ------------------------------
+
+def test_alexnet_onnxruntime_and_opencv():
+    """BVLC AlexNet (tests/zoo_nets.py): grouped convolutions, LRN, ceil pooling,
+    Dropout removed, InnerProduct, Softmax."""
+    import zoo_nets
+    net = zoo_nets.alexnet()
+    w = random_weights(net)
+    res = export_check(net, w, opencv=True)
+    assert res.outputs == ["prob"] and "Dropout" not in node_ops(res)
+
+
+def test_cli_refuses_without_writing(tmp_path):
+    from dnn_check import save_net
+    n = data((1, 3, 8, 8))
+    n.conv = L.Convolution(n.data, num_output=4, kernel_size=3)
+    n.cols = L.Im2col(n.conv, convolution_param=dict(kernel_size=2))
+    net = n.to_proto()
+    proto, model = save_net(tmp_path, net, random_weights(net, outputs=["conv"]))
+    out = tmp_path / "m.onnx"
+    before = sorted(os.listdir(tmp_path))
+    r = _cli(proto, model, "-o", str(out))
+    assert r.returncode == 2 and "Im2col" in r.stderr and "--outputs conv" in r.stderr
+    assert sorted(os.listdir(tmp_path)) == before
+    # a rule but no numpy forward to check against (Embed here): refused, nothing left
+    n.emb = L.Embed(n.conv, input_dim=10, num_output=3)
+    proto2, model2 = save_net(tmp_path, n.to_proto(), {}, stem="emb")
+    before = sorted(os.listdir(tmp_path))
+    r = _cli(proto2, model2, "-o", str(out), "--outputs", "emb")
+    assert r.returncode == 2 and "no numpy forward" in r.stderr
+    assert sorted(os.listdir(tmp_path)) == before
+    r = _cli(proto, model, "-o", str(out), "--outputs", "conv", "--no-check")
+    assert r.returncode == 0 and "not exported" in r.stderr
+    assert json.loads((tmp_path / "m.parity.json").read_text())["checked"] is False
+
+
+def test_roi_pooling():
+    """MaxRoiPool against netdsl's forward on ROIs that name real images (random
+    inputs cannot: the check's seeded inputs do not fit an ROI blob)."""
+    from netdsl.export import to_onnx
+    net = _fork_net('input: "x" input_shape { dim: 2 dim: 3 dim: 12 dim: 10 }\n'
+                    'input: "rois" input_shape { dim: 4 dim: 5 }\n'
+                    'layer { name: "p" type: "ROIPooling" bottom: "x" bottom: "rois" top: "p" '
+                    'roi_pooling_param { pooled_h: 3 pooled_w: 2 spatial_scale: 0.5 } }\n',
+                    os.path.join(HERE, "data", "fork_schemas", "faster_rcnn.proto"))
+    res = to_onnx(net, None, check=False, opset=21)   # onnxruntime's MaxRoiPool: opset <= 21
+    x = np.random.default_rng(0).standard_normal((2, 3, 12, 10)).astype(np.float32)
+    # [image, x1, y1, x2, y2] in input pixels: a half-pixel corner (rounded away from
+    # zero), one ROI past the map, one of a single pixel
+    rois = np.array([[1, 3, 5, 15, 21], [0, 0, 0, 19, 23], [1, 9, 1, 30, 40],
+                     [0, 4, 4, 4, 4]], np.float32)
+    want = forward(net, None, {"x": x, "rois": rois})["p"]
+    got = ort_run(res.model, {"x": x, "rois": rois})["p"]
+    assert rel_err(got, want) <= TOL
+
+
+# -- types without a numpy forward here: against a hand computation ---------------------
+
+def test_embed_by_hand():
+    """embed_layer.cpp: top = W[static_cast<int>(x)] + b (indices truncated toward 0)."""
+    from netdsl.export import to_onnx
+    n = data((2, 3))
+    n.e = L.Embed(n.data, input_dim=7, num_output=4)
+    net = n.to_proto()
+    w = random_weights(net)
+    res = to_onnx(net, w, check=False)
+    x = np.array([[0, 2.9, 6], [1.2, 5.5, 3.0]], np.float32)
+    want = w["e"][0][x.astype(np.int64)] + w["e"][1]
+    got = ort_run(res.model, {"data": x})["e"]
+    assert got.shape == (2, 3, 4) and rel_err(got, want) <= TOL
+
+
+@pytest.mark.parametrize("levels,method", [(1, "MAX"), (3, "MAX"), (2, "AVE")])
+def test_spp_by_hand(levels, method):
+    """spp_layer.cpp: level l pools with 2^l bins a side (kernel ceil(in / bins),
+    stride the kernel, pad (kernel * bins - in + 1) / 2), each flattened, concatenated;
+    each level computed here with the Pooling layer's own forward."""
+    from netdsl.export import to_onnx
+    n = data((2, 3, 9, 7))
+    n.spp = L.SPP(n.data, pyramid_height=levels, pool=getattr(P.SPP, method))
+    net = n.to_proto()
+    res = to_onnx(net, None, check=False)
+    x = np.random.default_rng(3).standard_normal((2, 3, 9, 7)).astype(np.float32)
+    parts = []
+    for lvl in range(levels):
+        bins = 2 ** lvl
+        kh, kw = -(-9 // bins), -(-7 // bins)
+        m = data((2, 3, 9, 7))
+        m.p = L.Pooling(m.data, pool=getattr(P.Pooling, method), kernel_h=kh, kernel_w=kw,
+                        stride_h=kh, stride_w=kw, pad_h=(kh * bins - 9 + 1) // 2,
+                        pad_w=(kw * bins - 7 + 1) // 2)
+        parts.append(forward(m.to_proto(), None, {"data": x})["p"])
+    want = parts[0] if levels == 1 else np.concatenate([p.reshape(2, -1) for p in parts], 1)
+    got = ort_run(res.model, {"data": x})["spp"]
+    assert rel_err(got, want) <= TOL
+
+
+@pytest.mark.parametrize("opset", [13, 18])
+def test_dynamic_batch_through_masks_and_interp(schemas, opset):
+    """Pooling masks, Upsample's scatter and Interp's sizes read the batch at run time."""
+    text = ('input: "data" input_shape { dim: 2 dim: 3 dim: 8 dim: 10 }\n'
+            'layer { name: "pool" type: "Pooling" bottom: "data" top: "pool" top: "mask" '
+            'pooling_param { pool: MAX kernel_size: 2 stride: 2 } }\n'
+            'layer { name: "up" type: "Upsample" bottom: "pool" bottom: "mask" top: "up" '
+            'upsample_param { scale: 2 } }\n')
+    res = export_check(_fork_net(text, schemas["segnet"]), None, dynamic_batch=True,
+                       opset=opset)
+    text = ('input: "data" input_shape { dim: 2 dim: 3 dim: 8 dim: 10 }\n'
+            'layer { name: "i" type: "Interp" bottom: "data" top: "i" '
+            'interp_param { zoom_factor: 2 } }\n')
+    net2 = _fork_net(text, schemas["pspnet"])
+    res2 = export_check(net2, None, dynamic_batch=True, opset=opset)
+    x = np.random.default_rng(9).standard_normal((5, 3, 8, 10)).astype(np.float32)
+    from netdsl.export.onnx_check import reference_net
+    for r, name in ((res, "up"), (res2, "i")):
+        got = ort_run(r.model, {"data": x})[name]
+        want = forward(reference_net(r.walk), None, {"data": x})[name]
+        assert got.shape[0] == 5 and rel_err(got, want) <= TOL
+
+
+def test_plugin_type_declares_its_export_rule():
+    """register_layer(..., onnx=rule): a plugin's type exports like a built-in one."""
+    from netdsl.layers import use_layers
+    from netdsl.plugins import register_layer
+
+    def up2_onnx(layer, ctx):
+        scales = ctx.const([1, 1, 2, 2], "scales")
+        return [ctx.node("Resize", [ctx.inputs[0], "", scales], out=ctx.top(0),
+                         mode="nearest", coordinate_transformation_mode="asymmetric",
+                         nearest_mode="floor")]
+
+    with use_layers():
+        register_layer("Upsample2x", shape=["N", "C", "2*H", "2*W"],
+                       forward=lambda layer, b, blobs, ctx: [
+                           b[0].repeat(2, axis=2).repeat(2, axis=3)],
+                       onnx=up2_onnx)
+        n = data((1, 2, 3, 4))
+        n.up = L.Upsample2x(n.data)
+        res = export_check(n.to_proto())
+        assert node_ops(res) == ["Resize"]
+
+
+# -- the forks' published nets at full size (tests/test_fork_published.py) -------------
+
+PUBLISHED = {   # name -> outputs to stop at (None: the net's own)
+    "mobilenet_ssd_deploy": ["mbox_loc", "mbox_conf_flatten", "mbox_priorbox"],
+    "segnet_inference": None,
+    "enet_deploy_final": None,
+    "deconvnet_inference_deploy": None,
+    "deeplab_v2_vgg16_aspp": ["fc8_interp"],     # read by MatWrite, a file writer
+    "pspnet50_ade20k_473": None,
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(PUBLISHED))
+def test_published_fork_nets_full_size(name):
+    """Random weights (as tests/test_fork_packs.py makes them); the export's own
+    parity check on two inputs, onnxruntime without graph optimisations where
+    pooling masks are unpooled."""
+    import test_fork_published as pub
+    from test_fork_packs import _weights
+    from netdsl.netspec import use_schema
+    from netdsl.prototxt import parse_net
+    module, spec, inputs = pub.NETS[name][:3]
+    pb2 = pub._schema(spec, None)
+    use_schema(pb2)
+    net = parse_net(getattr(module, name)(), name + ".prototxt", schema=pb2)
+    weights = _weights(net, 0, inputs)
+    inputs = {"data": inputs["data"]} if inputs else None      # the labels are not read
+    from netdsl.export import to_onnx
+    res = to_onnx(net, weights, inputs=inputs, outputs=PUBLISHED[name] or ())
+    if not res.parity.ok:
+        # only a max-pooling mask may differ, where two window values are equal to
+        # within float rounding (one flipped index moves a value in the decoder)
+        assert res.parity.divergence["blob"].endswith("_mask"), res.parity.table()
+        assert masks_differ_only_at_near_ties(res, weights) > 0
+    assert len(res.parity.rows) == 2 * len(res.outputs)
+
+
+def masks_differ_only_at_near_ties(res, weights, rel=1e-5):
+    """Every mask position where onnxruntime and netdsl's forward disagree has, in
+    netdsl's pooling input, the two window values within ``rel`` of the plane's
+    largest magnitude of each other; returns the number of such positions."""
+    import onnx
+    from netdsl.export.onnx_check import reference_net, seeded_inputs
+    feeds = seeded_inputs(res.inputs, 0)[0][1]
+    ours = forward(reference_net(res.walk), weights, feeds)
+    pools = [st for st in res.walk.steps if st.layer.type == "Pooling" and len(st.layer.top) > 1]
+    model = onnx.ModelProto()
+    model.CopyFrom(res.model)
+    names = [st.top_values[1] for st in pools]
+    for v in names:
+        model.graph.output.append(onnx.helper.make_empty_tensor_value_info(v))
+    got = dict(zip(names, ort_run(model, feeds, names, optimize=False).values()))
+    flips = 0
+    for st in pools:
+        mine, theirs = ours[st.layer.top[1]], got[st.top_values[1]]
+        x = ours[st.layer.bottom[0]] if st.layer.bottom[0] not in st.layer.top else None
+        for n, c, i, j in np.argwhere(mine != theirs):
+            plane = x[n, c].reshape(-1)
+            a, b = plane[int(mine[n, c, i, j])], plane[int(theirs[n, c, i, j])]
+            assert abs(a - b) <= rel * np.abs(plane).max(), (st.layer.name, a, b)
+            flips += 1
+    return flips
