@@ -300,7 +300,7 @@ def global_max(n: ONode) -> Any:
 _UNARY = {"Relu": "aten.relu", "Sigmoid": "aten.sigmoid", "Tanh": "aten.tanh",
           "Abs": "aten.abs", "Exp": "aten.exp", "Log": "aten.log", "Sqrt": "aten.sqrt",
           "Neg": "aten.neg", "Reciprocal": "aten.reciprocal", "HardSwish": "aten.hardswish",
-          "Mish": "aten.mish", "Softplus": "aten.softplus"}
+          "Mish": "aten.mish", "Softplus": "aten.softplus", "Erf": "aten.erf"}
 
 
 def _unary(key: str) -> Adapter:

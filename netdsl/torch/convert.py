@@ -478,7 +478,30 @@ def _emit(order: List[Function], owner: Dict[Function, str], topname: Dict[Top, 
             lp.bottom.append(names_of[i.fn][i.n])
         for tn in tops:
             lp.top.append(tn)
+    _silence_unused(net, [names_of[t.fn][t.n] for t in final], used_layers)
     return net
+
+
+def _silence_unused(net: Any, outputs: Sequence[str], used_layers: set) -> None:
+    """Give the tops no later layer reads (a Slice's cut-off remainder) to one
+    Silence layer at the end, so the net's outputs are exactly ``outputs``: Caffe's
+    Net::Init (net.cpp) makes every top that no later layer consumes a net output,
+    and Caffe's own nets silence the rest the same way."""
+    unread: Dict[str, None] = {}
+    for lp in net.layer:
+        for b in lp.bottom:
+            unread.pop(b, None)
+        for t in lp.top:
+            unread[t] = None
+    extra = [t for t in unread if t not in set(outputs)]
+    if not extra:
+        return
+    name = "silence"
+    while name in used_layers:
+        name += "_"
+    lp = net.layer.add()
+    lp.name, lp.type = name, "Silence"
+    lp.bottom.extend(extra)
 
 
 def _fused_wrongly_by_opencv(producer: Any, consumer: Any) -> bool:
