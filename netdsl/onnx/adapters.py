@@ -733,3 +733,4 @@ def supported() -> List[str]:
 
 
 __all__ = ["ADAPTERS", "ATEN", "ONode", "adapter", "supported"]
+

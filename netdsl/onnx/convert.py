@@ -83,6 +83,41 @@ def _copies(cx: Context, m: Moved) -> Blob:
     return gather_points(cx, op, v, [k], flat[:, None], idx.shape[k:])
 
 
+def _scatter_nd(cx: Context, node: Any, vals: List[Any], ev: Any, lname: str, record: Any,
+                opset: int, path: Optional[str]) -> Moved:
+    """ScatterND (plain assignment) with constant indices: every output value is
+    one of the data's or the updates', so it is a :class:`Moved` value of the two
+    joined (each viewed as one row, Concat): the node run on their positions.
+    How both exporters write ``y[..., 0:2] = v`` (the dynamo one between two
+    Transposes, which stay moves too); exact copies once a reader needs a blob."""
+    from netdsl.torch.ops.common import concat, reshape
+    data, idx, upd = (vals + [None, None])[:3]
+    if M.attributes(node).get("reduction", "none") != "none" or not isinstance(
+            idx, np.ndarray) or not all(isinstance(v, (Blob, Moved)) for v in (data, upd)):
+        raise _unsupported(node, opset, path, ": only plain assignment with constant indices "
+                           "of computed data and updates is exact (a computed index is "
+                           "data-dependent, which no stock Caffe layer takes)")
+    sources: List[Blob] = []
+    starts: Dict[Any, int] = {}
+    maps = []
+    for v in (data, upd):
+        src = v.blob if isinstance(v, Moved) else v
+        if src.top not in starts:
+            starts[src.top] = sum(int(np.prod(b.shape)) for b in sources)
+            sources.append(src)
+        own = v.index if isinstance(v, Moved) else np.arange(
+            int(np.prod(src.shape)), dtype=np.int64).reshape(src.shape)
+        maps.append(own + starts[src.top])
+    rows = [reshape(cx, b, (1, int(np.prod(b.shape)))) for b in sources]
+    joined = concat(cx, rows, 1)
+    record(joined, lname)
+    index = ev.fold(node, [maps[0], idx, maps[1]])[0]
+    err = NetdslError("ScatterND node '%s' (opset %d): its values cannot be copied into "
+                      "place exactly (they cross batch items)" % (node.name, opset),
+                      layer=lname, **_where(path))
+    return Moved(joined, index, err, node.output[0], lname, node)
+
+
 def _where(path: Optional[str]) -> Dict[str, Any]:
     return {"file": path} if path else {}
 
@@ -240,6 +275,10 @@ def _map(model: Any, path: Optional[str], input_shapes: Optional[Shapes], target
             lname = names.unique(node.name or "%s_%s" % (node.op_type, node.output[0]))
             for o, r in zip(node.output, results):
                 env[o] = Moved(src.blob, r, src.error, o, lname, node)
+            continue
+        if node.op_type == "ScatterND" and any(isinstance(v, (Blob, Moved)) for v in vals):
+            lname = names.unique(node.name or "%s_%s" % (node.op_type, node.output[0]))
+            env[node.output[0]] = _scatter_nd(cx, node, vals, ev, lname, record, opset, path)
             continue
         vals = [materialise(v) if isinstance(v, Moved) else v for v in vals]
         blobs = [v for v in vals if isinstance(v, Blob)]

@@ -270,6 +270,7 @@ def _map(program: Any, input_names: Optional[Sequence[str]],
         claim_layers(result, lname, owner, order)
 
     L = cx.L
+    views: Dict[Any, Tuple[Any, List[Tuple[str, int, Any]]]] = {}
     uses: Dict[Any, int] = {}
     for node in graph.nodes:
         for a in node.all_input_nodes:
@@ -377,8 +378,12 @@ def _map(program: Any, input_names: Optional[Sequence[str]],
         first = node.args[0] if node.args else None
         if (isinstance(first, torch.fx.Node) and isinstance(result, Blob)
                 and table.is_inplace(tname)):
-            # an in-place op: later uses of its operand see the new value
+            # an in-place op: later uses of its operand see the new value, and so
+            # do later uses of the tensor it is a slice of (y[..., 0:2] = v)
             env[first] = result
+            _write_back(cx, op, env, views, first, result, record)
+        if isinstance(result, Blob) and isinstance(first, torch.fx.Node):
+            _track_view(views, node, key, first, args)
         if isinstance(result, Blob):
             blob_of_node[node.name] = (topname[result.top], node)
 
@@ -408,6 +413,46 @@ def _map(program: Any, input_names: Optional[Sequence[str]],
     if target == "opencv":
         _crop_depthwise_for_opencv(net, weights)
     return Conversion(net, weights, inputs, out_names, blob_of_node, program)
+
+
+def _track_view(views: Dict[Any, Any], node: Any, key: str, base: Any,
+                args: Dict[str, Any]) -> None:
+    """Remember that ``node`` (a ``slice`` or ``select`` of ``base``) is a view:
+    its root tensor and the steps that take it, for :func:`_write_back`."""
+    if key not in ("aten.slice", "aten.select"):
+        return
+    x = args.get("input")
+    if not isinstance(x, Blob):
+        return
+    ax = int(args.get("dim") or 0)
+    ax = ax + x.ndim if ax < 0 else ax
+    if key == "aten.select":
+        i = int(args["index"])
+        step: Tuple[str, int, Any] = ("select", ax, i + x.shape[ax] if i < 0 else i)
+    else:
+        from netdsl.torch.ops.shape import _positions
+        step = ("slice", ax, _positions(x.shape[ax], args.get("start"), args.get("end"),
+                                        args.get("step") or 1))
+    root, steps = views.get(base, (base, []))
+    views[node] = (root, steps + [step])
+
+
+def _write_back(cx: Context, op: Op, env: Dict[Any, Any], views: Dict[Any, Any],
+                target: Any, value: Blob, record: Any) -> None:
+    """An in-place op wrote ``value`` into ``target``: when ``target`` is a view
+    (slices and selects) of another tensor, that tensor becomes itself with the
+    view's positions replaced (Slice + Concat, exact; torch.export keeps
+    ``y[..., 0:2] = v`` as ``copy_`` into ``slice(y)``)."""
+    if target not in views:
+        return
+    from netdsl.torch.ops.shape import scatter
+    root, steps = views[target]
+    base = env.get(root)
+    if not isinstance(base, Blob):
+        raise op.error("writes into a slice of a tensor that has no Caffe blob (a constant)")
+    new = scatter(cx, op, base, steps, value)
+    record(new, op.name)
+    env[root] = new
 
 
 def _emit(order: List[Function], owner: Dict[Function, str], topname: Dict[Top, str],
