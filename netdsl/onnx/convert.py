@@ -118,6 +118,34 @@ def _scatter_nd(cx: Context, node: Any, vals: List[Any], ev: Any, lname: str, re
     return Moved(joined, index, err, node.output[0], lname, node)
 
 
+def _cut(model: Any, outputs: Sequence[str], path: Optional[str]) -> Any:
+    """A copy of ``model`` whose graph outputs are the values ``outputs`` and
+    whose nodes are only those they need (ONNX's own extractor order kept)."""
+    made = {o for n in model.graph.node for o in n.output if o}
+    made |= {i.name for i in model.graph.input}
+    for o in outputs:
+        if o not in made:
+            raise NetdslError("--outputs: the graph has no value '%s'" % o, field="outputs",
+                              hint=did_you_mean(o, sorted(made)), **_where(path))
+    producer = {o: n for n in model.graph.node for o in n.output if o}
+    need, stack = set(), list(outputs)
+    while stack:
+        v = stack.pop()
+        n = producer.get(v)
+        if n is None or id(n) in need:
+            continue
+        need.add(id(n))
+        stack.extend(i for i in n.input if i)
+    out = type(model)()
+    out.CopyFrom(model)
+    del out.graph.node[:]
+    out.graph.node.extend(n for n in model.graph.node if id(n) in need)
+    del out.graph.output[:]
+    onnx = M.onnx_module()
+    out.graph.output.extend(onnx.helper.make_empty_tensor_value_info(o) for o in outputs)
+    return out
+
+
 def _where(path: Optional[str]) -> Dict[str, Any]:
     return {"file": path} if path else {}
 
@@ -167,7 +195,8 @@ def _input_shapes(model: Any, given: Optional[Shapes], path: Optional[str]
 def convert(model_or_path: Any, input_shapes: Optional[Shapes] = None, *,
             example_inputs: Optional[Mapping[str, np.ndarray]] = None, target: str = "caffe",
             fold_bn: bool = False, check: bool = True, tolerance: float = 1e-4,
-            seed: int = 0, name: Optional[str] = None) -> OnnxConversion:
+            seed: int = 0, name: Optional[str] = None,
+            outputs: Optional[Sequence[str]] = None) -> OnnxConversion:
     """Convert an ONNX model (a path, a ModelProto or its bytes) to a Caffe net
     of stock layers.
 
@@ -177,13 +206,17 @@ def convert(model_or_path: Any, input_shapes: Optional[Shapes] = None, *,
     once; every other node goes through the op table (docs/from-onnx.md).
     With ``check`` the numpy forward of the result is compared with
     onnxruntime on ``example_inputs`` (default: seeded standard normal) and on
-    one more seeded random input.
+    one more seeded random input.  ``outputs`` (value names of the graph) ends
+    the net at those values instead: later nodes are not converted and the check
+    compares those values.
     """
     timings: Dict[str, float] = {}
     t0 = time.perf_counter()
     model, path = M.load(model_or_path)
     timings["load"] = time.perf_counter() - t0
     t0 = time.perf_counter()
+    if outputs:
+        model = _cut(model, outputs, path)
     conv = _map(model, path, input_shapes, target, fold_bn, name)
     timings["map"] = time.perf_counter() - t0
     conv.timings = timings

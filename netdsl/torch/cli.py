@@ -36,6 +36,16 @@ def parse_inputs(items: Sequence[str]) -> List[Tuple[str, Tuple[int, ...]]]:
     return out
 
 
+def split_names(text: Optional[str]) -> Optional[List[str]]:
+    """``A,B`` (``--outputs``) -> ["A", "B"]; None when not given."""
+    if text is None:
+        return None
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    if not names:
+        raise NetdslError("--outputs takes NAME[,NAME...]")
+    return names
+
+
 def parse_args(items: Sequence[str]) -> Dict[str, Any]:
     """``--arg NAME=VALUE`` strings -> keyword arguments of the model's callable.
     VALUE is a Python literal (``21``, ``0.5``, ``True``, ``(3, 3)``, ``'x'``,
@@ -154,7 +164,8 @@ def run(args: Any) -> int:
     result = convert(model, examples, input_names=[n for n, _ in inputs],
                      output_names=args.output_names.split(",") if args.output_names else None,
                      target=args.target, fold_bn=args.fold_bn, check=not args.no_check,
-                     tolerance=args.tolerance or 1e-4, seed=args.seed + 1)
+                     tolerance=args.tolerance or 1e-4, seed=args.seed + 1,
+                     outputs=split_names(args.outputs))
     if result.parity is not None:
         result.parity.warnings.extend({"why": n} for n in notes)
     return save_and_report(result, args.output, "PyTorch's")
@@ -186,6 +197,9 @@ def add_arguments(p: Any) -> None:
     p.add_argument("--target", choices=["caffe", "opencv"], default="caffe",
                    help="caffe: stock BVLC layers; opencv: only layers OpenCV dnn runs")
     p.add_argument("--output-names", metavar="A,B", help="names of the output blobs")
+    p.add_argument("--outputs", metavar="NAME,...",
+                   help="end the net at these intermediate tensors (module paths such as "
+                        "model.22.m.0, or graph node names); the check compares them")
     p.add_argument("-A", "--arg", action="append", metavar="NAME=VALUE",
                    help="a keyword argument for MODEL's callable (repeatable); VALUE is a "
                         "Python literal (21, 0.5, True, (3, 3), 'text'), else a string")

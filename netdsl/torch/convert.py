@@ -150,6 +150,8 @@ class Conversion:
         self.program = program
         self.parity = None
         self.timings: Dict[str, float] = {}
+        #: with ``outputs=``: the graph node (ONNX value) names the net ends at
+        self.cut: Optional[List[str]] = None
 
     @property
     def ok(self) -> bool:
@@ -184,7 +186,8 @@ def convert(model: Any, example_inputs: Union[Any, Sequence[Any]], *,
             input_names: Optional[Sequence[str]] = None,
             output_names: Optional[Sequence[str]] = None, target: str = "caffe",
             fold_bn: bool = False, check: bool = True, tolerance: float = 1e-4,
-            seed: int = 0, name: Optional[str] = None) -> Conversion:
+            seed: int = 0, name: Optional[str] = None,
+            outputs: Optional[Sequence[str]] = None) -> Conversion:
     """Convert a PyTorch module (eval mode) to a Caffe net of stock layers.
 
     ``example_inputs`` is a tensor or a tuple of tensors (their shapes become the
@@ -195,7 +198,10 @@ def convert(model: Any, example_inputs: Union[Any, Sequence[Any]], *,
     4.x's Caffe importer runs.  ``fold_bn`` folds a batch norm into the
     convolution before it.  With ``check`` (default), the numpy forward of the
     result is compared with PyTorch on the example inputs and on one seeded
-    random input (see :mod:`netdsl.torch.parity`).
+    random input (see :mod:`netdsl.torch.parity`).  ``outputs`` cuts the net at
+    named intermediate tensors instead (module paths such as ``model.22.m.0``,
+    or the exported graph's node names): the net ends there, later ops are not
+    converted, and the check compares those tensors.
     """
     torch = _torch()
     if isinstance(example_inputs, torch.Tensor):
@@ -206,7 +212,7 @@ def convert(model: Any, example_inputs: Union[Any, Sequence[Any]], *,
     program = trace(model, example_inputs)
     timings["trace"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    conv = _map(program, input_names, output_names, target, fold_bn, name)
+    conv = _map(program, input_names, output_names, target, fold_bn, name, outputs)
     timings["map"] = time.perf_counter() - t0
     conv.timings = timings
     if check:
@@ -221,7 +227,7 @@ def convert(model: Any, example_inputs: Union[Any, Sequence[Any]], *,
 
 def _map(program: Any, input_names: Optional[Sequence[str]],
          output_names: Optional[Sequence[str]], target: str, fold_bn: bool,
-         net_name: Optional[str]) -> Conversion:
+         net_name: Optional[str], cut: Optional[Sequence[str]] = None) -> Conversion:
     torch = _torch()
     from torch.export.graph_signature import InputKind
     table.lookup("aten.relu")   # load the built-in converters
@@ -252,7 +258,14 @@ def _map(program: Any, input_names: Optional[Sequence[str]],
         else [out_node.args[0]]
     out_specs = [s for s in sig.output_specs]
     user_out = [a for a, s in zip(out_args, out_specs) if s.kind.name == "USER_OUTPUT"]
-    out_names = _output_names(program.call_spec.out_spec, len(user_out), output_names)
+    if cut:
+        user_out = [cut_node(graph, c, user_out) for c in cut]
+        if output_names is not None and len(output_names) != len(cut):
+            raise NetdslError("output_names has %d names for %d outputs"
+                              % (len(output_names), len(cut)), field="output_names")
+        out_names = [caffe_name(n) for n in (output_names or cut)]
+    else:
+        out_names = _output_names(program.call_spec.out_spec, len(user_out), output_names)
     clash = set(in_names) & set(out_names)
     if clash or len(set(out_names)) != len(out_names) or len(set(in_names)) != len(in_names):
         raise NetdslError("input and output names must be distinct: %s"
@@ -281,6 +294,8 @@ def _map(program: Any, input_names: Optional[Sequence[str]],
             out_of_node[a] = oname
 
     for node in graph.nodes:
+        if cut and all(a in env for a in user_out):
+            break      # the net ends at the requested tensors
         if node.op == "placeholder":
             if node.name in consts:
                 env[node] = consts[node.name].detach().cpu().numpy() \
@@ -412,7 +427,31 @@ def _map(program: Any, input_names: Optional[Sequence[str]],
     weights = _complete_weights(net, cx.weights, inputs)
     if target == "opencv":
         _crop_depthwise_for_opencv(net, weights)
-    return Conversion(net, weights, inputs, out_names, blob_of_node, program)
+    conv = Conversion(net, weights, inputs, out_names, blob_of_node, program)
+    conv.cut = [a.name for a in user_out] if cut else None
+    return conv
+
+
+def cut_node(graph: Any, name: str, outputs: Sequence[Any]) -> Any:
+    """The graph node that ``name`` means: a node of that name, or the output of
+    the module at that dotted path (the last node inside it, in graph order,
+    read by a node outside it or returned; else its last node)."""
+    from netdsl.torch.graph import module_paths
+    nodes = [n for n in graph.nodes if n.op in ("call_function", "placeholder")]
+    for n in nodes:
+        if n.name == name and hasattr(n.meta.get("val"), "shape"):
+            return n
+    inside = [n for n in nodes if name in module_paths(n) and hasattr(n.meta.get("val"), "shape")]
+    if not inside:
+        from netdsl.errors import did_you_mean
+        paths = sorted({p for n in nodes for p in module_paths(n) if p})
+        raise NetdslError("--outputs: no module or node named '%s'" % name, field="outputs",
+                          hint=did_you_mean(name, paths + [n.name for n in nodes]))
+    scope = set(inside)
+    for n in reversed(inside):
+        if n in outputs or any(u not in scope for u in n.users):
+            return n
+    return inside[-1]
 
 
 def _track_view(views: Dict[Any, Any], node: Any, key: str, base: Any,

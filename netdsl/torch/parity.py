@@ -125,8 +125,12 @@ def check_parity(conv: Any, model: Any, example_inputs: Sequence[Any], *,
     failing = None
     refs, used = [], []
     for label, ins in sets:
-        with torch.no_grad():
-            ref = _flat(model(*ins))
+        if getattr(conv, "cut", None):
+            values = run_keeping(conv.program, ins)
+            ref = [values[n] for n in conv.cut]
+        else:
+            with torch.no_grad():
+                ref = _flat(model(*ins))
         refs.append([r.detach().cpu().numpy() for r in ref])
         used.append([x.detach().cpu().numpy() for x in ins])
         arrays = {name: x.detach().cpu().numpy().astype(np.float32)
@@ -150,10 +154,32 @@ def first_divergence(conv: Any, inputs: Sequence[Any], ours: Dict[str, np.ndarra
                      tolerance: float) -> Optional[Dict[str, Any]]:
     """Run the exported graph keeping every tensor; the first node (in graph
     order) whose Caffe blob differs by more than ``tolerance``."""
+    from netdsl.torch.graph import module_path, source_line
+    import torch
+    try:
+        values = run_keeping(conv.program, inputs)
+    except Exception as exc:  # pragma: no cover - diagnostics only
+        return {"blob": "", "op": "", "rel": float("nan"),
+                "error": "cannot rerun the graph: %s" % exc}
+    for node_name, (blob, node) in conv.blob_of_node.items():
+        v = values.get(node_name)
+        if not isinstance(v, torch.Tensor) or blob not in ours:
+            continue
+        e = errors(ours[blob], v.detach().cpu().numpy())
+        if e["rel"] > tolerance:
+            src = source_line(node)
+            path, cls = module_path(node)
+            return {"blob": blob, "op": str(node.target), "module": path,
+                    "source": "%s:%d: %s" % src if src else None, "rel": e["rel"],
+                    "max_abs": e["max_abs"]}
+    return None
+
+
+def run_keeping(program: Any, inputs: Sequence[Any]) -> Dict[str, Any]:
+    """Run an exported program's graph on ``inputs``; every node's value (a copy
+    taken when the node ran) by node name."""
     import torch
     from torch.export.graph_signature import InputKind
-    from netdsl.torch.graph import module_path, source_line
-    program = conv.program
     values: Dict[str, Any] = {}
     args = []
     user = iter(inputs)
@@ -173,20 +199,5 @@ def first_divergence(conv: Any, inputs: Sequence[Any], ours: Dict[str, np.ndarra
                 lambda t: t.clone() if isinstance(t, torch.Tensor) else t, out)
             return out
     with torch.no_grad():
-        try:
-            Keep(program.graph_module).run(*args)
-        except Exception as exc:  # pragma: no cover - diagnostics only
-            return {"blob": "", "op": "", "rel": float("nan"),
-                    "error": "cannot rerun the graph: %s" % exc}
-    for node_name, (blob, node) in conv.blob_of_node.items():
-        v = values.get(node_name)
-        if not isinstance(v, torch.Tensor) or blob not in ours:
-            continue
-        e = errors(ours[blob], v.detach().cpu().numpy())
-        if e["rel"] > tolerance:
-            src = source_line(node)
-            path, cls = module_path(node)
-            return {"blob": blob, "op": str(node.target), "module": path,
-                    "source": "%s:%d: %s" % src if src else None, "rel": e["rel"],
-                    "max_abs": e["max_abs"]}
-    return None
+        Keep(program.graph_module).run(*args)
+    return values
