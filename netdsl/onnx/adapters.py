@@ -232,6 +232,13 @@ def gemm(n: ONode) -> Any:
 @adapter("MatMul", aten=["aten.matmul"])
 def matmul(n: ONode) -> Any:
     x = n.blob(0)
+    if isinstance(n.inp(1), Blob):
+        err = n.error("a product of two computed tensors (as attention computes): no stock "
+                      "Caffe form exists", hint="stock BVLC Caffe has no layer that "
+                      "multiplies two computed matrices, so attention-style blocks stay "
+                      "refused; convert up to the value before it with --outputs NAME")
+        err.no_stock_form = True  # type: ignore[attr-defined]
+        raise err
     w = n.const(1, "second operand")
     if w.ndim != 2:
         raise n.error("only a product with a constant 2-D matrix (a weight) maps to "

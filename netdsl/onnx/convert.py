@@ -16,6 +16,7 @@ from netdsl.torch import table
 from netdsl.torch.convert import (Conversion, _complete_weights, _crop_depthwise_for_opencv,
                                   _emit, _keep_apart_for_opencv)
 from netdsl.torch.graph import OPENCV_LAYERS, Blob, Context, Names, caffe_name, claim_layers
+from netdsl.torch.refusal import Blocker, refusal, stand_in
 
 __all__ = ["convert", "OnnxConversion"]
 
@@ -144,6 +145,36 @@ def _cut(model: Any, outputs: Sequence[str], path: Optional[str]) -> Any:
     onnx = M.onnx_module()
     out.graph.output.extend(onnx.helper.make_empty_tensor_value_info(o) for o in outputs)
     return out
+
+
+#: ONNX ops that stock BVLC Caffe has no form for at all, and why
+NO_STOCK_FORM = {"NonZero": "a data-dependent shape", "Unique": "a data-dependent shape",
+                 "NonMaxSuppression": "a data-dependent shape",
+                 "TopK": "positions decided by the values (data-dependent)"}
+
+
+def _onnx_blocker(err: NetdslError, node: Any) -> Blocker:
+    impossible = bool(getattr(err, "no_stock_form", False))
+    if node.op_type in NO_STOCK_FORM and not impossible:
+        err = NetdslError("ONNX op %s (node '%s'): %s: no stock Caffe form exists"
+                          % (node.op_type, node.name, NO_STOCK_FORM[node.op_type]),
+                          layer=err.layer, file=err.file)
+        impossible = True
+    return Blocker(err, node.op_type, "node '%s'" % node.name, None, impossible)
+
+
+def _stand_ins(cx: Context, ev: Any, node: Any, vals: List[Any], env: Dict[str, Any],
+               shapes: Optional[List[Any]] = None) -> None:
+    """Blobs of the node's output shapes standing for a node that did not map,
+    so the walk goes on to find the blockers after it (never emitted)."""
+    if shapes is None:
+        try:
+            shapes = ev.shapes(node, vals)
+        except NetdslError:
+            shapes = [None] * len(node.output)
+    for o, sh in zip(node.output, shapes):
+        if o:
+            env[o] = stand_in(cx, tuple(sh)) if sh is not None else None
 
 
 def _where(path: Optional[str]) -> Dict[str, Any]:
@@ -278,6 +309,7 @@ def _map(model: Any, path: Optional[str], input_shapes: Optional[Shapes], target
             blob_of_node[m.value] = (topname[m.done.top], m.node)
         return m.done
 
+    blocked: List[Blocker] = []
     uses: Dict[str, int] = {}
     for node in graph.node:
         for i in node.input:
@@ -343,7 +375,10 @@ def _map(model: Any, path: Optional[str], input_shapes: Optional[Shapes], target
             continue
         fn = ADAPTERS.get(node.op_type)
         if fn is None:
-            raise _unsupported(node, opset, path)
+            # go on past it with stand-in blobs: the refusal lists every blocker
+            blocked.append(_onnx_blocker(_unsupported(node, opset, path), node))
+            _stand_ins(cx, ev, node, vals, env)
+            continue
         lname = out_of_value.get(node.output[0]) if node.output else None
         lname = lname or names.unique(node.name or "%s_%s" % (node.op_type, node.output[0]))
         try:
@@ -363,6 +398,7 @@ def _map(model: Any, path: Optional[str], input_shapes: Optional[Shapes], target
         try:
             result = fn(onode)
         except NetdslError as err:
+            impossible = getattr(err, "no_stock_form", False)
             err = onode.located(err)
             if node.op_type in MOVEMENT and isinstance(vals[0], Blob) and len(blobs) == 1:
                 x = vals[0]
@@ -372,8 +408,11 @@ def _map(model: Any, path: Optional[str], input_shapes: Optional[Shapes], target
                                                      hint=err.hint, **_where(path)),
                                    o, lname, node)
                 continue
-            raise NetdslError(err.message, layer=err.layer, hint=err.hint,
-                              **_where(path)) from None
+            e = NetdslError(err.message, layer=err.layer, hint=err.hint, **_where(path))
+            e.no_stock_form = impossible  # type: ignore[attr-defined]
+            blocked.append(_onnx_blocker(e, node))
+            _stand_ins(cx, ev, node, vals, env, out_shapes)
+            continue
         except Exception as exc:  # a converter's bug must still name the node
             raise NetdslError("%s node '%s' (opset %d): the converter failed: %s: %s"
                               % (node.op_type, node.name, opset, type(exc).__name__, exc),
@@ -396,6 +435,8 @@ def _map(model: Any, path: Optional[str], input_shapes: Optional[Shapes], target
         for o in node.output[len(results):]:
             env[o] = None
 
+    if blocked:
+        raise refusal(blocked)
     final: List[Top] = []
     for o, oname in zip(onnx_outputs, out_names):
         v = env.get(o)

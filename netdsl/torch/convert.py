@@ -14,7 +14,8 @@ from netdsl.errors import NetdslError
 from netdsl.netspec import Function, Top, current_schema
 from netdsl.torch import table
 from netdsl.torch.graph import (OPENCV_LAYERS, Blob, Context, Names, Op, caffe_name, claim_layers,
-                                located_error, module_path, source_line)
+                                located_error, module_path, module_paths, source_line)
+from netdsl.torch.refusal import blocker, module_before, no_stock_form, refusal, stand_in
 
 __all__ = ["convert", "Conversion", "trace"]
 
@@ -49,6 +50,12 @@ def trace(model: Any, example_inputs: Sequence[Any]) -> Any:
         raise
     except Exception as exc:  # tracing failures are the model's, not ours
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if "DataDependent" in type(exc).__name__ or "data-dependent" in str(exc):
+            raise NetdslError("the model's shapes or control flow depend on the input's values "
+                              "(data-dependent: %s); no stock Caffe form exists, as every "
+                              "Caffe blob shape is fixed when the net is built" % first,
+                              hint="convert up to the part before it with --outputs NAME"
+                              ) from None
         raise NetdslError("torch.export could not trace the model: %s: %s"
                           % (type(exc).__name__, first)) from None
 
@@ -284,6 +291,10 @@ def _map(program: Any, input_names: Optional[Sequence[str]],
 
     L = cx.L
     views: Dict[Any, Tuple[Any, List[Tuple[str, int, Any]]]] = {}
+    blocked: List[Any] = []            # refusal.Blocker of each op that did not map
+    blocked_nodes: set = set()         # their nodes
+    seen: List[List[str]] = []         # module stacks of the ops mapped so far
+    before: Optional[str] = None       # the module before the first blocker
     uses: Dict[Any, int] = {}
     for node in graph.nodes:
         for a in node.all_input_nodes:
@@ -322,6 +333,9 @@ def _map(program: Any, input_names: Optional[Sequence[str]],
             raise NetdslError("unexpected graph node %s (%s)" % (node.name, node.op))
         if node.target is operator.getitem:
             seq, index = node.args
+            if seq in blocked_nodes and env.get(seq) is None:
+                blocked_nodes.add(node)
+                continue
             env[node] = env[seq][index]
             v = env[node]
             if isinstance(v, Blob):
@@ -331,6 +345,9 @@ def _map(program: Any, input_names: Optional[Sequence[str]],
         key = table.op_key(tname)
         opname = key.split(".", 1)[-1].lstrip("_")
         args = _bind(node)
+        if any(a in blocked_nodes and env.get(a) is None for a in node.all_input_nodes):
+            blocked_nodes.add(node)    # after a blocker with no stand-in: not a new one
+            continue
 
         def resolve(a: Any) -> Any:
             if isinstance(a, torch.fx.Node):
@@ -355,30 +372,49 @@ def _map(program: Any, input_names: Optional[Sequence[str]],
             continue
         lname = out_of_node.get(node) or names.for_node(node, opname)
         path, cls = module_path(node)
-        op = Op(key, args, _shape_of(node.meta.get("val")), lname,
+        try:
+            out_shape = _shape_of(node.meta.get("val"))
+            dynamic = False
+        except Exception:   # an unbacked size: how many values depends on the values
+            out_shape, dynamic = None, True
+        op = Op(key, args, out_shape, lname,
                 module="%s (%s)" % (path, cls) if path else "",
                 source=source_line(node), target=tname.replace("::", "."),
                 users=uses.get(node, 0))
+        if dynamic:
+            blocked.append(blocker(no_stock_form(op, "a data-dependent shape (the values "
+                                                 "decide how many there are)"), op))
+            blocked_nodes.add(node)
+            env[node] = None
+            continue
         if key in table.IDENTITY:
             first = next(iter(args.values()))
             result = first[0] if isinstance(first, (list, tuple)) else first
         else:
             fn = table.lookup(tname)
-            if fn is None:
-                raise located_error("no converter for this op", op,
-                                    hint="register one with netdsl.torch.register_converter")
             try:
+                if fn is None:
+                    raise located_error("no converter for this op", op,
+                                        hint="register one with "
+                                             "netdsl.torch.register_converter")
                 result = fn(cx, op)
             except NetdslError as err:
                 if err.layer is None and not err.file:
-                    raise located_error(err.message, op, hint=err.hint) from None
-                raise
+                    err = _relocated(err, op)
+                # go on past it with a stand-in blob: the refusal lists every blocker
+                blocked.append(blocker(err, op))
+                if not blocked[-1].impossible or before is None:
+                    before = before or module_before(seen, module_paths(node)) or ""
+                env[node] = stand_in(cx, op.out_shape)
+                blocked_nodes.add(node)
+                continue
             except Exception as exc:  # a converter's bug must still name the op
                 raise located_error("the converter failed: %s: %s"
                                     % (type(exc).__name__, exc), op) from exc
         if isinstance(result, np.ndarray):
             env[node] = result
             continue
+        seen.append(module_paths(node))
         if isinstance(result, Blob):
             if result.top not in topname:
                 topname[result.top] = lname
@@ -402,6 +438,8 @@ def _map(program: Any, input_names: Optional[Sequence[str]],
         if isinstance(result, Blob):
             blob_of_node[node.name] = (topname[result.top], node)
 
+    if blocked:
+        raise refusal(blocked, before or None)
     # outputs: each its own blob under its own name
     final: List[Top] = []
     for a, oname in zip(user_out, out_names):
@@ -452,6 +490,15 @@ def cut_node(graph: Any, name: str, outputs: Sequence[Any]) -> Any:
         if n in outputs or any(u not in scope for u in n.users):
             return n
     return inside[-1]
+
+
+def _relocated(err: NetdslError, op: Op) -> NetdslError:
+    """A converter's unlocated error at the op's source line, keeping whether
+    no stock Caffe form exists."""
+    new = located_error(err.message, op, hint=err.hint)
+    if getattr(err, "no_stock_form", False):
+        new.no_stock_form = True     # type: ignore[attr-defined]
+    return new
 
 
 def _track_view(views: Dict[Any, Any], node: Any, key: str, base: Any,
