@@ -683,7 +683,7 @@ def _erfc_parts(a: Top, scale: float, outer: float) -> Tuple[Top, Top, Top]:
     Horner (Power shift, Eltwise PROD); ``exp(-(scale a)^2)`` is taken apart so
     the square never rounds: ``h`` = a rounded to 2**-6 (two Power shifts by
     ``_SPLIT``: h^2 has at most 22 bits below 64, so it is exact in float32),
-    ``l = a - h`` (exact), ``a^2 = h^2 + l (2h + l)``.  ``exp(-scale^2 h^2)`` is
+    ``l = a - h`` (exact), ``a^2 = h^2 + 2 l (h + l/2)`` (no overflow for huge a).  ``exp(-scale^2 h^2)`` is
     one Exp of an exact argument; the small rest and the polynomial share a second
     Exp (shift ``C0 + ln outer``).  When a runtime folds the two shifts into
     one (OpenCV dnn does), ``h = a`` and ``l = 0``: the same formula, with the
@@ -697,10 +697,10 @@ def _erfc_parts(a: Top, scale: float, outer: float) -> Tuple[Top, Top, Top]:
     p = L.Eltwise(p, t, operation=P.Eltwise.PROD)
     h = L.Power(L.Power(a, shift=_SPLIT), shift=-_SPLIT)
     lo = L.Eltwise(a, h, operation=P.Eltwise.SUM, coeff=[1.0, -1.0])
-    mid = L.Eltwise(h, lo, operation=P.Eltwise.SUM, coeff=[2.0, 1.0])
+    mid = L.Eltwise(h, lo, operation=P.Eltwise.SUM, coeff=[1.0, 0.5])
     rest = L.Eltwise(lo, mid, operation=P.Eltwise.PROD)
     big = L.Exp(L.Power(h, power=2.0), scale=-k2)
-    small = L.Exp(L.Eltwise(p, rest, operation=P.Eltwise.SUM, coeff=[1.0, -k2]),
+    small = L.Exp(L.Eltwise(p, rest, operation=P.Eltwise.SUM, coeff=[1.0, -2.0 * k2]),
                   shift=c[0] + math.log(float(outer)))
     return t, big, small
 
@@ -722,7 +722,8 @@ def gelu_erf(x: Top, shape: Optional[Shape] = None) -> Top:
 def erf(x: Top, shape: Optional[Shape] = None) -> Top:
     """``torch.erf`` / ONNX ``Erf``: ``erf(y) = erfc(relu(-y)) - erfc(relu(y))``
     (for y >= 0 that is ``1 - erfc(y)``, for y < 0 ``erfc(-y) - 1``), each erfc
-    by :func:`_erfc_parts`; absolute error below 2e-7."""
+    by :func:`_erfc_parts`; absolute error below 6e-7 (measured 5.8e-7, near 0,
+    where the float32 Horner sum of the erfc polynomial at t ~ 1 rounds)."""
     pos = L.ReLU(x)
     neg = L.ReLU(L.Power(x, scale=-1.0))
     sides = []

@@ -164,7 +164,7 @@ def gelu(cx: Context, op: Op) -> Blob:
 
 @register_converter("aten.erf")
 def erf(cx: Context, op: Op) -> Blob:
-    """``torch.erf``: :func:`netdsl.ops.pytorch.erf` (absolute error below 2e-7)."""
+    """``torch.erf``: :func:`netdsl.ops.pytorch.erf` (absolute error below 6e-7)."""
     return Blob(recipes.erf(_x(op).top), op.out_shape)
 
 
