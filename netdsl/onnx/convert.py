@@ -86,18 +86,23 @@ def _copies(cx: Context, m: Moved) -> Blob:
 
 def _scatter_nd(cx: Context, node: Any, vals: List[Any], ev: Any, lname: str, record: Any,
                 opset: int, path: Optional[str]) -> Moved:
-    """ScatterND (plain assignment) with constant indices: every output value is
-    one of the data's or the updates', so it is a :class:`Moved` value of the two
-    joined (each viewed as one row, Concat): the node run on their positions.
+    """ScatterND / ScatterElements (plain assignment) with constant indices: every
+    output value is one of the data's or the updates', so it is a :class:`Moved`
+    value of the two joined (each viewed as one row, Concat): the node run on
+    their positions.
     How both exporters write ``y[..., 0:2] = v`` (the dynamo one between two
     Transposes, which stay moves too); exact copies once a reader needs a blob."""
     from netdsl.torch.ops.common import concat, reshape
     data, idx, upd = (vals + [None, None])[:3]
     if M.attributes(node).get("reduction", "none") != "none" or not isinstance(
-            idx, np.ndarray) or not all(isinstance(v, (Blob, Moved)) for v in (data, upd)):
+            idx, np.ndarray):
         raise _unsupported(node, opset, path, ": only plain assignment with constant indices "
-                           "of computed data and updates is exact (a computed index is "
-                           "data-dependent, which no stock Caffe layer takes)")
+                           "is exact (a computed index is data-dependent, which no stock "
+                           "Caffe layer takes)")
+    some = next(v for v in (data, upd) if isinstance(v, (Blob, Moved)))
+    some = some.blob if isinstance(some, Moved) else some
+    data, upd = [v if isinstance(v, (Blob, Moved)) else _const_row(cx, some, v, lname)
+                 for v in (data, upd)]
     sources: List[Blob] = []
     starts: Dict[Any, int] = {}
     maps = []
@@ -113,8 +118,8 @@ def _scatter_nd(cx: Context, node: Any, vals: List[Any], ev: Any, lname: str, re
     joined = concat(cx, rows, 1)
     record(joined, lname)
     index = ev.fold(node, [maps[0], idx, maps[1]])[0]
-    err = NetdslError("ScatterND node '%s' (opset %d): its values cannot be copied into "
-                      "place exactly (they cross batch items)" % (node.name, opset),
+    err = NetdslError("%s node '%s' (opset %d): its values cannot be copied into place "
+                      "exactly (they cross batch items)" % (node.op_type, node.name, opset),
                       layer=lname, **_where(path))
     return Moved(joined, index, err, node.output[0], lname, node)
 
@@ -175,6 +180,23 @@ def _stand_ins(cx: Context, ev: Any, node: Any, vals: List[Any], env: Dict[str, 
     for o, sh in zip(node.output, shapes):
         if o:
             env[o] = stand_in(cx, tuple(sh)) if sh is not None else None
+
+
+def _const_row(cx: Context, like: Blob, value: np.ndarray, lname: str) -> Blob:
+    """A constant tensor as a blob: the first value of ``like`` times 0 copied out
+    (Deconvolution of ones) plus the constant (a Scale bias), exact for finite
+    inputs; shaped as ``value``."""
+    from netdsl.torch.graph import Op
+    from netdsl.torch.ops.arithmetic import _scale_const
+    from netdsl.torch.ops.common import broadcast_to, reshape, slice_axis
+    value = np.asarray(value, np.float32)
+    row = reshape(cx, like, (1, int(np.prod(like.shape))))
+    one = slice_axis(cx, row, 1, [(0, 1)])[0] if row.shape[1] > 1 else row
+    zero = Blob(cx.L.Power(reshape(cx, one, (1, 1, 1, 1)).top, scale=0.0), (1, 1, 1, 1))
+    wide = broadcast_to(cx, zero, (1, 1, 1, value.size))
+    op = Op("aten.add", {}, wide.shape, lname + "/const")
+    return reshape(cx, _scale_const(cx, op, wide, None, value.reshape(wide.shape)),
+                   value.shape)
 
 
 def _where(path: Optional[str]) -> Dict[str, Any]:
@@ -341,7 +363,8 @@ def _map(model: Any, path: Optional[str], input_shapes: Optional[Shapes], target
             for o, r in zip(node.output, results):
                 env[o] = Moved(src.blob, r, src.error, o, lname, node)
             continue
-        if node.op_type == "ScatterND" and any(isinstance(v, (Blob, Moved)) for v in vals):
+        if node.op_type in ("ScatterND", "ScatterElements", "Scatter") and any(
+                isinstance(v, (Blob, Moved)) for v in vals):
             lname = names.unique(node.name or "%s_%s" % (node.op_type, node.output[0]))
             env[node.output[0]] = _scatter_nd(cx, node, vals, ev, lname, record, opset, path)
             continue
