@@ -654,7 +654,7 @@ def test_modern_module(tmp_path, torch, case, exporter):
     run_case(torch, tmp_path, case, model, [shape], exporter, target="opencv")
 
 
-def _one_node(op_type, opset=20, **attrs):
+def _unary_node(op_type, opset=20, **attrs):
     onnx = require("onnx")
     h = onnx.helper
     g = h.make_graph([h.make_node(op_type, ["x"], ["y"], name="n", **attrs)], "g",
@@ -671,7 +671,7 @@ def test_gelu_and_erf_nodes(tmp_path, op_type, attrs):
     """ONNX Gelu (opset 20, both forms) and Erf: stock layers, within 1e-4 of
     onnxruntime in netdsl's forward and OpenCV (inputs: standard normal)."""
     require("onnxruntime")
-    result = convert_checked(tmp_path, _one_node(op_type, **attrs))
+    result = convert_checked(tmp_path, _unary_node(op_type, **attrs))
     assert result.parity.max_rel < 1e-6, result.parity.table()
 
 

@@ -735,8 +735,10 @@ def layer_norm(n: ONode) -> Any:
 
 
 def supported() -> List[str]:
-    """The ONNX op types converted (besides folded constant subgraphs)."""
-    return sorted(set(ADAPTERS) | set(PASS_THROUGH) | {"Constant", "Shape", "Size"})
+    """The ONNX op types converted (besides folded constant subgraphs; the
+    scatters are moved values of the graph walk, netdsl.onnx.convert)."""
+    return sorted(set(ADAPTERS) | set(PASS_THROUGH) | {"Constant", "Shape", "Size", "ScatterND",
+                                                       "ScatterElements"})
 
 
 __all__ = ["ADAPTERS", "ATEN", "ONode", "adapter", "supported"]

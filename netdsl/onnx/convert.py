@@ -363,7 +363,7 @@ def _map(model: Any, path: Optional[str], input_shapes: Optional[Shapes], target
             for o, r in zip(node.output, results):
                 env[o] = Moved(src.blob, r, src.error, o, lname, node)
             continue
-        if node.op_type in ("ScatterND", "ScatterElements", "Scatter") and any(
+        if node.op_type in ("ScatterND", "ScatterElements") and any(
                 isinstance(v, (Blob, Moved)) for v in vals):
             lname = names.unique(node.name or "%s_%s" % (node.op_type, node.output[0]))
             env[node.output[0]] = _scatter_nd(cx, node, vals, ev, lname, record, opset, path)

@@ -9,8 +9,9 @@ against a DummyData reference (OpenCV has no DummyData), Scale instead of
 Bias (OpenCV has no Bias), no ``round_mode`` in ``pooling_param``.  Where
 PyTorch's output is shorter than Caffe's, the surplus is cut with a Slice whose
 other parts stay unused tops (a NetSpec emits only the layers its tops need, so
-a Silence would be dropped; Caffe lists unused tops as net outputs, which is
-harmless); a result taken from a Slice is passed
+a Silence would be dropped; Caffe lists unused tops as net outputs; the
+converters of netdsl.torch / netdsl.onnx give them to a Silence layer, so their
+nets' outputs are the model's); a result taken from a Slice is passed
 through a one-top Split, so that the layer producing it has a single top
 (OpenCV finds outputs by layer name and gives a layer's first top).
 
