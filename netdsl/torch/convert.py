@@ -232,13 +232,11 @@ def convert(model: Any, example_inputs: Union[Any, Sequence[Any]], *,
     return conv
 
 
-def _map(program: Any, input_names: Optional[Sequence[str]],
-         output_names: Optional[Sequence[str]], target: str, fold_bn: bool,
-         net_name: Optional[str], cut: Optional[Sequence[str]] = None) -> Conversion:
-    torch = _torch()
+def _signature(program: Any, input_names: Optional[Sequence[str]],
+               output_names: Optional[Sequence[str]], cut: Optional[Sequence[str]]) -> Any:
+    """(constants by placeholder name, user input placeholders, input blob names,
+    output nodes, output blob names) of an exported program."""
     from torch.export.graph_signature import InputKind
-    table.lookup("aten.relu")   # load the built-in converters
-    cx = Context(target, fold_bn)
     sig = program.graph_signature
     graph = program.graph
     consts: Dict[str, Any] = {}
@@ -277,117 +275,167 @@ def _map(program: Any, input_names: Optional[Sequence[str]],
     if clash or len(set(out_names)) != len(out_names) or len(set(in_names)) != len(in_names):
         raise NetdslError("input and output names must be distinct: %s"
                           % ", ".join(sorted(clash or set(out_names))))
+    return consts, user_inputs, in_names, user_out, out_names
 
-    names = Names(list(in_names) + list(out_names))
-    env: Dict[Any, Any] = {}
-    topname: Dict[Top, str] = {}       # result tops -> blob names
-    owner: Dict[Function, str] = {}    # layer -> the node (layer name) it belongs to
-    order: List[Function] = []
-    blob_of_node: Dict[str, Tuple[str, Any]] = {}
-    inputs: Dict[str, Tuple] = {}
 
-    def record(result: Any, lname: str) -> None:
-        claim_layers(result, lname, owner, order)
-
-    L = cx.L
-    views: Dict[Any, Tuple[Any, List[Tuple[str, int, Any]]]] = {}
-    blocked: List[Any] = []            # refusal.Blocker of each op that did not map
-    blocked_nodes: set = set()         # their nodes
-    seen: List[List[str]] = []         # module stacks of the ops mapped so far
-    before: Optional[str] = None       # the module before the first blocker
-    uses: Dict[Any, int] = {}
-    for node in graph.nodes:
-        for a in node.all_input_nodes:
-            uses[a] = uses.get(a, 0) + 1
-    out_of_node = {}
-    for a, oname in zip(user_out, out_names):
-        if isinstance(a, torch.fx.Node) and a not in out_of_node:
-            out_of_node[a] = oname
-
-    for node in graph.nodes:
-        if cut and all(a in env for a in user_out):
+def _map(program: Any, input_names: Optional[Sequence[str]],
+         output_names: Optional[Sequence[str]], target: str, fold_bn: bool,
+         net_name: Optional[str], cut: Optional[Sequence[str]] = None) -> Conversion:
+    table.lookup("aten.relu")   # load the built-in converters
+    cx = Context(target, fold_bn)
+    consts, user_inputs, in_names, user_out, out_names = _signature(
+        program, input_names, output_names, cut)
+    walk = _Walk(cx, program, consts, user_inputs, in_names, user_out, out_names)
+    for node in program.graph.nodes:
+        if cut and all(a in walk.env for a in user_out):
             break      # the net ends at the requested tensors
+        walk.visit(node)
+    if walk.blocked:
+        raise refusal(walk.blocked, walk.before or None)
+    final = walk.outputs(user_out, out_names)
+    net = _emit(walk.order, walk.owner, walk.topname, final, cx, net_name)
+    _keep_apart_for_opencv(net)
+    if target == "opencv":
+        for lp in net.layer:
+            if lp.type not in OPENCV_LAYERS:
+                raise NetdslError("layer type %s is not run by OpenCV dnn's Caffe importer "
+                                  "(target='opencv')" % lp.type, layer=lp.name)
+    weights = _complete_weights(net, cx.weights, walk.inputs)
+    if target == "opencv":
+        _crop_depthwise_for_opencv(net, weights)
+    conv = Conversion(net, weights, walk.inputs, out_names, walk.blob_of_node, program)
+    conv.cut = [a.name for a in user_out] if cut else None
+    return conv
+
+
+class _Walk:
+    """The walk over an exported graph in node order: ``env`` (node -> Blob,
+    constant array, or a list of them), the layers made (``owner``, ``order``,
+    ``topname``), the blockers met (``blocked``) and the views of in-place writes."""
+
+    def __init__(self, cx: Context, program: Any, consts: Dict[str, Any],
+                 user_inputs: List[str], in_names: List[str], user_out: List[Any],
+                 out_names: List[str]) -> None:
+        torch = _torch()
+        self.cx, self.program, self.consts = cx, program, consts
+        self.user_inputs, self.in_names = user_inputs, in_names
+        self.names = Names(list(in_names) + list(out_names))
+        self.env: Dict[Any, Any] = {}
+        self.topname: Dict[Top, str] = {}       # result tops -> blob names
+        self.owner: Dict[Function, str] = {}    # layer -> the node (layer name) it belongs to
+        self.order: List[Function] = []
+        self.blob_of_node: Dict[str, Tuple[str, Any]] = {}
+        self.inputs: Dict[str, Tuple] = {}
+        self.views: Dict[Any, Tuple[Any, List[Tuple[str, int, Any]]]] = {}
+        self.blocked: List[Any] = []            # refusal.Blocker of each op that did not map
+        self.blocked_nodes: set = set()         # their nodes
+        self.seen: List[List[str]] = []         # module stacks of the ops mapped so far
+        self.before: Optional[str] = None       # the module before the first blocker
+        self.uses: Dict[Any, int] = {}
+        for node in program.graph.nodes:
+            for a in node.all_input_nodes:
+                self.uses[a] = self.uses.get(a, 0) + 1
+        self.out_of_node: Dict[Any, str] = {}
+        for a, oname in zip(user_out, out_names):
+            if isinstance(a, torch.fx.Node) and a not in self.out_of_node:
+                self.out_of_node[a] = oname
+
+    def record(self, result: Any, lname: str) -> None:
+        claim_layers(result, lname, self.owner, self.order)
+
+    def visit(self, node: Any) -> None:
+        env = self.env
         if node.op == "placeholder":
-            if node.name in consts:
-                env[node] = consts[node.name].detach().cpu().numpy() \
-                    if hasattr(consts[node.name], "detach") else np.asarray(consts[node.name])
-                continue
-            idx = user_inputs.index(node.name)
+            if node.name in self.consts:
+                c = self.consts[node.name]
+                env[node] = c.detach().cpu().numpy() if hasattr(c, "detach") else np.asarray(c)
+                return
             shape = _shape_of(node.meta.get("val"))
-            iname = in_names[idx]
-            top = L.Input(shape={"dim": list(shape)})
-            topname[top] = iname
-            record(Blob(top, shape), iname)
+            iname = self.in_names[self.user_inputs.index(node.name)]
+            top = self.cx.L.Input(shape={"dim": list(shape)})
+            self.topname[top] = iname
+            self.record(Blob(top, shape), iname)
             env[node] = Blob(top, shape)
-            inputs[iname] = tuple(shape)
-            continue
-        if node.op == "get_attr":
-            obj = program.graph_module
+            self.inputs[iname] = tuple(shape)
+        elif node.op == "get_attr":
+            obj = self.program.graph_module
             for part in node.target.split("."):
                 obj = getattr(obj, part)
             env[node] = _to_numpy(obj)
-            continue
-        if node.op == "output":
-            continue
-        if node.op != "call_function":
+        elif node.op == "output":
+            return
+        elif node.op != "call_function":
             raise NetdslError("unexpected graph node %s (%s)" % (node.name, node.op))
-        if node.target is operator.getitem:
+        elif node.target is operator.getitem:
             seq, index = node.args
-            if seq in blocked_nodes and env.get(seq) is None:
-                blocked_nodes.add(node)
-                continue
-            env[node] = env[seq][index]
-            v = env[node]
+            if seq in self.blocked_nodes and env.get(seq) is None:
+                self.blocked_nodes.add(node)
+                return
+            v = env[node] = env[seq][index]
             if isinstance(v, Blob):
-                blob_of_node[node.name] = (topname.get(v.top, ""), node)
-            continue
+                self.blob_of_node[node.name] = (self.topname.get(v.top, ""), node)
+        elif any(a in self.blocked_nodes and env.get(a) is None for a in node.all_input_nodes):
+            self.blocked_nodes.add(node)    # after a blocker with no stand-in: not a new one
+        else:
+            self.call(node)
+
+    def _resolve(self, node: Any, a: Any) -> Any:
+        torch = _torch()
+        if isinstance(a, torch.fx.Node):
+            if self.env.get(a) is None:
+                path, cls = module_path(node)
+                tname = str(node.target)
+                raise located_error(
+                    "uses %s, which has no Caffe blob (the indices of a max pooling, "
+                    "or a value the converter of %s does not give)" % (a.name, a.target),
+                    Op(table.op_key(tname), {}, None, a.name,
+                       "%s (%s)" % (path, cls) if path else "", source_line(node),
+                       tname.replace("::", ".")))
+            return self.env[a]
+        if isinstance(a, (list, tuple)):
+            return type(a)(self._resolve(node, x) for x in a)
+        return a
+
+    def _op(self, node: Any) -> Optional[Op]:
+        """The node as an :class:`Op` with its arguments resolved; None when its
+        inputs are all constants (PyTorch computes it once, here) or its shape is
+        data-dependent (a blocker)."""
+        torch = _torch()
         tname = str(node.target)
         key = table.op_key(tname)
-        opname = key.split(".", 1)[-1].lstrip("_")
-        args = _bind(node)
-        if any(a in blocked_nodes and env.get(a) is None for a in node.all_input_nodes):
-            blocked_nodes.add(node)    # after a blocker with no stand-in: not a new one
-            continue
-
-        def resolve(a: Any) -> Any:
-            if isinstance(a, torch.fx.Node):
-                if env.get(a) is None:
-                    path, cls = module_path(node)
-                    raise located_error(
-                        "uses %s, which has no Caffe blob (the indices of a max pooling, "
-                        "or a value the converter of %s does not give)" % (a.name, a.target),
-                        Op(key, {}, None, a.name, "%s (%s)" % (path, cls) if path else "",
-                           source_line(node), tname.replace("::", ".")))
-                return env[a]
-            if isinstance(a, (list, tuple)):
-                return type(a)(resolve(x) for x in a)
-            return a
-        args = {k: resolve(v) for k, v in args.items()}
+        args = {k: self._resolve(node, v) for k, v in _bind(node).items()}
         if not _has_blob(list(args.values())):
-            # constants only: PyTorch computes it once, here
-            cargs = [_to_torch(resolve(a)) for a in node.args]
-            ckw = {k: _to_torch(resolve(v)) for k, v in node.kwargs.items()}
+            cargs = [_to_torch(self._resolve(node, a)) for a in node.args]
+            ckw = {k: _to_torch(self._resolve(node, v)) for k, v in node.kwargs.items()}
             with torch.no_grad():
-                env[node] = _to_numpy(node.target(*cargs, **ckw))
-            continue
-        lname = out_of_node.get(node) or names.for_node(node, opname)
+                self.env[node] = _to_numpy(node.target(*cargs, **ckw))
+            return None
+        lname = self.out_of_node.get(node) or self.names.for_node(
+            node, key.split(".", 1)[-1].lstrip("_"))
         path, cls = module_path(node)
         try:
-            out_shape = _shape_of(node.meta.get("val"))
-            dynamic = False
+            out_shape, dynamic = _shape_of(node.meta.get("val")), False
         except Exception:   # an unbacked size: how many values depends on the values
             out_shape, dynamic = None, True
-        op = Op(key, args, out_shape, lname,
-                module="%s (%s)" % (path, cls) if path else "",
+        op = Op(key, args, out_shape, lname, module="%s (%s)" % (path, cls) if path else "",
                 source=source_line(node), target=tname.replace("::", "."),
-                users=uses.get(node, 0))
+                users=self.uses.get(node, 0))
         if dynamic:
-            blocked.append(blocker(no_stock_form(op, "a data-dependent shape (the values "
-                                                 "decide how many there are)"), op))
-            blocked_nodes.add(node)
-            env[node] = None
-            continue
-        if key in table.IDENTITY:
+            self.blocked.append(blocker(no_stock_form(op, "a data-dependent shape (the "
+                                                      "values decide how many there are)"), op))
+            self.blocked_nodes.add(node)
+            self.env[node] = None
+            return None
+        return op
+
+    def call(self, node: Any) -> None:
+        """Convert one call_function node through the op table."""
+        torch = _torch()
+        op = self._op(node)
+        if op is None:
+            return
+        tname, args, lname = str(node.target), op.args, op.name
+        if op.key in table.IDENTITY:
             first = next(iter(args.values()))
             result = first[0] if isinstance(first, (list, tuple)) else first
         else:
@@ -397,77 +445,68 @@ def _map(program: Any, input_names: Optional[Sequence[str]],
                     raise located_error("no converter for this op", op,
                                         hint="register one with "
                                              "netdsl.torch.register_converter")
-                result = fn(cx, op)
+                result = fn(self.cx, op)
             except NetdslError as err:
                 if err.layer is None and not err.file:
                     err = _relocated(err, op)
                 # go on past it with a stand-in blob: the refusal lists every blocker
-                blocked.append(blocker(err, op))
-                if not blocked[-1].impossible or before is None:
-                    before = before or module_before(seen, module_paths(node)) or ""
-                env[node] = stand_in(cx, op.out_shape)
-                blocked_nodes.add(node)
-                continue
+                self.blocked.append(blocker(err, op))
+                if not self.blocked[-1].impossible or self.before is None:
+                    self.before = self.before or module_before(
+                        self.seen, module_paths(node)) or ""
+                self.env[node] = stand_in(self.cx, op.out_shape)
+                self.blocked_nodes.add(node)
+                return
             except Exception as exc:  # a converter's bug must still name the op
                 raise located_error("the converter failed: %s: %s"
                                     % (type(exc).__name__, exc), op) from exc
         if isinstance(result, np.ndarray):
-            env[node] = result
-            continue
-        seen.append(module_paths(node))
+            self.env[node] = result
+            return
+        self.seen.append(module_paths(node))
         if isinstance(result, Blob):
-            if result.top not in topname:
-                topname[result.top] = lname
+            if result.top not in self.topname:
+                self.topname[result.top] = lname
         elif isinstance(result, (list, tuple)):
             for i, r in enumerate(result):
-                if isinstance(r, Blob) and r.top not in topname:
-                    topname[r.top] = "%s_%d" % (lname, i)
+                if isinstance(r, Blob) and r.top not in self.topname:
+                    self.topname[r.top] = "%s_%d" % (lname, i)
         else:
             raise located_error("the converter returned %s" % type(result).__name__, op)
-        record(result, lname)
-        env[node] = result
+        self.record(result, lname)
+        self.env[node] = result
         first = node.args[0] if node.args else None
         if (isinstance(first, torch.fx.Node) and isinstance(result, Blob)
                 and table.is_inplace(tname)):
             # an in-place op: later uses of its operand see the new value, and so
             # do later uses of the tensor it is a slice of (y[..., 0:2] = v)
-            env[first] = result
-            _write_back(cx, op, env, views, first, result, record)
+            self.env[first] = result
+            _write_back(self.cx, op, self.env, self.views, first, result, self.record)
         if isinstance(result, Blob) and isinstance(first, torch.fx.Node):
-            _track_view(views, node, key, first, args)
+            _track_view(self.views, node, op.key, first, args)
         if isinstance(result, Blob):
-            blob_of_node[node.name] = (topname[result.top], node)
+            self.blob_of_node[node.name] = (self.topname[result.top], node)
 
-    if blocked:
-        raise refusal(blocked, before or None)
-    # outputs: each its own blob under its own name
-    final: List[Top] = []
-    for a, oname in zip(user_out, out_names):
-        v = env.get(a) if isinstance(a, torch.fx.Node) else None
-        if not isinstance(v, Blob):
-            raise NetdslError("output '%s' is not computed from the inputs (a constant or a "
-                              "non-tensor); Caffe nets output blobs only" % oname)
-        if topname.get(v.top) != oname or (v.top.fn.ntop > 1 or v.top.fn.type_name == "Input"):
-            if topname.get(v.top) == oname:  # a multi-top layer's part: give it its own layer
-                topname[v.top] = names.unique(oname + "/part")
-            top = L.Split(v.top)
-            topname[top] = oname
-            record(Blob(top, v.shape), oname)
-            v = Blob(top, v.shape)
-        final.append(v.top)
-    net = _emit(order, owner, topname, final, cx, net_name)
-    _keep_apart_for_opencv(net)
-    if target == "opencv":
-        for lp in net.layer:
-            if lp.type not in OPENCV_LAYERS:
-                raise NetdslError("layer type %s is not run by OpenCV dnn's Caffe importer "
-                                  "(target='opencv')" % lp.type, layer=lp.name)
-    weights = _complete_weights(net, cx.weights, inputs)
-    if target == "opencv":
-        _crop_depthwise_for_opencv(net, weights)
-    conv = Conversion(net, weights, inputs, out_names, blob_of_node, program)
-    conv.cut = [a.name for a in user_out] if cut else None
-    return conv
+    def outputs(self, user_out: List[Any], out_names: List[str]) -> List[Top]:
+        """The output tops, each its own blob under its own name (a one-top Split
+        where the value is a multi-top layer's part, an input, or named else)."""
+        torch = _torch()
+        final: List[Top] = []
+        for a, oname in zip(user_out, out_names):
+            v = self.env.get(a) if isinstance(a, torch.fx.Node) else None
+            if not isinstance(v, Blob):
+                raise NetdslError("output '%s' is not computed from the inputs (a constant or "
+                                  "a non-tensor); Caffe nets output blobs only" % oname)
+            if self.topname.get(v.top) != oname or (v.top.fn.ntop > 1
+                                                    or v.top.fn.type_name == "Input"):
+                if self.topname.get(v.top) == oname:  # a multi-top layer's part
+                    self.topname[v.top] = self.names.unique(oname + "/part")
+                top = self.cx.L.Split(v.top)
+                self.topname[top] = oname
+                self.record(Blob(top, v.shape), oname)
+                v = Blob(top, v.shape)
+            final.append(v.top)
+        return final
 
 
 def cut_node(graph: Any, name: str, outputs: Sequence[Any]) -> Any:
