@@ -293,19 +293,28 @@ def _map(program: Any, input_names: Optional[Sequence[str]],
     if walk.blocked:
         raise refusal(walk.blocked, walk.before or None)
     final = walk.outputs(user_out, out_names)
+    net, weights = finish_net(walk, final, cx, net_name)
+    conv = Conversion(net, weights, walk.inputs, out_names, walk.blob_of_node, program)
+    conv.cut = [a.name for a in user_out] if cut else None
+    return conv
+
+
+def finish_net(walk: Any, final: List[Top], cx: Context, net_name: Optional[str]
+               ) -> Tuple[Any, Dict[str, List[np.ndarray]]]:
+    """The NetParameter and weights of a finished walk (either front end) ending
+    at ``final``: emitted in order, kept apart where OpenCV fuses wrongly, checked
+    against OpenCV's importer for ``target='opencv'``."""
     net = _emit(walk.order, walk.owner, walk.topname, final, cx, net_name)
     _keep_apart_for_opencv(net)
-    if target == "opencv":
+    if cx.target == "opencv":
         for lp in net.layer:
             if lp.type not in OPENCV_LAYERS:
                 raise NetdslError("layer type %s is not run by OpenCV dnn's Caffe importer "
                                   "(target='opencv')" % lp.type, layer=lp.name)
     weights = _complete_weights(net, cx.weights, walk.inputs)
-    if target == "opencv":
+    if cx.target == "opencv":
         _crop_depthwise_for_opencv(net, weights)
-    conv = Conversion(net, weights, walk.inputs, out_names, walk.blob_of_node, program)
-    conv.cut = [a.name for a in user_out] if cut else None
-    return conv
+    return net, weights
 
 
 class _Walk:
