@@ -758,3 +758,29 @@ def test_cli_refuses_files_that_are_not_onnx(tmp_path, content, check):
     assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
     assert r.stderr.startswith("netdsl: error: %s: " % bad)
     assert not (tmp_path / "no").exists()
+
+
+def test_refusal_lists_every_blocker(tmp_path):
+    """A NonZero (data-dependent shape: no stock Caffe form) and an independent Sin
+    (no converter yet) are both named in the one error, the former first, located
+    at the file; the Cast after the NonZero is not a blocker of its own."""
+    onnx = require("onnx")
+    from netdsl.errors import NetdslError
+    from netdsl.onnx import convert
+    h = onnx.helper
+    g = h.make_graph([h.make_node("Sin", ["x"], ["s"], name="the_sin"),
+                      h.make_node("NonZero", ["x"], ["i"], name="nz"),
+                      h.make_node("Cast", ["i"], ["f"], to=1, name="c"),
+                      h.make_node("Relu", ["x"], ["y"])], "g",
+                     [h.make_tensor_value_info("x", 1, [1, 2, 3, 3])],
+                     [h.make_tensor_value_info(v, 1, None) for v in ("f", "s", "y")])
+    m = h.make_model(g, opset_imports=[h.make_opsetid("", 17)])
+    m.ir_version = 8
+    path = _save(m, tmp_path / "m.onnx")
+    with pytest.raises(NetdslError) as err:
+        convert(path, check=False)
+    text = str(err.value)
+    assert text.startswith(path + ": ")
+    assert "NonZero (node 'nz'): a data-dependent shape: no stock Caffe form exists" in text
+    assert "2 blockers in all" in text and "Sin x1 (not written yet" in text
+    assert "Cast" not in text

@@ -344,6 +344,7 @@ class _OnnxWalk:
         self.blob_of_node: Dict[str, Tuple[str, Any]] = {}
         self.inputs: Dict[str, Tuple] = {}
         self.blocked: List[Blocker] = []
+        self.dead: set = set()     # values of blockers that have no stand-in blob
         self.uses: Dict[str, int] = {}
         for node in model.graph.node:
             for i in node.input:
@@ -387,6 +388,11 @@ class _OnnxWalk:
         """One node: a move of a moved value, a scatter, a pass-through, a constant
         folded, a Shape/Size of a blob, or an adapter's layers."""
         env, ev = self.env, self.ev
+        if any(i in self.dead for i in node.input):
+            for o in node.output:    # after a blocker with no stand-in: not a new one
+                env[o] = None
+                self.dead.add(o)
+            return
         vals = self._values(node)
         moved = [i for i, v in enumerate(vals) if isinstance(v, Moved)]
         if moved == [0] and node.op_type in MOVEMENT and not any(
@@ -449,6 +455,7 @@ class _OnnxWalk:
             # go on past it with stand-in blobs: the refusal lists every blocker
             self.blocked.append(_onnx_blocker(_unsupported(node, opset, path), node))
             _stand_ins(self.cx, self.ev, node, vals, env)
+            self.dead.update(o for o in node.output if env.get(o) is None)
             return
         lname = self.out_of_value.get(node.output[0]) if node.output else None
         lname = lname or self._unique(node)
@@ -472,6 +479,7 @@ class _OnnxWalk:
             e.no_stock_form = impossible  # type: ignore[attr-defined]
             self.blocked.append(_onnx_blocker(e, node))
             _stand_ins(self.cx, self.ev, node, vals, env, out_shapes)
+            self.dead.update(o for o in node.output if env.get(o) is None)
             return
         except Exception as exc:  # a converter's bug must still name the node
             raise NetdslError("%s node '%s' (opset %d): the converter failed: %s: %s"
