@@ -564,9 +564,9 @@ def _track_view(views: Dict[Any, Any], node: Any, key: str, base: Any,
         i = int(args["index"])
         step: Tuple[str, int, Any] = ("select", ax, i + x.shape[ax] if i < 0 else i)
     else:
-        from netdsl.torch.ops.shape import _positions
-        step = ("slice", ax, _positions(x.shape[ax], args.get("start"), args.get("end"),
-                                        args.get("step") or 1))
+        from netdsl.torch.ops.shape import slice_positions
+        step = ("slice", ax, slice_positions(x.shape[ax], args.get("start"), args.get("end"),
+                                             args.get("step") or 1))
     root, steps = views.get(base, (base, []))
     views[node] = (root, steps + [step])
 

@@ -13,6 +13,7 @@ import numpy as np
 
 from netdsl.torch.graph import Blob, Context, Op
 from netdsl.torch.ops.common import axis, broadcast_to, concat, need_4d, reshape, slice_axis
+from netdsl.torch.refusal import no_stock_form
 from netdsl.torch.table import register_converter
 
 #: largest permuted block (values along the permuted axes) turned into a matrix
@@ -493,7 +494,9 @@ def value_like(cx: Context, op: Op, like: Blob, value: Any) -> Blob:
     return _scale_const(cx, sub, zero, None, arr)
 
 
-def _positions(size: int, start: Any, end: Any, step: Any) -> List[int]:
+def slice_positions(size: int, start: Any, end: Any, step: Any) -> List[int]:
+    """The positions ``x[start:end:step]`` takes on an axis of ``size`` (PyTorch's
+    clamping of out-of-range and negative bounds)."""
     start = 0 if start is None else int(start)
     end = size if end is None else int(end)
     start = max(0, min(size, start + size if start < 0 else start))
@@ -507,7 +510,7 @@ def slice_scatter(cx: Context, op: Op) -> Blob:
     :func:`place`."""
     x = _x(op)
     ax = axis(int(op.get("dim", 0)), x.ndim)
-    pos = _positions(x.shape[ax], op.get("start"), op.get("end"), op.get("step", 1))
+    pos = slice_positions(x.shape[ax], op.get("start"), op.get("end"), op.get("step", 1))
     if not pos:
         return x
     return place(cx, op, x, ax, pos, value_like(cx, op, gather_axis(cx, op, x, ax, pos),
@@ -516,6 +519,8 @@ def slice_scatter(cx: Context, op: Op) -> Blob:
 
 @register_converter("aten.select_scatter")
 def select_scatter(cx: Context, op: Op) -> Blob:
+    """``torch.select_scatter`` (``y[:, 0] = v`` after functionalisation):
+    :func:`place` at one position."""
     x = _x(op)
     ax = axis(int(op["dim"]), x.ndim)
     i = int(op["index"])
@@ -550,9 +555,12 @@ def index_put(cx: Context, op: Op) -> Blob:
     x = _x(op)
     idx = list(op["indices"] or [])
     given = [(k, i) for k, i in enumerate(idx) if i is not None]
-    if op.get("accumulate", False) or len(given) != 1 or isinstance(given[0][1], Blob):
+    if any(isinstance(i, Blob) for _, i in given):
+        raise no_stock_form(op, "an assignment at positions computed from the input "
+                                "(data-dependent)")
+    if op.get("accumulate", False) or len(given) != 1:
         raise op.error("only an assignment through one constant index tensor on one axis "
-                       "has a Caffe form here (a computed index is data-dependent)")
+                       "has a Caffe form here (not written yet for other forms)")
     ax, index = given[0]
     index = np.asarray(index)
     if index.dtype == bool:
