@@ -440,6 +440,16 @@ class SliceWrites(nn.Module):
         return y
 
 
+class ConstCanvas(nn.Module):
+    """Computed values written into a constant tensor (a canvas of zeros)."""
+
+    def forward(self, x):
+        out = torch.zeros(1, 4, 5, 6)
+        out[:, 1:3] = x[:, :2] * 2
+        out[:, 0, :, 1:4] = torch.sigmoid(x[:, 3, :, :3])
+        return out
+
+
 def modern():
     """name -> (module, input shape): issue 26's acceptance modules."""
     torch.manual_seed(5)
@@ -449,4 +459,5 @@ def modern():
         "detect_v5": (DetectV5(), (1, 8, 4, 5)),
         "detect_v7": (DetectV7(), (1, 8, 4, 5)),
         "slice_writes": (SliceWrites(), (1, 4, 5, 6)),
+        "const_canvas": (ConstCanvas(), (1, 4, 5, 6)),
     }

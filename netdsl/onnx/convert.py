@@ -182,20 +182,10 @@ def _stand_ins(cx: Context, ev: Any, node: Any, vals: List[Any], env: Dict[str, 
 
 
 def _const_row(cx: Context, like: Blob, value: np.ndarray, lname: str) -> Blob:
-    """A constant tensor as a blob: the first value of ``like`` times 0 copied out
-    (Deconvolution of ones) plus the constant (a Scale bias), exact for finite
-    inputs; shaped as ``value``."""
+    """A constant input of a scatter as a blob (:func:`constant_blob`)."""
     from netdsl.torch.graph import Op
-    from netdsl.torch.ops.arithmetic import _scale_const
-    from netdsl.torch.ops.common import broadcast_to, reshape, slice_axis
-    value = np.asarray(value, np.float32)
-    row = reshape(cx, like, (1, int(np.prod(like.shape))))
-    one = slice_axis(cx, row, 1, [(0, 1)])[0] if row.shape[1] > 1 else row
-    zero = Blob(cx.L.Power(reshape(cx, one, (1, 1, 1, 1)).top, scale=0.0), (1, 1, 1, 1))
-    wide = broadcast_to(cx, zero, (1, 1, 1, value.size))
-    op = Op("aten.add", {}, wide.shape, lname + "/const")
-    return reshape(cx, _scale_const(cx, op, wide, None, value.reshape(wide.shape)),
-                   value.shape)
+    from netdsl.torch.ops.shape import constant_blob
+    return constant_blob(cx, Op("aten.add", {}, np.shape(value), lname), like, value)
 
 
 def _where(path: Optional[str]) -> Dict[str, Any]:

@@ -418,6 +418,8 @@ class _Walk:
             ckw = {k: _to_torch(self._resolve(node, v)) for k, v in node.kwargs.items()}
             with torch.no_grad():
                 self.env[node] = _to_numpy(node.target(*cargs, **ckw))
+            if node.args and isinstance(node.args[0], torch.fx.Node):
+                _track_view(self.views, node, key, node.args[0], args)  # a constant's slice
             return None
         lname = self.out_of_node.get(node) or self.names.for_node(
             node, key.split(".", 1)[-1].lstrip("_"))
@@ -556,16 +558,17 @@ def _track_view(views: Dict[Any, Any], node: Any, key: str, base: Any,
     if key not in ("aten.slice", "aten.select"):
         return
     x = args.get("input")
-    if not isinstance(x, Blob):
+    if not isinstance(x, (Blob, np.ndarray)):
         return
+    shape = tuple(x.shape)
     ax = int(args.get("dim") or 0)
-    ax = ax + x.ndim if ax < 0 else ax
+    ax = ax + len(shape) if ax < 0 else ax
     if key == "aten.select":
         i = int(args["index"])
-        step: Tuple[str, int, Any] = ("select", ax, i + x.shape[ax] if i < 0 else i)
+        step: Tuple[str, int, Any] = ("select", ax, i + shape[ax] if i < 0 else i)
     else:
         from netdsl.torch.ops.shape import slice_positions
-        step = ("slice", ax, slice_positions(x.shape[ax], args.get("start"), args.get("end"),
+        step = ("slice", ax, slice_positions(shape[ax], args.get("start"), args.get("end"),
                                              args.get("step") or 1))
     root, steps = views.get(base, (base, []))
     views[node] = (root, steps + [step])
@@ -582,8 +585,11 @@ def _write_back(cx: Context, op: Op, env: Dict[Any, Any], views: Dict[Any, Any],
     from netdsl.torch.ops.shape import scatter
     root, steps = views[target]
     base = env.get(root)
+    if isinstance(base, np.ndarray):     # a constant canvas (torch.zeros(...)) written into
+        from netdsl.torch.ops.shape import constant_blob
+        base = constant_blob(cx, op, value, base)
     if not isinstance(base, Blob):
-        raise op.error("writes into a slice of a tensor that has no Caffe blob (a constant)")
+        raise op.error("writes into a slice of a tensor that has no Caffe blob")
     new = scatter(cx, op, base, steps, value)
     record(new, op.name)
     env[root] = new

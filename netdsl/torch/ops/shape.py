@@ -494,6 +494,21 @@ def value_like(cx: Context, op: Op, like: Blob, value: Any) -> Blob:
     return _scale_const(cx, sub, zero, None, arr)
 
 
+def constant_blob(cx: Context, op: Op, like: Blob, value: Any) -> Blob:
+    """A constant tensor of any shape as a blob: the first value of ``like`` times 0
+    (Power), copied out (a Deconvolution of ones), plus the constant (a Scale whose
+    bias it is), reshaped; exact for finite inputs."""
+    from netdsl.torch.ops.arithmetic import _scale_const
+    value = np.asarray(value, np.float32)
+    row = reshape(cx, like, (1, int(np.prod(like.shape))))
+    one = slice_axis(cx, row, 1, [(0, 1)])[0] if row.shape[1] > 1 else row
+    zero = Blob(cx.L.Power(reshape(cx, one, (1, 1, 1, 1)).top, scale=0.0), (1, 1, 1, 1))
+    wide = broadcast_to(cx, zero, (1, 1, 1, value.size))
+    sub = Op(op.key, {}, wide.shape, "%s/const" % op.name, op.module, op.source)
+    return reshape(cx, _scale_const(cx, sub, wide, None, value.reshape(wide.shape)),
+                   value.shape)
+
+
 def slice_positions(size: int, start: Any, end: Any, step: Any) -> List[int]:
     """The positions ``x[start:end:step]`` takes on an axis of ``size`` (PyTorch's
     clamping of out-of-range and negative bounds)."""
@@ -537,7 +552,12 @@ def copy(cx: Context, op: Op) -> Blob:
     """``dst.copy_(src)`` (``y[..., a:b] = v`` in an exported graph): ``src``
     broadcast to ``dst``'s shape; the write into ``dst``'s base is the graph
     walk's (netdsl.torch.convert)."""
-    return value_like(cx, op, _x(op), op["src"])
+    dst, src = op["input"], op["src"]
+    if not isinstance(dst, Blob):     # a constant canvas written with computed values
+        if not isinstance(src, Blob):
+            raise op.error("copies a constant into a constant")
+        return broadcast_to(cx, src, np.shape(dst))
+    return value_like(cx, op, dst, src)
 
 
 @register_converter("aten.fill")
