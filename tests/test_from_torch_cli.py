@@ -63,7 +63,7 @@ def test_unsupported_op_exit_2_located_nothing_written(tmp_path):
             "x=1,3,4,4", "-o", str(out))
     assert p.returncode == 2
     line = p.stderr.strip().splitlines()[-1]
-    assert "aten.gelu" in line and "block.1" in line and "GELU" in line
+    assert "aten.hardshrink" in line and "block.1" in line and "Hardshrink" in line
     assert "models.py:36" in line   # the Python source line: self.block(x)
     assert not out.exists()
 
@@ -98,3 +98,48 @@ def test_register_converter_for_a_fork_layer(tmp_path):
     assert p.returncode == 0, p.stdout + p.stderr
     text = (out / "deploy.prototxt").read_text()
     assert 'type: "Interp"' in text and "height: 8" in text
+
+
+def test_constructor_arguments_and_weak_parity_warnings(tmp_path):
+    """--arg NAME=VALUE (Python literals) reaches the callable; outputs that do not
+    change between the two inputs or are tiny next to the input are flagged in the
+    report and parity.json (the check still passes)."""
+    out = tmp_path / "o"
+    p = run("from-torch", os.path.join(DATA, "models.py") + ":Configurable", "-A",
+            "num_classes=21", "--arg", "scale=0.5", "--arg", "name=abc", "--input",
+            "x=1,3,3,3", "-o", str(out))
+    assert p.returncode == 0, p.stderr
+    report = json.loads((out / "parity.json").read_text())
+    assert report["outputs"][0]["shape"] == [1, 21, 3, 3]
+    assert report["weak"] is True
+    why = {w["output"]: w["why"] for w in report["warnings"]}
+    assert "does not change" in why["output_1"] and "tiny" in why["output_2"]
+    assert "output_0" not in why
+    assert "warning: output 'output_1'" in p.stdout
+    assert "training mode" not in p.stderr      # a freshly built module: not noted
+    p = run("from-torch", os.path.join(DATA, "models.py") + ":Configurable", "-A", "bad=1",
+            "--input", "x=1,3,3,3", "-o", str(tmp_path / "no"))
+    assert p.returncode == 2 and "bad=1" in p.stderr and "unexpected keyword" in p.stderr
+    assert not (tmp_path / "no").exists()
+
+
+def test_a_module_left_in_training_mode_is_noted(tmp_path):
+    out = tmp_path / "o"
+    p = run("from-torch", os.path.join(DATA, "models.py") + ":left_in_training", "--input",
+            "x=1,3,3,3", "-o", str(out))
+    assert p.returncode == 0, p.stderr
+    assert "left in training mode" in p.stderr
+    report = json.loads((out / "parity.json").read_text())
+    assert any("training mode" in w["why"] for w in report["warnings"])
+
+
+def test_outputs_flag(tmp_path):
+    out = tmp_path / "o"
+    p = run("from-torch", os.path.join(DATA, "models.py") + ":Configurable", "--outputs",
+            "conv,bn", "--input", "x=1,3,3,3", "-o", str(out))
+    assert p.returncode == 0, p.stderr
+    report = json.loads((out / "parity.json").read_text())
+    assert [r["output"] for r in report["outputs"]][:2] == ["conv", "bn"]
+    p = run("from-torch", os.path.join(DATA, "models.py") + ":Configurable", "--outputs",
+            "cnov", "--input", "x=1,3,3,3", "-o", str(tmp_path / "no"))
+    assert p.returncode == 2 and "did you mean `conv`" in p.stderr

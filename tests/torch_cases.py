@@ -350,3 +350,114 @@ def coverage():
         "extremes": (Extremes(), [(2, 3, 4, 5)], "opencv"),
         "const_join": (ConstJoin(), [(2, 3, 6, 5)], "opencv"),
     }
+
+
+# -- what deployers convert today (issue 26) -----------------------------------------------
+
+class LayerNorm2d(nn.Module):
+    """Channels-first LayerNorm as ConvNeXt's reference code and detectors write it:
+    statistics over C of each pixel, then a per-channel affine."""
+
+    def __init__(self, c: int, eps: float = 1e-6):
+        super().__init__()
+        self.weight = nn.Parameter(torch.rand(c) + 0.5)
+        self.bias = nn.Parameter(torch.rand(c) - 0.5)
+        self.eps = eps
+
+    def forward(self, x):
+        u = x.mean(1, keepdim=True)
+        s = (x - u).pow(2).mean(1, keepdim=True)
+        x = (x - u) / torch.sqrt(s + self.eps)
+        return self.weight[:, None, None] * x + self.bias[:, None, None]
+
+
+class ConvNeXtBlock(nn.Module):
+    """ConvNeXt's block: depthwise 7x7, channels-last LayerNorm via permute, an
+    MLP with erf GELU (nn.GELU() and F.gelu), layer scale, residual."""
+
+    def __init__(self, dim: int = 16):
+        super().__init__()
+        self.dwconv = nn.Conv2d(dim, dim, 7, padding=3, groups=dim)
+        self.norm = nn.LayerNorm(dim, eps=1e-6)
+        self.pwconv1 = nn.Linear(dim, 4 * dim)
+        self.act = nn.GELU()
+        self.pwconv2 = nn.Linear(4 * dim, dim)
+        self.gamma = nn.Parameter(torch.rand(dim) + 0.1)
+        self.down = nn.Sequential(LayerNorm2d(dim), nn.Conv2d(dim, dim, 2, stride=2))
+
+    def forward(self, x):
+        y = self.dwconv(x).permute(0, 2, 3, 1)
+        y = self.pwconv2(self.act(self.pwconv1(self.norm(y))))
+        y = (self.gamma * y).permute(0, 3, 1, 2)
+        x = x + y
+        return self.down(F.gelu(x))
+
+
+class DetectV5(nn.Module):
+    """YOLOv5's Detect before v7: sigmoid, then the box decoding written into
+    slices of the same tensor in place."""
+
+    def __init__(self, c: int = 8, na: int = 3, nc: int = 2, ny: int = 4, nx: int = 5,
+                 stride: float = 8.0):
+        super().__init__()
+        self.na, self.no, self.stride = na, nc + 5, stride
+        self.m = nn.Conv2d(c, na * self.no, 1)
+        yv, xv = torch.meshgrid(torch.arange(ny), torch.arange(nx), indexing="ij")
+        self.register_buffer("grid", torch.stack((xv, yv), 2).expand(1, na, ny, nx, 2).float())
+        self.register_buffer("anchor_grid", (torch.rand(1, na, 1, 1, 2) * 30 + 5).expand(
+            1, na, ny, nx, 2).contiguous())
+
+    def forward(self, x):
+        bs, _, ny, nx = x.shape
+        p = self.m(x).view(bs, self.na, self.no, ny, nx).permute(0, 1, 3, 4, 2).contiguous()
+        y = p.sigmoid()
+        y[..., 0:2] = (y[..., 0:2] * 2 - 0.5 + self.grid) * self.stride
+        y[..., 2:4] = (y[..., 2:4] * 2) ** 2 * self.anchor_grid
+        return y.view(bs, -1, self.no)
+
+
+class DetectV7(DetectV5):
+    """The same decoding in the v7 form: split, decode each part, cat."""
+
+    def forward(self, x):
+        bs, _, ny, nx = x.shape
+        p = self.m(x).view(bs, self.na, self.no, ny, nx).permute(0, 1, 3, 4, 2).contiguous()
+        xy, wh, conf = p.sigmoid().split((2, 2, self.no - 4), 4)
+        xy = (xy * 2 + self.grid - 0.5) * self.stride
+        wh = (wh * 2) ** 2 * self.anchor_grid
+        return torch.cat((xy, wh, conf), 4).view(bs, -1, self.no)
+
+
+class SliceWrites(nn.Module):
+    """Writes into slices: constants, selects, strided and index-tensor positions."""
+
+    def forward(self, x):
+        y = x * 1
+        y[:, 1:3] = 0.5
+        y[:, 0, 2] = y[:, 0, 2] + 1
+        y[..., ::2] *= 3
+        y[:, [3, 0]] = x[:, :2] * 2
+        return y
+
+
+class ConstCanvas(nn.Module):
+    """Computed values written into a constant tensor (a canvas of zeros)."""
+
+    def forward(self, x):
+        out = torch.zeros(1, 4, 5, 6)
+        out[:, 1:3] = x[:, :2] * 2
+        out[:, 0, :, 1:4] = torch.sigmoid(x[:, 3, :, :3])
+        return out
+
+
+def modern():
+    """name -> (module, input shape): issue 26's acceptance modules."""
+    torch.manual_seed(5)
+    return {
+        "convnext_block": (ConvNeXtBlock(), (1, 16, 8, 8)),
+        "layernorm2d": (LayerNorm2d(12), (2, 12, 5, 6)),
+        "detect_v5": (DetectV5(), (1, 8, 4, 5)),
+        "detect_v7": (DetectV7(), (1, 8, 4, 5)),
+        "slice_writes": (SliceWrites(), (1, 4, 5, 6)),
+        "const_canvas": (ConstCanvas(), (1, 4, 5, 6)),
+    }

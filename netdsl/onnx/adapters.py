@@ -232,6 +232,13 @@ def gemm(n: ONode) -> Any:
 @adapter("MatMul", aten=["aten.matmul"])
 def matmul(n: ONode) -> Any:
     x = n.blob(0)
+    if isinstance(n.inp(1), Blob):
+        err = n.error("a product of two computed tensors (as attention computes): no stock "
+                      "Caffe form exists", hint="stock BVLC Caffe has no layer that "
+                      "multiplies two computed matrices, so attention-style blocks stay "
+                      "refused; convert up to the value before it with --outputs NAME")
+        err.no_stock_form = True  # type: ignore[attr-defined]
+        raise err
     w = n.const(1, "second operand")
     if w.ndim != 2:
         raise n.error("only a product with a constant 2-D matrix (a weight) maps to "
@@ -300,7 +307,7 @@ def global_max(n: ONode) -> Any:
 _UNARY = {"Relu": "aten.relu", "Sigmoid": "aten.sigmoid", "Tanh": "aten.tanh",
           "Abs": "aten.abs", "Exp": "aten.exp", "Log": "aten.log", "Sqrt": "aten.sqrt",
           "Neg": "aten.neg", "Reciprocal": "aten.reciprocal", "HardSwish": "aten.hardswish",
-          "Mish": "aten.mish", "Softplus": "aten.softplus"}
+          "Mish": "aten.mish", "Softplus": "aten.softplus", "Erf": "aten.erf"}
 
 
 def _unary(key: str) -> Adapter:
@@ -728,8 +735,11 @@ def layer_norm(n: ONode) -> Any:
 
 
 def supported() -> List[str]:
-    """The ONNX op types converted (besides folded constant subgraphs)."""
-    return sorted(set(ADAPTERS) | set(PASS_THROUGH) | {"Constant", "Shape", "Size"})
+    """The ONNX op types converted (besides folded constant subgraphs; the
+    scatters are moved values of the graph walk, netdsl.onnx.convert)."""
+    return sorted(set(ADAPTERS) | set(PASS_THROUGH) | {"Constant", "Shape", "Size", "ScatterND",
+                                                       "ScatterElements"})
 
 
 __all__ = ["ADAPTERS", "ATEN", "ONode", "adapter", "supported"]
+

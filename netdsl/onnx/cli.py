@@ -17,8 +17,10 @@ def run(args: Any) -> int:
     shapes = dict(parse_inputs(args.input)) if args.input else None
     if args.tolerance is not None and not args.tolerance > 0:
         raise NetdslError("--tolerance must be positive")
+    from netdsl.torch.cli import split_names
     result = convert(args.model, shapes, target=args.target, fold_bn=args.fold_bn,
-                     check=False, tolerance=args.tolerance or 1e-4, seed=args.seed)
+                     check=False, tolerance=args.tolerance or 1e-4, seed=args.seed,
+                     outputs=split_names(args.outputs))
     if not args.no_check:
         from netdsl.onnx.parity import check_parity
         rng = np.random.default_rng(args.seed)
@@ -40,6 +42,9 @@ def add_arguments(p: Any) -> None:
                    help="write deploy.prototxt, model.caffemodel and parity.json here")
     p.add_argument("--target", choices=["caffe", "opencv"], default="caffe",
                    help="caffe: stock BVLC layers; opencv: only layers OpenCV dnn runs")
+    p.add_argument("--outputs", metavar="NAME,...",
+                   help="end the net at these values of the graph (e.g. before the box "
+                        "decoding); the check compares them")
     p.add_argument("--fold-bn", action="store_true",
                    help="fold batch norms into the convolution before them")
     p.add_argument("--no-check", action="store_true",

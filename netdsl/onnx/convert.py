@@ -13,9 +13,9 @@ from netdsl.netspec import Function, Top
 from netdsl.onnx import model as M
 from netdsl.onnx.adapters import ADAPTERS, MOVEMENT, PASS_THROUGH, ONode
 from netdsl.torch import table
-from netdsl.torch.convert import (Conversion, _complete_weights, _crop_depthwise_for_opencv,
-                                  _emit, _keep_apart_for_opencv)
-from netdsl.torch.graph import OPENCV_LAYERS, Blob, Context, Names, caffe_name, claim_layers
+from netdsl.torch.convert import Conversion, finish_net
+from netdsl.torch.graph import Blob, Context, Names, caffe_name, claim_layers
+from netdsl.torch.refusal import Blocker, refusal, stand_in
 
 __all__ = ["convert", "OnnxConversion"]
 
@@ -83,6 +83,111 @@ def _copies(cx: Context, m: Moved) -> Blob:
     return gather_points(cx, op, v, [k], flat[:, None], idx.shape[k:])
 
 
+def _scatter_nd(cx: Context, node: Any, vals: List[Any], ev: Any, lname: str, record: Any,
+                opset: int, path: Optional[str]) -> Moved:
+    """ScatterND / ScatterElements (plain assignment) with constant indices: every
+    output value is one of the data's or the updates', so it is a :class:`Moved`
+    value of the two joined (each viewed as one row, Concat): the node run on
+    their positions.
+    How both exporters write ``y[..., 0:2] = v`` (the dynamo one between two
+    Transposes, which stay moves too); exact copies once a reader needs a blob."""
+    from netdsl.torch.ops.common import concat, reshape
+    data, idx, upd = (vals + [None, None])[:3]
+    if M.attributes(node).get("reduction", "none") != "none" or not isinstance(
+            idx, np.ndarray):
+        raise _unsupported(node, opset, path, ": only plain assignment with constant indices "
+                           "is exact (a computed index is data-dependent, which no stock "
+                           "Caffe layer takes)")
+    some = next(v for v in (data, upd) if isinstance(v, (Blob, Moved)))
+    some = some.blob if isinstance(some, Moved) else some
+    data, upd = [v if isinstance(v, (Blob, Moved)) else _const_row(cx, some, v, lname)
+                 for v in (data, upd)]
+    sources: List[Blob] = []
+    starts: Dict[Any, int] = {}
+    maps = []
+    for v in (data, upd):
+        src = v.blob if isinstance(v, Moved) else v
+        if src.top not in starts:
+            starts[src.top] = sum(int(np.prod(b.shape)) for b in sources)
+            sources.append(src)
+        own = v.index if isinstance(v, Moved) else np.arange(
+            int(np.prod(src.shape)), dtype=np.int64).reshape(src.shape)
+        maps.append(own + starts[src.top])
+    rows = [reshape(cx, b, (1, int(np.prod(b.shape)))) for b in sources]
+    joined = concat(cx, rows, 1)
+    record(joined, lname)
+    index = ev.fold(node, [maps[0], idx, maps[1]])[0]
+    err = NetdslError("%s node '%s' (opset %d): its values cannot be copied into place "
+                      "exactly (they cross batch items)" % (node.op_type, node.name, opset),
+                      layer=lname, **_where(path))
+    return Moved(joined, index, err, node.output[0], lname, node)
+
+
+def _cut(model: Any, outputs: Sequence[str], path: Optional[str]) -> Any:
+    """A copy of ``model`` whose graph outputs are the values ``outputs`` and
+    whose nodes are only those they need (ONNX's own extractor order kept)."""
+    made = {o for n in model.graph.node for o in n.output if o}
+    made |= {i.name for i in model.graph.input}
+    for o in outputs:
+        if o not in made:
+            raise NetdslError("--outputs: the graph has no value '%s'" % o, field="outputs",
+                              hint=did_you_mean(o, sorted(made)), **_where(path))
+    producer = {o: n for n in model.graph.node for o in n.output if o}
+    need, stack = set(), list(outputs)
+    while stack:
+        v = stack.pop()
+        n = producer.get(v)
+        if n is None or id(n) in need:
+            continue
+        need.add(id(n))
+        stack.extend(i for i in n.input if i)
+    out = type(model)()
+    out.CopyFrom(model)
+    del out.graph.node[:]
+    out.graph.node.extend(n for n in model.graph.node if id(n) in need)
+    del out.graph.output[:]
+    onnx = M.onnx_module()
+    out.graph.output.extend(onnx.helper.make_empty_tensor_value_info(o) for o in outputs)
+    return out
+
+
+#: ONNX ops that stock BVLC Caffe has no form for at all, and why
+NO_STOCK_FORM = {"NonZero": "a data-dependent shape", "Unique": "a data-dependent shape",
+                 "NonMaxSuppression": "a data-dependent shape",
+                 "TopK": "positions decided by the values (data-dependent)"}
+
+
+def _onnx_blocker(err: NetdslError, node: Any) -> Blocker:
+    impossible = bool(getattr(err, "no_stock_form", False))
+    if node.op_type in NO_STOCK_FORM and not impossible:
+        err = NetdslError("ONNX op %s (node '%s'): %s: no stock Caffe form exists"
+                          % (node.op_type, node.name, NO_STOCK_FORM[node.op_type]),
+                          layer=err.layer, file=err.file)
+        impossible = True
+    return Blocker(err, node.op_type, "node '%s'" % node.name, None, impossible)
+
+
+def _stand_ins(cx: Context, ev: Any, node: Any, vals: List[Any], env: Dict[str, Any],
+               shapes: Optional[List[Any]] = None) -> None:
+    """Blobs of the node's output shapes standing for a node that did not map,
+    so the walk goes on to find the blockers after it (never emitted)."""
+    if shapes is None:
+        try:
+            shapes = ev.shapes(node, vals)
+        except NetdslError:
+            shapes = [None] * len(node.output)
+    for o, sh in zip(node.output, shapes):
+        if o:
+            env[o] = stand_in(cx, tuple(sh)) if sh is not None else None
+
+
+def _const_row(cx: Context, like: Blob, value: np.ndarray, lname: str) -> Blob:
+    """A constant input of a scatter as a blob (:func:`constant_blob`)."""
+    from netdsl.torch.graph import Op
+    from netdsl.torch.ops.shape import constant_blob
+    return constant_blob(cx, Op("aten.add", {}, np.shape(value), lname), like, value)
+
+
 def _where(path: Optional[str]) -> Dict[str, Any]:
     return {"file": path} if path else {}
 
@@ -132,7 +237,8 @@ def _input_shapes(model: Any, given: Optional[Shapes], path: Optional[str]
 def convert(model_or_path: Any, input_shapes: Optional[Shapes] = None, *,
             example_inputs: Optional[Mapping[str, np.ndarray]] = None, target: str = "caffe",
             fold_bn: bool = False, check: bool = True, tolerance: float = 1e-4,
-            seed: int = 0, name: Optional[str] = None) -> OnnxConversion:
+            seed: int = 0, name: Optional[str] = None,
+            outputs: Optional[Sequence[str]] = None) -> OnnxConversion:
     """Convert an ONNX model (a path, a ModelProto or its bytes) to a Caffe net
     of stock layers.
 
@@ -142,13 +248,17 @@ def convert(model_or_path: Any, input_shapes: Optional[Shapes] = None, *,
     once; every other node goes through the op table (docs/from-onnx.md).
     With ``check`` the numpy forward of the result is compared with
     onnxruntime on ``example_inputs`` (default: seeded standard normal) and on
-    one more seeded random input.
+    one more seeded random input.  ``outputs`` (value names of the graph) ends
+    the net at those values instead: later nodes are not converted and the check
+    compares those values.
     """
     timings: Dict[str, float] = {}
     t0 = time.perf_counter()
     model, path = M.load(model_or_path)
     timings["load"] = time.perf_counter() - t0
     t0 = time.perf_counter()
+    if outputs:
+        model = _cut(model, outputs, path)
     conv = _map(model, path, input_shapes, target, fold_bn, name)
     timings["map"] = time.perf_counter() - t0
     conv.timings = timings
@@ -174,186 +284,235 @@ def _map(model: Any, path: Optional[str], input_shapes: Optional[Shapes], target
         if node.domain not in ("", "ai.onnx"):
             raise _unsupported(node, opset, path, " (custom domain)")
     shapes = _input_shapes(model, input_shapes, path)
-    ev = M.Evaluator(model)
-    env: Dict[str, Any] = dict(M.initializers(model))
     in_names = [caffe_name(n) for n, _ in shapes]
     onnx_outputs = [o.name for o in graph.output]
     out_names = [caffe_name(o) for o in onnx_outputs]
     if len(set(in_names) | set(out_names)) != len(in_names) + len(out_names):
         raise NetdslError("input and output names must be distinct after making them Caffe "
                           "names: %s" % ", ".join(in_names + out_names), **_where(path))
-    names = Names(list(in_names) + list(out_names))
-    topname: Dict[Top, str] = {}
-    owner: Dict[Function, str] = {}
-    order: List[Function] = []
-    blob_of_node: Dict[str, Tuple[str, Any]] = {}
-    inputs: Dict[str, Tuple] = {}
-    L = cx.L
-
-    def record(result: Any, lname: str) -> None:
-        claim_layers(result, lname, owner, order)
-
+    walk = _OnnxWalk(cx, model, path, opset, in_names, onnx_outputs, out_names)
     for (oname, shape), iname in zip(shapes, in_names):
-        top = L.Input(shape={"dim": list(shape)})
-        topname[top] = iname
+        top = cx.L.Input(shape={"dim": list(shape)})
+        walk.topname[top] = iname
         b = Blob(top, shape)
-        record(b, iname)
-        env[oname] = b
-        inputs[iname] = tuple(shape)
-
-    def materialise(m: Moved) -> Blob:
-        if m.done is None:
-            m.done = _copies(cx, m)
-            if m.done.top not in topname:
-                topname[m.done.top] = m.lname
-            record(m.done, m.lname)
-            blob_of_node[m.value] = (topname[m.done.top], m.node)
-        return m.done
-
-    uses: Dict[str, int] = {}
+        walk.record(b, iname)
+        walk.env[oname] = b
+        walk.inputs[iname] = tuple(shape)
     for node in graph.node:
-        for i in node.input:
-            uses[i] = uses.get(i, 0) + 1
-    out_of_value = {}
-    for o, oname in zip(onnx_outputs, out_names):
-        out_of_value.setdefault(o, oname)
-
-    for node in graph.node:
-        vals = []
-        for i in node.input:
-            if not i:
-                vals.append(None)
-                continue
-            if i not in env:
-                raise NetdslError("node '%s' (%s) reads '%s', which no node before it "
-                                  "produced" % (node.name, node.op_type, i), **_where(path))
-            v = env[i]
-            if v is None:
-                raise _unsupported(node, opset, path, ": it reads '%s', which has no Caffe "
-                                   "blob" % i)
-            vals.append(v)
-        moved = [i for i, v in enumerate(vals) if isinstance(v, Moved)]
-        if moved == [0] and node.op_type in MOVEMENT and not any(
-                isinstance(v, Blob) for v in vals):
-            src = vals[0]
-            results = ev.fold(node, [src.index] + vals[1:])
-            lname = names.unique(node.name or "%s_%s" % (node.op_type, node.output[0]))
-            for o, r in zip(node.output, results):
-                env[o] = Moved(src.blob, r, src.error, o, lname, node)
-            continue
-        vals = [materialise(v) if isinstance(v, Moved) else v for v in vals]
-        blobs = [v for v in vals if isinstance(v, Blob)]
-        if node.op_type in PASS_THROUGH:
-            env[node.output[0]] = vals[0]
-            for o in node.output[1:]:
-                env[o] = None
-            continue
-        if not blobs and node.op_type not in ("RandomNormal", "RandomUniform",
-                                               "RandomNormalLike", "RandomUniformLike",
-                                               "Multinomial", "Bernoulli"):
-            try:
-                results = ev.fold(node, vals)
-            except Exception as exc:
-                raise _unsupported(node, opset, path, ": computing it as a constant failed "
-                                   "(%s: %s)" % (type(exc).__name__, exc)) from None
-            for o, r in zip(node.output, results):
-                env[o] = r
-            continue
-        if node.op_type in ("Shape", "Size"):
-            shape = np.asarray(vals[0].shape, np.int64)
-            if node.op_type == "Size":
-                env[node.output[0]] = np.asarray(int(np.prod(shape)), np.int64)
-            else:
-                a = M.attributes(node)
-                start = int(a.get("start", 0))
-                end = a.get("end")
-                env[node.output[0]] = shape[start:None if end is None else int(end)].copy()
-            continue
-        fn = ADAPTERS.get(node.op_type)
-        if fn is None:
-            raise _unsupported(node, opset, path)
-        lname = out_of_value.get(node.output[0]) if node.output else None
-        lname = lname or names.unique(node.name or "%s_%s" % (node.op_type, node.output[0]))
-        try:
-            out_shapes = ev.shapes(node, vals)
-        except NetdslError as err:
-            raise NetdslError("%s node '%s' (opset %d): %s"
-                              % (node.op_type, node.name, opset, err.message), layer=lname,
-                              **_where(path)) from None
-        for o, s in zip(node.output, out_shapes):
-            if o and s is None and uses.get(o, 0) + onnx_outputs.count(o):
-                raise NetdslError("%s node '%s' (opset %d): the shape of '%s' is not static "
-                                  "(give fixed input shapes with --input)"
-                                  % (node.op_type, node.name, opset, o), layer=lname,
-                                  **_where(path))
-        onode = ONode(cx, node, vals, M.attributes(node), out_shapes, lname, opset,
-                      users=uses.get(node.output[0], 0) if node.output else 0)
-        try:
-            result = fn(onode)
-        except NetdslError as err:
-            err = onode.located(err)
-            if node.op_type in MOVEMENT and isinstance(vals[0], Blob) and len(blobs) == 1:
-                x = vals[0]
-                start = np.arange(int(np.prod(x.shape)), dtype=np.int64).reshape(x.shape)
-                for o, r in zip(node.output, ev.fold(node, [start] + vals[1:])):
-                    env[o] = Moved(x, r, NetdslError(err.message, layer=err.layer,
-                                                     hint=err.hint, **_where(path)),
-                                   o, lname, node)
-                continue
-            raise NetdslError(err.message, layer=err.layer, hint=err.hint,
-                              **_where(path)) from None
-        except Exception as exc:  # a converter's bug must still name the node
-            raise NetdslError("%s node '%s' (opset %d): the converter failed: %s: %s"
-                              % (node.op_type, node.name, opset, type(exc).__name__, exc),
-                              layer=lname, **_where(path)) from exc
-        results = list(result) if isinstance(result, (list, tuple)) else [result]
-        if isinstance(result, Blob):
-            if result.top not in topname:
-                topname[result.top] = lname
-        else:
-            for i, r in enumerate(results):
-                if isinstance(r, Blob) and r.top not in topname:
-                    topname[r.top] = out_of_value.get(node.output[i]) if i < len(
-                        node.output) and node.output[i] in out_of_value else "%s_%d" % (lname, i)
-        record(results, lname)
-        for o, r in zip(node.output, results):
-            if o:
-                env[o] = r
-                if isinstance(r, Blob):
-                    blob_of_node[o] = (topname[r.top], node)
-        for o in node.output[len(results):]:
-            env[o] = None
-
-    final: List[Top] = []
-    for o, oname in zip(onnx_outputs, out_names):
-        v = env.get(o)
-        if isinstance(v, Moved):
-            v = materialise(v)
-        if not isinstance(v, Blob):
-            raise NetdslError("output '%s' is not computed from the inputs (a constant or a "
-                              "value with no blob); Caffe nets output blobs only" % o,
-                              **_where(path))
-        if topname.get(v.top) != oname or (v.top.fn.ntop > 1 or v.top.fn.type_name == "Input"):
-            if topname.get(v.top) == oname:
-                topname[v.top] = names.unique(oname + "/part")
-            top = L.Split(v.top)
-            topname[top] = oname
-            record(Blob(top, v.shape), oname)
-            v = Blob(top, v.shape)
-        final.append(v.top)
-    net = _emit(order, owner, topname, final, cx, net_name or (graph.name or None))
-    _keep_apart_for_opencv(net)
-    if target == "opencv":
-        for lp in net.layer:
-            if lp.type not in OPENCV_LAYERS:
-                raise NetdslError("layer type %s is not run by OpenCV dnn's Caffe importer "
-                                  "(target='opencv')" % lp.type, layer=lp.name)
-    weights = _complete_weights(net, cx.weights, inputs)
-    if target == "opencv":
-        _crop_depthwise_for_opencv(net, weights)
-    conv = OnnxConversion(net, weights, inputs, out_names, blob_of_node, model)
+        walk.visit(node)
+    if walk.blocked:
+        raise refusal(walk.blocked)
+    final = walk.outputs()
+    net, weights = finish_net(walk, final, cx, net_name or (graph.name or None))
+    conv = OnnxConversion(net, weights, walk.inputs, out_names, walk.blob_of_node, model)
     conv.model = model
     conv.onnx_inputs = [n for n, _ in shapes]
     conv.onnx_outputs = onnx_outputs
     conv.opset = opset
     return conv
+
+
+#: ops that make values from nothing: never folded to constants
+_RANDOM = ("RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike",
+           "Multinomial", "Bernoulli")
+
+
+class _OnnxWalk:
+    """The walk over an ONNX graph in node order: ``env`` (value name -> Blob,
+    constant array, :class:`Moved` or None), the layers made, the blockers met."""
+
+    def __init__(self, cx: Context, model: Any, path: Optional[str], opset: int,
+                 in_names: List[str], onnx_outputs: List[str], out_names: List[str]) -> None:
+        self.cx, self.path, self.opset = cx, path, opset
+        self.ev = M.Evaluator(model)
+        self.env: Dict[str, Any] = dict(M.initializers(model))
+        self.names = Names(list(in_names) + list(out_names))
+        self.onnx_outputs, self.out_names = onnx_outputs, out_names
+        self.topname: Dict[Top, str] = {}
+        self.owner: Dict[Function, str] = {}
+        self.order: List[Function] = []
+        self.blob_of_node: Dict[str, Tuple[str, Any]] = {}
+        self.inputs: Dict[str, Tuple] = {}
+        self.blocked: List[Blocker] = []
+        self.dead: set = set()     # values of blockers that have no stand-in blob
+        self.uses: Dict[str, int] = {}
+        for node in model.graph.node:
+            for i in node.input:
+                self.uses[i] = self.uses.get(i, 0) + 1
+        self.out_of_value: Dict[str, str] = {}
+        for o, oname in zip(onnx_outputs, out_names):
+            self.out_of_value.setdefault(o, oname)
+
+    def record(self, result: Any, lname: str) -> None:
+        claim_layers(result, lname, self.owner, self.order)
+
+    def materialise(self, m: Moved) -> Blob:
+        if m.done is None:
+            m.done = _copies(self.cx, m)
+            if m.done.top not in self.topname:
+                self.topname[m.done.top] = m.lname
+            self.record(m.done, m.lname)
+            self.blob_of_node[m.value] = (self.topname[m.done.top], m.node)
+        return m.done
+
+    def _unique(self, node: Any) -> str:
+        return self.names.unique(node.name or "%s_%s" % (node.op_type, node.output[0]))
+
+    def _values(self, node: Any) -> List[Any]:
+        vals = []
+        for i in node.input:
+            if not i:
+                vals.append(None)
+                continue
+            if i not in self.env:
+                raise NetdslError("node '%s' (%s) reads '%s', which no node before it "
+                                  "produced" % (node.name, node.op_type, i),
+                                  **_where(self.path))
+            if self.env[i] is None:
+                raise _unsupported(node, self.opset, self.path, ": it reads '%s', which has "
+                                   "no Caffe blob" % i)
+            vals.append(self.env[i])
+        return vals
+
+    def visit(self, node: Any) -> None:
+        """One node: a move of a moved value, a scatter, a pass-through, a constant
+        folded, a Shape/Size of a blob, or an adapter's layers."""
+        env, ev = self.env, self.ev
+        if any(i in self.dead for i in node.input):
+            for o in node.output:    # after a blocker with no stand-in: not a new one
+                env[o] = None
+                self.dead.add(o)
+            return
+        vals = self._values(node)
+        moved = [i for i, v in enumerate(vals) if isinstance(v, Moved)]
+        if moved == [0] and node.op_type in MOVEMENT and not any(
+                isinstance(v, Blob) for v in vals):
+            src, lname = vals[0], self._unique(node)
+            for o, r in zip(node.output, ev.fold(node, [src.index] + vals[1:])):
+                env[o] = Moved(src.blob, r, src.error, o, lname, node)
+            return
+        if node.op_type in ("ScatterND", "ScatterElements") and any(
+                isinstance(v, (Blob, Moved)) for v in vals):
+            env[node.output[0]] = _scatter_nd(self.cx, node, vals, ev, self._unique(node),
+                                              self.record, self.opset, self.path)
+            return
+        vals = [self.materialise(v) if isinstance(v, Moved) else v for v in vals]
+        blobs = [v for v in vals if isinstance(v, Blob)]
+        if node.op_type in PASS_THROUGH:
+            env[node.output[0]] = vals[0]
+            for o in node.output[1:]:
+                env[o] = None
+        elif not blobs and node.op_type not in _RANDOM:
+            try:
+                results = ev.fold(node, vals)
+            except Exception as exc:
+                raise _unsupported(node, self.opset, self.path, ": computing it as a constant "
+                                   "failed (%s: %s)" % (type(exc).__name__, exc)) from None
+            for o, r in zip(node.output, results):
+                env[o] = r
+        elif node.op_type in ("Shape", "Size"):
+            shape = np.asarray(vals[0].shape, np.int64)
+            if node.op_type == "Size":
+                env[node.output[0]] = np.asarray(int(np.prod(shape)), np.int64)
+            else:
+                a = M.attributes(node)
+                end = a.get("end")
+                env[node.output[0]] = shape[int(a.get("start", 0)):
+                                            None if end is None else int(end)].copy()
+        else:
+            self.convert(node, vals, blobs)
+
+    def _out_shapes(self, node: Any, vals: List[Any], lname: str) -> List[Any]:
+        where = (node.op_type, node.name, self.opset)
+        try:
+            out_shapes = self.ev.shapes(node, vals)
+        except NetdslError as err:
+            raise NetdslError("%s node '%s' (opset %d): %s" % (where + (err.message,)),
+                              layer=lname, **_where(self.path)) from None
+        for o, s in zip(node.output, out_shapes):
+            if o and s is None and self.uses.get(o, 0) + self.onnx_outputs.count(o):
+                raise NetdslError("%s node '%s' (opset %d): the shape of '%s' is not static "
+                                  "(give fixed input shapes with --input)" % (where + (o,)),
+                                  layer=lname, **_where(self.path))
+        return out_shapes
+
+    def convert(self, node: Any, vals: List[Any], blobs: List[Blob]) -> None:
+        """A node through its adapter; a failure is a blocker (stand-ins let the
+        walk go on) or, for a mover, a :class:`Moved` value."""
+        env, path, opset = self.env, self.path, self.opset
+        fn = ADAPTERS.get(node.op_type)
+        if fn is None:
+            # go on past it with stand-in blobs: the refusal lists every blocker
+            self.blocked.append(_onnx_blocker(_unsupported(node, opset, path), node))
+            _stand_ins(self.cx, self.ev, node, vals, env)
+            self.dead.update(o for o in node.output if env.get(o) is None)
+            return
+        lname = self.out_of_value.get(node.output[0]) if node.output else None
+        lname = lname or self._unique(node)
+        out_shapes = self._out_shapes(node, vals, lname)
+        onode = ONode(self.cx, node, vals, M.attributes(node), out_shapes, lname, opset,
+                      users=self.uses.get(node.output[0], 0) if node.output else 0)
+        try:
+            result = fn(onode)
+        except NetdslError as err:
+            impossible = getattr(err, "no_stock_form", False)
+            err = onode.located(err)
+            if node.op_type in MOVEMENT and isinstance(vals[0], Blob) and len(blobs) == 1:
+                x = vals[0]
+                start = np.arange(int(np.prod(x.shape)), dtype=np.int64).reshape(x.shape)
+                for o, r in zip(node.output, self.ev.fold(node, [start] + vals[1:])):
+                    env[o] = Moved(x, r, NetdslError(err.message, layer=err.layer,
+                                                     hint=err.hint, **_where(path)),
+                                   o, lname, node)
+                return
+            e = NetdslError(err.message, layer=err.layer, hint=err.hint, **_where(path))
+            e.no_stock_form = impossible  # type: ignore[attr-defined]
+            self.blocked.append(_onnx_blocker(e, node))
+            _stand_ins(self.cx, self.ev, node, vals, env, out_shapes)
+            self.dead.update(o for o in node.output if env.get(o) is None)
+            return
+        except Exception as exc:  # a converter's bug must still name the node
+            raise NetdslError("%s node '%s' (opset %d): the converter failed: %s: %s"
+                              % (node.op_type, node.name, opset, type(exc).__name__, exc),
+                              layer=lname, **_where(path)) from exc
+        self._keep(node, result, lname)
+
+    def _keep(self, node: Any, result: Any, lname: str) -> None:
+        results = list(result) if isinstance(result, (list, tuple)) else [result]
+        if isinstance(result, Blob):
+            if result.top not in self.topname:
+                self.topname[result.top] = lname
+        else:
+            for i, r in enumerate(results):
+                if isinstance(r, Blob) and r.top not in self.topname:
+                    o = node.output[i] if i < len(node.output) else None
+                    self.topname[r.top] = self.out_of_value.get(o) or "%s_%d" % (lname, i)
+        self.record(results, lname)
+        for o, r in zip(node.output, results):
+            if o:
+                self.env[o] = r
+                if isinstance(r, Blob):
+                    self.blob_of_node[o] = (self.topname[r.top], node)
+        for o in node.output[len(results):]:
+            self.env[o] = None
+
+    def outputs(self) -> List[Top]:
+        final: List[Top] = []
+        for o, oname in zip(self.onnx_outputs, self.out_names):
+            v = self.env.get(o)
+            if isinstance(v, Moved):
+                v = self.materialise(v)
+            if not isinstance(v, Blob):
+                raise NetdslError("output '%s' is not computed from the inputs (a constant or "
+                                  "a value with no blob); Caffe nets output blobs only" % o,
+                                  **_where(self.path))
+            if self.topname.get(v.top) != oname or (v.top.fn.ntop > 1
+                                                    or v.top.fn.type_name == "Input"):
+                if self.topname.get(v.top) == oname:
+                    self.topname[v.top] = self.names.unique(oname + "/part")
+                top = self.cx.L.Split(v.top)
+                self.topname[top] = oname
+                self.record(Blob(top, v.shape), oname)
+                v = Blob(top, v.shape)
+            final.append(v.top)
+        return final

@@ -26,18 +26,41 @@ def load(model_or_path: Any) -> Tuple[Any, Optional[str]]:
     taken as they are."""
     onnx = onnx_module()
     if isinstance(model_or_path, onnx.ModelProto):
+        check_graph(model_or_path)
         return model_or_path, None
     if isinstance(model_or_path, (bytes, bytearray)):
-        return onnx.load_from_string(bytes(model_or_path)), None
+        try:
+            model = onnx.load_from_string(bytes(model_or_path))
+        except Exception as exc:
+            raise NetdslError("not an ONNX model (cannot parse it: %s)"
+                              % type(exc).__name__) from None
+        check_graph(model)
+        return model, None
     path = os.fspath(model_or_path)
     if not os.path.isfile(path):
         raise NetdslError("no such ONNX file", file=path)
+    if os.path.getsize(path) == 0:
+        raise NetdslError("the file is empty, not an ONNX model", file=path)
     try:
         model = onnx.load(path, load_external_data=True)
     except Exception as exc:
-        raise NetdslError("cannot read the ONNX model: %s: %s" % (type(exc).__name__, exc),
+        first = (str(exc).strip().splitlines() or [""])[0]
+        raise NetdslError("not an ONNX model (cannot parse it: %s%s)"
+                          % (type(exc).__name__, ": " + first if first else ""),
                           file=path) from None
+    check_graph(model, path)
     return model, path
+
+
+def check_graph(model: Any, path: Optional[str] = None) -> None:
+    """Refuse a ModelProto without a graph to convert: protobuf parses many
+    non-ONNX files (and an empty one) as a model with no graph, no outputs."""
+    where = {"file": path} if path else {}
+    if not model.HasField("graph"):
+        raise NetdslError("not an ONNX model: it has no graph (is it an ONNX file?)", **where)
+    if not model.graph.output:
+        raise NetdslError("the ONNX graph has no outputs, so there is nothing to convert",
+                          **where)
 
 
 def opset_of(model: Any) -> int:

@@ -12,7 +12,7 @@ from typing import Any, Dict, Mapping, Optional, Sequence
 import numpy as np
 
 from netdsl.errors import NetdslError
-from netdsl.torch.parity import ParityReport, errors
+from netdsl.torch.parity import ParityReport, errors, weak_outputs
 
 __all__ = ["check_parity", "session"]
 
@@ -49,6 +49,7 @@ def check_parity(conv: Any, example_inputs: Optional[Mapping[str, np.ndarray]] =
     sets = [("example", example),
             ("random", [rng.standard_normal(s).astype(np.float32) for s in shapes])]
     failing = None
+    refs = []
     for label, arrays in sets:
         try:
             ref = sess.run(conv.onnx_outputs, dict(zip(conv.onnx_inputs, arrays)))
@@ -57,6 +58,7 @@ def check_parity(conv: Any, example_inputs: Optional[Mapping[str, np.ndarray]] =
             raise NetdslError("onnxruntime cannot run the graph, so there is no reference "
                               "for the parity check (%s); convert with --no-check" % msg
                               ) from None
+        refs.append(ref)
         ours = forward(conv.net, conv.weights, dict(zip(conv.inputs, arrays)))
         for oname, r in zip(conv.outputs, ref):
             e = errors(ours[oname], r)
@@ -65,6 +67,7 @@ def check_parity(conv: Any, example_inputs: Optional[Mapping[str, np.ndarray]] =
                                 "max_abs": e["max_abs"], "rel": e["rel"], "ok": ok})
             if not ok and failing is None:
                 failing = (arrays, ours)
+    report.warnings.extend(weak_outputs(conv.outputs, refs, [a for _, a in sets]))
     if failing is not None:
         report.divergence = first_divergence(conv, failing[0], failing[1], tolerance)
     return report

@@ -14,7 +14,8 @@ from netdsl.errors import NetdslError
 from netdsl.netspec import Function, Top, current_schema
 from netdsl.torch import table
 from netdsl.torch.graph import (OPENCV_LAYERS, Blob, Context, Names, Op, caffe_name, claim_layers,
-                                located_error, module_path, source_line)
+                                located_error, module_path, module_paths, source_line)
+from netdsl.torch.refusal import blocker, module_before, no_stock_form, refusal, stand_in
 
 __all__ = ["convert", "Conversion", "trace"]
 
@@ -49,6 +50,12 @@ def trace(model: Any, example_inputs: Sequence[Any]) -> Any:
         raise
     except Exception as exc:  # tracing failures are the model's, not ours
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if "DataDependent" in type(exc).__name__ or "data-dependent" in str(exc):
+            raise NetdslError("the model's shapes or control flow depend on the input's values "
+                              "(data-dependent: %s); no stock Caffe form exists, as every "
+                              "Caffe blob shape is fixed when the net is built" % first,
+                              hint="convert up to the part before it with --outputs NAME"
+                              ) from None
         raise NetdslError("torch.export could not trace the model: %s: %s"
                           % (type(exc).__name__, first)) from None
 
@@ -150,6 +157,8 @@ class Conversion:
         self.program = program
         self.parity = None
         self.timings: Dict[str, float] = {}
+        #: with ``outputs=``: the graph node (ONNX value) names the net ends at
+        self.cut: Optional[List[str]] = None
 
     @property
     def ok(self) -> bool:
@@ -186,7 +195,8 @@ def convert(model: Any, example_inputs: Union[Any, Sequence[Any]], *,
             input_names: Optional[Sequence[str]] = None,
             output_names: Optional[Sequence[str]] = None, target: str = "caffe",
             fold_bn: bool = False, check: bool = True, tolerance: float = 1e-4,
-            seed: int = 0, name: Optional[str] = None) -> Conversion:
+            seed: int = 0, name: Optional[str] = None,
+            outputs: Optional[Sequence[str]] = None) -> Conversion:
     """Convert a PyTorch module (eval mode) to a Caffe net of stock layers.
 
     ``example_inputs`` is a tensor or a tuple of tensors (their shapes become the
@@ -197,7 +207,10 @@ def convert(model: Any, example_inputs: Union[Any, Sequence[Any]], *,
     4.x's Caffe importer runs.  ``fold_bn`` folds a batch norm into the
     convolution before it.  With ``check`` (default), the numpy forward of the
     result is compared with PyTorch on the example inputs and on one seeded
-    random input (see :mod:`netdsl.torch.parity`).
+    random input (see :mod:`netdsl.torch.parity`).  ``outputs`` cuts the net at
+    named intermediate tensors instead (module paths such as ``model.22.m.0``,
+    or the exported graph's node names): the net ends there, later ops are not
+    converted, and the check compares those tensors.
     """
     torch = _torch()
     if isinstance(example_inputs, torch.Tensor):
@@ -208,7 +221,7 @@ def convert(model: Any, example_inputs: Union[Any, Sequence[Any]], *,
     program = trace(model, example_inputs)
     timings["trace"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    conv = _map(program, input_names, output_names, target, fold_bn, name)
+    conv = _map(program, input_names, output_names, target, fold_bn, name, outputs)
     timings["map"] = time.perf_counter() - t0
     conv.timings = timings
     if check:
@@ -221,13 +234,11 @@ def convert(model: Any, example_inputs: Union[Any, Sequence[Any]], *,
     return conv
 
 
-def _map(program: Any, input_names: Optional[Sequence[str]],
-         output_names: Optional[Sequence[str]], target: str, fold_bn: bool,
-         net_name: Optional[str]) -> Conversion:
-    torch = _torch()
+def _signature(program: Any, input_names: Optional[Sequence[str]],
+               output_names: Optional[Sequence[str]], cut: Optional[Sequence[str]]) -> Any:
+    """(constants by placeholder name, user input placeholders, input blob names,
+    output nodes, output blob names) of an exported program."""
     from torch.export.graph_signature import InputKind
-    table.lookup("aten.relu")   # load the built-in converters
-    cx = Context(target, fold_bn)
     sig = program.graph_signature
     graph = program.graph
     consts: Dict[str, Any] = {}
@@ -254,162 +265,336 @@ def _map(program: Any, input_names: Optional[Sequence[str]],
         else [out_node.args[0]]
     out_specs = [s for s in sig.output_specs]
     user_out = [a for a, s in zip(out_args, out_specs) if s.kind.name == "USER_OUTPUT"]
-    out_names = _output_names(program.call_spec.out_spec, len(user_out), output_names)
+    if cut:
+        user_out = [cut_node(graph, c, user_out) for c in cut]
+        if output_names is not None and len(output_names) != len(cut):
+            raise NetdslError("output_names has %d names for %d outputs"
+                              % (len(output_names), len(cut)), field="output_names")
+        out_names = [caffe_name(n) for n in (output_names or cut)]
+    else:
+        out_names = _output_names(program.call_spec.out_spec, len(user_out), output_names)
     clash = set(in_names) & set(out_names)
     if clash or len(set(out_names)) != len(out_names) or len(set(in_names)) != len(in_names):
         raise NetdslError("input and output names must be distinct: %s"
                           % ", ".join(sorted(clash or set(out_names))))
+    return consts, user_inputs, in_names, user_out, out_names
 
-    names = Names(list(in_names) + list(out_names))
-    env: Dict[Any, Any] = {}
-    topname: Dict[Top, str] = {}       # result tops -> blob names
-    owner: Dict[Function, str] = {}    # layer -> the node (layer name) it belongs to
-    order: List[Function] = []
-    blob_of_node: Dict[str, Tuple[str, Any]] = {}
-    inputs: Dict[str, Tuple] = {}
 
-    def record(result: Any, lname: str) -> None:
-        claim_layers(result, lname, owner, order)
+def _map(program: Any, input_names: Optional[Sequence[str]],
+         output_names: Optional[Sequence[str]], target: str, fold_bn: bool,
+         net_name: Optional[str], cut: Optional[Sequence[str]] = None) -> Conversion:
+    table.lookup("aten.relu")   # load the built-in converters
+    cx = Context(target, fold_bn)
+    consts, user_inputs, in_names, user_out, out_names = _signature(
+        program, input_names, output_names, cut)
+    walk = _Walk(cx, program, consts, user_inputs, in_names, user_out, out_names)
+    for node in program.graph.nodes:
+        if cut and all(a in walk.env for a in user_out):
+            break      # the net ends at the requested tensors
+        walk.visit(node)
+    if walk.blocked:
+        raise refusal(walk.blocked, walk.before or None)
+    final = walk.outputs(user_out, out_names)
+    net, weights = finish_net(walk, final, cx, net_name)
+    conv = Conversion(net, weights, walk.inputs, out_names, walk.blob_of_node, program)
+    conv.cut = [a.name for a in user_out] if cut else None
+    return conv
 
-    L = cx.L
-    uses: Dict[Any, int] = {}
-    for node in graph.nodes:
-        for a in node.all_input_nodes:
-            uses[a] = uses.get(a, 0) + 1
-    out_of_node = {}
-    for a, oname in zip(user_out, out_names):
-        if isinstance(a, torch.fx.Node) and a not in out_of_node:
-            out_of_node[a] = oname
 
-    for node in graph.nodes:
-        if node.op == "placeholder":
-            if node.name in consts:
-                env[node] = consts[node.name].detach().cpu().numpy() \
-                    if hasattr(consts[node.name], "detach") else np.asarray(consts[node.name])
-                continue
-            idx = user_inputs.index(node.name)
-            shape = _shape_of(node.meta.get("val"))
-            iname = in_names[idx]
-            top = L.Input(shape={"dim": list(shape)})
-            topname[top] = iname
-            record(Blob(top, shape), iname)
-            env[node] = Blob(top, shape)
-            inputs[iname] = tuple(shape)
-            continue
-        if node.op == "get_attr":
-            obj = program.graph_module
-            for part in node.target.split("."):
-                obj = getattr(obj, part)
-            env[node] = _to_numpy(obj)
-            continue
-        if node.op == "output":
-            continue
-        if node.op != "call_function":
-            raise NetdslError("unexpected graph node %s (%s)" % (node.name, node.op))
-        if node.target is operator.getitem:
-            seq, index = node.args
-            env[node] = env[seq][index]
-            v = env[node]
-            if isinstance(v, Blob):
-                blob_of_node[node.name] = (topname.get(v.top, ""), node)
-            continue
-        tname = str(node.target)
-        key = table.op_key(tname)
-        opname = key.split(".", 1)[-1].lstrip("_")
-        args = _bind(node)
-
-        def resolve(a: Any) -> Any:
-            if isinstance(a, torch.fx.Node):
-                if env.get(a) is None:
-                    path, cls = module_path(node)
-                    raise located_error(
-                        "uses %s, which has no Caffe blob (the indices of a max pooling, "
-                        "or a value the converter of %s does not give)" % (a.name, a.target),
-                        Op(key, {}, None, a.name, "%s (%s)" % (path, cls) if path else "",
-                           source_line(node), tname.replace("::", ".")))
-                return env[a]
-            if isinstance(a, (list, tuple)):
-                return type(a)(resolve(x) for x in a)
-            return a
-        args = {k: resolve(v) for k, v in args.items()}
-        if not _has_blob(list(args.values())):
-            # constants only: PyTorch computes it once, here
-            cargs = [_to_torch(resolve(a)) for a in node.args]
-            ckw = {k: _to_torch(resolve(v)) for k, v in node.kwargs.items()}
-            with torch.no_grad():
-                env[node] = _to_numpy(node.target(*cargs, **ckw))
-            continue
-        lname = out_of_node.get(node) or names.for_node(node, opname)
-        path, cls = module_path(node)
-        op = Op(key, args, _shape_of(node.meta.get("val")), lname,
-                module="%s (%s)" % (path, cls) if path else "",
-                source=source_line(node), target=tname.replace("::", "."),
-                users=uses.get(node, 0))
-        if key in table.IDENTITY:
-            first = next(iter(args.values()))
-            result = first[0] if isinstance(first, (list, tuple)) else first
-        else:
-            fn = table.lookup(tname)
-            if fn is None:
-                raise located_error("no converter for this op", op,
-                                    hint="register one with netdsl.torch.register_converter")
-            try:
-                result = fn(cx, op)
-            except NetdslError as err:
-                if err.layer is None and not err.file:
-                    raise located_error(err.message, op, hint=err.hint) from None
-                raise
-            except Exception as exc:  # a converter's bug must still name the op
-                raise located_error("the converter failed: %s: %s"
-                                    % (type(exc).__name__, exc), op) from exc
-        if isinstance(result, np.ndarray):
-            env[node] = result
-            continue
-        if isinstance(result, Blob):
-            if result.top not in topname:
-                topname[result.top] = lname
-        elif isinstance(result, (list, tuple)):
-            for i, r in enumerate(result):
-                if isinstance(r, Blob) and r.top not in topname:
-                    topname[r.top] = "%s_%d" % (lname, i)
-        else:
-            raise located_error("the converter returned %s" % type(result).__name__, op)
-        record(result, lname)
-        env[node] = result
-        first = node.args[0] if node.args else None
-        if (isinstance(first, torch.fx.Node) and isinstance(result, Blob)
-                and table.is_inplace(tname)):
-            # an in-place op: later uses of its operand see the new value
-            env[first] = result
-        if isinstance(result, Blob):
-            blob_of_node[node.name] = (topname[result.top], node)
-
-    # outputs: each its own blob under its own name
-    final: List[Top] = []
-    for a, oname in zip(user_out, out_names):
-        v = env.get(a) if isinstance(a, torch.fx.Node) else None
-        if not isinstance(v, Blob):
-            raise NetdslError("output '%s' is not computed from the inputs (a constant or a "
-                              "non-tensor); Caffe nets output blobs only" % oname)
-        if topname.get(v.top) != oname or (v.top.fn.ntop > 1 or v.top.fn.type_name == "Input"):
-            if topname.get(v.top) == oname:  # a multi-top layer's part: give it its own layer
-                topname[v.top] = names.unique(oname + "/part")
-            top = L.Split(v.top)
-            topname[top] = oname
-            record(Blob(top, v.shape), oname)
-            v = Blob(top, v.shape)
-        final.append(v.top)
-    net = _emit(order, owner, topname, final, cx, net_name)
+def finish_net(walk: Any, final: List[Top], cx: Context, net_name: Optional[str]
+               ) -> Tuple[Any, Dict[str, List[np.ndarray]]]:
+    """The NetParameter and weights of a finished walk (either front end) ending
+    at ``final``: emitted in order, kept apart where OpenCV fuses wrongly, checked
+    against OpenCV's importer for ``target='opencv'``."""
+    net = _emit(walk.order, walk.owner, walk.topname, final, cx, net_name)
     _keep_apart_for_opencv(net)
-    if target == "opencv":
+    if cx.target == "opencv":
         for lp in net.layer:
             if lp.type not in OPENCV_LAYERS:
                 raise NetdslError("layer type %s is not run by OpenCV dnn's Caffe importer "
                                   "(target='opencv')" % lp.type, layer=lp.name)
-    weights = _complete_weights(net, cx.weights, inputs)
-    if target == "opencv":
+    weights = _complete_weights(net, cx.weights, walk.inputs)
+    if cx.target == "opencv":
         _crop_depthwise_for_opencv(net, weights)
-    return Conversion(net, weights, inputs, out_names, blob_of_node, program)
+    return net, weights
+
+
+class _Walk:
+    """The walk over an exported graph in node order: ``env`` (node -> Blob,
+    constant array, or a list of them), the layers made (``owner``, ``order``,
+    ``topname``), the blockers met (``blocked``) and the views of in-place writes."""
+
+    def __init__(self, cx: Context, program: Any, consts: Dict[str, Any],
+                 user_inputs: List[str], in_names: List[str], user_out: List[Any],
+                 out_names: List[str]) -> None:
+        torch = _torch()
+        self.cx, self.program, self.consts = cx, program, consts
+        self.user_inputs, self.in_names = user_inputs, in_names
+        self.names = Names(list(in_names) + list(out_names))
+        self.env: Dict[Any, Any] = {}
+        self.topname: Dict[Top, str] = {}       # result tops -> blob names
+        self.owner: Dict[Function, str] = {}    # layer -> the node (layer name) it belongs to
+        self.order: List[Function] = []
+        self.blob_of_node: Dict[str, Tuple[str, Any]] = {}
+        self.inputs: Dict[str, Tuple] = {}
+        self.views: Dict[Any, Tuple[Any, List[Tuple[str, int, Any]]]] = {}
+        self.blocked: List[Any] = []            # refusal.Blocker of each op that did not map
+        self.blocked_nodes: set = set()         # their nodes
+        self.seen: List[List[str]] = []         # module stacks of the ops mapped so far
+        self.before: Optional[str] = None       # the module before the first blocker
+        self.uses: Dict[Any, int] = {}
+        for node in program.graph.nodes:
+            for a in node.all_input_nodes:
+                self.uses[a] = self.uses.get(a, 0) + 1
+        self.out_of_node: Dict[Any, str] = {}
+        for a, oname in zip(user_out, out_names):
+            if isinstance(a, torch.fx.Node) and a not in self.out_of_node:
+                self.out_of_node[a] = oname
+
+    def record(self, result: Any, lname: str) -> None:
+        claim_layers(result, lname, self.owner, self.order)
+
+    def visit(self, node: Any) -> None:
+        env = self.env
+        if node.op == "placeholder":
+            if node.name in self.consts:
+                c = self.consts[node.name]
+                env[node] = c.detach().cpu().numpy() if hasattr(c, "detach") else np.asarray(c)
+                return
+            shape = _shape_of(node.meta.get("val"))
+            iname = self.in_names[self.user_inputs.index(node.name)]
+            top = self.cx.L.Input(shape={"dim": list(shape)})
+            self.topname[top] = iname
+            self.record(Blob(top, shape), iname)
+            env[node] = Blob(top, shape)
+            self.inputs[iname] = tuple(shape)
+        elif node.op == "get_attr":
+            obj = self.program.graph_module
+            for part in node.target.split("."):
+                obj = getattr(obj, part)
+            env[node] = _to_numpy(obj)
+        elif node.op == "output":
+            return
+        elif node.op != "call_function":
+            raise NetdslError("unexpected graph node %s (%s)" % (node.name, node.op))
+        elif node.target is operator.getitem:
+            seq, index = node.args
+            if seq in self.blocked_nodes and env.get(seq) is None:
+                self.blocked_nodes.add(node)
+                return
+            v = env[node] = env[seq][index]
+            if isinstance(v, Blob):
+                self.blob_of_node[node.name] = (self.topname.get(v.top, ""), node)
+        elif any(a in self.blocked_nodes and env.get(a) is None for a in node.all_input_nodes):
+            self.blocked_nodes.add(node)    # after a blocker with no stand-in: not a new one
+        else:
+            self.call(node)
+
+    def _resolve(self, node: Any, a: Any) -> Any:
+        torch = _torch()
+        if isinstance(a, torch.fx.Node):
+            if self.env.get(a) is None:
+                path, cls = module_path(node)
+                tname = str(node.target)
+                raise located_error(
+                    "uses %s, which has no Caffe blob (the indices of a max pooling, "
+                    "or a value the converter of %s does not give)" % (a.name, a.target),
+                    Op(table.op_key(tname), {}, None, a.name,
+                       "%s (%s)" % (path, cls) if path else "", source_line(node),
+                       tname.replace("::", ".")))
+            return self.env[a]
+        if isinstance(a, (list, tuple)):
+            return type(a)(self._resolve(node, x) for x in a)
+        return a
+
+    def _op(self, node: Any) -> Optional[Op]:
+        """The node as an :class:`Op` with its arguments resolved; None when its
+        inputs are all constants (PyTorch computes it once, here) or its shape is
+        data-dependent (a blocker)."""
+        torch = _torch()
+        tname = str(node.target)
+        key = table.op_key(tname)
+        args = {k: self._resolve(node, v) for k, v in _bind(node).items()}
+        if not _has_blob(list(args.values())):
+            cargs = [_to_torch(self._resolve(node, a)) for a in node.args]
+            ckw = {k: _to_torch(self._resolve(node, v)) for k, v in node.kwargs.items()}
+            with torch.no_grad():
+                self.env[node] = _to_numpy(node.target(*cargs, **ckw))
+            if node.args and isinstance(node.args[0], torch.fx.Node):
+                _track_view(self.views, node, key, node.args[0], args)  # a constant's slice
+            return None
+        lname = self.out_of_node.get(node) or self.names.for_node(
+            node, key.split(".", 1)[-1].lstrip("_"))
+        path, cls = module_path(node)
+        try:
+            out_shape, dynamic = _shape_of(node.meta.get("val")), False
+        except Exception:   # an unbacked size: how many values depends on the values
+            out_shape, dynamic = None, True
+        op = Op(key, args, out_shape, lname, module="%s (%s)" % (path, cls) if path else "",
+                source=source_line(node), target=tname.replace("::", "."),
+                users=self.uses.get(node, 0))
+        if dynamic:
+            self.blocked.append(blocker(no_stock_form(op, "a data-dependent shape (the "
+                                                      "values decide how many there are)"), op))
+            self.blocked_nodes.add(node)
+            self.env[node] = None
+            return None
+        return op
+
+    def call(self, node: Any) -> None:
+        """Convert one call_function node through the op table."""
+        torch = _torch()
+        op = self._op(node)
+        if op is None:
+            return
+        tname, args, lname = str(node.target), op.args, op.name
+        if op.key in table.IDENTITY:
+            first = next(iter(args.values()))
+            result = first[0] if isinstance(first, (list, tuple)) else first
+        else:
+            fn = table.lookup(tname)
+            try:
+                if fn is None:
+                    raise located_error("no converter for this op", op,
+                                        hint="register one with "
+                                             "netdsl.torch.register_converter")
+                result = fn(self.cx, op)
+            except NetdslError as err:
+                if err.layer is None and not err.file:
+                    err = _relocated(err, op)
+                # go on past it with a stand-in blob: the refusal lists every blocker
+                self.blocked.append(blocker(err, op))
+                if not self.blocked[-1].impossible or self.before is None:
+                    self.before = self.before or module_before(
+                        self.seen, module_paths(node)) or ""
+                self.env[node] = stand_in(self.cx, op.out_shape)
+                self.blocked_nodes.add(node)
+                return
+            except Exception as exc:  # a converter's bug must still name the op
+                raise located_error("the converter failed: %s: %s"
+                                    % (type(exc).__name__, exc), op) from exc
+        if isinstance(result, np.ndarray):
+            self.env[node] = result
+            return
+        self.seen.append(module_paths(node))
+        if isinstance(result, Blob):
+            if result.top not in self.topname:
+                self.topname[result.top] = lname
+        elif isinstance(result, (list, tuple)):
+            for i, r in enumerate(result):
+                if isinstance(r, Blob) and r.top not in self.topname:
+                    self.topname[r.top] = "%s_%d" % (lname, i)
+        else:
+            raise located_error("the converter returned %s" % type(result).__name__, op)
+        self.record(result, lname)
+        self.env[node] = result
+        first = node.args[0] if node.args else None
+        if (isinstance(first, torch.fx.Node) and isinstance(result, Blob)
+                and table.is_inplace(tname)):
+            # an in-place op: later uses of its operand see the new value, and so
+            # do later uses of the tensor it is a slice of (y[..., 0:2] = v)
+            self.env[first] = result
+            _write_back(self.cx, op, self.env, self.views, first, result, self.record)
+        if isinstance(result, Blob) and isinstance(first, torch.fx.Node):
+            _track_view(self.views, node, op.key, first, args)
+        if isinstance(result, Blob):
+            self.blob_of_node[node.name] = (self.topname[result.top], node)
+
+    def outputs(self, user_out: List[Any], out_names: List[str]) -> List[Top]:
+        """The output tops, each its own blob under its own name (a one-top Split
+        where the value is a multi-top layer's part, an input, or named else)."""
+        torch = _torch()
+        final: List[Top] = []
+        for a, oname in zip(user_out, out_names):
+            v = self.env.get(a) if isinstance(a, torch.fx.Node) else None
+            if not isinstance(v, Blob):
+                raise NetdslError("output '%s' is not computed from the inputs (a constant or "
+                                  "a non-tensor); Caffe nets output blobs only" % oname)
+            if self.topname.get(v.top) != oname or (v.top.fn.ntop > 1
+                                                    or v.top.fn.type_name == "Input"):
+                if self.topname.get(v.top) == oname:  # a multi-top layer's part
+                    self.topname[v.top] = self.names.unique(oname + "/part")
+                top = self.cx.L.Split(v.top)
+                self.topname[top] = oname
+                self.record(Blob(top, v.shape), oname)
+                v = Blob(top, v.shape)
+            final.append(v.top)
+        return final
+
+
+def cut_node(graph: Any, name: str, outputs: Sequence[Any]) -> Any:
+    """The graph node that ``name`` means: a node of that name, or the output of
+    the module at that dotted path (the last node inside it, in graph order,
+    read by a node outside it or returned; else its last node)."""
+    from netdsl.torch.graph import module_paths
+    nodes = [n for n in graph.nodes if n.op in ("call_function", "placeholder")]
+    for n in nodes:
+        if n.name == name and hasattr(n.meta.get("val"), "shape"):
+            return n
+    inside = [n for n in nodes if name in module_paths(n) and hasattr(n.meta.get("val"), "shape")]
+    if not inside:
+        from netdsl.errors import did_you_mean
+        paths = sorted({p for n in nodes for p in module_paths(n) if p})
+        raise NetdslError("--outputs: no module or node named '%s'" % name, field="outputs",
+                          hint=did_you_mean(name, paths + [n.name for n in nodes]))
+    scope = set(inside)
+    for n in reversed(inside):
+        if n in outputs or any(u not in scope for u in n.users):
+            return n
+    return inside[-1]
+
+
+def _relocated(err: NetdslError, op: Op) -> NetdslError:
+    """A converter's unlocated error at the op's source line, keeping whether
+    no stock Caffe form exists."""
+    new = located_error(err.message, op, hint=err.hint)
+    if getattr(err, "no_stock_form", False):
+        new.no_stock_form = True     # type: ignore[attr-defined]
+    return new
+
+
+def _track_view(views: Dict[Any, Any], node: Any, key: str, base: Any,
+                args: Dict[str, Any]) -> None:
+    """Remember that ``node`` (a ``slice`` or ``select`` of ``base``) is a view:
+    its root tensor and the steps that take it, for :func:`_write_back`."""
+    if key not in ("aten.slice", "aten.select"):
+        return
+    x = args.get("input")
+    if not isinstance(x, (Blob, np.ndarray)):
+        return
+    shape = tuple(x.shape)
+    ax = int(args.get("dim") or 0)
+    ax = ax + len(shape) if ax < 0 else ax
+    if key == "aten.select":
+        i = int(args["index"])
+        step: Tuple[str, int, Any] = ("select", ax, i + shape[ax] if i < 0 else i)
+    else:
+        from netdsl.torch.ops.shape import slice_positions
+        step = ("slice", ax, slice_positions(shape[ax], args.get("start"), args.get("end"),
+                                             args.get("step") or 1))
+    root, steps = views.get(base, (base, []))
+    views[node] = (root, steps + [step])
+
+
+def _write_back(cx: Context, op: Op, env: Dict[Any, Any], views: Dict[Any, Any],
+                target: Any, value: Blob, record: Any) -> None:
+    """An in-place op wrote ``value`` into ``target``: when ``target`` is a view
+    (slices and selects) of another tensor, that tensor becomes itself with the
+    view's positions replaced (Slice + Concat, exact; torch.export keeps
+    ``y[..., 0:2] = v`` as ``copy_`` into ``slice(y)``)."""
+    if target not in views:
+        return
+    from netdsl.torch.ops.shape import scatter
+    root, steps = views[target]
+    base = env.get(root)
+    if isinstance(base, np.ndarray):     # a constant canvas (torch.zeros(...)) written into
+        from netdsl.torch.ops.shape import constant_blob
+        base = constant_blob(cx, op, value, base)
+    if not isinstance(base, Blob):
+        raise op.error("writes into a slice of a tensor that has no Caffe blob")
+    new = scatter(cx, op, base, steps, value)
+    record(new, op.name)
+    env[root] = new
 
 
 def _emit(order: List[Function], owner: Dict[Function, str], topname: Dict[Top, str],
@@ -480,7 +665,30 @@ def _emit(order: List[Function], owner: Dict[Function, str], topname: Dict[Top, 
             lp.bottom.append(names_of[i.fn][i.n])
         for tn in tops:
             lp.top.append(tn)
+    _silence_unused(net, [names_of[t.fn][t.n] for t in final], used_layers)
     return net
+
+
+def _silence_unused(net: Any, outputs: Sequence[str], used_layers: set) -> None:
+    """Give the tops no later layer reads (a Slice's cut-off remainder) to one
+    Silence layer at the end, so the net's outputs are exactly ``outputs``: Caffe's
+    Net::Init (net.cpp) makes every top that no later layer consumes a net output,
+    and Caffe's own nets silence the rest the same way."""
+    unread: Dict[str, None] = {}
+    for lp in net.layer:
+        for b in lp.bottom:
+            unread.pop(b, None)
+        for t in lp.top:
+            unread[t] = None
+    extra = [t for t in unread if t not in set(outputs)]
+    if not extra:
+        return
+    name = "silence"
+    while name in used_layers:
+        name += "_"
+    lp = net.layer.add()
+    lp.name, lp.type = name, "Silence"
+    lp.bottom.extend(extra)
 
 
 def _fused_wrongly_by_opencv(producer: Any, consumer: Any) -> bool:

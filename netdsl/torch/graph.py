@@ -105,19 +105,28 @@ def caffe_name(text: str) -> str:
     return text
 
 
+def _dotted(path: Any) -> str:
+    path = str(path)
+    path = re.sub(r"^L\['self'\]\.?", "", path)
+    path = re.sub(r"\[(\d+)\]", r".\1", path)
+    path = re.sub(r"\[['\"]([^'\"]+)['\"]\]", r".\1", path)
+    return path.replace("._modules.", ".").strip(".")
+
+
 def module_path(node: Any) -> Tuple[str, str]:
     """(dotted module path, class name) of the innermost module of ``node``."""
     stack = node.meta.get("nn_module_stack") or {}
     if not stack:
         return "", ""
     path, cls = list(stack.values())[-1]
-    path = str(path)
-    path = re.sub(r"^L\['self'\]\.?", "", path)
-    path = re.sub(r"\[(\d+)\]", r".\1", path)
-    path = re.sub(r"\[['\"]([^'\"]+)['\"]\]", r".\1", path)
-    path = path.replace("._modules.", ".").strip(".")
     cls = cls if isinstance(cls, str) else getattr(cls, "__qualname__", str(cls))
-    return path, cls.rsplit(".", 1)[-1]
+    return _dotted(path), cls.rsplit(".", 1)[-1]
+
+
+def module_paths(node: Any) -> List[str]:
+    """The dotted paths of every module ``node`` runs inside, outermost first."""
+    stack = node.meta.get("nn_module_stack") or {}
+    return [_dotted(path) for path, _ in stack.values()]
 
 
 def source_line(node: Any) -> Optional[Tuple[str, int, str]]:

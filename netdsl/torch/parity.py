@@ -16,7 +16,10 @@ from typing import Any, Dict, List, Optional, Sequence
 import numpy as np
 
 
-__all__ = ["ParityReport", "check_parity", "errors"]
+__all__ = ["ParityReport", "check_parity", "errors", "weak_outputs"]
+
+#: an output whose largest magnitude is below this fraction of the input's proves little
+TINY = 1e-4
 
 
 def errors(ours: np.ndarray, ref: np.ndarray) -> Dict[str, float]:
@@ -44,6 +47,8 @@ class ParityReport:
         self.tolerance = tolerance
         self.rows: List[Dict[str, Any]] = []
         self.divergence: Optional[Dict[str, Any]] = None
+        #: outputs the check proves little about (``output``, ``why``), and notes
+        self.warnings: List[Dict[str, str]] = []
 
     @property
     def ok(self) -> bool:
@@ -55,7 +60,8 @@ class ParityReport:
 
     def to_json(self) -> Dict[str, Any]:
         return {"checked": True, "ok": self.ok, "tolerance": self.tolerance,
-                "outputs": self.rows, "divergence": self.divergence}
+                "outputs": self.rows, "divergence": self.divergence,
+                "weak": bool(self.warnings), "warnings": self.warnings}
 
     def table(self) -> str:
         lines = ["%-10s %-24s %-18s %12s %12s  %s" % ("input", "output", "shape", "max abs",
@@ -70,7 +76,34 @@ class ParityReport:
             lines.append("first divergence: blob '%s' (%s%s) rel %.3g%s" % (
                 d["blob"], d["op"], ", module " + d["module"] if d.get("module") else "",
                 d["rel"], ", at " + where if where else ""))
+        for w in self.warnings:
+            lines.append("warning: %s%s" % ("output '%s' " % w["output"] if w.get("output")
+                                            else "", w["why"]))
         return "\n".join(lines) + "\n"
+
+
+def weak_outputs(names: Sequence[str], refs: Sequence[Sequence[np.ndarray]],
+                 inputs: Sequence[Sequence[np.ndarray]]) -> List[Dict[str, str]]:
+    """Outputs on which a passing check proves little: the reference does not
+    change between the input sets (a constant, or an input that does not reach
+    it), or it is tiny next to the inputs (below :data:`TINY` of their largest
+    magnitude: values that vanish, e.g. through untrained normalisation, hide
+    wrong arithmetic).  ``refs[k][i]`` is output i on input set k."""
+    scale = max((float(np.abs(np.asarray(x, np.float64)).max()) for xs in inputs for x in xs
+                 if np.asarray(x).size), default=0.0)
+    out: List[Dict[str, str]] = []
+    for i, name in enumerate(names):
+        vals = [np.asarray(r[i], np.float64) for r in refs]
+        if len(vals) > 1 and all(v.shape == vals[0].shape and np.array_equal(v, vals[0])
+                                 for v in vals[1:]):
+            out.append({"output": name, "why": "does not change between the two inputs; "
+                        "the check proves little about it"})
+            continue
+        top = max((float(np.abs(v).max()) for v in vals if v.size), default=0.0)
+        if scale > 0 and top < TINY * scale:
+            out.append({"output": name, "why": "is tiny next to the input (largest magnitude "
+                        "%.3g against %.3g); the check proves little about it" % (top, scale)})
+    return out
 
 
 def _flat(value: Any) -> List[Any]:
@@ -90,9 +123,16 @@ def check_parity(conv: Any, model: Any, example_inputs: Sequence[Any], *,
             ("random", tuple(torch.randn(tuple(x.shape), generator=gen, dtype=torch.float32)
                              for x in example_inputs))]
     failing = None
+    refs, used = [], []
     for label, ins in sets:
-        with torch.no_grad():
-            ref = _flat(model(*ins))
+        if getattr(conv, "cut", None):
+            values = run_keeping(conv.program, ins)
+            ref = [values[n] for n in conv.cut]
+        else:
+            with torch.no_grad():
+                ref = _flat(model(*ins))
+        refs.append([r.detach().cpu().numpy() for r in ref])
+        used.append([x.detach().cpu().numpy() for x in ins])
         arrays = {name: x.detach().cpu().numpy().astype(np.float32)
                   for name, x in zip(conv.inputs, ins)}
         ours = forward(conv.net, conv.weights, arrays)
@@ -104,6 +144,7 @@ def check_parity(conv: Any, model: Any, example_inputs: Sequence[Any], *,
                                 "max_abs": e["max_abs"], "rel": e["rel"], "ok": ok})
             if not ok and failing is None:
                 failing = (ins, ours)
+    report.warnings.extend(weak_outputs(conv.outputs, refs, used))
     if failing is not None:
         report.divergence = first_divergence(conv, failing[0], failing[1], tolerance)
     return report
@@ -113,10 +154,32 @@ def first_divergence(conv: Any, inputs: Sequence[Any], ours: Dict[str, np.ndarra
                      tolerance: float) -> Optional[Dict[str, Any]]:
     """Run the exported graph keeping every tensor; the first node (in graph
     order) whose Caffe blob differs by more than ``tolerance``."""
+    from netdsl.torch.graph import module_path, source_line
+    import torch
+    try:
+        values = run_keeping(conv.program, inputs)
+    except Exception as exc:  # pragma: no cover - diagnostics only
+        return {"blob": "", "op": "", "rel": float("nan"),
+                "error": "cannot rerun the graph: %s" % exc}
+    for node_name, (blob, node) in conv.blob_of_node.items():
+        v = values.get(node_name)
+        if not isinstance(v, torch.Tensor) or blob not in ours:
+            continue
+        e = errors(ours[blob], v.detach().cpu().numpy())
+        if e["rel"] > tolerance:
+            src = source_line(node)
+            path, cls = module_path(node)
+            return {"blob": blob, "op": str(node.target), "module": path,
+                    "source": "%s:%d: %s" % src if src else None, "rel": e["rel"],
+                    "max_abs": e["max_abs"]}
+    return None
+
+
+def run_keeping(program: Any, inputs: Sequence[Any]) -> Dict[str, Any]:
+    """Run an exported program's graph on ``inputs``; every node's value (a copy
+    taken when the node ran) by node name."""
     import torch
     from torch.export.graph_signature import InputKind
-    from netdsl.torch.graph import module_path, source_line
-    program = conv.program
     values: Dict[str, Any] = {}
     args = []
     user = iter(inputs)
@@ -136,20 +199,5 @@ def first_divergence(conv: Any, inputs: Sequence[Any], ours: Dict[str, np.ndarra
                 lambda t: t.clone() if isinstance(t, torch.Tensor) else t, out)
             return out
     with torch.no_grad():
-        try:
-            Keep(program.graph_module).run(*args)
-        except Exception as exc:  # pragma: no cover - diagnostics only
-            return {"blob": "", "op": "", "rel": float("nan"),
-                    "error": "cannot rerun the graph: %s" % exc}
-    for node_name, (blob, node) in conv.blob_of_node.items():
-        v = values.get(node_name)
-        if not isinstance(v, torch.Tensor) or blob not in ours:
-            continue
-        e = errors(ours[blob], v.detach().cpu().numpy())
-        if e["rel"] > tolerance:
-            src = source_line(node)
-            path, cls = module_path(node)
-            return {"blob": blob, "op": str(node.target), "module": path,
-                    "source": "%s:%d: %s" % src if src else None, "rel": e["rel"],
-                    "max_abs": e["max_abs"]}
-    return None
+        Keep(program.graph_module).run(*args)
+    return values

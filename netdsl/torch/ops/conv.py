@@ -16,6 +16,7 @@ import numpy as np
 from netdsl.ops import pytorch as recipes
 from netdsl.torch.graph import Blob, Context, Op
 from netdsl.torch.ops.common import array, need_4d, pair
+from netdsl.torch.refusal import no_stock_form
 from netdsl.torch.table import register_converter
 
 
@@ -148,6 +149,8 @@ def matmul(cx: Context, op: Op) -> Blob:
     """``x @ W`` with a constant 2-D ``W``."""
     other = op.args.get("other", op.args.get("mat2"))
     x = op.args.get("input", op.args.get("self"))
+    if isinstance(x, Blob) and isinstance(other, Blob):
+        raise no_stock_form(op, "a product of two computed tensors (as attention computes)")
     if not isinstance(other, np.ndarray) or other.ndim != 2:
         raise op.error("only a product with a constant 2-D matrix (a weight) maps to "
                        "InnerProduct")

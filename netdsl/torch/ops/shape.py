@@ -7,12 +7,13 @@ pixel_shuffle / pixel_unshuffle (a Deconvolution / Convolution with a 0/1
 kernel that moves each value to its place)."""
 from __future__ import annotations
 
-from typing import List, Optional, Sequence
+from typing import Any, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 from netdsl.torch.graph import Blob, Context, Op
 from netdsl.torch.ops.common import axis, broadcast_to, concat, need_4d, reshape, slice_axis
+from netdsl.torch.refusal import no_stock_form
 from netdsl.torch.table import register_converter
 
 #: largest permuted block (values along the permuted axes) turned into a matrix
@@ -407,3 +408,197 @@ def pixel_unshuffle(cx: Context, op: Op) -> Blob:
         "num_output": c * r * r, "group": c, "kernel_size": r, "stride": r, "bias_term": False})
     cx.weights[op.name] = [w]
     return Blob(top, op.out_shape)
+
+
+# -- writing into slices ------------------------------------------------------------------
+
+def place(cx: Context, op: Op, base: Blob, ax: int, positions: Sequence[int],
+          value: Blob) -> Blob:
+    """``base`` with the positions ``positions`` (ascending) of axis ``ax``
+    replaced by the rows of ``value`` (``base``'s shape with ``len(positions)``
+    on ``ax``): the untouched runs of ``base`` and the runs of ``value`` cut by
+    Slice and joined in order by Concat, copies, exact."""
+    size = base.shape[ax]
+    positions = [int(p) for p in positions]
+    if tuple(value.shape[:ax] + value.shape[ax + 1:]) != base.shape[:ax] + base.shape[ax + 1:] \
+            or value.shape[ax] != len(positions):
+        raise op.error("internal: %s does not fit positions %s of %s"
+                       % (value.shape, positions, base.shape))
+    runs: List[List[int]] = []                  # [first position, end, first value row]
+    for k, p in enumerate(positions):
+        if runs and p == runs[-1][1]:
+            runs[-1][1] += 1
+        else:
+            runs.append([p, p + 1, k])
+    keep = []
+    at = 0
+    for a, b, _ in runs:
+        if a > at:
+            keep.append((at, a))
+        at = b
+    if at < size:
+        keep.append((at, size))
+    kept = iter(slice_axis(cx, base, ax, keep) if keep else [])
+    news = iter(slice_axis(cx, value, ax, [(k, k + b - a) for a, b, k in runs]))
+    parts: List[Blob] = []
+    at = 0
+    for a, b, _ in runs:
+        if a > at:
+            parts.append(next(kept))
+        parts.append(next(news))
+        at = b
+    if at < size:
+        parts.append(next(kept))
+    return concat(cx, parts, ax)
+
+
+def scatter(cx: Context, op: Op, base: Blob, steps: Sequence[Tuple[str, int, Any]],
+            value: Blob) -> Blob:
+    """``base`` with ``value`` written into the view that ``steps`` takes of it:
+    each step ``("slice", axis, positions)`` or ``("select", axis, index)``
+    (select drops the axis), applied in order."""
+    kind, ax, where = steps[0]
+    positions = [int(where)] if kind == "select" else [int(p) for p in where]
+    if len(steps) > 1:
+        inner = gather_axis(cx, op, base, ax, positions)
+        if kind == "select":
+            inner = reshape(cx, inner, inner.shape[:ax] + inner.shape[ax + 1:])
+        value = scatter(cx, op, inner, steps[1:], value)
+    if kind == "select":
+        value = reshape(cx, value, value.shape[:ax] + (1,) + value.shape[ax:])
+    return place(cx, op, base, ax, positions, value)
+
+
+def gather_axis(cx: Context, op: Op, x: Blob, ax: int, positions: Sequence[int]) -> Blob:
+    """The ascending ``positions`` of axis ``ax`` of ``x`` (Slice, Concat)."""
+    positions = [int(p) for p in positions]
+    if positions == list(range(positions[0], positions[0] + len(positions))):
+        return _narrow(cx, op, x, ax, positions[0], positions[0] + len(positions))
+    return concat(cx, slice_axis(cx, x, ax, [(p, p + 1) for p in positions]), ax)
+
+
+def value_like(cx: Context, op: Op, like: Blob, value: Any) -> Blob:
+    """``value`` (a blob broadcast to ``like``'s shape, a number or a constant
+    tensor) as a blob of ``like``'s shape; constants are ``like * 0`` plus the
+    constant (Power, or a Scale whose bias is the constant), exact for finite
+    ``like``."""
+    from netdsl.torch.ops.arithmetic import _scale_const
+    if isinstance(value, Blob):
+        return broadcast_to(cx, value, like.shape)
+    arr = np.asarray(value, np.float32)
+    if arr.size == 1:
+        return Blob(cx.L.Power(like.top, scale=0.0, shift=float(arr.reshape(-1)[0])),
+                    like.shape)
+    zero = Blob(cx.L.Power(like.top, scale=0.0), like.shape)
+    sub = Op(op.key, {}, like.shape, "%s/const" % op.name, op.module, op.source)
+    return _scale_const(cx, sub, zero, None, arr)
+
+
+def constant_blob(cx: Context, op: Op, like: Blob, value: Any) -> Blob:
+    """A constant tensor of any shape as a blob: the first value of ``like`` times 0
+    (Power), copied out (a Deconvolution of ones), plus the constant (a Scale whose
+    bias it is), reshaped; exact for finite inputs."""
+    from netdsl.torch.ops.arithmetic import _scale_const
+    value = np.asarray(value, np.float32)
+    row = reshape(cx, like, (1, int(np.prod(like.shape))))
+    one = slice_axis(cx, row, 1, [(0, 1)])[0] if row.shape[1] > 1 else row
+    zero = Blob(cx.L.Power(reshape(cx, one, (1, 1, 1, 1)).top, scale=0.0), (1, 1, 1, 1))
+    wide = broadcast_to(cx, zero, (1, 1, 1, value.size))
+    sub = Op(op.key, {}, wide.shape, "%s/const" % op.name, op.module, op.source)
+    return reshape(cx, _scale_const(cx, sub, wide, None, value.reshape(wide.shape)),
+                   value.shape)
+
+
+def slice_positions(size: int, start: Any, end: Any, step: Any) -> List[int]:
+    """The positions ``x[start:end:step]`` takes on an axis of ``size`` (PyTorch's
+    clamping of out-of-range and negative bounds)."""
+    start = 0 if start is None else int(start)
+    end = size if end is None else int(end)
+    start = max(0, min(size, start + size if start < 0 else start))
+    end = max(start, min(size, end + size if end < 0 else end))
+    return list(range(start, end, int(step or 1)))
+
+
+@register_converter("aten.slice_scatter")
+def slice_scatter(cx: Context, op: Op) -> Blob:
+    """``torch.slice_scatter`` (what functionalisation makes of ``y[..., a:b] = v``):
+    :func:`place`."""
+    x = _x(op)
+    ax = axis(int(op.get("dim", 0)), x.ndim)
+    pos = slice_positions(x.shape[ax], op.get("start"), op.get("end"), op.get("step", 1))
+    if not pos:
+        return x
+    return place(cx, op, x, ax, pos, value_like(cx, op, gather_axis(cx, op, x, ax, pos),
+                                                 op["src"]))
+
+
+@register_converter("aten.select_scatter")
+def select_scatter(cx: Context, op: Op) -> Blob:
+    """``torch.select_scatter`` (``y[:, 0] = v`` after functionalisation):
+    :func:`place` at one position."""
+    x = _x(op)
+    ax = axis(int(op["dim"]), x.ndim)
+    i = int(op["index"])
+    i = i + x.shape[ax] if i < 0 else i
+    src = op["src"]
+    if isinstance(src, Blob):
+        src = reshape(cx, src, x.shape[:ax] + (1,) + x.shape[ax + 1:]) \
+            if src.ndim == x.ndim - 1 else src
+    return place(cx, op, x, ax, [i], value_like(cx, op, _narrow(cx, op, x, ax, i, i + 1), src))
+
+
+@register_converter("aten.copy")
+def copy(cx: Context, op: Op) -> Blob:
+    """``dst.copy_(src)`` (``y[..., a:b] = v`` in an exported graph): ``src``
+    broadcast to ``dst``'s shape; the write into ``dst``'s base is the graph
+    walk's (netdsl.torch.convert)."""
+    dst, src = op["input"], op["src"]
+    if not isinstance(dst, Blob):     # a constant canvas written with computed values
+        if not isinstance(src, Blob):
+            raise op.error("copies a constant into a constant")
+        return broadcast_to(cx, src, np.shape(dst))
+    return value_like(cx, op, dst, src)
+
+
+@register_converter("aten.fill")
+def fill(cx: Context, op: Op) -> Blob:
+    """``dst.fill_(v)`` / ``y[a:b] = 0``: a blob of ``dst``'s shape holding ``v``."""
+    return value_like(cx, op, _x(op), op["value"])
+
+
+@register_converter("aten.index_put")
+def index_put(cx: Context, op: Op) -> Blob:
+    """``y[..., I] = v`` with one constant index tensor (integers or a mask, 1-D)
+    on one axis and ``accumulate=False``: the indexed positions replaced as by
+    :func:`place` (the value's rows reordered to ascending positions; for a
+    repeated index the last write wins, as on the CPU)."""
+    x = _x(op)
+    idx = list(op["indices"] or [])
+    given = [(k, i) for k, i in enumerate(idx) if i is not None]
+    if any(isinstance(i, Blob) for _, i in given):
+        raise no_stock_form(op, "an assignment at positions computed from the input "
+                                "(data-dependent)")
+    if op.get("accumulate", False) or len(given) != 1:
+        raise op.error("only an assignment through one constant index tensor on one axis "
+                       "has a Caffe form here (not written yet for other forms)")
+    ax, index = given[0]
+    index = np.asarray(index)
+    if index.dtype == bool:
+        index = np.nonzero(index.reshape(-1))[0]
+    if index.ndim != 1:
+        raise op.error("only a 1-D index tensor has a Caffe form here")
+    index = np.where(index < 0, index + x.shape[ax], index).astype(np.int64)
+    last = {int(p): k for k, p in enumerate(index)}     # the last write wins
+    pos = sorted(last)
+    rows = [last[p] for p in pos]
+    shape = list(x.shape)
+    shape[ax] = len(index)
+    values = op["values"]
+    if isinstance(values, Blob):
+        value = broadcast_to(cx, values, shape)
+        if rows != list(range(len(index))):
+            value = concat(cx, [_narrow(cx, op, value, ax, r, r + 1) for r in rows], ax)
+    else:
+        arr = np.take(np.broadcast_to(np.asarray(values, np.float32), shape), rows, axis=ax)
+        value = value_like(cx, op, gather_axis(cx, op, x, ax, pos), arr)
+    return place(cx, op, x, ax, pos, value)
