@@ -324,8 +324,16 @@ def _conv_blobs(layer: Message, blobs: List[np.ndarray], shape: Sequence[int], n
 
 
 def conv2d(x: np.ndarray, w: np.ndarray, b: "np.ndarray | None", stride: Tuple[int, int],
-           pad: Tuple[int, int], dilation: Tuple[int, int], group: int) -> np.ndarray:
-    """Caffe's Convolution: out size ``(H + 2p - (d(k-1)+1)) / s + 1`` (floor)."""
+           pad: Tuple[int, int], dilation: Tuple[int, int], group: int,
+           work: Optional[dict] = None) -> np.ndarray:
+    """Caffe's Convolution: out size ``(H + 2p - (d(k-1)+1)) / s + 1`` (floor).
+
+    As conv_layer.cpp forward_cpu_gemm: per group one GEMM of the weights
+    (out/g, in/g * kh * kw) by the im2col columns (in/g * kh * kw, positions),
+    over all the images at once; a 1x1 stride-1 unpadded convolution is the
+    GEMM on the input itself, a depthwise one (one input and one output channel
+    per group) a multiply-add per kernel tap.  ``work`` keeps the column buffer
+    for the next call."""
     n, c, h, wd = x.shape
     o, cg, kh, kw = w.shape
     (sh, sw), (ph, pw), (dh, dw) = stride, pad, dilation
@@ -337,26 +345,80 @@ def conv2d(x: np.ndarray, w: np.ndarray, b: "np.ndarray | None", stride: Tuple[i
     if c != cg * group:
         raise NetdslError("input has %d channels but the weights expect %d x group %d"
                           % (c, cg, group))
-    xp = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw))) if ph or pw else x
-    xp = np.ascontiguousarray(xp, dtype=np.float32)
-    s0, s1, s2, s3 = xp.strides
-    view = np.lib.stride_tricks.as_strided(xp, (n, c, kh, kw, ho, wo),
-                      (s0, s1, s2 * dh, s3 * dw, s2 * sh, s3 * sw), writeable=False)
-    og = o // group
-    out = np.empty((n, o, ho, wo), dtype=np.float32)
-    kdim = cg * kh * kw
-    rows = max(1, min(ho, _COL_BYTES // max(1, 4 * n * kdim * wo)))
-    for g in range(group):
-        wg = w[g * og:(g + 1) * og].reshape(og, kdim)
-        for r0 in range(0, ho, rows):
-            r1 = min(ho, r0 + rows)
-            cols = view[:, g * cg:(g + 1) * cg, :, :, r0:r1, :].reshape(n, kdim, (r1 - r0) * wo)
-            out[:, g * og:(g + 1) * og, r0:r1, :] = np.matmul(wg, cols).reshape(
-                n, og, r1 - r0, wo)
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    if kh == kw == 1 and sh == sw == 1 and ph == pw == 0 and group == 1:
+        out = np.matmul(w.reshape(o, c), x.reshape(n, c, h * wd)).reshape(n, o, ho, wo)
+    elif group == c == o and cg == 1 and group > 1:
+        out = _depthwise(x, w, (ho, wo), stride, pad, dilation)
+    else:
+        out = _im2col_gemm(x, w, (ho, wo), stride, pad, dilation, group, work)
     if b is not None:
         out += b.reshape(1, o, 1, 1)
     return out
 
+
+def _padded(x: np.ndarray, ph: int, pw: int) -> np.ndarray:
+    if not ph and not pw:
+        return x
+    n, c, h, w = x.shape
+    xp = np.zeros((n, c, h + 2 * ph, w + 2 * pw), dtype=np.float32)
+    xp[:, :, ph:ph + h, pw:pw + w] = x
+    return xp
+
+
+def _depthwise(x: np.ndarray, w: np.ndarray, size: Tuple[int, int], stride: Tuple[int, int],
+               pad: Tuple[int, int], dilation: Tuple[int, int]) -> np.ndarray:
+    """One channel per group: the sum over kernel taps of a strided view times the
+    tap's weight per channel (in tap order, as im2col's rows)."""
+    (ho, wo), (sh, sw), (dh, dw) = size, stride, dilation
+    xp = _padded(x, *pad)
+    n, c = x.shape[:2]
+    kh, kw = w.shape[2:]
+    out = np.zeros((n, c, ho, wo), dtype=np.float32)
+    tmp = np.empty_like(out)
+    for i in range(kh):
+        for j in range(kw):
+            view = xp[:, :, i * dh:i * dh + sh * (ho - 1) + 1:sh,
+                      j * dw:j * dw + sw * (wo - 1) + 1:sw]
+            np.multiply(view, w[:, 0, i, j].reshape(1, c, 1, 1), out=tmp)
+            out += tmp
+    return out
+
+
+def _im2col_gemm(x: np.ndarray, w: np.ndarray, size: Tuple[int, int], stride: Tuple[int, int],
+                 pad: Tuple[int, int], dilation: Tuple[int, int], group: int,
+                 work: Optional[dict]) -> np.ndarray:
+    """im2col by a strided view of the padded input, copied once into a column
+    buffer (kept in ``work``; blocks of output rows when it would pass
+    ``_COL_BYTES``), then one GEMM per group and block."""
+    (ho, wo), (sh, sw), (dh, dw) = size, stride, dilation
+    n, c = x.shape[:2]
+    o, cg, kh, kw = w.shape
+    xp = _padded(x, *pad)
+    s0, s1, s2, s3 = xp.strides
+    view = np.lib.stride_tricks.as_strided(xp, (n, c, kh, kw, ho, wo),
+                                           (s0, s1, s2 * dh, s3 * dw, s2 * sh, s3 * sw),
+                                           writeable=False)
+    og = o // group
+    out = np.empty((n, o, ho, wo), dtype=np.float32)
+    flat = out.reshape(n, o, ho * wo)
+    kdim = cg * kh * kw
+    rows = max(1, min(ho, _COL_BYTES // max(1, 4 * n * kdim * wo)))
+    need = n * kdim * rows * wo
+    buf = None if work is None else work.get("conv.cols")
+    if buf is None or buf.size < need:
+        buf = np.empty(need, dtype=np.float32)
+        if work is not None:
+            work["conv.cols"] = buf
+    for g in range(group):
+        wg = w[g * og:(g + 1) * og].reshape(og, kdim)
+        for r0 in range(0, ho, rows):
+            r1 = min(ho, r0 + rows)
+            cols = buf[:n * kdim * (r1 - r0) * wo].reshape(n, cg, kh, kw, r1 - r0, wo)
+            np.copyto(cols, view[:, g * cg:(g + 1) * cg, :, :, r0:r1, :])
+            np.matmul(wg, cols.reshape(n, kdim, (r1 - r0) * wo),
+                      out=flat[:, g * og:(g + 1) * og, r0 * wo:r1 * wo])
+    return out
 
 
 def deconv2d(x: np.ndarray, w: np.ndarray, b: "np.ndarray | None", stride: Tuple[int, int],
@@ -407,7 +469,8 @@ def _convolution(layer: Message, bottoms: List[np.ndarray], blobs: List[np.ndarr
     for x in bottoms:
         nout, group = _setup(layer, x, g)
         w, b = _conv_blobs(layer, blobs, (nout, x.shape[1] // group) + g.kernel, nout)
-        outs.append(conv2d(x, w, b, g.pair("stride"), g.pair("pad"), g.pair("dilation"), group))
+        outs.append(conv2d(x, w, b, g.pair("stride"), g.pair("pad"), g.pair("dilation"), group,
+                           ctx.work))
     return outs
 
 
