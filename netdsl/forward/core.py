@@ -308,7 +308,7 @@ class _Walk:
                    and self.owned.get(id(bottoms[0])) is bottoms[0])
         if not lp.bottom and lp.top and all(t in self.given for t in lp.top):
             tops = [self.given[t] for t in lp.top]
-            lt = None
+            lt, blobs = None, []
         else:
             lt = layer_type(lp)
             ctx = Context(phase=self.prep.phase, ntop=len(lp.top), rng=self.rng,
@@ -322,8 +322,8 @@ class _Walk:
                 raise NetdslError("layer gave %d tops for %d top names"
                                   % (len(tops), len(lp.top)), layer=lp.name)
         for name, arr in zip(lp.top, tops):
-            owned = lt is not None and _owns(arr, bottoms, tops, inplace, self.given)
-            if not owned and arr.base is not None:   # a view of a bottom: that one is shared now
+            owned = lt is not None and _owns(arr, bottoms, tops, blobs, inplace, self.given)
+            if not owned:   # a bottom (or a view of one) under a second name: shared now
                 for b in bottoms:
                     if self.owned.get(id(b)) is b and np.may_share_memory(arr, b):
                         del self.owned[id(b)]
@@ -348,13 +348,14 @@ class _Walk:
         return self.result
 
 
-def _owns(arr: np.ndarray, bottoms: List[np.ndarray], tops: List[np.ndarray], inplace: bool,
-          given: Mapping[str, np.ndarray]) -> bool:
+def _owns(arr: np.ndarray, bottoms: List[np.ndarray], tops: List[np.ndarray],
+          blobs: List[np.ndarray], inplace: bool, given: Mapping[str, np.ndarray]) -> bool:
     """Whether the walk may overwrite ``arr`` in place later: its own memory, not an
-    input array, not also another top or (unless computed in place) a bottom."""
+    input or parameter array, not also another top or (unless computed in place)
+    a bottom."""
     if arr.base is not None or sum(t is arr for t in tops) > 1:
         return False
-    if any(arr is g for g in given.values()):
+    if any(arr is g for g in given.values()) or any(arr is b for b in blobs):
         return False
     if any(arr is b for b in bottoms):
         return inplace and arr is bottoms[0]

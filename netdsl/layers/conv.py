@@ -350,6 +350,8 @@ def conv2d(x: np.ndarray, w: np.ndarray, b: "np.ndarray | None", stride: Tuple[i
         out = np.matmul(w.reshape(o, c), x.reshape(n, c, h * wd)).reshape(n, o, ho, wo)
     elif group == c == o and cg == 1 and group > 1:
         out = _depthwise(x, w, (ho, wo), stride, pad, dilation)
+    elif sh == sw == 1 and n == 1:
+        out = _shifted_gemm(x, w, (ho, wo), pad, dilation, group, work)
     else:
         out = _im2col_gemm(x, w, (ho, wo), stride, pad, dilation, group, work)
     if b is not None:
@@ -385,6 +387,56 @@ def _depthwise(x: np.ndarray, w: np.ndarray, size: Tuple[int, int], stride: Tupl
     return out
 
 
+def _buffer(work: Optional[dict], key: str, size: int) -> np.ndarray:
+    """A float32 buffer of at least ``size`` values, kept in ``work`` for reuse."""
+    buf = None if work is None else work.get(key)
+    if buf is None or buf.size < size:
+        buf = np.empty(size, dtype=np.float32)
+        if work is not None:
+            work[key] = buf
+    return buf
+
+
+def _shifted_gemm(x: np.ndarray, w: np.ndarray, size: Tuple[int, int], pad: Tuple[int, int],
+                  dilation: Tuple[int, int], group: int, work: Optional[dict]) -> np.ndarray:
+    """Stride 1, one image: im2col's row (c, i, j) over output row r is the padded
+    input's flat run from ``(r + i*dh) * Wp + j*dw``, so each row block of the
+    columns is one contiguous copy per (channel, tap); the GEMM then gives
+    ``Wp`` columns per output row, of which the first ``wo`` are the output
+    (the others mix two rows and are dropped).  The same products and sums,
+    in the same k order, as im2col + GEMM."""
+    (ho, wo), (ph, pw), (dh, dw) = size, pad, dilation
+    _, c, h, wd = x.shape
+    o, cg, kh, kw = w.shape
+    hp, wp = h + 2 * ph, wd + 2 * pw
+    xp = _buffer(work, "conv.pad", c * (hp + 1) * wp)[:c * (hp + 1) * wp].reshape(c, hp + 1, wp)
+    if ph or pw:
+        xp[:, :ph], xp[:, ph + h:], xp[:, :, :pw], xp[:, :, pw + wd:] = 0, 0, 0, 0
+    else:
+        xp[:, hp:] = 0
+    xp[:, ph:ph + h, pw:pw + wd] = x[0]
+    src = xp.reshape(c, (hp + 1) * wp)
+    og, kdim = o // group, cg * kh * kw
+    rows = max(1, min(ho, _COL_BYTES // max(1, 4 * kdim * wp)))
+    cols = _buffer(work, "conv.cols", kdim * rows * wp)
+    res = _buffer(work, "conv.res", og * rows * wp)
+    out = np.empty((1, o, ho, wo), dtype=np.float32)
+    for g in range(group):
+        wg = w[g * og:(g + 1) * og].reshape(og, kdim)
+        for r0 in range(0, ho, rows):
+            r1 = min(ho, r0 + rows)
+            span = (r1 - r0) * wp
+            blk = cols[:kdim * span].reshape(cg, kh, kw, span)
+            for i in range(kh):
+                for j in range(kw):
+                    at = (r0 + i * dh) * wp + j * dw
+                    blk[:, i, j] = src[g * cg:(g + 1) * cg, at:at + span]
+            r = res[:og * span].reshape(og, span)
+            np.matmul(wg, blk.reshape(kdim, span), out=r)
+            out[0, g * og:(g + 1) * og, r0:r1] = r.reshape(og, r1 - r0, wp)[:, :, :wo]
+    return out
+
+
 def _im2col_gemm(x: np.ndarray, w: np.ndarray, size: Tuple[int, int], stride: Tuple[int, int],
                  pad: Tuple[int, int], dilation: Tuple[int, int], group: int,
                  work: Optional[dict]) -> np.ndarray:
@@ -404,12 +456,7 @@ def _im2col_gemm(x: np.ndarray, w: np.ndarray, size: Tuple[int, int], stride: Tu
     flat = out.reshape(n, o, ho * wo)
     kdim = cg * kh * kw
     rows = max(1, min(ho, _COL_BYTES // max(1, 4 * n * kdim * wo)))
-    need = n * kdim * rows * wo
-    buf = None if work is None else work.get("conv.cols")
-    if buf is None or buf.size < need:
-        buf = np.empty(need, dtype=np.float32)
-        if work is not None:
-            work["conv.cols"] = buf
+    buf = _buffer(work, "conv.cols", n * kdim * rows * wo)
     for g in range(group):
         wg = w[g * og:(g + 1) * og].reshape(og, kdim)
         for r0 in range(0, ho, rows):
@@ -442,16 +489,37 @@ def deconv2d(x: np.ndarray, w: np.ndarray, b: "np.ndarray | None", stride: Tuple
         wg = w[g * cg:(g + 1) * cg].reshape(cg, og * kh * kw).T
         xg = x[:, g * cg:(g + 1) * cg].reshape(n, cg, h * wd)
         cols = np.matmul(wg, xg).reshape(n, og, kh, kw, h, wd)
-        dst = full[:, g * og:(g + 1) * og]
-        for i in range(kh):
-            for j in range(kw):
-                dst[:, :, i * dh:i * dh + sh * (h - 1) + 1:sh,
-                    j * dw:j * dw + sw * (wd - 1) + 1:sw] += cols[:, :, i, j]
+        _col2im(cols, full[:, g * og:(g + 1) * og], stride, dilation)
     out = full[:, :, ph:ph + ho, pw:pw + wo]
     if b is not None:
         out = out + b.reshape(1, -1, 1, 1)
     return np.ascontiguousarray(out)
 
+
+
+def _col2im(cols: np.ndarray, dst: np.ndarray, stride: Tuple[int, int],
+            dilation: Tuple[int, int]) -> None:
+    """im2col.cpp col2im: add each kernel tap's columns (n, c, kh, kw, h, w) into
+    ``dst`` at its strided place, taps in (row, column) order as Caffe adds them.
+    When the strides divide the kernel (FCN's upsampling: kernel 2f, stride f) the
+    taps of one (row, column) block of strides land on disjoint pixels, so they
+    are added block by block ((kh/sh) x (kw/sw) adds instead of kh x kw); each
+    pixel still receives its taps in Caffe's order."""
+    n, c, kh, kw, h, w = cols.shape
+    (sh, sw), (dh, dw) = stride, dilation
+    fh, fw = dst.shape[2:]
+    if dh == dw == 1 and kh % sh == 0 and kw % sw == 0:
+        a, b = kh // sh, kw // sw
+        d6 = dst.reshape(n, c, fh // sh, sh, fw // sw, sw)
+        c8 = cols.reshape(n, c, a, sh, b, sw, h, w)
+        for q in range(a):
+            for p in range(b):
+                d6[:, :, q:q + h, :, p:p + w, :] += c8[:, :, q, :, p].transpose(0, 1, 4, 2, 5, 3)
+        return
+    for i in range(kh):
+        for j in range(kw):
+            dst[:, :, i * dh:i * dh + sh * (h - 1) + 1:sh,
+                j * dw:j * dw + sw * (w - 1) + 1:sw] += cols[:, :, i, j]
 
 
 def _setup(layer: Message, x: np.ndarray, g: ConvGeometry) -> Tuple[int, int]:
