@@ -92,6 +92,11 @@ class _Weights:
     def names(self) -> List[str]:
         return list(self._dict) if self._dict is not None else self._model.names()
 
+    def release(self, name: str) -> None:
+        """Drop the file pages of a layer whose arrays were copied (a caffemodel)."""
+        if self._model is not None and hasattr(self._model, "release"):
+            self._model.release(name)
+
     def close(self) -> None:
         if self._close and self._model is not None:
             self._model.close()
@@ -225,9 +230,12 @@ class PreparedNet:
         self._weights = _Weights(weights)
         if keep_weights:
             wanted = {lp.name for lp in self.layers}
+            kept = {}
             try:
-                kept = {n: self._weights.get(n, copy=True) for n in self._weights.names()
-                        if n in wanted}
+                for n in self._weights.names():
+                    if n in wanted:
+                        kept[n] = self._weights.get(n, copy=True)
+                        self._weights.release(n)
             finally:
                 self._weights.close()
             self._weights = _Weights(kept)
