@@ -337,7 +337,7 @@ class _Walk:
                         del self.owned[id(b)]
             self.store(name, arr, owned)
         if lt is not None:
-            self.finite.check(lp, tops, bottoms, blobs, self.prep.phase == TEST)
+            self.finite.check(lp, tops, bottoms, blobs, self.prep.phase == TEST, inplace)
         if self.last is not None:
             for b in lp.bottom:
                 if self.last.get(b) == i and b not in self.keep and b not in lp.top:

@@ -79,19 +79,23 @@ class FiniteCheck:
 
     def __init__(self) -> None:
         self.first: Optional[NonFinite] = None
-        self._zero_bn: List[str] = []   # BatchNorm layers so far with default statistics
-        self._eps: List[float] = []
+        self._bn: List[Any] = []   # (layer, blobs) of the BatchNorm layers so far
 
     def check(self, lp: Message, tops: List[np.ndarray], bottoms: List[np.ndarray],
-              blobs: List[np.ndarray], phase_test: bool = True) -> None:
+              blobs: List[np.ndarray], phase_test: bool = True, inplace: bool = False) -> None:
+        """Check the tops of ``lp`` (its bottoms were checked as earlier tops).  Tops
+        that cannot be newly non-finite are skipped: a view or the array of a bottom
+        not written in place (Reshape, Flatten, Split, Dropout at test time) holds
+        the bottom's values, and a ReLU without slope gives max(x, 0)."""
         if self.first is not None:
             return
         if lp.type == "BatchNorm" and phase_test:
-            why = _default_stats(lp, blobs)
-            if why is not None:
-                self._zero_bn.append("%s (%s)" % (lp.name, why))
-                self._eps.append(float(lp.batch_norm_param.eps))
+            self._bn.append((lp, blobs))   # looked at only when a top is not finite
+        if lp.type == "ReLU" and not lp.relu_param.negative_slope:
+            return
         for name, a in zip(lp.top, tops):
+            if not inplace and any(np.may_share_memory(a, b) for b in bottoms):
+                continue
             if not is_finite(a):
                 nan = bool(np.isnan(a).any())
                 what = "NaN" if nan else "inf"
@@ -104,16 +108,21 @@ class FiniteCheck:
         bad = [i for i, b in enumerate(blobs) if not is_finite(np.asarray(b))]
         if bad:
             return "its weights hold inf or NaN (blob %s)" % ", ".join(map(str, bad))
-        if self._zero_bn:
-            eps = self._eps[0]
+        zero_bn, eps = [], 1e-5
+        for bn, bn_blobs in self._bn:
+            why = _default_stats(bn, bn_blobs)
+            if why is not None:
+                zero_bn.append("%s (%s)" % (bn.name, why))
+                eps = float(bn.batch_norm_param.eps) if len(zero_bn) == 1 else eps
+        if zero_bn:
             return ("%d BatchNorm layer%s before it ha%s Caffe's default statistics (%s): "
                     "Caffe's batch_norm_layer.cpp then takes mean and variance as 0 (a factor "
                     "of 0 gives scale_factor 0, not a division by zero) and divides by "
                     "sqrt(eps), so each multiplies by 1/sqrt(eps) = %.4g; give the net trained "
                     "statistics, or mean 0, variance 1, factor 1"
-                    % (len(self._zero_bn), "s" if len(self._zero_bn) > 1 else "",
-                       "ve" if len(self._zero_bn) > 1 else "s",
-                       ", ".join(self._zero_bn[:3]) + (", ..." if len(self._zero_bn) > 3
+                    % (len(zero_bn), "s" if len(zero_bn) > 1 else "",
+                       "ve" if len(zero_bn) > 1 else "s",
+                       ", ".join(zero_bn[:3]) + (", ..." if len(zero_bn) > 3
                                                        else ""),
                        1 / np.sqrt(np.float32(eps))))
         big = max((float(np.abs(b).max()) for b in bottoms if b.size and b.dtype.kind == "f"),
