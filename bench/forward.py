@@ -24,7 +24,12 @@ so it counts the weights, the set-up and the forwards.  ``Caffe MB`` is what
 Caffe itself holds for the net: every blob (data) plus every parameter, in
 float32.
 
-    python bench/forward.py [--nets resnet50,vgg16,fcn32s] [--repeat 3]
+    python bench/forward.py [--nets resnet50,vgg16,fcn32s] [--repeat 3] [--threads N]
+
+``--threads N`` sets OPENBLAS_NUM_THREADS and OMP_NUM_THREADS for the
+measuring subprocesses (numpy's BLAS reads them at start-up) and
+``cv2.setNumThreads(N)`` for OpenCV; without it each library uses its own
+default (all cores).
 """
 from __future__ import annotations
 
@@ -180,6 +185,8 @@ def _engine(engine: str, proto: str, model: str, x: np.ndarray):
             return net.forward()
         return run
     import cv2
+    if os.environ.get("OPENBLAS_NUM_THREADS"):
+        cv2.setNumThreads(int(os.environ["OPENBLAS_NUM_THREADS"]))
     cvnet = cv2.dnn.readNetFromCaffe(proto, model)
     cvnet.setPreferableBackend(cv2.dnn.DNN_BACKEND_OPENCV)
     cvnet.setPreferableTarget(cv2.dnn.DNN_TARGET_CPU)
@@ -214,10 +221,13 @@ def child(engine: str, proto: str, model: str, inp: str, repeat: int, out: str) 
                       "peak_bytes": _status("VmHWM") - base}))
 
 
-def measure(engine: str, files, repeat: int, out: str) -> dict:
+def measure(engine: str, files, repeat: int, out: str, threads: int = 0) -> dict:
     proto, model, inp = files[:3]
+    env = dict(os.environ)
+    if threads:
+        env["OPENBLAS_NUM_THREADS"] = env["OMP_NUM_THREADS"] = str(threads)
     r = subprocess.run([sys.executable, os.path.abspath(__file__), "--child", engine, proto,
-                        model, inp, str(repeat), out], capture_output=True, text=True)
+                        model, inp, str(repeat), out], capture_output=True, text=True, env=env)
     if r.returncode:
         return {"error": (r.stderr.strip().splitlines() or ["exit %d" % r.returncode])[-1]}
     return json.loads(r.stdout.strip().splitlines()[-1])
@@ -228,6 +238,8 @@ def main() -> None:
     ap.add_argument("--nets", default="resnet50,vgg16,fcn32s")
     ap.add_argument("--engines", default=",".join(ENGINES))
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=0,
+                    help="BLAS / OpenCV threads in the measurements (default: their own)")
     ap.add_argument("--child", nargs=6, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
@@ -237,8 +249,8 @@ def main() -> None:
     import cv2
     print("numpy %s, OpenCV %s, %d cores; BLAS threads: OPENBLAS_NUM_THREADS=%s "
           "OMP_NUM_THREADS=%s" % (np.__version__, cv2.__version__, os.cpu_count() or 1,
-                                  os.environ.get("OPENBLAS_NUM_THREADS", "-"),
-                                  os.environ.get("OMP_NUM_THREADS", "-")))
+                                  args.threads or os.environ.get("OPENBLAS_NUM_THREADS", "-"),
+                                  args.threads or os.environ.get("OMP_NUM_THREADS", "-")))
     print("%-9s %-15s %8s %8s %8s %10s %9s %9s %10s" % (
         "net", "engine", "seconds", "cpu s", "setup s", "peak MB", "Caffe MB", "x OpenCV",
         "max |d|"))
@@ -249,7 +261,7 @@ def main() -> None:
             rows = {}
             for engine in args.engines.split(","):
                 out = os.path.join(tmp, "%s-%d.npy" % (name, len(rows)))
-                rows[engine] = (measure(engine, files, args.repeat, out), out)
+                rows[engine] = (measure(engine, files, args.repeat, out, args.threads), out)
             cv = rows.get("OpenCV dnn", ({}, None))
             ref = np.load(cv[1]) if "seconds" in cv[0] else None
             for engine, (r, out) in rows.items():
