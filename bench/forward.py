@@ -14,7 +14,10 @@ input:
                        or ``forward(prototxt, open CaffeModel, ...)`` where
                        ``prepare`` does not exist
 * ``caffe.Net``        netdsl's pycaffe stand-in, ``net.forward()``
-* ``OpenCV dnn``       ``cv2.dnn.readNetFromCaffe`` on the same files
+* ``OpenCV dnn``       ``cv2.dnn.readNetFromCaffe`` on the same files (its 3x3
+                       stride-1 convolutions use Winograd's F(6,3) by default,
+                       fewer multiplications than Caffe's im2col + GEMM)
+* ``OpenCV no Winograd``  the same with ``enableWinograd(False)``
 
 Each (net, engine) pair runs in a fresh subprocess: set-up, one warm-up
 forward, then the best of ``--repeat`` timed forwards (wall and CPU time of
@@ -49,7 +52,7 @@ ROOT = os.path.dirname(HERE)
 sys.path.insert(0, ROOT)
 
 SIZES = {"resnet50": 224, "vgg16": 224, "fcn32s": 384}
-ENGINES = ("netdsl.forward", "caffe.Net", "OpenCV dnn")
+ENGINES = ("netdsl.forward", "caffe.Net", "OpenCV dnn", "OpenCV no Winograd")
 
 
 # -- the nets ---------------------------------------------------------------------------
@@ -147,12 +150,27 @@ def make_files(name: str, tmp: str):
 
 
 def caffe_bytes(net) -> int:
-    """What Caffe's Net holds: every blob's data and every parameter, float32."""
+    """What Caffe's Net holds after a forward: every blob's data, every parameter and
+    each convolution's own column buffer (base_conv_layer.cpp Reshape gives every
+    layer a col_buffer_ of kernel_dim x output positions, Deconvolution's over its
+    input positions; SyncedMemory allocates it when first used, which a 1x1
+    stride-1 unpadded convolution never does), float32."""
     from netdsl.shapes import infer_shapes
     shapes = infer_shapes(net)
     total = sum(int(np.prod(s, dtype=np.int64)) for s in shapes.blobs.values())
     for entry in shapes.layers:
         total += sum(int(np.prod(s, dtype=np.int64)) for s in (entry.param_shapes or ()))
+        lp = entry.layer
+        if lp.type not in ("Convolution", "Deconvolution") or not entry.param_shapes:
+            continue
+        w = entry.param_shapes[0]
+        cp = lp.convolution_param
+        if (lp.type == "Convolution" and all(k == 1 for k in w[2:])
+                and all(s == 1 for s in cp.stride) and not any(cp.pad)):
+            continue
+        kernel = int(np.prod(w[1:], dtype=np.int64)) * cp.group   # (C/g * k) per group
+        spatial = entry.top_shapes[0] if lp.type == "Convolution" else entry.bottom_shapes[0]
+        total += kernel * int(np.prod(spatial[2:], dtype=np.int64))
     return 4 * total
 
 
@@ -190,6 +208,8 @@ def _engine(engine: str, proto: str, model: str, x: np.ndarray):
     cvnet = cv2.dnn.readNetFromCaffe(proto, model)
     cvnet.setPreferableBackend(cv2.dnn.DNN_BACKEND_OPENCV)
     cvnet.setPreferableTarget(cv2.dnn.DNN_TARGET_CPU)
+    if engine == "OpenCV no Winograd":
+        cvnet.enableWinograd(False)   # 3x3 stride-1 convolutions as plain GEMMs too
 
     def run():
         cvnet.setInput(x)
@@ -201,7 +221,7 @@ def child(engine: str, proto: str, model: str, inp: str, repeat: int, out: str) 
     """Set up, warm up, time ``repeat`` forwards; print a JSON line, save the output."""
     import netdsl.compat  # noqa: F401  (imports counted in the baseline)
     import netdsl.forward  # noqa: F401
-    if engine == "OpenCV dnn":
+    if engine.startswith("OpenCV"):
         import cv2  # noqa: F401
     x = np.load(inp)
     base = _status("VmRSS")

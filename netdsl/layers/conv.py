@@ -351,7 +351,7 @@ def conv2d(x: np.ndarray, w: np.ndarray, b: "np.ndarray | None", stride: Tuple[i
     elif group == c == o and cg == 1 and group > 1:
         out = _depthwise(x, w, (ho, wo), stride, pad, dilation)
     elif sh == sw == 1 and n == 1:
-        out = _shifted_gemm(x, w, (ho, wo), pad, dilation, group, work)
+        return _shifted_gemm(x, w, b, (ho, wo), pad, dilation, group, work)
     else:
         out = _im2col_gemm(x, w, (ho, wo), stride, pad, dilation, group, work)
     if b is not None:
@@ -397,14 +397,16 @@ def _buffer(work: Optional[dict], key: str, size: int) -> np.ndarray:
     return buf
 
 
-def _shifted_gemm(x: np.ndarray, w: np.ndarray, size: Tuple[int, int], pad: Tuple[int, int],
-                  dilation: Tuple[int, int], group: int, work: Optional[dict]) -> np.ndarray:
+def _shifted_gemm(x: np.ndarray, w: np.ndarray, b: "np.ndarray | None", size: Tuple[int, int],
+                  pad: Tuple[int, int], dilation: Tuple[int, int], group: int,
+                  work: Optional[dict]) -> np.ndarray:
     """Stride 1, one image: im2col's row (c, i, j) over output row r is the padded
     input's flat run from ``(r + i*dh) * Wp + j*dw``, so each row block of the
     columns is one contiguous copy per (channel, tap); the GEMM then gives
     ``Wp`` columns per output row, of which the first ``wo`` are the output
-    (the others mix two rows and are dropped).  The same products and sums,
-    in the same k order, as im2col + GEMM."""
+    (the others mix two rows and are dropped) and get the bias as they are
+    copied out.  The same products and sums, in the same k order, as im2col +
+    GEMM."""
     (ho, wo), (ph, pw), (dh, dw) = size, pad, dilation
     _, c, h, wd = x.shape
     o, cg, kh, kw = w.shape
@@ -433,7 +435,12 @@ def _shifted_gemm(x: np.ndarray, w: np.ndarray, size: Tuple[int, int], pad: Tupl
                     blk[:, i, j] = src[g * cg:(g + 1) * cg, at:at + span]
             r = res[:og * span].reshape(og, span)
             np.matmul(wg, blk.reshape(kdim, span), out=r)
-            out[0, g * og:(g + 1) * og, r0:r1] = r.reshape(og, r1 - r0, wp)[:, :, :wo]
+            part = r.reshape(og, r1 - r0, wp)[:, :, :wo]
+            if b is None:
+                out[0, g * og:(g + 1) * og, r0:r1] = part
+            else:
+                np.add(part, b[g * og:(g + 1) * og].reshape(og, 1, 1),
+                       out=out[0, g * og:(g + 1) * og, r0:r1])
     return out
 
 
