@@ -264,14 +264,20 @@ class PreparedNet:
             walk.step(i, lp)
         return walk.finish()
 
-    def blobs_of(self, lp: Message, lt: LayerType, bottoms: List[np.ndarray]
+    def blobs_of(self, i: int, lp: Message, lt: LayerType, bottoms: List[np.ndarray]
                  ) -> List[np.ndarray]:
-        """The parameter arrays of ``lp``: by layer name, from a named-param owner,
-        or from fixed fillers (Caffe's layer set-up)."""
+        """The parameter arrays of layer ``i``: by layer name, from a named-param
+        owner, or from fixed fillers (Caffe's layer set-up; kept per bottom shape)."""
         blobs = self._weights.get(lp.name)
         if blobs is None:
             blobs = _shared_owner(lp, self.layers, self._weights)
-        return layer_blobs(lp, lt, blobs, bottoms, self._weights.names)
+        if blobs is not None or not lt.wants_weights(lp):
+            return blobs or []
+        cache = self._cache.setdefault(i, {})
+        key = ("setup", tuple(tuple(b.shape) for b in bottoms))
+        if key not in cache:
+            cache[key] = layer_blobs(lp, lt, None, bottoms, self._weights.names)
+        return cache[key]
 
 
 class _Walk:
@@ -322,7 +328,7 @@ class _Walk:
             ctx = Context(phase=self.prep.phase, ntop=len(lp.top), rng=self.rng,
                           inputs=self.given, inplace=inplace, work=self.prep.work)
             try:
-                blobs = self.prep.blobs_of(lp, lt, bottoms)
+                blobs = self.prep.blobs_of(i, lp, lt, bottoms)
             except NetdslError as err:
                 raise err.located(layer=lp.name)
             tops = run_layer(lp, lt, bottoms, blobs, ctx, self.prep._cache.setdefault(i, {}))
