@@ -119,7 +119,26 @@ def fcn32s(size: int, tmp: str):
         if lp.type == "Input":
             lp.input_param.shape[0].dim[2:] = [size, size]
     model = [p for p in written if p.endswith(".caffemodel")][0]
-    return net, model
+    return net, _random_convolutions(net, model)
+
+
+def _random_convolutions(net, model: str) -> str:
+    """The spec's initial weights are zeros but for the bilinear upscore (FCN learns
+    from a transplanted VGG16): draw He-normal convolution weights and 0.01 biases
+    instead, so that the outputs compared are not all zero."""
+    from netdsl.weights import open_caffemodel, write_caffemodel
+    rng = np.random.default_rng(0)
+    with open_caffemodel(model) as cm:
+        weights = cm.to_dict(copy=True)
+    kinds = {lp.name: lp.type for lp in net.layer}
+    for name, blobs in weights.items():
+        if kinds.get(name) == "Convolution":
+            w = blobs[0]
+            w[...] = rng.standard_normal(w.shape) * np.sqrt(2.0 / np.prod(w.shape[1:]))
+            for b in blobs[1:]:
+                b[...] = 0.01
+    write_caffemodel(model, weights, types=net)
+    return model
 
 
 def make_files(name: str, tmp: str):
