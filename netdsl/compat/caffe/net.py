@@ -7,8 +7,9 @@ Split layers are inserted (``InsertSplits``), every blob gets its shape
 (netdsl.shapes.infer_shapes) and every learnable blob its filler's values
 (netdsl.weights.init_weights).  ``forward`` runs each layer's numpy rule
 (netdsl.forward.core.run_layer) on the bottoms' blobs and writes the tops back
-into them (an in-place layer computes in its blob, as Caffe does), so blobs set by hand (``net.blobs['conv'].data[...] = x``)
-are what the next layer sees, exactly as in pycaffe.  Nothing trains here.
+into them (an in-place layer computes in its blob, as Caffe does), so blobs
+set by hand (``net.blobs['conv'].data[...] = x``) are what the next layer
+sees, exactly as in pycaffe.  Nothing trains here.
 """
 from __future__ import annotations
 
