@@ -27,7 +27,8 @@ from ..layers.registry import LayerType
 from ..layers.runtime import TEST, TRAIN, Context, blob_as  # noqa: F401  (re-exported)
 from .finite import FiniteCheck, NonFinite, NonFiniteWarning  # noqa: F401
 
-__all__ = ["forward", "prepare", "PreparedNet", "NonFiniteWarning", "Context", "ForwardResult", "random_inputs", "input_shapes", "blob_as"]
+__all__ = ["forward", "prepare", "PreparedNet", "NonFiniteWarning", "Context", "ForwardResult",
+           "random_inputs", "input_shapes", "blob_as"]
 
 
 class ForwardResult(dict):
