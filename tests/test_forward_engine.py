@@ -94,7 +94,7 @@ def test_col2im_adds_taps_in_caffes_order():
 
 # -- a small net with every in-place kind ---------------------------------------------
 
-def _net(n_bn_zero: bool = False):
+def _net(branch: bool = True):
     n = NetSpec()
     n.data = L.Input(shape=dict(dim=[2, 3, 10, 10]))
     n.conv = L.Convolution(n.data, num_output=4, kernel_size=3, pad=1)
@@ -102,7 +102,8 @@ def _net(n_bn_zero: bool = False):
     n.sc = L.Scale(n.conv, in_place=True, bias_term=True)
     n.relu = L.ReLU(n.conv, in_place=True)
     n.flat = L.Flatten(n.conv)
-    n.drop = L.Dropout(n.flat, dropout_ratio=0.5)
+    if branch:   # flat read twice: by drop, then in place by relu2
+        n.drop = L.Dropout(n.flat, dropout_ratio=0.5)
     n.relu2 = L.ReLU(n.flat, in_place=True, negative_slope=0.5)
     n.pool = L.Pooling(n.conv, pool=P.Pooling.MAX, kernel_size=2, stride=2)
     n.ip = L.InnerProduct(n.pool, num_output=5)
@@ -260,3 +261,20 @@ def test_run_blobs_unknown_name_is_an_error(tmp_path):
     with pytest.raises(NetdslError, match="no blob 'conv9'"):
         from netdsl.forward import run
         run(proto, None, {}, blobs=["conv9"], random_input=True)
+
+
+def test_caffe_net_forward_equals_the_forward_api(tmp_path):
+    from netdsl.compat.caffe import TEST, Net
+    proto, model = str(tmp_path / "n.prototxt"), str(tmp_path / "n.caffemodel")
+    net = _net(branch=False)
+    write(proto, net)
+    write_caffemodel(model, _weights(), types=net)
+    x = rand(2, 3, 10, 10)
+    want = forward(proto, model, {"data": x})
+    cn = Net(proto, TEST, weights=model)
+    for _ in range(2):   # the kept buffers and geometry give the same values again
+        cn.blobs["data"].data[...] = x
+        cn.forward()
+        for name in ("conv", "flat", "pool", "ip"):
+            assert np.array_equal(cn.blobs[name].data, want[name]), name
+    assert np.array_equal(cn.blobs["data"].data, x)
