@@ -21,9 +21,11 @@ input:
 
 Each (net, engine) pair runs in a fresh subprocess: set-up, one warm-up
 forward, then the best of ``--repeat`` timed forwards (wall and CPU time of
-that run; CPU time counts every thread).  Peak RSS is the process's VmHWM
-minus its VmRSS after imports (a subprocess each, as VmHWM never goes down),
-so it counts the weights, the set-up and the forwards.  ``Caffe MB`` is what
+that run; CPU time counts every thread).  ``peak MB`` is the process's VmHWM
+minus its VmRSS after imports (a subprocess each, so one engine's peak is not
+another's), so it counts the weights, the set-up and the forwards; ``fwd MB``
+is what the forwards add to the set-up net's RSS (VmHWM reset after set-up by
+writing 5 to /proc/self/clear_refs).  ``Caffe MB`` is what
 Caffe itself holds for the net: every blob (data) plus every parameter, in
 float32.
 
@@ -247,6 +249,8 @@ def child(engine: str, proto: str, model: str, inp: str, repeat: int, out: str) 
     t0 = time.perf_counter()
     fn = _engine(engine, proto, model, x)
     setup = time.perf_counter() - t0
+    set_up, hwm = _status("VmRSS"), _status("VmHWM")
+    reset = _reset_peak()
     result = fn()  # warm-up
     best = (float("inf"), 0.0)
     for _ in range(repeat):
@@ -256,8 +260,20 @@ def child(engine: str, proto: str, model: str, inp: str, repeat: int, out: str) 
         best = min(best, (w1 - w0, c1 - c0))
     arr = np.asarray(next(iter(result.values())), dtype=np.float32)
     np.save(out, arr)
+    end = _status("VmHWM")
     print(json.dumps({"seconds": best[0], "cpu": best[1], "setup": setup,
-                      "peak_bytes": _status("VmHWM") - base}))
+                      "peak_bytes": max(hwm, end) - base,
+                      "forward_bytes": end - set_up if reset else float("nan")}))
+
+
+def _reset_peak() -> bool:
+    """Reset VmHWM to the current RSS (Linux: ``5`` into /proc/self/clear_refs)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+        return True
+    except OSError:
+        return False
 
 
 def measure(engine: str, files, repeat: int, out: str, threads: int = 0) -> dict:
@@ -290,9 +306,9 @@ def main() -> None:
           "OMP_NUM_THREADS=%s" % (np.__version__, cv2.__version__, os.cpu_count() or 1,
                                   args.threads or os.environ.get("OPENBLAS_NUM_THREADS", "-"),
                                   args.threads or os.environ.get("OMP_NUM_THREADS", "-")))
-    print("%-9s %-15s %8s %8s %8s %10s %9s %9s %10s" % (
-        "net", "engine", "seconds", "cpu s", "setup s", "peak MB", "Caffe MB", "x OpenCV",
-        "max |d|"))
+    print("%-9s %-18s %8s %8s %8s %9s %8s %9s %9s %10s" % (
+        "net", "engine", "seconds", "cpu s", "setup s", "peak MB", "fwd MB", "Caffe MB",
+        "x OpenCV", "max |d|"))
     tmp = tempfile.mkdtemp(prefix="netdsl-bench-")
     try:
         for name in args.nets.split(","):
@@ -305,14 +321,14 @@ def main() -> None:
             ref = np.load(cv[1]) if "seconds" in cv[0] else None
             for engine, (r, out) in rows.items():
                 if "error" in r:
-                    print("%-9s %-15s failed: %s" % (name, engine, r["error"]))
+                    print("%-9s %-18s failed: %s" % (name, engine, r["error"]))
                     continue
                 ratio = r["seconds"] / cv[0]["seconds"] if ref is not None else float("nan")
                 diff = (float(np.abs(np.load(out).reshape(ref.shape) - ref).max())
                         if ref is not None else float("nan"))
-                print("%-9s %-15s %8.3f %8.3f %8.2f %10.1f %9.1f %9.2f %10.3g" % (
+                print("%-9s %-18s %8.3f %8.3f %8.2f %9.1f %8.1f %9.1f %9.2f %10.3g" % (
                     name, engine, r["seconds"], r["cpu"], r["setup"], r["peak_bytes"] / 1e6,
-                    files[4] / 1e6, ratio, diff))
+                    r["forward_bytes"] / 1e6, files[4] / 1e6, ratio, diff))
             sys.stdout.flush()
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
