@@ -233,7 +233,7 @@ class PreparedNet:
             wanted = {lp.name for lp in self.layers}
             kept = {}
             try:
-                for n in self._weights.names():
+                for n in dict.fromkeys(self._weights.names()):   # a repeated name: the last
                     if n in wanted:
                         kept[n] = self._weights.get(n, copy=True)
                         self._weights.release(n)
