@@ -261,8 +261,9 @@ class PreparedNet:
             if name not in given:
                 raise NetdslError("no array for input '%s'" % name)
             walk.store(name, given[name], None)
-        for i, lp in enumerate(self.layers):
-            walk.step(i, lp)
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            for i, lp in enumerate(self.layers):   # inf and NaN: reported once, at the end
+                walk.step(i, lp)
         return walk.finish()
 
     def blobs_of(self, i: int, lp: Message, lt: LayerType, bottoms: List[np.ndarray]

@@ -115,7 +115,7 @@ class FiniteCheck:
                 zero_bn.append("%s (%s)" % (bn.name, why))
                 eps = float(bn.batch_norm_param.eps) if len(zero_bn) == 1 else eps
         if zero_bn:
-            return ("%d BatchNorm layer%s before it ha%s Caffe's default statistics (%s): "
+            return ("%d BatchNorm layer%s up to here ha%s Caffe's default statistics (%s): "
                     "Caffe's batch_norm_layer.cpp then takes mean and variance as 0 (a factor "
                     "of 0 gives scale_factor 0, not a division by zero) and divides by "
                     "sqrt(eps), so each multiplies by 1/sqrt(eps) = %.4g; give the net trained "
