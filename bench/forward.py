@@ -1,124 +1,337 @@
-"""Numpy forward of the FCN-32s deploy net beside OpenCV dnn on the same files.
+"""The numpy forward beside OpenCV dnn on ResNet-50, VGG16 and FCN-32s.
 
-The net is built here with NetSpec (VGG16 with conv1_1 pad 100, fc6/fc7 as
-convolutions, score_fr, upscore k64 s32, crop offset 19), its weights drawn by
-netdsl.weights fillers (xavier, bilinear upscore) and written with netdsl's
-caffemodel writer; both back-ends then run the same prototxt + caffemodel on
-one random 1x3xHxW input.
+ResNet-50 and VGG16 are built here with NetSpec (ResNet-50 as He et al.'s
+deploy: 7x7/2 stem, bottleneck stages 3-4-6-3 with the stride on branch2a,
+BatchNorm + Scale after every convolution, global average pool, fc1000,
+Softmax; VGG16 as bench/pycaffe_runtime.py's deploy), FCN-32s is built from
+specs/fcn32s.yaml (deploy, input 1x3x384x384).  Weights are drawn by netdsl's
+fillers (BatchNorm statistics set to mean 0, variance 1, factor 1, so the
+forward stays finite) and written with netdsl's caffemodel writer into a temp
+dir.  Every engine then runs the same prototxt + caffemodel on one random
+input:
 
-    python bench/forward.py [--size 224] [--fc 4096] [--repeat 3]
+* ``netdsl.forward``   the forward API on a net prepared once (``prepare``),
+                       or ``forward(prototxt, open CaffeModel, ...)`` where
+                       ``prepare`` does not exist
+* ``caffe.Net``        netdsl's pycaffe stand-in, ``net.forward()``
+* ``OpenCV dnn``       ``cv2.dnn.readNetFromCaffe`` on the same files (its 3x3
+                       stride-1 convolutions use Winograd's F(6,3) by default,
+                       fewer multiplications than Caffe's im2col + GEMM)
+* ``OpenCV no Winograd``  the same with ``enableWinograd(False)``
+
+Each (net, engine) pair runs in a fresh subprocess: set-up, one warm-up
+forward, then the best of ``--repeat`` timed forwards (wall and CPU time of
+that run; CPU time counts every thread).  ``peak MB`` is the process's VmHWM
+minus its VmRSS after imports (a subprocess each, so one engine's peak is not
+another's), so it counts the weights, the set-up and the forwards; ``fwd MB``
+is what the forwards add to the set-up net's RSS (VmHWM reset after set-up by
+writing 5 to /proc/self/clear_refs).  ``Caffe MB`` is what
+Caffe itself holds for the net: every blob (data) plus every parameter, in
+float32.
+
+    python bench/forward.py [--nets resnet50,vgg16,fcn32s] [--repeat 3] [--threads N]
+
+``--threads N`` sets OPENBLAS_NUM_THREADS and OMP_NUM_THREADS for the
+measuring subprocesses (numpy's BLAS reads them at start-up) and
+``cv2.setNumThreads(N)`` for OpenCV; without it each library uses its own
+default (all cores).
 """
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import shutil
+import subprocess
 import sys
 import tempfile
 import time
 
 import numpy as np
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path.insert(0, ROOT)
 
-from netdsl import NetSpec, layers as L, params as P  # noqa: E402
-from netdsl.forward import forward  # noqa: E402
-from netdsl.prototxt import write  # noqa: E402
-from netdsl.weights import init_weights, write_caffemodel  # noqa: E402
-
-XAVIER = {"type": "xavier"}
-ZERO = {"type": "constant", "value": 0.1}
+SIZES = {"resnet50": 224, "vgg16": 224, "fcn32s": 384}
+ENGINES = ("netdsl.forward", "caffe.Net", "OpenCV dnn", "OpenCV no Winograd")
 
 
-def fcn32s(size: int, fc: int, classes: int = 21):
+# -- the nets ---------------------------------------------------------------------------
+
+def resnet50(size: int = 224):
+    """ResNet-50's deploy net (Kaiming He's ResNet-50-deploy.prototxt layout)."""
+    from netdsl import NetSpec, layers as L, params as P
     n = NetSpec()
     n.data = L.Input(shape=dict(dim=[1, 3, size, size]))
-    x = n.data
-    blocks = [(64, 2), (128, 2), (256, 3), (512, 3), (512, 3)]
-    for b, (width, reps) in enumerate(blocks, 1):
-        for r in range(1, reps + 1):
-            name = "conv%d_%d" % (b, r)
-            conv = L.Convolution(x, num_output=width, kernel_size=3,
-                                 pad=100 if name == "conv1_1" else 1,
-                                 weight_filler=XAVIER, bias_filler=ZERO)
-            setattr(n, name, conv)
-            x = L.ReLU(conv, in_place=True)
-            setattr(n, "relu%d_%d" % (b, r), x)
-        x = L.Pooling(x, pool=P.Pooling.MAX, kernel_size=2, stride=2)
-        setattr(n, "pool%d" % b, x)
-    n.fc6 = L.Convolution(x, num_output=fc, kernel_size=7, weight_filler=XAVIER,
-                          bias_filler=ZERO)
-    n.relu6 = L.ReLU(n.fc6, in_place=True)
-    n.drop6 = L.Dropout(n.relu6, dropout_ratio=0.5, in_place=True)
-    n.fc7 = L.Convolution(n.drop6, num_output=fc, kernel_size=1, weight_filler=XAVIER,
-                          bias_filler=ZERO)
-    n.relu7 = L.ReLU(n.fc7, in_place=True)
-    n.drop7 = L.Dropout(n.relu7, dropout_ratio=0.5, in_place=True)
-    n.score_fr = L.Convolution(n.drop7, num_output=classes, kernel_size=1,
-                               weight_filler=XAVIER, bias_filler=ZERO)
-    n.upscore = L.Deconvolution(n.score_fr, convolution_param=dict(
-        num_output=classes, kernel_size=64, stride=32, bias_term=False,
-        weight_filler={"type": "bilinear"}), param=[dict(lr_mult=0)])
-    n.score = L.Crop(n.upscore, n.data, offset=19)
+
+    def conv_bn(name, x, nout, k, s, p, relu=True):
+        c = L.Convolution(x, num_output=nout, kernel_size=k, stride=s, pad=p, bias_term=False,
+                          weight_filler=dict(type="msra"))
+        setattr(n, name, c)
+        setattr(n, "bn" + name[3:] if name.startswith("res") else "bn_" + name,
+                L.BatchNorm(c, in_place=True, batch_norm_param=dict(use_global_stats=True)))
+        y = L.Scale(c, in_place=True, bias_term=True)
+        setattr(n, "scale" + name[3:] if name.startswith("res") else "scale_" + name, y)
+        if relu:
+            y = L.ReLU(y, in_place=True)
+            setattr(n, name + "_relu", y)
+        return y
+
+    x = conv_bn("conv1", n.data, 64, 7, 2, 3)
+    n.pool1 = x = L.Pooling(x, pool=P.Pooling.MAX, kernel_size=3, stride=2)
+    for stage, (width, blocks) in enumerate(((64, 3), (128, 4), (256, 6), (512, 3)), 2):
+        for b in range(blocks):
+            tag = "%d%s" % (stage, "abcdef"[b])
+            stride = 2 if b == 0 and stage > 2 else 1
+            if b == 0:
+                short = conv_bn("res%s_branch1" % tag, x, 4 * width, 1, stride, 0, relu=False)
+            else:
+                short = x
+            y = conv_bn("res%s_branch2a" % tag, x, width, 1, stride, 0)
+            y = conv_bn("res%s_branch2b" % tag, y, width, 3, 1, 1)
+            y = conv_bn("res%s_branch2c" % tag, y, 4 * width, 1, 1, 0, relu=False)
+            s = L.Eltwise(short, y)
+            setattr(n, "res" + tag, s)
+            x = L.ReLU(s, in_place=True)
+            setattr(n, "res%s_relu" % tag, x)
+    n.pool5 = L.Pooling(x, pool=P.Pooling.AVE, kernel_size=7, stride=1)
+    n.fc1000 = L.InnerProduct(n.pool5, num_output=1000, weight_filler=dict(type="xavier"))
+    n.prob = L.Softmax(n.fc1000)
     return n.to_proto()
 
 
-def best_of(fn, repeat: int) -> float:
-    times = []
+def vgg16(size: int = 224):
+    sys.path.insert(0, HERE)
+    from pycaffe_runtime import vgg16_deploy
+    net = vgg16_deploy(1.0)
+    net.layer[0].input_param.shape[0].dim[2:] = [size, size]
+    return net
+
+
+def fcn32s(size: int, tmp: str):
+    """specs/fcn32s.yaml's deploy net and its initial weights (bilinear upscore)."""
+    from netdsl.prototxt import read_net
+    from netdsl.spec import build
+    written = build(os.path.join(ROOT, "specs", "fcn32s.yaml"), os.path.join(tmp, "fcn32s"),
+                    phases=["deploy"], weights=True)
+    proto = [p for p in written if p.endswith("deploy.prototxt")][0]
+    net = read_net(proto)
+    for lp in net.layer:
+        if lp.type == "Input":
+            lp.input_param.shape[0].dim[2:] = [size, size]
+    model = [p for p in written if p.endswith(".caffemodel")][0]
+    return net, _random_convolutions(net, model)
+
+
+def _random_convolutions(net, model: str) -> str:
+    """The spec's initial weights are zeros but for the bilinear upscore (FCN learns
+    from a transplanted VGG16): draw He-normal convolution weights and 0.01 biases
+    instead, so that the outputs compared are not all zero."""
+    from netdsl.weights import open_caffemodel, write_caffemodel
+    rng = np.random.default_rng(0)
+    with open_caffemodel(model) as cm:
+        weights = cm.to_dict(copy=True)
+    kinds = {lp.name: lp.type for lp in net.layer}
+    for name, blobs in weights.items():
+        if kinds.get(name) == "Convolution":
+            w = blobs[0]
+            w[...] = rng.standard_normal(w.shape) * np.sqrt(2.0 / np.prod(w.shape[1:]))
+            for b in blobs[1:]:
+                b[...] = 0.01
+    write_caffemodel(model, weights, types=net)
+    return model
+
+
+def make_files(name: str, tmp: str):
+    """(prototxt path, caffemodel path, input .npy path, caffemodel bytes, Caffe bytes)."""
+    from netdsl.prototxt import write
+    from netdsl.weights import init_weights, write_caffemodel
+    size = SIZES[name]
+    proto = os.path.join(tmp, name + ".prototxt")
+    model = os.path.join(tmp, name + ".caffemodel")
+    if name == "fcn32s":
+        net, built = fcn32s(size, tmp)
+        shutil.move(built, model)
+    else:
+        net = resnet50(size) if name == "resnet50" else vgg16(size)
+        weights = init_weights(net, seed=0)
+        for lp in net.layer:
+            if lp.type == "BatchNorm":   # mean 0, variance 1, factor 1
+                mean, var, factor = weights[lp.name]
+                mean[...] = 0
+                var[...] = 1
+                factor[...] = 1
+        write_caffemodel(model, weights, types=net)
+        del weights
+    write(proto, net)
+    inp = os.path.join(tmp, name + ".npy")
+    np.save(inp, np.random.default_rng(0).uniform(-1, 1, (1, 3, size, size)).astype(np.float32))
+    return proto, model, inp, os.path.getsize(model), caffe_bytes(net)
+
+
+def caffe_bytes(net) -> int:
+    """What Caffe's Net holds after a forward: every blob's data, every parameter and
+    each convolution's own column buffer (base_conv_layer.cpp Reshape gives every
+    layer a col_buffer_ of kernel_dim x output positions, Deconvolution's over its
+    input positions; SyncedMemory allocates it when first used, which a 1x1
+    stride-1 unpadded convolution never does), float32."""
+    from netdsl.shapes import infer_shapes
+    shapes = infer_shapes(net)
+    total = sum(int(np.prod(s, dtype=np.int64)) for s in shapes.blobs.values())
+    for entry in shapes.layers:
+        total += sum(int(np.prod(s, dtype=np.int64)) for s in (entry.param_shapes or ()))
+        lp = entry.layer
+        if lp.type not in ("Convolution", "Deconvolution") or not entry.param_shapes:
+            continue
+        w = entry.param_shapes[0]
+        cp = lp.convolution_param
+        if (lp.type == "Convolution" and all(k == 1 for k in w[2:])
+                and all(s == 1 for s in cp.stride) and not any(cp.pad)):
+            continue
+        kernel = int(np.prod(w[1:], dtype=np.int64)) * cp.group   # (C/g * k) per group
+        spatial = entry.top_shapes[0] if lp.type == "Convolution" else entry.bottom_shapes[0]
+        total += kernel * int(np.prod(spatial[2:], dtype=np.int64))
+    return 4 * total
+
+
+# -- one measurement (a subprocess) --------------------------------------------------------
+
+def _status(key: str) -> int:
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith(key + ":"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def _engine(engine: str, proto: str, model: str, x: np.ndarray):
+    """A function that runs one forward and returns the net's first output."""
+    if engine == "netdsl.forward":
+        import netdsl.forward as F
+        if hasattr(F, "prepare"):
+            prepared = F.prepare(proto, model)
+            return lambda: prepared.forward({"data": x}).output
+        from netdsl.weights import open_caffemodel
+        cm = open_caffemodel(model)
+        return lambda: F.forward(proto, cm, {"data": x}).output
+    if engine == "caffe.Net":
+        from netdsl.compat.caffe import TEST, Net
+        net = Net(proto, TEST, weights=model)
+
+        def run():
+            net.blobs["data"].data[...] = x
+            return net.forward()
+        return run
+    import cv2
+    if os.environ.get("OPENBLAS_NUM_THREADS"):
+        cv2.setNumThreads(int(os.environ["OPENBLAS_NUM_THREADS"]))
+    cvnet = cv2.dnn.readNetFromCaffe(proto, model)
+    cvnet.setPreferableBackend(cv2.dnn.DNN_BACKEND_OPENCV)
+    cvnet.setPreferableTarget(cv2.dnn.DNN_TARGET_CPU)
+    if engine == "OpenCV no Winograd":
+        cvnet.enableWinograd(False)   # 3x3 stride-1 convolutions as plain GEMMs too
+
+    def run():
+        cvnet.setInput(x)
+        return {"out": cvnet.forward()}
+    return run
+
+
+def child(engine: str, proto: str, model: str, inp: str, repeat: int, out: str) -> None:
+    """Set up, warm up, time ``repeat`` forwards; print a JSON line, save the output."""
+    import netdsl.compat  # noqa: F401  (imports counted in the baseline)
+    import netdsl.forward  # noqa: F401
+    if engine.startswith("OpenCV"):
+        import cv2  # noqa: F401
+    x = np.load(inp)
+    base = _status("VmRSS")
+    t0 = time.perf_counter()
+    fn = _engine(engine, proto, model, x)
+    setup = time.perf_counter() - t0
+    set_up, hwm = _status("VmRSS"), _status("VmHWM")
+    reset = _reset_peak()
+    result = fn()  # warm-up
+    best = (float("inf"), 0.0)
     for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
+        w0, c0 = time.perf_counter(), time.process_time()
+        result = fn()
+        w1, c1 = time.perf_counter(), time.process_time()
+        best = min(best, (w1 - w0, c1 - c0))
+    arr = np.asarray(next(iter(result.values())), dtype=np.float32)
+    np.save(out, arr)
+    end = _status("VmHWM")
+    print(json.dumps({"seconds": best[0], "cpu": best[1], "setup": setup,
+                      "peak_bytes": max(hwm, end) - base,
+                      "forward_bytes": end - set_up if reset else float("nan")}))
+
+
+def _reset_peak() -> bool:
+    """Reset VmHWM to the current RSS (Linux: ``5`` into /proc/self/clear_refs)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def measure(engine: str, files, repeat: int, out: str, threads: int = 0) -> dict:
+    proto, model, inp = files[:3]
+    env = dict(os.environ)
+    if threads:
+        env["OPENBLAS_NUM_THREADS"] = env["OMP_NUM_THREADS"] = str(threads)
+    r = subprocess.run([sys.executable, os.path.abspath(__file__), "--child", engine, proto,
+                        model, inp, str(repeat), out], capture_output=True, text=True, env=env)
+    if r.returncode:
+        return {"error": (r.stderr.strip().splitlines() or ["exit %d" % r.returncode])[-1]}
+    return json.loads(r.stdout.strip().splitlines()[-1])
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--size", type=int, default=224)
-    ap.add_argument("--fc", type=int, default=4096, help="fc6/fc7 width (4096 in FCN-32s)")
+    ap.add_argument("--nets", default="resnet50,vgg16,fcn32s")
+    ap.add_argument("--engines", default=",".join(ENGINES))
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=0,
+                    help="BLAS / OpenCV threads in the measurements (default: their own)")
+    ap.add_argument("--child", nargs=6, help=argparse.SUPPRESS)
     args = ap.parse_args()
-    net = fcn32s(args.size, args.fc)
-    with tempfile.TemporaryDirectory() as tmp:
-        proto = os.path.join(tmp, "fcn32s.prototxt")
-        model = os.path.join(tmp, "fcn32s.caffemodel")
-        t0 = time.perf_counter()
-        weights = init_weights(net, seed=0)
-        write(proto, net)
-        nbytes = write_caffemodel(model, weights, types=net)
-        prep = time.perf_counter() - t0
-        del weights
-        x = np.random.default_rng(0).uniform(-1, 1, (1, 3, args.size, args.size)).astype(
-            np.float32)
-        print("FCN-32s, input 1x3x%dx%d, fc %d, caffemodel %.0f MB (weights + write %.1f s)"
-              % (args.size, args.size, args.fc, nbytes / 1e6, prep))
-        print("numpy %s, %d threads available" % (np.__version__, os.cpu_count() or 1))
-
-        result = {}
-
-        def ours():
-            result["score"] = forward(proto, model, {"data": x})["score"]
-        t_np = best_of(ours, args.repeat)
-        print("netdsl numpy forward: %.3f s (best of %d)" % (t_np, args.repeat))
-        try:
-            import cv2
-        except ImportError:
-            print("OpenCV dnn: not installed")
-            return
-        cvnet = cv2.dnn.readNetFromCaffe(proto, model)
-        cvnet.setPreferableBackend(cv2.dnn.DNN_BACKEND_OPENCV)
-        cvnet.setPreferableTarget(cv2.dnn.DNN_TARGET_CPU)
-
-        def theirs():
-            cvnet.setInput(x)
-            result["cv"] = cvnet.forward("score")
-        theirs()  # first run sets the network up
-        t_cv = best_of(theirs, args.repeat)
-        print("OpenCV %s dnn forward: %.3f s (best of %d, after one warm-up run)"
-              % (cv2.__version__, t_cv, args.repeat))
-        ref = result["cv"].reshape(result["score"].shape)
-        err = float(np.abs(result["score"] - ref).max())
-        print("output %s, max |numpy - OpenCV| = %.3g (max |OpenCV| = %.3g); ratio %.1fx"
-              % ("x".join(map(str, ref.shape)), err, float(np.abs(ref).max()), t_np / t_cv))
+    if args.child:
+        engine, proto, model, inp, repeat, out = args.child
+        child(engine, proto, model, inp, int(repeat), out)
+        return
+    import cv2
+    print("numpy %s, OpenCV %s, %d cores; BLAS threads: OPENBLAS_NUM_THREADS=%s "
+          "OMP_NUM_THREADS=%s" % (np.__version__, cv2.__version__, os.cpu_count() or 1,
+                                  args.threads or os.environ.get("OPENBLAS_NUM_THREADS", "-"),
+                                  args.threads or os.environ.get("OMP_NUM_THREADS", "-")))
+    print("%-9s %-18s %8s %8s %8s %9s %8s %9s %9s %10s" % (
+        "net", "engine", "seconds", "cpu s", "setup s", "peak MB", "fwd MB", "Caffe MB",
+        "x OpenCV", "max |d|"))
+    tmp = tempfile.mkdtemp(prefix="netdsl-bench-")
+    try:
+        for name in args.nets.split(","):
+            files = make_files(name, tmp)
+            rows = {}
+            for engine in args.engines.split(","):
+                out = os.path.join(tmp, "%s-%d.npy" % (name, len(rows)))
+                rows[engine] = (measure(engine, files, args.repeat, out, args.threads), out)
+            cv = rows.get("OpenCV dnn", ({}, None))
+            ref = np.load(cv[1]) if "seconds" in cv[0] else None
+            for engine, (r, out) in rows.items():
+                if "error" in r:
+                    print("%-9s %-18s failed: %s" % (name, engine, r["error"]))
+                    continue
+                ratio = r["seconds"] / cv[0]["seconds"] if ref is not None else float("nan")
+                diff = (float(np.abs(np.load(out).reshape(ref.shape) - ref).max())
+                        if ref is not None else float("nan"))
+                print("%-9s %-18s %8.3f %8.3f %8.2f %9.1f %8.1f %9.1f %9.2f %10.3g" % (
+                    name, engine, r["seconds"], r["cpu"], r["setup"], r["peak_bytes"] / 1e6,
+                    r["forward_bytes"] / 1e6, files[4] / 1e6, ratio, diff))
+            sys.stdout.flush()
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":

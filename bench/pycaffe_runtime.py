@@ -13,6 +13,8 @@ count:
 * ``caffe.Net(..., weights)``  set-up (shapes, fillers) + ``CopyTrainedLayersFrom``
 * ``net.forward()``          one forward pass of the set-up net
 * ``netdsl run``             ``netdsl.forward.run`` on the same files (loads, then runs)
+* ``prepare`` + ``forward``  ``netdsl.forward.prepare`` (weights read once), then one
+                             forward (the time is the forward's)
 
     python bench/pycaffe_runtime.py                 # VGG16's own sizes (~10 s)
     python bench/pycaffe_runtime.py --scale 0.25    # widths x 0.25, ~1/15 the size
@@ -93,6 +95,12 @@ def child(op: str, deploy: str, weights: str, inp: str) -> None:
         t0 = time.perf_counter()
         out = net.forward()
         n = int(out["prob"].argmax())
+    elif op == "prepared":
+        from netdsl.forward import prepare
+        prep = prepare(deploy, weights)
+        x = np.load(inp)
+        t0 = time.perf_counter()
+        n = int(prep.forward({"data": x})["prob"].argmax())
     elif op == "run":
         result = run(deploy, weights, {"data": inp})
         n = int(result["prob"].argmax())
@@ -139,7 +147,8 @@ def main() -> None:
         rows = [("open_caffemodel + read all", "open_caffemodel"),
                 ("caffe.Net(deploy, weights)", "net"),
                 ("net.forward()", "forward"),
-                ("netdsl run (load + forward)", "run")]
+                ("netdsl run (load + forward)", "run"),
+                ("prepare(); forward()", "prepared")]
         for label, op in rows:
             r = measure(op, deploy, weights, inp)
             print("%-28s %9.3f %14.1f %10.2f" % (label, r["seconds"], r["peak_bytes"] / 1e6,

@@ -589,7 +589,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         else:
             result = run(args.net, args.weights, parse_input_args(args.input or []),
                          output=args.output, blobs=blobs, random_input=args.random_input,
-                         seed=args.seed, phase=args.phase, max_memory=args.max_memory)
+                         seed=args.seed, phase=args.phase, max_memory=args.max_memory,
+                         strict=args.strict)
     except NetdslError as exc:
         if args.weights is None and exc.message.startswith("no weights for this"):
             exc.hint = _init_hint(args.net)
@@ -616,7 +617,7 @@ def _run_with_schema(args: argparse.Namespace, pb2, blobs: Optional[List[str]]):
     import numpy as np
     from .errors import did_you_mean
     from .fileio import atomic_write
-    from .forward import forward, input_shapes, random_inputs
+    from .forward import input_shapes, random_inputs
     from .forward.run import _load_npy, parse_input_args
     from .prototxt import read_net
     from .weights import open_caffemodel
@@ -631,9 +632,13 @@ def _run_with_schema(args: argparse.Namespace, pb2, blobs: Optional[List[str]]):
                   limit=resolve_limit(args.max_memory), file=args.net)
     rand = random_inputs(net, args.seed) if missing else {}
     arrays.update({n: rand[n] for n in missing})
+    from .forward import PreparedNet
+    from .forward.run import forward_checked
     model = open_caffemodel(args.weights, pb2=pb2) if args.weights else None
     try:
-        result = forward(net, model, arrays, phase=args.phase, seed=args.seed)
+        prep = PreparedNet(net, model, phase=args.phase, keep_weights=False)
+        result = forward_checked(prep, arrays, seed=args.seed, strict=args.strict,
+                                 file=args.net)
     finally:
         if model is not None:
             model.close()
@@ -662,6 +667,9 @@ def _p_run(p: argparse.ArgumentParser) -> None:
                         "work too): Dropout, and include/exclude rules")
     p.add_argument("--blobs", metavar="A,B", help="blobs to save (default: the net's outputs)")
     p.add_argument("-o", "--output", metavar="OUT.npz", help="write the blobs here")
+    p.add_argument("--strict", action="store_true",
+                   help="a blob holding inf or NaN is an error (exit 2, nothing written), "
+                        "not a warning")
     _memory_option(p)
     _declare_option(p)
     p.set_defaults(func=cmd_run)

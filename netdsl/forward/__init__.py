@@ -6,16 +6,23 @@
     blobs = forward("deploy.prototxt", "weights.caffemodel", {"data": x})
     blobs["prob"], blobs.outputs
 
+    net = prepare("deploy.prototxt", "weights.caffemodel")   # weights read once
+    for x in images:
+        prob = net.forward({"data": x})["prob"]
+
 Each layer type's forward lives with the rest of its rules in
 :mod:`netdsl.layers`; :mod:`.core` walks the net and :mod:`.run` is the
 ``netdsl run`` verb.
 """
 from ..layers.conv import conv2d, deconv2d
-from .core import Context, ForwardResult, forward, input_shapes, random_inputs
+from .core import (Context, ForwardResult, PreparedNet, forward, input_shapes, prepare,
+                   random_inputs)
+from .finite import NonFinite, NonFiniteWarning
 from .run import run
 
-__all__ = ["forward", "run", "Context", "ForwardResult", "random_inputs", "input_shapes",
-           "conv2d", "deconv2d"]
+__all__ = ["forward", "prepare", "PreparedNet", "run", "Context", "ForwardResult",
+           "NonFinite", "NonFiniteWarning", "random_inputs", "input_shapes", "conv2d",
+           "deconv2d"]
 
 
 def __getattr__(name: str):

@@ -1,18 +1,22 @@
 """The forward pass: layers in order, each computed by its type's numpy forward
-in the layer registry (:mod:`netdsl.layers`).
+in the layer registry (:mod:`netdsl.layers`).  :func:`prepare` reads a net and
+its weights once for many forwards; :func:`forward` is one prepare and run.
 
 A forward rule is ``fn(layer, bottoms, blobs, ctx[, geometry]) -> list of top
 arrays``: ``layer`` is the LayerParameter, ``bottoms`` the float32 input
 arrays, ``blobs`` the layer's parameter arrays (from the weights, possibly
 empty) and ``ctx`` a :class:`Context` (phase, random generator, number of
-tops).  Every top is checked against the type's shape rule.  Rules never
-change their inputs: an in-place layer's top simply replaces the blob of
-the same name, which gives what ``net.blobs`` holds after Caffe's ``Forward``.
+tops).  Every top is checked against the type's shape rule (once per bottom
+shape).  Rules change their inputs only when ``ctx.inplace`` says the engine
+owns the bottom of an in-place layer (top and bottom of one name); otherwise
+the top replaces the blob of the same name.  Either way the blobs are what
+``net.blobs`` holds after Caffe's ``Forward``.
 """
 from __future__ import annotations
 
 import os
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
+import warnings
+from typing import Any, Collection, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 from google.protobuf.message import Message
@@ -21,8 +25,11 @@ from ..errors import NetdslError, did_you_mean
 from ..layers import current, lookup
 from ..layers.registry import LayerType
 from ..layers.runtime import TEST, TRAIN, Context, blob_as  # noqa: F401  (re-exported)
+from ..weights.caffemodel.shape_check import copy_mismatch, shape_equals
+from .finite import FiniteCheck, NonFinite, NonFiniteWarning  # noqa: F401
 
-__all__ = ["forward", "Context", "ForwardResult", "random_inputs", "input_shapes", "blob_as"]
+__all__ = ["forward", "prepare", "PreparedNet", "NonFiniteWarning", "Context", "ForwardResult",
+           "random_inputs", "input_shapes", "blob_as"]
 
 
 class ForwardResult(dict):
@@ -34,6 +41,7 @@ class ForwardResult(dict):
     """
 
     outputs: List[str]
+    nonfinite: Any = None   # the first top holding inf or NaN (a NonFinite), or None
 
     @property
     def output(self) -> Dict[str, np.ndarray]:
@@ -52,6 +60,7 @@ class _Weights:
     def __init__(self, weights: WeightsArg) -> None:
         self._model = None
         self._dict: Optional[Mapping[str, Sequence[np.ndarray]]] = None
+        self.stored: Dict[str, List[Tuple[Tuple[int, ...], bool]]] = {}   # caffemodel shapes
         self._close = False
         if weights is None:
             self._dict = {}
@@ -67,13 +76,23 @@ class _Weights:
             raise NetdslError("weights must be a caffemodel path, an open CaffeModel or a dict "
                               "of layer name -> list of arrays, not %s" % type(weights).__name__)
 
-    def get(self, name: str) -> Optional[List[np.ndarray]]:
+    def get(self, name: str, copy: bool = False) -> Optional[List[np.ndarray]]:
+        """The layer's arrays, float32, C-ordered and aligned (an array read in place
+        from a caffemodel may sit at any byte offset, which BLAS cannot take);
+        with ``copy`` each is a copy of its own."""
         if self._dict is not None:
             blobs = self._dict.get(name)
-            return None if blobs is None else [np.asarray(b) for b in blobs]
-        if name in self._model:
-            return self._model.arrays(name)
-        return None
+        elif name in self._model:
+            blobs = self._model.arrays(name)
+            self.stored[name] = [(tuple(e.shape), e.legacy)
+                                 for e in self._model.layer(name).blobs]
+        else:
+            return None
+        if blobs is None:
+            return None
+        if copy:
+            return [np.array(b, dtype=np.float32, order="C") for b in blobs]
+        return [np.require(b, np.float32, ("C", "A")) for b in blobs]
 
     def names(self) -> List[str]:
         return list(self._dict) if self._dict is not None else self._model.names()
@@ -81,13 +100,18 @@ class _Weights:
     def check(self, lt: LayerType, lp: Message, bottoms: List[np.ndarray]) -> None:
         """Caffe's CopyTrainedLayersFrom on a caffemodel's blobs of ``lp``: each must
         pass Blob::ShapeEquals with the layer's parameter (same count is not enough)."""
-        if self._model is None or lt.params is None or lp.name not in self._model:
+        stored = self.stored.get(lp.name)
+        if stored is None or lt.params is None:
             return
-        from ..weights.caffemodel.shape_check import copy_mismatch, shape_equals
         want = lt.param_shapes(lp, [tuple(b.shape) for b in bottoms])
-        for j, (target, entry) in enumerate(zip(want, self._model.layer(lp.name).blobs)):
-            if not shape_equals(target, entry.shape, entry.legacy):
-                raise copy_mismatch(lp.name, j, entry.shape, target)
+        for j, (target, (shape, legacy)) in enumerate(zip(want, stored)):
+            if not shape_equals(target, shape, legacy):
+                raise copy_mismatch(lp.name, j, shape, target)
+
+    def release(self, name: str) -> None:
+        """Drop the file pages of a layer whose arrays were copied (a caffemodel)."""
+        if self._model is not None and hasattr(self._model, "release"):
+            self._model.release(name)
 
     def close(self) -> None:
         if self._close and self._model is not None:
@@ -196,9 +220,198 @@ def _setup_blobs(lt: LayerType, lp: Message, bottoms: List[np.ndarray]
     return [fill(f, s) for f, s in zip(lt.fillers(lp, shapes), shapes)]
 
 
+def prepare(net: Any, weights: WeightsArg = None, *, phase: Any = "TEST") -> "PreparedNet":
+    """``net`` made ready for repeated forwards: parsed, filtered for ``phase``
+    and with every layer's weights read once into memory (the caffemodel is
+    closed again).  ``prepare(net, weights).forward(inputs)`` gives what
+    :func:`forward` gives, without reading the weights again on each call."""
+    return PreparedNet(net, weights, phase=phase)
+
+
+class PreparedNet:
+    """A net ready to run: its layers for one phase, their weights and the
+    engine's reusable buffers.  ``keep_weights=False`` reads each layer's
+    weights when the walk reaches it instead (a single forward)."""
+
+    def __init__(self, net: Any, weights: WeightsArg = None, *, phase: Any = "TEST",
+                 keep_weights: bool = True) -> None:
+        from ..plugins import ensure_env_plugins
+        ensure_env_plugins()  # custom layers' rules named in NETDSL_PLUGINS
+        self.net = _load_net(net)
+        self.phase = _phase_number(phase)
+        self.layers = _filter(self.net, self.phase)
+        self.tops = {t for lp in self.layers for t in lp.top} | set(self.net.input)
+        self.read = {b for lp in self.layers for b in lp.bottom}
+        self.work: Dict[str, Any] = {}            # buffers reused across layers and calls
+        self._cache: Dict[int, Dict[str, Any]] = {}   # per layer: type, geometry, checks
+        self._weights = _Weights(weights)
+        if keep_weights:
+            wanted = {lp.name for lp in self.layers}
+            kept = {}
+            try:
+                for n in dict.fromkeys(self._weights.names()):   # a repeated name: the last
+                    if n in wanted:
+                        kept[n] = self._weights.get(n, copy=True)
+                        self._weights.release(n)
+            finally:
+                self._weights.close()
+            stored = self._weights.stored
+            self._weights = _Weights(kept)
+            self._weights.stored = stored
+
+    def close(self) -> None:
+        self._weights.close()
+
+    def forward(self, inputs: Optional[Mapping[str, Any]] = None, *, seed: int = 0,
+                keep: Optional[Sequence[str]] = None) -> ForwardResult:
+        """Run the net on ``inputs`` (see :func:`forward`).  With ``keep`` (blob
+        names), a blob is freed once no later layer reads it unless it is kept or
+        is an output: the result then holds only those."""
+        given: Dict[str, np.ndarray] = {}
+        for k, v in (inputs or {}).items():
+            given[k] = np.ascontiguousarray(v, dtype=np.float32)
+        for k in given:
+            if k not in self.tops:
+                raise NetdslError("input '%s' is not a blob of the net" % k,
+                                  hint=did_you_mean(k, sorted(self.tops)))
+        walk = _Walk(self, given, seed, keep)
+        for name in self.net.input:   # legacy input fields (schemas without Input layers)
+            if name not in given:
+                raise NetdslError("no array for input '%s'" % name)
+            walk.store(name, given[name], None)
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            for i, lp in enumerate(self.layers):   # inf and NaN: reported once, at the end
+                walk.step(i, lp)
+        return walk.finish()
+
+    def blobs_of(self, i: int, lp: Message, lt: LayerType, bottoms: List[np.ndarray]
+                 ) -> List[np.ndarray]:
+        """The parameter arrays of layer ``i``: by layer name, from a named-param
+        owner, or from fixed fillers (Caffe's layer set-up; kept per bottom shape)."""
+        blobs = self._weights.get(lp.name)
+        if blobs is not None:
+            cache = self._cache.setdefault(i, {})
+            key = ("checked", tuple(tuple(b.shape) for b in bottoms))
+            if key not in cache:
+                self._weights.check(lt, lp, bottoms)
+                cache[key] = True
+        if blobs is None:
+            blobs = _shared_owner(lp, self.layers, self._weights)
+        if blobs is not None or not lt.wants_weights(lp):
+            return blobs or []
+        cache = self._cache.setdefault(i, {})
+        key = ("setup", tuple(tuple(b.shape) for b in bottoms))
+        if key not in cache:
+            cache[key] = layer_blobs(lp, lt, None, bottoms, self._weights.names)
+        return cache[key]
+
+
+class _Walk:
+    """The state of one forward over a :class:`PreparedNet`: the blobs so far, which
+    arrays the walk owns (may be overwritten in place), the first non-finite top."""
+
+    def __init__(self, prep: PreparedNet, given: Dict[str, np.ndarray], seed: int,
+                 keep: Optional[Sequence[str]]) -> None:
+        self.prep, self.given = prep, given
+        self.rng = np.random.default_rng(seed)
+        self.result = ForwardResult()
+        self.available: Dict[str, None] = {}
+        self.owned: Dict[int, np.ndarray] = {}
+        self.finite = FiniteCheck()
+        self.last: Optional[Dict[str, int]] = None
+        if keep is not None:
+            self.keep = set(keep)
+            self.last = {}
+            for i, lp in enumerate(prep.layers):
+                for b in lp.bottom:
+                    self.last[b] = i
+
+    def store(self, name: str, arr: np.ndarray, owned: Optional[bool]) -> None:
+        old = self.result.get(name)
+        if old is not None and old is not arr and self.owned.get(id(old)) is old:
+            del self.owned[id(old)]
+        self.result[name] = arr
+        self.available[name] = None
+        if owned:
+            self.owned[id(arr)] = arr
+
+    def step(self, i: int, lp: Message) -> None:
+        result = self.result
+        bottoms = []
+        for b in lp.bottom:
+            if b not in result:
+                raise NetdslError("bottom '%s' is not produced by any earlier layer" % b,
+                                  layer=lp.name, hint=did_you_mean(b, list(result)))
+            bottoms.append(result[b])
+            self.available.pop(b, None)
+        inplace = (len(lp.top) == 1 and len(lp.bottom) >= 1 and lp.top[0] == lp.bottom[0]
+                   and self.owned.get(id(bottoms[0])) is bottoms[0])
+        if not lp.bottom and lp.top and self._given_tops(lp):
+            tops = [self.given.get(t) for t in lp.top]   # unread tops stay unmade
+            lt, blobs = None, []
+        else:
+            lt = layer_type(lp, self.prep.read, self.given)
+            ctx = Context(phase=self.prep.phase, ntop=len(lp.top), rng=self.rng,
+                          inputs=self.given, inplace=inplace, work=self.prep.work)
+            try:
+                blobs = self.prep.blobs_of(i, lp, lt, bottoms)
+            except NetdslError as err:
+                raise err.located(layer=lp.name)
+            tops = run_layer(lp, lt, bottoms, blobs, ctx, self.prep._cache.setdefault(i, {}))
+            if len(tops) != len(lp.top):
+                raise NetdslError("layer gave %d tops for %d top names"
+                                  % (len(tops), len(lp.top)), layer=lp.name)
+        for name, arr in zip(lp.top, tops):
+            if arr is None:   # a data layer's top that no layer reads and no input gave
+                continue
+            owned = lt is not None and _owns(arr, bottoms, tops, blobs, inplace, self.given)
+            if not owned:   # a bottom (or a view of one) under a second name: shared now
+                for b in bottoms:
+                    if self.owned.get(id(b)) is b and np.may_share_memory(arr, b):
+                        del self.owned[id(b)]
+            self.store(name, arr, owned)
+        if lt is not None:
+            self.finite.check(lp, tops, bottoms, blobs, self.prep.phase == TEST, inplace)
+        if self.last is not None:
+            for b in lp.bottom:
+                if self.last.get(b) == i and b not in self.keep and b not in lp.top:
+                    if b in self.result and not self._is_output(b):
+                        old = self.result.pop(b)
+                        self.owned.pop(id(old), None)
+
+    def _given_tops(self, lp: Message) -> bool:
+        """A data layer whose tops are given as inputs, or read by no layer."""
+        return (any(t in self.given for t in lp.top)
+                and all(t in self.given or t not in self.prep.read for t in lp.top))
+
+    def _is_output(self, name: str) -> bool:
+        return name in self.available
+
+    def finish(self) -> ForwardResult:
+        self.result.outputs = sorted(self.available)
+        self.result.nonfinite = self.finite.first
+        if self.finite.first is not None:
+            warnings.warn(self.finite.first.message, NonFiniteWarning, stacklevel=3)
+        return self.result
+
+
+def _owns(arr: np.ndarray, bottoms: List[np.ndarray], tops: List[np.ndarray],
+          blobs: List[np.ndarray], inplace: bool, given: Mapping[str, np.ndarray]) -> bool:
+    """Whether the walk may overwrite ``arr`` in place later: its own memory, not an
+    input or parameter array, not also another top or (unless computed in place)
+    a bottom."""
+    if arr.base is not None or sum(t is arr for t in tops) > 1:
+        return False
+    if any(arr is g for g in given.values()) or any(arr is b for b in blobs):
+        return False
+    if any(arr is b for b in bottoms):
+        return inplace and arr is bottoms[0]
+    return True
+
+
 def forward(net: Any, weights: WeightsArg = None,
             inputs: Optional[Mapping[str, Any]] = None, *, phase: Any = "TEST",
-            seed: int = 0) -> ForwardResult:
+            seed: int = 0, keep: Optional[Sequence[str]] = None) -> ForwardResult:
     """Run ``net`` forward in numpy, float32, with Caffe's layer semantics.
 
     ``net`` is a NetParameter, NetSpec or prototxt path; ``weights`` a caffemodel
@@ -212,65 +425,26 @@ def forward(net: Any, weights: WeightsArg = None,
     after pycaffe's ``blobs[name].reshape``) and for the tops of data layers.
     Layers are kept or dropped by their include/exclude rules for ``phase``.
     ``seed`` drives Dropout's mask in the TRAIN phase.  Returns every blob's
-    final value (in-place blobs hold the last layer's result).
+    final value (in-place blobs hold the last layer's result); with ``keep``,
+    only those blobs and the outputs (the others are freed on the way).
+    A top that holds inf or NaN is reported once, for the first layer that
+    made one, as a :class:`NonFiniteWarning` (also ``result.nonfinite``).
+    To run one net many times, :func:`prepare` it once.
     """
-    from ..plugins import ensure_env_plugins
-    ensure_env_plugins()  # custom layers' rules named in NETDSL_PLUGINS
-    net = _load_net(net)
-    ph = _phase_number(phase)
-    layers = _filter(net, ph)
-    given: Dict[str, np.ndarray] = {}
-    for k, v in (inputs or {}).items():
-        given[k] = np.ascontiguousarray(v, dtype=np.float32)
-    known_tops = {t for lp in layers for t in lp.top} | set(net.input)
-    for k in given:
-        if k not in known_tops:
-            raise NetdslError("input '%s' is not a blob of the net" % k,
-                              hint=did_you_mean(k, sorted(known_tops)))
-    wts = _Weights(weights)
-    rng = np.random.default_rng(seed)
-    result = ForwardResult()
-    available: Dict[str, None] = {}
-    for name in net.input:   # legacy input fields (kept by schemas without Input layers)
-        if name not in given:
-            raise NetdslError("no array for input '%s'" % name)
-        result[name] = given[name]
-        available[name] = None
+    prep = PreparedNet(net, weights, phase=phase, keep_weights=False)
     try:
-        for lp in layers:
-            bottoms = []
-            for b in lp.bottom:
-                if b not in result:
-                    raise NetdslError("bottom '%s' is not produced by any earlier layer" % b,
-                                      layer=lp.name, hint=did_you_mean(b, list(result)))
-                bottoms.append(result[b])
-                available.pop(b, None)
-            tops = _run_layer(lp, bottoms, layers, wts, given, rng, ph)
-            if len(tops) != len(lp.top):
-                raise NetdslError("layer gave %d tops for %d top names" % (len(tops), len(lp.top)),
-                                  layer=lp.name)
-            for name, arr in zip(lp.top, tops):
-                if arr is None:   # a data layer's top that no layer reads and no input gave
-                    continue
-                result[name] = arr
-                available[name] = None
+        return prep.forward(inputs, seed=seed, keep=keep)
     finally:
-        wts.close()
-    result.outputs = sorted(available)
-    return result
+        prep.close()
 
 
-def _run_layer(lp: Message, bottoms: List[np.ndarray], layers: List[Message], wts: _Weights,
-               given: Mapping[str, np.ndarray], rng: np.random.Generator, phase: int
-               ) -> List[np.ndarray]:
-    if not lp.bottom and lp.top and any(t in given for t in lp.top):
-        read = {b for other in layers for b in other.bottom}
-        if all(t in given or t not in read for t in lp.top):   # unread tops stay unmade
-            return [given.get(t) for t in lp.top]
+def layer_type(lp: Message, read: Collection[str] = (),
+               given: Collection[str] = ()) -> LayerType:
+    """The registered type of ``lp`` with a numpy forward, or a located error
+    (for a data layer, naming the tops that ``read`` needs and no input gave)."""
     lt = lookup(lp.type)
     if lt is None or lt.forward is None:
         if not lp.bottom and lp.type.endswith("Data"):
-            read = {b for other in layers for b in other.bottom}
             need = [t for t in lp.top if t not in given and t in read] or list(lp.top)
             raise NetdslError("data layer of type '%s': give its top%s %s as input"
                               % (lp.type, "s" if len(need) > 1 else "",
@@ -279,25 +453,45 @@ def _run_layer(lp: Message, bottoms: List[np.ndarray], layers: List[Message], wt
         runnable = [n for n in current().names() if current().get(n).forward is not None]
         raise NetdslError("no numpy forward for layer type '%s'" % lp.type, layer=lp.name,
                           hint=did_you_mean(lp.type, runnable))
-    blobs = wts.get(lp.name)
-    if blobs is not None:
-        wts.check(lt, lp, bottoms)
-    if blobs is None:
-        blobs = _shared_owner(lp, layers, wts)
+    return lt
+
+
+def layer_blobs(lp: Message, lt: LayerType, blobs: Optional[List[np.ndarray]],
+                bottoms: List[np.ndarray], names: Any = list) -> List[np.ndarray]:
+    """``blobs``, or when there are none and the type needs weights, the fixed
+    blobs Caffe's layer set-up gives it; an error naming the layer otherwise."""
+    if blobs is None and lt.wants_weights(lp):
+        blobs = _setup_blobs(lt, lp, bottoms)
+        if blobs is None:
+            raise NetdslError("no weights for this %s layer (looked up by layer name)"
+                              % lp.type, layer=lp.name, hint=did_you_mean(lp.name, names())
+                              or "give a caffemodel, or make one with `netdsl init`")
+    return blobs or []
+
+
+def run_layer(lp: Message, lt: LayerType, bottoms: List[np.ndarray], blobs: List[np.ndarray],
+              ctx: Context, cache: Dict[str, Any]) -> List[np.ndarray]:
+    """One layer's forward: the type's rule on ``bottoms``, its tops float32 and
+    C-ordered.  The geometry is parsed and the tops' shapes checked against the
+    shape rule once per bottom shape (``cache`` is the layer's own dict)."""
+    key = tuple(tuple(b.shape) for b in bottoms)
     try:
-        if blobs is None and lt.wants_weights(lp):
-            blobs = _setup_blobs(lt, lp, bottoms)
-            if blobs is None:
-                raise NetdslError("no weights for this %s layer (looked up by layer name)"
-                                  % lp.type, layer=lp.name, hint=did_you_mean(lp.name, wts.names())
-                                  or "give a caffemodel, or make one with `netdsl init`")
-        ctx = Context(phase=phase, ntop=len(lp.top), rng=rng, inputs=given)
-        geo = lt.parse(lp, tuple(bottoms[0].shape) if bottoms else None)
-        out = lt.run(lp, bottoms, blobs or [], ctx, geo)
-        _check_tops(lt, lp, bottoms, out, geo)
+        geo = cache.get(("geo", key[0] if key else None), _MISSING)
+        if geo is _MISSING:
+            geo = lt.parse(lp, key[0] if key else None)
+            cache[("geo", key[0] if key else None)] = geo
+        out = lt.run(lp, bottoms, blobs, ctx, geo)
+        if ("checked", key) not in cache:
+            _check_tops(lt, lp, bottoms, out, geo)
+            if not lt.extra.get("data_dependent_axes"):
+                cache[("checked", key)] = True
     except NetdslError as err:
         raise err.located(layer=lp.name)
-    return [np.asarray(a, dtype=np.float32, order="C") for a in out]   # keeps 0-d tops 0-d
+    return [a if type(a) is np.ndarray and a.dtype == np.float32 and a.flags.c_contiguous
+            else np.asarray(a, dtype=np.float32, order="C") for a in out]   # 0-d tops stay 0-d
+
+
+_MISSING = object()
 
 
 def _check_tops(lt: LayerType, lp: Message, bottoms: List[np.ndarray], out: List[np.ndarray],

@@ -2,13 +2,15 @@
 from __future__ import annotations
 
 import io
+import warnings
 from typing import Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
 
 from ..errors import NetdslError, did_you_mean
 from ..fileio import atomic_write
-from .core import ForwardResult, forward, input_shapes, random_inputs
+from .core import ForwardResult, PreparedNet, input_shapes, random_inputs
+from .finite import NonFiniteWarning
 
 
 def parse_input_args(items: Sequence[str]) -> Dict[str, str]:
@@ -43,7 +45,7 @@ def _load_npy(path: str) -> np.ndarray:
 def run(net: str, weights: Optional[str] = None, inputs: Mapping[str, str] = (),
         *, output: Optional[str] = None, blobs: Optional[Sequence[str]] = None,
         random_input: bool = False, seed: int = 0, phase: str = "TEST",
-        max_memory: Optional[object] = None) -> ForwardResult:
+        max_memory: Optional[object] = None, strict: bool = False) -> ForwardResult:
     """Run ``net`` on the .npy files ``inputs`` (blob name -> path) and write the
     chosen blobs (default: the net's outputs) to ``output`` as .npz, atomically.
 
@@ -51,7 +53,10 @@ def run(net: str, weights: Optional[str] = None, inputs: Mapping[str, str] = (),
     fills them with uniform [-1, 1) values from ``seed``.  The forward's peak
     memory is estimated from the shapes first (:mod:`netdsl.memory`) and the run
     is refused past ``max_memory`` (bytes or text like ``2G``; default half the
-    available memory).
+    available memory).  Only the chosen blobs and the outputs are kept: the
+    others are freed once no later layer reads them.  A top holding inf or NaN
+    is a warning naming the first layer that made one, an error with ``strict``
+    (then nothing is written).
     """
     from ..memory import guard_forward, resolve_limit
     from ..prototxt import read_net
@@ -73,15 +78,36 @@ def run(net: str, weights: Optional[str] = None, inputs: Mapping[str, str] = (),
         rand = random_inputs(netp, seed)
         for n in missing:
             arrays[n] = rand[n]
-    result = forward(netp, weights, arrays, phase=phase, seed=seed)
+    prep = PreparedNet(netp, weights, phase=phase, keep_weights=False)
+    try:
+        for n in blobs or ():
+            if n not in prep.tops:
+                raise NetdslError("no blob '%s' in the net" % n,
+                                  hint=did_you_mean(n, sorted(prep.tops)))
+        result = forward_checked(prep, arrays, seed=seed, keep=list(blobs or ()),
+                                 strict=strict, file=net)
+    finally:
+        prep.close()
     names: List[str] = list(blobs) if blobs else list(result.outputs)
-    for n in names:
-        if n not in result:
-            raise NetdslError("no blob '%s' in the net" % n, hint=did_you_mean(n, list(result)))
     if output:
         buf = io.BytesIO()
         np.savez(buf, **{n: result[n] for n in names})
         atomic_write(output, buf.getvalue())
+    return result
+
+
+def forward_checked(prep: PreparedNet, arrays: Mapping[str, np.ndarray], *, seed: int = 0,
+                    keep: Optional[Sequence[str]] = None, strict: bool = False,
+                    file: Optional[str] = None) -> ForwardResult:
+    """``prep.forward``; with ``strict`` a non-finite top is an error, not a warning."""
+    with warnings.catch_warnings():
+        if strict:
+            warnings.simplefilter("ignore", NonFiniteWarning)
+        result = prep.forward(arrays, seed=seed, keep=keep)
+    bad = result.nonfinite
+    if strict and bad is not None:
+        raise NetdslError(bad.detail, file=file, layer=bad.layer,
+                          hint="run without --strict to write the blobs anyway")
     return result
 
 

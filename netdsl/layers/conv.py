@@ -326,8 +326,16 @@ def _conv_blobs(layer: Message, blobs: List[np.ndarray], shape: Sequence[int], n
 
 
 def conv2d(x: np.ndarray, w: np.ndarray, b: "np.ndarray | None", stride: Tuple[int, int],
-           pad: Tuple[int, int], dilation: Tuple[int, int], group: int) -> np.ndarray:
-    """Caffe's Convolution: out size ``(H + 2p - (d(k-1)+1)) / s + 1`` (floor)."""
+           pad: Tuple[int, int], dilation: Tuple[int, int], group: int,
+           work: Optional[dict] = None) -> np.ndarray:
+    """Caffe's Convolution: out size ``(H + 2p - (d(k-1)+1)) / s + 1`` (floor).
+
+    As conv_layer.cpp forward_cpu_gemm: per group one GEMM of the weights
+    (out/g, in/g * kh * kw) by the im2col columns (in/g * kh * kw, positions),
+    over all the images at once; a 1x1 stride-1 unpadded convolution is the
+    GEMM on the input itself, a depthwise one (one input and one output channel
+    per group) a multiply-add per kernel tap.  ``work`` keeps the column buffer
+    for the next call."""
     n, c, h, wd = x.shape
     o, cg, kh, kw = w.shape
     (sh, sw), (ph, pw), (dh, dw) = stride, pad, dilation
@@ -339,26 +347,134 @@ def conv2d(x: np.ndarray, w: np.ndarray, b: "np.ndarray | None", stride: Tuple[i
     if c != cg * group:
         raise NetdslError("input has %d channels but the weights expect %d x group %d"
                           % (c, cg, group))
-    xp = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw))) if ph or pw else x
-    xp = np.ascontiguousarray(xp, dtype=np.float32)
-    s0, s1, s2, s3 = xp.strides
-    view = np.lib.stride_tricks.as_strided(xp, (n, c, kh, kw, ho, wo),
-                      (s0, s1, s2 * dh, s3 * dw, s2 * sh, s3 * sw), writeable=False)
-    og = o // group
-    out = np.empty((n, o, ho, wo), dtype=np.float32)
-    kdim = cg * kh * kw
-    rows = max(1, min(ho, _COL_BYTES // max(1, 4 * n * kdim * wo)))
-    for g in range(group):
-        wg = w[g * og:(g + 1) * og].reshape(og, kdim)
-        for r0 in range(0, ho, rows):
-            r1 = min(ho, r0 + rows)
-            cols = view[:, g * cg:(g + 1) * cg, :, :, r0:r1, :].reshape(n, kdim, (r1 - r0) * wo)
-            out[:, g * og:(g + 1) * og, r0:r1, :] = np.matmul(wg, cols).reshape(
-                n, og, r1 - r0, wo)
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    if kh == kw == 1 and sh == sw == 1 and ph == pw == 0 and group == 1:
+        out = np.matmul(w.reshape(o, c), x.reshape(n, c, h * wd)).reshape(n, o, ho, wo)
+    elif group == c == o and cg == 1 and group > 1:
+        out = _depthwise(x, w, (ho, wo), stride, pad, dilation)
+    elif sh == sw == 1 and n == 1:
+        return _shifted_gemm(x, w, b, (ho, wo), pad, dilation, group, work)
+    else:
+        out = _im2col_gemm(x, w, (ho, wo), stride, pad, dilation, group, work)
     if b is not None:
         out += b.reshape(1, o, 1, 1)
     return out
 
+
+def _padded(x: np.ndarray, ph: int, pw: int) -> np.ndarray:
+    if not ph and not pw:
+        return x
+    n, c, h, w = x.shape
+    xp = np.zeros((n, c, h + 2 * ph, w + 2 * pw), dtype=np.float32)
+    xp[:, :, ph:ph + h, pw:pw + w] = x
+    return xp
+
+
+def _depthwise(x: np.ndarray, w: np.ndarray, size: Tuple[int, int], stride: Tuple[int, int],
+               pad: Tuple[int, int], dilation: Tuple[int, int]) -> np.ndarray:
+    """One channel per group: the sum over kernel taps of a strided view times the
+    tap's weight per channel (in tap order, as im2col's rows)."""
+    (ho, wo), (sh, sw), (dh, dw) = size, stride, dilation
+    xp = _padded(x, *pad)
+    n, c = x.shape[:2]
+    kh, kw = w.shape[2:]
+    out = np.zeros((n, c, ho, wo), dtype=np.float32)
+    tmp = np.empty_like(out)
+    for i in range(kh):
+        for j in range(kw):
+            view = xp[:, :, i * dh:i * dh + sh * (ho - 1) + 1:sh,
+                      j * dw:j * dw + sw * (wo - 1) + 1:sw]
+            np.multiply(view, w[:, 0, i, j].reshape(1, c, 1, 1), out=tmp)
+            out += tmp
+    return out
+
+
+def _buffer(work: Optional[dict], key: str, size: int) -> np.ndarray:
+    """A float32 buffer of at least ``size`` values, kept in ``work`` for reuse."""
+    buf = None if work is None else work.get(key)
+    if buf is None or buf.size < size:
+        buf = np.empty(size, dtype=np.float32)
+        if work is not None:
+            work[key] = buf
+    return buf
+
+
+def _shifted_gemm(x: np.ndarray, w: np.ndarray, b: "np.ndarray | None", size: Tuple[int, int],
+                  pad: Tuple[int, int], dilation: Tuple[int, int], group: int,
+                  work: Optional[dict]) -> np.ndarray:
+    """Stride 1, one image: im2col's row (c, i, j) over output row r is the padded
+    input's flat run from ``(r + i*dh) * Wp + j*dw``, so each row block of the
+    columns is one contiguous copy per (channel, tap); the GEMM then gives
+    ``Wp`` columns per output row, of which the first ``wo`` are the output
+    (the others mix two rows and are dropped) and get the bias as they are
+    copied out.  The same products and sums, in the same k order, as im2col +
+    GEMM."""
+    (ho, wo), (ph, pw), (dh, dw) = size, pad, dilation
+    _, c, h, wd = x.shape
+    o, cg, kh, kw = w.shape
+    hp, wp = h + 2 * ph, wd + 2 * pw
+    xp = _buffer(work, "conv.pad", c * (hp + 1) * wp)[:c * (hp + 1) * wp].reshape(c, hp + 1, wp)
+    if ph or pw:
+        xp[:, :ph], xp[:, ph + h:], xp[:, :, :pw], xp[:, :, pw + wd:] = 0, 0, 0, 0
+    else:
+        xp[:, hp:] = 0
+    xp[:, ph:ph + h, pw:pw + wd] = x[0]
+    src = xp.reshape(c, (hp + 1) * wp)
+    og, kdim = o // group, cg * kh * kw
+    rows = max(1, min(ho, _COL_BYTES // max(1, 4 * kdim * wp)))
+    cols = _buffer(work, "conv.cols", kdim * rows * wp)
+    res = _buffer(work, "conv.res", og * rows * wp)
+    out = np.empty((1, o, ho, wo), dtype=np.float32)
+    for g in range(group):
+        wg = w[g * og:(g + 1) * og].reshape(og, kdim)
+        for r0 in range(0, ho, rows):
+            r1 = min(ho, r0 + rows)
+            span = (r1 - r0) * wp
+            blk = cols[:kdim * span].reshape(cg, kh, kw, span)
+            for i in range(kh):
+                for j in range(kw):
+                    at = (r0 + i * dh) * wp + j * dw
+                    blk[:, i, j] = src[g * cg:(g + 1) * cg, at:at + span]
+            r = res[:og * span].reshape(og, span)
+            np.matmul(wg, blk.reshape(kdim, span), out=r)
+            part = r.reshape(og, r1 - r0, wp)[:, :, :wo]
+            if b is None:
+                out[0, g * og:(g + 1) * og, r0:r1] = part
+            else:
+                np.add(part, b[g * og:(g + 1) * og].reshape(og, 1, 1),
+                       out=out[0, g * og:(g + 1) * og, r0:r1])
+    return out
+
+
+def _im2col_gemm(x: np.ndarray, w: np.ndarray, size: Tuple[int, int], stride: Tuple[int, int],
+                 pad: Tuple[int, int], dilation: Tuple[int, int], group: int,
+                 work: Optional[dict]) -> np.ndarray:
+    """im2col by a strided view of the padded input, copied once into a column
+    buffer (kept in ``work``; blocks of output rows when it would pass
+    ``_COL_BYTES``), then one GEMM per group and block."""
+    (ho, wo), (sh, sw), (dh, dw) = size, stride, dilation
+    n, c = x.shape[:2]
+    o, cg, kh, kw = w.shape
+    xp = _padded(x, *pad)
+    s0, s1, s2, s3 = xp.strides
+    view = np.lib.stride_tricks.as_strided(xp, (n, c, kh, kw, ho, wo),
+                                           (s0, s1, s2 * dh, s3 * dw, s2 * sh, s3 * sw),
+                                           writeable=False)
+    og = o // group
+    out = np.empty((n, o, ho, wo), dtype=np.float32)
+    flat = out.reshape(n, o, ho * wo)
+    kdim = cg * kh * kw
+    rows = max(1, min(ho, _COL_BYTES // max(1, 4 * n * kdim * wo)))
+    buf = _buffer(work, "conv.cols", n * kdim * rows * wo)
+    for g in range(group):
+        wg = w[g * og:(g + 1) * og].reshape(og, kdim)
+        for r0 in range(0, ho, rows):
+            r1 = min(ho, r0 + rows)
+            cols = buf[:n * kdim * (r1 - r0) * wo].reshape(n, cg, kh, kw, r1 - r0, wo)
+            np.copyto(cols, view[:, g * cg:(g + 1) * cg, :, :, r0:r1, :])
+            np.matmul(wg, cols.reshape(n, kdim, (r1 - r0) * wo),
+                      out=flat[:, g * og:(g + 1) * og, r0 * wo:r1 * wo])
+    return out
 
 
 def deconv2d(x: np.ndarray, w: np.ndarray, b: "np.ndarray | None", stride: Tuple[int, int],
@@ -382,16 +498,37 @@ def deconv2d(x: np.ndarray, w: np.ndarray, b: "np.ndarray | None", stride: Tuple
         wg = w[g * cg:(g + 1) * cg].reshape(cg, og * kh * kw).T
         xg = x[:, g * cg:(g + 1) * cg].reshape(n, cg, h * wd)
         cols = np.matmul(wg, xg).reshape(n, og, kh, kw, h, wd)
-        dst = full[:, g * og:(g + 1) * og]
-        for i in range(kh):
-            for j in range(kw):
-                dst[:, :, i * dh:i * dh + sh * (h - 1) + 1:sh,
-                    j * dw:j * dw + sw * (wd - 1) + 1:sw] += cols[:, :, i, j]
+        _col2im(cols, full[:, g * og:(g + 1) * og], stride, dilation)
     out = full[:, :, ph:ph + ho, pw:pw + wo]
     if b is not None:
         out = out + b.reshape(1, -1, 1, 1)
     return np.ascontiguousarray(out)
 
+
+
+def _col2im(cols: np.ndarray, dst: np.ndarray, stride: Tuple[int, int],
+            dilation: Tuple[int, int]) -> None:
+    """im2col.cpp col2im: add each kernel tap's columns (n, c, kh, kw, h, w) into
+    ``dst`` at its strided place, taps in (row, column) order as Caffe adds them.
+    When the strides divide the kernel (FCN's upsampling: kernel 2f, stride f) the
+    taps of one (row, column) block of strides land on disjoint pixels, so they
+    are added block by block ((kh/sh) x (kw/sw) adds instead of kh x kw); each
+    pixel still receives its taps in Caffe's order."""
+    n, c, kh, kw, h, w = cols.shape
+    (sh, sw), (dh, dw) = stride, dilation
+    fh, fw = dst.shape[2:]
+    if dh == dw == 1 and kh % sh == 0 and kw % sw == 0:
+        a, b = kh // sh, kw // sw
+        d6 = dst.reshape(n, c, fh // sh, sh, fw // sw, sw)
+        c8 = cols.reshape(n, c, a, sh, b, sw, h, w)
+        for q in range(a):
+            for p in range(b):
+                d6[:, :, q:q + h, :, p:p + w, :] += c8[:, :, q, :, p].transpose(0, 1, 4, 2, 5, 3)
+        return
+    for i in range(kh):
+        for j in range(kw):
+            dst[:, :, i * dh:i * dh + sh * (h - 1) + 1:sh,
+                j * dw:j * dw + sw * (w - 1) + 1:sw] += cols[:, :, i, j]
 
 
 def _setup(layer: Message, x: np.ndarray, g: ConvGeometry) -> Tuple[int, int]:
@@ -409,7 +546,8 @@ def _convolution(layer: Message, bottoms: List[np.ndarray], blobs: List[np.ndarr
     for x in bottoms:
         nout, group = _setup(layer, x, g)
         w, b = _conv_blobs(layer, blobs, (nout, x.shape[1] // group) + g.kernel, nout)
-        outs.append(conv2d(x, w, b, g.pair("stride"), g.pair("pad"), g.pair("dilation"), group))
+        outs.append(conv2d(x, w, b, g.pair("stride"), g.pair("pad"), g.pair("dilation"), group,
+                           ctx.work))
     return outs
 
 

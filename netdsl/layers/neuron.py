@@ -56,10 +56,17 @@ def _one(fn):
     return wrapped
 
 
-@_one
-def relu(layer: Message, x: np.ndarray) -> np.ndarray:
-    """``max(x, 0) + negative_slope * min(x, 0)``."""
+def relu(layer: Message, bottoms: List[np.ndarray], blobs: List[np.ndarray],
+         ctx: Context) -> List[np.ndarray]:
+    """``max(x, 0) + negative_slope * min(x, 0)`` (relu_layer.cpp); in place when
+    the engine allows it."""
+    return [_relu(layer, bottoms[0], ctx.inplace)]
+
+
+def _relu(layer: Message, x: np.ndarray, inplace: bool = False) -> np.ndarray:
     slope = np.float32(layer.relu_param.negative_slope)
+    if slope == 0:
+        return np.maximum(x, np.float32(0), out=x if inplace else None)
     y = np.maximum(x, np.float32(0))
     if slope != 0:
         y = y + slope * np.minimum(x, np.float32(0))

@@ -137,12 +137,12 @@ def batch_norm(layer: Message, bottoms: List[np.ndarray], blobs: List[np.ndarray
         sf = np.float32(0) if factor == 0 else np.float32(1) / factor
         mean = sf * blob_as(blobs[0], (channels,), layer, 0, "mean blob")
         var = sf * blob_as(blobs[1], (channels,), layer, 1, "variance blob")
-        xc = x - mean.reshape(shape)
+        xc = np.subtract(x, mean.reshape(shape), out=x if ctx.inplace else None)
     else:
         mean = x.mean(axis=axes, dtype=np.float32)
         xc = x - mean.reshape(shape)
         var = (xc * xc).mean(axis=axes, dtype=np.float32)
-    return [xc / np.sqrt(var + eps).reshape(shape)]
+    return [np.divide(xc, np.sqrt(var + eps).reshape(shape), out=xc)]
 
 
 def mvn(layer: Message, bottoms: List[np.ndarray], blobs: List[np.ndarray],
@@ -256,12 +256,12 @@ def scale(layer: Message, bottoms: List[np.ndarray], blobs: List[np.ndarray],
     p = layer.scale_param
     x = bottoms[0]
     s, used = _operand(layer, x, bottoms, blobs, p.axis, p.num_axes, "scale")
-    y = x * s
+    if p.bias_term and len(blobs) <= used:
+        raise NetdslError("bias_term is set but the weights have no bias blob")
+    y = np.multiply(x, s, out=x if ctx.inplace and x.shape == np.broadcast_shapes(
+        x.shape, s.shape) else None)
     if p.bias_term:
-        if len(blobs) <= used:
-            raise NetdslError("bias_term is set but the weights have no bias blob")
-        b = blob_as(blobs[used], s.shape, layer, used, "bias blob")
-        y = y + b
+        y += blob_as(blobs[used], s.shape, layer, used, "bias blob")
     return [y]
 
 

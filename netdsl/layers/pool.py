@@ -253,7 +253,10 @@ def _forward(layer: Message, bottoms: List[np.ndarray], blobs: List[np.ndarray],
     eh = max(0, (ho - 1) * sh + kh - (h + 2 * ph))
     ew = max(0, (wo - 1) * sw + kw - (w + 2 * pw))
     fillv = -np.inf if method == 0 else 0.0
-    xp = np.pad(x, ((0, 0), (0, 0), (ph, ph + eh), (pw, pw + ew)), constant_values=fillv)
+    if ph or pw or eh or ew:
+        xp = np.pad(x, ((0, 0), (0, 0), (ph, ph + eh), (pw, pw + ew)), constant_values=fillv)
+    else:
+        xp = x   # every window inside the image: no padded copy
     if method == 0:
         out = np.full((n, c, ho, wo), -np.finfo(np.float32).max, dtype=np.float32)
         want_mask = ctx.ntop > 1

@@ -4,8 +4,8 @@ building and shaping nets never imports it."""
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Dict, Mapping, Sequence
 
 from google.protobuf.message import Message
 
@@ -31,11 +31,19 @@ np: Any = _Lazy("numpy")
 
 @dataclass
 class Context:
-    """What a layer's forward may need beyond its parameters and inputs."""
+    """What a layer's forward may need beyond its parameters and inputs.
+
+    ``inplace``: the top has the bottom's name and the engine owns the bottom's
+    array, so an elementwise rule may write its result into ``bottoms[0]`` and
+    return that array (Caffe's in-place computation).  ``work``: buffers the
+    engine keeps across layers and forward calls (a rule keys its own entries).
+    """
     phase: int
     ntop: int
     rng: "np.random.Generator"
     inputs: Mapping[str, Any]
+    inplace: bool = False
+    work: Dict[str, Any] = field(default_factory=dict)
 
 
 def blob_as(blob: Any, shape: Sequence[int], layer: Message, index: int,

@@ -355,9 +355,9 @@ def eltwise(layer: Message, bottoms: List[np.ndarray], blobs: List[np.ndarray],
         return [np.array(y, dtype=np.float32)]
     if p.operation == 1:
         coeff = coeff or [1.0] * len(bottoms)
-        y = np.zeros_like(bottoms[0])
+        y = np.zeros_like(bottoms[0])   # eltwise_layer.cpp: caffe_set(0), then axpy each
         for c, b in zip(coeff, bottoms):
-            y = y + (b if c == 1 else np.float32(c) * b)
+            y += b if c == 1 else np.float32(c) * b
         return [y]
     if p.operation == 2:
         y = bottoms[0]

@@ -5,10 +5,11 @@ The net is set up as Caffe's ``Net::Init`` does it: the layers are filtered
 for the NetState (phase, level, stages; netdsl.netstate), Caffe's automatic
 Split layers are inserted (``InsertSplits``), every blob gets its shape
 (netdsl.shapes.infer_shapes) and every learnable blob its filler's values
-(netdsl.weights.init_weights).  ``forward`` runs one layer at a time through
-netdsl.forward.forward, reading the bottoms from the blobs and writing the tops
-back into them, so blobs set by hand (``net.blobs['conv'].data[...] = x``)
-are what the next layer sees, exactly as in pycaffe.  Nothing trains here.
+(netdsl.weights.init_weights).  ``forward`` runs each layer's numpy rule
+(netdsl.forward.core.run_layer) on the bottoms' blobs and writes the tops back
+into them (an in-place layer computes in its blob, as Caffe does), so blobs
+set by hand (``net.blobs['conv'].data[...] = x``) are what the next layer
+sees, exactly as in pycaffe.  Nothing trains here.
 """
 from __future__ import annotations
 
@@ -374,7 +375,8 @@ class Net:
         self._forwards = 0
         from .runtime import next_seed
         self._seed = next_seed()
-        self._steps: Dict[int, Message] = {}
+        self._caches: Dict[int, Dict[Any, Any]] = {}   # per layer: geometry, shape checks
+        self._work: Dict[str, Any] = {}                # buffers reused across layers and calls
         self._setup(weights)
 
     # -- construction
@@ -646,27 +648,10 @@ class Net:
                                    hint=did_you_mean(name, self._layer_names),
                                    pycaffe="%r is not in list" % name) from None
 
-    def _step(self, i: int) -> Message:
-        """A two-layer net for layer ``i``: an Input giving its bottoms, then the layer."""
-        step = self._steps.get(i)
-        if step is None:
-            lp = self._param.layer[i]
-            step = type(self._param)()
-            step.name = self._param.name
-            step.state.CopyFrom(self._param.state)
-            bottoms = list(dict.fromkeys(lp.bottom))
-            if bottoms:
-                feed = step.layer.add()
-                feed.name = "(bottoms of %s)" % lp.name
-                feed.type = "Input"
-                feed.top.extend(bottoms)
-            step.layer.add().CopyFrom(lp)
-            self._steps[i] = step
-        return step
-
     def _run(self, i: int, setup: bool = False) -> None:
-        """Run layer ``i`` through netdsl.forward and store its tops in the blobs."""
-        from netdsl.forward import forward
+        """Run layer ``i``'s numpy forward on its bottom blobs and store its tops in
+        the blobs (an in-place layer writes into its blob, as in Caffe)."""
+        from netdsl.forward.core import Context, layer_blobs, layer_type, run_layer
         lp = self._param.layer[i]
         layer = self.layers[i]
         if lp.type == "Input":
@@ -677,14 +662,22 @@ class Net:
             layer.reshape(bottoms, tops)
             layer.forward(bottoms, tops)
             return
-        inputs = {b: self.blobs[b].data for b in lp.bottom}
-        weights = {lp.name: [b.data for b in layer.blobs]} if layer.blobs else {}
+        bottoms = [self.blobs[b].data for b in lp.bottom]
         if lp.type == "Dropout" or not lp.bottom:
             seed = self._seed + self._forwards  # a new Dropout mask / DummyData draw
         else:
             seed = 0
+        inplace = len(lp.top) == 1 and bool(lp.bottom) and lp.top[0] == lp.bottom[0]
         try:
-            result = forward(self._step(i), weights, inputs, phase=self._phase, seed=seed)
+            lt = layer_type(lp)
+            blobs = layer_blobs(lp, lt, [b.data for b in layer.blobs] or None, bottoms)
+            ctx = Context(phase=self._phase, ntop=len(lp.top),
+                          rng=np.random.default_rng(seed), inputs={}, inplace=inplace,
+                          work=self._work)
+            outs = run_layer(lp, lt, bottoms, blobs, ctx, self._caches.setdefault(i, {}))
+            if len(outs) != len(lp.top):
+                raise NetdslError("layer gave %d tops for %d top names"
+                                  % (len(outs), len(lp.top)), layer=lp.name)
         except NetdslError as err:
             if not lp.bottom and lp.type != "DummyData":
                 raise NetdslError("data layer of type '%s' reads its data inside Caffe, which "
@@ -694,6 +687,7 @@ class Net:
                                        "forward(start='<the next layer>')") from None
             else:
                 raise err.located(layer=lp.name)
+        result = dict(zip(lp.top, outs))
         keep = _constant_tops(lp) if lp.type == "DummyData" else [True] * len(lp.top)
         for j, t in enumerate(lp.top):
             if lp.type == "DummyData" and keep[j] != setup:

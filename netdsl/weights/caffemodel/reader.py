@@ -154,6 +154,23 @@ class CaffeModel:
             pos += n
         return out.reshape(blob.shape)
 
+    def release(self, layer: Union[str, LayerEntry]) -> None:
+        """Let the system drop this process's pages of the file that hold a layer's
+        blobs (madvise DONTNEED), e.g. once they are copied: the process's memory
+        then counts the copy only.  Views stay valid; touching one reads the file
+        again."""
+        advice = getattr(mmap, "MADV_DONTNEED", None)
+        if self._mm is None or advice is None or not hasattr(self._mm, "madvise"):
+            return
+        entry = layer if isinstance(layer, LayerEntry) else self.layer(layer)
+        for blob in entry.blobs:
+            for off, n, stride in blob.segments:
+                if not n:
+                    continue
+                end = off + (n - 1) * stride + blob.dtype.itemsize
+                start = off - off % mmap.PAGESIZE
+                self._mm.madvise(advice, start, end - start)
+
     def to_dict(self, *, copy: bool = False) -> Dict[str, List[np.ndarray]]:
         """``{layer_name: [arrays]}`` for every layer that has blobs, in file order."""
         out: Dict[str, List[np.ndarray]] = {}
