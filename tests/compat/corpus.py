@@ -101,6 +101,15 @@ def digest(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def npz_values(data: bytes) -> Dict[str, list]:
+    """The arrays of an ``.npz`` file's bytes as nested lists (float32 values
+    written as Python floats, which round-trip exactly)."""
+    import io
+    import numpy as np
+    with np.load(io.BytesIO(data)) as z:
+        return {k: z[k].tolist() for k in sorted(z.files)}
+
+
 def _collect(work: str, stdout: Optional[bytes]) -> Dict[str, bytes]:
     out: Dict[str, bytes] = {}
     root = os.path.join(work, "out")

@@ -42,8 +42,15 @@ def _save(pins: dict) -> None:
         f.write("\n")
 
 
-def _hashes(item: corpus.Item, checkout: str) -> dict:
-    return {k: corpus.digest(v) for k, v in sorted(corpus.run_item(item, checkout).items())}
+def _hashes(item: corpus.Item, checkout: str, values: dict = None) -> dict:
+    """Each file's SHA-256; with ``values``, also the arrays of each ``.npz``
+    (a forward's output), kept to compare within float32 summation order."""
+    files = corpus.run_item(item, checkout)
+    if values is not None:
+        for k, data in files.items():
+            if k.endswith(".npz"):
+                values.setdefault(item.name, {})[k] = corpus.npz_values(data)
+    return {k: corpus.digest(v) for k, v in sorted(files.items())}
 
 
 def main(argv=None) -> int:
@@ -73,7 +80,7 @@ def main(argv=None) -> int:
                                          "files": _hashes(items[args.changed], args.checkout)}
     else:
         for name in args.item or list(items):
-            pins["0.1"][name] = _hashes(items[name], args.checkout)
+            pins["0.1"][name] = _hashes(items[name], args.checkout, pins.setdefault("values", {}))
             print("pinned", name, file=sys.stderr)
     _save(pins)
     return 0

@@ -15,6 +15,7 @@ import json
 import os
 import re
 
+import numpy as np
 import pytest
 
 import netdsl
@@ -60,7 +61,38 @@ def test_corpus_item_builds_as_0_1_did(item):
     assert sorted(files) == sorted(pins), "%s wrote %s, pinned %s" % (
         item.name, sorted(files), sorted(pins))
     for name, want in sorted(pins.items()):
+        if corpus.digest(files[name]) != want and _same_values(item.name, name, files[name]):
+            continue
         assert corpus.digest(files[name]) == want, _explain(item, name, files, want)
+
+
+def _same_values(item: str, name: str, data: bytes) -> bool:
+    """A forward's output (``.npz``) equal to 0.1's within float32 summation order:
+    the forward computes with BLAS, whose order of additions may differ between
+    builds and machines (CHANGELOG.md, "The numpy forward at BLAS speed")."""
+    want = PINS.get("values", {}).get(item, {}).get(name)
+    if want is None:
+        return False
+    got = corpus.npz_values(data)
+    if sorted(got) != sorted(want):
+        return False
+    pairs = [(np.asarray(got[k], np.float32), np.asarray(want[k], np.float32)) for k in want]
+    return all(g.shape == w.shape and np.allclose(g, w, rtol=1e-5, atol=1e-6) for g, w in pairs)
+
+
+def test_a_forward_output_is_compared_within_summation_order():
+    # the 0.1 pin of `run` keeps prob's values; a change of one float32 ulp in the
+    # order of additions passes, a change in the third digit does not
+    import io
+    want = PINS["values"]["run"]["out.npz"]
+    prob = np.asarray(want["prob"], np.float32)
+    def npz(arr):
+        buf = io.BytesIO()
+        np.savez(buf, prob=arr)
+        return buf.getvalue()
+    assert _same_values("run", "out.npz", npz(np.nextafter(prob, np.float32(1))))
+    assert not _same_values("run", "out.npz", npz(prob * np.float32(1.001)))
+    assert not _same_values("run", "out.npz", npz(prob[:, :4]))
 
 
 def test_a_mismatch_names_the_item_and_shows_the_text():
