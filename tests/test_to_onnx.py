@@ -705,13 +705,15 @@ def test_cli_refuses_without_writing(tmp_path):
     from dnn_check import save_net
     n = data((1, 3, 8, 8))
     n.conv = L.Convolution(n.data, num_output=4, kernel_size=3)
-    n.cols = L.Im2col(n.conv, convolution_param=dict(kernel_size=2))
+    # a type with no export rule (BatchReindex: no TEST-phase forward here either)
+    n.perm = L.Input(shape=dict(dim=[2]))
+    n.cols = L.BatchReindex(n.conv, n.perm)
     net = n.to_proto()
     proto, model = save_net(tmp_path, net, random_weights(net, outputs=["conv"]))
     out = tmp_path / "m.onnx"
     before = sorted(os.listdir(tmp_path))
     r = _cli(proto, model, "-o", str(out))
-    assert r.returncode == 2 and "Im2col" in r.stderr and "--outputs conv" in r.stderr
+    assert r.returncode == 2 and "BatchReindex" in r.stderr and "--outputs conv" in r.stderr
     assert sorted(os.listdir(tmp_path)) == before
     # a rule but no numpy forward to check against (Embed here): refused, nothing left
     n.emb = L.Embed(n.conv, input_dim=10, num_output=3)
@@ -894,3 +896,94 @@ def masks_differ_only_at_near_ties(res, weights, rel=1e-5):
             assert abs(a - b) <= rel * np.abs(plane).max(), (st.layer.name, a, b)
             flips += 1
     return flips
+
+
+# -- the seed 004 fork (piergiaj/caffe-deconvnet): PoolingSwitches, SliceHalf, InvPooling --
+
+ZF_SCHEMA = os.path.join(HERE, "data", "fork_schemas", "zf_deconvnet.proto")
+ZF_POOL = "pooling_param { pool: MAX kernel_size: 3 stride: 2 %s }"
+
+
+def _zf_net(pad=0, conv=True, batch=2):
+    """A convnet stage and its inverse as python-demo's deploy/invdeploy chain them:
+    PoolingSwitches (overlapping 3/2 windows), SliceHalf on axis 0, a 3x3
+    Convolution on the pooled values (so two writes to one position carry different
+    values), Concat [switches; values] on axis 0, InvPooling."""
+    pool = ZF_POOL % ("pad: %d" % pad if pad else "")
+    text = ('input: "data" input_shape { dim: %d dim: 3 dim: 13 dim: 11 }\n'
+            'layer { name: "pool1" type: "PoolingSwitches" bottom: "data" top: "ps1" %s }\n'
+            'layer { name: "slice1" type: "SliceHalf" bottom: "ps1" top: "pool1" '
+            'top: "switches1" slice_param { axis: 0 } }\n' % (batch, pool))
+    val = "pool1"
+    if conv:
+        text += ('layer { name: "conv" type: "Convolution" bottom: "pool1" top: "conv" '
+                 'convolution_param { num_output: 3 kernel_size: 3 pad: 1 } }\n')
+        val = "conv"
+    text += ('layer { name: "cat" type: "Concat" bottom: "switches1" bottom: "%s" top: "cat" '
+             'concat_param { axis: 0 } }\n'
+             'layer { name: "unpool" type: "InvPooling" bottom: "cat" top: "unpooled" %s }\n'
+             % (val, pool))
+    return _fork_net(text, ZF_SCHEMA)
+
+
+@pytest.mark.parametrize("pad,opset", [(0, 13), (1, None)])
+def test_zf_deconvnet_switches_and_inv_pooling(pad, opset):
+    """The fork's pack through onnxruntime, with and without its graph optimisations:
+    the windows overlap, so switches repeat (checked) and the convolved values
+    written to one position differ: the last write must be the one kept."""
+    net = _zf_net(pad)
+    w = random_weights(net)
+    res = export_check(net, w, opset=opset, optimize=False, outputs=["ps1"])
+    export_check(net, w, opset=opset, optimize=True, seed=3, outputs=["ps1"])
+    assert {"TopK", "ScatterElements", "MaxPool"} <= set(node_ops(res))
+    x = np.random.default_rng(7).standard_normal((2, 3, 13, 11)).astype(np.float32)
+    sw = forward(net, w, {"data": x})["switches1"].reshape(2 * 3, -1)
+    assert any(len(set(r)) < len(r) for r in sw.tolist())     # repeated positions
+
+
+def test_inv_pooling_last_write_wins_by_hand():
+    """InvPooling on its own, switches chosen with many repeats: onnxruntime equals
+    inv_pooling_layer.cpp's loop (top[int(switch)] = value, in order), transcribed
+    in tests/test_fork_zf_deconvnet.py, not the pack's numpy."""
+    from test_fork_zf_deconvnet import fork_inv_pooling
+    from netdsl.export import to_onnx
+    net = _fork_net('input: "cat" input_shape { dim: 4 dim: 2 dim: 3 dim: 3 }\n'
+                    'layer { name: "unpool" type: "InvPooling" bottom: "cat" top: "u" %s }\n'
+                    % (ZF_POOL % ""), ZF_SCHEMA)
+    res = to_onnx(net, None, check=False, opset=13)
+    rng = np.random.default_rng(0)
+    for trial in range(5):
+        switches = rng.integers(0, 4 + 10 * trial, (2, 2, 3, 3)).astype(np.float32)
+        values = rng.standard_normal((2, 2, 3, 3)).astype(np.float32)
+        cat = np.concatenate([switches, values])
+        want = fork_inv_pooling(cat, 3, 2, 0)
+        for optimize in (False, True):
+            got = ort_run(res.model, {"cat": cat}, optimize=optimize)["u"]
+            np.testing.assert_array_equal(got, want)
+
+
+def test_zf_dynamic_batch_and_slice_half_axes():
+    """--dynamic-batch: SliceHalf and InvPooling split the batch axis at run time
+    (batch 1 and 3 exported at 2); SliceHalf on the channel axis cuts at num/2."""
+    from netdsl.export import to_onnx
+    net = _zf_net(conv=False)
+    w = random_weights(net)
+    res = to_onnx(net, w, dynamic_batch=True, opset=18)
+    assert res.parity.ok, res.parity.table()
+    for n in (1, 3):
+        x = np.random.default_rng(n).standard_normal((n, 3, 13, 11)).astype(np.float32)
+        got = ort_run(res.model, {"data": x}, optimize=False)["unpooled"]
+        assert rel_err(got, forward(net, w, {"data": x})["unpooled"]) <= TOL
+    chan = _fork_net('input: "x" input_shape { dim: 4 dim: 6 dim: 2 dim: 3 }\n'
+                     'layer { name: "h" type: "SliceHalf" bottom: "x" top: "a" top: "b" '
+                     'slice_param { axis: 1 } }\n', ZF_SCHEMA)
+    res = export_check(chan, None)
+    assert res.walk.shapes["a"] == (4, 2, 2, 3)      # cut at num() / 2 = 2
+
+
+@pytest.mark.parametrize("kw", [dict(kernel_size=3), dict(kernel_h=2, kernel_w=3, stride=2, pad=1),
+                                dict(kernel_size=3, dilation=2, pad=2)])
+def test_im2col(kw):
+    n = data((2, 3, 9, 10))
+    n.col = L.Im2col(n.data, **kw)
+    export_check(n.to_proto(), None, opencv=True)
