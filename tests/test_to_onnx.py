@@ -1047,3 +1047,28 @@ def test_caffe_written_open_nsfw(nsfw_model):
     cv = opencv_run(res.model, {"data": x}, names)
     for name in names:
         assert rel_err(np.asarray(cv[name]).reshape(ref[name].shape), ref[name]) <= TOL, name
+
+
+@pytest.mark.parametrize("name,exporter", [("resnet18", "legacy13"),
+                                           ("mobilenet_v2", "dynamo")])
+def test_round_trip_from_onnx(tmp_path, name, exporter):
+    """A torchvision model exported with torch.onnx, converted by from-onnx,
+    exported back with to-onnx: onnxruntime runs both files and they agree."""
+    torch = require("torch")
+    tv = require("torchvision")
+    from test_from_onnx import export
+    from torch_cases import randomise
+    from netdsl.export import to_onnx
+    from netdsl.onnx import convert
+    torch.manual_seed(0)
+    model = randomise(getattr(tv.models, name)()).eval()
+    path = export(torch, model, [(1, 3, 64, 64)], tmp_path / "original.onnx", exporter)
+    conv = convert(path, check=False)
+    res = to_onnx(conv.net, conv.weights)
+    assert res.parity.ok, res.parity.table()
+    res.save(str(tmp_path / "back.onnx"))
+    import onnx
+    x = np.random.default_rng(5).standard_normal((1, 3, 64, 64)).astype(np.float32)
+    want = ort_run(onnx.load(path), {conv.onnx_inputs[0]: x})[conv.onnx_outputs[0]]
+    got = ort_run(onnx.load(str(tmp_path / "back.onnx")), {list(conv.inputs)[0]: x})
+    assert rel_err(got[conv.outputs[0]], want) <= TOL
