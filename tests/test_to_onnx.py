@@ -1072,3 +1072,66 @@ def test_round_trip_from_onnx(tmp_path, name, exporter):
     want = ort_run(onnx.load(path), {conv.onnx_inputs[0]: x})[conv.onnx_outputs[0]]
     got = ort_run(onnx.load(str(tmp_path / "back.onnx")), {list(conv.inputs)[0]: x})
     assert rel_err(got[conv.outputs[0]], want) <= TOL
+
+
+# -- --opset 13 with --dynamic-batch on the rules that build shapes and sizes ---------
+
+_PSP_SHAPES = ('input: "data" input_shape { dim: 2 dim: 3 dim: 9 dim: 11 }\n'
+               'layer { name: "i1" type: "Interp" bottom: "data" top: "i1" '
+               'interp_param { zoom_factor: 2 } }\n'
+               'layer { name: "i2" type: "Interp" bottom: "data" top: "i2" interp_param '
+               '{ shrink_factor: 2 zoom_factor: 3 pad_beg: -1 pad_end: -1 } }\n'
+               'layer { name: "sl" type: "Slice" bottom: "i1" top: "a" top: "b" '
+               'slice_param { axis: 1 slice_point: 1 } }\n'
+               'layer { name: "c" type: "Crop" bottom: "i1" bottom: "data" top: "c" '
+               'crop_param { axis: 2 offset: 1 offset: 3 } }\n'
+               'layer { name: "r" type: "Reshape" bottom: "c" top: "r" '
+               'reshape_param { shape { dim: 0 dim: -1 dim: 11 } } }\n'
+               'layer { name: "f" type: "Flatten" bottom: "i2" top: "f" }\n'
+               'layer { name: "am" type: "ArgMax" bottom: "b" top: "am" '
+               'argmax_param { top_k: 2 out_max_val: true } }\n'
+               'layer { name: "am1" type: "ArgMax" bottom: "i1" top: "am1" '
+               'argmax_param { axis: 1 } }\n'
+               'layer { name: "sm" type: "Softmax" bottom: "a" top: "sm" }\n'
+               'layer { name: "red" type: "Reduction" bottom: "i2" top: "red" '
+               'reduction_param { operation: MEAN axis: 1 } }\n')
+_SEGNET_SHAPES = ('input: "data" input_shape { dim: 2 dim: 3 dim: 5 dim: 7 }\n'
+                  'layer { name: "u1" type: "Upsample" bottom: "data" top: "u1" '
+                  'upsample_param { scale: 2 } }\n'
+                  'layer { name: "u2" type: "Upsample" bottom: "data" top: "u2" '
+                  'upsample_param { upsample_h: 9 upsample_w: 13 } }\n'
+                  'layer { name: "sm" type: "Softmax" bottom: "u2" top: "sm" }\n')
+
+
+@pytest.mark.parametrize("case", ["ssd", "pspnet", "segnet"])
+def test_opset13_dynamic_batch_shape_rules(schemas, case):
+    """--opset 13 --dynamic-batch on PriorBox, Reshape, Flatten, Permute, Softmax
+    (MobileNet-SSD's heads); Interp's Resize sizes, Slice, Crop, Reshape, Flatten,
+    ArgMax's Unsqueeze, Reduction (PSPNet's schema); Upsample's Resize (SegNet's):
+    exported at batch 2, run by onnxruntime at batch 1 and 3 against netdsl's
+    forward at that batch."""
+    import fork_nets
+    from netdsl.export import to_onnx
+    from netdsl.export.onnx_check import reference_net
+    outputs = ()
+    if case == "ssd":
+        net = _fork_net(fork_nets.mobilenet_ssd(8, normalize=True), schemas["ssd"])
+        outputs = ["mbox_loc", "mbox_conf_flatten", "mbox_priorbox"]
+        w = _fork_weights(net, outputs=outputs)
+    else:
+        net = _fork_net(_PSP_SHAPES if case == "pspnet" else _SEGNET_SHAPES, schemas[case])
+        w = None
+    res = to_onnx(net, w, outputs=outputs, opset=13, dynamic_batch=True)
+    assert res.parity.ok and res.model.opset_import[0].version == 13, res.parity.table()
+    ops = set(node_ops(res))
+    assert {"ssd": {"Reshape", "Softmax", "Transpose"}, "pspnet": {"Resize", "Slice",
+            "Unsqueeze", "TopK"}, "segnet": {"Resize", "Softmax"}}[case] <= ops
+    shape = res.inputs["data"]
+    for n in (1, 3):
+        x = np.random.default_rng(n).standard_normal((n,) + shape[1:]).astype(np.float32)
+        got = ort_run(res.model, {"data": x})
+        want = forward(reference_net(res.walk), w, {"data": x})
+        for name in res.outputs:
+            batch = 1 if name == "mbox_priorbox" else n      # PriorBox's num is always 1
+            assert got[name].shape[0] == batch, name
+            assert rel_err(got[name], want[name]) <= TOL, (n, name)
