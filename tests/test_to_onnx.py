@@ -1135,3 +1135,50 @@ def test_opset13_dynamic_batch_shape_rules(schemas, case):
             batch = 1 if name == "mbox_priorbox" else n      # PriorBox's num is always 1
             assert got[name].shape[0] == batch, name
             assert rel_err(got[name], want[name]) <= TOL, (n, name)
+
+
+def test_external_data_threshold_parameter(tmp_path):
+    """save(path, external_above=N): past N bytes of weights the initialisers go to
+    <path>.data (ONNX external data, offsets 4 KiB aligned); the directory moved
+    elsewhere, onnxruntime loads the model from its new place and agrees with
+    netdsl's forward; onnx reads back every weight as the caffemodel holds it."""
+    import shutil
+    import onnx
+    import onnxruntime as ort
+    n = data((1, 3, 8, 8))
+    n.conv = L.Convolution(n.data, num_output=16, kernel_size=3, pad=1)
+    n.ip = L.InnerProduct(n.conv, num_output=5)
+    net = n.to_proto()
+    w = random_weights(net)
+    from netdsl.export import to_onnx
+    res = to_onnx(net, w, check=False)
+    nbytes = sum(a.nbytes for blobs in w.values() for a in blobs)
+    small = tmp_path / "small" / "m.onnx"
+    small.parent.mkdir()
+    assert res.save(str(small), external_above=nbytes + 1) == [str(small)]
+    first = tmp_path / "first"
+    first.mkdir()
+    path = str(first / "m.onnx")
+    assert res.save(path, external_above=nbytes) == [path, path + ".data"]
+    moved = tmp_path / "moved"
+    shutil.move(str(first), str(moved))
+    m = onnx.load(str(moved / "m.onnx"), load_external_data=False)
+    ext = [t for t in m.graph.initializer if t.data_location == onnx.TensorProto.EXTERNAL]
+    assert {t.name for t in ext} == {"conv/0", "conv/1", "ip/0", "ip/1"}
+    for t in ext:
+        where = dict((e.key, e.value) for e in t.external_data)
+        assert where["location"] == "m.onnx.data" and int(where["offset"]) % 4096 == 0
+    full = onnx.load(str(moved / "m.onnx"))
+    from onnx import numpy_helper
+    got_w = {t.name: numpy_helper.to_array(t) for t in full.graph.initializer}
+    for layer, blobs in w.items():
+        for i, b in enumerate(blobs):
+            np.testing.assert_array_equal(got_w["%s/%d" % (layer, i)].ravel(), b.ravel())
+    x = np.random.default_rng(2).standard_normal((1, 3, 8, 8)).astype(np.float32)
+    sess = ort.InferenceSession(str(moved / "m.onnx"), providers=["CPUExecutionProvider"])
+    got = sess.run(["ip"], {"data": x})[0]
+    assert rel_err(got, forward(net, w, {"data": x})["ip"]) <= TOL
+    # a whole ModelProto (once built) goes through the same switch
+    assert res.model is not None
+    again = str(tmp_path / "again.onnx")
+    assert res.save(again, external_above=1) == [again, again + ".data"]
