@@ -1182,3 +1182,104 @@ def test_external_data_threshold_parameter(tmp_path):
     assert res.model is not None
     again = str(tmp_path / "again.onnx")
     assert res.save(again, external_above=1) == [again, again + ".data"]
+
+
+# -- docs/to-onnx.md's examples, run as written (small input sizes) ---------------------
+
+def _docs_examples():
+    """The Examples section's shell commands (continuation lines joined) and its
+    Python block."""
+    import re
+    text = open(os.path.join(ROOT, "docs", "to-onnx.md"), encoding="utf-8").read()
+    section = text[text.index("## Examples"):text.index("\n## ", text.index("## Examples"))]
+    shell = re.findall(r"```sh\n(.*?)```", section, re.S)
+    commands = [c.split() for block in shell for c in block.replace("\\\n", " ").splitlines()
+                if c.strip()]
+    python = re.findall(r"```python\n(.*?)```", section, re.S)
+    return commands, python
+
+
+def _run_docs_command(cmd, cwd, small=None):
+    assert cmd[0] == "netdsl", cmd
+    args = [small if small and a.startswith("data=") else a for a in cmd[1:]]
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    r = subprocess.run([sys.executable, "-m", "netdsl"] + args, cwd=str(cwd),
+                       capture_output=True, text=True, env=env)
+    assert r.returncode == 0, (cmd, r.stderr)
+    return args
+
+
+def _docs_fork_files(tmp_path, schema, proto_path, text, model_path, outputs=(), inputs=None):
+    """The fork's published schema at the path the command names, the net and a
+    caffemodel of random weights under the command's names."""
+    import shutil
+    from netdsl.prototxt import write
+    from netdsl.weights import write_caffemodel
+    (tmp_path / os.path.dirname(schema) if os.path.dirname(schema) else tmp_path).mkdir(
+        exist_ok=True)
+    fork = {"ssd/caffe.proto": "ssd", "caffe-segnet/caffe.proto": "segnet"}[schema]
+    shutil.copy(os.path.join(HERE, "data", "fork_schemas", fork + ".proto"),
+                str(tmp_path / schema))
+    net = _fork_net(text, str(tmp_path / schema))
+    write(str(tmp_path / proto_path), net)
+    write_caffemodel(str(tmp_path / model_path), _fork_weights(net, inputs, outputs),
+                     types=net)
+    return net
+
+
+@pytest.mark.parametrize("example", ["ssd", "segnet"])
+def test_docs_examples(tmp_path, example):
+    """MobileNet-SSD to its heads and SegNet, as docs/to-onnx.md writes the commands
+    (the nets: tests/fork_nets.py's, with fewer channels)."""
+    import fork_nets
+    commands, _ = _docs_examples()
+    cmd = [c for c in commands if c[1] == "to-onnx" and
+           any(("mobilenet" if example == "ssd" else "segnet") in a for a in c)]
+    assert len(cmd) == 1
+    cmd = cmd[0]
+    if example == "ssd":
+        heads = ["mbox_loc", "mbox_conf_flatten", "mbox_priorbox"]
+        net = _docs_fork_files(tmp_path, cmd[3], cmd[4], fork_nets.mobilenet_ssd(8),
+                               cmd[5], heads)
+    else:
+        net = _docs_fork_files(tmp_path, cmd[3], cmd[4], fork_nets.segnet(div=16), cmd[5],
+                               inputs={"data": (1, 3, 360, 480)})
+    _run_docs_command(cmd, tmp_path)
+    out = tmp_path / cmd[cmd.index("-o") + 1]
+    rep = json.loads((tmp_path / (out.stem + ".parity.json")).read_text())
+    assert rep["ok"] is True and rep["checked"] is not False
+    import onnx
+    model = onnx.load(str(out))
+    want = heads if example == "ssd" else ["prob"]
+    assert sorted(o.name for o in model.graph.output) == sorted(want)
+    assert {i.name for i in model.graph.input} == set(net.input) | {"data"}
+
+
+@pytest.mark.slow
+def test_docs_example_fcn8s_and_running_it(tmp_path):
+    """FCN-8s: build, init and to-onnx as written (at 64x64), with the caffemodel
+    replaced by random weights before the export (a trained one "is used the same
+    way"); then the Python block that runs the result in onnxruntime and OpenCV."""
+    from netdsl.prototxt import read_net
+    from netdsl.weights import write_caffemodel
+    commands, python = _docs_examples()
+    for d in ("specs", "templates"):
+        os.symlink(os.path.join(ROOT, d), str(tmp_path / d))
+    fcn = [c for c in commands if any("fcn8s" in a for a in c)]
+    assert [c[1] for c in fcn] == ["build", "init", "to-onnx"]
+    for cmd in fcn:
+        if cmd[1] == "to-onnx":
+            net = read_net(str(tmp_path / cmd[2]))
+            write_caffemodel(str(tmp_path / cmd[3]),
+                             random_weights(net, {"data": (1, 3, 64, 64)}), types=net)
+        _run_docs_command(cmd, tmp_path, "data=1,3,64,64")
+    assert json.loads((tmp_path / "fcn8s.parity.json").read_text())["ok"] is True
+    code = python[0].replace("(1, 3, 224, 224)", "(1, 3, 64, 64)")
+    cwd = os.getcwd()
+    os.chdir(str(tmp_path))
+    try:
+        scope = {}
+        exec(compile(code, "docs/to-onnx.md", "exec"), scope)
+    finally:
+        os.chdir(cwd)
+    assert scope["score"].shape == (1, 21, 64, 64) and np.abs(scope["score"]).max() > 0
