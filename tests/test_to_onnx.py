@@ -1283,3 +1283,30 @@ def test_docs_example_fcn8s_and_running_it(tmp_path):
     finally:
         os.chdir(cwd)
     assert scope["score"].shape == (1, 21, 64, 64) and np.abs(scope["score"]).max() > 0
+
+
+def test_python_layers_the_packs_know(schemas):
+    """ENet's Python SpatialDropoutLayer (caffe-enet python/spatial_dropout.py) at its
+    TEST phase is x * float32(1 / (1 - p)); its TRAIN phase (a random mask) and a
+    Python layer of a class no pack knows are refused with the --outputs advice."""
+    from netdsl.export import to_onnx
+    drop = ('layer { name: "drop" type: "Python" bottom: "c" top: "y" python_param { '
+            'module: "spatial_dropout" layer: "SpatialDropoutLayer" '
+            'param_str: "{\'phase\': \'%s\', \'p\': \'0.01\'}" } }\n')
+    head = ('input: "x" input_shape { dim: 1 dim: 2 dim: 3 dim: 3 }\n'
+            'layer { name: "c" type: "Convolution" bottom: "x" top: "c" '
+            'convolution_param { num_output: 2 kernel_size: 1 } }\n')
+    net = _fork_net(head + drop % "TEST", schemas["enet"])
+    w = random_weights(net)
+    res = export_check(net, w, outputs=["c"])
+    x = np.linspace(-2, 2, 18, dtype=np.float32).reshape(1, 2, 3, 3)
+    got = ort_run(res.model, {"x": x})
+    np.testing.assert_array_equal(got["y"], got["c"] * np.float32(1.0 / (1.0 - 0.01)))
+    for text in (head + drop % "TRAIN",
+                 head + 'layer { name: "drop" type: "Python" bottom: "c" top: "y" '
+                        'python_param { module: "mine" layer: "Mine" } }\n'):
+        net = _fork_net(text, schemas["enet"])
+        with pytest.raises(NetdslError) as exc:
+            to_onnx(net, w, check=False)
+        assert "--outputs c" in exc.value.explain()
+    assert to_onnx(net, w, outputs=["c"], check=False).outputs == ["c"]
