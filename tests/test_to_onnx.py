@@ -1310,3 +1310,42 @@ def test_python_layers_the_packs_know(schemas):
             to_onnx(net, w, check=False)
         assert "--outputs c" in exc.value.explain()
     assert to_onnx(net, w, outputs=["c"], check=False).outputs == ["c"]
+
+
+@pytest.mark.slow
+def test_zf_deconvnet_published_nets_chained():
+    """piergiaj/caffe-deconvnet's python-demo nets at full size (batch 2): deploy.prototxt
+    (CaffeNet with PoolingSwitches and SliceHalf) with its own parity check, then
+    onnxruntime's switches and pool5 from it fed to invdeploy.prototxt (Concat,
+    InvPooling, Deconvolution back to the image), whose export must equal netdsl's
+    forward on the same feeds (random feeds would name positions outside the planes,
+    so its own check is off)."""
+    import published_zf_deconvnet as published
+    from test_fork_packs import _weights
+    from netdsl.export import to_onnx
+    deploy = _fork_net(published.zf_deploy(), ZF_SCHEMA)
+    inputs = {"data": (2, 3, 227, 227)}
+    w1 = _weights(deploy, 0, inputs)
+    res1 = to_onnx(deploy, w1, inputs=inputs, outputs=["pool5"])
+    if not res1.parity.ok:      # only switches, at near-equal window values (checked below)
+        assert res1.parity.divergence["blob"].startswith("poolswitches"), res1.parity.table()
+    assert {"switches1", "switches2", "switches5", "prob"} <= set(res1.outputs)
+    x = np.random.default_rng(4).standard_normal(inputs["data"]).astype(np.float32)
+    got1 = ort_run(res1.model, {"data": x}, optimize=False)
+    ours = forward(deploy, w1, {"data": x})
+    for i in (1, 2, 5):
+        mine, theirs = ours["switches%d" % i], got1["switches%d" % i]
+        src = ours["conv%d" % i]          # the PoolingSwitches' bottom (after its ReLU)
+        for n, c, a, b in np.argwhere(mine != theirs):
+            plane = src[n, c].reshape(-1)
+            va, vb = plane[int(mine[n, c, a, b])], plane[int(theirs[n, c, a, b])]
+            assert abs(va - vb) <= 1e-5 * np.abs(plane).max(), (i, va, vb)
+    inv = _fork_net(published.zf_invdeploy(), ZF_SCHEMA)
+    feeds = {"switches%d" % s: got1["switches%d" % s] for s, _, _ in published.SWITCHES}
+    feeds["pooled"] = got1["pool5"]
+    shapes = {k: v.shape for k, v in feeds.items()}
+    w2 = _weights(inv, 0, shapes)
+    res2 = to_onnx(inv, w2, inputs=shapes, check=False)
+    want = forward(inv, w2, feeds)["conv1"]
+    got = ort_run(res2.model, feeds)["conv1"]
+    assert got.shape == (2, 3, 227, 227) and rel_err(got, want) <= TOL
