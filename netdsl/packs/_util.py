@@ -75,11 +75,29 @@ def scatter_onnx(ctx: Any, values: str, switches: str, shape: Sequence[int], out
     """:func:`scatter` in ONNX: each (n, c) plane of ``values`` (of ``shape``) written
     into a zero plane of ``out_h`` x ``out_w`` at the flat positions ``switches``
     holds (floats, truncated as ``static_cast<int>``), by ScatterElements along the
-    flattened plane; runtimes write in order, so the last of equal positions stays."""
+    flattened plane.  ONNX leaves the order of writes to one position undefined
+    (``reduction='none'``), so the last write is made the only one: per plane the
+    keys ``position * L + order`` (L values a plane) are sorted (TopK, ascending),
+    and every value whose position the next sorted value shares goes to a spare
+    cell past the plane, which is cut off afterwards."""
     n, c, h, w = (int(d) for d in shape)
-    flat = ctx.reshape(values, (n, c, h * w), in_shape=shape)
-    idx = ctx.node("Cast", [ctx.reshape(switches, (n, c, h * w), in_shape=shape)], to=7)
+    size, plane = h * w, out_h * out_w
+    flat = ctx.reshape(values, (n, c, size), in_shape=shape)
+    idx = ctx.node("Cast", [ctx.reshape(switches, (n, c, size), in_shape=shape)], to=7)
+    if size > 1:
+        order = ctx.const(np.arange(size, dtype=np.int64), "order", np.int64)
+        keys = ctx.node("Add", [ctx.node("Mul", [idx, ctx.const(np.int64(size), "count",
+                                                                np.int64)]), order])
+        _, perm = ctx.node("TopK", [keys, ctx.ints([size], "k")], n_out=2, axis=2,
+                           largest=0, sorted=1)
+        idx = ctx.node("GatherElements", [idx, perm], axis=2)
+        flat = ctx.node("GatherElements", [flat, perm], axis=2)
+        head = ctx.slice(idx, [0], [size - 1], [2])
+        later = ctx.slice(idx, [1], [size], [2])
+        spare = ctx.const(np.int64(plane), "spare", np.int64)
+        kept = ctx.node("Where", [ctx.node("Equal", [head, later]), spare, head])
+        idx = ctx.node("Concat", [kept, ctx.slice(idx, [size - 1], [size], [2])], axis=2)
     zeros = ctx.node("Expand", [ctx.scalar(0.0, "zero"),
-                                ctx.shape_of(values, shape, 2, [out_h * out_w])])
-    y = ctx.node("ScatterElements", [zeros, idx, flat], axis=2)
+                                ctx.shape_of(values, shape, 2, [plane + 1])])
+    y = ctx.slice(ctx.node("ScatterElements", [zeros, idx, flat], axis=2), [0], [plane], [2])
     return ctx.reshape(y, (n, c, out_h, out_w), out=ctx.top(0), in_shape=shape)

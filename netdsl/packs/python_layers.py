@@ -20,14 +20,16 @@ Shape = Tuple[int, ...]
 class PythonLayer(NamedTuple):
     shape: Callable[[Any, List[Shape], int], List[Shape]]
     forward: Optional[Callable[[Any, List[np.ndarray], Any, Any], List[np.ndarray]]] = None
+    onnx: Optional[Callable[[Any, Any], List[str]]] = None
 
 
 #: python_param.layer (the class name) -> its rules
 KNOWN: Dict[str, PythonLayer] = {}
 
 
-def register(class_name: str, shape: Callable, forward: Optional[Callable] = None) -> None:
-    KNOWN[class_name] = PythonLayer(shape, forward)
+def register(class_name: str, shape: Callable, forward: Optional[Callable] = None,
+             onnx: Optional[Callable] = None) -> None:
+    KNOWN[class_name] = PythonLayer(shape, forward, onnx)
 
 
 def python_shape(layer: Any, bottoms: List[Shape], ntop: int) -> List[Shape]:
@@ -52,5 +54,20 @@ def python_forward(layer: Any, bottoms: List[np.ndarray], blobs: Any, ctx: Any
     return known.forward(layer, bottoms, blobs, ctx)
 
 
+def python_onnx(layer: Any, ctx: Any) -> List[str]:
+    """The ONNX rule of the class ``python_param.layer`` names (only those that
+    :func:`python_exports` accepts reach here)."""
+    return KNOWN[layer.python_param.layer].onnx(layer, ctx)
+
+
+def python_exports(layer: Any) -> bool:
+    """Whether this Python layer's class has an export rule; any other Python
+    layer's code is the user's, which netdsl neither runs nor exports."""
+    known = KNOWN.get(layer.python_param.layer)
+    return known is not None and known.onnx is not None
+
+
+python_onnx.covers = python_exports    # type: ignore[attr-defined]   (read by the export walk)
+
 PACKS.add(replace(BUILTIN.get("Python"), shape=python_shape, forward=python_forward,
-                  builtin=False, source="netdsl.packs.python_layers"))
+                  onnx=python_onnx, builtin=False, source="netdsl.packs.python_layers"))

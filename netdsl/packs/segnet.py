@@ -201,4 +201,15 @@ def spatial_dropout_forward(layer: Any, bottoms: List[np.ndarray], blobs: Any, c
     return [x * scale]
 
 
-python_layers.register("SpatialDropoutLayer", spatial_dropout_shape, spatial_dropout_forward)
+def spatial_dropout_onnx(layer: Any, ctx: Any) -> List[str]:
+    """The TEST forward: Mul by the float32 scale 1 / (1 - p) (a 'TRAIN' phase draws
+    a random mask: refused)."""
+    phase, p = _spatial_dropout_args(layer)
+    if phase == "TRAIN":
+        raise ctx.refuse("its param_str phase 'TRAIN' drops random channels")
+    return [ctx.node("Mul", [ctx.inputs[0], ctx.scalar(np.float32(1.0 / (1.0 - p)), "scale")],
+                     out=ctx.top(0))]
+
+
+python_layers.register("SpatialDropoutLayer", spatial_dropout_shape, spatial_dropout_forward,
+                       spatial_dropout_onnx)

@@ -22,9 +22,9 @@ import numpy as np
 from ..coord_map import UndefinedMapException, channel_axis_map
 from ..errors import NetdslError
 from ..layers.blob import count, enum_name, legacy_dim
-from ..layers.pool import PoolGeometry, _pool_map, pool_dims, pool_geometry
+from ..layers.pool import PoolGeometry, _pool_map, pool_dims, pool_geometry, pool_onnx
 from ..layers.registry import PACKS, Ops, declare
-from ._util import axes_map, exact, four_axes, scatter
+from ._util import axes_map, exact, four_axes, scatter, scatter_onnx
 
 FORK = "piergiaj/caffe-deconvnet"
 Shape = Tuple[int, ...]
@@ -109,10 +109,26 @@ def switches_cost(ls: Any) -> Ops:
     return Ops(pooling=count(ls.top_shapes[0]) // 2 * g.kernel[0] * g.kernel[1])
 
 
+def switches_onnx(layer: Any, ctx: Any, g: PoolGeometry) -> List[str]:
+    """MaxPool with its Indices as BVLC pooling's mask (pool_onnx: the same windows,
+    the first maximum's position ``h * W + w``), the values and positions
+    concatenated on axis 0.  Every window holds an input cell (the pooled size's
+    clip), so the fork's -FLT_MAX / -1 "nothing taken" arises only when no value
+    exceeds -FLT_MAX (-inf, NaN), which is not exported exactly."""
+    _method(layer, "the PoolingSwitches")
+    x = ctx.in_shapes[0]
+    y, where = pool_onnx(ctx, ctx.inputs[0], 0, (x[2], x[3]), g.kernel, g.stride, g.pad,
+                         g.out, mask=True)
+    outs = [ctx.node("Concat", [y, where], out=ctx.top(0), axis=0)]
+    if len(layer.top) > 1:
+        outs.append(ctx.node("Concat", [where, where], out=ctx.top(1), axis=0))
+    return outs
+
+
 declare("PoolingSwitches", family="zf_deconvnet", registry=PACKS, bottoms=1,
         tops=switches_tops, reads=("pooling_param",), geometry=switches_geometry,
         shape=switches_shape, coord_map=_pool_map, forward=switches_forward,
-        cost=switches_cost, source="netdsl.packs.zf_deconvnet")
+        cost=switches_cost, onnx=switches_onnx, source="netdsl.packs.zf_deconvnet")
 
 
 # -- SliceHalf --------------------------------------------------------------------------
@@ -163,9 +179,32 @@ def half_map(layer: Any, shapes: Any = None):
     return channel_axis_map(axis, layer, shapes, "slice_param.axis")
 
 
+def halves_onnx(ctx: Any, x: str, shape: Shape, axis: int, point: int,
+                outs: List[Any]) -> List[str]:
+    """``x`` cut at ``point`` along ``axis``: Slice, or, on the batch axis of a
+    dynamic batch, Split into equal halves (``point`` is then half the axis)."""
+    dim = shape[axis]
+    if axis == 0 and ctx.graph.dynamic_batch:
+        if dim != 2 * point:
+            raise ctx.refuse("an odd batch (%d) cut at its half cannot follow a dynamic "
+                             "batch" % dim, hint="export without --dynamic-batch")
+        attrs = {"num_outputs": 2} if ctx.opset >= 18 else {}
+        return ctx.node("Split", [x], out=outs if all(outs) else None, n_out=2, axis=0,
+                        **attrs)
+    return [ctx.slice(x, [0], [point], [axis], out=outs[0]),
+            ctx.slice(x, [point], [dim], [axis], out=outs[1])]
+
+
+def half_onnx(layer: Any, ctx: Any) -> List[str]:
+    """Two Slices of the axis at the bottom's ``num() / 2``."""
+    x = tuple(ctx.in_shapes[0])
+    return halves_onnx(ctx, ctx.inputs[0], x, _half_axis(layer, x), legacy_dim(x, 0) // 2,
+                       [ctx.top(0), ctx.top(1)])
+
+
 declare("SliceHalf", family="zf_deconvnet", registry=PACKS, bottoms=1, tops=(2, 2),
         reads=("slice_param",), shape=half_shape, coord_map=half_map, forward=half_forward,
-        source="netdsl.packs.zf_deconvnet")
+        onnx=half_onnx, source="netdsl.packs.zf_deconvnet")
 
 
 # -- InvPooling ------------------------------------------------------------------------
@@ -222,7 +261,27 @@ def inv_cost(ls: Any) -> Ops:
     return Ops(elementwise=count(ls.bottom_shapes[0]) // 2)
 
 
+def inv_onnx(layer: Any, ctx: Any, g: PoolGeometry) -> List[str]:
+    """The bottom's two halves on axis 0 (switches, values; a last odd image is
+    unused), then :func:`scatter_onnx`: exact for overlapping windows too, the last
+    write to a position being the one kept, as the fork's loop keeps it."""
+    _method(layer, "the InvPooling")
+    x = tuple(ctx.in_shapes[0])
+    half = x[0] // 2
+    if x[0] % 2 and not ctx.graph.dynamic_batch:
+        src = ctx.slice(ctx.inputs[0], [0], [2 * half], [0])
+    else:
+        src = ctx.inputs[0]
+    switches, values = halves_onnx(ctx, src, (2 * half,) + x[1:], 0, half, [None, None])
+    _, _, oh, ow = ctx.out_shapes[0]
+    out = [scatter_onnx(ctx, values, switches, (half,) + x[1:], oh, ow)]
+    if len(layer.top) > 1:    # never written: zeros shaped like the first top
+        out.append(ctx.node("Expand", [ctx.scalar(0.0, "zero"), ctx.node("Shape", [out[0]])],
+                            out=ctx.top(1)))
+    return out
+
+
 declare("InvPooling", family="zf_deconvnet", registry=PACKS, bottoms=1, tops=switches_tops,
         reads=("pooling_param",), geometry=inv_geometry, shape=inv_shape,
-        coord_map=inv_map, forward=inv_forward, cost=inv_cost,
+        coord_map=inv_map, forward=inv_forward, cost=inv_cost, onnx=inv_onnx,
         source="netdsl.packs.zf_deconvnet")
