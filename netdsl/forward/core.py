@@ -57,7 +57,7 @@ WeightsArg = Union[None, str, "os.PathLike[str]", Any, Mapping[str, Sequence[np.
 class _Weights:
     """Layer name -> blob arrays, from a caffemodel (path or open) or a dict."""
 
-    def __init__(self, weights: WeightsArg) -> None:
+    def __init__(self, weights: WeightsArg, pb2: Any = None) -> None:
         self._model = None
         self._dict: Optional[Mapping[str, Sequence[np.ndarray]]] = None
         self.stored: Dict[str, List[Tuple[Tuple[int, ...], bool]]] = {}   # caffemodel shapes
@@ -66,7 +66,7 @@ class _Weights:
             self._dict = {}
         elif isinstance(weights, (str, os.PathLike)):
             from ..weights import open_caffemodel
-            self._model = open_caffemodel(os.fspath(weights))
+            self._model = open_caffemodel(os.fspath(weights), pb2=pb2)
             self._close = True
         elif isinstance(weights, Mapping):
             self._dict = weights
@@ -133,6 +133,14 @@ def _load_net(net: Any) -> Message:
         from ..upgrade import upgrade_net
         net = upgrade_net(net)
     return net
+
+
+def _fork_schema(net: Message) -> Any:
+    """The schema ``net`` was read with when it is not BVLC's (a caffemodel of the
+    net is then read with the fork's field numbers too), else None."""
+    from ..proto import caffe_pb2, schema_of
+    pb2 = schema_of(net)
+    return None if pb2 is caffe_pb2 else pb2
 
 
 def _phase_number(phase: Any) -> int:
@@ -244,7 +252,7 @@ class PreparedNet:
         self.read = {b for lp in self.layers for b in lp.bottom}
         self.work: Dict[str, Any] = {}            # buffers reused across layers and calls
         self._cache: Dict[int, Dict[str, Any]] = {}   # per layer: type, geometry, checks
-        self._weights = _Weights(weights)
+        self._weights = _Weights(weights, _fork_schema(self.net))
         if keep_weights:
             wanted = {lp.name for lp in self.layers}
             kept = {}
