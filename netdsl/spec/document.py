@@ -15,7 +15,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 from ..errors import NetdslError, did_you_mean
 from ..layers import current as current_layers
 from ..ops import OPS
-from . import phases as _phases
+from .phases import DEFAULT_PHASES
 from .interpolate import value
 from .load import (MappingNode, Node, ScalarNode, SequenceNode, check_keys as _check_keys,
                    display_path as _display, front_matter, is_template, load_file,
@@ -54,7 +54,7 @@ class Spec:
         self.name = os.path.basename(path).split(".")[0]
         self.description: Optional[str] = None
         self.strict = False                # `strict: true`: warnings (crop offsets) are errors
-        self.phases: List[str] = list(_phases.DEFAULT_PHASES)
+        self.phases: List[str] = list(DEFAULT_PHASES)
         self.variables: Dict[str, Any] = {}
         self.variable_nodes: Dict[str, Node] = {}
         self.inputs: Dict[str, List[int]] = {}

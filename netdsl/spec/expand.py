@@ -14,7 +14,7 @@ from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 from ..errors import NetdslError, did_you_mean
 from ..ops import OPS, OpCall, Record
-from . import phases as _phases
+from .phases import keeps as keeps_phase
 from .document import (ITEM_WORDS, LIBRARY_KEYS, Block, Spec, builder_schema as _pb2,
                        load_blocks as _load_blocks)
 from .interpolate import Unresolved, value
@@ -192,7 +192,7 @@ class Expander:
                 raise _err(tnode, "unknown layer type `%s`" % (type_name,), trace=trace,
                            field="type", hint=did_you_mean(str(type_name), self.types))
             head_value = None
-        if not _phases.keeps(type_name, self.phase, explicit):
+        if not keeps_phase(type_name, self.phase, explicit):
             return
         tops: Optional[List[str]] = None
         name: Optional[str] = None
@@ -337,7 +337,7 @@ class Expander:
             nodes[k] = vn
         call = OpCall(head, value(hvnode, scope), args, nodes, node, fr.trace, _err)
         for rec in OPS[head](call):
-            if not _phases.keeps(rec.type, self.phase, explicit):
+            if not keeps_phase(rec.type, self.phase, explicit):
                 continue
             if rec.bottoms is None and self.pending_bottom is not None:
                 rec.bottoms = self.pending_bottom
