@@ -21,7 +21,7 @@ from typing import Any, Collection, Dict, List, Mapping, Optional, Sequence, Tup
 import numpy as np
 from google.protobuf.message import Message
 
-from ..errors import NetdslError, did_you_mean
+from ..errors import NetdslError, NetdslTypeError, did_you_mean
 from ..layers import current, lookup
 from ..layers.registry import LayerType
 from ..layers.runtime import TEST, TRAIN, Context, blob_as  # noqa: F401  (re-exported)
@@ -120,19 +120,34 @@ class _Weights:
 
 # -- the net ------------------------------------------------------------------
 
-def _load_net(net: Any) -> Message:
+def load_net(net: Any) -> Message:
+    """The NetParameter of ``net``: a prototxt path (read with the schema in use), a
+    NetSpec, or a NetParameter (a V0/V1 one upgraded, as Caffe's ``ReadNetParamsFrom
+    TextFileOrDie`` does).  The forward and ``caffe.Net`` both load nets here."""
     if isinstance(net, (str, os.PathLike)):
         from ..prototxt import read_net
         return read_net(os.fspath(net))
     if hasattr(net, "to_proto") and not hasattr(net, "layer"):
         net = net.to_proto()
     if not hasattr(net, "layer"):
-        raise NetdslError("net must be a NetParameter, a NetSpec or a prototxt path, not %s"
-                          % type(net).__name__)
+        raise NetdslTypeError("net must be a NetParameter, a NetSpec or a prototxt path, "
+                              "not %s" % type(net).__name__)
     if len(getattr(net, "layers", ())) or len(getattr(net, "input", ())):
         from ..upgrade import upgrade_net
         net = upgrade_net(net)
     return net
+
+
+_load_net = load_net   # the name netdsl.export.walk imports
+
+
+def select_layers(net: Message, phase: Any, level: Optional[int] = None,
+                  stages: Optional[Sequence[str]] = None) -> Tuple[Message, List[Message]]:
+    """(NetState, layers Caffe keeps for it): ``Net::Init``'s ``FilterNet`` for
+    ``phase`` (a number), and ``level`` and ``stages`` when given (netdsl.netstate)."""
+    from ..netstate import included_layers, make_state
+    state = make_state(net, phase, level, stages)
+    return state, included_layers(net, state)
 
 
 def _fork_schema(net: Message) -> Any:
@@ -151,12 +166,6 @@ def _phase_number(phase: Any) -> int:
     raise NetdslError("phase must be TRAIN or TEST, not %r" % (phase,), field="phase")
 
 
-def _filter(net: Message, phase: int) -> List[Message]:
-    """The layers Caffe keeps for ``phase`` (include/exclude rules)."""
-    from ..netstate import included_layers, make_state
-    return included_layers(net, make_state(net, phase))
-
-
 def _declared_shape(lp: Message, index: int) -> Optional[List[int]]:
     if lp.type == "Input":
         shapes = lp.input_param.shape
@@ -170,7 +179,7 @@ def _declared_shape(lp: Message, index: int) -> Optional[List[int]]:
 def input_shapes(net: Any) -> Dict[str, List[int]]:
     """Blob name -> declared shape of every Input layer top of ``net`` (and of the
     legacy ``input`` fields a schema without InputParameter keeps)."""
-    net = _load_net(net)
+    net = load_net(net)
     out: Dict[str, List[int]] = {}
     for i, name in enumerate(net.input):     # legacy input fields (a schema without Input)
         if len(net.input_shape) > i:
@@ -245,9 +254,9 @@ class PreparedNet:
                  keep_weights: bool = True) -> None:
         from ..plugins import ensure_env_plugins
         ensure_env_plugins()  # custom layers' rules named in NETDSL_PLUGINS
-        self.net = _load_net(net)
+        self.net = load_net(net)
         self.phase = _phase_number(phase)
-        self.layers = _filter(self.net, self.phase)
+        self.layers = select_layers(self.net, self.phase)[1]
         self.tops = {t for lp in self.layers for t in lp.top} | set(self.net.input)
         self.read = {b for lp in self.layers for b in lp.bottom}
         self.work: Dict[str, Any] = {}            # buffers reused across layers and calls
@@ -366,9 +375,6 @@ class _Walk:
             except NetdslError as err:
                 raise err.located(layer=lp.name)
             tops = run_layer(lp, lt, bottoms, blobs, ctx, self.prep._cache.setdefault(i, {}))
-            if len(tops) != len(lp.top):
-                raise NetdslError("layer gave %d tops for %d top names"
-                                  % (len(tops), len(lp.top)), layer=lp.name)
         for name, arr in zip(lp.top, tops):
             if arr is None:   # a data layer's top that no layer reads and no input gave
                 continue
@@ -479,8 +485,8 @@ def layer_blobs(lp: Message, lt: LayerType, blobs: Optional[List[np.ndarray]],
 
 def run_layer(lp: Message, lt: LayerType, bottoms: List[np.ndarray], blobs: List[np.ndarray],
               ctx: Context, cache: Dict[str, Any]) -> List[np.ndarray]:
-    """One layer's forward: the type's rule on ``bottoms``, its tops float32 and
-    C-ordered.  The geometry is parsed and the tops' shapes checked against the
+    """One layer's forward: the type's rule on ``bottoms``, one array per top name,
+    float32 and C-ordered.  The geometry is parsed and the tops' shapes checked against the
     shape rule once per bottom shape (``cache`` is the layer's own dict)."""
     key = tuple(tuple(b.shape) for b in bottoms)
     try:
@@ -489,6 +495,8 @@ def run_layer(lp: Message, lt: LayerType, bottoms: List[np.ndarray], blobs: List
             geo = lt.parse(lp, key[0] if key else None)
             cache[("geo", key[0] if key else None)] = geo
         out = lt.run(lp, bottoms, blobs, ctx, geo)
+        if len(out) != len(lp.top):
+            raise NetdslError("layer gave %d tops for %d top names" % (len(out), len(lp.top)))
         if ("checked", key) not in cache:
             _check_tops(lt, lp, bottoms, out, geo)
             if not lt.extra.get("data_dependent_axes"):
