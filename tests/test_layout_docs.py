@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import re
 
+import pytest
+
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 
 
@@ -48,3 +50,43 @@ def test_architecture_doc_names_existing_modules():
     for name in os.listdir(os.path.join(ROOT, "netdsl", "layers")):
         if name.endswith(".py") and not name.startswith("_") and name != "registry.py":
             assert "`%s`" % name in doc, name
+
+
+def test_readme_and_architecture_name_the_cli_package():
+    assert "netdsl/cli/" in _layout_block()
+    assert "`cli/`" in _read("docs", "architecture.md")
+    assert os.path.isdir(os.path.join(ROOT, "netdsl", "cli"))
+
+
+def test_architecture_verb_example_runs(tmp_path, monkeypatch, capsys):
+    """The worked example of adding a CLI verb, run as a verb of the dispatcher."""
+    import types
+    import netdsl.cli
+    doc = _read("docs", "architecture.md")
+    section = doc[doc.index("## Worked example: adding a CLI verb"):]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    module = types.ModuleType("netdsl_doc_types_verb")
+    exec(compile(code, "architecture.md", "exec"), module.__dict__)
+    monkeypatch.setattr(netdsl.cli, "VERBS", netdsl.cli.VERBS + [module])
+    net = tmp_path / "net.prototxt"
+    net.write_text(  # written by hand: one Input, two Convolutions, one ReLU
+        'layer { name: "data" type: "Input" top: "data" '
+        'input_param { shape { dim: 1 dim: 3 dim: 8 dim: 8 } } }\n'
+        'layer { name: "c1" type: "Convolution" bottom: "data" top: "c1" '
+        'convolution_param { num_output: 4 kernel_size: 3 } }\n'
+        'layer { name: "r1" type: "ReLU" bottom: "c1" top: "c1" }\n'
+        'layer { name: "c2" type: "Convolution" bottom: "c1" top: "c2" '
+        'convolution_param { num_output: 4 kernel_size: 3 } }\n')
+    assert netdsl.cli.main(["types", str(net)]) == 0
+    assert capsys.readouterr().out == "Convolution 2\nInput 1\nReLU 1\n"
+    out = tmp_path / "types.txt"
+    assert netdsl.cli.main(["types", str(net), "-o", str(out)]) == 0
+    assert out.read_text() == "Convolution 2\nInput 1\nReLU 1\n"
+    # a missing net: the dispatcher's one error line, exit status 2
+    assert netdsl.cli.main(["types", str(tmp_path / "missing.prototxt")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("netdsl: error: ") and err.count("\n") == 1
+    # the dispatcher's own options reach the new verb
+    with pytest.raises(SystemExit):
+        netdsl.cli.main(["types", "--help"])
+    assert "--proto FORK.proto" in capsys.readouterr().out

@@ -21,7 +21,7 @@ from typing import Any, Collection, Dict, List, Mapping, Optional, Sequence, Tup
 import numpy as np
 from google.protobuf.message import Message
 
-from ..errors import NetdslError, did_you_mean
+from ..errors import NetdslError, NetdslTypeError, did_you_mean
 from ..layers import current, lookup
 from ..layers.registry import LayerType
 from ..layers.runtime import TEST, TRAIN, Context, blob_as  # noqa: F401  (re-exported)
@@ -57,7 +57,7 @@ WeightsArg = Union[None, str, "os.PathLike[str]", Any, Mapping[str, Sequence[np.
 class _Weights:
     """Layer name -> blob arrays, from a caffemodel (path or open) or a dict."""
 
-    def __init__(self, weights: WeightsArg) -> None:
+    def __init__(self, weights: WeightsArg, pb2: Any = None) -> None:
         self._model = None
         self._dict: Optional[Mapping[str, Sequence[np.ndarray]]] = None
         self.stored: Dict[str, List[Tuple[Tuple[int, ...], bool]]] = {}   # caffemodel shapes
@@ -66,7 +66,7 @@ class _Weights:
             self._dict = {}
         elif isinstance(weights, (str, os.PathLike)):
             from ..weights import open_caffemodel
-            self._model = open_caffemodel(os.fspath(weights))
+            self._model = open_caffemodel(os.fspath(weights), pb2=pb2)
             self._close = True
         elif isinstance(weights, Mapping):
             self._dict = weights
@@ -120,19 +120,42 @@ class _Weights:
 
 # -- the net ------------------------------------------------------------------
 
-def _load_net(net: Any) -> Message:
+def load_net(net: Any) -> Message:
+    """The NetParameter of ``net``: a prototxt path (read with the schema in use), a
+    NetSpec, or a NetParameter (a V0/V1 one upgraded, as Caffe's ``ReadNetParamsFrom
+    TextFileOrDie`` does).  The forward and ``caffe.Net`` both load nets here."""
     if isinstance(net, (str, os.PathLike)):
         from ..prototxt import read_net
         return read_net(os.fspath(net))
     if hasattr(net, "to_proto") and not hasattr(net, "layer"):
         net = net.to_proto()
     if not hasattr(net, "layer"):
-        raise NetdslError("net must be a NetParameter, a NetSpec or a prototxt path, not %s"
-                          % type(net).__name__)
+        raise NetdslTypeError("net must be a NetParameter, a NetSpec or a prototxt path, "
+                              "not %s" % type(net).__name__)
     if len(getattr(net, "layers", ())) or len(getattr(net, "input", ())):
         from ..upgrade import upgrade_net
         net = upgrade_net(net)
     return net
+
+
+_load_net = load_net   # the name netdsl.export.walk imports
+
+
+def select_layers(net: Message, phase: Any, level: Optional[int] = None,
+                  stages: Optional[Sequence[str]] = None) -> Tuple[Message, List[Message]]:
+    """(NetState, layers Caffe keeps for it): ``Net::Init``'s ``FilterNet`` for
+    ``phase`` (a number), and ``level`` and ``stages`` when given (netdsl.netstate)."""
+    from ..netstate import included_layers, make_state
+    state = make_state(net, phase, level, stages)
+    return state, included_layers(net, state)
+
+
+def _fork_schema(net: Message) -> Any:
+    """The schema ``net`` was read with when it is not BVLC's (a caffemodel of the
+    net is then read with the fork's field numbers too), else None."""
+    from ..proto import caffe_pb2, schema_of
+    pb2 = schema_of(net)
+    return None if pb2 is caffe_pb2 else pb2
 
 
 def _phase_number(phase: Any) -> int:
@@ -141,12 +164,6 @@ def _phase_number(phase: Any) -> int:
     if phase in (TRAIN, TEST) and not isinstance(phase, bool):
         return int(phase)
     raise NetdslError("phase must be TRAIN or TEST, not %r" % (phase,), field="phase")
-
-
-def _filter(net: Message, phase: int) -> List[Message]:
-    """The layers Caffe keeps for ``phase`` (include/exclude rules)."""
-    from ..netstate import included_layers, make_state
-    return included_layers(net, make_state(net, phase))
 
 
 def _declared_shape(lp: Message, index: int) -> Optional[List[int]]:
@@ -162,7 +179,7 @@ def _declared_shape(lp: Message, index: int) -> Optional[List[int]]:
 def input_shapes(net: Any) -> Dict[str, List[int]]:
     """Blob name -> declared shape of every Input layer top of ``net`` (and of the
     legacy ``input`` fields a schema without InputParameter keeps)."""
-    net = _load_net(net)
+    net = load_net(net)
     out: Dict[str, List[int]] = {}
     for i, name in enumerate(net.input):     # legacy input fields (a schema without Input)
         if len(net.input_shape) > i:
@@ -237,14 +254,14 @@ class PreparedNet:
                  keep_weights: bool = True) -> None:
         from ..plugins import ensure_env_plugins
         ensure_env_plugins()  # custom layers' rules named in NETDSL_PLUGINS
-        self.net = _load_net(net)
+        self.net = load_net(net)
         self.phase = _phase_number(phase)
-        self.layers = _filter(self.net, self.phase)
+        self.layers = select_layers(self.net, self.phase)[1]
         self.tops = {t for lp in self.layers for t in lp.top} | set(self.net.input)
         self.read = {b for lp in self.layers for b in lp.bottom}
         self.work: Dict[str, Any] = {}            # buffers reused across layers and calls
         self._cache: Dict[int, Dict[str, Any]] = {}   # per layer: type, geometry, checks
-        self._weights = _Weights(weights)
+        self._weights = _Weights(weights, _fork_schema(self.net))
         if keep_weights:
             wanted = {lp.name for lp in self.layers}
             kept = {}
@@ -358,9 +375,6 @@ class _Walk:
             except NetdslError as err:
                 raise err.located(layer=lp.name)
             tops = run_layer(lp, lt, bottoms, blobs, ctx, self.prep._cache.setdefault(i, {}))
-            if len(tops) != len(lp.top):
-                raise NetdslError("layer gave %d tops for %d top names"
-                                  % (len(tops), len(lp.top)), layer=lp.name)
         for name, arr in zip(lp.top, tops):
             if arr is None:   # a data layer's top that no layer reads and no input gave
                 continue
@@ -471,8 +485,8 @@ def layer_blobs(lp: Message, lt: LayerType, blobs: Optional[List[np.ndarray]],
 
 def run_layer(lp: Message, lt: LayerType, bottoms: List[np.ndarray], blobs: List[np.ndarray],
               ctx: Context, cache: Dict[str, Any]) -> List[np.ndarray]:
-    """One layer's forward: the type's rule on ``bottoms``, its tops float32 and
-    C-ordered.  The geometry is parsed and the tops' shapes checked against the
+    """One layer's forward: the type's rule on ``bottoms``, one array per top name,
+    float32 and C-ordered.  The geometry is parsed and the tops' shapes checked against the
     shape rule once per bottom shape (``cache`` is the layer's own dict)."""
     key = tuple(tuple(b.shape) for b in bottoms)
     try:
@@ -481,6 +495,8 @@ def run_layer(lp: Message, lt: LayerType, bottoms: List[np.ndarray], blobs: List
             geo = lt.parse(lp, key[0] if key else None)
             cache[("geo", key[0] if key else None)] = geo
         out = lt.run(lp, bottoms, blobs, ctx, geo)
+        if len(out) != len(lp.top):
+            raise NetdslError("layer gave %d tops for %d top names" % (len(out), len(lp.top)))
         if ("checked", key) not in cache:
             _check_tops(lt, lp, bottoms, out, geo)
             if not lt.extra.get("data_dependent_axes"):

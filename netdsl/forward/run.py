@@ -66,11 +66,9 @@ def run(net: str, weights: Optional[str] = None, inputs: Mapping[str, str] = (),
     missing = [n for n in declared if n not in arrays]
     if missing:
         if not random_input:
-            raise NetdslError("no array for input%s %s; give --input NAME=FILE.npy or "
-                              "--random-input" % ("s" if len(missing) > 1 else "",
-                                                   ", ".join("'%s' (%s)" % (
-                                                       n, "x".join(map(str, declared[n])))
-                                                       for n in missing)), file=net)
+            raise NetdslError("no array for %s; give --input NAME=FILE.npy or --random-input"
+                              % ", ".join("'%s' (%s)" % (n, "x".join(map(str, declared[n])))
+                                          for n in missing), file=net)
     guard_forward(netp, {n: a.shape for n, a in arrays.items()},
                   missing if random_input else [], phase=phase,
                   limit=resolve_limit(max_memory), file=net)

@@ -125,224 +125,281 @@ def _mark(out: Any, rec: Record, name: Optional[str] = None,
 
 def compile_records(records: List[Record], inputs: Dict[str, List[int]],
                     phase: str = "", input_node: Optional[Node] = None) -> Compiled:
-    """A NetParameter of ``records`` built with the NetSpec builder."""
-    from .. import netspec
-    from ..netspec import NetSpec
-
-    L = netspec.layers
-    # pass 1: which declared inputs this phase reads without producing them, and the
-    # names given explicitly (automatic names must not collide with them)
-    produced: set = set()
-    needed: List[str] = []
-    given_names: Dict[str, Record] = {}
-    later: Dict[str, int] = {}
-    first_bottom_default = None
+    """A NetParameter of ``records`` built with the NetSpec builder: the names first
+    (which declared inputs the phase reads, which names are given), then the Input
+    layer netdsl adds for those inputs, then one builder call per record."""
+    c = _Compiler(records, inputs)
+    c.scan()
+    c.add_inputs(input_node)
     for idx, rec in enumerate(records):
-        if rec.bottoms is None and not produced and not _is_source(rec, inputs) and inputs:
-            first_bottom_default = next(iter(inputs))
-            if first_bottom_default not in needed:
-                needed.append(first_bottom_default)
-        for b in list(rec.bottoms or ()) + ([rec.reference] if rec.reference else []):
-            if b not in produced and b in inputs and b not in needed:
-                needed.append(b)
-        for t in rec.tops or ():
-            produced.add(t)
-            given_names.setdefault(t, rec)
-            later.setdefault(t, idx)
-        if rec.name:
-            produced.add(rec.name)
-            given_names.setdefault(rec.name, rec)
-        if rec.in_place and rec.name:
-            later.setdefault(rec.name, idx)
-    needed.sort(key=list(inputs).index)
+        c.add_layer(idx, rec)
+    return c.finish()
 
-    n = NetSpec()
-    blobs: Dict[str, Any] = {}          # blob name (or in-place layer name) -> Top
-    blob_name: Dict[Any, str] = {}      # Top -> its blob name
-    owner: Dict[str, Record] = {}       # blob name -> record that made it
-    layer_names: Dict[str, Record] = {}
-    surgery: Dict[str, List[str]] = {"interp": [], "nearest": []}
-    autonames: Counter = Counter()
-    phase_inputs: Dict[str, List[int]] = {}
-    sources: set = set()                # tops of layers without bottoms
 
-    from ..fork import lacks_input_layer
-    legacy = lacks_input_layer(netspec.current_schema())   # older than the Input layer
-    if needed:
+class _Compiler:
+    """The state of one :func:`compile_records`: the NetSpec, each blob's builder top,
+    who made it, the layer names taken so far."""
+
+    def __init__(self, records: List[Record], inputs: Dict[str, List[int]]) -> None:
+        from .. import netspec
+        from ..fork import lacks_input_layer
+        self.records, self.inputs = records, inputs
+        self.L = netspec.layers
+        self.n = netspec.NetSpec()
+        self.legacy = lacks_input_layer(netspec.current_schema())   # older than Input
+        self.needed: List[str] = []          # declared inputs read before being produced
+        self.given_names: Dict[str, Record] = {}
+        self.later: Dict[str, int] = {}      # name -> index of the record that makes it
+        self.first_bottom_default: Optional[str] = None
+        self.blobs: Dict[str, Any] = {}      # blob name (or in-place layer name) -> Top
+        self.blob_name: Dict[Any, str] = {}  # Top -> its blob name
+        self.owner: Dict[str, Record] = {}   # blob name -> record that made it
+        self.layer_names: Dict[str, Record] = {}
+        self.records_by_name: Dict[str, Record] = {}
+        self.surgery: Dict[str, List[str]] = {"interp": [], "nearest": []}
+        self.autonames: Counter = Counter()
+        self.phase_inputs: Dict[str, List[int]] = {}
+        self.sources: set = set()            # tops of layers without bottoms
+        self.prev = None                     # the previous layer's first top
+
+    def scan(self) -> None:
+        """Pass 1: which declared inputs this phase reads without producing them, and
+        the names given explicitly (automatic names must not collide with them)."""
+        inputs, needed, produced = self.inputs, self.needed, set()
+        for idx, rec in enumerate(self.records):
+            if rec.bottoms is None and not produced and not _is_source(rec, inputs) and inputs:
+                self.first_bottom_default = next(iter(inputs))
+                if self.first_bottom_default not in needed:
+                    needed.append(self.first_bottom_default)
+            for b in list(rec.bottoms or ()) + ([rec.reference] if rec.reference else []):
+                if b not in produced and b in inputs and b not in needed:
+                    needed.append(b)
+            for t in rec.tops or ():
+                produced.add(t)
+                self.given_names.setdefault(t, rec)
+                self.later.setdefault(t, idx)
+            if rec.name:
+                produced.add(rec.name)
+                self.given_names.setdefault(rec.name, rec)
+            if rec.in_place and rec.name:
+                self.later.setdefault(rec.name, idx)
+        needed.sort(key=list(inputs).index)
+
+    def add_inputs(self, input_node: Optional[Node]) -> None:
+        """The Input layer netdsl adds for the declared inputs the phase reads."""
+        needed, inputs = self.needed, self.inputs
+        if not needed:
+            return
         shapes = [{"dim": list(inputs[k])} for k in needed]
-        kw: Dict[str, Any] = {} if legacy else {"shape": shapes if len(shapes) > 1
-                                                else shapes[0]}
+        kw: Dict[str, Any] = {} if self.legacy else {"shape": shapes if len(shapes) > 1
+                                                     else shapes[0]}
         if len(needed) > 1:
             kw["ntop"] = len(needed)
         if needed[0] != INPUT_LAYER:
             kw["name"] = INPUT_LAYER
-        out = L.Input(**kw)
+        out = self.L.Input(**kw)
         if input_node is not None:
             _mark(out, Record("Input", node=input_node), kw.get("name", INPUT_LAYER), needed)
         tops = out if isinstance(out, tuple) else (out,)
         for k, t in zip(needed, tops):
-            n[k] = t
-            blobs[k] = t
-            blob_name[t] = k
-            phase_inputs[k] = list(inputs[k])
-        layer_names[INPUT_LAYER] = Record("Input", name=INPUT_LAYER)
-        if INPUT_LAYER in given_names:
-            rec = given_names[INPUT_LAYER]
+            self.n[k] = t
+            self.blobs[k] = t
+            self.blob_name[t] = k
+            self.phase_inputs[k] = list(inputs[k])
+        self.layer_names[INPUT_LAYER] = Record("Input", name=INPUT_LAYER)
+        if INPUT_LAYER in self.given_names:
+            rec = self.given_names[INPUT_LAYER]
             raise _error(rec, "the name `%s` is taken by the Input layer netdsl adds for %s"
                          % (INPUT_LAYER, ", ".join(needed)), field="name",
                          hint="rename this layer")
 
-    prev = None   # the previous layer's first top
-    records_by_name: Dict[str, Record] = {}
-    for idx, rec in enumerate(records):
-        # bottoms
-        if rec.bottoms is None:
-            if _is_source(rec, inputs):
-                btops: List[Any] = []
-            elif prev is not None:
-                btops = [prev]
-            elif first_bottom_default is not None and first_bottom_default in blobs:
-                btops = [blobs[first_bottom_default]]
-            else:
-                btops = []
-        else:
-            btops = [_resolve(b, rec, idx, records, blobs, later, "bottom") for b in rec.bottoms]
-        bnames = [blob_name[t] for t in btops]
+    def add_layer(self, idx: int, rec: Record) -> None:
+        """One record: its bottoms, in-place or not, its names, the builder call, its tops."""
+        btops = self.bottoms(idx, rec)
+        bnames = [self.blob_name[t] for t in btops]
         ref_top = None
         if rec.reference is not None:
-            ref_top = _resolve(rec.reference, rec, idx, records, blobs, later, "reference")
-        # in place?
-        in_place = rec.in_place
-        if not in_place and rec.tops and rec.bottoms and any(t in bnames for t in rec.tops):
-            # top equal to the bottom given with `bottom:` (a default bottom is not enough:
-            # reusing the previous top's name by accident is a duplicate top)
-            if rec.tops == bnames:
-                in_place = True
-            else:
-                t = next(t for t in rec.tops if t in bnames)
-                raise _error(rec, "top `%s` is also a bottom, but the tops (%s) are not the "
-                             "bottoms (%s): an in-place layer writes all its bottoms"
-                             % (t, ", ".join(rec.tops), ", ".join(bnames)), field="top")
-        if in_place and not btops:
-            raise _error(rec, "an in-place layer needs a bottom", field="in_place")
+            ref_top = _resolve(rec.reference, rec, idx, self.records, self.blobs, self.later,
+                               "reference")
+        in_place = _is_in_place(rec, btops, bnames)
         kwargs = dict(rec.params)
-        name = rec.name
         if in_place:
-            if name is None:
-                name = _autoname(rec, autonames, given_names)
-            key = name
-            if key in blobs or key in n:
-                other = owner.get(key)
-                raise _error(rec, "in-place layer `%s` has the name of blob `%s`%s; an in-place "
-                             "layer needs a name of its own"
-                             % (key, key, " (made by the layer at %s)" % _where_text(other)
-                                if other else ""),
-                             hint="e.g. `relu_%s`" % key if rec.type == "ReLU" else None)
-            kwargs["in_place"] = True
-            tops: List[str] = []
+            name, key, tops = self.in_place_names(rec, kwargs)
         else:
-            ntop = rec.ntop if rec.ntop is not None else (len(rec.tops) if rec.tops else 1)
-            if rec.tops is not None and rec.ntop is not None and rec.ntop != len(rec.tops):
-                raise _error(rec, "ntop is %d but %d tops are named" % (rec.ntop, len(rec.tops)),
-                             field="ntop")
-            if rec.tops:
-                tops = list(rec.tops)
-            else:
-                tops = [_autoname(rec, autonames, given_names) for _ in range(ntop)]
-            seen = set()
-            for t in tops:
-                if t in seen:
-                    raise _error(rec, "top `%s` is listed twice" % t, field="top")
-                seen.add(t)
-                if t in blobs or t in n:
-                    other = owner.get(t)
-                    raise _error(rec, "duplicate top `%s`: %s already produces it; only an "
-                                 "in-place layer (top equal to its bottom) may write a blob "
-                                 "again" % (t, "the layer at %s" % _where_text(other)
-                                            if other else "the net's inputs"),
-                                 field="top", hint=(
-                                     "for an in-place layer write `in_place: true`"
-                                     if rec.bottoms is None and t in bnames
-                                     else "give this top another name"))
-            if ntop != 1:
-                kwargs["ntop"] = ntop
-            if ntop == 0:
-                key = name or _autoname(rec, autonames, given_names)
+            name, key, tops = self.top_names(rec, bnames, kwargs)
+        self.take_name(rec, name)
+        out = self.call(rec, btops, ref_top, kwargs, name)
+        _mark(out, rec, name, [key] if in_place else tops)
+        self.store(rec, out, key, tops, bnames if in_place else None)
+        if not btops:
+            self.sources.update(tops)
+        if rec.surgery:
+            self.surgery[rec.surgery].append(name)
+
+    def bottoms(self, idx: int, rec: Record) -> List[Any]:
+        """The builder tops of ``rec``'s bottoms: given, or by default the previous
+        layer's first top (or the first declared input); none for a source."""
+        if rec.bottoms is not None:
+            return [_resolve(b, rec, idx, self.records, self.blobs, self.later, "bottom")
+                    for b in rec.bottoms]
+        if _is_source(rec, self.inputs):
+            return []
+        if self.prev is not None:
+            return [self.prev]
+        if self.first_bottom_default is not None and self.first_bottom_default in self.blobs:
+            return [self.blobs[self.first_bottom_default]]
+        return []
+
+    def in_place_names(self, rec: Record, kwargs: Dict[str, Any]):
+        """(layer name, key, tops) of an in-place layer: it needs a name of its own."""
+        name = rec.name
+        if name is None:
+            name = _autoname(rec, self.autonames, self.given_names)
+        key = name
+        if key in self.blobs or key in self.n:
+            other = self.owner.get(key)
+            raise _error(rec, "in-place layer `%s` has the name of blob `%s`%s; an in-place "
+                         "layer needs a name of its own"
+                         % (key, key, " (made by the layer at %s)" % _where_text(other)
+                            if other else ""),
+                         hint="e.g. `relu_%s`" % key if rec.type == "ReLU" else None)
+        kwargs["in_place"] = True
+        return name, key, []
+
+    def top_names(self, rec: Record, bnames: List[str], kwargs: Dict[str, Any]):
+        """(layer name, key, tops) of a layer writing new blobs: each top new."""
+        ntop = rec.ntop if rec.ntop is not None else (len(rec.tops) if rec.tops else 1)
+        if rec.tops is not None and rec.ntop is not None and rec.ntop != len(rec.tops):
+            raise _error(rec, "ntop is %d but %d tops are named" % (rec.ntop, len(rec.tops)),
+                         field="ntop")
+        if rec.tops:
+            tops = list(rec.tops)
+        else:
+            tops = [_autoname(rec, self.autonames, self.given_names) for _ in range(ntop)]
+        self.check_new_tops(rec, tops, bnames)
+        if ntop != 1:
+            kwargs["ntop"] = ntop
+        name = rec.name
+        if ntop == 0:
+            key = name = name or _autoname(rec, self.autonames, self.given_names)
+        else:
+            key = tops[0]
+            if name is None:
                 name = key
-            else:
-                key = tops[0]
-                if name is None:
-                    name = key
-            if name != key:
-                kwargs["name"] = name
-        if name in layer_names:
-            other = layer_names[name]
+        if name != key:
+            kwargs["name"] = name
+        return name, key, tops
+
+    def check_new_tops(self, rec: Record, tops: List[str], bnames: List[str]) -> None:
+        seen = set()
+        for t in tops:
+            if t in seen:
+                raise _error(rec, "top `%s` is listed twice" % t, field="top")
+            seen.add(t)
+            if t in self.blobs or t in self.n:
+                other = self.owner.get(t)
+                raise _error(rec, "duplicate top `%s`: %s already produces it; only an "
+                             "in-place layer (top equal to its bottom) may write a blob "
+                             "again" % (t, "the layer at %s" % _where_text(other)
+                                        if other else "the net's inputs"),
+                             field="top", hint=(
+                                 "for an in-place layer write `in_place: true`"
+                                 if rec.bottoms is None and t in bnames
+                                 else "give this top another name"))
+
+    def take_name(self, rec: Record, name: str) -> None:
+        if name in self.layer_names:
+            other = self.layer_names[name]
             raise _error(rec, "duplicate layer name `%s` (also the layer at %s)"
                          % (name, _where_text(other)), field="name" if rec.name else "top",
                          layer=None)
-        layer_names[name] = rec
-        records_by_name[name] = rec
-        # the builder call
+        self.layer_names[name] = rec
+        self.records_by_name[name] = rec
+
+    def call(self, rec: Record, btops: List[Any], ref_top: Any, kwargs: Dict[str, Any],
+             name: str) -> Any:
+        """The builder call ``L.<Type>(*bottoms, **params)``; its errors located."""
         try:
             if rec.type == "Crop" and rec.reference is not None:
-                out = _crop(rec, btops, ref_top, kwargs)
-            else:
-                out = getattr(L, rec.type)(*btops, **kwargs)
+                return _crop(rec, btops, ref_top, kwargs)
+            return getattr(self.L, rec.type)(*btops, **kwargs)
         except NetdslError as exc:
             if rec.type == "Crop" and exc.layer is None and _out_of_range(exc):
                 try:  # the value is in a layer the crop reaches back to: name that one
-                    n.to_proto()
+                    self.n.to_proto()
                 except NetdslError as real:
-                    if real.layer in records_by_name:
-                        raise locate(real, records_by_name[real.layer])
+                    if real.layer in self.records_by_name:
+                        raise locate(real, self.records_by_name[real.layer])
             exc.layer = exc.layer or name
             raise locate(exc, rec)
-        _mark(out, rec, name, [key] if in_place else tops)
-        if in_place:
-            top = out
-            n[key] = top
-            for b in bnames:
-                blobs[b] = top
-            blob_name[top] = bnames[0]
-            blobs[key] = top
+
+    def store(self, rec: Record, out: Any, key: str, tops: List[str],
+              in_place_bottoms: Optional[List[str]]) -> None:
+        """The builder's result under its blob names (an in-place layer's under its
+        bottoms' names too)."""
+        n, blobs, blob_name, owner = self.n, self.blobs, self.blob_name, self.owner
+        if in_place_bottoms is not None:
+            n[key] = out
+            for b in in_place_bottoms:
+                blobs[b] = out
+            blob_name[out] = in_place_bottoms[0]
+            blobs[key] = out
             owner.setdefault(key, rec)
-            prev = top
+            self.prev = out
         elif isinstance(out, tuple):
             for t, tname in zip(out, tops):
                 n[tname] = t
                 blobs[tname] = t
                 blob_name[t] = tname
                 owner[tname] = rec
-            prev = out[0] if out else prev
+            self.prev = out[0] if out else self.prev
         elif hasattr(out, "fn") and hasattr(out, "n"):   # one Top
             n[key] = out
             blobs[key] = out
             blob_name[out] = key
             owner[key] = rec
-            prev = out
+            self.prev = out
         else:   # ntop 0: the layer itself
             n[key] = out
-        if not btops:
-            sources.update(tops)
-        if rec.surgery:
-            surgery[rec.surgery].append(name)
-    try:
-        net = n.to_proto()
-    except NetdslError as exc:
-        rec = records_by_name.get(exc.layer or "")
-        if rec is None:
-            raise
-        raise locate(exc, rec)
-    if legacy and needed:
-        from ..fork import to_legacy_inputs
-        to_legacy_inputs(net, INPUT_LAYER, inputs)
-    declared: Dict[str, List[int]] = {}
-    for k, shape in inputs.items():
-        if k in sources:
-            phase_inputs.setdefault(k, list(shape))
-        elif k in owner:
-            declared[k] = list(shape)
-    return Compiled(net, layer_names, surgery, phase_inputs, declared)
+
+    def finish(self) -> Compiled:
+        """The NetParameter, and which ``inputs`` feed source layers or name the tops
+        of other layers (declared)."""
+        try:
+            net = self.n.to_proto()
+        except NetdslError as exc:
+            rec = self.records_by_name.get(exc.layer or "")
+            if rec is None:
+                raise
+            raise locate(exc, rec)
+        if self.legacy and self.needed:
+            from ..fork import to_legacy_inputs
+            to_legacy_inputs(net, INPUT_LAYER, self.inputs)
+        declared: Dict[str, List[int]] = {}
+        for k, shape in self.inputs.items():
+            if k in self.sources:
+                self.phase_inputs.setdefault(k, list(shape))
+            elif k in self.owner:
+                declared[k] = list(shape)
+        return Compiled(net, self.layer_names, self.surgery, self.phase_inputs, declared)
+
+
+def _is_in_place(rec: Record, btops: List[Any], bnames: List[str]) -> bool:
+    """Whether ``rec`` writes its bottoms: ``in_place: true``, or tops equal to the
+    bottoms given with ``bottom:`` (a default bottom is not enough: reusing the
+    previous top's name by accident is a duplicate top)."""
+    in_place = rec.in_place
+    if not in_place and rec.tops and rec.bottoms and any(t in bnames for t in rec.tops):
+        if rec.tops == bnames:
+            in_place = True
+        else:
+            t = next(t for t in rec.tops if t in bnames)
+            raise _error(rec, "top `%s` is also a bottom, but the tops (%s) are not the "
+                         "bottoms (%s): an in-place layer writes all its bottoms"
+                         % (t, ", ".join(rec.tops), ", ".join(bnames)), field="top")
+    if in_place and not btops:
+        raise _error(rec, "an in-place layer needs a bottom", field="in_place")
+    return bool(in_place)
 
 
 def _is_source(rec: Record, inputs: Dict[str, List[int]]) -> bool:

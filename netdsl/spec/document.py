@@ -15,7 +15,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 from ..errors import NetdslError, did_you_mean
 from ..layers import current as current_layers
 from ..ops import OPS
-from . import phases as _phases
+from .phases import DEFAULT_PHASES
 from .interpolate import value
 from .load import (MappingNode, Node, ScalarNode, SequenceNode, check_keys as _check_keys,
                    display_path as _display, front_matter, is_template, load_file,
@@ -54,7 +54,7 @@ class Spec:
         self.name = os.path.basename(path).split(".")[0]
         self.description: Optional[str] = None
         self.strict = False                # `strict: true`: warnings (crop offsets) are errors
-        self.phases: List[str] = list(_phases.DEFAULT_PHASES)
+        self.phases: List[str] = list(DEFAULT_PHASES)
         self.variables: Dict[str, Any] = {}
         self.variable_nodes: Dict[str, Node] = {}
         self.inputs: Dict[str, List[int]] = {}
@@ -116,12 +116,7 @@ def load_spec(path: str, variables: Optional[Dict[str, Any]] = None, *,
     scalars, as ``-D`` values are.  Every error names its file, line and column.
     """
     defines = parse_defines(variables)
-    if not os.path.exists(path):
-        from ..shipped import find_shipped, missing_file
-        found = find_shipped(path, "specs")   # an example spec shipped with netdsl
-        if found is None:
-            raise missing_file(path, "specs")
-        path = found
+    path = _find_spec(path)
     spec = Spec(path)
     fm_nodes: Dict[str, Node] = {}
     if is_template(path):
@@ -139,8 +134,27 @@ def load_spec(path: str, variables: Optional[Dict[str, Any]] = None, *,
     _check_keys(ps, TOP_KEYS, "the spec")
     top = {k: (kn, vn) for k, kn, vn in ps}
     spec.custom_types = list(custom_types)
+    spec.variables = _variables(spec, top, fm_nodes, defines, path)
+    for step in (_read_header, _read_types, _read_phases, _read_inputs, _read_body):
+        step(spec, top, spec.variables, path)
+    return spec
 
-    # libraries first: their blocks and variable defaults
+
+def _find_spec(path: str) -> str:
+    """``path``, or the example spec of that name shipped with netdsl."""
+    if os.path.exists(path):
+        return path
+    from ..shipped import find_shipped, missing_file
+    found = find_shipped(path, "specs")
+    if found is None:
+        raise missing_file(path, "specs")
+    return found
+
+
+def _variables(spec: Spec, top: Dict[str, Tuple[Node, Node]], fm_nodes: Dict[str, Node],
+               defines: Dict[str, Any], path: str) -> Dict[str, Any]:
+    """The spec's variables: the libraries' defaults first, then its own ``variables``
+    (a template's front matter too), each overridden by a ``-D`` value."""
     var_items: List[Tuple[str, Node]] = []
     if "include" in top:
         _load_libraries(spec, top["include"][1], var_items, [os.path.abspath(path)])
@@ -166,8 +180,12 @@ def load_spec(path: str, variables: Optional[Dict[str, Any]] = None, *,
             raise _err(spec.variable_nodes.get(k, vn), "`%s` is not a variable name "
                        "(letters, digits and _)" % k)
         scope[k] = defines[k] if k in defines else value(vn, scope)
-    spec.variables = scope
+    return scope
 
+
+def _read_header(spec: Spec, top: Dict[str, Tuple[Node, Node]], scope: Dict[str, Any],
+                 path: str) -> None:
+    """``name``, ``description`` and ``strict``."""
     if "name" in top:
         name = value(top["name"][1], scope)
         if not isinstance(name, str) or not name:
@@ -180,6 +198,11 @@ def load_spec(path: str, variables: Optional[Dict[str, Any]] = None, *,
         if not isinstance(strict, bool):
             raise _err(top["strict"][1], "`strict` is true or false, got %r" % (strict,))
         spec.strict = strict
+
+
+def _read_types(spec: Spec, top: Dict[str, Tuple[Node, Node]], scope: Dict[str, Any],
+                path: str) -> None:
+    """``custom_types``, ``proto``, ``plugins`` and ``custom_layers``, in that order."""
     if "custom_types" in top:
         for n in _sequence(top["custom_types"][1], "`custom_types`"):
             t = value(n, scope)
@@ -195,49 +218,64 @@ def load_spec(path: str, variables: Optional[Dict[str, Any]] = None, *,
         for t, kn, vn in _mapping(top["custom_layers"][1], "`custom_layers`"):
             _register_custom(spec, t, kn, vn, scope)
             spec.custom_types.append(t)
-    if "phases" in top:
-        phs = []
-        for n in _sequence(top["phases"][1], "`phases`"):
-            p = value(n, scope)
-            if not isinstance(p, str) or not p.isidentifier():
-                raise _err(n, "a phase is a name like train, val or deploy, got %r" % (p,))
-            if p in phs:
-                raise _err(n, "phase `%s` listed twice" % p)
-            phs.append(p)
-        if not phs:
-            raise _err(top["phases"][1], "`phases` lists no phase")
-        spec.phases = phs
-    if "inputs" in top:
-        spec.inputs_node = top["inputs"][0]
-        for k, kn, vn in _mapping(top["inputs"][1], "`inputs`"):
-            shape = value(vn, scope)
-            if isinstance(shape, dict) and "shape" in shape and len(shape) == 1:
-                shape = shape["shape"]
-            if isinstance(shape, dict) and list(shape) == ["dim"]:
-                shape = shape["dim"]
-            if (not isinstance(shape, list) or not shape or
-                    any(isinstance(d, bool) or not isinstance(d, int) or d < 0 for d in shape)):
-                raise _err(vn, "the shape of input `%s` is a list of sizes like [1, 3, 500, 500], "
-                               "got %r" % (k, shape), field=k)
-            spec.inputs[k] = shape
-            spec.input_nodes[k] = kn
+
+
+def _read_phases(spec: Spec, top: Dict[str, Tuple[Node, Node]], scope: Dict[str, Any],
+                 path: str) -> None:
+    """``phases``: names, each once, at least one."""
+    if "phases" not in top:
+        return
+    phs: List[str] = []
+    for n in _sequence(top["phases"][1], "`phases`"):
+        p = value(n, scope)
+        if not isinstance(p, str) or not p.isidentifier():
+            raise _err(n, "a phase is a name like train, val or deploy, got %r" % (p,))
+        if p in phs:
+            raise _err(n, "phase `%s` listed twice" % p)
+        phs.append(p)
+    if not phs:
+        raise _err(top["phases"][1], "`phases` lists no phase")
+    spec.phases = phs
+
+
+def _read_inputs(spec: Spec, top: Dict[str, Tuple[Node, Node]], scope: Dict[str, Any],
+                 path: str) -> None:
+    """``inputs``: each a list of sizes (or ``{shape: ...}``, ``{dim: ...}``)."""
+    if "inputs" not in top:
+        return
+    spec.inputs_node = top["inputs"][0]
+    for k, kn, vn in _mapping(top["inputs"][1], "`inputs`"):
+        shape = value(vn, scope)
+        if isinstance(shape, dict) and "shape" in shape and len(shape) == 1:
+            shape = shape["shape"]
+        if isinstance(shape, dict) and list(shape) == ["dim"]:
+            shape = shape["dim"]
+        if (not isinstance(shape, list) or not shape or
+                any(isinstance(d, bool) or not isinstance(d, int) or d < 0 for d in shape)):
+            raise _err(vn, "the shape of input `%s` is a list of sizes like [1, 3, 500, 500], "
+                           "got %r" % (k, shape), field=k)
+        spec.inputs[k] = shape
+        spec.input_nodes[k] = kn
+
+
+def _read_body(spec: Spec, top: Dict[str, Tuple[Node, Node]], scope: Dict[str, Any],
+               path: str) -> None:
+    """``blocks``, ``layers`` (required) and ``solver``."""
     if "blocks" in top:
         load_blocks(spec.blocks, top["blocks"][1], spec)
     for blk in spec.blocks.values():
         if not blk.blocks:
             blk.blocks = spec.blocks
-    if "layers" in top:
-        layers = top["layers"][1]
-        _sequence(layers, "`layers`")
-        spec.layers = layers if isinstance(layers, SequenceNode) else None
-    else:
+    if "layers" not in top:
         raise NetdslError("the spec has no `layers`", file=path, line=1, column=1,
                           hint="add `layers:` with one item per layer (see docs/spec.md)")
+    layers = top["layers"][1]
+    _sequence(layers, "`layers`")
+    spec.layers = layers if isinstance(layers, SequenceNode) else None
     if "solver" in top:
         if not isinstance(top["solver"][1], MappingNode):
             raise _err(top["solver"][1], "`solver` is a mapping of SolverParameter fields")
         spec.solver = top["solver"][1]
-    return spec
 
 
 def _relative(base_file: str, path: str) -> str:

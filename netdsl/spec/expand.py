@@ -14,7 +14,7 @@ from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 from ..errors import NetdslError, did_you_mean
 from ..ops import OPS, OpCall, Record
-from . import phases as _phases
+from .phases import keeps as keeps_phase
 from .document import (ITEM_WORDS, LIBRARY_KEYS, Block, Spec, builder_schema as _pb2,
                        load_blocks as _load_blocks)
 from .interpolate import Unresolved, value
@@ -164,12 +164,34 @@ class Expander:
         return list(items)
 
     def _layer(self, node: MappingNode, ps, fr: _Frame, explicit) -> None:
-        scope = fr.scope
-        trace = fr.trace
-        head, hknode, hvnode = ps[0]
+        """One layer item: its type, kept or not in this phase, its keys, its top
+        (after the type's key) and name, as a Record."""
+        head, _, hvnode = ps[0]
         items = {k: (kn, vn) for k, kn, vn in ps}
         if "per_phase" in items:
             items = self._overlay(items, fr)
+        type_name, head_value = self._layer_type(head, hvnode, items, fr)
+        if not keeps_phase(type_name, self.phase, explicit):
+            return
+        lf = self._layer_keys(items, fr)
+        if head_value is not None:
+            self._head_top(lf, type_name, head_value, hvnode, fr.trace)
+        elif lf["in_place"] and lf["tops"] is not None:
+            raise _err(lf["fields"]["top"], "an in-place layer's tops are its bottoms; drop "
+                       "`top`", trace=fr.trace, field="top")
+        bottoms = lf["bottoms"]
+        if bottoms is None and self.pending_bottom is not None:
+            bottoms = self.pending_bottom
+        self.pending_bottom = None
+        rec = Record(type_name, name=lf["name"], tops=lf["tops"], bottoms=bottoms,
+                     in_place=lf["in_place"], ntop=lf["ntop"], params=lf["params"], node=node,
+                     trace=fr.trace, field_nodes=lf["fields"])
+        self._append(rec)
+
+    def _layer_type(self, head: str, hvnode: Node, items: Dict[str, Any], fr: _Frame):
+        """(type name, the value after the type's key or None): ``- Type: top`` or
+        ``type: Type`` (first or further down); the type's key leaves ``items``."""
+        scope, trace = fr.scope, fr.trace
         if head == "type":
             tnode = items["type"][1]
             type_name = value(tnode, scope)
@@ -180,94 +202,92 @@ class Expander:
                 raise _err(tnode, "unknown layer type `%s`" % type_name, trace=trace,
                            field="type", hint=did_you_mean(type_name, self.types) or
                            "list it under `custom_types:` if your Caffe has it")
-            head_value = None
-        elif head in self.types:
-            type_name = head
-            head_value = value(hvnode, scope)
+            return type_name, None
+        if head in self.types:
             del items[head]
-        else:  # `type` given further down
-            tnode = items["type"][1]
-            type_name = value(tnode, scope)
-            if type_name not in self.types:
-                raise _err(tnode, "unknown layer type `%s`" % (type_name,), trace=trace,
-                           field="type", hint=did_you_mean(str(type_name), self.types))
-            head_value = None
-        if not _phases.keeps(type_name, self.phase, explicit):
-            return
-        tops: Optional[List[str]] = None
-        name: Optional[str] = None
-        bottoms: Optional[List[str]] = None
-        in_place = False
-        ntop: Optional[int] = None
-        params: Dict[str, Any] = {}
-        fields: Dict[str, Node] = {}
+            return head, value(hvnode, scope)
+        tnode = items["type"][1]   # `type` given further down
+        type_name = value(tnode, scope)
+        if type_name not in self.types:
+            raise _err(tnode, "unknown layer type `%s`" % (type_name,), trace=trace,
+                       field="type", hint=did_you_mean(str(type_name), self.types))
+        return type_name, None
+
+    def _layer_keys(self, items: Dict[str, Any], fr: _Frame) -> Dict[str, Any]:
+        """The layer keys (top, bottom, name, in_place, ntop) and the parameters of an
+        item, each checked, with the node of each key."""
+        scope, trace = fr.scope, fr.trace
+        lf: Dict[str, Any] = {"tops": None, "name": None, "bottoms": None, "in_place": False,
+                              "ntop": None, "params": {}, "fields": {}}
         for key, (kn, vn) in items.items():
             if key == "type" or key == "phases" or key == "when":
                 continue
-            fields[key] = vn
+            lf["fields"][key] = vn
             if key == "top":
-                tops = self._names(vn, scope, "top", trace)
+                lf["tops"] = self._names(vn, scope, "top", trace)
             elif key == "bottom":
-                bottoms = self._names(vn, scope, "bottom", trace)
+                lf["bottoms"] = self._names(vn, scope, "bottom", trace)
             elif key == "name":
-                name = value(vn, scope)
+                name = lf["name"] = value(vn, scope)
                 if not isinstance(name, str) or not name:
                     raise _err(vn, "`name` is a string, got %r" % (name,), trace=trace,
                                field="name")
             elif key == "in_place":
-                in_place = value(vn, scope)
+                in_place = lf["in_place"] = value(vn, scope)
                 if not isinstance(in_place, bool):
                     raise _err(vn, "`in_place` is true or false, got %r" % (in_place,),
                                trace=trace, field="in_place")
             elif key == "ntop":
-                ntop = value(vn, scope)
+                ntop = lf["ntop"] = value(vn, scope)
                 if isinstance(ntop, bool) or not isinstance(ntop, int) or ntop < 0:
                     raise _err(vn, "`ntop` is a whole number, got %r" % (ntop,), trace=trace,
                                field="ntop")
             else:
-                if isinstance(vn, ScalarNode) and vn.value == "" and not vn.style:
-                    raise _err(kn, "`%s:` has no value; if the lines below it are its "
-                               "fields, indent them under it by two more spaces" % key,
-                               trace=trace, field=key, detail=node_caret(kn) or None)
-                v = params[key] = value(vn, scope)
-                if key == "phase" and isinstance(v, (str, list)) and all(
-                        p in self.spec.phases for p in (v if isinstance(v, list) else [v])):
-                    raise _err(kn, "`phase` is Caffe's TRAIN/TEST field of the layer",
-                               trace=trace, field="phase",
-                               hint="to keep this layer in some nets only, write `phases: %s`"
-                               % (v if isinstance(v, str) else "[%s]" % ", ".join(v)))
-        if head_value is not None:
-            if isinstance(head_value, list):
-                for t in head_value:
-                    if not isinstance(t, str) or not t:
-                        raise _err(hvnode, "tops are blob names, got %r" % (t,), trace=trace)
-                hv = list(head_value)
-            elif isinstance(head_value, str) and head_value:
-                hv = [head_value]
-            else:
-                raise _err(hvnode, "the value after `%s:` is the layer's top (a name), got %r"
-                           % (type_name, head_value), trace=trace)
-            if in_place:
-                if len(hv) != 1:
-                    raise _err(hvnode, "an in-place layer has one name", trace=trace)
-                if name is not None:
-                    raise _err(fields["name"], "an in-place layer is named by the value after "
-                               "`%s:`; `name` gives it twice" % type_name, trace=trace)
-                name = hv[0]
-            else:
-                if tops is not None:
-                    raise _err(fields["top"], "the top is given twice: after `%s:` and in `top`"
-                               % type_name, trace=trace, field="top")
-                tops = hv
-        elif in_place and tops is not None:
-            raise _err(fields["top"], "an in-place layer's tops are its bottoms; drop `top`",
-                       trace=trace, field="top")
-        if bottoms is None and self.pending_bottom is not None:
-            bottoms = self.pending_bottom
-        self.pending_bottom = None
-        rec = Record(type_name, name=name, tops=tops, bottoms=bottoms, in_place=in_place,
-                     ntop=ntop, params=params, node=node, trace=trace, field_nodes=fields)
-        self._append(rec)
+                lf["params"][key] = self._param(key, kn, vn, fr)
+        return lf
+
+    def _param(self, key: str, kn: Node, vn: Node, fr: _Frame) -> Any:
+        """A parameter's value; an empty one (its fields not indented under it) and
+        Caffe's ``phase`` written for a spec's ``phases`` are errors."""
+        trace = fr.trace
+        if isinstance(vn, ScalarNode) and vn.value == "" and not vn.style:
+            raise _err(kn, "`%s:` has no value; if the lines below it are its "
+                       "fields, indent them under it by two more spaces" % key,
+                       trace=trace, field=key, detail=node_caret(kn) or None)
+        v = value(vn, fr.scope)
+        if key == "phase" and isinstance(v, (str, list)) and all(
+                p in self.spec.phases for p in (v if isinstance(v, list) else [v])):
+            raise _err(kn, "`phase` is Caffe's TRAIN/TEST field of the layer",
+                       trace=trace, field="phase",
+                       hint="to keep this layer in some nets only, write `phases: %s`"
+                       % (v if isinstance(v, str) else "[%s]" % ", ".join(v)))
+        return v
+
+    def _head_top(self, lf: Dict[str, Any], type_name: str, head_value: Any, hvnode: Node,
+                  trace) -> None:
+        """The value after ``- Type:``: the top(s), or an in-place layer's name."""
+        if isinstance(head_value, list):
+            for t in head_value:
+                if not isinstance(t, str) or not t:
+                    raise _err(hvnode, "tops are blob names, got %r" % (t,), trace=trace)
+            hv = list(head_value)
+        elif isinstance(head_value, str) and head_value:
+            hv = [head_value]
+        else:
+            raise _err(hvnode, "the value after `%s:` is the layer's top (a name), got %r"
+                       % (type_name, head_value), trace=trace)
+        if lf["in_place"]:
+            if len(hv) != 1:
+                raise _err(hvnode, "an in-place layer has one name", trace=trace)
+            if lf["name"] is not None:
+                raise _err(lf["fields"]["name"], "an in-place layer is named by the value "
+                           "after `%s:`; `name` gives it twice" % type_name, trace=trace)
+            lf["name"] = hv[0]
+        else:
+            if lf["tops"] is not None:
+                raise _err(lf["fields"]["top"], "the top is given twice: after `%s:` and in "
+                           "`top`" % type_name, trace=trace, field="top")
+            lf["tops"] = hv
 
     def _append(self, rec: Record) -> None:
         """Keep ``rec`` and follow the blob the next layer reads by default (as
@@ -337,7 +357,7 @@ class Expander:
             nodes[k] = vn
         call = OpCall(head, value(hvnode, scope), args, nodes, node, fr.trace, _err)
         for rec in OPS[head](call):
-            if not _phases.keeps(rec.type, self.phase, explicit):
+            if not keeps_phase(rec.type, self.phase, explicit):
                 continue
             if rec.bottoms is None and self.pending_bottom is not None:
                 rec.bottoms = self.pending_bottom

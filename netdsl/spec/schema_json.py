@@ -102,6 +102,22 @@ def spec_schema(pb2: Optional[ModuleType] = None) -> Dict[str, Any]:
                             {"type": "null"}]},
     }
     todo: List[Descriptor] = []
+    layer_fields, rules = _layer_rules(pb2, defs, todo)
+    _fill(defs, todo)
+    rules.append(_explicit_layer(pb2, defs, layer_fields))
+    rules.extend(_op_rules(defs, layer_fields))
+    defs["item"] = {"type": "object", "minProperties": 1, "allOf": rules,
+                    "description": "a layer (`- Type: top`), op, block use, repeat or include"}
+    defs["layers"] = {"type": "array", "items": {"$ref": "#/$defs/item"}}
+    solver = pb2.SolverParameter.DESCRIPTOR
+    todo = [solver]
+    defs["msg." + solver.full_name] = None
+    _fill(defs, todo)
+    return _document(defs, solver)
+
+
+def _layer_rules(pb2: ModuleType, defs: Dict[str, Any], todo: List[Descriptor]):
+    """(LayerParameter's field refs, one ``if``/``then`` rule per layer type)."""
     layer_desc = pb2.LayerParameter.DESCRIPTOR
     layer_fields = {}
     for fd in layer_desc.fields:
@@ -119,8 +135,7 @@ def spec_schema(pb2: Optional[ModuleType] = None) -> Dict[str, Any]:
             extra_fd = layer_desc.fields_by_name.get(extra)
             if extra_fd is None or extra_fd.message_type is None:
                 continue  # a fork schema without this BVLC message field
-            msg = extra_fd.message_type
-            for fd in msg.fields:
+            for fd in extra_fd.message_type.fields:
                 if not fd.name.endswith("param"):
                     props[fd.name] = _field_ref(fd, defs, todo)
         props.update(LAYER_KEYS)
@@ -128,13 +143,22 @@ def spec_schema(pb2: Optional[ModuleType] = None) -> Dict[str, Any]:
                               "additionalProperties": False,
                               "description": "a %s layer" % t}
         rules.append({"if": {"required": [t]}, "then": {"$ref": "#/$defs/layer." + t}})
-    _fill(defs, todo)
+    return layer_fields, rules
+
+
+def _explicit_layer(pb2: ModuleType, defs: Dict[str, Any],
+                    layer_fields: Dict[str, Any]) -> Dict[str, Any]:
+    """The schema of a layer written with ``type:``, and its rule."""
     explicit = dict(layer_fields)
     explicit.update(LAYER_KEYS)
     explicit["type"] = {"enum": schema.layer_types(pb2)}
     defs["layer.explicit"] = {"type": "object", "properties": explicit, "required": ["type"],
                               "description": "a layer written with `type:`"}
-    rules.append({"if": {"required": ["type"]}, "then": {"$ref": "#/$defs/layer.explicit"}})
+    return {"if": {"required": ["type"]}, "then": {"$ref": "#/$defs/layer.explicit"}}
+
+
+def _op_rules(defs: Dict[str, Any], layer_fields: Dict[str, Any]) -> List[Dict[str, Any]]:
+    """The schemas of the ops (upsample, crop), repeat and include, and their rules."""
     defs["op.upsample"] = {
         "type": "object", "additionalProperties": False, "required": ["upsample"],
         "properties": {
@@ -169,16 +193,12 @@ def spec_schema(pb2: Optional[ModuleType] = None) -> Dict[str, Any]:
         "properties": {"include": {"type": "string"}, "with": {"type": "object"},
                        "bottom": {"$ref": "#/$defs/names"},
                        "phases": {"$ref": "#/$defs/phases"}, "when": LAYER_KEYS["when"]}}
-    for key in ("op.upsample", "op.crop", "repeat", "include"):
-        head = key.split(".")[-1]
-        rules.append({"if": {"required": [head]}, "then": {"$ref": "#/$defs/" + key}})
-    defs["item"] = {"type": "object", "minProperties": 1, "allOf": rules,
-                    "description": "a layer (`- Type: top`), op, block use, repeat or include"}
-    defs["layers"] = {"type": "array", "items": {"$ref": "#/$defs/item"}}
-    solver = pb2.SolverParameter.DESCRIPTOR
-    todo = [solver]
-    defs["msg." + solver.full_name] = None
-    _fill(defs, todo)
+    return [{"if": {"required": [key.split(".")[-1]]}, "then": {"$ref": "#/$defs/" + key}}
+            for key in ("op.upsample", "op.crop", "repeat", "include")]
+
+
+def _document(defs: Dict[str, Any], solver: Descriptor) -> Dict[str, Any]:
+    """The top level of a spec file, with ``defs``."""
     args_item = {"anyOf": [{"type": "string"},
                            {"type": "object", "minProperties": 1, "maxProperties": 1}]}
     return {

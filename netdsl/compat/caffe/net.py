@@ -279,20 +279,12 @@ def _split_blob(layer: str, blob: str, index: int, k: int) -> str:
 
 
 def _read_net(net: Any) -> Message:
-    from netdsl.prototxt import read_net
-    if isinstance(net, (str, os.PathLike)):
-        path = os.fspath(net)
-        if not os.path.isfile(path):
-            raise NetdslError("no such net prototxt", file=path)
-        return read_net(path)
-    if hasattr(net, "to_proto") and not hasattr(net, "layer"):
-        net = net.to_proto()
-    if hasattr(net, "layer"):
-        if len(getattr(net, "layers", ())) or len(getattr(net, "input", ())):
-            from netdsl.upgrade import upgrade_net
-            net = upgrade_net(net)
-        return net
-    raise NetdslTypeError("caffe.Net takes a prototxt path, not %s" % type(net).__name__)
+    """The net as the forward loads it (netdsl.forward.core.load_net); a path that
+    names no file is pycaffe's error."""
+    from netdsl.forward.core import load_net
+    if isinstance(net, (str, os.PathLike)) and not os.path.isfile(os.fspath(net)):
+        raise NetdslError("no such net prototxt", file=os.fspath(net))
+    return load_net(net)
 
 
 def _legacy_input_layer(net: Message) -> Tuple[Message, Dict[str, Tuple[int, ...]]]:
@@ -360,9 +352,8 @@ class Net:
             raise NetdslTypeError("caffe.Net needs a phase: caffe.TRAIN or caffe.TEST")
         param = _read_net(network_file)
         param, self._legacy_inputs = _legacy_input_layer(param)
-        from netdsl.netstate import included_layers, make_state
-        state = make_state(param, _phase(phase), int(level), list(stages or ()))
-        kept = included_layers(param, state)
+        from netdsl.forward.core import select_layers
+        state, kept = select_layers(param, _phase(phase), int(level), list(stages or ()))
         layers = insert_splits(kept)
         self._param = type(param)()
         self._param.name = param.name
@@ -675,9 +666,6 @@ class Net:
                           rng=np.random.default_rng(seed), inputs={}, inplace=inplace,
                           work=self._work)
             outs = run_layer(lp, lt, bottoms, blobs, ctx, self._caches.setdefault(i, {}))
-            if len(outs) != len(lp.top):
-                raise NetdslError("layer gave %d tops for %d top names"
-                                  % (len(outs), len(lp.top)), layer=lp.name)
         except NetdslError as err:
             if not lp.bottom and lp.type != "DummyData":
                 raise NetdslError("data layer of type '%s' reads its data inside Caffe, which "
