@@ -290,7 +290,7 @@ def cmd_shapes(args: argparse.Namespace) -> int:
         _emit(_json_text(cost_to_json(cost)) if args.format == "json"
               else format_cost_table(cost), args.output)
         return 0
-    from .coord_map import offsets_for
+    from .coord_walk import offsets_for
     crops = offsets_for(net, shapes=result, phase=caffe_phase)
     if args.format == "json":
         text = _json_text(shapes.to_json(result, crops=crops))

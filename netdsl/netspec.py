@@ -95,8 +95,10 @@ class Top:
 class Function:
     """A layer: its type, its input Tops and its keyword parameters."""
 
+    # labels: (layer name, top names) known before to_proto names them (set by the spec
+    # compiler; read with getattr(fn, "labels", None))
     __slots__ = ("type_name", "_in", "params", "ntop", "in_place", "_top0", "_tops",
-                 "_code", "_line", "__weakref__")
+                 "_code", "_line", "labels", "__weakref__")
 
     def __init__(self, type_name: str, inputs: Iterable[Any], params: Dict[str, Any]) -> None:
         self.type_name = type_name

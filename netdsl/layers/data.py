@@ -182,7 +182,7 @@ def dummy_data(layer: Message, bottoms: List[np.ndarray], blobs: List[np.ndarray
     """Blobs of the declared shapes, filled by ``data_filler`` (one for all tops or
     one per top; default constant 0).  Constant fillers give Caffe's values;
     random ones draw from the same distribution, not Caffe's random stream."""
-    from ..weights import fill
+    from .fillers import fill
     p = layer.dummy_data_param
     n = len(layer.top)
     legacy = len(p.num) > 0

@@ -58,7 +58,7 @@ def crop_offsets(net: Any, v1_types: Dict[str, Any]) -> None:
     crop's maps run through the earlier ones."""
     if "CROP" not in v1_types.values():
         return
-    from ..coord_map import crop_offsets_at
+    from ..coord_walk import crop_offsets_at
     for i, lp in enumerate(net.layer):
         if lp.type != "Crop" or lp.HasField("crop_param") or len(lp.bottom) != 2:
             continue
