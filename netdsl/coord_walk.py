@@ -475,3 +475,62 @@ def offsets_for(net: Message, *, shapes=None, phase=None) -> Dict[str, CropOffse
             rec.error = exc.message
         out[layer.name] = rec
     return out
+
+
+# -- maps from the net input, layer by layer ------------------------------------------
+
+def _num(x) -> Any:
+    """An exact number as the shapes table shows it: an int when whole, else a float."""
+    if isinstance(x, Fraction):
+        return int(x) if x.denominator == 1 else float(x)
+    return x
+
+
+class InputMaps:
+    """The coordinate map from the net input to each blob, composed as a net is
+    walked in Caffe's order (the strides and offsets of the shapes table).
+
+    A bottomless layer's tops are the input (the identity); a layer's tops get
+    its type's map composed with its first bottom's, when every mapped bottom
+    has the same map; otherwise (no map, a declared layer, bottoms that
+    disagree) they have none.
+    """
+
+    __slots__ = ("maps", "_placed")
+
+    def __init__(self) -> None:
+        self.maps: Dict[str, Optional[Map]] = {}
+        self._placed: Dict[Map, Tuple[Any, Any]] = {}    # map -> (stride, offset), once
+
+    def top_map(self, layer: Message, lt: Any, bottoms: Sequence[str], bottom_shapes,
+                geo: Any, declared: bool) -> Optional[Map]:
+        """The map from the net input to the tops of ``layer`` (LayerType ``lt``)."""
+        if not bottoms:
+            return IDENTITY
+        first = self.maps.get(bottoms[0])
+        if first is None or declared or lt is None or not lt.coord_map:
+            return None
+        try:
+            m = as_map(lt.coord_map(layer, bottom_shapes, geo) if geo is not None
+                       else lt.map(layer, bottom_shapes))
+        except UndefinedMapException:
+            return None
+        for b in bottoms[1:lt.map_bottoms or len(bottoms)]:
+            other = self.maps.get(b)
+            if other is None or (other is not first and not _same(other, first)):
+                return None
+        try:
+            return _compose(m, first)
+        except NetdslError:
+            return None
+
+    def place(self, blob: str, fmap: Optional[Map]) -> Tuple[Any, Any]:
+        """Record ``blob``'s map; its (stride, offset) on the net input, or (None, None)."""
+        self.maps[blob] = fmap
+        if fmap is None:
+            return (None, None)
+        so = self._placed.get(fmap)
+        if so is None:
+            st, off = stride_offset(fmap)
+            so = self._placed[fmap] = (tuple(_num(x) for x in st), tuple(_num(x) for x in off))
+        return so
