@@ -19,9 +19,9 @@ def __getattr__(name: str) -> Any:
     if name == "NetdslError":
         from .errors import NetdslError
         return NetdslError
-    if name == "layers":
-        from . import layers
-        return layers
+    if name == "layers":   # not `from . import layers`: that asks this __getattr__ again
+        import netdsl.layers
+        return netdsl.layers
     if name in ("NetSpec", "params", "to_proto", "use_schema"):
         from . import netspec
         return getattr(netspec, name)

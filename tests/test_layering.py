@@ -341,3 +341,22 @@ PENDING_SPLIT = {"netdsl.spec.compile.compile_records", "netdsl.spec.document.lo
 def test_no_function_over_100_lines():
     long = [f for f in long_functions(ROOT, "netdsl") if f.split(":")[0] not in PENDING_SPLIT]
     assert long == []
+
+
+@pytest.mark.parametrize("code", [
+    "from netdsl import NetSpec, layers as L, params as P, to_proto, use_schema, NetdslError\n"
+    "n = NetSpec(); n.data = L.Input(shape=dict(dim=[1, 3, 8, 8]))\n"
+    "n.conv = L.Convolution(n.data, num_output=2, kernel_size=3)\n"
+    "assert 'Convolution' in str(n.to_proto())",
+    "import netdsl.layers.conv\nimport netdsl\nassert netdsl.layers.lookup('Convolution')",
+    "from netdsl.coord_map import crop, offsets_for, layer_coord_map, compose, inverse",
+    "from netdsl.compat import install_caffe_alias, run_script, run_module",
+    "from netdsl.proto import load_schema, caffe_pb2, schema_of",
+    "from netdsl.netspec import current_schema, schema_in_use, explicit_schema, use_schema",
+])
+def test_public_imports_work_in_a_fresh_interpreter(code):
+    """The lazy faces (PEP 562) resolve when nothing else was imported first."""
+    import subprocess
+    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr[-2000:]
