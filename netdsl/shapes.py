@@ -504,13 +504,17 @@ class _ShapeWalk:
         bnames = list(layer.bottom)
         tnames = list(layer.top)
         bshapes = self.bottom_shapes(layer, bnames)
-        lt = self.type_of(ltype)
+        lt = self.types.get(ltype, self.types)
+        if lt is self.types:
+            lt = self.type_of(ltype)
         try:
-            fixed, is_declared = self.fixed_tops(lname, bnames, tnames)
+            fixed, is_declared = (self.fixed_tops(lname, bnames, tnames) if self.overrides
+                                  else (_NONE_FIXED, False))
             tnames, tshapes, auto, geo, note = self.top_shapes(layer, lt, bnames, tnames, bshapes,
                                                                fixed)
             pshapes = _param_shapes_of(layer, lt, bshapes, geo)
-            _check_propagate_down(layer, bnames)
+            if len(layer.propagate_down):
+                _check_propagate_down(layer, bnames)
             weights, nall = _loss_weights(layer, lt, len(tnames) + len(auto))
         except NetdslError as exc:
             raise exc.located(layer=lname or None)
@@ -531,8 +535,6 @@ class _ShapeWalk:
                    ) -> Tuple[Dict[int, Shape], bool]:
         """Shapes given by the caller: inputs for bottomless layers, declarations anywhere
         (top index -> shape), and whether a declaration gave any."""
-        if not self.overrides:
-            return _NONE_FIXED, False
         fixed: Dict[int, Shape] = {}
         is_declared = False
         ntop = len(tnames)
