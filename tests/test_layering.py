@@ -360,3 +360,22 @@ def test_public_imports_work_in_a_fresh_interpreter(code):
     env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
     res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert res.returncode == 0, res.stderr[-2000:]
+
+
+def test_the_architecture_doc_draws_the_floors_the_test_enforces():
+    with open(os.path.join(ROOT, "docs", "architecture.md"), encoding="utf-8") as fh:
+        doc = fh.read()
+    block = doc.split("## Floors", 1)[1].split("```", 2)[1]
+    rows = {}
+    for line in block.splitlines():
+        head = line[:4].strip()
+        if head.isdigit():
+            current_floor = int(head) - 1
+        if line.strip():
+            rows[current_floor] = rows.get(current_floor, "") + " " + line
+    for i, (_label, prefixes) in enumerate(FLOORS):
+        for p in prefixes:
+            rel = p[len("netdsl."):].replace(".", "/") if p != "netdsl" else "netdsl/__init__"
+            row = rows.get(i, "")      # a module or a package of that name (cli.py or cli/)
+            assert rel + ".py" in row or rel + "/" in row, \
+                "%s (floor %d) is not drawn on that floor" % (rel, i + 1)
