@@ -31,7 +31,7 @@ ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 FLOORS: List[Tuple[str, List[str]]] = [
     ("base", ["netdsl.errors", "netdsl.wire", "netdsl.numrange", "netdsl.fileio", "netdsl.expr",
               "netdsl.protoparse", "netdsl.maps"]),
-    ("registry", ["netdsl.layers", "netdsl.proto.legacy_schema"]),
+    ("registry", ["netdsl.layers"]),
     ("schema", ["netdsl.proto", "netdsl.fork", "netdsl.schema", "netdsl.shape_expressions",
                 "netdsl.plugin_loading", "netdsl.plugins", "netdsl.packs", "netdsl.netstate",
                 "netdsl.shipped"]),
