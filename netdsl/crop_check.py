@@ -34,7 +34,7 @@ def crop_disagreements(net: Message, *, shapes=None, phase=None,
     """The :class:`netdsl.coord_map.CropOffsets` of the Crop layers (of ``only``, when
     given) whose ``crop_param`` differs from the offsets the coordinate maps give.
     Crops without a map (``error`` set) are not judged."""
-    from .coord_map import offsets_for
+    from .coord_walk import offsets_for
     wanted = None if only is None else set(only)
     if wanted is not None and not wanted:
         return []
@@ -52,7 +52,7 @@ def unconfirmed_crops(net: Message, *, shapes=None, phase=None,
     """The :class:`netdsl.coord_map.CropOffsets` of the Crop layers (of ``only``, when
     given) with an explicit ``offset`` that the coordinate maps cannot confirm (no
     offset follows from them: ``error`` says why)."""
-    from .coord_map import offsets_for
+    from .coord_walk import offsets_for
     wanted = None if only is None else set(only)
     if wanted is not None and not wanted:
         return []

@@ -298,7 +298,7 @@ def net_dot(net: Message, inputs: Optional[Mapping[str, Sequence[int]]] = None, 
     items, error, used, result = _shape_items(net, inputs, phase, declared)
     crops: Dict[str, Any] = {}
     if result is not None:
-        from .coord_map import offsets_for
+        from .coord_walk import offsets_for
         try:
             crops = offsets_for(used, shapes=result, phase=phase)
         except NetdslError:

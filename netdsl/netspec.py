@@ -23,8 +23,6 @@ depth builds.
 """
 from __future__ import annotations
 
-import contextlib
-import contextvars
 import sys
 from collections import Counter
 from types import ModuleType
@@ -35,45 +33,14 @@ from google.protobuf.message import Message
 
 from . import numrange, schema
 from .schema import is_repeated
+# the schema in use lives in netdsl.schema; these names stay importable from here
+from .schema import current_schema, explicit_schema, schema_in_use, use_schema  # noqa: F401
 from .wire import LEN, key, varint as _varint
 from .errors import (NetdslAttributeError, NetdslError, NetdslKeyError, NetdslTypeError,
                      NetdslValueError, did_you_mean)
 
 _MESSAGE = FieldDescriptor.CPPTYPE_MESSAGE
 _ENUM = FieldDescriptor.CPPTYPE_ENUM
-
-#: the schema in use in this thread or task (None: BVLC's)
-_SCHEMA: contextvars.ContextVar[Optional[ModuleType]] = contextvars.ContextVar(
-    "netdsl_schema", default=None)
-
-
-def use_schema(pb2: Optional[ModuleType]) -> None:
-    """Make ``pb2`` (a module from :func:`netdsl.proto.load_schema`) the schema
-    that ``NetSpec``, ``to_proto`` and ``params`` use in this thread or task;
-    None restores BVLC's.  :func:`schema_in_use` does the same for a block."""
-    _SCHEMA.set(pb2)
-
-
-@contextlib.contextmanager
-def schema_in_use(pb2: Optional[ModuleType]) -> Iterator[ModuleType]:
-    """Use ``pb2`` (None: BVLC's) as the schema inside the block only."""
-    token = _SCHEMA.set(pb2)
-    try:
-        yield current_schema()
-    finally:
-        _SCHEMA.reset(token)
-
-
-def explicit_schema() -> Optional[ModuleType]:
-    """The schema set with :func:`use_schema` / :func:`schema_in_use`, or None."""
-    return _SCHEMA.get()
-
-
-def current_schema() -> ModuleType:
-    """The schema in use in this thread or task (BVLC's unless one was set)."""
-    pb2 = _SCHEMA.get()
-    return pb2 if pb2 is not None else schema.default_pb2()
-
 
 class Top:
     """One output blob of a layer (``fn``) -- its ``n``-th top."""
@@ -95,8 +62,10 @@ class Top:
 class Function:
     """A layer: its type, its input Tops and its keyword parameters."""
 
+    # labels: (layer name, top names) known before to_proto names them (set by the spec
+    # compiler; read with getattr(fn, "labels", None))
     __slots__ = ("type_name", "_in", "params", "ntop", "in_place", "_top0", "_tops",
-                 "_code", "_line", "__weakref__")
+                 "_code", "_line", "labels", "__weakref__")
 
     def __init__(self, type_name: str, inputs: Iterable[Any], params: Dict[str, Any]) -> None:
         self.type_name = type_name

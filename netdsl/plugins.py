@@ -169,7 +169,7 @@ def _as_coord_rule(spec: Any, type_name: str) -> Callable:
     if callable(spec):
         return spec
     if spec == "identity":
-        from .coord_map import IDENTITY
+        from .maps import IDENTITY
         return lambda layer, shapes=None: IDENTITY
     if isinstance(spec, (tuple, list)) and len(spec) == 3:
         const = tuple(spec)

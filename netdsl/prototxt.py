@@ -22,7 +22,7 @@ def _pb2(schema: Optional[ModuleType]) -> ModuleType:
     # the given schema, else the one in use (netdsl.use_schema / --proto)
     if schema is not None:
         return schema
-    from .netspec import current_schema
+    from .schema import current_schema
     return current_schema()
 
 

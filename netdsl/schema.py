@@ -1,4 +1,4 @@
-"""Questions answered from the caffe.proto descriptors.
+"""Questions answered from the caffe.proto descriptors, and the schema in use.
 
 Which parameter message a layer type reads, what fields a message has, what an
 enum name means, and "did you mean" suggestions.  Everything is derived from
@@ -7,9 +7,11 @@ fork's), so a new layer type needs no Python code here.
 """
 from __future__ import annotations
 
+import contextlib
+import contextvars
 from functools import lru_cache
 from types import ModuleType
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, Iterator, List, Optional, Tuple
 
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 
@@ -19,6 +21,39 @@ from .errors import NetdslError, did_you_mean
 def default_pb2() -> ModuleType:
     from .proto import caffe_pb2
     return caffe_pb2
+
+
+#: the schema in use in this thread or task (None: BVLC's)
+_SCHEMA: contextvars.ContextVar[Optional[ModuleType]] = contextvars.ContextVar(
+    "netdsl_schema", default=None)
+
+
+def use_schema(pb2: Optional[ModuleType]) -> None:
+    """Make ``pb2`` (a module from :func:`netdsl.proto.load_schema`) the schema
+    that ``NetSpec``, ``to_proto`` and ``params`` use in this thread or task;
+    None restores BVLC's.  :func:`schema_in_use` does the same for a block."""
+    _SCHEMA.set(pb2)
+
+
+@contextlib.contextmanager
+def schema_in_use(pb2: Optional[ModuleType]) -> Iterator[ModuleType]:
+    """Use ``pb2`` (None: BVLC's) as the schema inside the block only."""
+    token = _SCHEMA.set(pb2)
+    try:
+        yield current_schema()
+    finally:
+        _SCHEMA.reset(token)
+
+
+def explicit_schema() -> Optional[ModuleType]:
+    """The schema set with :func:`use_schema` / :func:`schema_in_use`, or None."""
+    return _SCHEMA.get()
+
+
+def current_schema() -> ModuleType:
+    """The schema in use in this thread or task (BVLC's unless one was set)."""
+    pb2 = _SCHEMA.get()
+    return pb2 if pb2 is not None else default_pb2()
 
 
 @lru_cache(maxsize=None)

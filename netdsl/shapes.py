@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import contextvars
 from dataclasses import dataclass
-from fractions import Fraction
 from typing import (Any, Dict, Iterable, Iterator, List, Mapping, NamedTuple, Optional, Sequence,
                     Tuple, Union)
 
@@ -29,7 +28,10 @@ from .layers.blob import (INT_MAX, Shape, blob_dims, canonical_axis, check_blob_
                           Noted, count, declare_hint, shape_str)
 from .layers.conv import conv_out, deconv_out  # noqa: F401  (Caffe's formulas, for callers)
 from .layers.pool import pool_dims, pool_out  # noqa: F401
+from .coord_walk import InputMaps
 from .layers.registry import LayerType
+from .maps import IDENTITY
+from .netstate import included_layers, make_state
 
 __all__ = ["infer_shapes", "check_net", "param_shapes", "NetShapes", "LayerShapes",
            "conv_out", "deconv_out", "pool_out", "pool_dims",
@@ -305,14 +307,6 @@ def _check_counts(layer: Message, lt: LayerType, nb: int, nt: int) -> None:
                           % (t, nb, nt), field="top")
 
 
-def _num(x) -> Union[int, float]:
-    if isinstance(x, Fraction):
-        if x.denominator == 1:
-            return int(x)
-        return float(x)
-    return x
-
-
 def _layer_names(net: Message) -> Tuple[set, set]:
     names, tops = set(), set()
     for layer in net.layer:
@@ -388,57 +382,66 @@ def _infer(net: Message, inputs: Optional[Mapping[str, Sequence[int]]], phase, d
 
 def _walk(net: Message, inputs: Optional[Mapping[str, Sequence[int]]], phase, declared,
           level, stages, strict: bool) -> NetShapes:
-    from .coord_map import (IDENTITY, UndefinedMapException, as_map, compose_exact, same_map,
-                            stride_offset)
-    from .netstate import included_layers, make_state
-
+    """Caffe's Net::Init over the layers the phase includes: one step per layer, then
+    the inputs and declarations no layer used."""
     if "layers" in net.DESCRIPTOR.fields_by_name and len(net.layers) and not len(net.layer):
         raise NetdslError("this is a legacy (V1) net with `layers` entries; upgrade it first "
                           "(netdsl.upgrade.upgrade_net, or `netdsl upgrade`)", field="layers")
-    state = make_state(net, phase, level, stages)
-    layers = included_layers(net, state)
+    walk = _ShapeWalk(net, phase, level, stages, inputs, declared, strict)
+    if len(net.input):
+        walk.legacy_inputs()
+    for layer in walk.layers:
+        walk.layer(layer)
+    if walk.unused():
+        walk.refuse_unused()
+    return NetShapes(walk.blobs, walk.out)
 
-    given: Dict[str, Shape] = {}
-    for k, v in (inputs or {}).items():
-        given[k] = _as_shape(v, "inputs['%s']" % k)
-    decl_layer: Dict[str, Any] = {}
-    decl_top: Dict[str, Shape] = {}
-    for k, v in (declared or {}).items():
-        if _is_shape_list(v):
-            decl_layer[k] = [_as_shape(s, "declared['%s']" % k) for s in v]
-        else:
-            decl_top[k] = _as_shape(v, "declared['%s']" % k)
-    used_inputs: set = set()
-    used_decl: set = set()
 
-    blobs: Dict[str, Shape] = {}
-    producer: Dict[str, str] = {}
-    fmaps: Dict[str, Any] = {}
-    out_layers: List[LayerShapes] = []
-    placed: Dict[Any, Tuple[Any, Any]] = {}    # map -> (stride, offset), computed once
-    overrides = bool(given or decl_layer or decl_top)
+class _ShapeWalk:
+    """The state of one shape walk and its named steps (:func:`_walk`)."""
 
-    unplaced = (None, None)
+    def __init__(self, net: Message, phase, level, stages,
+                 inputs: Optional[Mapping[str, Sequence[int]]],
+                 declared: Optional[Mapping[str, Any]], strict: bool) -> None:
+        self.net = net
+        self.state = make_state(net, phase, level, stages)
+        self.layers = included_layers(net, self.state)
+        self.strict = strict
+        self.given: Dict[str, Shape] = {}
+        for k, v in (inputs or {}).items():
+            self.given[k] = _as_shape(v, "inputs['%s']" % k)
+        self.decl_layer: Dict[str, Any] = {}
+        self.decl_top: Dict[str, Shape] = {}
+        for k, v in (declared or {}).items():
+            if _is_shape_list(v):
+                self.decl_layer[k] = [_as_shape(s, "declared['%s']" % k) for s in v]
+            else:
+                self.decl_top[k] = _as_shape(v, "declared['%s']" % k)
+        self.used_inputs: set = set()
+        self.used_decl: set = set()
+        self.overrides = bool(self.given or self.decl_layer or self.decl_top)
+        self.blobs: Dict[str, Shape] = {}
+        self.producer: Dict[str, str] = {}
+        self.maps = InputMaps()
+        self.out: List[LayerShapes] = []
+        self.registry = current()
+        self.types: Dict[str, Optional[LayerType]] = {}   # the registry is fixed for the walk
 
-    def add_top(lname: str, name: str, shape: Shape, in_place: bool, fmap) -> Tuple[Any, Any]:
+    # -- blobs ------------------------------------------------------------------------
+
+    def add_top(self, lname: str, name: str, shape: Shape, in_place: bool, fmap) -> Tuple[Any, Any]:
         """Record a top blob; its (stride, offset) on the net input."""
-        if not in_place and name in blobs:
+        if not in_place and name in self.blobs:
             raise NetdslError("top blob '%s' is produced by multiple sources (also by layer '%s'); "
                               "Caffe reuses a name only in place, as top i equal to bottom i"
-                              % (name, producer[name]), layer=lname or None, field="top")
-        blobs[name] = shape
-        producer[name] = lname
-        fmaps[name] = fmap
-        if fmap is None:
-            return unplaced
-        so = placed.get(fmap)
-        if so is None:
-            st, off = stride_offset(fmap)
-            so = placed[fmap] = (tuple(_num(x) for x in st), tuple(_num(x) for x in off))
-        return so
+                              % (name, self.producer[name]), layer=lname or None, field="top")
+        self.blobs[name] = shape
+        self.producer[name] = lname
+        return self.maps.place(name, fmap)
 
-    # legacy NetParameter input / input_shape / input_dim (upgrade_proto.cpp UpgradeNetInput)
-    if len(net.input):
+    def legacy_inputs(self) -> None:
+        """NetParameter input / input_shape / input_dim (upgrade_proto.cpp UpgradeNetInput)."""
+        net = self.net
         names = list(net.input)
         shapes: List[Optional[Shape]] = []
         ns, nd = len(net.input_shape), len(net.input_dim)
@@ -449,12 +452,12 @@ def _walk(net: Message, inputs: Optional[Mapping[str, Sequence[int]]], phase, de
             raise NetdslError("%d input_dim values for %d inputs (give 4 per input)"
                               % (nd, len(names)), field="input_dim")
         for i, nm in enumerate(names):
-            if nm in given:
-                shapes.append(given[nm])
-                used_inputs.add(nm)
-            elif nm in decl_top:
-                shapes.append(decl_top[nm])
-                used_decl.add(nm)
+            if nm in self.given:
+                shapes.append(self.given[nm])
+                self.used_inputs.add(nm)
+            elif nm in self.decl_top:
+                shapes.append(self.decl_top[nm])
+                self.used_decl.add(nm)
             elif ns:
                 shapes.append(blob_dims(net.input_shape[i]))
             elif nd:
@@ -462,213 +465,253 @@ def _walk(net: Message, inputs: Optional[Mapping[str, Sequence[int]]], phase, de
             else:
                 raise NetdslError("net input '%s' has no shape (no input_shape or input_dim)" % nm,
                                   field="input", hint="pass inputs={'%s': (N, C, H, W)}" % nm)
-        placed_tops = [add_top("input", nm, shapes[i], False, IDENTITY)
-                       for i, nm in enumerate(names)]
-        out_layers.append(LayerShapes("input", "Input", (), names, (), shapes, (), 0,
-                                      [0.0] * len(names), [so[0] for so in placed_tops],
-                                      [so[1] for so in placed_tops], [False] * len(names)))
+        placed = [self.add_top("input", nm, shapes[i], False, IDENTITY)
+                  for i, nm in enumerate(names)]
+        self.out.append(LayerShapes("input", "Input", (), names, (), shapes, (), 0,
+                                    [0.0] * len(names), [so[0] for so in placed],
+                                    [so[1] for so in placed], [False] * len(names)))
 
-    registry = current()
-    types: Dict[str, Optional[LayerType]] = {}   # the registry in use is fixed for the walk
-    for layer in layers:
-        lname = layer.name
-        ltype = layer.type
-        bnames = list(layer.bottom)
-        tnames = list(layer.top)
+    def bottom_shapes(self, layer: Message, bnames: List[str]) -> List[Shape]:
+        """The shapes of a layer's bottoms; an unknown one is named, with the layer the
+        phase's include/exclude rules leave out when one makes it."""
+        blobs = self.blobs
         try:
-            bshapes = [blobs[b] for b in bnames]
+            return [blobs[b] for b in bnames]
         except KeyError:
             bi = next(i for i, b in enumerate(bnames) if b not in blobs)
             hint = did_you_mean(bnames[bi], blobs)
-            left_out = [lp.name for lp in net.layer if bnames[bi] in lp.top
-                        and lp not in layers and (lp.include or lp.exclude)]
+            left_out = [lp.name for lp in self.net.layer if bnames[bi] in lp.top
+                        and lp not in self.layers and (lp.include or lp.exclude)]
             if left_out:   # made by a layer the phase's include/exclude rules leave out
                 hint = ("layer '%s' makes it, but its include/exclude rules leave it out of "
                         "this phase (%s); give the phase that includes it (--phase)"
-                        % (left_out[0], "TRAIN" if state.phase == 0 else "TEST"))
+                        % (left_out[0], "TRAIN" if self.state.phase == 0 else "TEST"))
             raise NetdslError("unknown bottom blob '%s' (bottom %d): no earlier layer produces "
-                              "it" % (bnames[bi], bi), layer=lname or None, field="bottom",
+                              "it" % (bnames[bi], bi), layer=layer.name or None, field="bottom",
                               hint=hint) from None
-        ntop = len(tnames)
-        lt = types.get(ltype, types)
-        if lt is types:
-            lt = types[ltype] = registry.get(ltype)
-        geo = None
-        note = None
-        is_declared = False
+
+    def type_of(self, ltype: str) -> Optional[LayerType]:
+        lt = self.types.get(ltype, self.types)
+        if lt is self.types:
+            lt = self.types[ltype] = self.registry.get(ltype)
+        return lt
+
+    # -- one layer --------------------------------------------------------------------
+
+    def layer(self, layer: Message) -> None:
+        """One layer: its bottoms, tops, learnable blobs, checks, loss weights and maps."""
+        lname, ltype = layer.name, layer.type
+        bnames = list(layer.bottom)
+        tnames = list(layer.top)
+        bshapes = self.bottom_shapes(layer, bnames)
+        lt = self.types.get(ltype, self.types)
+        if lt is self.types:
+            lt = self.type_of(ltype)
         try:
-            # shapes given by the caller: inputs for bottomless layers, declarations anywhere
-            fixed: Dict[int, Shape] = {}
-            if not overrides:
-                fixed = _NONE_FIXED
-            elif lname in decl_layer:
-                ds = decl_layer[lname]
-                used_decl.add(lname)
-                if len(ds) != ntop:
-                    raise NetdslError("declared %d shapes for a layer with %d tops"
-                                      % (len(ds), ntop), field="top")
-                fixed.update(enumerate(ds))
-                is_declared = True
-            elif lname in decl_top and lname not in tnames:
-                if ntop != 1:
-                    raise NetdslError("declared one shape for a layer with %d tops (give a list "
-                                      "of %d shapes, or declare each top by name)" % (ntop, ntop),
-                                      field="top")
-                fixed[0] = decl_top[lname]
-                used_decl.add(lname)
-                is_declared = True
-            for i, t in enumerate(tnames if overrides else ()):
-                if not bnames and t in given:
-                    fixed[i] = given[t]
-                    used_inputs.add(t)
-                elif t in decl_top:
-                    fixed[i] = decl_top[t]
-                    used_decl.add(t)
-                    is_declared = True
-            auto: List[str] = _NO_TOPS
-            if len(fixed) == ntop and (ntop or lt is None or lt.opaque):
-                tshapes = [fixed[i] for i in range(ntop)]
-            else:
-                if lt is None or lt.shape is None:
-                    missing = [t for i, t in enumerate(tnames) if i not in fixed]
-                    close = did_you_mean(ltype, current().names())
-                    raise NetdslError(
-                        "no shape rule for layer type `%s` (not a BVLC layer type), so the shapes "
-                        "of %s are unknown" % (ltype, ", ".join("'%s'" % m for m in missing)),
-                        field="type",
-                        hint=(close + "; otherwise " if close else "") + declare_hint(layer)
-                        + " (`--declare TOP=N,C,H,W` on the command line), or give the type "
-                        "rules: `custom_layers:` in a spec, a plugin (`--plugin`, "
-                        "netdsl.plugins.register_layer(%r, ...))" % ltype)
-                _check_counts(layer, lt, len(bnames), ntop)
-                if not lt.in_place:
-                    for i, t in enumerate(tnames):
-                        if i < len(bnames) and t == bnames[i]:
-                            raise NetdslError("%s Layer does not allow in-place computation "
-                                              "(top '%s' is its bottom)" % (ltype, t), field="top")
-                if lt.loss:
-                    auto = _auto_tops(lt, layer, ntop)
-                try:
-                    if lt.geometry is not None:
-                        geo = lt.geometry(layer, bshapes[0] if bshapes else None)
-                        tshapes = lt.shape(layer, bshapes, ntop + len(auto), geo)
-                    else:
-                        tshapes = lt.shape(layer, bshapes, ntop + len(auto))
-                except NetdslError as exc:
-                    if bnames or auto:
-                        raise
-                    tnames, tshapes = _data_tops_given(exc, layer, fixed, layers)
-                    ntop, fixed = len(tnames), {}
-                note = getattr(tshapes, "note", None)
-                if fixed:
-                    tshapes = list(tshapes)
-                    for i, s in fixed.items():
-                        tshapes[i] = s
-            for s in tshapes:
-                check_blob_shape(s, "top")
-            # learnable blobs
-            pshapes: List[Shape] = _NO_TOPS
-            nparam = len(layer.param)
-            if lt is not None and lt.params is not None:
-                if geo is not None:
-                    pshapes = lt.params(layer, bshapes, geo)
-                else:
-                    pshapes = lt.param_shapes(layer, bshapes)
-                if nparam > len(pshapes):
-                    raise NetdslError("Too many params specified for layer: %d param entries, "
-                                      "%d learnable blobs" % (nparam, len(pshapes)), field="param")
-            elif nparam and lt is not None and not lt.opaque:
-                raise NetdslError("Too many params specified for layer: %d param entries, %s has "
-                                  "no learnable blobs" % (nparam, ltype), field="param")
-            npd = len(layer.propagate_down)
-            if npd and npd != len(bnames):
-                raise NetdslError("propagate_down param must be specified either 0 or bottom_size "
-                                  "times (%d given, %d bottoms)" % (npd, len(bnames)),
-                                  field="propagate_down")
-            # anonymous tops of loss layers and loss weights (layer.hpp SetLossWeights)
-            is_loss = lt is not None and lt.loss
-            lw = layer.loss_weight
-            weights = [float(w) for w in lw] if len(lw) else _NO_TOPS
-            if is_loss and not weights:
-                weights = [1.0]   # loss_layer.cpp LayerSetUp
-            nall = ntop + len(auto)
-            if weights and len(weights) != nall:
-                raise NetdslError("loss_weight must be unspecified or specified once per top blob "
-                                  "(%d loss_weight values for %d tops%s)"
-                                  % (len(weights), nall, "; Caffe gives loss layers a single "
-                                     "loss_weight 1 when none is set" if is_loss and
-                                     not len(layer.loss_weight) else ""),
-                                  field="loss_weight")
+            fixed, is_declared = (self.fixed_tops(lname, bnames, tnames) if self.overrides
+                                  else (_NONE_FIXED, False))
+            tnames, tshapes, auto, geo, note = self.top_shapes(layer, lt, bnames, tnames, bshapes,
+                                                               fixed)
+            pshapes = _param_shapes_of(layer, lt, bshapes, geo)
+            if len(layer.propagate_down):
+                _check_propagate_down(layer, bnames)
+            weights, nall = _loss_weights(layer, lt, len(tnames) + len(auto))
         except NetdslError as exc:
             raise exc.located(layer=lname or None)
         except (AttributeError, ValueError) as exc:  # a fork schema lacking a BVLC field
             raise _missing_field(exc, layer, ltype, lname)
-
-        # coordinate maps from the net input
-        if not bnames:
-            fm = IDENTITY
-        else:
-            fm = None
-            first = fmaps.get(bnames[0])
-            m = None
-            if first is not None and not is_declared and lt is not None and lt.coord_map:
-                try:
-                    m = as_map(lt.coord_map(layer, bshapes, geo) if geo is not None
-                               else lt.map(layer, bshapes))
-                except UndefinedMapException:
-                    m = None
-            if m is not None:
-                ok = True
-                for b in bnames[1:lt.map_bottoms or len(bnames)]:
-                    other = fmaps.get(b)
-                    if other is None or (other is not first and not same_map(other, first)):
-                        ok = False
-                        break
-                if ok:
-                    try:
-                        fm = compose_exact(m, first)
-                    except NetdslError:
-                        fm = None
-        nb = len(bnames)
-        if ntop == 1 and not auto:    # the common case
-            ip = nb > 0 and tnames[0] == bnames[0]
-            so = add_top(lname, tnames[0], tshapes[0], ip, fm)
-            strides, offsets, inplace = (so[0],), (so[1],), (ip,)
-        else:
-            inplace = [i < nb and t == bnames[i] for i, t in enumerate(tnames)]
-            placed_tops = [add_top(lname, t, tshapes[i], inplace[i], fm)
-                           for i, t in enumerate(tnames)]
-            if auto:
-                tnames = tnames + auto
-                placed_tops += [unplaced] * len(auto)
-                inplace += [False] * len(auto)
-            strides = [so[0] for so in placed_tops]
-            offsets = [so[1] for so in placed_tops]
+        fm = self.maps.top_map(layer, lt, bnames, bshapes, geo, is_declared)
+        tnames, strides, offsets, inplace = self.place_tops(lname, bnames, tnames, tshapes, auto,
+                                                            fm)
         ls = LayerShapes(lname, ltype, bnames, tnames, bshapes, tshapes, pshapes,
                          _nparams(pshapes) if pshapes else 0,
                          weights or _ZERO_WEIGHTS.get(nall) or (0.0,) * nall,
                          strides, offsets, inplace, is_declared, note, layer)
-        if strict:
+        if self.strict:
             _check_nonempty(lname, layer, tnames, tshapes, bshapes)
-        out_layers.append(ls)
+        self.out.append(ls)
 
-    if given.keys() - used_inputs or (decl_layer.keys() | decl_top.keys()) - used_decl:
-        names, tops = _layer_names(net)
-        input_names = [t for ls in out_layers if not ls.bottoms for t in ls.tops]
-        for k in given.keys() - used_inputs:
-            if k in tops and k not in blobs:
+    def fixed_tops(self, lname: str, bnames: List[str], tnames: List[str]
+                   ) -> Tuple[Dict[int, Shape], bool]:
+        """Shapes given by the caller: inputs for bottomless layers, declarations anywhere
+        (top index -> shape), and whether a declaration gave any."""
+        fixed: Dict[int, Shape] = {}
+        is_declared = False
+        ntop = len(tnames)
+        if lname in self.decl_layer:
+            ds = self.decl_layer[lname]
+            self.used_decl.add(lname)
+            if len(ds) != ntop:
+                raise NetdslError("declared %d shapes for a layer with %d tops"
+                                  % (len(ds), ntop), field="top")
+            fixed.update(enumerate(ds))
+            is_declared = True
+        elif lname in self.decl_top and lname not in tnames:
+            if ntop != 1:
+                raise NetdslError("declared one shape for a layer with %d tops (give a list "
+                                  "of %d shapes, or declare each top by name)" % (ntop, ntop),
+                                  field="top")
+            fixed[0] = self.decl_top[lname]
+            self.used_decl.add(lname)
+            is_declared = True
+        for i, t in enumerate(tnames):
+            if not bnames and t in self.given:
+                fixed[i] = self.given[t]
+                self.used_inputs.add(t)
+            elif t in self.decl_top:
+                fixed[i] = self.decl_top[t]
+                self.used_decl.add(t)
+                is_declared = True
+        return fixed, is_declared
+
+    def top_shapes(self, layer: Message, lt: Optional[LayerType], bnames: List[str],
+                   tnames: List[str], bshapes: List[Shape], fixed: Dict[int, Shape]):
+        """The shape rule: (top names, top shapes, a loss layer's automatic tops, the
+        parsed geometry, the rule's note), after the counts and in-place checks."""
+        ntop = len(tnames)
+        geo = note = None
+        auto: List[str] = _NO_TOPS
+        if len(fixed) == ntop and (ntop or lt is None or lt.opaque):
+            tshapes = [fixed[i] for i in range(ntop)]
+        else:
+            if lt is None or lt.shape is None:
+                _refuse_unknown_type(layer, tnames, fixed)
+            _check_counts(layer, lt, len(bnames), ntop)
+            if not lt.in_place:
+                _check_not_in_place(layer, bnames, tnames)
+            if lt.loss:
+                auto = _auto_tops(lt, layer, ntop)
+            try:
+                if lt.geometry is not None:
+                    geo = lt.geometry(layer, bshapes[0] if bshapes else None)
+                    tshapes = lt.shape(layer, bshapes, ntop + len(auto), geo)
+                else:
+                    tshapes = lt.shape(layer, bshapes, ntop + len(auto))
+            except NetdslError as exc:
+                if bnames or auto:
+                    raise
+                tnames, tshapes = _data_tops_given(exc, layer, fixed, self.layers)
+                fixed = {}
+            note = getattr(tshapes, "note", None)
+            if fixed:
+                tshapes = list(tshapes)
+                for i, s in fixed.items():
+                    tshapes[i] = s
+        for s in tshapes:
+            check_blob_shape(s, "top")
+        return tnames, tshapes, auto, geo, note
+
+    def place_tops(self, lname: str, bnames: List[str], tnames: List[str],
+                   tshapes: List[Shape], auto: List[str], fm):
+        """Record the tops; (all top names, strides, offsets, in-place flags)."""
+        nb = len(bnames)
+        if len(tnames) == 1 and not auto:    # the common case
+            ip = nb > 0 and tnames[0] == bnames[0]
+            so = self.add_top(lname, tnames[0], tshapes[0], ip, fm)
+            return tnames, (so[0],), (so[1],), (ip,)
+        inplace = [i < nb and t == bnames[i] for i, t in enumerate(tnames)]
+        placed = [self.add_top(lname, t, tshapes[i], inplace[i], fm)
+                  for i, t in enumerate(tnames)]
+        if auto:
+            tnames = tnames + auto
+            placed += [(None, None)] * len(auto)
+            inplace += [False] * len(auto)
+        return tnames, [so[0] for so in placed], [so[1] for so in placed], inplace
+
+    # -- after the last layer ---------------------------------------------------------
+
+    def unused(self) -> bool:
+        return bool(self.given.keys() - self.used_inputs
+                    or (self.decl_layer.keys() | self.decl_top.keys()) - self.used_decl)
+
+    def refuse_unused(self) -> None:
+        """An input or declaration that names nothing of the net (a top of a layer this
+        phase leaves out is fine)."""
+        names, tops = _layer_names(self.net)
+        input_names = [t for ls in self.out if not ls.bottoms for t in ls.tops]
+        for k in self.given.keys() - self.used_inputs:
+            if k in tops and k not in self.blobs:
                 continue   # a top of a layer this phase leaves out
             raise NetdslError("no net input named '%s'%s" % (
                 k, " ('%s' is computed by layer '%s'; use declared= to override it)"
-                % (k, producer[k]) if k in producer else ""), field="inputs",
+                % (k, self.producer[k]) if k in self.producer else ""), field="inputs",
                 hint=did_you_mean(k, input_names))
-        for k in (decl_layer.keys() | decl_top.keys()) - used_decl:
-            if (k in names or k in tops) and k not in blobs:
+        for k in (self.decl_layer.keys() | self.decl_top.keys()) - self.used_decl:
+            if (k in names or k in tops) and k not in self.blobs:
                 continue
             raise NetdslError("declared shape for '%s', which is neither a layer nor a top of this "
                               "net" % k, field="declared",
                               hint=did_you_mean(k, list(names) + list(tops)))
-    return NetShapes(blobs, out_layers)
+
+
+def _refuse_unknown_type(layer: Message, tnames: List[str], fixed: Dict[int, Shape]) -> None:
+    """A type with no shape rule whose tops were not all given."""
+    ltype = layer.type
+    missing = [t for i, t in enumerate(tnames) if i not in fixed]
+    close = did_you_mean(ltype, current().names())
+    raise NetdslError(
+        "no shape rule for layer type `%s` (not a BVLC layer type), so the shapes "
+        "of %s are unknown" % (ltype, ", ".join("'%s'" % m for m in missing)),
+        field="type",
+        hint=(close + "; otherwise " if close else "") + declare_hint(layer)
+        + " (`--declare TOP=N,C,H,W` on the command line), or give the type "
+        "rules: `custom_layers:` in a spec, a plugin (`--plugin`, "
+        "netdsl.plugins.register_layer(%r, ...))" % ltype)
+
+
+def _check_not_in_place(layer: Message, bnames: List[str], tnames: List[str]) -> None:
+    """A type whose Reshape CHECKs its top is not its bottom (Caffe's in-place refusals)."""
+    for i, t in enumerate(tnames):
+        if i < len(bnames) and t == bnames[i]:
+            raise NetdslError("%s Layer does not allow in-place computation "
+                              "(top '%s' is its bottom)" % (layer.type, t), field="top")
+
+
+def _param_shapes_of(layer: Message, lt: Optional[LayerType], bshapes: List[Shape],
+                     geo: Any) -> List[Shape]:
+    """The learnable blobs' shapes; more ``param`` entries than blobs is Caffe's
+    "Too many params specified for layer" (net.cpp AppendParam)."""
+    pshapes: List[Shape] = _NO_TOPS
+    nparam = len(layer.param)
+    if lt is not None and lt.params is not None:
+        if geo is not None:
+            pshapes = lt.params(layer, bshapes, geo)
+        else:
+            pshapes = lt.param_shapes(layer, bshapes)
+        if nparam > len(pshapes):
+            raise NetdslError("Too many params specified for layer: %d param entries, "
+                              "%d learnable blobs" % (nparam, len(pshapes)), field="param")
+    elif nparam and lt is not None and not lt.opaque:
+        raise NetdslError("Too many params specified for layer: %d param entries, %s has "
+                          "no learnable blobs" % (nparam, layer.type), field="param")
+    return pshapes
+
+
+def _check_propagate_down(layer: Message, bnames: List[str]) -> None:
+    """net.cpp Init: propagate_down is given for no bottom or for every one."""
+    npd = len(layer.propagate_down)
+    if npd and npd != len(bnames):
+        raise NetdslError("propagate_down param must be specified either 0 or bottom_size "
+                          "times (%d given, %d bottoms)" % (npd, len(bnames)),
+                          field="propagate_down")
+
+
+def _loss_weights(layer: Message, lt: Optional[LayerType], nall: int) -> Tuple[List[float], int]:
+    """A layer's loss weights (layer.hpp SetLossWeights; a loss layer's default is a
+    single 1, loss_layer.cpp LayerSetUp) and its number of tops, automatic ones too."""
+    is_loss = lt is not None and lt.loss
+    lw = layer.loss_weight
+    weights = [float(w) for w in lw] if len(lw) else _NO_TOPS
+    if is_loss and not weights:
+        weights = [1.0]   # loss_layer.cpp LayerSetUp
+    if weights and len(weights) != nall:
+        raise NetdslError("loss_weight must be unspecified or specified once per top blob "
+                          "(%d loss_weight values for %d tops%s)"
+                          % (len(weights), nall, "; Caffe gives loss layers a single "
+                             "loss_weight 1 when none is set" if is_loss and
+                             not len(layer.loss_weight) else ""),
+                          field="loss_weight")
+    return weights, nall
 
 
 def _data_tops_given(exc: NetdslError, layer: Message, fixed: Dict[int, Shape],

@@ -603,8 +603,9 @@ def upgrade_net_with_notes(net: Message, filename: Optional[str] = None
     if net_needs_batchnorm_upgrade(out):
         _upgrade_batchnorm(out, log)
     if any(t is not None and t not in V1_LAYER_TYPES for t in v1_types.values()):
+        from .coord_walk import crop_offsets_at
         from .packs import after_v1_upgrade   # a fork's own V1 types (DeconvNet's CROP)
-        after_v1_upgrade(out, v1_types)
+        after_v1_upgrade(out, v1_types, crop_offsets_at)
     return out, log.notes
 
 

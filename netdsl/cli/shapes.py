@@ -53,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
              else format_cost_table(cost), args.output)
         return 0
     from .. import shapes
-    from ..coord_map import offsets_for
+    from ..coord_walk import offsets_for
     crops = offsets_for(net, shapes=result, phase=phase)
     if args.format == "json":
         text = json_text(shapes.to_json(result, crops=crops))

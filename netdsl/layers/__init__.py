@@ -27,7 +27,6 @@ Fork layer packs and user plugins use the same :func:`declare`.
 """
 from typing import Any
 
-from ..netspec import layers as _factory
 from .registry import current, declare, lookup, use_layers  # noqa: F401
 from . import conv, data, inner, loss, neuron, norm, pool, recurrent, structure  # noqa: F401,E402
 
@@ -35,8 +34,10 @@ __all__ = ["declare", "lookup", "current", "use_layers"]
 
 
 def __getattr__(name: str) -> Any:
-    # pycaffe's L.<Type>(...): layer types are CamelCase, this package's names are not
+    # pycaffe's L.<Type>(...): layer types are CamelCase, this package's names are not.
+    # The NetSpec builder sits floors above the registry: this face offers it lazily.
     if name[:1].isupper():
-        fn = globals()[name] = getattr(_factory, name)   # as the factory, keep it for next time
+        from ..netspec import layers as factory
+        fn = globals()[name] = getattr(factory, name)   # as the factory, keep it for next time
         return fn
     raise AttributeError("module 'netdsl.layers' has no attribute %r" % name)

@@ -12,7 +12,9 @@ from typing import Iterable, List, Optional, Sequence, Tuple
 
 from google.protobuf.message import Message
 
-from ..coord_map import IDENTITY
+from ..maps import IDENTITY
+from .fillers import is_fixed
+from .registry import Ops
 from ..errors import NetdslError
 
 Shape = Tuple[int, ...]
@@ -166,7 +168,6 @@ def fixed_weight_bias(param_field: str):
     ``weight_filler`` is set and fixed (constant or bilinear), and so is the bias
     filler when there is a bias.  Such a layer needs no caffemodel entry."""
     def fixed(layer: Message) -> bool:
-        from ..weights.fillers import is_fixed
         p = getattr(layer, param_field)
         if not p.HasField("weight_filler") or not is_fixed(p.weight_filler):
             return False
@@ -176,5 +177,4 @@ def fixed_weight_bias(param_field: str):
 
 def elementwise_cost(ls):
     """netdsl.cost's count for an element-wise layer: one operation per output element."""
-    from .registry import Ops
     return Ops(elementwise=count(ls.top_shapes[0]))

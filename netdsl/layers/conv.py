@@ -11,7 +11,7 @@ from typing import Any, List, NamedTuple, Optional, Sequence, Tuple
 
 from google.protobuf.message import Message
 
-from ..coord_map import Map, canon_axis, down_map, exact
+from ..maps import Map, canon_axis, down_map, exact
 from ..errors import NetdslError
 from .blob import (Shape, canonical_axis, count, err, fixed_weight_bias, same_shapes, shape_str,
                    tdiv,

@@ -10,6 +10,7 @@ from google.protobuf.message import Message
 
 from ..errors import NetdslError
 from .blob import Noted, Shape, blob_dims, err, legacy_dim, needs_declaration, shape_str
+from .fillers import fill
 from .registry import declare
 from .runtime import Context, blob_as, np
 
@@ -182,7 +183,6 @@ def dummy_data(layer: Message, bottoms: List[np.ndarray], blobs: List[np.ndarray
     """Blobs of the declared shapes, filled by ``data_filler`` (one for all tops or
     one per top; default constant 0).  Constant fillers give Caffe's values;
     random ones draw from the same distribution, not Caffe's random stream."""
-    from ..weights import fill
     p = layer.dummy_data_param
     n = len(layer.top)
     legacy = len(p.num) > 0

@@ -6,7 +6,7 @@ from typing import List, Sequence
 
 from google.protobuf.message import Message
 
-from ..coord_map import Map, channel_axis_map
+from ..maps import Map, channel_axis_map
 from ..errors import NetdslError
 from .blob import (Shape, canonical_axis, elementwise_cost, err, identity_map, legacy_dim,
                    need_rank, shape_str)

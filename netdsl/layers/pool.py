@@ -11,7 +11,7 @@ from typing import List, NamedTuple, Optional, Tuple
 
 from google.protobuf.message import Message
 
-from ..coord_map import Map, UndefinedMapException, down_map
+from ..maps import Map, UndefinedMapException, down_map
 from ..errors import NetdslError
 from .blob import Shape, count, enum_name, err, f32, need_rank
 from .registry import Ops, declare

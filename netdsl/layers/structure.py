@@ -7,7 +7,7 @@ from typing import List
 
 from google.protobuf.message import Message
 
-from ..coord_map import Map, canon_axis, channel_axis_map
+from ..maps import Map, canon_axis, channel_axis_map
 from ..errors import NetdslError
 from .blob import (Noted, Shape, canonical_axis, count, enum_name, err, identity_map, same_shapes,
                    shape_str)

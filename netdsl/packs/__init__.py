@@ -75,14 +75,16 @@ def enable_for_schema(pb2: ModuleType) -> List[str]:
     return out
 
 
-def after_v1_upgrade(net, v1_types) -> None:
+def after_v1_upgrade(net, v1_types, offsets_at) -> None:
     """Let the enabled packs finish the layers upgraded from their fork's own V1
     types (``v1_types``: layer name -> its V1 enum name): a pack's
-    ``AFTER_V1_UPGRADE(net, v1_types)`` sees the whole upgraded net."""
+    ``AFTER_V1_UPGRADE(net, v1_types, offsets_at)`` sees the whole upgraded net;
+    ``offsets_at(net, index) -> (axis, offsets)`` gives the Crop offsets the
+    coordinate maps imply (the engine is passed in: packs sit below the engines)."""
     for mod in list(_enabled.values()):
         fix = getattr(mod, "AFTER_V1_UPGRADE", None)
         if fix is not None:
-            fix(net, v1_types)
+            fix(net, v1_types, offsets_at)
 
 
 def v1_enum_of(type_name: str):

@@ -11,7 +11,7 @@ type names the fork adds are upgraded by :data:`V1_TYPES`.
 """
 from __future__ import annotations
 
-from typing import Any, Dict, List, Tuple
+from typing import Any, Callable, Dict, List, Tuple
 
 import numpy as np
 
@@ -46,7 +46,7 @@ declare("EltwiseAccuracy", family="deconvnet", registry=PACKS, bottoms=2, tops=1
         labels=True, shape=eltwise_accuracy_shape, source="netdsl.packs.deconvnet")
 
 
-def crop_offsets(net: Any, v1_types: Dict[str, Any]) -> None:
+def crop_offsets(net: Any, v1_types: Dict[str, Any], offsets_at: Callable) -> None:
     """The fork's V1 ``CROP`` (``crop_layer.cpp``) crops bottom 0 to bottom 1's
     height and width at offsets it computes when the net is set up: from the
     blob where the two bottoms' paths meet, the coordinate map to bottom 1
@@ -55,15 +55,16 @@ def crop_offsets(net: Any, v1_types: Dict[str, Any]) -> None:
     takes the offsets as parameters, so each upgraded one (a ``Crop`` without
     ``crop_param``: BVLC's V1 has no CROP) gets ``crop_param { axis: 2 offset }``
     from the same coordinate maps (netdsl.coord_map), in net order, as a later
-    crop's maps run through the earlier ones."""
+    crop's maps run through the earlier ones.  ``offsets_at(net, index)`` is the
+    walker's :func:`netdsl.coord_walk.crop_offsets_at` (an engine the packs do not
+    import: the upgrade passes it)."""
     if "CROP" not in v1_types.values():
         return
-    from ..coord_map import crop_offsets_at
     for i, lp in enumerate(net.layer):
         if lp.type != "Crop" or lp.HasField("crop_param") or len(lp.bottom) != 2:
             continue
         try:
-            axis, offsets = crop_offsets_at(net, i)
+            axis, offsets = offsets_at(net, i)
         except NetdslError as exc:
             raise NetdslError("V1 CROP: no crop offsets follow from the coordinate maps of "
                               "its bottoms (%s)" % exc.message, layer=lp.name) from None

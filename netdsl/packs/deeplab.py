@@ -14,7 +14,7 @@ from typing import Any, List, Sequence, Tuple
 
 import numpy as np
 
-from ..coord_map import UndefinedMapException
+from ..maps import UndefinedMapException
 from ..errors import NetdslError
 from ..layers.registry import PACKS, declare
 from . import bn  # noqa: F401  (the BN type)

@@ -13,7 +13,7 @@ from typing import Any, List, Sequence, Tuple
 
 import numpy as np
 
-from ..coord_map import IDENTITY
+from ..maps import IDENTITY
 from ..errors import NetdslError
 from ..layers.registry import PACKS, declare
 from ._util import param

@@ -19,7 +19,7 @@ from typing import Any, List, Tuple
 
 import numpy as np
 
-from ..coord_map import UndefinedMapException, channel_axis_map
+from ..maps import UndefinedMapException, channel_axis_map
 from ..errors import NetdslError
 from ..layers.blob import count, enum_name, legacy_dim
 from ..layers.pool import PoolGeometry, _pool_map, pool_dims, pool_geometry, pool_onnx

@@ -108,10 +108,9 @@ def _mark(out: Any, rec: Record, name: Optional[str] = None,
         return
     fn = out[0].fn if isinstance(out, tuple) and out else getattr(out, "fn", out)
     if name:
-        from ..coord_map import LAYER_NAMES
         try:
-            LAYER_NAMES[fn] = (name, list(tops or ()))   # crop messages name layers, blobs
-        except TypeError:  # pragma: no cover - not weak-referenceable
+            fn.labels = (name, list(tops or ()))   # crop messages name layers, blobs
+        except AttributeError:  # pragma: no cover - not a NetSpec Function
             pass
     f, line, _ = where(rec.node)
     code = _CODES.get(f)
@@ -481,7 +480,7 @@ def _crop(rec: Record, btops: List[Any], ref_top: Any, kwargs: Dict[str, Any]):
     if len(btops) != 1:
         raise _error(rec, "a crop has one bottom (the blob to crop)", field="bottom")
     if rec.offset is None:
-        from ..coord_map import crop
+        from ..compat.coord_map import crop
         try:
             auto = crop(btops[0], ref_top, lambda: _same_size(btops[0], ref_top))
         except NetdslError as exc:

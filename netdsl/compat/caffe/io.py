@@ -11,7 +11,7 @@ from typing import Any, Dict, Sequence
 import numpy as np
 
 from netdsl.errors import NetdslError, NetdslValueError, did_you_mean
-from netdsl.netspec import current_schema
+from netdsl.schema import current_schema
 
 
 def blobproto_to_array(blob, return_diff=False):

@@ -183,7 +183,7 @@ def write_caffemodel(path: str, layers: LayersArg, *, types: Any = None,
     number of bytes written.
     """
     if pb2 is None:
-        from ...netspec import explicit_schema
+        from ...schema import explicit_schema
         pb2 = explicit_schema()       # a fork's schema in use, else BVLC's
     if v1 is None:
         v1 = bool(getattr(pb2, "V1_ONLY", False))

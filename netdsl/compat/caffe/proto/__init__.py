@@ -11,11 +11,11 @@ class SchemaInUse(types.ModuleType):
     """``caffe_pb2``: every attribute comes from the schema in use at that moment."""
 
     def __getattr__(self, name: str) -> Any:
-        from netdsl.netspec import current_schema
+        from netdsl.schema import current_schema
         return getattr(current_schema(), name)
 
     def __dir__(self):
-        from netdsl.netspec import current_schema
+        from netdsl.schema import current_schema
         return dir(current_schema())
 
 
