@@ -332,8 +332,6 @@ def test_every_module_imports_only_its_floor_or_below(netdsl_graph):
     assert upward_edges(netdsl_graph) == []
 
 
-# Being split on the spec package's own line of work (issue 22 item 5); drop each entry
-# as it lands: the test then holds it under 100 lines like the rest.
 def test_no_function_over_100_lines():
     assert long_functions(ROOT, "netdsl") == []
 
