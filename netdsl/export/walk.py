@@ -17,7 +17,7 @@ from ..errors import NetdslError, did_you_mean
 from ..layers import lookup
 from ..layers.registry import LayerType, reads_labels
 
-__all__ = ["Step", "Walk", "walk_net"]
+__all__ = ["Step", "Walk", "walk_net", "split_blobs"]
 
 Shape = Tuple[int, ...]
 
@@ -44,6 +44,17 @@ class Walk:
     outputs: List[str]
     shapes: Dict[str, Shape] = field(default_factory=dict)
     dropped: List[str] = field(default_factory=list)
+
+
+def split_blobs(items: Any) -> List[str]:
+    """The blob names of repeated ``--outputs A,B`` options, in order, once each."""
+    out: List[str] = []
+    for item in items or ():
+        for name in item.split(","):
+            name = name.strip()
+            if name and name not in out:
+                out.append(name)
+    return out
 
 
 def _layers(net: Any) -> List[Any]:
