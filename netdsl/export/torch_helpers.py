@@ -1,0 +1,133 @@
+"""The helpers a generated ``model.py`` carries where PyTorch differs from Caffe.
+
+netdsl does not import this module: :mod:`netdsl.export.torch_code` copies the
+source of the helpers a net needs (and of the helpers those call) into the
+generated file, which imports only torch and math.  Each docstring says what
+Caffe does and cites its source file.
+"""
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+class CaffeBlobs(nn.Module):
+    """A Caffe layer's learnable blobs, as parameters ``blob0``, ``blob1``, ... in
+    Caffe's shapes (for layers PyTorch has no module of: Scale, Bias, Embed...)."""
+
+    def __init__(self, *shapes):
+        super().__init__()
+        for i, shape in enumerate(shapes):
+            self.register_parameter("blob%d" % i, nn.Parameter(torch.zeros(shape)))
+
+
+def caffe_pooled_size(size, kernel, stride, pad, any_pad):
+    """pooling_layer.cpp Reshape: ceil((size + 2 pad - kernel) / stride) + 1 windows;
+    when the layer has any padding (pad_h or pad_w), one less if the last window
+    would start in the padding ((out - 1) * stride >= size + pad)."""
+    out = -(-(size + 2 * pad - kernel) // stride) + 1
+    if any_pad and (out - 1) * stride >= size + pad:
+        out -= 1
+    return out
+
+
+def _caffe_pool_padding(x, kernel, stride, pad, value):
+    """x padded by ``pad`` before and as much after as Caffe's last window needs;
+    returns it with Caffe's output size (oh, ow)."""
+    h, w = x.shape[-2], x.shape[-1]
+    any_pad = pad[0] > 0 or pad[1] > 0
+    oh = caffe_pooled_size(h, kernel[0], stride[0], pad[0], any_pad)
+    ow = caffe_pooled_size(w, kernel[1], stride[1], pad[1], any_pad)
+    eh = max(0, (oh - 1) * stride[0] + kernel[0] - pad[0] - h)
+    ew = max(0, (ow - 1) * stride[1] + kernel[1] - pad[1] - w)
+    return F.pad(x, (pad[1], ew, pad[0], eh), value=value), oh, ow
+
+
+def caffe_max_pool2d(x, kernel, stride, pad, mask=False):
+    """Caffe's MAX pooling (pooling_layer.cpp): Caffe's window count (the ceil rule
+    and its clip), each window the maximum of its cells inside the input, the
+    first maximum in scan order winning; with ``mask`` also the index h * W + w
+    of that cell in its channel (as floats), which Caffe's second top holds."""
+    xp, oh, ow = _caffe_pool_padding(x, kernel, stride, pad, -math.inf)
+    if not mask:
+        return F.max_pool2d(xp, kernel, stride)[:, :, :oh, :ow]
+    y, idx = F.max_pool2d(xp, kernel, stride, return_indices=True)
+    wp = xp.shape[-1]
+    idx = (idx // wp - pad[0]) * x.shape[-1] + (idx % wp - pad[1])
+    return y[:, :, :oh, :ow], idx[:, :, :oh, :ow].to(x.dtype)
+
+
+def caffe_avg_pool2d(x, kernel, stride, pad):
+    """Caffe's AVE pooling (pooling_layer.cpp): Caffe's window count; each window
+    sums its cells inside the input and divides by its size clipped to the
+    padded input (hend = min(hstart + kernel, size + pad)), padding counted."""
+    xp, oh, ow = _caffe_pool_padding(x, kernel, stride, pad, 0.0)
+    total = F.avg_pool2d(xp, kernel, stride, divisor_override=1)[:, :, :oh, :ow]
+    counts = []
+    for n, size, k, s, p in ((oh, x.shape[-2], kernel[0], stride[0], pad[0]),
+                             (ow, x.shape[-1], kernel[1], stride[1], pad[1])):
+        start = torch.arange(n, device=x.device) * s - p
+        counts.append((torch.clamp(start + k, max=size + p) - start).to(x.dtype))
+    return total / (counts[0][:, None] * counts[1][None, :])
+
+
+def caffe_lrn_within(x, size, alpha, beta):
+    """lrn_layer.cpp WITHIN_CHANNEL: x * (1 + alpha * m) ** -beta, m the mean of
+    x * x over a size x size window of the channel (Caffe's AVE pooling, pad
+    (size - 1) / 2, stride 1, so padding counts); Caffe's ``k`` is not used."""
+    p = (size - 1) // 2
+    m = caffe_avg_pool2d(x * x, (size, size), (1, 1), (p, p))
+    return x * (1.0 + alpha * m) ** -beta
+
+
+def caffe_broadcast(operand, x, axis):
+    """``operand`` shaped to broadcast against ``x`` from ``axis`` (scale_layer.cpp,
+    bias_layer.cpp: its axes are x's axes axis .. axis + operand.dim())."""
+    shape = (1,) * axis + tuple(operand.shape) + (1,) * (x.dim() - axis - operand.dim())
+    return operand.reshape(shape)
+
+
+def caffe_crop(x, like, axis, offsets):
+    """crop_layer.cpp: the axes from ``axis`` on take ``like``'s sizes, starting at
+    ``offsets`` (one per cropped axis); the axes before ``axis`` are kept."""
+    index = [slice(None)] * axis
+    for i, off in enumerate(offsets):
+        index.append(slice(off, off + like.shape[axis + i]))
+    return x[tuple(index)]
+
+
+def caffe_reshape(x, dims, axis, num_axes):
+    """reshape_layer.cpp: axes ``axis`` .. ``axis + num_axes`` (-1: to the end) of x
+    become ``dims``, where 0 copies x's axis at that place and -1 takes what
+    the element count leaves."""
+    end = x.dim() if num_axes == -1 else axis + num_axes
+    new = [x.shape[axis + i] if d == 0 else d for i, d in enumerate(dims)]
+    return x.reshape(tuple(x.shape[:axis]) + tuple(new) + tuple(x.shape[end:]))
+
+
+def caffe_argmax(x, top_k, out_max_val, axis):
+    """argmax_layer.cpp: the ``top_k`` largest values' indices (as floats), the
+    larger index first among equal values (std::partial_sort of (value, index)
+    pairs with std::greater).  With ``axis`` None each image is flattened and
+    the top is (N, 1 or 2, top_k): indices, then values with ``out_max_val``;
+    along ``axis``, the values replace the indices with ``out_max_val``."""
+    flat = x.reshape(x.shape[0], -1) if axis is None else x.movedim(axis, -1)
+    n = flat.shape[-1]
+    vals, idx = torch.sort(flat.flip(-1), dim=-1, descending=True, stable=True)
+    idx = (n - 1 - idx)[..., :top_k]
+    vals = vals[..., :top_k]
+    if axis is None:
+        parts = [idx.to(x.dtype)] + ([vals] if out_max_val else [])
+        return torch.stack(parts, 1)
+    return (vals if out_max_val else idx.to(x.dtype)).movedim(-1, axis)
+
+
+def caffe_mvn(x, normalize_variance, across_channels, eps):
+    """mvn_layer.cpp: x minus its mean over each image (``across_channels``) or
+    each channel; with ``normalize_variance`` divided by sqrt(variance) + eps."""
+    dims = tuple(range(1 if across_channels else 2, x.dim()))
+    y = x - x.mean(dims, keepdim=True)
+    if normalize_variance:
+        y = y / ((y * y).mean(dims, keepdim=True).sqrt() + eps)
+    return y
