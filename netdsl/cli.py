@@ -807,6 +807,20 @@ def _p_to_onnx(p: argparse.ArgumentParser) -> None:
     p.set_defaults(func=cmd_to_onnx)
 
 
+def cmd_to_torch(args: argparse.Namespace) -> int:
+    from .export.torch_cli import run
+    _schema(args)
+    return run(args)
+
+
+@verb("to-torch", "export a Caffe net and its weights to PyTorch code (model.py, weights.pt), "
+                  "checked against netdsl's forward")
+def _p_to_torch(p: argparse.ArgumentParser) -> None:
+    from .export.torch_cli import add_arguments
+    add_arguments(p)
+    p.set_defaults(func=cmd_to_torch)
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse with usage errors on one line, like every other netdsl error."""
 

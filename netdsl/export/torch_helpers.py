@@ -48,8 +48,9 @@ def caffe_max_pool2d(x, kernel, stride, pad, mask=False):
     """Caffe's MAX pooling (pooling_layer.cpp): Caffe's window count (the ceil rule
     and its clip), each window the maximum of its cells inside the input, the
     first maximum in scan order winning; with ``mask`` also the index h * W + w
-    of that cell in its channel (as floats), which Caffe's second top holds."""
-    xp, oh, ow = _caffe_pool_padding(x, kernel, stride, pad, -math.inf)
+    of that cell in its channel (as floats), which Caffe's second top holds.  A
+    window with no cell in the input (a stride past the kernel) is -FLT_MAX."""
+    xp, oh, ow = _caffe_pool_padding(x, kernel, stride, pad, torch.finfo(x.dtype).min)
     if not mask:
         return F.max_pool2d(xp, kernel, stride)[:, :, :oh, :ow]
     y, idx = F.max_pool2d(xp, kernel, stride, return_indices=True)

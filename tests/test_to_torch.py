@@ -1,0 +1,319 @@
+"""netdsl.export.to_torch / netdsl to-torch: Caffe nets exported as PyTorch code.
+
+The reference is netdsl's numpy forward (tests/test_forward.py and the OpenCV
+cross-checks pin it to Caffe's layer code).  Each test builds a small net with
+the parameter forms that change the PyTorch code (the small nets' builders and
+the random weights come from tests/test_to_onnx.py), exports it, and checks the
+export's own parity report; ``fresh_check`` also imports the written module in
+the test and runs it on an input of its own.
+"""
+from __future__ import annotations
+
+import ast
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from dnn_check import require
+from test_to_onnx import data, random_weights, rel_err
+
+from netdsl import layers as L, params as P
+from netdsl.errors import NetdslError
+from netdsl.forward import forward
+
+TOL = 1e-4
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def backends():
+    require("torch")
+
+
+def fresh_check(net, weights=None, inputs=None, tmp=None, seed=7, **kw):
+    """Export, assert the parity report holds, then load the written module afresh
+    and compare it with netdsl's forward on another seeded input."""
+    import tempfile
+    from netdsl.export.parity import reference_net
+    from netdsl.export.torch_check import load_model
+    from netdsl.export.torch_export import to_torch
+    import torch
+    res = to_torch(net, weights, inputs=inputs, **kw)
+    assert res.parity is not None and res.parity.ok, res.parity.table() + res.source
+    assert len(res.parity.rows) == 2 * len(res.outputs)
+    work = tmp or tempfile.mkdtemp()
+    res.save(str(work))
+    model = load_model(str(work))
+    rng = np.random.default_rng(seed)
+    feeds = {k: rng.standard_normal(s).astype(np.float32) for k, s in res.inputs.items()}
+    ref = forward(reference_net(res.walk), weights, feeds)
+    with torch.no_grad():
+        got = model(*[torch.from_numpy(v) for v in feeds.values()])
+    assert list(got) == res.outputs
+    for name in res.outputs:
+        assert rel_err(got[name].numpy(), ref[name]) <= TOL, (name, res.source)
+    return res
+
+
+@pytest.mark.parametrize("kw", [
+    dict(num_output=6, kernel_size=3, pad=1),
+    dict(num_output=6, kernel_size=3, stride=2, group=3, bias_term=False),
+    dict(num_output=4, kernel_h=3, kernel_w=2, pad_h=2, pad_w=0, stride_h=1, stride_w=2,
+         dilation=2),
+])
+def test_convolution(kw):
+    n = data((2, 6, 11, 10))
+    n.conv = L.Convolution(n.data, **kw)
+    net = n.to_proto()
+    res = fresh_check(net, random_weights(net))
+    assert "nn.Conv2d(6, " in res.source
+
+
+@pytest.mark.parametrize("kw", [
+    dict(num_output=4, kernel_size=4, stride=2, pad=1),
+    dict(num_output=6, kernel_size=4, stride=2, group=6, bias_term=False),
+    dict(num_output=4, kernel_size=3, stride=3, pad=2, dilation=2),
+])
+def test_deconvolution(kw):
+    n = data((1, 6, 5, 7))
+    n.up = L.Deconvolution(n.data, convolution_param=kw)
+    net = n.to_proto()
+    res = fresh_check(net, random_weights(net))
+    assert "nn.ConvTranspose2d(" in res.source
+
+
+def _caffe_pooled(size, k, s, p):
+    # pooling_layer.cpp Reshape: ceil((in + 2p - k) / s) + 1, minus one when the last
+    # window starts in the padding ((pooled - 1) * stride >= in + pad)
+    out = -(-(size + 2 * p - k) // s) + 1
+    if p and (out - 1) * s >= size + p:
+        out -= 1
+    return out
+
+
+@pytest.mark.parametrize("method", ["MAX", "AVE"])
+@pytest.mark.parametrize("size,k,s,p", [(7, 3, 2, 0), (6, 3, 2, 1), (5, 2, 2, 1), (8, 3, 3, 1),
+                                        (9, 2, 2, 0), (9, 3, 2, 2), (10, 1, 3, 0)])
+def test_pooling_ceil_and_clip(method, size, k, s, p):
+    n = data((2, 3, size, size + 1))
+    n.pool = L.Pooling(n.data, pool=getattr(P.Pooling, method), kernel_size=k, stride=s, pad=p)
+    res = fresh_check(n.to_proto())
+    assert res.walk.shapes["pool"][2:] == (_caffe_pooled(size, k, s, p),
+                                           _caffe_pooled(size + 1, k, s, p))
+    # PyTorch's own pooling only where its windows are Caffe's (pad <= k/2, and no
+    # stride past the kernel without padding); the helper otherwise
+    own = p <= k // 2 and (p > 0 or s <= k)
+    assert ("ceil_mode=True" in res.source) == own
+    assert ("caffe_%s_pool2d" % method.lower().replace("ave", "avg") in res.source) != own
+
+
+def test_global_pooling_and_mask():
+    n = data((1, 4, 5, 6))
+    n.gmax = L.Pooling(n.data, pool=P.Pooling.MAX, global_pooling=True)
+    n.gave = L.Pooling(n.data, pool=P.Pooling.AVE, global_pooling=True)
+    n.pool, n.mask = L.Pooling(n.data, pool=P.Pooling.MAX, kernel_size=3, stride=2, pad=1,
+                               ntop=2)
+    fresh_check(n.to_proto())
+
+
+@pytest.mark.parametrize("kw,shape", [
+    (dict(num_output=7), (3, 4, 2, 2)),
+    (dict(num_output=5, transpose=True), (3, 6)),
+    (dict(num_output=5, axis=2, bias_term=False), (2, 3, 4, 2)),
+])
+def test_inner_product(kw, shape):
+    n = data(shape)
+    n.ip = L.InnerProduct(n.data, **kw)
+    net = n.to_proto()
+    fresh_check(net, random_weights(net))
+
+
+NEURONS = [
+    ("ReLU", {}), ("ReLU", dict(negative_slope=0.2)), ("Sigmoid", {}), ("TanH", {}),
+    ("AbsVal", {}), ("BNLL", {}), ("ELU", dict(alpha=0.7)), ("Threshold", dict(threshold=0.3)),
+    ("Clip", dict(min=-0.4, max=0.6)), ("Swish", dict(beta=1.5)),
+    ("Power", dict(power=2.0, scale=0.5, shift=3.0)), ("Power", dict(power=0.0, scale=2.0)),
+    ("Power", dict(scale=0.0, shift=2.0, power=3.0)), ("Power", dict(scale=-1.5)),
+    ("Exp", {}), ("Exp", dict(base=2.0, scale=0.5, shift=1.0)),
+    ("Log", dict(shift=8.0)), ("Log", dict(base=10.0, scale=0.5, shift=5.0)),
+    ("Dropout", dict(dropout_ratio=0.3)),
+]
+
+
+@pytest.mark.parametrize("kind,kw", NEURONS, ids=["%s%d" % (k, i) for i, (k, _) in
+                                                  enumerate(NEURONS)])
+def test_neuron(kind, kw):
+    n = data((2, 3, 4, 5))
+    setattr(n, "y", getattr(L, kind)(n.data, **kw))
+    res = fresh_check(n.to_proto())
+    if kind == "Dropout":
+        assert "nn.Dropout(%r)" % float(np.float32(0.3)) in res.source
+
+
+@pytest.mark.parametrize("shared", [False, True])
+def test_prelu(shared):
+    n = data((2, 3, 4, 5))
+    n.y = L.PReLU(n.data, channel_shared=shared)
+    net = n.to_proto()
+    fresh_check(net, random_weights(net))
+
+
+def test_in_place_chain_keeps_blob_names():
+    n = data((1, 3, 6, 6))
+    n.conv = L.Convolution(n.data, num_output=4, kernel_size=3)
+    n.relu = L.ReLU(n.conv, in_place=True)
+    n.scale = L.Power(n.conv, scale=2.0, in_place=True)
+    n.out = L.Eltwise(n.conv, n.conv, operation=P.Eltwise.SUM, coeff=[1.0, -0.5])
+    net = n.to_proto()
+    res = fresh_check(net, random_weights(net), outputs=["conv"])
+    assert res.outputs == ["conv", "out"]
+    body = res.source.split("def forward")[1]
+    assert "conv = torch.relu(conv)  # relu (ReLU)" in body
+    assert "out = conv - 0.5 * conv  # out (Eltwise)" in body
+
+
+def _bn_weights(net, c):
+    w = random_weights(net)
+    w["bn"][1] = np.abs(w["bn"][1]) + 0.5
+    w["bn"][2] = np.array([4.0], np.float32)            # the moving-average factor
+    return w
+
+
+def test_batch_norm_scale_becomes_one_batchnorm2d():
+    n = data((2, 4, 3, 5))
+    n.bn = L.BatchNorm(n.data, batch_norm_param=dict(eps=1e-3), in_place=False)
+    n.sc = L.Scale(n.bn, bias_term=True)
+    n.bi = L.Bias(n.sc, axis=1, num_axes=2)
+    net = n.to_proto()
+    w = _bn_weights(net, 4)
+    res = fresh_check(net, w)
+    assert "self.bn = nn.BatchNorm2d(4, eps=0.0010000000474974513, momentum=" in res.source
+    assert "'bn': ['bn', 'sc']" in res.source
+    # the statistics divided by the stored factor (batch_norm_layer.cpp)
+    np.testing.assert_allclose(res.state["bn.running_mean"], w["bn"][0] / 4.0, rtol=1e-6)
+    np.testing.assert_allclose(res.state["bn.running_var"], w["bn"][1] / 4.0, rtol=1e-6)
+    np.testing.assert_array_equal(res.state["bn.weight"], w["sc"][0])
+
+
+def test_batch_norm_alone_factor_zero_and_batch_stats():
+    n = data((3, 4, 3, 5))
+    n.bn = L.BatchNorm(n.data)
+    n.bs = L.BatchNorm(n.data, batch_norm_param=dict(use_global_stats=False))
+    net = n.to_proto()
+    w = {"bn": [np.ones(4, np.float32), np.ones(4, np.float32), np.zeros(1, np.float32)],
+         "bs": [np.zeros(4, np.float32)] * 2 + [np.ones(1, np.float32)]}
+    res = fresh_check(net, w)
+    assert "affine=False" in res.source
+
+
+def test_scale_two_bottoms_and_axis():
+    n = data((2, 3, 4, 5))
+    n.s = L.Input(shape=dict(dim=[2, 3]))
+    n.y = L.Scale(n.data, n.s, axis=0)
+    n.z = L.Scale(n.data, axis=2, num_axes=-1)
+    net = n.to_proto()
+    fresh_check(net, random_weights(net))
+
+
+@pytest.mark.parametrize("region", ["ACROSS_CHANNELS", "WITHIN_CHANNEL"])
+def test_lrn(region):
+    n = data((2, 7, 6, 5))
+    n.y = L.LRN(n.data, local_size=5, alpha=0.3, beta=0.75, k=2.0,
+                norm_region=getattr(P.LRN, region))
+    fresh_check(n.to_proto())
+
+
+@pytest.mark.parametrize("kw", [dict(), dict(normalize_variance=False),
+                                dict(across_channels=True, eps=1e-3)])
+def test_mvn(kw):
+    n = data((2, 3, 4, 5))
+    n.y = L.MVN(n.data, **kw)
+    fresh_check(n.to_proto())
+
+
+@pytest.mark.parametrize("axis", [1, -1, 2])
+def test_softmax(axis):
+    n = data((2, 3, 4, 5))
+    n.y = L.Softmax(n.data, axis=axis)
+    fresh_check(n.to_proto())
+
+
+def test_concat_slice_split():
+    n = data((2, 6, 4, 5))
+    n.a, n.b, n.c = L.Slice(n.data, slice_point=[1, 4], ntop=3)
+    n.d, n.e = L.Slice(n.data, axis=3, ntop=2, slice_point=[2])
+    n.s1, n.s2 = L.Split(n.a, ntop=2)
+    n.cat = L.Concat(n.c, n.s1, n.b, n.s2)
+    n.cat3 = L.Concat(n.d, n.e, axis=-1)
+    fresh_check(n.to_proto())
+
+
+@pytest.mark.parametrize("op,coeff", [("SUM", []), ("SUM", [0.5, -2.0, 1.0]), ("PROD", []),
+                                      ("MAX", [])])
+def test_eltwise(op, coeff):
+    n = data((2, 3, 4, 5))
+    n.b = L.TanH(n.data)
+    n.c = L.Sigmoid(n.data)
+    n.y = L.Eltwise(n.data, n.b, n.c, operation=getattr(P.Eltwise, op), coeff=coeff)
+    fresh_check(n.to_proto())
+
+
+@pytest.mark.parametrize("kw", [dict(axis=2, offset=[3]), dict(axis=2, offset=[1, 4]),
+                                dict(axis=1, offset=[1, 2, 0])])
+def test_crop(kw):
+    n = data((1, 4, 10, 12))
+    n.ref = L.Input(shape=dict(dim=[1, 3, 6, 7]))
+    n.y = L.Crop(n.data, n.ref, **kw)
+    res = fresh_check(n.to_proto())
+    offs = kw["offset"]
+    want = tuple(offs * (4 - kw["axis"]) if len(offs) == 1 else offs)   # crop_layer.cpp
+    assert "caffe_crop(data, ref, %d, %r)" % (kw["axis"], want) in res.source
+
+
+@pytest.mark.parametrize("shape_kw", [
+    dict(shape=dict(dim=[0, -1])), dict(shape=dict(dim=[0, 2, -1, 5])),
+    dict(shape=dict(dim=[-1, 4]), axis=1, num_axes=2),
+])
+def test_reshape_and_flatten(shape_kw):
+    n = data((2, 4, 3, 5))
+    n.r = L.Reshape(n.data, reshape_param=shape_kw)
+    n.f = L.Flatten(n.data, axis=1, end_axis=2)
+    fresh_check(n.to_proto())
+
+
+def test_tile_reduction_argmax():
+    n = data((2, 3, 4, 5))
+    n.t = L.Tile(n.data, axis=2, tiles=3)
+    n.r1 = L.Reduction(n.data, operation=P.Reduction.ASUM, axis=2, coeff=0.5)
+    n.r2 = L.Reduction(n.data, operation=P.Reduction.SUMSQ, axis=1)
+    n.r3 = L.Reduction(n.data, operation=P.Reduction.MEAN, axis=0)
+    n.r4 = L.Reduction(n.data, operation=P.Reduction.SUM, axis=-1)
+    n.a1 = L.ArgMax(n.data, axis=1, top_k=2)
+    n.a2 = L.ArgMax(n.data, axis=3, out_max_val=True)
+    n.a3 = L.ArgMax(n.data, top_k=3, out_max_val=True)
+    n.a4 = L.ArgMax(n.data)
+    fresh_check(n.to_proto())
+
+
+def test_embed():
+    n = data((2, 3))
+    n.e = L.Embed(n.data, num_output=4, input_dim=5)
+    net = n.to_proto()
+    from netdsl.export.torch_export import to_torch
+    w = random_weights(net)
+    res = to_torch(net, w, check=False)
+    import tempfile
+    from netdsl.export.torch_check import load_model
+    import torch
+    work = tempfile.mkdtemp()
+    res.save(work)
+    idx = np.array([[0, 4, 2], [1, 1, 3]], np.float32)
+    got = load_model(work)(torch.from_numpy(idx))["e"].detach().numpy()
+    # embed_layer.cpp: top[n, i] = weight[int(x[n, i])] + bias
+    want = w["e"][0][idx.astype(int)] + w["e"][1]
+    np.testing.assert_allclose(got, want, rtol=1e-6)
