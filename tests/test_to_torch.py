@@ -317,3 +317,186 @@ def test_embed():
     # embed_layer.cpp: top[n, i] = weight[int(x[n, i])] + bias
     want = w["e"][0][idx.astype(int)] + w["e"][1]
     np.testing.assert_allclose(got, want, rtol=1e-6)
+
+
+# -- seed 000: Caffe's bilinear Deconvolution k4 s2 p1 on a 4x4 arange ----------------
+
+# The 8x8 output Caffe printed for arange(1, 17) through the bilinear-filled
+# Deconvolution (num_output 1, kernel 4, stride 2, pad 1), its kernel the
+# bilinear filler's (filler.hpp BilinearFiller: f = ceil(k / 2), c = (2f - 1 - f % 2)
+# / (2f), w = (1 - |x / f - c|) (1 - |y / f - c|)): 0.0625 0.1875 0.1875 0.0625 ...
+SEED000_KERNEL = [[0.0625, 0.1875, 0.1875, 0.0625], [0.1875, 0.5625, 0.5625, 0.1875],
+                  [0.1875, 0.5625, 0.5625, 0.1875], [0.0625, 0.1875, 0.1875, 0.0625]]
+SEED000_OUT = [
+    [0.5625, 0.9375, 1.3125, 1.6875, 2.0625, 2.4375, 2.8125, 2.25],
+    [1.5, 2.25, 2.75, 3.25, 3.75, 4.25, 4.75, 3.75],
+    [3.0, 4.25, 4.75, 5.25, 5.75, 6.25, 6.75, 5.25],
+    [4.5, 6.25, 6.75, 7.25, 7.75, 8.25, 8.75, 6.75],
+    [6.0, 8.25, 8.75, 9.25, 9.75, 10.25, 10.75, 8.25],
+    [7.5, 10.25, 10.75, 11.25, 11.75, 12.25, 12.75, 9.75],
+    [9.0, 12.25, 12.75, 13.25, 13.75, 14.25, 14.75, 11.25],
+    [7.3125, 9.9375, 10.3125, 10.6875, 11.0625, 11.4375, 11.8125, 9.0],
+]
+
+
+def test_seed000_bilinear_deconvolution(tmp_path):
+    import torch
+    from netdsl.export.torch_check import load_model
+    from netdsl.export.torch_export import to_torch
+    n = data((1, 1, 4, 4))
+    n.up = L.Deconvolution(n.data, convolution_param=dict(
+        num_output=1, kernel_size=4, stride=2, pad=1, bias_term=False, group=1,
+        weight_filler=dict(type="bilinear")), param=dict(lr_mult=0, decay_mult=0))
+    res = to_torch(n.to_proto(), None)       # no caffemodel: Caffe's filler makes the kernel
+    assert res.parity.ok
+    res.save(str(tmp_path))
+    model = load_model(str(tmp_path))
+    assert "self.up = nn.ConvTranspose2d(1, 1, 4, stride=2, padding=1, bias=False)" \
+        in res.source
+    np.testing.assert_array_equal(model.up.weight.detach().numpy()[0, 0], SEED000_KERNEL)
+    x = torch.arange(1, 17, dtype=torch.float32).reshape(1, 1, 4, 4)
+    with torch.no_grad():
+        out = model(x)["up"].numpy()[0, 0]
+    np.testing.assert_allclose(out, SEED000_OUT, rtol=0, atol=1e-6)
+
+
+# -- the generated file, the verb, refusals --------------------------------------------
+
+def _small_net():
+    n = data((1, 3, 8, 8))
+    n.conv = L.Convolution(n.data, num_output=4, kernel_size=3, pad=1)
+    n.pool = L.Pooling(n.conv, pool=P.Pooling.AVE, kernel_size=3, stride=2, pad=1)
+    n.prob = L.Softmax(n.pool)
+    return n.to_proto()
+
+
+def test_model_py_imports_only_torch_and_math(tmp_path):
+    from netdsl.export.torch_export import to_torch
+    n = data((1, 3, 9, 9))
+    n.conv = L.Convolution(n.data, num_output=4, kernel_size=3, pad=1)
+    n.pool = L.Pooling(n.conv, pool=P.Pooling.MAX, kernel_size=2, stride=2, pad=1)
+    n.lrn = L.LRN(n.pool, local_size=3, norm_region=P.LRN.WITHIN_CHANNEL)
+    net = n.to_proto()
+    res = to_torch(net, random_weights(net))
+    res.save(str(tmp_path))
+    tree = ast.parse((tmp_path / "model.py").read_text())
+    mods = {a.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import)
+            for a in node.names}
+    mods |= {node.module.split(".")[0] for node in ast.walk(tree)
+             if isinstance(node, ast.ImportFrom)}
+    assert mods <= {"torch", "math"}, mods
+    # and it runs where netdsl and numpy cannot be imported
+    code = ("import sys; sys.modules['netdsl'] = None; sys.modules['numpy'] = None\n"
+            "import importlib.util, torch\n"
+            "spec = importlib.util.spec_from_file_location('m', %r)\n"
+            "m = importlib.util.module_from_spec(spec); spec.loader.exec_module(m)\n"
+            "model = m.Model(); model.load_state_dict(torch.load(%r)); model.eval()\n"
+            "print(tuple(model(torch.zeros(1, 3, 9, 9))['lrn'].shape))\n"
+            % (str(tmp_path / "model.py"), str(tmp_path / "weights.pt")))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=str(tmp_path))
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "(1, 4, 5, 5)"
+
+
+def _cli(*args):
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    return subprocess.run([sys.executable, "-m", "netdsl"] + list(args), capture_output=True,
+                          text=True, env=env)
+
+
+def test_cli(tmp_path):
+    from dnn_check import save_net
+    net = _small_net()
+    proto, weights = save_net(tmp_path, net, random_weights(net))
+    out = tmp_path / "out"
+    r = _cli("to-torch", str(proto), str(weights), "-o", str(out), "--outputs", "conv")
+    assert r.returncode == 0, r.stderr
+    assert sorted(os.listdir(out)) == ["model.py", "parity.json", "weights.pt"]
+    report = json.loads((out / "parity.json").read_text())
+    assert report["ok"] and report["model_outputs"] == ["conv", "prob"]
+    assert len(report["outputs"]) == 4           # two seeded inputs x two outputs
+    r = _cli("to-torch", str(proto), str(weights), "-o", str(tmp_path / "nc"), "--no-check")
+    assert r.returncode == 0 and json.loads((tmp_path / "nc" / "parity.json").read_text()) == \
+        {"checked": False, "inputs": {"data": [1, 3, 8, 8]}, "model_outputs": ["prob"]}
+    bad = tmp_path / "bad"
+    r = _cli("to-torch", str(proto), str(weights), "-o", str(bad), "--outputs", "convv")
+    assert r.returncode == 2 and "did you mean" in r.stderr and "Traceback" not in r.stderr
+    assert not bad.exists()
+
+
+def test_cli_refuses_a_type_without_a_rule_writing_nothing(tmp_path):
+    n = data((1, 3, 8, 8))
+    n.conv = L.Convolution(n.data, num_output=4, kernel_size=3)
+    n.sel = L.Im2col(n.conv, convolution_param=dict(kernel_size=2))
+    proto = tmp_path / "net.prototxt"
+    proto.write_text(str(n.to_proto()))
+    out = tmp_path / "out"
+    r = _cli("to-torch", str(proto), "-o", str(out), "--no-check")
+    assert r.returncode == 2
+    assert "sel" in r.stderr and "Im2col" in r.stderr and "--outputs conv" in r.stderr
+    assert "Traceback" not in r.stderr
+    assert not out.exists()
+
+
+# -- FCN from the shipped specs, round trips of from-torch ------------------------------
+
+@pytest.mark.parametrize("spec", ["fcn32s.yaml", "fcn8s.yaml"])
+def test_fcn_from_specs(spec):
+    from netdsl.spec import build_all, load_spec
+    net = build_all(load_spec(os.path.join(ROOT, "specs", spec))).nets["deploy"]
+    inputs = {"data": (1, 3, 40, 48)}
+    from netdsl.export.torch_export import to_torch
+    res = to_torch(net, random_weights(net, inputs), inputs=inputs)
+    assert res.parity.ok, res.parity.table()
+    assert res.outputs == ["score"] and res.walk.shapes["score"] == (1, 21, 40, 48)
+    assert "caffe_crop(" in res.source and "nn.ConvTranspose2d(21, 21, " in res.source
+
+
+def _round_trip(model, x):
+    import torch
+    from netdsl.export.torch_export import to_torch
+    from netdsl.netspec import use_schema
+    from netdsl.torch import convert
+    conv = convert(model, x, input_names=["data"], check=False)
+    res = to_torch(conv.net, conv.weights)
+    use_schema(None)
+    assert res.parity.ok, res.parity.table()
+    import tempfile
+    from netdsl.export.torch_check import load_model
+    work = tempfile.mkdtemp()
+    res.save(work)
+    with torch.no_grad():
+        want = model(x).numpy()
+        got = load_model(work)(x)[conv.outputs[0]].numpy()
+    assert rel_err(got, want) <= TOL
+
+
+@pytest.mark.parametrize("name", ["resnet18", "squeezenet1_1"])
+def test_round_trip_from_torch(name):
+    torch = require("torch")
+    tv = require("torchvision")
+    from torch_cases import randomise
+    torch.manual_seed(0)
+    model = randomise(getattr(tv.models, name)()).eval()
+    _round_trip(model, torch.randn(1, 3, 64, 64))
+
+
+def test_round_trip_fcn_style_bilinear():
+    torch = require("torch")
+    from torch import nn
+
+    class Tiny(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(3, 4, 3, padding=1)
+            self.pool = nn.MaxPool2d(2, 2)
+            self.score = nn.Conv2d(4, 3, 1)
+
+        def forward(self, x):
+            y = self.score(self.pool(torch.relu(self.conv(x))))
+            return nn.functional.interpolate(y, scale_factor=2, mode="bilinear",
+                                             align_corners=False)
+
+    torch.manual_seed(0)
+    _round_trip(Tiny().eval(), torch.randn(1, 3, 16, 16))

@@ -33,7 +33,7 @@ def run(args: Any) -> int:
     def report() -> str:
         data = result.parity.to_json() if result.parity is not None else {"checked": False}
         data.update(inputs={k: list(v) for k, v in result.inputs.items()},
-                    outputs=result.outputs)
+                    model_outputs=result.outputs)
         return json.dumps(data, indent=1) + "\n"
 
     written = result.save(args.output, check=not args.no_check, tolerance=tolerance,
