@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from dnn_check import require
-from test_to_onnx import data, random_weights, rel_err
+from test_to_onnx import _fork_net, _fork_weights, data, random_weights, rel_err, schemas  # noqa: F401,E501
 
 from netdsl import layers as L, params as P
 from netdsl.errors import NetdslError
@@ -33,6 +33,14 @@ ROOT = os.path.dirname(HERE)
 @pytest.fixture(scope="module", autouse=True)
 def backends():
     require("torch")
+
+
+@pytest.fixture(autouse=True)
+def bvlc_schema_after():
+    """A fork net's test selects its schema (and pack); the next test starts on BVLC's."""
+    yield
+    from netdsl.netspec import use_schema
+    use_schema(None)
 
 
 def fresh_check(net, weights=None, inputs=None, tmp=None, seed=7, **kw):
@@ -500,3 +508,102 @@ def test_round_trip_fcn_style_bilinear():
 
     torch.manual_seed(0)
     _round_trip(Tiny().eval(), torch.randn(1, 3, 16, 16))
+
+
+# -- layer packs: the forks' nets (tests/fork_nets.py) with their schemas ---------------
+
+def test_mobilenet_ssd_to_its_heads(schemas):
+    """Permute, Normalize, PriorBox (a buffer), Flatten, Concat; DetectionOutput has no
+    rule: --outputs stops before it."""
+    import fork_nets
+    from netdsl.export.torch_export import to_torch
+    net = _fork_net(fork_nets.mobilenet_ssd(8, normalize=True), schemas["ssd"])
+    with pytest.raises(NetdslError) as exc:
+        to_torch(net, None, check=False)
+    assert "DetectionOutput" in exc.value.explain() and "--outputs mbox_loc," in \
+        exc.value.explain()
+    heads = ["mbox_loc", "mbox_conf_flatten", "mbox_priorbox"]
+    res = fresh_check(net, _fork_weights(net, outputs=heads), outputs=heads)
+    assert "detection_out" in res.walk.dropped
+    assert "caffe_normalize(" in res.source and ".permute(0, 2, 3, 1)" in res.source
+
+
+def test_segnet_upsample_with_masks_and_bn(schemas):
+    import fork_nets
+    net = _fork_net(fork_nets.segnet(div=16), schemas["segnet"])
+    inputs = {"data": (1, 3, 360, 480)}
+    res = fresh_check(net, _fork_weights(net, inputs), inputs)
+    assert "caffe_scatter(" in res.source and "mask=True" in res.source
+
+
+def test_pspnet_bn_and_interp(schemas):
+    import fork_nets
+    net = _fork_net(fork_nets.pspnet_like(), schemas["pspnet"])
+    res = fresh_check(net, _fork_weights(net))
+    assert "align_corners=True" in res.source
+
+
+def test_interp_size_parameters(schemas):
+    """Every size form of interp_layer.cpp, pads (cropping) included."""
+    text = 'input: "data" input_shape { dim: 1 dim: 2 dim: 9 dim: 11 }\n'
+    for i, params in enumerate(["zoom_factor: 3", "shrink_factor: 2", "height: 5 width: 17",
+                                "shrink_factor: 2 zoom_factor: 3 pad_beg: -1 pad_end: -1",
+                                "zoom_factor: 1", "height: 1 width: 4"]):
+        text += ('layer { name: "i%d" type: "Interp" bottom: "data" top: "i%d" '
+                 'interp_param { %s } }\n' % (i, i, params))
+    fresh_check(_fork_net(text, schemas["pspnet"]), None)
+
+
+def test_deeplab_aspp(schemas):
+    import fork_nets
+    net = _fork_net(fork_nets.deeplab_v2_aspp(), schemas["deeplab"])
+    fresh_check(net, _fork_weights(net))
+
+
+def test_enet_blocks(schemas):
+    """BN on the batch's statistics, PReLU, pooling masks and Upsample by them.  The
+    BN's float32 rounding differs from netdsl's by ~1e-7, which may move a pooling
+    mask where two window values are within that of each other (and so the
+    values the Upsample writes): every mask difference must be such a near-tie,
+    and the net's output equal elsewhere (the normal input's row)."""
+    import torch
+    import fork_nets
+    from netdsl.export.parity import reference_net, seeded_inputs
+    from netdsl.export.torch_export import to_torch
+    net = _fork_net(fork_nets.enet_like(), schemas["enet"])
+    w = _fork_weights(net)
+    outs = ["bn0_1", "pool1_0_4_mask"]
+    res = to_torch(net, w, outputs=outs)
+    rows = {(r["input"], r["output"]): r for r in res.parity.rows}
+    assert rows[("normal", "deconv6_0_0")]["ok"] and rows[("uniform", "bn0_1")]["ok"]
+    feeds = seeded_inputs(res.inputs, 0)[0][1]
+    ref = forward(reference_net(res.walk), w, feeds)
+    import tempfile
+    from netdsl.export.torch_check import load_model
+    work = tempfile.mkdtemp()
+    res.save(work)
+    with torch.no_grad():
+        got = load_model(work)(*[torch.from_numpy(v) for v in feeds.values()])
+    mine, theirs = ref["pool1_0_4_mask"], got["pool1_0_4_mask"].numpy()
+    x = ref["bn0_1"]
+    for n, c, i, j in np.argwhere(mine != theirs):
+        plane = x[n, c].reshape(-1)
+        a, b = plane[int(mine[n, c, i, j])], plane[int(theirs[n, c, i, j])]
+        assert abs(a - b) <= 1e-5 * np.abs(plane).max()
+
+
+def test_deconvnet_unpooling(tmp_path):
+    import fork_nets
+    import fork_schemas
+    net = _fork_net(fork_nets.deconvnet(), fork_schemas.write_v1_only_schema(
+        "deconvnet", str(tmp_path)))
+    fresh_check(net, _fork_weights(net))
+
+
+def test_unpooling_without_mask(tmp_path):
+    import fork_schemas
+    net = _fork_net('input: "x" input_shape { dim: 1 dim: 2 dim: 4 dim: 3 }\n'
+                    'layer { name: "u" type: "Unpooling" bottom: "x" top: "u" '
+                    'unpooling_param { kernel_size: 3 stride: 2 } }\n',
+                    fork_schemas.write_v1_only_schema("deconvnet", str(tmp_path)))
+    fresh_check(net, None)

@@ -186,6 +186,13 @@ class Coder:
         ctor = "CaffeBlobs(%s)" % ", ".join(lit(tuple(int(d) for d in a.shape)) for a in arrays)
         return self.module(ctor, {"blob%d" % i: a for i, a in enumerate(arrays)})
 
+    def constant_module(self, value: Any) -> str:
+        """A :class:`CaffeConstant` submodule whose buffer ``value`` holds ``value``."""
+        self.helper("CaffeConstant")
+        arr = np.asarray(value, dtype=np.float32)
+        return self.module("CaffeConstant(%s)" % lit(tuple(int(d) for d in arr.shape)),
+                           {"value": arr})
+
     def next_step(self) -> Any:
         return self.later[0] if self.later else None
 

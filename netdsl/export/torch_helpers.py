@@ -132,3 +132,43 @@ def caffe_mvn(x, normalize_variance, across_channels, eps):
     if normalize_variance:
         y = y / ((y * y).mean(dims, keepdim=True).sqrt() + eps)
     return y
+
+
+class CaffeConstant(nn.Module):
+    """A value Caffe computes from blob shapes only (SSD's PriorBox boxes), kept as
+    the buffer ``value``."""
+
+    def __init__(self, shape):
+        super().__init__()
+        self.register_buffer("value", torch.zeros(shape))
+
+
+def caffe_scatter(x, positions, out_h, out_w):
+    """Max unpooling (SegNet's Upsample, DeconvNet's Unpooling): each value of each
+    (n, c) plane written into a zero out_h x out_w plane at the flat position
+    ``positions`` holds (floats, truncated as static_cast<int>), the later of
+    equal positions winning."""
+    n, c = x.shape[0], x.shape[1]
+    idx = positions.reshape(n, c, -1).to(torch.int64)
+    out = x.new_zeros((n, c, out_h * out_w))
+    return out.scatter(2, idx, x.reshape(n, c, -1)).reshape(n, c, out_h, out_w)
+
+
+def caffe_normalize(x, scale, across_spatial, eps):
+    """SSD's normalize_layer.cpp: x over sqrt(sum of x^2 + eps), the sum over C x H
+    x W of each image (``across_spatial``) or over the channels at each pixel,
+    times ``scale`` (one per channel, or one shared)."""
+    dims = tuple(range(1, x.dim())) if across_spatial else (1,)
+    y = x / ((x * x).sum(dims, keepdim=True) + eps).sqrt()
+    shape = (1, -1) + (1,) * (x.dim() - 2) if scale.numel() > 1 else (1,) * x.dim()
+    return y * scale.reshape(shape)
+
+
+def caffe_bn_batch(x):
+    """SegNet's bn_layer.cpp in LEARN mode: x normalised by the batch's statistics
+    over every axis but 1, the variance E(x^2) - E(x)^2 plus 1e-9, square-rooted
+    (the sums kept in double, as netdsl's reference does)."""
+    dims = (0,) + tuple(range(2, x.dim()))
+    mean = x.double().mean(dims, keepdim=True).to(x.dtype)
+    var = (x * x).double().mean(dims, keepdim=True).to(x.dtype) - mean * mean
+    return (x - mean) / (var + 1e-9).sqrt()
