@@ -607,3 +607,58 @@ def test_unpooling_without_mask(tmp_path):
                     'unpooling_param { kernel_size: 3 stride: 2 } }\n',
                     fork_schemas.write_v1_only_schema("deconvnet", str(tmp_path)))
     fresh_check(net, None)
+
+
+@pytest.mark.parametrize("levels,method", [(1, "MAX"), (3, "MAX"), (2, "AVE")])
+def test_spp_by_hand(levels, method):
+    """spp_layer.cpp: level l pools with 2^l bins a side (kernel ceil(in / bins),
+    stride the kernel, pad (kernel * bins - in + 1) / 2), each flattened, concatenated;
+    each level computed here with the Pooling layer's own forward."""
+    import tempfile
+    import torch
+    from netdsl.export.torch_check import load_model
+    from netdsl.export.torch_export import to_torch
+    n = data((2, 3, 9, 7))
+    n.spp = L.SPP(n.data, pyramid_height=levels, pool=getattr(P.SPP, method))
+    res = to_torch(n.to_proto(), None, check=False)
+    work = tempfile.mkdtemp()
+    res.save(work)
+    x = np.random.default_rng(3).standard_normal((2, 3, 9, 7)).astype(np.float32)
+    parts = []
+    for lvl in range(levels):
+        bins = 2 ** lvl
+        kh, kw = -(-9 // bins), -(-7 // bins)
+        m = data((2, 3, 9, 7))
+        m.p = L.Pooling(m.data, pool=getattr(P.Pooling, method), kernel_h=kh, kernel_w=kw,
+                        stride_h=kh, stride_w=kw, pad_h=(kh * bins - 9 + 1) // 2,
+                        pad_w=(kw * bins - 7 + 1) // 2)
+        parts.append(forward(m.to_proto(), None, {"data": x})["p"])
+    want = parts[0] if levels == 1 else np.concatenate([p.reshape(2, -1) for p in parts], 1)
+    with torch.no_grad():
+        got = load_model(work)(torch.from_numpy(x))["spp"].numpy()
+    assert rel_err(got, want) <= TOL
+
+
+def test_roi_pooling():
+    """ROIs that name real images (the check's seeded inputs cannot make an ROI blob):
+    the generated module against netdsl's forward of roi_pooling_layer.cpp."""
+    import tempfile
+    import torch
+    from netdsl.export.torch_check import load_model
+    from netdsl.export.torch_export import to_torch
+    net = _fork_net('input: "x" input_shape { dim: 2 dim: 3 dim: 12 dim: 10 }\n'
+                    'input: "rois" input_shape { dim: 4 dim: 5 }\n'
+                    'layer { name: "p" type: "ROIPooling" bottom: "x" bottom: "rois" top: "p" '
+                    'roi_pooling_param { pooled_h: 3 pooled_w: 2 spatial_scale: 0.5 } }\n',
+                    os.path.join(HERE, "data", "fork_schemas", "faster_rcnn.proto"))
+    res = to_torch(net, None, check=False)
+    work = tempfile.mkdtemp()
+    res.save(work)
+    x = np.random.default_rng(0).standard_normal((2, 3, 12, 10)).astype(np.float32)
+    # a half-pixel corner (rounded away from zero), one ROI past the map, one pixel
+    rois = np.array([[1, 3, 5, 15, 21], [0, 0, 0, 19, 23], [1, 9, 1, 30, 40],
+                     [0, 4, 4, 4, 4]], np.float32)
+    want = forward(net, None, {"x": x, "rois": rois})["p"]
+    with torch.no_grad():
+        got = load_model(work)(torch.from_numpy(x), torch.from_numpy(rois))["p"].numpy()
+    assert rel_err(got, want) <= TOL

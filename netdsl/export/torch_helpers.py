@@ -172,3 +172,28 @@ def caffe_bn_batch(x):
     mean = x.double().mean(dims, keepdim=True).to(x.dtype)
     var = (x * x).double().mean(dims, keepdim=True).to(x.dtype) - mean * mean
     return (x - mean) / (var + 1e-9).sqrt()
+
+
+def caffe_roi_pool(x, rois, pooled_h, pooled_w, scale):
+    """Fast R-CNN's roi_pooling_layer.cpp: each ROI [image, x1, y1, x2, y2] scaled
+    by ``scale`` and rounded (halves away from zero), its size at least 1; bin
+    (i, j) spans floor(i * size / pooled) to ceil((i + 1) * size / pooled) (float
+    arithmetic) from the corner, clipped to the map; a bin's maximum, 0 when empty."""
+    rois = rois.reshape(rois.shape[0], -1)
+    h, w = x.shape[2], x.shape[3]
+    out = x.new_zeros((rois.shape[0], x.shape[1], pooled_h, pooled_w))
+    f32 = torch.float32
+    for r in range(rois.shape[0]):
+        v = rois[r, 1:5].to(f32) * torch.tensor(scale, dtype=f32)
+        x1, y1, x2, y2 = (int(t) for t in torch.sign(v) * torch.floor(v.abs() + 0.5))
+        bh = torch.tensor(max(y2 - y1 + 1, 1), dtype=f32) / pooled_h
+        bw = torch.tensor(max(x2 - x1 + 1, 1), dtype=f32) / pooled_w
+        for i in range(pooled_h):
+            hs = min(max(int(torch.floor(i * bh)) + y1, 0), h)
+            he = min(max(int(torch.ceil((i + 1) * bh)) + y1, 0), h)
+            for j in range(pooled_w):
+                ws = min(max(int(torch.floor(j * bw)) + x1, 0), w)
+                we = min(max(int(torch.ceil((j + 1) * bw)) + x1, 0), w)
+                if he > hs and we > ws:
+                    out[r, :, i, j] = x[int(rois[r, 0]), :, hs:he, ws:we].amax((1, 2))
+    return out

@@ -416,6 +416,29 @@ def _spp_onnx(layer: Message, ctx) -> List[str]:
     return [ctx.node("Concat", levels, out=ctx.top(0), axis=1)]
 
 
+def _spp_torch(layer: Message, ctx) -> str:
+    """spp_layer.cpp: per level 2^l bins a side, kernel ceil(in / bins), stride the
+    kernel, pad (kernel*bins - in + 1) / 2, pooled as Caffe pools (the helpers);
+    each level flattened, then concatenated (one level: its pooling alone)."""
+    n, c, h, w = ctx.in_shapes[0]
+    sp = layer.spp_param
+    method = layer.pooling_param.DESCRIPTOR.fields_by_name["pool"].enum_type.values_by_name[
+        enum_name(sp, "pool")].number
+    if method not in (0, 1):
+        raise ctx.refuse("only MAX and AVE pyramids are exported")
+    fn = ctx.helper("caffe_max_pool2d" if method == 0 else "caffe_avg_pool2d")
+    levels = []
+    for lvl in range(sp.pyramid_height):
+        bins = 2 ** lvl
+        kh, kw = -(-h // bins), -(-w // bins)
+        ph, pw = (kh * bins - h + 1) // 2, (kw * bins - w + 1) // 2
+        levels.append("%s(%s, (%d, %d), (%d, %d), (%d, %d))" % (fn, ctx.x[0], kh, kw, kh, kw,
+                                                                 ph, pw))
+    if len(levels) == 1:
+        return levels[0]
+    return "torch.cat([%s], 1)" % ", ".join("torch.flatten(%s, 1)" % y for y in levels)
+
+
 # -- declarations ----------------------------------------------------------------------
 
 declare("Pooling", family="pool", bottoms=1, tops=_pool_max_tops, geometry=pool_geometry,
@@ -423,4 +446,4 @@ declare("Pooling", family="pool", bottoms=1, tops=_pool_max_tops, geometry=pool_
         empty_hint=_empty_hint, onnx=_pool_onnx, torch=_pool_torch,
         size_field=_F + "kernel_size")
 declare("SPP", family="pool", bottoms=1, tops=1, shape=_spp, forward=_spp_forward,
-        onnx=_spp_onnx)
+        onnx=_spp_onnx, torch=_spp_torch)
