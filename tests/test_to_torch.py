@@ -662,3 +662,116 @@ def test_roi_pooling():
     with torch.no_grad():
         got = load_model(work)(torch.from_numpy(x), torch.from_numpy(rois))["p"].numpy()
     assert rel_err(got, want) <= TOL
+
+
+def test_grouped_bilinear_deconvolution_from_fillers():
+    """A grouped bilinear Deconvolution needs no caffemodel entry: Caffe's setup fills it."""
+    n = data((1, 3, 6, 6))
+    n.up = L.Deconvolution(n.data, convolution_param=dict(
+        num_output=3, group=3, kernel_size=4, stride=2, bias_term=False,
+        weight_filler=dict(type="bilinear")))
+    res = fresh_check(n.to_proto(), None)
+    assert "nn.ConvTranspose2d(3, 3, 4, stride=2, groups=3, bias=False)" in res.source
+
+
+def test_plugin_type_declares_its_torch_rule():
+    """register_layer(..., torch=rule): a plugin's type exports like a built-in one."""
+    from netdsl.layers import use_layers
+    from netdsl.plugins import register_layer
+
+    def up2_torch(layer, ctx):
+        return "%s.repeat_interleave(2, 2).repeat_interleave(2, 3)" % ctx.x[0]
+
+    with use_layers():
+        register_layer("Upsample2x", shape=["N", "C", "2*H", "2*W"],
+                       forward=lambda layer, b, blobs, ctx: [
+                           b[0].repeat(2, axis=2).repeat(2, axis=3)],
+                       torch=up2_torch)
+        n = data((1, 2, 3, 4))
+        n.up = L.Upsample2x(n.data)
+        res = fresh_check(n.to_proto())
+        assert "up = data.repeat_interleave(2, 2)" in res.source
+
+
+def test_first_divergence_is_named(tmp_path):
+    """A wrong module is caught, at the layer whose top first differs."""
+    from netdsl.export.torch_check import check_parity
+    from netdsl.export.torch_export import to_torch
+    net = _small_net()
+    res = to_torch(net, random_weights(net), check=False, outputs=["conv"])
+    res.write_to(str(tmp_path))
+    text = (tmp_path / "model.py").read_text()
+    # pooling without Caffe's ceil rule: one window fewer, so 'pool' differs
+    (tmp_path / "model.py").write_text(text.replace("ceil_mode=True", "ceil_mode=False"))
+    rep = check_parity(res, directory=str(tmp_path))
+    assert not rep.ok and rep.divergence["blob"] == "pool"
+    assert [r["ok"] for r in rep.rows if r["output"] == "conv"] == [True, True]
+
+
+def test_trainable_where_caffe_is(tmp_path):
+    """BatchNorm + Scale train as one nn.BatchNorm2d, Dropout is active in train(),
+    every Caffe parameter blob is a parameter."""
+    import torch
+    from netdsl.export.torch_check import load_model
+    from netdsl.export.torch_export import to_torch
+    n = data((2, 3, 6, 6))
+    n.conv = L.Convolution(n.data, num_output=4, kernel_size=3)
+    n.bn = L.BatchNorm(n.conv, in_place=True)
+    n.sc = L.Scale(n.conv, bias_term=True, in_place=True)
+    n.drop = L.Dropout(n.conv, dropout_ratio=0.5, in_place=True)
+    n.ip = L.InnerProduct(n.conv, num_output=3)
+    net = n.to_proto()
+    w = _bn_weights(net, 4)
+    res = to_torch(net, w)
+    assert res.parity.ok
+    res.save(str(tmp_path))
+    model = load_model(str(tmp_path))
+    names = {k for k, _ in model.named_parameters()}
+    assert names == {"conv.weight", "conv.bias", "bn.weight", "bn.bias", "ip.weight", "ip.bias"}
+    assert isinstance(model.bn, torch.nn.BatchNorm2d) and isinstance(model.drop, torch.nn.Dropout)
+    model.train()
+    x = torch.randn(2, 3, 6, 6)
+    torch.manual_seed(0)
+    a = model(x)["ip"]
+    a.sum().backward()
+    assert model.bn.weight.grad is not None
+    with torch.no_grad():
+        model.eval()
+        b1, b2 = model(x)["ip"], model(x)["ip"]
+    assert torch.equal(b1, b2)
+
+
+PUBLISHED = {   # name -> outputs to stop at (None: the net's own)
+    "mobilenet_ssd_deploy": ["mbox_loc", "mbox_conf_flatten", "mbox_priorbox"],
+    "segnet_inference": None,
+    "enet_deploy_final": None,
+    "deconvnet_inference_deploy": None,
+    "deeplab_v2_vgg16_aspp": ["fc8_interp"],     # read by MatWrite, a file writer
+    "pspnet50_ade20k_473": None,
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(PUBLISHED))
+def test_published_fork_nets_full_size(name):
+    """Random weights (as tests/test_fork_packs.py makes them); the export's own
+    parity check on two inputs.  Where pooling masks are unpooled, a mask may move
+    between window values equal to within float rounding (the first divergence is
+    then a mask)."""
+    import test_fork_published as pub
+    from test_fork_packs import _weights
+    from netdsl.export.torch_export import to_torch
+    from netdsl.netspec import use_schema
+    from netdsl.prototxt import parse_net
+    module, spec, inputs = pub.NETS[name][:3]
+    pb2 = pub._schema(spec, None)
+    use_schema(pb2)
+    net = parse_net(getattr(module, name)(), name + ".prototxt", schema=pb2)
+    weights = _weights(net, 0, inputs)
+    inputs = {"data": inputs["data"]} if inputs else None      # the labels are not read
+    res = to_torch(net, weights, inputs=inputs, outputs=PUBLISHED[name] or ())
+    if not res.parity.ok:
+        assert res.parity.divergence["blob"].endswith("_mask") or \
+            "Upsample" in res.parity.divergence["layer_type"] or \
+            "Unpooling" in res.parity.divergence["layer_type"], res.parity.table()
+    assert len(res.parity.rows) == 2 * len(res.outputs)

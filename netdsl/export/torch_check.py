@@ -66,36 +66,66 @@ def check_parity(export: Any, *, tolerance: float = 1e-4, seed: int = 0,
             if not ok and failing is None:
                 failing = (feeds, ours)
     if failing is not None:
-        report.divergence = first_divergence(export, failing[0], failing[1], tolerance)
+        report.divergence = first_divergence(export, failing[0], failing[1], tolerance,
+                                             directory)
     return report
 
 
+def _traced(model: Any, feeds: Dict[str, Any]) -> Dict[int, Dict[str, Any]]:
+    """Run ``model`` with the values of forward's local tensors after each line
+    (by the line's number in model.py)."""
+    import sys
+    import torch
+    code = type(model).forward.__code__
+    after: Dict[int, Dict[str, Any]] = {}
+    last = [0]
+
+    def trace(frame: Any, event: str, arg: Any) -> Any:
+        if frame.f_code is not code:
+            return None
+        if event in ("line", "return") and last[0]:
+            after[last[0]] = {k: v for k, v in frame.f_locals.items()
+                              if isinstance(v, torch.Tensor)}
+        last[0] = frame.f_lineno if event == "line" else 0
+        return trace
+
+    old = sys.gettrace()
+    sys.settrace(trace)
+    try:
+        with torch.no_grad():
+            model(*[torch.from_numpy(v) for v in feeds.values()])
+    except Exception:
+        pass          # the values up to the failing line are what is compared
+    finally:
+        sys.settrace(old)
+    return after
+
+
 def first_divergence(export: Any, feeds: Dict[str, Any], ours: Dict[str, Any],
-                     tolerance: float) -> Optional[Dict[str, Any]]:
-    """The first layer, in net order, whose tops differ from netdsl's: the net is
-    exported again up to each layer's tops in turn (a blob's final value)."""
-    from ..forward import forward
+                     tolerance: float, directory: str) -> Optional[Dict[str, Any]]:
+    """The first layer, in net order, whose top (a blob's final value) in the
+    written module differs from netdsl's: forward is run once more, its local
+    variables read after each statement."""
     from ..torch.parity import errors
-    import tempfile
-    import shutil
-    from .torch_export import to_torch
+    model = load_model(directory)
+    after = _traced(model, feeds)
+    lines = export.source.splitlines()
     for st in export.walk.steps:
-        tops = [t for t, v in zip(st.layer.top, st.top_values) if t == v]
-        if not tops:
+        mark = "  # %s (%s)" % (st.layer.name, st.layer.type)
+        lineno = next((i + 1 for i, text in enumerate(lines) if mark in text and
+                       not text.lstrip().startswith("#")), None)
+        if lineno is None:
             continue
-        sub = to_torch(export.walk.net, export.weights, inputs=export.inputs, outputs=tops,
-                       check=False)
-        work = tempfile.mkdtemp(prefix="netdsl-to-torch-")
-        try:
-            sub.write_to(work)
-            got = _run(load_model(work), tops, feeds)
-        finally:
-            shutil.rmtree(work, ignore_errors=True)
-        ref = forward(reference_net(sub.walk), export.weights, feeds)
-        for t in tops:
-            e = errors(got[t], ref[t])
+        values = after.get(lineno)
+        for t, v in zip(st.layer.top, st.top_values):
+            if t != v or t not in ours:
+                continue
+            var = export.variables.get(t)
+            got = values.get(var) if values is not None else None
+            e = errors(got.numpy(), ours[t]) if got is not None else \
+                {"rel": float("inf"), "max_abs": float("inf")}
             if e["rel"] > tolerance:
                 return {"blob": t, "op": st.layer.type, "module": st.layer.name,
-                        "layer_type": st.layer.type, "source": None,
+                        "layer_type": st.layer.type, "source": "model.py:%d" % lineno,
                         "rel": e["rel"], "max_abs": e["max_abs"]}
     return None

@@ -32,8 +32,11 @@ class TorchExport:
     """An export: the walk, ``source`` (model.py's text), ``state`` (state_dict key
     -> array), the inputs and outputs, and the parity report (None unchecked)."""
 
-    def __init__(self, walk: Walk, source: str, state: Dict[str, Any], weights: Any) -> None:
+    def __init__(self, walk: Walk, source: str, state: Dict[str, Any], weights: Any,
+                 variables: Optional[Dict[str, str]] = None) -> None:
         self.walk = walk
+        #: blob name -> its variable in forward
+        self.variables: Dict[str, str] = dict(variables or {})
         self.source = source
         self.state = state
         self.weights = weights
@@ -187,7 +190,7 @@ def to_torch(net: Any, weights: Any = None, *,
     _torch()
     walk = walk_net(net, inputs, outputs, rule="torch")
     code = emit_code(walk, weights)
-    result = TorchExport(walk, render(walk, code), code.state, weights)
+    result = TorchExport(walk, render(walk, code), code.state, weights, code.vars)
     if check:
         from .torch_check import check_parity
         work = tempfile.mkdtemp(prefix="netdsl-to-torch-")

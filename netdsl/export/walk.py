@@ -20,6 +20,8 @@ from ..layers.registry import LayerType, reads_labels
 __all__ = ["Step", "Walk", "walk_net", "split_blobs"]
 
 Shape = Tuple[int, ...]
+#: how an error names an exporter's rule field
+_RULE_NAMES = {"onnx": "ONNX", "torch": "PyTorch"}
 
 
 @dataclass
@@ -102,7 +104,7 @@ def _blocked_by(layers: List[Any], have: Mapping[str, Shape], rule: str
         src = [blocked[b] for b in lp.bottom if b in blocked]
         if lt is None or getattr(lt, rule) is None:
             why[i] = (lp, "unknown layer type" if lt is None else
-                      "its type has no %s export rule" % rule.upper())
+                      "its type has no %s export rule" % _RULE_NAMES.get(rule, rule))
             src.append(i)
         for t in lp.top:
             if src:
