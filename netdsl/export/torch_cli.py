@@ -7,6 +7,7 @@ written)."""
 from __future__ import annotations
 
 import json
+import os
 import sys
 from typing import Any
 
@@ -39,7 +40,6 @@ def run(args: Any) -> int:
     written = result.save(args.output, check=not args.no_check, tolerance=tolerance,
                           seed=args.seed)
     from ..fileio import atomic_write
-    import os
     path = os.path.join(args.output, "parity.json")
     atomic_write(path, report())
     for p in written + [path]:
