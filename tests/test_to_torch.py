@@ -775,3 +775,20 @@ def test_published_fork_nets_full_size(name):
             "Upsample" in res.parity.divergence["layer_type"] or \
             "Unpooling" in res.parity.divergence["layer_type"], res.parity.table()
     assert len(res.parity.rows) == 2 * len(res.outputs)
+
+
+def test_zf_deconvnet_switches_and_inverse_pooling():
+    """piergiaj/caffe-deconvnet: PoolingSwitches (values over switches on axis 0, and
+    the mask top), SliceHalf, a Concat [switches; values] and InvPooling back."""
+    schema = os.path.join(HERE, "data", "fork_schemas", "zf_deconvnet.proto")
+    text = ('input: "x" input_dim: 2 input_dim: 3 input_dim: 7 input_dim: 8\n'
+            'layer { name: "ps" type: "PoolingSwitches" bottom: "x" top: "ps" top: "mask"\n'
+            '  pooling_param { pool: MAX kernel_size: 3 stride: 2 pad: 1 } }\n'
+            'layer { name: "half" type: "SliceHalf" bottom: "ps" top: "vals" top: "sw"\n'
+            '  slice_param { axis: 0 } }\n'
+            'layer { name: "back" type: "Concat" bottom: "sw" bottom: "vals" top: "both"\n'
+            '  concat_param { axis: 0 } }\n'
+            'layer { name: "inv" type: "InvPooling" bottom: "both" top: "inv"\n'
+            '  pooling_param { pool: MAX kernel_size: 3 stride: 2 pad: 1 } }\n')
+    res = fresh_check(_fork_net(text, schema), None, outputs=["ps", "mask"])
+    assert "caffe_pooling_switches(" in res.source and "caffe_inv_pooling(" in res.source

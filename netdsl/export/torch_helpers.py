@@ -197,3 +197,20 @@ def caffe_roi_pool(x, rois, pooled_h, pooled_w, scale):
                 if he > hs and we > ws:
                     out[r, :, i, j] = x[int(rois[r, 0]), :, hs:he, ws:we].amax((1, 2))
     return out
+
+
+def caffe_pooling_switches(x, kernel, stride, pad, mask_top):
+    """piergiaj/caffe-deconvnet's pooling_switches_layer.cpp, MAX: the pooled values
+    (Caffe's window count, the first maximum winning) stacked along axis 0 over
+    their switches h * W + w (as floats); with ``mask_top`` also the switches in
+    both halves."""
+    values, switches = caffe_max_pool2d(x, kernel, stride, pad, mask=True)
+    top = torch.cat([values, switches], 0)
+    return (top, torch.cat([switches, switches], 0)) if mask_top else top
+
+
+def caffe_inv_pooling(x, out_h, out_w):
+    """piergiaj/caffe-deconvnet's inv_pooling_layer.cpp, MAX: x is [switches;
+    values] along axis 0; each value goes to its switch in a zero plane."""
+    half = x.shape[0] // 2
+    return caffe_scatter(x[half:2 * half], x[:half], out_h, out_w)
