@@ -224,6 +224,8 @@ def test_scale_two_bottoms_and_axis():
     n.s = L.Input(shape=dict(dim=[2, 3]))
     n.y = L.Scale(n.data, n.s, axis=0)
     n.z = L.Scale(n.data, axis=2, num_axes=-1)
+    n.w = L.Scale(n.data, n.s, axis=0, bias_term=True)
+    n.b = L.Bias(n.data, n.s, axis=0)
     net = n.to_proto()
     fresh_check(net, random_weights(net))
 
@@ -792,3 +794,17 @@ def test_zf_deconvnet_switches_and_inverse_pooling():
             '  pooling_param { pool: MAX kernel_size: 3 stride: 2 pad: 1 } }\n')
     res = fresh_check(_fork_net(text, schema), None, outputs=["ps", "mask"])
     assert "caffe_pooling_switches(" in res.source and "caffe_inv_pooling(" in res.source
+
+
+def test_every_type_with_an_onnx_rule_has_a_torch_rule():
+    """The same coverage as to-onnx: BVLC's types and every pack's."""
+    from netdsl.layers.registry import BUILTIN, PACKS
+    from netdsl.packs import TRIGGERS, enable
+    for pack in TRIGGERS:
+        enable(pack)
+    missing = [name for reg in (BUILTIN, PACKS) for name, lt in reg.own().items()
+               if lt.onnx is not None and lt.torch is None]
+    assert missing == []
+    assert {"Convolution", "Pooling", "BatchNorm", "Upsample", "Interp", "PriorBox"} <= {
+        name for reg in (BUILTIN, PACKS) for name, lt in reg.own().items()
+        if lt.torch is not None}

@@ -485,7 +485,7 @@ def _scale_bias_torch(layer: Message, ctx) -> str:
     shape = ctx.in_shapes[0]
     axis = canonical_axis(p.axis, shape, ("scale" if scale else "bias") + "_param.axis")
     end = len(shape) if p.num_axes == -1 else axis + p.num_axes
-    pshape = tuple(shape[axis:end])
+    pshape = tuple(ctx.in_shapes[1]) if len(ctx.x) > 1 else tuple(shape[axis:end])
     arrays = []
     if len(ctx.x) == 1:
         arrays.append(ctx.blob(0, pshape))
