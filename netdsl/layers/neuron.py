@@ -9,6 +9,7 @@ from google.protobuf.message import Message
 
 from ..errors import NetdslError
 from .blob import elementwise_cost, Shape, err, identity_map, legacy_dim, shape_str
+from .blob import f32_code
 from .registry import declare
 from .runtime import TRAIN, Context, blob_as, np
 
@@ -317,10 +318,6 @@ def _prelu_onnx(layer: Message, ctx) -> List[str]:
     return [ctx.node("PRelu", [ctx.inputs[0], slope], out=ctx.top(0))]
 
 
-def _f(v: float) -> str:
-    return repr(float(np.float32(v)))
-
-
 def _call_torch(fmt: str):
     """A rule writing ``fmt % x`` (the neurons PyTorch has as they are in Caffe)."""
     def rule(layer: Message, ctx) -> str:
@@ -332,7 +329,7 @@ def _relu_torch(layer: Message, ctx) -> str:
     """relu_layer.cpp: ``max(x, 0) + negative_slope * min(x, 0)``."""
     slope = float(np.float32(layer.relu_param.negative_slope))
     return ("torch.relu(%s)" % ctx.x[0] if slope == 0 else
-            "F.leaky_relu(%s, %s)" % (ctx.x[0], _f(slope)))
+            "F.leaky_relu(%s, %s)" % (ctx.x[0], f32_code(slope)))
 
 
 def _neuron_param_torch(layer: Message, ctx) -> str:
@@ -340,17 +337,18 @@ def _neuron_param_torch(layer: Message, ctx) -> str:
     Clip, Swish (``x * sigmoid(beta x)``) with their parameters."""
     x = ctx.x[0]
     if layer.type == "ELU":
-        return "F.elu(%s, %s)" % (x, _f(layer.elu_param.alpha))
+        return "F.elu(%s, %s)" % (x, f32_code(layer.elu_param.alpha))
     if layer.type == "Threshold":
-        return "(%s > %s).to(%s.dtype)" % (x, _f(layer.threshold_param.threshold), x)
+        return "(%s > %s).to(%s.dtype)" % (x, f32_code(layer.threshold_param.threshold), x)
     if layer.type == "Clip":
-        return "torch.clamp(%s, %s, %s)" % (x, _f(layer.clip_param.min), _f(layer.clip_param.max))
-    return "%s * torch.sigmoid(%s * %s)" % (x, _f(layer.swish_param.beta), x)
+        p = layer.clip_param
+        return "torch.clamp(%s, %s, %s)" % (x, f32_code(p.min), f32_code(p.max))
+    return "%s * torch.sigmoid(%s * %s)" % (x, f32_code(layer.swish_param.beta), x)
 
 
 def _affine_torch(x: str, scale: float, shift: float) -> str:
-    y = x if scale == 1 else "%s * %s" % (_f(scale), x)
-    return y if shift == 0 else "(%s + %s)" % (_f(shift), y)
+    y = x if scale == 1 else "%s * %s" % (f32_code(scale), x)
+    return y if shift == 0 else "(%s + %s)" % (f32_code(shift), y)
 
 
 def _power_torch(layer: Message, ctx) -> str:
@@ -361,10 +359,10 @@ def _power_torch(layer: Message, ctx) -> str:
     x = ctx.x[0]
     if pw * sc == 0:
         value = 1.0 if pw == 0 else float(np.power(np.float32(sh), np.float32(pw)))
-        return "torch.full_like(%s, %s)" % (x, _f(value))
+        return "torch.full_like(%s, %s)" % (x, f32_code(value))
     y = _affine_torch(x, sc, sh)
     return y if pw == 1 else "%s ** %s" % (y if y == x or y.startswith("(") else "(%s)" % y,
-                                           _f(pw))
+                                           f32_code(pw))
 
 
 def _exp_torch(layer: Message, ctx) -> str:
@@ -377,7 +375,7 @@ def _exp_torch(layer: Message, ctx) -> str:
     outer = 1.0 if shift == 0 else float(np.float32(np.exp(shift)) if base == -1
                                          else np.float32(base ** shift))
     y = "torch.exp(%s)" % _affine_torch(ctx.x[0], inner, 0.0)
-    return y if outer == 1 else "%s * %s" % (_f(outer), y)
+    return y if outer == 1 else "%s * %s" % (f32_code(outer), y)
 
 
 def _log_torch(layer: Message, ctx) -> str:
@@ -387,13 +385,13 @@ def _log_torch(layer: Message, ctx) -> str:
     base_scale = 1.0 if base == -1 else float(np.float32(1) / np.float32(np.log(base)))
     y = "torch.log(%s)" % _affine_torch(ctx.x[0], float(np.float32(p.scale)),
                                          float(np.float32(p.shift))).strip("()")
-    return y if base_scale == 1 else "%s * %s" % (_f(base_scale), y)
+    return y if base_scale == 1 else "%s * %s" % (f32_code(base_scale), y)
 
 
 def _dropout_torch(layer: Message, ctx) -> str:
     """nn.Dropout(dropout_ratio): the identity in eval(), and in train() Caffe's
     dropout (dropout_layer.cpp scales the kept values by 1 / (1 - ratio))."""
-    mod = ctx.module("nn.Dropout(%s)" % _f(layer.dropout_param.dropout_ratio))
+    mod = ctx.module("nn.Dropout(%s)" % f32_code(layer.dropout_param.dropout_ratio))
     return "%s(%s)" % (mod, ctx.x[0])
 
 

@@ -10,6 +10,7 @@ from ..coord_map import Map, channel_axis_map
 from ..errors import NetdslError
 from .blob import (Shape, canonical_axis, elementwise_cost, err, identity_map, legacy_dim,
                    need_rank, shape_str)
+from .blob import f32_code
 from .registry import declare
 from .runtime import TEST, Context, blob_as, np
 
@@ -416,10 +417,6 @@ def _softmax_onnx(layer: Message, ctx) -> List[str]:
     return [ctx.node("Softmax", ctx.inputs, out=ctx.top(0), axis=axis)]
 
 
-def _f(v: float) -> str:
-    return repr(float(np.float32(v)))
-
-
 def _scale_follows(layer: Message, ctx):
     """The next step when it is a per-channel Scale with a bias, this BatchNorm's
     top its one bottom and that Scale its one reader (BatchNorm + Scale is one
@@ -450,9 +447,10 @@ def _batch_norm_torch(layer: Message, ctx) -> str:
     c = shape[1]
     kind = "nn.BatchNorm%dd" % (1 if len(shape) <= 3 else len(shape) - 2)
     args = [str(c)]
-    if float(np.float32(p.eps)) != 1e-5:
-        args.append("eps=%s" % _f(p.eps))
-    args.append("momentum=%s" % repr(float(1 - np.float64(np.float32(p.moving_average_fraction)))))
+    if np.float32(p.eps) != np.float32(1e-5):
+        args.append("eps=%s" % f32_code(p.eps))
+    momentum = float("%.7g" % (1 - float(np.float32(p.moving_average_fraction))))
+    args.append("momentum=%r" % momentum)
     if p.HasField("use_global_stats") and not p.use_global_stats:
         mod = ctx.module("%s(%s, affine=False, track_running_stats=False)"
                          % (kind, ", ".join(args)))
@@ -508,15 +506,15 @@ def _lrn_torch(layer: Message, ctx) -> str:
     p = layer.lrn_param
     if p.norm_region == 0:
         return "F.local_response_norm(%s, %d, %s, %s, %s)" % (
-            ctx.x[0], p.local_size, _f(p.alpha), _f(p.beta), _f(p.k))
+            ctx.x[0], p.local_size, f32_code(p.alpha), f32_code(p.beta), f32_code(p.k))
     return "%s(%s, %d, %s, %s)" % (ctx.helper("caffe_lrn_within"), ctx.x[0], p.local_size,
-                                   _f(p.alpha), _f(p.beta))
+                                   f32_code(p.alpha), f32_code(p.beta))
 
 
 def _mvn_torch(layer: Message, ctx) -> str:
     p = layer.mvn_param
     return "%s(%s, %r, %r, %s)" % (ctx.helper("caffe_mvn"), ctx.x[0], bool(p.normalize_variance),
-                                   bool(p.across_channels), _f(p.eps))
+                                   bool(p.across_channels), f32_code(p.eps))
 
 
 def _softmax_torch(layer: Message, ctx) -> str:

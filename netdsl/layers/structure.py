@@ -11,6 +11,7 @@ from ..coord_map import Map, canon_axis, channel_axis_map
 from ..errors import NetdslError
 from .blob import (Noted, Shape, canonical_axis, count, enum_name, err, identity_map, same_shapes,
                    shape_str)
+from .blob import f32_code
 from .registry import Ops, declare
 from .runtime import Context, np
 
@@ -659,10 +660,6 @@ def _argmax_onnx(layer: Message, ctx) -> List[str]:
     return [ctx.reshape(y, ctx.out_shapes[0], out=ctx.top(0))]
 
 
-def _f(v: float) -> str:
-    return repr(float(np.float32(v)))
-
-
 def _concat_torch(layer: Message, ctx) -> str:
     p = layer.concat_param
     axis = p.concat_dim if p.HasField("concat_dim") else canonical_axis(
@@ -701,7 +698,7 @@ def _eltwise_torch(layer: Message, ctx) -> str:
     for i, (c, x) in enumerate(zip(coeffs, xs)):
         sign = "-" if c < 0 else "+"
         mag = abs(c)
-        term = x if mag == 1 else "%s * %s" % (repr(mag), x)
+        term = x if mag == 1 else "%s * %s" % (f32_code(mag), x)
         terms.append(("-" + term if sign == "-" else term) if i == 0 else
                      "%s %s" % (sign, term))
     return " ".join(terms)
@@ -759,7 +756,7 @@ def _reduction_torch(layer: Message, ctx) -> str:
         raise ctx.refuse("unknown reduction %d" % p.operation)
     y = form % x
     coeff = float(np.float32(p.coeff))
-    return y if coeff == 1 else "%s * %s" % (repr(coeff), y)
+    return y if coeff == 1 else "%s * %s" % (f32_code(coeff), y)
 
 
 def _argmax_torch(layer: Message, ctx) -> str:

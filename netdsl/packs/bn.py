@@ -21,6 +21,7 @@ from typing import Any, List, Sequence, Tuple
 import numpy as np
 
 from ..errors import NetdslError
+from ..layers.blob import f32_code
 from ..layers.registry import PACKS, declare
 from ._util import param
 
@@ -147,7 +148,7 @@ def bn_torch(layer: Any, ctx: Any) -> str:
     state = {"weight": ctx.blob(0, (c,)), "bias": ctx.blob(1, (c,)),
              "running_mean": ctx.blob(2, (c,)), "running_var": ctx.blob(3, (c,)),
              "num_batches_tracked": np.zeros((), np.int64)}
-    mod = ctx.module("nn.BatchNorm2d(%d, eps=%r)" % (c, float(_F(layer.bn_param.eps))), state)
+    mod = ctx.module("nn.BatchNorm2d(%d, eps=%s)" % (c, f32_code(layer.bn_param.eps)), state)
     return "%s(%s)" % (mod, x)
 
 

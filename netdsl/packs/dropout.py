@@ -19,6 +19,7 @@ from typing import Any, List
 
 import numpy as np
 
+from ..layers.blob import f32_code
 from ..layers.registry import BUILTIN, PACKS
 
 TRAIN = 0
@@ -65,10 +66,10 @@ def dropout_torch(layer: Any, ctx: Any) -> str:
     if _has(p, "sample_weights_test") and p.sample_weights_test:
         raise ctx.refuse("sample_weights_test draws a random mask in the TEST phase")
     ratio = float(np.float32(p.dropout_ratio))
-    y = "%s(%s)" % (ctx.module("nn.Dropout(%r)" % ratio), ctx.x[0])
+    y = "%s(%s)" % (ctx.module("nn.Dropout(%s)" % f32_code(ratio)), ctx.x[0])
     if _has(p, "scale_train") and not p.scale_train:
         scale = np.float32(1.0 / (1.0 - ratio))
-        y = "%r * %s" % (float(1.0 / float(scale)), y)
+        y = "%s * %s" % (f32_code(1.0 / float(scale)), y)
     return y
 
 

@@ -16,6 +16,7 @@ from typing import Any, List, Tuple
 import numpy as np
 
 from ..errors import NetdslError
+from ..layers.blob import f32_code
 from ..layers.registry import PACKS, declare
 from . import python_layers
 from ._util import four_axes, param
@@ -81,8 +82,8 @@ def roi_pooling_onnx(layer: Any, ctx: Any):
 def roi_pooling_torch(layer: Any, ctx: Any) -> str:
     """roi_pooling_layer.cpp (the helper: its rounding, bins and clipping)."""
     ph, pw, scale = _setup(layer)
-    return "%s(%s, %s, %d, %d, %r)" % (ctx.helper("caffe_roi_pool"), ctx.x[0], ctx.x[1], ph, pw,
-                                       float(np.float32(scale)))
+    return "%s(%s, %s, %d, %d, %s)" % (ctx.helper("caffe_roi_pool"), ctx.x[0], ctx.x[1], ph, pw,
+                                       f32_code(scale))
 
 
 # -- the Python Proposal layer ------------------------------------------------------

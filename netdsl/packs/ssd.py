@@ -15,6 +15,7 @@ import numpy as np
 
 from ..coord_map import IDENTITY
 from ..errors import NetdslError
+from ..layers.blob import f32_code
 from ..layers.registry import PACKS, declare
 from ._util import param
 
@@ -433,8 +434,8 @@ def normalize_torch(layer: Any, ctx: Any) -> str:
     p = _norm_param(layer)
     c = ctx.in_shapes[0][1]
     mod = ctx.blobs_module([ctx.blob(0, (1,) if p.channel_shared else (c,))])
-    return "%s(%s, %s.blob0, %r, %r)" % (ctx.helper("caffe_normalize"), ctx.x[0], mod,
-                                         bool(p.across_spatial), float(_F(p.eps)))
+    return "%s(%s, %s.blob0, %r, %s)" % (ctx.helper("caffe_normalize"), ctx.x[0], mod,
+                                         bool(p.across_spatial), f32_code(p.eps))
 
 
 
