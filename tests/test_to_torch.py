@@ -19,7 +19,8 @@ import numpy as np
 import pytest
 
 from dnn_check import require
-from test_to_onnx import _fork_net, _fork_weights, data, random_weights, rel_err, schemas  # noqa: F401,E501
+from test_to_onnx import (NEURONS, PUBLISHED, _caffe_pooled, _fork_net, _fork_weights,  # noqa: F401
+                          _small_net, data, random_weights, rel_err, schemas)
 
 from netdsl import layers as L, params as P
 from netdsl.errors import NetdslError
@@ -95,15 +96,6 @@ def test_deconvolution(kw):
     assert "nn.ConvTranspose2d(" in res.source
 
 
-def _caffe_pooled(size, k, s, p):
-    # pooling_layer.cpp Reshape: ceil((in + 2p - k) / s) + 1, minus one when the last
-    # window starts in the padding ((pooled - 1) * stride >= in + pad)
-    out = -(-(size + 2 * p - k) // s) + 1
-    if p and (out - 1) * s >= size + p:
-        out -= 1
-    return out
-
-
 @pytest.mark.parametrize("method", ["MAX", "AVE"])
 @pytest.mark.parametrize("size,k,s,p", [(7, 3, 2, 0), (6, 3, 2, 1), (5, 2, 2, 1), (8, 3, 3, 1),
                                         (9, 2, 2, 0), (9, 3, 2, 2), (10, 1, 3, 0)])
@@ -139,18 +131,6 @@ def test_inner_product(kw, shape):
     n.ip = L.InnerProduct(n.data, **kw)
     net = n.to_proto()
     fresh_check(net, random_weights(net))
-
-
-NEURONS = [
-    ("ReLU", {}), ("ReLU", dict(negative_slope=0.2)), ("Sigmoid", {}), ("TanH", {}),
-    ("AbsVal", {}), ("BNLL", {}), ("ELU", dict(alpha=0.7)), ("Threshold", dict(threshold=0.3)),
-    ("Clip", dict(min=-0.4, max=0.6)), ("Swish", dict(beta=1.5)),
-    ("Power", dict(power=2.0, scale=0.5, shift=3.0)), ("Power", dict(power=0.0, scale=2.0)),
-    ("Power", dict(scale=0.0, shift=2.0, power=3.0)), ("Power", dict(scale=-1.5)),
-    ("Exp", {}), ("Exp", dict(base=2.0, scale=0.5, shift=1.0)),
-    ("Log", dict(shift=8.0)), ("Log", dict(base=10.0, scale=0.5, shift=5.0)),
-    ("Dropout", dict(dropout_ratio=0.3)),
-]
 
 
 @pytest.mark.parametrize("kind,kw", NEURONS, ids=["%s%d" % (k, i) for i, (k, _) in
@@ -371,14 +351,6 @@ def test_seed000_bilinear_deconvolution(tmp_path):
 
 
 # -- the generated file, the verb, refusals --------------------------------------------
-
-def _small_net():
-    n = data((1, 3, 8, 8))
-    n.conv = L.Convolution(n.data, num_output=4, kernel_size=3, pad=1)
-    n.pool = L.Pooling(n.conv, pool=P.Pooling.AVE, kernel_size=3, stride=2, pad=1)
-    n.prob = L.Softmax(n.pool)
-    return n.to_proto()
-
 
 def test_model_py_imports_only_torch_and_math(tmp_path):
     from netdsl.export.torch_export import to_torch
@@ -741,16 +713,6 @@ def test_trainable_where_caffe_is(tmp_path):
         model.eval()
         b1, b2 = model(x)["ip"], model(x)["ip"]
     assert torch.equal(b1, b2)
-
-
-PUBLISHED = {   # name -> outputs to stop at (None: the net's own)
-    "mobilenet_ssd_deploy": ["mbox_loc", "mbox_conf_flatten", "mbox_priorbox"],
-    "segnet_inference": None,
-    "enet_deploy_final": None,
-    "deconvnet_inference_deploy": None,
-    "deeplab_v2_vgg16_aspp": ["fc8_interp"],     # read by MatWrite, a file writer
-    "pspnet50_ade20k_473": None,
-}
 
 
 @pytest.mark.slow
