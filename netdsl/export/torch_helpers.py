@@ -5,7 +5,6 @@ source of the helpers a net needs (and of the helpers those call) into the
 generated file, which imports only torch and math.  Each docstring says what
 Caffe does and cites its source file.
 """
-import math
 
 import torch
 import torch.nn as nn
