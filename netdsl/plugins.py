@@ -58,6 +58,7 @@ def register_layer(type_name: str, *, shape: Any = None, params: Any = None,
                    coord_map: Any = None, forward: Optional[Callable] = None,
                    fillers: Optional[Callable] = None, needs_weights: Any = False,
                    cost: Optional[Callable] = None, onnx: Optional[Callable] = None,
+                   torch: Optional[Callable] = None,
                    bottoms: Any = None, tops: Any = None, equal: bool = False,
                    loss: bool = False, in_place: bool = True, override: bool = False,
                    registry: Any = None) -> LayerType:
@@ -75,6 +76,9 @@ def register_layer(type_name: str, *, shape: Any = None, params: Any = None,
     ``cost``: ``fn(layer_shapes) -> netdsl.layers.registry.Ops`` for ``shapes --cost``.
     ``onnx``: the export rule, ``fn(layer, ctx) -> [top value names]`` for ``to-onnx``
     (``ctx`` is a :class:`netdsl.export.onnx_graph.Emitter`; see docs/to-onnx.md).
+    ``torch``: the PyTorch code rule, ``fn(layer, ctx) -> expression or [one per top]``
+    for ``to-torch`` (``ctx`` is a :class:`netdsl.export.torch_code.Coder`; see
+    docs/to-torch.md).
     ``bottoms``/``tops``: blob counts, an int, ``(min, max)`` (None: unbounded)
     or ``fn(layer)`` giving either; ``equal``, ``loss`` and ``in_place`` as in
     :class:`~netdsl.layers.registry.LayerType`.
@@ -118,13 +122,16 @@ def register_layer(type_name: str, *, shape: Any = None, params: Any = None,
         cost = _guard(cost, "cost rule", type_name, source)
     if onnx is not None:
         onnx = _guard(onnx, "ONNX export rule", type_name, source)
+    if torch is not None:
+        torch = _guard(torch, "PyTorch export rule", type_name, source)
     # reads labels (left out of deploy nets) as the type it replaces does, or, for a new
     # type, when its name ends in Loss as Caffe's losses' names do (netdsl 0.1's rule)
     labels = reads_labels(type_name)
     return reg.add(LayerType(type_name, family="plugin", bottoms=bottoms, tops=tops, equal=equal,
                              loss=loss, labels=labels, in_place=in_place, shape=shape,
                              params=params, fillers=fillers, coord_map=coord_map, forward=forward,
-                             needs_weights=needs_weights, cost=cost, onnx=onnx, source=source))
+                             needs_weights=needs_weights, cost=cost, onnx=onnx, torch=torch,
+                             source=source))
 
 
 def unregister_layer(type_name: str) -> None:

@@ -19,7 +19,7 @@ from typing import List, Optional
 
 from ..errors import NetdslError
 from . import (build, draw, fmt, from_onnx, from_torch, init, inspect, pycaffe, render, run,
-               schema, shapes, to_onnx, upgrade)
+               schema, shapes, to_onnx, to_torch, upgrade)
 from .common import (is_spec, load_net, load_spec_net, parse_declared, parse_inputs,
                      spec_defines)
 
@@ -31,7 +31,7 @@ EXIT_USER_ERROR = 2
 
 # in the order `netdsl --help` lists them
 VERBS: List[ModuleType] = [pycaffe, fmt, upgrade, shapes, draw, init, inspect, run, build,
-                           render, schema, from_torch, from_onnx, to_onnx]
+                           render, schema, from_torch, from_onnx, to_onnx, to_torch]
 
 
 class _Parser(argparse.ArgumentParser):

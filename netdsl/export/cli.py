@@ -14,6 +14,7 @@ import tempfile
 from typing import Any, List
 
 from ..errors import NetdslError
+from .walk import split_blobs as _outputs
 
 __all__ = ["run", "add_arguments", "parity_path"]
 
@@ -21,16 +22,6 @@ __all__ = ["run", "add_arguments", "parity_path"]
 def parity_path(model_path: str) -> str:
     root, ext = os.path.splitext(model_path)
     return (root if ext.lower() == ".onnx" else model_path) + ".parity.json"
-
-
-def _outputs(items: Any) -> List[str]:
-    out: List[str] = []
-    for item in items or ():
-        for name in item.split(","):
-            name = name.strip()
-            if name and name not in out:
-                out.append(name)
-    return out
 
 
 def _save_checked(result: Any, args: Any) -> List[str]:

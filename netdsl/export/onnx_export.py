@@ -13,9 +13,9 @@ import functools
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 from ..errors import NetdslError
-from ..layers.runtime import np
 from .onnx_graph import Emitter, Graph
 from .walk import Walk, walk_net
+from .weights import blob_source as _blob_source, layer_blobs as _layer_blobs
 
 __all__ = ["to_onnx", "OnnxExport", "default_opset", "MIN_OPSET"]
 
@@ -125,30 +125,6 @@ class OnnxExport:
             self.path = path
             self.initializers = {}
         return written
-
-
-def _blob_source(weights: Any) -> Any:
-    from ..forward.core import _Weights
-    return _Weights(weights)
-
-
-def _layer_blobs(step: Any, layers: List[Any], wts: Any) -> Any:
-    """A function giving the layer's weight blobs as the forward finds them."""
-    from ..forward.core import _setup_blobs, _shared_owner
-
-    def get() -> List[Any]:
-        blobs = wts.get(step.layer.name)
-        if blobs is None:
-            blobs = _shared_owner(step.layer, layers, wts)
-        if blobs is None and step.lt.wants_weights(step.layer):
-            fake = [np.broadcast_to(np.float32(0), s) for s in step.bottom_shapes]
-            blobs = _setup_blobs(step.lt, step.layer, fake)
-            if blobs is None:
-                raise NetdslError("no weights for this %s layer (looked up by layer name)"
-                                  % step.layer.type, layer=step.layer.name,
-                                  hint="give the caffemodel")
-        return list(blobs or [])
-    return get
 
 
 def emit_graph(walk: Walk, weights: Any, opset: int, dynamic_batch: bool = False) -> Graph:

@@ -21,9 +21,11 @@ from ..errors import NetdslError, did_you_mean
 from ..layers import lookup
 from ..layers.registry import LayerType, reads_labels
 
-__all__ = ["Step", "Walk", "walk_net"]
+__all__ = ["Step", "Walk", "walk_net", "split_blobs"]
 
 Shape = Tuple[int, ...]
+#: how an error names an exporter's rule field
+_RULE_NAMES = {"onnx": "ONNX", "torch": "PyTorch"}
 
 
 @dataclass
@@ -48,6 +50,17 @@ class Walk:
     outputs: List[str]
     shapes: Dict[str, Shape] = field(default_factory=dict)
     dropped: List[str] = field(default_factory=list)
+
+
+def split_blobs(items: Any) -> List[str]:
+    """The blob names of repeated ``--outputs A,B`` options, in order, once each."""
+    out: List[str] = []
+    for item in items or ():
+        for name in item.split(","):
+            name = name.strip()
+            if name and name not in out:
+                out.append(name)
+    return out
 
 
 def _layers(net: Any) -> List[Any]:
@@ -96,8 +109,9 @@ def _blocked_by(layers: List[Any], have: Mapping[str, Shape], rule: str
         fn = getattr(lt, rule) if lt is not None else None
         if fn is None or not getattr(fn, "covers", lambda _: True)(lp):
             why[i] = (lp, "unknown layer type" if lt is None else
-                      "its type has no %s export rule" % rule.upper() if fn is None else
-                      "this form of it has no %s export rule" % rule.upper())
+                      "its type has no %s export rule" % _RULE_NAMES.get(rule, rule)
+                      if fn is None else
+                      "this form of it has no %s export rule" % _RULE_NAMES.get(rule, rule))
             src.append(i)
         for t in lp.top:
             if src:

@@ -106,6 +106,22 @@ def f32(x: float) -> float:
     return struct.unpack("f", struct.pack("f", x))[0]
 
 
+def f32_code(x: float) -> str:
+    """``x`` as Caffe's float32 parameter, written as the shortest Python literal that
+    rounds back to the same float32 (0.1 rather than 0.10000000149011612), for the
+    code the to-torch export writes; inf and nan as ``math.inf``/``math.nan``."""
+    v = f32(float(x))
+    if v != v:
+        return "math.nan"
+    if v in (float("inf"), float("-inf")):
+        return "math.inf" if v > 0 else "-math.inf"
+    for digits in range(1, 10):
+        text = "%.*g" % (digits, v)
+        if f32(float(text)) == v:
+            break
+    return text if any(c in text for c in ".en") else text + ".0"
+
+
 def need_rank(shape: Shape, n: int, what: str, field: Optional[str] = None) -> None:
     if len(shape) != n:
         raise err("%s needs a %d-axis input; got %d axes %s"

@@ -622,6 +622,37 @@ def _im2col_onnx(layer: Message, ctx: Any, g: ConvGeometry) -> List[str]:
                      dilations=list(g.dilation), group=c)]
 
 
+def _conv_torch(layer: Message, ctx: Any, g: ConvGeometry) -> Any:
+    """nn.Conv{1,2,3}d / nn.ConvTranspose{1,2,3}d with Caffe's weights as they are
+    (PyTorch keeps Caffe's layouts, (out, in/group, *k) and, transposed, (in,
+    out/group, *k)); symmetric pads give Caffe's sizes (conv_layer.cpp,
+    deconv_layer.cpp compute_output_shape).  Every bottom goes through the
+    same weights, as in Caffe."""
+    if g.axis != 1 or len(g.kernel) > 3:
+        raise ctx.refuse("only axis 1 (channels) and 1 to 3 spatial axes map to PyTorch")
+    deconv = layer.type == "Deconvolution"
+    c, o, group = _channels(layer, ctx.in_shapes[0], 1)
+    bias = bool(layer.convolution_param.bias_term)
+    wshape = ((c, o // group) if deconv else (o, c // group)) + tuple(g.kernel)
+    state = {"weight": ctx.blob(0, wshape)}
+    if bias:
+        state["bias"] = ctx.blob(1, (o,))
+    kind = "nn.%s%dd" % ("ConvTranspose" if deconv else "Conv", len(g.kernel))
+    one = lambda v: ctx.lit(v[0] if len(set(v)) == 1 else tuple(v))  # noqa: E731
+    args = [str(c), str(o), one(g.kernel)]
+    for name, v, default in (("stride", g.stride, 1), ("padding", g.pad, 0),
+                             ("dilation", g.dilation, 1), ("groups", (group,), 1)):
+        if any(d != default for d in v):
+            args.append("%s=%s" % (name, one(v)))
+    if not bias:
+        args.append("bias=False")
+    mod = ctx.module("%s(%s)" % (kind, ", ".join(args)), state)
+    calls = ["%s(%s)" % (mod, x) for x in ctx.x]
+    return calls
+
+
+
+
 # -- declarations ----------------------------------------------------------------------
 
 _CONV = dict(family="conv", bottoms=(1, None), tops=(1, None), equal=True, geometry=_geometry,
@@ -629,9 +660,11 @@ _CONV = dict(family="conv", bottoms=(1, None), tops=(1, None), equal=True, geome
              fillers=weight_bias_fillers("convolution_param"),
              fixed_blobs=fixed_weight_bias("convolution_param"), needs_weights=True,
              empty_hint=_empty_hint, size_field=_F + "kernel_size")
-declare("Convolution", forward=_convolution, cost=_conv_cost, onnx=_conv_onnx, **_CONV)
+declare("Convolution", forward=_convolution, cost=_conv_cost, onnx=_conv_onnx,
+        torch=_conv_torch, **_CONV)
 declare("Deconvolution", forward=_deconvolution, reads=("convolution_param",),
-        surgery=_deconv_surgery, cost=_deconv_cost, onnx=_conv_onnx, **_CONV)
+        surgery=_deconv_surgery, cost=_deconv_cost, onnx=_conv_onnx, torch=_conv_torch,
+        **_CONV)
 declare("Im2col", family="conv", bottoms=1, tops=1, reads=("convolution_param",),
         geometry=_im2col_geometry, shape=_im2col, coord_map=_conv_map, empty_hint=_empty_hint,
         forward=_im2col_forward, onnx=_im2col_onnx,

@@ -119,10 +119,45 @@ def _embed_onnx(layer: Message, ctx) -> List[str]:
 
 # -- declarations ----------------------------------------------------------------------
 
+def _inner_product_torch(layer: Message, ctx) -> str:
+    """nn.Linear on the bottom flattened from ``axis`` (inner_product_layer.cpp: top
+    is bottom[:axis] + (num_output,)); Caffe's (N, K) weights are Linear's
+    layout, transposed ones ((K, N), ``transpose: true``) are stored as (N, K)."""
+    p = layer.inner_product_param
+    shape = ctx.in_shapes[0]
+    axis = canonical_axis(p.axis, shape, "inner_product_param.axis")
+    k, n = count(shape[axis:]), p.num_output
+    w = ctx.blob(0, (k, n)).T if p.transpose else ctx.blob(0, (n, k))
+    state = {"weight": w}
+    if p.bias_term:
+        state["bias"] = ctx.blob(1, (n,))
+    mod = ctx.module("nn.Linear(%d, %d%s)" % (k, n, "" if p.bias_term else ", bias=False"),
+                     state)
+    x = ctx.x[0]
+    if not (len(shape) == axis + 1):
+        x = "torch.flatten(%s, %d)" % (x, axis)
+    return "%s(%s)" % (mod, x)
+
+
+def _embed_torch(layer: Message, ctx) -> str:
+    """embed_layer.cpp: row ``int(x)`` of the (input_dim, num_output) weights (+ bias)."""
+    p = layer.embed_param
+    arrays = [ctx.blob(0, (p.input_dim, p.num_output))]
+    if p.bias_term:
+        arrays.append(ctx.blob(1, (p.num_output,)))
+    mod = ctx.blobs_module(arrays)
+    y = "F.embedding(%s.long(), %s.blob0)" % (ctx.x[0], mod)
+    return y + (" + %s.blob1" % mod if p.bias_term else "")
+
+
+
+
 declare("InnerProduct", family="inner", bottoms=1, tops=1, shape=_inner_product,
         params=_inner_product_params, forward=inner_product, cost=_inner_product_cost,
         fillers=weight_bias_fillers("inner_product_param"),
         fixed_blobs=fixed_weight_bias("inner_product_param"), needs_weights=True,
-        onnx=_inner_product_onnx, size_field="inner_product_param.num_output")
+        onnx=_inner_product_onnx, torch=_inner_product_torch,
+        size_field="inner_product_param.num_output")
 declare("Embed", family="inner", bottoms=1, tops=1, shape=_embed, params=_embed_params,
-        fillers=weight_bias_fillers("embed_param"), needs_weights=True, onnx=_embed_onnx)
+        fillers=weight_bias_fillers("embed_param"), needs_weights=True, onnx=_embed_onnx,
+        torch=_embed_torch)

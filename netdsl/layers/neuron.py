@@ -9,6 +9,7 @@ from google.protobuf.message import Message
 
 from ..errors import NetdslError
 from .blob import elementwise_cost, Shape, err, identity_map, legacy_dim, shape_str
+from .blob import f32_code
 from .registry import declare
 from .runtime import TRAIN, Context, blob_as, np
 
@@ -324,23 +325,110 @@ def _prelu_onnx(layer: Message, ctx) -> List[str]:
     return [ctx.node("PRelu", [ctx.inputs[0], slope], out=ctx.top(0))]
 
 
+def _call_torch(fmt: str):
+    """A rule writing ``fmt % x`` (the neurons PyTorch has as they are in Caffe)."""
+    def rule(layer: Message, ctx) -> str:
+        return fmt % ctx.x[0]
+    return rule
+
+
+def _relu_torch(layer: Message, ctx) -> str:
+    """relu_layer.cpp: ``max(x, 0) + negative_slope * min(x, 0)``."""
+    slope = float(np.float32(layer.relu_param.negative_slope))
+    return ("torch.relu(%s)" % ctx.x[0] if slope == 0 else
+            "F.leaky_relu(%s, %s)" % (ctx.x[0], f32_code(slope)))
+
+
+def _neuron_param_torch(layer: Message, ctx) -> str:
+    """ELU (``alpha (exp(x) - 1)`` below 0), Threshold (1 where ``x > t``, strictly),
+    Clip, Swish (``x * sigmoid(beta x)``) with their parameters."""
+    x = ctx.x[0]
+    if layer.type == "ELU":
+        return "F.elu(%s, %s)" % (x, f32_code(layer.elu_param.alpha))
+    if layer.type == "Threshold":
+        return "(%s > %s).to(%s.dtype)" % (x, f32_code(layer.threshold_param.threshold), x)
+    if layer.type == "Clip":
+        p = layer.clip_param
+        return "torch.clamp(%s, %s, %s)" % (x, f32_code(p.min), f32_code(p.max))
+    return "%s * torch.sigmoid(%s * %s)" % (x, f32_code(layer.swish_param.beta), x)
+
+
+def _affine_torch(x: str, scale: float, shift: float) -> str:
+    y = x if scale == 1 else "%s * %s" % (f32_code(scale), x)
+    return y if shift == 0 else "(%s + %s)" % (f32_code(shift), y)
+
+
+def _power_torch(layer: Message, ctx) -> str:
+    """power_layer.cpp: ``(shift + scale x) ^ power``; with ``power * scale == 0``
+    every value is ``shift ^ power`` (1 for power 0)."""
+    p = layer.power_param
+    pw, sc, sh = (float(np.float32(v)) for v in (p.power, p.scale, p.shift))
+    x = ctx.x[0]
+    if pw * sc == 0:
+        value = 1.0 if pw == 0 else float(np.power(np.float32(sh), np.float32(pw)))
+        return "torch.full_like(%s, %s)" % (x, f32_code(value))
+    y = _affine_torch(x, sc, sh)
+    return y if pw == 1 else "%s ** %s" % (y if y == x or y.startswith("(") else "(%s)" % y,
+                                           f32_code(pw))
+
+
+def _exp_torch(layer: Message, ctx) -> str:
+    """exp_layer.cpp: ``base^shift * exp(ln(base) scale x)`` (base -1: e)."""
+    p = layer.exp_param
+    base = np.float32(p.base)
+    log_base = np.float32(1) if base == -1 else np.float32(np.log(base))
+    inner = float(log_base * np.float32(p.scale))
+    shift = np.float32(p.shift)
+    outer = 1.0 if shift == 0 else float(np.float32(np.exp(shift)) if base == -1
+                                         else np.float32(base ** shift))
+    y = "torch.exp(%s)" % _affine_torch(ctx.x[0], inner, 0.0)
+    return y if outer == 1 else "%s * %s" % (f32_code(outer), y)
+
+
+def _log_torch(layer: Message, ctx) -> str:
+    """log_layer.cpp: ``ln(shift + scale x) / ln(base)`` (base -1: e)."""
+    p = layer.log_param
+    base = np.float32(p.base)
+    base_scale = 1.0 if base == -1 else float(np.float32(1) / np.float32(np.log(base)))
+    y = "torch.log(%s)" % _affine_torch(ctx.x[0], float(np.float32(p.scale)),
+                                         float(np.float32(p.shift))).strip("()")
+    return y if base_scale == 1 else "%s * %s" % (f32_code(base_scale), y)
+
+
+def _dropout_torch(layer: Message, ctx) -> str:
+    """nn.Dropout(dropout_ratio): the identity in eval(), and in train() Caffe's
+    dropout (dropout_layer.cpp scales the kept values by 1 / (1 - ratio))."""
+    mod = ctx.module("nn.Dropout(%s)" % f32_code(layer.dropout_param.dropout_ratio))
+    return "%s(%s)" % (mod, ctx.x[0])
+
+
+def _prelu_torch(layer: Message, ctx) -> str:
+    """prelu_layer.cpp: one slope per channel (axis 1), or one shared: nn.PReLU."""
+    n = 1 if layer.prelu_param.channel_shared else _prelu_channels(ctx.in_shapes[0])
+    mod = ctx.module("nn.PReLU(%d)" % n, {"weight": ctx.blob(0, (n,))})
+    return "%s(%s)" % (mod, ctx.x[0])
+
+
+
 # -- declarations ----------------------------------------------------------------------
 
 _NEURON = dict(family="neuron", bottoms=1, tops=1, shape=_neuron, coord_map=identity_map,
                cost=elementwise_cost)
-declare("AbsVal", forward=absval, onnx=_unary("Abs"), **_NEURON)
-declare("BNLL", forward=bnll, onnx=_unary("Softplus"), **_NEURON)
-declare("Clip", forward=clip, onnx=_clip_onnx, **_NEURON)
-declare("Dropout", forward=dropout, onnx=_dropout_onnx, **_NEURON)
-declare("ELU", forward=elu, onnx=_elu_onnx, **_NEURON)
-declare("Exp", forward=exp, onnx=_exp_onnx, **_NEURON)
-declare("Log", forward=log, onnx=_log_onnx, **_NEURON)
-declare("Power", forward=power, onnx=_power_onnx, **_NEURON)
-declare("ReLU", forward=relu, onnx=_relu_onnx, **_NEURON)
-declare("Sigmoid", forward=sigmoid, onnx=_unary("Sigmoid"), **_NEURON)
-declare("Swish", forward=swish, onnx=_swish_onnx, **_NEURON)
-declare("TanH", forward=tanh, onnx=_unary("Tanh"), **_NEURON)
-declare("Threshold", forward=threshold, onnx=_threshold_onnx, **_NEURON)
+declare("AbsVal", forward=absval, onnx=_unary("Abs"), torch=_call_torch("torch.abs(%s)"), **_NEURON)
+declare("BNLL", forward=bnll, onnx=_unary("Softplus"), torch=_call_torch("F.softplus(%s)"),
+        **_NEURON)
+declare("Clip", forward=clip, onnx=_clip_onnx, torch=_neuron_param_torch, **_NEURON)
+declare("Dropout", forward=dropout, onnx=_dropout_onnx, torch=_dropout_torch, **_NEURON)
+declare("ELU", forward=elu, onnx=_elu_onnx, torch=_neuron_param_torch, **_NEURON)
+declare("Exp", forward=exp, onnx=_exp_onnx, torch=_exp_torch, **_NEURON)
+declare("Log", forward=log, onnx=_log_onnx, torch=_log_torch, **_NEURON)
+declare("Power", forward=power, onnx=_power_onnx, torch=_power_torch, **_NEURON)
+declare("ReLU", forward=relu, onnx=_relu_onnx, torch=_relu_torch, **_NEURON)
+declare("Sigmoid", forward=sigmoid, onnx=_unary("Sigmoid"),
+        torch=_call_torch("torch.sigmoid(%s)"), **_NEURON)
+declare("Swish", forward=swish, onnx=_swish_onnx, torch=_neuron_param_torch, **_NEURON)
+declare("TanH", forward=tanh, onnx=_unary("Tanh"), torch=_call_torch("torch.tanh(%s)"), **_NEURON)
+declare("Threshold", forward=threshold, onnx=_threshold_onnx, torch=_neuron_param_torch, **_NEURON)
 declare("PReLU", family="neuron", bottoms=1, tops=1, shape=_prelu, params=_prelu_params,
         fillers=_prelu_fillers, coord_map=identity_map, forward=prelu, needs_weights=True,
-        cost=elementwise_cost, onnx=_prelu_onnx)
+        cost=elementwise_cost, onnx=_prelu_onnx, torch=_prelu_torch)

@@ -10,6 +10,7 @@ from ..maps import Map, channel_axis_map
 from ..errors import NetdslError
 from .blob import (Shape, canonical_axis, elementwise_cost, err, identity_map, legacy_dim,
                    need_rank, shape_str)
+from .blob import f32_code
 from .registry import declare
 from .runtime import TEST, Context, blob_as, np
 
@@ -416,23 +417,131 @@ def _softmax_onnx(layer: Message, ctx) -> List[str]:
     return [ctx.node("Softmax", ctx.inputs, out=ctx.top(0), axis=axis)]
 
 
+def _scale_follows(layer: Message, ctx):
+    """The next step when it is a per-channel Scale with a bias, this BatchNorm's
+    top its one bottom and that Scale its one reader (BatchNorm + Scale is one
+    nn.BatchNorm2d); else None."""
+    nxt = ctx.next_step()
+    if nxt is None or nxt.layer.type != "Scale" or len(nxt.layer.bottom) != 1:
+        return None
+    shape = ctx.in_shapes[0]
+    sp = nxt.layer.scale_param
+    per_channel = sp.num_axes == 1 or (sp.num_axes == -1 and len(shape) == 2)
+    if not sp.bias_term or len(shape) < 2 or not per_channel or \
+            canonical_axis(sp.axis, shape, "scale_param.axis") != 1:
+        return None
+    return nxt if ctx.only_reader(nxt) else None
+
+
+def _batch_norm_torch(layer: Message, ctx) -> str:
+    """batch_norm_layer.cpp with global statistics (the TEST default): mean and
+    variance are blobs 0 and 1 times ``1 / blob 2`` (0 when it is 0), which
+    nn.BatchNorm{1,2,3}d's running statistics hold; momentum is Caffe's
+    ``1 - moving_average_fraction``.  Followed by a per-channel Scale with a bias
+    (ResNet's BatchNorm + Scale), the Scale's blobs are its weight and bias;
+    else ``affine=False``.  ``use_global_stats: false``: the batch's own statistics."""
+    p = layer.batch_norm_param
+    shape = ctx.in_shapes[0]
+    if not 2 <= len(shape) <= 5:
+        raise ctx.refuse("BatchNorm of a %d-D input has no PyTorch module" % len(shape))
+    c = shape[1]
+    kind = "nn.BatchNorm%dd" % (1 if len(shape) <= 3 else len(shape) - 2)
+    args = [str(c)]
+    if np.float32(p.eps) != np.float32(1e-5):
+        args.append("eps=%s" % f32_code(p.eps))
+    momentum = float("%.7g" % (1 - float(np.float32(p.moving_average_fraction))))
+    args.append("momentum=%r" % momentum)
+    if p.HasField("use_global_stats") and not p.use_global_stats:
+        mod = ctx.module("%s(%s, affine=False, track_running_stats=False)"
+                         % (kind, ", ".join(args)))
+        return "%s(%s)" % (mod, ctx.x[0])
+    factor = ctx.blob(2, (1,))[0]
+    sf = np.float32(0) if factor == 0 else np.float32(1) / factor
+    state = {"running_mean": sf * ctx.blob(0, (c,)), "running_var": sf * ctx.blob(1, (c,)),
+             "num_batches_tracked": np.zeros((), np.int64)}
+    scale = _scale_follows(layer, ctx)
+    if scale is None:
+        mod = ctx.module("%s(%s, affine=False)" % (kind, ", ".join(args)), state)
+        return "%s(%s)" % (mod, ctx.x[0])
+    mod = ctx.module("%s(%s)" % (kind, ", ".join(args)), state)
+    blobs = ctx.fold(scale, mod)
+    ctx.code.state[mod[5:] + ".weight"] = blobs[0].reshape(c)
+    ctx.code.state[mod[5:] + ".bias"] = blobs[1].reshape(c)
+    ctx.note = ", with %s's scale and bias" % scale.layer.name
+    return "%s(%s)" % (mod, ctx.x[0])
+
+
+def _scale_bias_torch(layer: Message, ctx) -> str:
+    """scale_layer.cpp / bias_layer.cpp: ``x * s (+ b)`` / ``x + b``, the operand
+    (bottom 1, or blob 0) broadcast over x's axes from ``axis``."""
+    folded = ctx.folded_into()
+    if folded is not None:
+        ctx.note = ": done by %s above" % folded
+        return ctx.x[0]
+    scale = layer.type == "Scale"
+    p = layer.scale_param if scale else layer.bias_param
+    shape = ctx.in_shapes[0]
+    axis = canonical_axis(p.axis, shape, ("scale" if scale else "bias") + "_param.axis")
+    end = len(shape) if p.num_axes == -1 else axis + p.num_axes
+    pshape = tuple(ctx.in_shapes[1]) if len(ctx.x) > 1 else tuple(shape[axis:end])
+    arrays = []
+    if len(ctx.x) == 1:
+        arrays.append(ctx.blob(0, pshape))
+    if scale and p.bias_term:
+        arrays.append(ctx.blob(len(arrays), pshape))
+    mod = ctx.blobs_module(arrays) if arrays else None
+    fn = ctx.helper("caffe_broadcast")
+    x = ctx.x[0]
+    operand = ctx.x[1] if len(ctx.x) > 1 else "%s.blob0" % mod
+    y = "%s %s %s(%s, %s, %d)" % (x, "*" if scale else "+", fn, operand, x, axis)
+    if scale and p.bias_term:
+        y += " + %s(%s.blob%d, %s, %d)" % (fn, mod, len(arrays) - 1, x, axis)
+    return y
+
+
+def _lrn_torch(layer: Message, ctx) -> str:
+    """lrn_layer.cpp.  ACROSS_CHANNELS is F.local_response_norm: both divide alpha
+    by the size and centre the (odd, as Caffe checks) window over the channels.
+    WITHIN_CHANNEL: the helper (Caffe's AVE pooling of x^2, k unused)."""
+    p = layer.lrn_param
+    if p.norm_region == 0:
+        return "F.local_response_norm(%s, %d, %s, %s, %s)" % (
+            ctx.x[0], p.local_size, f32_code(p.alpha), f32_code(p.beta), f32_code(p.k))
+    return "%s(%s, %d, %s, %s)" % (ctx.helper("caffe_lrn_within"), ctx.x[0], p.local_size,
+                                   f32_code(p.alpha), f32_code(p.beta))
+
+
+def _mvn_torch(layer: Message, ctx) -> str:
+    p = layer.mvn_param
+    return "%s(%s, %r, %r, %s)" % (ctx.helper("caffe_mvn"), ctx.x[0], bool(p.normalize_variance),
+                                   bool(p.across_channels), f32_code(p.eps))
+
+
+def _softmax_torch(layer: Message, ctx) -> str:
+    axis = canonical_axis(layer.softmax_param.axis, ctx.in_shapes[0], "softmax_param.axis")
+    return "torch.softmax(%s, %d)" % (ctx.x[0], axis)
+
+
+
+
 # -- declarations ----------------------------------------------------------------------
 
 declare("BatchNorm", family="norm", bottoms=1, tops=1, shape=_batch_norm,
         params=_batch_norm_params, fillers=_batch_norm_fillers, coord_map=identity_map,
         forward=batch_norm, needs_weights=True, cost=elementwise_cost, onnx=_batch_norm_onnx,
+        torch=_batch_norm_torch,
         extra={"statistics": True, "unit_statistics": _batch_norm_unit_fillers})
 declare("Scale", family="norm", bottoms=(1, 2), tops=1, shape=_scale, params=_scale_params,
         fillers=_scale_fillers, coord_map=identity_map, forward=scale,
         needs_weights=lambda layer: len(layer.bottom) == 1 or layer.scale_param.bias_term,
-        cost=elementwise_cost, onnx=_scale_onnx)
+        cost=elementwise_cost, onnx=_scale_onnx, torch=_scale_bias_torch)
 declare("Bias", family="norm", bottoms=(1, 2), tops=1, shape=_scale, params=_scale_params,
         fillers=_bias_fillers, coord_map=identity_map, forward=bias,
         needs_weights=lambda layer: len(layer.bottom) == 1, cost=elementwise_cost,
-        onnx=_bias_onnx)
+        onnx=_bias_onnx, torch=_scale_bias_torch)
 declare("LRN", family="norm", bottoms=1, tops=1, shape=_lrn, coord_map=identity_map,
-        forward=lrn, onnx=_lrn_onnx)
+        forward=lrn, onnx=_lrn_onnx, torch=_lrn_torch)
 declare("MVN", family="norm", bottoms=1, tops=1, shape=_mvn, coord_map=identity_map,
-        forward=mvn, onnx=_mvn_onnx)
+        forward=mvn, onnx=_mvn_onnx, torch=_mvn_torch)
 declare("Softmax", family="norm", bottoms=1, tops=1, shape=_softmax, coord_map=_softmax_map,
-        forward=softmax, onnx=_softmax_onnx)
+        forward=softmax, onnx=_softmax_onnx, torch=_softmax_torch)

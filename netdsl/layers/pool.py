@@ -360,6 +360,43 @@ def _pool_onnx(layer: Message, ctx, g: PoolGeometry) -> List[str]:
                      g.pad, g.out, [ctx.top(i) for i in range(ntop)], mask=ntop > 1)
 
 
+def _torch_pools_alike(g: PoolGeometry) -> bool:
+    """Whether PyTorch's ceil_mode pooling makes Caffe's windows on every input size:
+    its clip rule is Caffe's when the layer pads (pooling_layer.cpp clips only
+    then; PyTorch always, which only matters for a stride over the kernel), and
+    it takes pads up to half the kernel."""
+    padded = any(g.pad)
+    return all(p <= k // 2 and (padded or s <= k)
+               for k, s, p in zip(g.kernel, g.stride, g.pad))
+
+
+def _pool_torch(layer: Message, ctx, g: PoolGeometry):
+    """MAX and AVE pooling: global pooling as a max or mean over H and W;
+    F.max_pool2d / F.avg_pool2d with ceil_mode where PyTorch's windows are
+    Caffe's, else the helpers that pad as Caffe's last window needs; the mask
+    top (MAX) as Caffe's index h * W + w.  Caffe's AVE divisor counts padding up
+    to size + pad, as PyTorch's count_include_pad does."""
+    method = layer.pooling_param.pool
+    x = ctx.x[0]
+    if method not in (0, 1):
+        raise ctx.refuse("only MAX and AVE pooling are exported (STOCHASTIC is not)")
+    mask = len(layer.top) > 1
+    if g.global_pooling and not mask:
+        return "%s.%s((2, 3), keepdim=True)" % (x, "amax" if method == 0 else "mean")
+    if len(ctx.in_shapes[0]) != 4:
+        raise ctx.refuse("pooling takes a 4-D input")
+    one = lambda v: ctx.lit(v[0] if v[0] == v[1] else tuple(v))  # noqa: E731
+    if _torch_pools_alike(g) and not mask:
+        pad = ", %s" % one(g.pad) if any(g.pad) else ""
+        return "F.%s(%s, %s, %s%s, ceil_mode=True)" % (
+            "max_pool2d" if method == 0 else "avg_pool2d", x, one(g.kernel), one(g.stride), pad)
+    fn = ctx.helper("caffe_max_pool2d" if method == 0 else "caffe_avg_pool2d")
+    return "%s(%s, %s, %s, %s%s)" % (fn, x, ctx.lit(tuple(g.kernel)), ctx.lit(tuple(g.stride)),
+                                     ctx.lit(tuple(g.pad)), ", mask=True" if mask else "")
+
+
+
+
 def _spp_onnx(layer: Message, ctx) -> List[str]:
     """spp_layer.cpp: per level 2^l bins a side, kernel ceil(in / bins), stride the
     kernel, pad (kernel*bins - in + 1) / 2; each level flattened, then concatenated."""
@@ -382,11 +419,34 @@ def _spp_onnx(layer: Message, ctx) -> List[str]:
     return [ctx.node("Concat", levels, out=ctx.top(0), axis=1)]
 
 
+def _spp_torch(layer: Message, ctx) -> str:
+    """spp_layer.cpp: per level 2^l bins a side, kernel ceil(in / bins), stride the
+    kernel, pad (kernel*bins - in + 1) / 2, pooled as Caffe pools (the helpers);
+    each level flattened, then concatenated (one level: its pooling alone)."""
+    n, c, h, w = ctx.in_shapes[0]
+    sp = layer.spp_param
+    method = layer.pooling_param.DESCRIPTOR.fields_by_name["pool"].enum_type.values_by_name[
+        enum_name(sp, "pool")].number
+    if method not in (0, 1):
+        raise ctx.refuse("only MAX and AVE pyramids are exported")
+    fn = ctx.helper("caffe_max_pool2d" if method == 0 else "caffe_avg_pool2d")
+    levels = []
+    for lvl in range(sp.pyramid_height):
+        bins = 2 ** lvl
+        kh, kw = -(-h // bins), -(-w // bins)
+        ph, pw = (kh * bins - h + 1) // 2, (kw * bins - w + 1) // 2
+        levels.append("%s(%s, (%d, %d), (%d, %d), (%d, %d))" % (fn, ctx.x[0], kh, kw, kh, kw,
+                                                                 ph, pw))
+    if len(levels) == 1:
+        return levels[0]
+    return "torch.cat([%s], 1)" % ", ".join("torch.flatten(%s, 1)" % y for y in levels)
+
+
 # -- declarations ----------------------------------------------------------------------
 
 declare("Pooling", family="pool", bottoms=1, tops=_pool_max_tops, geometry=pool_geometry,
         shape=_pooling, coord_map=_pool_map, forward=_forward, cost=_pool_cost,
-        empty_hint=_empty_hint, onnx=_pool_onnx,
+        empty_hint=_empty_hint, onnx=_pool_onnx, torch=_pool_torch,
         size_field=_F + "kernel_size")
 declare("SPP", family="pool", bottoms=1, tops=1, shape=_spp, forward=_spp_forward,
-        onnx=_spp_onnx)
+        onnx=_spp_onnx, torch=_spp_torch)

@@ -23,6 +23,7 @@ Rule signatures (``layer`` is a LayerParameter, shapes are int tuples)::
     fillers(layer, blob_shapes) -> [FillerParameter or dict per blob]
     cost(layer_shapes) -> Ops                                (netdsl.cost's counts)
     onnx(layer, ctx[, geo]) -> [top value names]             (netdsl.export's ONNX emitter)
+    torch(layer, ctx[, geo]) -> expression or [one per top]   (netdsl.export's PyTorch code)
 
 A type that declares ``geometry`` receives the parsed value as the last
 argument of each of its rules; the engines parse it once per layer.
@@ -62,7 +63,9 @@ class LayerType:
 
     Rules (signatures in the module docstring): ``geometry``, ``shape``,
     ``params``, ``fillers``, ``coord_map``, ``forward``, ``cost``, ``onnx`` (the
-    export rule: emits ONNX nodes through a :class:`netdsl.export.onnx_graph.Emitter`).
+    export rule: emits ONNX nodes through a :class:`netdsl.export.onnx_graph.Emitter`),
+    ``torch`` (the PyTorch code rule: writes the layer's statement through a
+    :class:`netdsl.export.torch_code.Coder`).
 
     Facts the engines ask about:
 
@@ -97,6 +100,7 @@ class LayerType:
     forward: Optional[Callable[..., Any]] = None
     cost: Optional[Callable[..., Ops]] = None
     onnx: Optional[Callable[..., Any]] = None
+    torch: Optional[Callable[..., Any]] = None
     needs_weights: Any = False
     fixed_blobs: Optional[Callable[..., bool]] = None
     surgery: Optional[Callable[..., Optional[str]]] = None
@@ -155,6 +159,12 @@ class LayerType:
         if self.geometry is None:
             return self.onnx(layer, ctx)
         return self.onnx(layer, ctx, geo)
+
+    def export_torch(self, layer: Any, ctx: Any, geo: Any = None) -> Any:
+        """The PyTorch expression(s) of the tops, from the ``torch`` rule."""
+        if self.geometry is None:
+            return self.torch(layer, ctx)
+        return self.torch(layer, ctx, geo)
 
     def wants_weights(self, layer: Any) -> bool:
         nw = self.needs_weights

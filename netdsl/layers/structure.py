@@ -11,6 +11,7 @@ from ..maps import Map, canon_axis, channel_axis_map
 from ..errors import NetdslError
 from .blob import (Noted, Shape, canonical_axis, count, enum_name, err, identity_map, same_shapes,
                    shape_str)
+from .blob import f32_code
 from .registry import Ops, declare
 from .runtime import Context, np
 
@@ -659,26 +660,140 @@ def _argmax_onnx(layer: Message, ctx) -> List[str]:
     return [ctx.reshape(y, ctx.out_shapes[0], out=ctx.top(0))]
 
 
+def _concat_torch(layer: Message, ctx) -> str:
+    p = layer.concat_param
+    axis = p.concat_dim if p.HasField("concat_dim") else canonical_axis(
+        p.axis, ctx.in_shapes[0], "concat_param.axis")
+    return "torch.cat([%s], %d)" % (", ".join(ctx.x), axis)
+
+
+def _slice_torch(layer: Message, ctx) -> str:
+    """torch.split at the bounds Caffe's shape rule gives (slice_layer.cpp)."""
+    p = layer.slice_param
+    axis = p.slice_dim if p.HasField("slice_dim") else canonical_axis(
+        p.axis, ctx.in_shapes[0], "slice_param.axis")
+    sizes = [int(top[axis]) for top in ctx.out_shapes]
+    y = "torch.split(%s, %s, %d)" % (ctx.x[0], sizes, axis)
+    return y if len(sizes) > 1 else y + "[0]"
+
+
+def _split_torch(layer: Message, ctx) -> List[str]:
+    """Every top is the bottom."""
+    return [ctx.x[0]] * len(layer.top)
+
+
+def _eltwise_torch(layer: Message, ctx) -> str:
+    """eltwise_layer.cpp: PROD, SUM (``sum coeff_i x_i``), MAX."""
+    p = layer.eltwise_param
+    xs = list(ctx.x)
+    if p.operation == 2:
+        y = xs[0]
+        for x in xs[1:]:
+            y = "torch.maximum(%s, %s)" % (y, x)
+        return y
+    if p.operation == 0:
+        return " * ".join(xs)
+    coeffs = [float(np.float32(c)) for c in p.coeff] or [1.0] * len(xs)
+    terms = []
+    for i, (c, x) in enumerate(zip(coeffs, xs)):
+        sign = "-" if c < 0 else "+"
+        mag = abs(c)
+        term = x if mag == 1 else "%s * %s" % (f32_code(mag), x)
+        terms.append(("-" + term if sign == "-" else term) if i == 0 else
+                     "%s %s" % (sign, term))
+    return " ".join(terms)
+
+
+def _crop_torch(layer: Message, ctx) -> str:
+    """crop_layer.cpp: the axes from ``axis`` start at their offset (one for all,
+    or one each; default 0) and take bottom 1's size (the helper)."""
+    p = layer.crop_param
+    a = ctx.in_shapes[0]
+    axis = canonical_axis(p.axis, a, "crop_param.axis")
+    offs = [int(o) for o in p.offset]
+    starts = [(offs[0] if len(offs) == 1 else offs[d - axis]) if offs else 0
+              for d in range(axis, len(a))]
+    return "%s(%s, %s, %d, %s)" % (ctx.helper("caffe_crop"), ctx.x[0], ctx.x[1], axis,
+                                   ctx.lit(tuple(starts)))
+
+
+def _flatten_torch(layer: Message, ctx) -> str:
+    p = layer.flatten_param
+    shape = ctx.in_shapes[0]
+    axis = canonical_axis(p.axis, shape, "flatten_param.axis")
+    end = canonical_axis(p.end_axis, shape, "flatten_param.end_axis")
+    return "torch.flatten(%s, %d, %d)" % (ctx.x[0], axis, end)
+
+
+def _reshape_torch(layer: Message, ctx) -> str:
+    """reshape_layer.cpp (the helper: 0 copies an axis, -1 is inferred)."""
+    p = layer.reshape_param
+    shape = ctx.in_shapes[0]
+    axis = p.axis if p.axis >= 0 else len(shape) + 1 + p.axis
+    return "%s(%s, %s, %d, %d)" % (ctx.helper("caffe_reshape"), ctx.x[0],
+                                   ctx.lit(tuple(int(d) for d in p.shape.dim)), axis,
+                                   p.num_axes)
+
+
+def _tile_torch(layer: Message, ctx) -> str:
+    shape = ctx.in_shapes[0]
+    axis = canonical_axis(layer.tile_param.axis, shape, "tile_param.axis")
+    reps = [1] * len(shape)
+    reps[axis] = int(layer.tile_param.tiles)
+    return "%s.repeat(%s)" % (ctx.x[0], ctx.lit(tuple(reps)))
+
+
+def _reduction_torch(layer: Message, ctx) -> str:
+    """reduction_layer.cpp: SUM, ASUM, SUMSQ or MEAN over the axes from ``axis`` on,
+    times ``coeff``."""
+    p = layer.reduction_param
+    shape = ctx.in_shapes[0]
+    axis = canonical_axis(p.axis, shape, "reduction_param.axis")
+    x = "torch.flatten(%s, %d)" % (ctx.x[0], axis)
+    form = {1: "%s.sum(-1)", 2: "%s.abs().sum(-1)", 3: "(%s ** 2).sum(-1)",
+            4: "%s.mean(-1)"}.get(p.operation)
+    if form is None:
+        raise ctx.refuse("unknown reduction %d" % p.operation)
+    y = form % x
+    coeff = float(np.float32(p.coeff))
+    return y if coeff == 1 else "%s * %s" % (f32_code(coeff), y)
+
+
+def _argmax_torch(layer: Message, ctx) -> str:
+    """argmax_layer.cpp (the helper: the larger index first among equal values)."""
+    p = layer.argmax_param
+    axis = canonical_axis(p.axis, ctx.in_shapes[0], "argmax_param.axis") \
+        if p.HasField("axis") else None
+    y = "%s(%s, %d, %r, %s)" % (ctx.helper("caffe_argmax"), ctx.x[0], p.top_k,
+                                bool(p.out_max_val), axis)
+    if axis is None:
+        y += ".reshape(%s)" % ctx.lit(tuple(int(d) for d in ctx.out_shapes[0]))
+    return y
+
+
+
 declare("ArgMax", family="structure", bottoms=1, tops=1, shape=_argmax, forward=argmax,
-        onnx=_argmax_onnx)
+        onnx=_argmax_onnx, torch=_argmax_torch)
 declare("BatchReindex", family="structure", bottoms=2, tops=1, shape=_batch_reindex)
 declare("Concat", family="structure", bottoms=(1, None), tops=1, shape=_concat,
-        coord_map=_concat_map, forward=concat, onnx=_concat_onnx)
+        coord_map=_concat_map, forward=concat, onnx=_concat_onnx,
+        torch=_concat_torch)
 declare("Crop", family="structure", bottoms=2, tops=1, shape=_crop, coord_map=_crop_map,
-        forward=crop, map_bottoms=1, onnx=_crop_onnx)
+        forward=crop, map_bottoms=1, onnx=_crop_onnx, torch=_crop_torch)
 declare("Eltwise", family="structure", bottoms=(2, None), tops=1, shape=_eltwise,
-        coord_map=identity_map, forward=eltwise, cost=_eltwise_cost, onnx=_eltwise_onnx)
+        coord_map=identity_map, forward=eltwise, cost=_eltwise_cost, onnx=_eltwise_onnx,
+        torch=_eltwise_torch)
 declare("Filter", family="structure", bottoms=(2, None), tops=(1, None), shape=_filter)
 declare("Flatten", family="structure", bottoms=1, tops=1, in_place=False, shape=_flatten,
-        forward=flatten, onnx=_reshape_onnx)
+        forward=flatten, onnx=_reshape_onnx, torch=_flatten_torch)
 declare("Reduction", family="structure", bottoms=1, tops=1, shape=_reduction, forward=reduction,
-        onnx=_reduction_onnx)
+        onnx=_reduction_onnx, torch=_reduction_torch)
 declare("Reshape", family="structure", bottoms=1, tops=1, in_place=False, shape=_reshape,
-        forward=reshape, onnx=_reshape_onnx)
+        forward=reshape, onnx=_reshape_onnx, torch=_reshape_torch)
 declare("Silence", family="structure", bottoms=(1, None), tops=0, shape=_silence, forward=silence)
 declare("Slice", family="structure", bottoms=1, tops=(1, None), shape=_slice, coord_map=_slice_map,
-        forward=slice_layer, onnx=_slice_onnx)
+        forward=slice_layer, onnx=_slice_onnx, torch=_slice_torch)
 declare("Split", family="structure", bottoms=1, tops=(1, None), in_place=False, shape=_split,
-        coord_map=identity_map, forward=split, onnx=_split_onnx)
+        coord_map=identity_map, forward=split, onnx=_split_onnx, torch=_split_torch)
 declare("Tile", family="structure", bottoms=1, tops=1, shape=_tile, forward=tile,
-        onnx=_tile_onnx)
+        onnx=_tile_onnx, torch=_tile_torch)

@@ -21,6 +21,7 @@ from typing import Any, List, Sequence, Tuple
 import numpy as np
 
 from ..errors import NetdslError
+from ..layers.blob import f32_code
 from ..layers.registry import PACKS, declare
 from ._util import param
 
@@ -126,6 +127,32 @@ def bn_onnx(layer: Any, ctx: Any) -> List[str]:
                      out=ctx.top(0))]
 
 
+def bn_torch(layer: Any, ctx: Any) -> str:
+    """SegNet INFERENCE ``x * scale + shift`` (its blobs as parameters); SegNet LEARN
+    the batch's statistics (biased variance, eps 1e-9) then scale and shift;
+    PSPNet's BN with its stored statistics is nn.BatchNorm2d (slope and bias its
+    weight and bias)."""
+    x = ctx.x[0]
+    shape = ctx.in_shapes[0]
+    c, nd = shape[1], len(shape)
+    per = (1, c) + (1,) * (nd - 2)
+    if flavour(layer) == "segnet":
+        if len(layer.top) > 1:
+            raise ctx.refuse("the batch mean and variance tops are not exported")
+        mod = ctx.blobs_module([ctx.blob(0, per), ctx.blob(1, per)])
+        if layer.bn_param.bn_mode != 1:
+            x = "%s(%s)" % (ctx.helper("caffe_bn_batch"), x)
+        return "%s * %s.blob0 + %s.blob1" % (x, mod, mod)
+    if nd != 4:
+        raise ctx.refuse("PSPNet's BN is exported for 4-D inputs")
+    state = {"weight": ctx.blob(0, (c,)), "bias": ctx.blob(1, (c,)),
+             "running_mean": ctx.blob(2, (c,)), "running_var": ctx.blob(3, (c,)),
+             "num_batches_tracked": np.zeros((), np.int64)}
+    mod = ctx.module("nn.BatchNorm2d(%d, eps=%s)" % (c, f32_code(layer.bn_param.eps)), state)
+    return "%s(%s)" % (mod, x)
+
+
+
 def _fixed(layer: Any) -> bool:
     fs = bn_fillers(layer, ())
     return all((f.get("type") if isinstance(f, dict) else f.type) == "constant" for f in fs)
@@ -133,5 +160,5 @@ def _fixed(layer: Any) -> bool:
 
 declare("BN", family="bn", registry=PACKS, bottoms=1, tops=bn_tops, reads=("bn_param",),
         shape=bn_shape, params=bn_params, fillers=bn_fillers, forward=bn_forward,
-        needs_weights=True, fixed_blobs=_fixed, onnx=bn_onnx,
+        needs_weights=True, fixed_blobs=_fixed, onnx=bn_onnx, torch=bn_torch,
         coord_map=lambda layer, shapes=None: (None, (1,), (0,)), source="netdsl.packs.bn")

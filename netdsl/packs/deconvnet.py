@@ -158,6 +158,24 @@ def unpooling_onnx(layer: Any, ctx: Any):
 
 
 
+def unpooling_torch(layer: Any, ctx: Any) -> str:
+    """MAX unpooling (the helper): each value to its mask's position, or without a
+    mask to (ph * s, pw * s) clamped into the output (constant positions, a buffer)."""
+    if layer.unpooling_param.unpool != 0:
+        raise ctx.refuse("only MAX unpooling is exported")
+    _, _, oh, ow = ctx.out_shapes[0]
+    fn = ctx.helper("caffe_scatter")
+    if len(ctx.x) > 1:
+        return "%s(%s, %s, %d, %d)" % (fn, ctx.x[0], ctx.x[1], oh, ow)
+    _, s, pad, _ = unpool_setup(layer)
+    n, c, h, w = ctx.in_shapes[0]
+    uh = np.clip(np.arange(h) * s[0] - pad[0], 0, oh - 1)
+    uw = np.clip(np.arange(w) * s[1] - pad[1], 0, ow - 1)
+    idx = np.broadcast_to((uh[:, None] * ow + uw[None, :]).astype(np.float32), (n, c, h, w))
+    return "%s(%s, %s.value, %d, %d)" % (fn, ctx.x[0], ctx.constant_module(idx), oh, ow)
+
+
 declare("Unpooling", family="deconvnet", registry=PACKS, bottoms=(1, 2), tops=1,
         reads=("unpooling_param",), shape=unpooling_shape, coord_map=unpooling_map,
-        forward=unpooling_forward, onnx=unpooling_onnx, source="netdsl.packs.deconvnet")
+        forward=unpooling_forward, onnx=unpooling_onnx, torch=unpooling_torch,
+        source="netdsl.packs.deconvnet")

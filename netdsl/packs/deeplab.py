@@ -157,9 +157,26 @@ def interp_onnx(layer, ctx):
 
 
 
+def interp_torch(layer, ctx) -> str:
+    """interp_layer.cpp: the input cut by the (non-positive) pads, then resized with
+    the corners aligned (util/interp.cpp: input y = out_y * (in - 1) / (out - 1)),
+    which is F.interpolate's bilinear with align_corners=True."""
+    x = ctx.x[0]
+    n, c, h, w = ctx.in_shapes[0]
+    h_eff, w_eff, oh, ow, beg = interp_geometry(layer, ctx.in_shapes[0])
+    if (h_eff, w_eff) != (h, w) or beg:
+        x = "%s[:, :, %d:%d, %d:%d]" % (x, -beg, -beg + h_eff, -beg, -beg + w_eff)
+    if (oh, ow) == (h_eff, w_eff):
+        return x
+    return "F.interpolate(%s, size=(%d, %d), mode=\"bilinear\", align_corners=True)" % (
+        x, oh, ow)
+
+
+
 declare("Interp", family="deeplab", registry=PACKS, bottoms=1, tops=1,
         reads=("interp_param",), shape=interp_shape, coord_map=interp_map,
-        forward=interp_forward, onnx=interp_onnx, source="netdsl.packs.deeplab")
+        forward=interp_forward, onnx=interp_onnx, torch=interp_torch,
+        source="netdsl.packs.deeplab")
 
 
 # -- ImageSegData, MatWrite (DeepLab v2 test nets) ---------------------------------

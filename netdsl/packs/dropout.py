@@ -19,6 +19,7 @@ from typing import Any, List
 
 import numpy as np
 
+from ..layers.blob import f32_code
 from ..layers.registry import BUILTIN, PACKS
 
 TRAIN = 0
@@ -57,5 +58,21 @@ def dropout_onnx(layer: Any, ctx: Any) -> List[str]:
     return [ctx.inputs[0]]
 
 
+def dropout_torch(layer: Any, ctx: Any) -> str:
+    """nn.Dropout; Fast R-CNN's ``scale_train: false`` also times ``1 - ratio``, which
+    is Caffe's TEST (``1 / scale_``) in eval() and its unscaled mask in train();
+    Bayesian SegNet's TEST-time sampling is refused."""
+    p = layer.dropout_param
+    if _has(p, "sample_weights_test") and p.sample_weights_test:
+        raise ctx.refuse("sample_weights_test draws a random mask in the TEST phase")
+    ratio = float(np.float32(p.dropout_ratio))
+    y = "%s(%s)" % (ctx.module("nn.Dropout(%s)" % f32_code(ratio)), ctx.x[0])
+    if _has(p, "scale_train") and not p.scale_train:
+        scale = np.float32(1.0 / (1.0 - ratio))
+        y = "%s * %s" % (f32_code(1.0 / float(scale)), y)
+    return y
+
+
 PACKS.add(replace(BUILTIN.get("Dropout"), forward=dropout_forward, onnx=dropout_onnx,
+                  torch=dropout_torch,
                   builtin=False, source="netdsl.packs.dropout"))

@@ -16,6 +16,7 @@ from typing import Any, List, Tuple
 import numpy as np
 
 from ..errors import NetdslError
+from ..layers.blob import f32_code
 from ..layers.registry import PACKS, declare
 from . import python_layers
 from ._util import four_axes, param
@@ -78,6 +79,13 @@ def roi_pooling_onnx(layer: Any, ctx: Any):
                      pooled_shape=[ph, pw], spatial_scale=scale)]
 
 
+def roi_pooling_torch(layer: Any, ctx: Any) -> str:
+    """roi_pooling_layer.cpp (the helper: its rounding, bins and clipping)."""
+    ph, pw, scale = _setup(layer)
+    return "%s(%s, %s, %d, %d, %s)" % (ctx.helper("caffe_roi_pool"), ctx.x[0], ctx.x[1], ph, pw,
+                                       f32_code(scale))
+
+
 # -- the Python Proposal layer ------------------------------------------------------
 
 #: py-faster-rcnn lib/fast_rcnn/config.py: __C.TEST.RPN_POST_NMS_TOP_N = 300;
@@ -108,7 +116,7 @@ def proposal_shape(layer: Any, bottoms: List[Shape], ntop: int) -> List[Shape]:
 
 declare("ROIPooling", family="faster_rcnn", registry=PACKS, bottoms=2, tops=1,
         reads=("roi_pooling_param",), shape=roi_pooling_shape, forward=roi_pooling_forward,
-        onnx=roi_pooling_onnx, source="netdsl.packs.faster_rcnn")
+        onnx=roi_pooling_onnx, torch=roi_pooling_torch, source="netdsl.packs.faster_rcnn")
 
 python_layers.register("ProposalLayer", proposal_shape)
 

@@ -121,6 +121,19 @@ def upsample_onnx(layer, ctx):
 
 
 
+def upsample_torch(layer, ctx) -> str:
+    """With the mask: each value to the position its mask names (the helper);
+    without: each value repeated scale_h x scale_w, cut to the output size."""
+    x = ctx.x[0]
+    oh, ow, sh, sw = upsample_geometry(layer, ctx.in_shapes[0])
+    if len(ctx.x) > 1:
+        return "%s(%s, %s, %d, %d)" % (ctx.helper("caffe_scatter"), x, ctx.x[1], oh, ow)
+    n, c, h, w = ctx.in_shapes[0]
+    y = "%s.repeat_interleave(%d, 2).repeat_interleave(%d, 3)" % (x, sh, sw)
+    return y if (oh, ow) == (h * sh, w * sw) else "%s[:, :, :%d, :%d]" % (y, oh, ow)
+
+
+
 # -- DenseImageData ------------------------------------------------------------
 
 def dense_image_data_shape(layer: Any, bottoms: List[Shape], ntop: int) -> List[Shape]:
@@ -153,7 +166,8 @@ def dense_image_data_shape(layer: Any, bottoms: List[Shape], ntop: int) -> List[
 
 declare("Upsample", family="segnet", registry=PACKS, bottoms=(1, 2), tops=1,
         reads=("upsample_param",), shape=upsample_shape, coord_map=upsample_map,
-        forward=upsample_forward, onnx=upsample_onnx, source="netdsl.packs.segnet")
+        forward=upsample_forward, onnx=upsample_onnx, torch=upsample_torch,
+        source="netdsl.packs.segnet")
 declare("DenseImageData", family="segnet", registry=PACKS, bottoms=0, tops=(1, 2),
         reads=("dense_image_data_param",), shape=dense_image_data_shape,
         source="netdsl.packs.segnet")

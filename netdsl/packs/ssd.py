@@ -15,6 +15,7 @@ import numpy as np
 
 from ..maps import IDENTITY
 from ..errors import NetdslError
+from ..layers.blob import f32_code
 from ..layers.registry import PACKS, declare
 from ._util import param
 
@@ -417,16 +418,38 @@ def normalize_onnx(layer: Any, ctx: Any):
 
 
 
+def permute_torch(layer: Any, ctx: Any) -> str:
+    return "%s.permute(%s)" % (ctx.x[0], ", ".join(map(str, permute_order(
+        layer, len(ctx.in_shapes[0])))))
+
+
+def prior_box_torch(layer: Any, ctx: Any) -> str:
+    """The priors depend on the two bottoms' shapes only: a constant (a buffer)."""
+    fake = [np.broadcast_to(_F(0), s) for s in ctx.in_shapes]
+    return "%s.value" % ctx.constant_module(prior_box_forward(layer, fake, [], None)[0])
+
+
+def normalize_torch(layer: Any, ctx: Any) -> str:
+    """normalize_layer.cpp (the helper), the scale a parameter."""
+    p = _norm_param(layer)
+    c = ctx.in_shapes[0][1]
+    mod = ctx.blobs_module([ctx.blob(0, (1,) if p.channel_shared else (c,))])
+    return "%s(%s, %s.blob0, %r, %s)" % (ctx.helper("caffe_normalize"), ctx.x[0], mod,
+                                         bool(p.across_spatial), f32_code(p.eps))
+
+
+
 declare("Permute", family="ssd", registry=PACKS, bottoms=1, tops=1, reads=("permute_param",),
-        shape=permute_shape, forward=permute_forward, onnx=permute_onnx, source="netdsl.packs.ssd")
+        shape=permute_shape, forward=permute_forward, onnx=permute_onnx, torch=permute_torch,
+        source="netdsl.packs.ssd")
 declare("PriorBox", family="ssd", registry=PACKS, bottoms=2, tops=1,
         reads=("prior_box_param",), shape=prior_box_shape, forward=prior_box_forward,
-        onnx=prior_box_onnx, source="netdsl.packs.ssd")
+        onnx=prior_box_onnx, torch=prior_box_torch, source="netdsl.packs.ssd")
 declare("Normalize", family="ssd", registry=PACKS, bottoms=1, tops=1, reads=("norm_param",),
         shape=lambda layer, bottoms, ntop: [tuple(bottoms[0])], params=normalize_params,
         fillers=normalize_fillers, forward=normalize_forward, needs_weights=True,
         fixed_blobs=_constant_scale, coord_map=lambda layer, shapes=None: IDENTITY,
-        onnx=normalize_onnx, source="netdsl.packs.ssd")
+        onnx=normalize_onnx, torch=normalize_torch, source="netdsl.packs.ssd")
 declare("DetectionOutput", family="ssd", registry=PACKS, bottoms=3, tops=1,
         reads=("detection_output_param",), shape=detection_output_shape,
         forward=detection_output_forward, source="netdsl.packs.ssd",

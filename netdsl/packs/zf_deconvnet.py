@@ -125,10 +125,19 @@ def switches_onnx(layer: Any, ctx: Any, g: PoolGeometry) -> List[str]:
     return outs
 
 
+def switches_torch(layer: Any, ctx: Any, g: PoolGeometry) -> str:
+    """The helper: Caffe's MAX pooling with its mask, stacked along axis 0."""
+    _method(layer, "the PoolingSwitches")
+    return "%s(%s, %s, %s, %s, %r)" % (ctx.helper("caffe_pooling_switches"), ctx.x[0],
+                                       ctx.lit(tuple(g.kernel)), ctx.lit(tuple(g.stride)),
+                                       ctx.lit(tuple(g.pad)), len(layer.top) > 1)
+
+
 declare("PoolingSwitches", family="zf_deconvnet", registry=PACKS, bottoms=1,
         tops=switches_tops, reads=("pooling_param",), geometry=switches_geometry,
         shape=switches_shape, coord_map=_pool_map, forward=switches_forward,
-        cost=switches_cost, onnx=switches_onnx, source="netdsl.packs.zf_deconvnet")
+        cost=switches_cost, torch=switches_torch, onnx=switches_onnx,
+        source="netdsl.packs.zf_deconvnet")
 
 
 # -- SliceHalf --------------------------------------------------------------------------
@@ -202,9 +211,16 @@ def half_onnx(layer: Any, ctx: Any) -> List[str]:
                        [ctx.top(0), ctx.top(1)])
 
 
+def half_torch(layer: Any, ctx: Any) -> str:
+    """torch.split at num / 2 along the axis (half_shape's sizes)."""
+    axis = _half_axis(layer, ctx.in_shapes[0])
+    sizes = [int(s[axis]) for s in ctx.out_shapes]
+    return "torch.split(%s, %s, %d)" % (ctx.x[0], sizes, axis)
+
+
 declare("SliceHalf", family="zf_deconvnet", registry=PACKS, bottoms=1, tops=(2, 2),
         reads=("slice_param",), shape=half_shape, coord_map=half_map, forward=half_forward,
-        onnx=half_onnx, source="netdsl.packs.zf_deconvnet")
+        torch=half_torch, onnx=half_onnx, source="netdsl.packs.zf_deconvnet")
 
 
 # -- InvPooling ------------------------------------------------------------------------
@@ -281,7 +297,18 @@ def inv_onnx(layer: Any, ctx: Any, g: PoolGeometry) -> List[str]:
     return out
 
 
+def inv_torch(layer: Any, ctx: Any, g: PoolGeometry) -> Any:
+    """The helper (each value to its switch); a second top is zeros, as the fork
+    never writes it."""
+    _method(layer, "the InvPooling")
+    _, _, oh, ow = ctx.out_shapes[0]
+    y = "%s(%s, %d, %d)" % (ctx.helper("caffe_inv_pooling"), ctx.x[0], oh, ow)
+    if len(layer.top) == 1:
+        return y
+    return "(lambda y: (y, torch.zeros_like(y)))(%s)" % y
+
+
 declare("InvPooling", family="zf_deconvnet", registry=PACKS, bottoms=1, tops=switches_tops,
         reads=("pooling_param",), geometry=inv_geometry, shape=inv_shape,
-        coord_map=inv_map, forward=inv_forward, cost=inv_cost, onnx=inv_onnx,
+        coord_map=inv_map, forward=inv_forward, cost=inv_cost, torch=inv_torch, onnx=inv_onnx,
         source="netdsl.packs.zf_deconvnet")

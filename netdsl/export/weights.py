@@ -1,0 +1,37 @@
+"""A walk step's weight blobs, as netdsl's forward finds them: the caffemodel
+entry of the layer's name, the owner of shared parameters, or Caffe's setup
+(the fillers) when the blobs are fixed (a bilinear upsampling kernel)."""
+from __future__ import annotations
+
+from typing import Any, List
+
+from ..errors import NetdslError
+from ..layers.runtime import np
+
+__all__ = ["blob_source", "layer_blobs"]
+
+
+def blob_source(weights: Any) -> Any:
+    """The weights as the forward reads them (caffemodel path, open CaffeModel or
+    ``{layer: [arrays]}``); ``close()`` it after use."""
+    from ..forward.core import _Weights
+    return _Weights(weights)
+
+
+def layer_blobs(step: Any, layers: List[Any], wts: Any) -> Any:
+    """A function giving the layer's weight blobs as the forward finds them."""
+    from ..forward.core import _setup_blobs, _shared_owner
+
+    def get() -> List[Any]:
+        blobs = wts.get(step.layer.name)
+        if blobs is None:
+            blobs = _shared_owner(step.layer, layers, wts)
+        if blobs is None and step.lt.wants_weights(step.layer):
+            fake = [np.broadcast_to(np.float32(0), s) for s in step.bottom_shapes]
+            blobs = _setup_blobs(step.lt, step.layer, fake)
+            if blobs is None:
+                raise NetdslError("no weights for this %s layer (looked up by layer name)"
+                                  % step.layer.type, layer=step.layer.name,
+                                  hint="give the caffemodel")
+        return list(blobs or [])
+    return get
