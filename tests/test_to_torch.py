@@ -290,6 +290,36 @@ def test_tile_reduction_argmax():
     fresh_check(n.to_proto())
 
 
+@pytest.mark.parametrize("kw", [dict(kernel_size=3), dict(kernel_h=2, kernel_w=3, stride=2, pad=1),
+                                dict(kernel_size=3, dilation=2, pad=2)])
+def test_im2col(kw):
+    # im2col_layer.cpp's column order is F.unfold's (channel major, raster offsets)
+    n = data((2, 3, 9, 10))
+    n.col = L.Im2col(n.data, **kw)
+    res = fresh_check(n.to_proto(), None)
+    assert "F.unfold(" in res.source
+
+
+def test_spatial_dropout_python_layer(schemas):
+    """ENet's SpatialDropoutLayer (caffe-enet python/spatial_dropout.py) at TEST is
+    x * float32(1 / (1 - p)), exactly; its TRAIN phase is refused."""
+    drop = ('layer { name: "drop" type: "Python" bottom: "c" top: "y" python_param { '
+            'module: "spatial_dropout" layer: "SpatialDropoutLayer" '
+            'param_str: "{\'phase\': \'%s\', \'p\': \'0.01\'}" } }\n')
+    head = ('input: "x" input_shape { dim: 1 dim: 2 dim: 3 dim: 3 }\n'
+            'layer { name: "c" type: "Convolution" bottom: "x" top: "c" '
+            'convolution_param { num_output: 2 kernel_size: 1 } }\n')
+    from netdsl.export.torch_export import to_torch
+    net = _fork_net(head + drop % "TEST", schemas["enet"])
+    w = random_weights(net)
+    res = fresh_check(net, w, outputs=["c"])
+    assert "* 1.010101" in res.source             # float32(1 / 0.99), its shortest literal
+    net = _fork_net(head + drop % "TRAIN", schemas["enet"])
+    with pytest.raises(NetdslError) as exc:
+        to_torch(net, w, check=False)
+    assert "--outputs c" in exc.value.explain()
+
+
 def test_embed():
     n = data((2, 3))
     n.e = L.Embed(n.data, num_output=4, input_dim=5)
@@ -410,13 +440,15 @@ def test_cli(tmp_path):
 def test_cli_refuses_a_type_without_a_rule_writing_nothing(tmp_path):
     n = data((1, 3, 8, 8))
     n.conv = L.Convolution(n.data, num_output=4, kernel_size=3)
-    n.sel = L.Im2col(n.conv, convolution_param=dict(kernel_size=2))
+    # a type with no export rule (BatchReindex: no TEST-phase forward here either)
+    n.perm = L.Input(shape=dict(dim=[2]))
+    n.sel = L.BatchReindex(n.conv, n.perm)
     proto = tmp_path / "net.prototxt"
     proto.write_text(str(n.to_proto()))
     out = tmp_path / "out"
     r = _cli("to-torch", str(proto), "-o", str(out), "--no-check")
     assert r.returncode == 2
-    assert "sel" in r.stderr and "Im2col" in r.stderr and "--outputs conv" in r.stderr
+    assert "sel" in r.stderr and "BatchReindex" in r.stderr and "--outputs conv" in r.stderr
     assert "Traceback" not in r.stderr
     assert not out.exists()
 

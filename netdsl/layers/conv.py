@@ -622,6 +622,18 @@ def _im2col_onnx(layer: Message, ctx: Any, g: ConvGeometry) -> List[str]:
                      dilations=list(g.dilation), group=c)]
 
 
+def _im2col_torch(layer: Message, ctx: Any, g: ConvGeometry) -> str:
+    """im2col_layer.cpp on two spatial axes as ``F.unfold``, whose rows are Caffe's
+    column order (channel major, kernel offsets in raster order), reshaped to
+    (N, C * kh * kw, out_h, out_w)."""
+    if g.axis != 1 or len(g.kernel) != 2:
+        raise ctx.refuse("only axis 1 (channels) and two spatial axes map to F.unfold")
+    out = tuple(int(d) for d in ctx.out_shapes[0])
+    return "F.unfold(%s, %s, dilation=%s, padding=%s, stride=%s).reshape(%s)" % (
+        ctx.x[0], ctx.lit(tuple(g.kernel)), ctx.lit(tuple(g.dilation)), ctx.lit(tuple(g.pad)),
+        ctx.lit(tuple(g.stride)), ctx.lit((-1,) + out[1:]))
+
+
 def _conv_torch(layer: Message, ctx: Any, g: ConvGeometry) -> Any:
     """nn.Conv{1,2,3}d / nn.ConvTranspose{1,2,3}d with Caffe's weights as they are
     (PyTorch keeps Caffe's layouts, (out, in/group, *k) and, transposed, (in,
@@ -667,5 +679,5 @@ declare("Deconvolution", forward=_deconvolution, reads=("convolution_param",),
         **_CONV)
 declare("Im2col", family="conv", bottoms=1, tops=1, reads=("convolution_param",),
         geometry=_im2col_geometry, shape=_im2col, coord_map=_conv_map, empty_hint=_empty_hint,
-        forward=_im2col_forward, onnx=_im2col_onnx,
+        forward=_im2col_forward, onnx=_im2col_onnx, torch=_im2col_torch,
         size_field=_F + "kernel_size")

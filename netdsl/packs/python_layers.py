@@ -21,6 +21,7 @@ class PythonLayer(NamedTuple):
     shape: Callable[[Any, List[Shape], int], List[Shape]]
     forward: Optional[Callable[[Any, List[np.ndarray], Any, Any], List[np.ndarray]]] = None
     onnx: Optional[Callable[[Any, Any], List[str]]] = None
+    torch: Optional[Callable[[Any, Any], str]] = None
 
 
 #: python_param.layer (the class name) -> its rules
@@ -28,8 +29,8 @@ KNOWN: Dict[str, PythonLayer] = {}
 
 
 def register(class_name: str, shape: Callable, forward: Optional[Callable] = None,
-             onnx: Optional[Callable] = None) -> None:
-    KNOWN[class_name] = PythonLayer(shape, forward, onnx)
+             onnx: Optional[Callable] = None, torch: Optional[Callable] = None) -> None:
+    KNOWN[class_name] = PythonLayer(shape, forward, onnx, torch)
 
 
 def python_shape(layer: Any, bottoms: List[Shape], ntop: int) -> List[Shape]:
@@ -67,7 +68,19 @@ def python_exports(layer: Any) -> bool:
     return known is not None and known.onnx is not None
 
 
+def python_torch(layer: Any, ctx: Any) -> str:
+    """The PyTorch code rule of the class ``python_param.layer`` names (only those
+    that :func:`python_exports_torch` accepts reach here)."""
+    return KNOWN[layer.python_param.layer].torch(layer, ctx)
+
+
+def python_exports_torch(layer: Any) -> bool:
+    known = KNOWN.get(layer.python_param.layer)
+    return known is not None and known.torch is not None
+
+
 python_onnx.covers = python_exports    # type: ignore[attr-defined]   (read by the export walk)
+python_torch.covers = python_exports_torch    # type: ignore[attr-defined]
 
 PACKS.add(replace(BUILTIN.get("Python"), shape=python_shape, forward=python_forward,
-                  onnx=python_onnx, builtin=False, source="netdsl.packs.python_layers"))
+                  onnx=python_onnx, torch=python_torch, builtin=False, source="netdsl.packs.python_layers"))

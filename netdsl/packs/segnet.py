@@ -16,6 +16,7 @@ import numpy as np
 
 from ..maps import UndefinedMapException
 from ..errors import NetdslError
+from ..layers.blob import f32_code
 from ..layers.registry import PACKS, declare
 from . import bn  # noqa: F401  (the BN type)
 from . import python_layers
@@ -225,5 +226,14 @@ def spatial_dropout_onnx(layer: Any, ctx: Any) -> List[str]:
                      out=ctx.top(0))]
 
 
+def spatial_dropout_torch(layer: Any, ctx: Any) -> str:
+    """The TEST forward: times the float32 scale 1 / (1 - p) (a 'TRAIN' phase draws
+    a random mask: refused)."""
+    phase, p = _spatial_dropout_args(layer)
+    if phase == "TRAIN":
+        raise ctx.refuse("its param_str phase 'TRAIN' drops random channels")
+    return "%s * %s" % (ctx.x[0], f32_code(float(np.float32(1.0 / (1.0 - p)))))
+
+
 python_layers.register("SpatialDropoutLayer", spatial_dropout_shape, spatial_dropout_forward,
-                       spatial_dropout_onnx)
+                       spatial_dropout_onnx, spatial_dropout_torch)
