@@ -265,7 +265,10 @@ def _plan_layer(s: FieldNumbers, name: str, type_: str, blobs: Sequence[Any], dt
 def _plan_blob(s: FieldNumbers, arr: np.ndarray, dtype: np.dtype, v1: bool, layer: str,
                index: int) -> List[Union[bytes, _ArrayPiece]]:
     parts: List[Union[bytes, _ArrayPiece]] = []
-    if v1 or s.blob_shape < 0:   # V1, or a schema older than BlobProto.shape
+    # a 0-axis blob (a channel-shared PReLU slope or Normalize scale) in the legacy
+    # 1x1x1x1 form: Blob::ShapeEquals takes it (a 0-axis LegacyShape is all 1s),
+    # while OpenCV's importer cannot make a Mat of Caffe's own empty `shape {}`
+    if v1 or s.blob_shape < 0 or arr.ndim == 0:   # V1, a schema before BlobProto.shape
         if arr.ndim > 4:
             raise NetdslError("blob %d has %d axes; the %s holds at most 4 (num, channels, "
                               "height, width)" % (index, arr.ndim, "V1 format" if v1 else
