@@ -1,5 +1,5 @@
 """Resizing: ``F.interpolate`` bilinear / nearest through the parity recipe
-:func:`netdsl.ops.pytorch.interpolate` (integer factors: fixed Deconvolution
+:func:`netdsl.convert.recipes.interpolate` (integer factors: fixed Deconvolution
 kernels; any other size or ``align_corners=True``: the interpolation matrix).
 
 Besides the ATen arguments the converters read two optional ones another
@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from typing import Optional, Tuple
 
-from netdsl.ops import pytorch as recipes
-from netdsl.torch.graph import Blob, Context, Op
-from netdsl.torch.ops.common import need_4d
-from netdsl.torch.table import register_converter
+from netdsl.convert import recipes
+from netdsl.convert.graph import Blob, Context, Op
+from netdsl.convert.families.common import need_4d
+from netdsl.convert.table import register_converter
 
 
 def resize(cx: Context, op: Op, mode: str, align_corners: Optional[bool],

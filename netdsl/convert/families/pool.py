@@ -9,10 +9,10 @@ from typing import List, Tuple
 import numpy as np
 
 from netdsl.netspec import params as P
-from netdsl.ops import pytorch as recipes
-from netdsl.torch.graph import Blob, Context, Op
-from netdsl.torch.ops.common import concat, need_4d, pair, slice_axis
-from netdsl.torch.table import register_converter
+from netdsl.convert import recipes
+from netdsl.convert.graph import Blob, Context, Op
+from netdsl.convert.families.common import concat, need_4d, pair, slice_axis
+from netdsl.convert.table import register_converter
 
 
 @register_converter("aten.max_pool2d", "aten.max_pool2d_with_indices")

@@ -1,8 +1,8 @@
 """Convolution, transposed convolution and fully connected ops.
 
 ``aten.conv2d`` -> Convolution (``padding='same'`` with an odd total pad: the
-recipe :func:`netdsl.ops.pytorch.pad_conv2d`); ``aten.conv_transpose2d`` -> the
-recipe :func:`netdsl.ops.pytorch.conv_transpose2d` (``output_padding``; an
+recipe :func:`netdsl.convert.recipes.pad_conv2d`); ``aten.conv_transpose2d`` -> the
+recipe :func:`netdsl.convert.recipes.conv_transpose2d` (``output_padding``; an
 ``output_size`` has already become ``output_padding`` in the traced graph);
 ``aten.linear`` / ``addmm`` / ``matmul`` / ``mm`` with a constant weight ->
 InnerProduct on the last axis.
@@ -13,11 +13,11 @@ from typing import Any, Optional
 
 import numpy as np
 
-from netdsl.ops import pytorch as recipes
-from netdsl.torch.graph import Blob, Context, Op
-from netdsl.torch.ops.common import array, need_4d, pair
-from netdsl.torch.refusal import no_stock_form
-from netdsl.torch.table import register_converter
+from netdsl.convert import recipes
+from netdsl.convert.graph import Blob, Context, Op
+from netdsl.convert.families.common import array, need_4d, pair
+from netdsl.convert.refusal import no_stock_form
+from netdsl.convert.table import register_converter
 
 
 def _weight(op: Op, name: str) -> np.ndarray:
