@@ -113,9 +113,15 @@ def pair(v: Any, what: Optional[str] = None, n: int = 2) -> Tuple[int, ...]:
     return int(vals[0]), int(vals[1])
 
 
-def nchw(shape: Shape) -> Tuple[int, int, int, int]:
-    """A recipe's ``shape`` argument as (N, C, H, W); a 3-D shape gets N = 1."""
+def nchw(shape: Shape, op: Any = None) -> Tuple[int, int, int, int]:
+    """``shape`` as (N, C, H, W).  A recipe's ``shape`` argument may be 3-D
+    (N = 1); a converter's input (``op``, the op converted) must be 4-D, else the
+    error is located at the op."""
     s = [int(d) for d in shape]
+    if op is not None:
+        if len(s) != 4:
+            raise op.error("needs a 4-D (N, C, H, W) input, got shape %s" % (tuple(s),))
+        return s[0], s[1], s[2], s[3]
     if len(s) == 3:
         s = [1] + s
     if len(s) != 4 or min(s) <= 0:

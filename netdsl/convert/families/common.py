@@ -7,20 +7,15 @@ from typing import Any, List, Optional, Sequence, Tuple
 import numpy as np
 
 from netdsl.errors import NetdslError
-from netdsl.convert.graph import Blob, Context, Op
-from netdsl.convert.recipes import pair
+from netdsl.convert.graph import Blob, Context
+from netdsl.convert.recipes import nchw, pair
 
-__all__ = ["pair", "axis", "need_4d", "array", "reshape", "slice_axis", "concat",
+__all__ = ["pair", "nchw", "axis", "array", "reshape", "slice_axis", "concat",
            "broadcast_to"]
 
 
 def axis(dim: int, ndim: int) -> int:
     return dim + ndim if dim < 0 else dim
-
-
-def need_4d(op: Op, x: Blob, what: str = "input") -> None:
-    if x.ndim != 4:
-        raise op.error("needs a 4-D (N, C, H, W) %s, got shape %s" % (what, x.shape))
 
 
 def array(v: Any) -> Optional[np.ndarray]:

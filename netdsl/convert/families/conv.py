@@ -15,7 +15,7 @@ import numpy as np
 
 from netdsl.convert import recipes
 from netdsl.convert.graph import Blob, Context, Op
-from netdsl.convert.families.common import array, need_4d, pair
+from netdsl.convert.families.common import array, nchw, pair
 from netdsl.convert.refusal import no_stock_form
 from netdsl.convert.table import register_converter
 
@@ -33,7 +33,7 @@ def convolution(cx: Context, op: Op, x: Blob, w: np.ndarray, b: Optional[np.ndar
     """``F.conv2d``: Caffe's Convolution has PyTorch's windows and floor rounding.
     ``padding`` is a number, a pair (h, w), ``'same'``/``'valid'``, or four
     numbers (top, left, bottom, right) -- ONNX's ``pads`` order."""
-    need_4d(op, x)
+    nchw(x.shape, op)
     sh, sw = pair(stride)
     dh, dw = pair(dilation)
     kh, kw = w.shape[2], w.shape[3]
@@ -83,7 +83,7 @@ def conv2d(cx: Context, op: Op) -> Blob:
 def transposed(cx: Context, op: Op, x: Blob, w: np.ndarray, b: Optional[np.ndarray],
                stride: Any, padding: Any, output_padding: Any, groups: int,
                dilation: Any) -> Blob:
-    need_4d(op, x)
+    nchw(x.shape, op)
     top = recipes.conv_transpose2d(x.top, x.shape, w, b, stride=pair(stride),
                                    padding=pair(padding), output_padding=pair(output_padding),
                                    groups=groups, dilation=pair(dilation), name=op.name,

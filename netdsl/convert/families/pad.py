@@ -6,7 +6,7 @@ from typing import List
 
 from netdsl.convert import recipes
 from netdsl.convert.graph import Blob, Context, Op
-from netdsl.convert.families.common import concat, need_4d, slice_axis
+from netdsl.convert.families.common import concat, nchw, slice_axis
 from netdsl.convert.table import register_converter
 
 
@@ -32,7 +32,7 @@ def _pad(cx: Context, op: Op, pads, mode: str, value: float) -> Blob:
     x = op["input"]
     pads = [int(p) for p in pads]
     if mode == "constant":
-        need_4d(op, x)
+        nchw(x.shape, op)
         if len(pads) > 4 and any(pads[4:]):
             raise op.error("only the last two axes can be padded")
         return Blob(recipes.pad(x.top, x.shape, pads[:4], value), op.out_shape)

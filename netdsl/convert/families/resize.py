@@ -11,14 +11,14 @@ from typing import Optional, Tuple
 
 from netdsl.convert import recipes
 from netdsl.convert.graph import Blob, Context, Op
-from netdsl.convert.families.common import need_4d
+from netdsl.convert.families.common import nchw
 from netdsl.convert.table import register_converter
 
 
 def resize(cx: Context, op: Op, mode: str, align_corners: Optional[bool],
            size: Optional[Tuple[int, int]], scales: Optional[Tuple[float, float]]) -> Blob:
     x = op["input"]
-    need_4d(op, x)
+    nchw(x.shape, op)
     if scales is not None and all(s is not None for s in scales):
         kw = {"scale_factor": (float(scales[0]), float(scales[1]))}
     else:

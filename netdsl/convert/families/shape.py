@@ -12,7 +12,7 @@ from typing import Any, List, Optional, Sequence, Tuple
 import numpy as np
 
 from netdsl.convert.graph import Blob, Context, Op
-from netdsl.convert.families.common import axis, broadcast_to, concat, need_4d, reshape, slice_axis
+from netdsl.convert.families.common import axis, broadcast_to, concat, nchw, reshape, slice_axis
 from netdsl.convert.refusal import no_stock_form
 from netdsl.convert.table import register_converter
 
@@ -363,7 +363,7 @@ def pixel_shuffle(cx: Context, op: Op) -> Blob:
     argument ``mode='DCR'`` (ONNX DepthToSpace's default) the input channel is
     ``(i r + j) C + c``: an ungrouped Deconvolution with a one-hot kernel."""
     x = _x(op)
-    need_4d(op, x)
+    nchw(x.shape, op)
     r = int(op["upscale_factor"])
     c = x.shape[1] // (r * r)
     if op.get("mode", "CRD") == "DCR":
@@ -390,7 +390,7 @@ def pixel_unshuffle(cx: Context, op: Op) -> Blob:
     ``mode='DCR'`` (ONNX SpaceToDepth's order) the output channel is
     ``(i r + j) C + c``: an ungrouped Convolution with a one-hot kernel."""
     x = _x(op)
-    need_4d(op, x)
+    nchw(x.shape, op)
     r = int(op["downscale_factor"])
     c = x.shape[1]
     if op.get("mode", "CRD") == "DCR":
