@@ -28,8 +28,9 @@ def _modules(root=ROOT):
 
 
 def _imports(name, path, modules):
-    """The package modules ``name`` imports anywhere in its file (a ``from X
-    import y`` counts as X.y when that is a module, else X)."""
+    """The package modules ``name`` imports anywhere in its file (``from X
+    import y`` counts as importing X, and X.y too when that is a module: the
+    package's ``__init__`` runs first)."""
     is_pkg = path.endswith("__init__.py")
     found = set()
     for node in ast.walk(ast.parse(open(path, encoding="utf-8").read())):
@@ -43,8 +44,8 @@ def _imports(name, path, modules):
                 mod = ".".join(base + ([node.module] if node.module else []))
             else:
                 mod = node.module or ""
-            targets = [mod + "." + a.name if mod + "." + a.name in modules else mod
-                       for a in node.names]
+            targets = [mod] + [mod + "." + a.name for a in node.names
+                               if mod + "." + a.name in modules]
         for t in targets:
             while t and t not in modules:
                 t = t.rpartition(".")[0]
