@@ -110,7 +110,8 @@ def test_converting_loads_no_spec_ops():
             "from netdsl.torch import convert\n"
             "m = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.MaxPool2d(2)).eval()\n"
             "assert convert(m, torch.randn(1, 3, 9, 9)).ok\n"
-            "print(sorted(n for n in sys.modules if n.startswith(('netdsl.ops', 'netdsl.spec'))))\n")
+            "print(sorted(n for n in sys.modules\n"
+            "             if n.startswith(('netdsl.ops', 'netdsl.spec'))))\n")
     env = dict(os.environ, PYTHONPATH=ROOT)
     run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
                          text=True, timeout=600)

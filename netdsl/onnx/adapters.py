@@ -3,7 +3,7 @@
 Each adapter reads an ONNX node's attributes and inputs and calls the ATen
 converters with the arguments they take (``Conv`` -> ``aten.conv2d`` with
 stride, padding, dilation, groups); the Caffe-side recipes live only in
-:mod:`netdsl.convert.families` and :mod:`netdsl.ops.pytorch`.  ``ADAPTERS`` maps an
+:mod:`netdsl.convert.families` and :mod:`netdsl.convert.recipes`.  ``ADAPTERS`` maps an
 ONNX op type to ``fn(node) -> result`` and ``ATEN`` records which table
 entries each ONNX op reaches (for the documentation's op table).
 """

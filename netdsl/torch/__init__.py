@@ -15,9 +15,9 @@ numpy forward of the result is checked against PyTorch (docs/from-torch.md).
 """
 from __future__ import annotations
 
-from netdsl.torch.convert import Conversion, convert, trace
 from netdsl.convert.graph import Blob, Context, Op
 from netdsl.convert.table import CONVERTERS, lookup, register_converter
+from netdsl.torch.convert import Conversion, convert, trace
 
 __all__ = ["convert", "Conversion", "trace", "register_converter", "lookup", "CONVERTERS",
            "Blob", "Context", "Op"]
