@@ -249,7 +249,7 @@ def test_torchvision_model(tmp_path, torch, name):
 def _convert_with_wrong_tanh(model, x):
     """Convert with a deliberately wrong converter for tanh (a Sigmoid)."""
     from netdsl.torch import Blob, convert, lookup, register_converter
-    from netdsl.torch.table import CONVERTERS
+    from netdsl.convert.table import CONVERTERS
     stock = lookup("aten.tanh")
     try:
         register_converter("aten.tanh")(lambda cx, op: Blob(cx.L.Sigmoid(op["input"].top),

@@ -38,7 +38,9 @@ FLOORS: List[Tuple[str, List[str]]] = [
     ("engines", ["netdsl.coord_walk", "netdsl.shapes", "netdsl.shape_table", "netdsl.crop_check",
                  "netdsl.cost", "netdsl.memory", "netdsl.weights", "netdsl.forward",
                  "netdsl.draw", "netdsl.init_report", "netdsl.upgrade", "netdsl.prototxt"]),
-    ("builders", ["netdsl.netspec", "netdsl.spec", "netdsl.ops", "netdsl.compat.coord_map"]),
+    ("builders", ["netdsl.netspec", "netdsl.spec", "netdsl.ops", "netdsl.compat.coord_map",
+                  "netdsl.convert.recipes"]),
+    ("converters", ["netdsl.convert"]),
     ("front ends", ["netdsl.torch", "netdsl.onnx", "netdsl.export", "netdsl.compat",
                     "netdsl.coord_map", "netdsl.cli", "netdsl.__main__", "netdsl"]),
 ]

@@ -90,3 +90,23 @@ def test_architecture_verb_example_runs(tmp_path, monkeypatch, capsys):
     with pytest.raises(SystemExit):
         netdsl.cli.main(["types", "--help"])
     assert "--proto FORK.proto" in capsys.readouterr().out
+
+
+def test_architecture_converter_example_runs(tmp_path):
+    """docs/architecture.md's worked example of adding a converter (a ```py block,
+    run in a fresh process: it registers into the process-wide op table)."""
+    import subprocess
+    import sys
+    from dnn_check import require
+    for mod in ("torch", "onnx", "onnxruntime"):
+        require(mod)
+    doc = _read("docs", "architecture.md")
+    section = doc[doc.index("## Worked example: adding a converter"):]
+    code = re.findall(r"```py\n(.*?)```", section, re.S)[0]
+    assert "register_converter" in code and "@adapter" in code
+    script = tmp_path / "example.py"
+    script.write_text(code, encoding="utf-8")
+    env = dict(os.environ, PYTHONPATH=os.path.abspath(ROOT))
+    run = subprocess.run([sys.executable, str(script)], cwd=str(tmp_path), env=env,
+                         capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr      # the block's own asserts check the results

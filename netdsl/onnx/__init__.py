@@ -8,7 +8,7 @@
     print(result.parity.table())
 
 Each ONNX node is translated (:mod:`netdsl.onnx.adapters`) into the
-arguments of the ATen converters of :mod:`netdsl.torch.table`, so both front
+arguments of the ATen converters of :mod:`netdsl.convert.table`, so both front
 ends share one mapping to stock BVLC layers; constant subgraphs (Shape
 arithmetic on static shapes) are folded first.  The parity check runs the ONNX
 graph with onnxruntime (docs/from-onnx.md).

@@ -1,9 +1,9 @@
-"""ONNX op -> the one op table (:mod:`netdsl.torch.table`).
+"""ONNX op -> the one op table (:mod:`netdsl.convert.table`).
 
 Each adapter reads an ONNX node's attributes and inputs and calls the ATen
 converters with the arguments they take (``Conv`` -> ``aten.conv2d`` with
 stride, padding, dilation, groups); the Caffe-side recipes live only in
-:mod:`netdsl.torch.ops` and :mod:`netdsl.ops.pytorch`.  ``ADAPTERS`` maps an
+:mod:`netdsl.convert.families` and :mod:`netdsl.convert.recipes`.  ``ADAPTERS`` maps an
 ONNX op type to ``fn(node) -> result`` and ``ATEN`` records which table
 entries each ONNX op reaches (for the documentation's op table).
 """
@@ -14,9 +14,9 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from netdsl.errors import NetdslError
-from netdsl.torch import table
-from netdsl.torch.graph import Blob, Context, Op
-from netdsl.torch.ops.common import slice_axis
+from netdsl.convert import table
+from netdsl.convert.graph import Blob, Context, Op
+from netdsl.convert.families.common import slice_axis
 
 Adapter = Callable[["ONode"], Any]
 

@@ -13,11 +13,11 @@ from netdsl.errors import NetdslError
 def run(args: Any) -> int:
     import numpy as np
     from netdsl.onnx.convert import convert
-    from netdsl.torch.cli import parse_inputs
+    from netdsl.convert.options import parse_inputs
     shapes = dict(parse_inputs(args.input)) if args.input else None
     if args.tolerance is not None and not args.tolerance > 0:
         raise NetdslError("--tolerance must be positive")
-    from netdsl.torch.cli import split_names
+    from netdsl.convert.options import split_names
     result = convert(args.model, shapes, target=args.target, fold_bn=args.fold_bn,
                      check=False, tolerance=args.tolerance or 1e-4, seed=args.seed,
                      outputs=split_names(args.outputs))
@@ -28,7 +28,7 @@ def run(args: Any) -> int:
                     for n, c in zip(result.onnx_inputs, result.inputs)}
         result.parity = check_parity(result, examples, tolerance=args.tolerance or 1e-4,
                                      seed=args.seed + 1)
-    from netdsl.torch.cli import save_and_report
+    from netdsl.convert.options import save_and_report
     return save_and_report(result, args.output, "onnxruntime's")
 
 

@@ -8,14 +8,14 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
+from netdsl.convert import table
+from netdsl.convert.emit import Conversion, Emitter
+from netdsl.convert.graph import Blob, Context, caffe_name
+from netdsl.convert.refusal import Blocker, refusal, stand_in
 from netdsl.errors import NetdslError, did_you_mean
-from netdsl.netspec import Function, Top
-from netdsl.onnx import model as M
+from netdsl.netspec import Top
+import netdsl.onnx.model as M
 from netdsl.onnx.adapters import ADAPTERS, MOVEMENT, PASS_THROUGH, ONode
-from netdsl.torch import table
-from netdsl.torch.convert import Conversion, finish_net
-from netdsl.torch.graph import Blob, Context, Names, caffe_name, claim_layers
-from netdsl.torch.refusal import Blocker, refusal, stand_in
 
 __all__ = ["convert", "OnnxConversion"]
 
@@ -23,7 +23,7 @@ Shapes = Mapping[str, Sequence[int]]
 
 
 class OnnxConversion(Conversion):
-    """A :class:`~netdsl.torch.convert.Conversion` of an ONNX model: also
+    """A :class:`~netdsl.convert.emit.Conversion` of an ONNX model: also
     ``model`` (the ModelProto), ``onnx_inputs`` / ``onnx_outputs`` (the graph's
     own names, in the order of ``inputs`` / ``outputs``) and ``opset``."""
 
@@ -60,9 +60,9 @@ def _copies(cx: Context, m: Moved) -> Blob:
     from its own item at the same places, stay; the source's other axes are
     viewed as one, its runs of consecutive positions cut out and joined in
     order (gather_points), and the result reshaped."""
-    from netdsl.torch.graph import Op
-    from netdsl.torch.ops.common import reshape
-    from netdsl.torch.ops.shape import gather_points
+    from netdsl.convert.graph import Op
+    from netdsl.convert.families.common import reshape
+    from netdsl.convert.families.shape import gather_points
     x, idx = m.blob, m.index
     for k in range(min(x.ndim, idx.ndim), 0, -1):
         if idx.shape[:k] != x.shape[:k] or idx.size == 0:
@@ -91,7 +91,7 @@ def _scatter_nd(cx: Context, node: Any, vals: List[Any], ev: Any, lname: str, re
     their positions.
     How both exporters write ``y[..., 0:2] = v`` (the dynamo one between two
     Transposes, which stay moves too); exact copies once a reader needs a blob."""
-    from netdsl.torch.ops.common import concat, reshape
+    from netdsl.convert.families.common import concat, reshape
     data, idx, upd = (vals + [None, None])[:3]
     if M.attributes(node).get("reduction", "none") != "none" or not isinstance(
             idx, np.ndarray):
@@ -183,8 +183,8 @@ def _stand_ins(cx: Context, ev: Any, node: Any, vals: List[Any], env: Dict[str, 
 
 def _const_row(cx: Context, like: Blob, value: np.ndarray, lname: str) -> Blob:
     """A constant input of a scatter as a blob (:func:`constant_blob`)."""
-    from netdsl.torch.graph import Op
-    from netdsl.torch.ops.shape import constant_blob
+    from netdsl.convert.graph import Op
+    from netdsl.convert.families.shape import constant_blob
     return constant_blob(cx, Op("aten.add", {}, np.shape(value), lname), like, value)
 
 
@@ -292,18 +292,13 @@ def _map(model: Any, path: Optional[str], input_shapes: Optional[Shapes], target
                           "names: %s" % ", ".join(in_names + out_names), **_where(path))
     walk = _OnnxWalk(cx, model, path, opset, in_names, onnx_outputs, out_names)
     for (oname, shape), iname in zip(shapes, in_names):
-        top = cx.L.Input(shape={"dim": list(shape)})
-        walk.topname[top] = iname
-        b = Blob(top, shape)
-        walk.record(b, iname)
-        walk.env[oname] = b
-        walk.inputs[iname] = tuple(shape)
+        walk.env[oname] = walk.add_input(iname, shape)
     for node in graph.node:
         walk.visit(node)
     if walk.blocked:
         raise refusal(walk.blocked)
     final = walk.outputs()
-    net, weights = finish_net(walk, final, cx, net_name or (graph.name or None))
+    net, weights = walk.finish(final, net_name or (graph.name or None))
     conv = OnnxConversion(net, weights, walk.inputs, out_names, walk.blob_of_node, model)
     conv.model = model
     conv.onnx_inputs = [n for n, _ in shapes]
@@ -317,23 +312,18 @@ _RANDOM = ("RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLi
            "Multinomial", "Bernoulli")
 
 
-class _OnnxWalk:
+class _OnnxWalk(Emitter):
     """The walk over an ONNX graph in node order: ``env`` (value name -> Blob,
-    constant array, :class:`Moved` or None), the layers made, the blockers met."""
+    constant array, :class:`Moved` or None), the layers made (an
+    :class:`~netdsl.convert.emit.Emitter`), the blockers met."""
 
     def __init__(self, cx: Context, model: Any, path: Optional[str], opset: int,
                  in_names: List[str], onnx_outputs: List[str], out_names: List[str]) -> None:
-        self.cx, self.path, self.opset = cx, path, opset
+        super().__init__(cx, list(in_names) + list(out_names))
+        self.path, self.opset = path, opset
         self.ev = M.Evaluator(model)
         self.env: Dict[str, Any] = dict(M.initializers(model))
-        self.names = Names(list(in_names) + list(out_names))
         self.onnx_outputs, self.out_names = onnx_outputs, out_names
-        self.topname: Dict[Top, str] = {}
-        self.owner: Dict[Function, str] = {}
-        self.order: List[Function] = []
-        self.blob_of_node: Dict[str, Tuple[str, Any]] = {}
-        self.inputs: Dict[str, Tuple] = {}
-        self.blocked: List[Blocker] = []
         self.dead: set = set()     # values of blockers that have no stand-in blob
         self.uses: Dict[str, int] = {}
         for node in model.graph.node:
@@ -342,9 +332,6 @@ class _OnnxWalk:
         self.out_of_value: Dict[str, str] = {}
         for o, oname in zip(onnx_outputs, out_names):
             self.out_of_value.setdefault(o, oname)
-
-    def record(self, result: Any, lname: str) -> None:
-        claim_layers(result, lname, self.owner, self.order)
 
     def materialise(self, m: Moved) -> Blob:
         if m.done is None:
@@ -506,13 +493,5 @@ class _OnnxWalk:
                 raise NetdslError("output '%s' is not computed from the inputs (a constant or "
                                   "a value with no blob); Caffe nets output blobs only" % o,
                                   **_where(self.path))
-            if self.topname.get(v.top) != oname or (v.top.fn.ntop > 1
-                                                    or v.top.fn.type_name == "Input"):
-                if self.topname.get(v.top) == oname:
-                    self.topname[v.top] = self.names.unique(oname + "/part")
-                top = self.cx.L.Split(v.top)
-                self.topname[top] = oname
-                self.record(Blob(top, v.shape), oname)
-                v = Blob(top, v.shape)
-            final.append(v.top)
+            final.append(self.output_top(v, oname))
         return final

@@ -1,18 +1,18 @@
 """The parity check of an ONNX conversion: netdsl's numpy forward of the
 converted net against onnxruntime running the ONNX graph itself, on the
 example inputs and on one seeded random input (standard normal).  Errors as
-in :mod:`netdsl.torch.parity` (max abs, and relative to the largest magnitude
+in :mod:`netdsl.convert.parity` (max abs, and relative to the largest magnitude
 of the reference).  On a failure the graph is run once more with every value
 that has a Caffe blob as an extra output, and the first one (in graph order)
 that diverges is reported."""
 from __future__ import annotations
 
-from typing import Any, Dict, Mapping, Optional, Sequence
+from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
 
 from netdsl.errors import NetdslError
-from netdsl.torch.parity import ParityReport, errors, weak_outputs
+from netdsl.convert.parity import ParityReport, compare, errors
 
 __all__ = ["check_parity", "session"]
 
@@ -37,9 +37,7 @@ def session(model: Any) -> Any:
 def check_parity(conv: Any, example_inputs: Optional[Mapping[str, np.ndarray]] = None, *,
                  tolerance: float = 1e-4, seed: int = 0) -> ParityReport:
     """Compare ``conv`` (an OnnxConversion) with onnxruntime."""
-    from netdsl.forward import forward
     sess = session(conv.model)
-    report = ParityReport(tolerance)
     rng = np.random.default_rng(seed)
     shapes = [conv.inputs[n] for n in conv.inputs]
     if example_inputs is None:
@@ -48,29 +46,18 @@ def check_parity(conv: Any, example_inputs: Optional[Mapping[str, np.ndarray]] =
         example = [np.asarray(example_inputs[n], np.float32) for n in conv.onnx_inputs]
     sets = [("example", example),
             ("random", [rng.standard_normal(s).astype(np.float32) for s in shapes])]
-    failing = None
-    refs = []
-    for label, arrays in sets:
+
+    def reference(arrays: Sequence[np.ndarray]) -> List[np.ndarray]:
         try:
-            ref = sess.run(conv.onnx_outputs, dict(zip(conv.onnx_inputs, arrays)))
+            return sess.run(conv.onnx_outputs, dict(zip(conv.onnx_inputs, arrays)))
         except Exception as exc:
             msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise NetdslError("onnxruntime cannot run the graph, so there is no reference "
                               "for the parity check (%s); convert with --no-check" % msg
                               ) from None
-        refs.append(ref)
-        ours = forward(conv.net, conv.weights, dict(zip(conv.inputs, arrays)))
-        for oname, r in zip(conv.outputs, ref):
-            e = errors(ours[oname], r)
-            ok = e["rel"] <= tolerance
-            report.rows.append({"input": label, "output": oname, "shape": list(r.shape),
-                                "max_abs": e["max_abs"], "rel": e["rel"], "ok": ok})
-            if not ok and failing is None:
-                failing = (arrays, ours)
-    report.warnings.extend(weak_outputs(conv.outputs, refs, [a for _, a in sets]))
-    if failing is not None:
-        report.divergence = first_divergence(conv, failing[0], failing[1], tolerance)
-    return report
+
+    return compare(conv, sets, reference, list, tolerance,
+                   lambda arrays, ours: first_divergence(conv, arrays, ours, tolerance))
 
 
 def first_divergence(conv: Any, arrays: Sequence[np.ndarray], ours: Dict[str, np.ndarray],

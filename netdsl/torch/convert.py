@@ -2,22 +2,21 @@
 op through the op table, emit a Caffe NetParameter and its weights, check parity."""
 from __future__ import annotations
 
-import json
 import operator
-import os
 import time
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
+from netdsl.convert import table
+from netdsl.convert.emit import Conversion, Emitter
+from netdsl.convert.graph import (Blob, Context, Op, caffe_name, located_error, module_path,
+                                  module_paths, source_line)
+from netdsl.convert.refusal import blocker, module_before, no_stock_form, refusal, stand_in
 from netdsl.errors import NetdslError
-from netdsl.netspec import Function, Top, current_schema
-from netdsl.torch import table
-from netdsl.torch.graph import (OPENCV_LAYERS, Blob, Context, Names, Op, caffe_name, claim_layers,
-                                located_error, module_path, module_paths, source_line)
-from netdsl.torch.refusal import blocker, module_before, no_stock_form, refusal, stand_in
+from netdsl.netspec import Top
 
-__all__ = ["convert", "Conversion", "trace"]
+__all__ = ["convert", "Conversion", "trace"]   # Conversion: netdsl.convert.emit
 
 
 def _torch():
@@ -141,56 +140,6 @@ def _output_names(spec: Any, count: int, given: Optional[Sequence[str]]) -> List
     return [caffe_name(n or "output_%d" % i) for i, n in enumerate(names)]
 
 
-class Conversion:
-    """The result of :func:`convert`: ``net`` (NetParameter), ``weights``
-    (layer name -> arrays), ``parity`` (a :class:`~netdsl.torch.parity.ParityReport`
-    or None with ``check=False``), input/output names and shapes, ``timings``."""
-
-    def __init__(self, net: Any, weights: Dict[str, List[np.ndarray]], inputs: Dict[str, Tuple],
-                 outputs: List[str], blob_of_node: Dict[str, Tuple[str, Any]],
-                 program: Any) -> None:
-        self.net = net
-        self.weights = weights
-        self.inputs = inputs
-        self.outputs = outputs
-        self.blob_of_node = blob_of_node
-        self.program = program
-        self.parity = None
-        self.timings: Dict[str, float] = {}
-        #: with ``outputs=``: the graph node (ONNX value) names the net ends at
-        self.cut: Optional[List[str]] = None
-
-    @property
-    def ok(self) -> bool:
-        """True when parity holds (or was not checked)."""
-        return self.parity is None or self.parity.ok
-
-    def prototxt(self) -> str:
-        from netdsl.prototxt import to_text
-        return to_text(self.net)
-
-    def save(self, directory: str) -> List[str]:
-        """Write ``deploy.prototxt``, ``model.caffemodel`` and ``parity.json`` into
-        ``directory``, each atomically; returns the paths."""
-        from netdsl.fileio import atomic_write
-        from netdsl.weights import write_caffemodel
-        try:
-            os.makedirs(directory, exist_ok=True)
-        except OSError as exc:
-            raise NetdslError("cannot create the output directory: %s"
-                              % (exc.strerror or exc), file=directory) from None
-        proto = os.path.join(directory, "deploy.prototxt")
-        model = os.path.join(directory, "model.caffemodel")
-        report = os.path.join(directory, "parity.json")
-        atomic_write(proto, self.prototxt())
-        # types by name only: a shared PReLU slope is stored (1,) for OpenCV, which
-        # cannot load the 0-axis blob Caffe's ShapeEquals wants, so the net check is left out
-        write_caffemodel(model, self.weights, types={l.name: l.type for l in self.net.layer})
-        data = self.parity.to_json() if self.parity is not None else {"checked": False}
-        atomic_write(report, json.dumps(data, indent=1) + "\n")
-        return [proto, model, report]
-
-
 def convert(model: Any, example_inputs: Union[Any, Sequence[Any]], *,
             input_names: Optional[Sequence[str]] = None,
             output_names: Optional[Sequence[str]] = None, target: str = "caffe",
@@ -295,51 +244,28 @@ def _map(program: Any, input_names: Optional[Sequence[str]],
     if walk.blocked:
         raise refusal(walk.blocked, walk.before or None)
     final = walk.outputs(user_out, out_names)
-    net, weights = finish_net(walk, final, cx, net_name)
+    net, weights = walk.finish(final, net_name)
     conv = Conversion(net, weights, walk.inputs, out_names, walk.blob_of_node, program)
     conv.cut = [a.name for a in user_out] if cut else None
     return conv
 
 
-def finish_net(walk: Any, final: List[Top], cx: Context, net_name: Optional[str]
-               ) -> Tuple[Any, Dict[str, List[np.ndarray]]]:
-    """The NetParameter and weights of a finished walk (either front end) ending
-    at ``final``: emitted in order, kept apart where OpenCV fuses wrongly, checked
-    against OpenCV's importer for ``target='opencv'``."""
-    net = _emit(walk.order, walk.owner, walk.topname, final, cx, net_name)
-    _keep_apart_for_opencv(net)
-    if cx.target == "opencv":
-        for lp in net.layer:
-            if lp.type not in OPENCV_LAYERS:
-                raise NetdslError("layer type %s is not run by OpenCV dnn's Caffe importer "
-                                  "(target='opencv')" % lp.type, layer=lp.name)
-    weights = _complete_weights(net, cx.weights, walk.inputs)
-    if cx.target == "opencv":
-        _crop_depthwise_for_opencv(net, weights)
-    return net, weights
-
-
-class _Walk:
+class _Walk(Emitter):
     """The walk over an exported graph in node order: ``env`` (node -> Blob,
-    constant array, or a list of them), the layers made (``owner``, ``order``,
-    ``topname``), the blockers met (``blocked``) and the views of in-place writes."""
+    constant array, or a list of them), the layers made (an
+    :class:`~netdsl.convert.emit.Emitter`), the blockers met and the views of
+    in-place writes."""
 
     def __init__(self, cx: Context, program: Any, consts: Dict[str, Any],
                  user_inputs: List[str], in_names: List[str], user_out: List[Any],
                  out_names: List[str]) -> None:
         torch = _torch()
-        self.cx, self.program, self.consts = cx, program, consts
+        super().__init__(cx, list(in_names) + list(out_names))
+        self.program, self.consts = program, consts
         self.user_inputs, self.in_names = user_inputs, in_names
-        self.names = Names(list(in_names) + list(out_names))
         self.env: Dict[Any, Any] = {}
-        self.topname: Dict[Top, str] = {}       # result tops -> blob names
-        self.owner: Dict[Function, str] = {}    # layer -> the node (layer name) it belongs to
-        self.order: List[Function] = []
-        self.blob_of_node: Dict[str, Tuple[str, Any]] = {}
-        self.inputs: Dict[str, Tuple] = {}
         self.views: Dict[Any, Tuple[Any, List[Tuple[str, int, Any]]]] = {}
-        self.blocked: List[Any] = []            # refusal.Blocker of each op that did not map
-        self.blocked_nodes: set = set()         # their nodes
+        self.blocked_nodes: set = set()         # nodes of the blockers (refusal.Blocker)
         self.seen: List[List[str]] = []         # module stacks of the ops mapped so far
         self.before: Optional[str] = None       # the module before the first blocker
         self.uses: Dict[Any, int] = {}
@@ -351,9 +277,6 @@ class _Walk:
             if isinstance(a, torch.fx.Node) and a not in self.out_of_node:
                 self.out_of_node[a] = oname
 
-    def record(self, result: Any, lname: str) -> None:
-        claim_layers(result, lname, self.owner, self.order)
-
     def visit(self, node: Any) -> None:
         env = self.env
         if node.op == "placeholder":
@@ -363,11 +286,7 @@ class _Walk:
                 return
             shape = _shape_of(node.meta.get("val"))
             iname = self.in_names[self.user_inputs.index(node.name)]
-            top = self.cx.L.Input(shape={"dim": list(shape)})
-            self.topname[top] = iname
-            self.record(Blob(top, shape), iname)
-            env[node] = Blob(top, shape)
-            self.inputs[iname] = tuple(shape)
+            env[node] = self.add_input(iname, shape)
         elif node.op == "get_attr":
             obj = self.program.graph_module
             for part in node.target.split("."):
@@ -510,15 +429,7 @@ class _Walk:
             if not isinstance(v, Blob):
                 raise NetdslError("output '%s' is not computed from the inputs (a constant or "
                                   "a non-tensor); Caffe nets output blobs only" % oname)
-            if self.topname.get(v.top) != oname or (v.top.fn.ntop > 1
-                                                    or v.top.fn.type_name == "Input"):
-                if self.topname.get(v.top) == oname:  # a multi-top layer's part
-                    self.topname[v.top] = self.names.unique(oname + "/part")
-                top = self.cx.L.Split(v.top)
-                self.topname[top] = oname
-                self.record(Blob(top, v.shape), oname)
-                v = Blob(top, v.shape)
-            final.append(v.top)
+            final.append(self.output_top(v, oname))
         return final
 
 
@@ -526,7 +437,7 @@ def cut_node(graph: Any, name: str, outputs: Sequence[Any]) -> Any:
     """The graph node that ``name`` means: a node of that name, or the output of
     the module at that dotted path (the last node inside it, in graph order,
     read by a node outside it or returned; else its last node)."""
-    from netdsl.torch.graph import module_paths
+    from netdsl.convert.graph import module_paths
     nodes = [n for n in graph.nodes if n.op in ("call_function", "placeholder")]
     for n in nodes:
         if n.name == name and hasattr(n.meta.get("val"), "shape"):
@@ -569,7 +480,7 @@ def _track_view(views: Dict[Any, Any], node: Any, key: str, base: Any,
         i = int(args["index"])
         step: Tuple[str, int, Any] = ("select", ax, i + shape[ax] if i < 0 else i)
     else:
-        from netdsl.torch.ops.shape import slice_positions
+        from netdsl.convert.families.shape import slice_positions
         step = ("slice", ax, slice_positions(shape[ax], args.get("start"), args.get("end"),
                                              args.get("step") or 1))
     root, steps = views.get(base, (base, []))
@@ -584,11 +495,11 @@ def _write_back(cx: Context, op: Op, env: Dict[Any, Any], views: Dict[Any, Any],
     ``y[..., 0:2] = v`` as ``copy_`` into ``slice(y)``)."""
     if target not in views:
         return
-    from netdsl.torch.ops.shape import scatter
+    from netdsl.convert.families.shape import scatter
     root, steps = views[target]
     base = env.get(root)
     if isinstance(base, np.ndarray):     # a constant canvas (torch.zeros(...)) written into
-        from netdsl.torch.ops.shape import constant_blob
+        from netdsl.convert.families.shape import constant_blob
         base = constant_blob(cx, op, value, base)
     if not isinstance(base, Blob):
         raise op.error("writes into a slice of a tensor that has no Caffe blob")
@@ -597,236 +508,3 @@ def _write_back(cx: Context, op: Op, env: Dict[Any, Any], views: Dict[Any, Any],
     env[root] = new
 
 
-def _emit(order: List[Function], owner: Dict[Function, str], topname: Dict[Top, str],
-          final: List[Top], cx: Context, net_name: Optional[str]) -> Any:
-    """The NetParameter of the layers needed for ``final``, in dependency order."""
-    needed = set()
-    stack = [t.fn for t in final]
-    while stack:
-        fn = stack.pop()
-        if fn in needed:
-            continue
-        needed.add(fn)
-        stack.extend(i.fn for i in fn.inputs)
-    pb2 = current_schema()
-    net = pb2.NetParameter()
-    if net_name:
-        net.name = net_name
-    given = set()
-    for fn in order:
-        g = fn.params.get("name")
-        if g and fn in needed:
-            if g in given:
-                raise NetdslError("two layers named %s" % g)
-            given.add(g)
-    used_layers = set(given)
-    used_blobs = set(topname.values())
-    counters: Dict[Tuple[str, str], int] = {}
-
-    def auto(base: str, used: set) -> str:
-        k = counters.get((base, ""), 0)
-        while True:
-            k += 1
-            name = "%s%d" % (base, k)
-            if name not in used:
-                counters[(base, "")] = k
-                used.add(name)
-                return name
-
-    names_of: Dict[Function, List[str]] = {}
-    for fn in order:
-        if fn not in needed:
-            continue
-        own = owner[fn]
-        g = fn.params.get("name")
-        first = topname.get(fn.tops[0]) if fn.ntop else None
-        if g:
-            lname = g
-        elif first is not None and first not in used_layers and fn.ntop == 1:
-            lname = first
-            used_layers.add(first)
-        else:
-            lname = auto("%s/%s" % (own, fn.type_name.lower()), used_layers)
-        tops = []
-        for i, t in enumerate(fn.tops):
-            tn = topname.get(t)
-            if tn is None:
-                base = lname if fn.ntop == 1 else "%s_%d" % (lname, i)
-                tn = base if base not in used_blobs else auto(
-                    "%s/%s" % (base, fn.type_name.lower()), used_blobs)
-                used_blobs.add(tn)
-                topname[t] = tn
-            tops.append(tn)
-        names_of[fn] = tops
-        lp = net.layer.add()
-        lp.CopyFrom(fn.to_layer(pb2))
-        lp.name = lname
-        for i in fn.inputs:
-            lp.bottom.append(names_of[i.fn][i.n])
-        for tn in tops:
-            lp.top.append(tn)
-    _silence_unused(net, [names_of[t.fn][t.n] for t in final], used_layers)
-    return net
-
-
-def _silence_unused(net: Any, outputs: Sequence[str], used_layers: set) -> None:
-    """Give the tops no later layer reads (a Slice's cut-off remainder) to one
-    Silence layer at the end, so the net's outputs are exactly ``outputs``: Caffe's
-    Net::Init (net.cpp) makes every top that no later layer consumes a net output,
-    and Caffe's own nets silence the rest the same way."""
-    unread: Dict[str, None] = {}
-    for lp in net.layer:
-        for b in lp.bottom:
-            unread.pop(b, None)
-        for t in lp.top:
-            unread[t] = None
-    extra = [t for t in unread if t not in set(outputs)]
-    if not extra:
-        return
-    name = "silence"
-    while name in used_layers:
-        name += "_"
-    lp = net.layer.add()
-    lp.name, lp.type = name, "Silence"
-    lp.bottom.extend(extra)
-
-
-def _fused_wrongly_by_opencv(producer: Any, consumer: Any) -> bool:
-    """Layer pairs OpenCV dnn 4.x fuses with the wrong meaning (each measured):
-    a Power with ``power != 1`` read by a Power with ``power == 1`` (fused as if
-    the first were a plain scale/shift: ``1/x`` then ``* 3`` gave ``1/(3x)``), and
-    a Convolution, Deconvolution or InnerProduct read by a one-bottom Scale that
-    is not one value per channel (fused as per-channel weights: a (1, 1, H, W)
-    factor after a 4-channel conv on a 2x2 map gave 0.5 relative error, a
-    (1, C, H, W) one an assertion)."""
-    if producer.type == "Power" and consumer.type == "Power":
-        return producer.power_param.power != 1.0 and consumer.power_param.power == 1.0
-    if producer.type in ("Convolution", "Deconvolution", "InnerProduct") \
-            and consumer.type == "Scale" and len(consumer.bottom) == 1:
-        sp = consumer.scale_param
-        return not (sp.axis == 1 and sp.num_axes == 1)
-    return False
-
-
-def _crop_depthwise_for_opencv(net: Any, weights: Dict[str, List[np.ndarray]]) -> None:
-    """OpenCV dnn 4.x computes a depthwise (group = channels) Convolution wrongly on
-    a map one pixel high or wide (measured: 3x3, pad 1 on 1x1 maps, as MobileNet's
-    last stages at small inputs and SSDlite's last head have; garbage values).
-    Where the output is one pixel on that axis too, only the kernel tap at index
-    ``pad`` ever meets the input, the others multiplying padding zeros: the kernel
-    is cut to that tap (kernel 1, pad 0 on the axis), the same values in Caffe.
-    Done for ``target="opencv"`` only: the cut kernel is right for this input size."""
-    from netdsl.layers.conv import conv_geometry
-    from netdsl.shapes import infer_shapes
-    shapes = infer_shapes(net)
-    for ls in shapes.layers:
-        lp = ls.layer
-        if lp is None or lp.type != "Convolution" or not ls.bottom_shapes:
-            continue
-        x, y = ls.bottom_shapes[0], ls.top_shapes[0]
-        cp = lp.convolution_param
-        if len(x) != 4 or cp.group != x[1] or cp.group == 1 or lp.name not in weights:
-            continue
-        g = conv_geometry(lp, tuple(x))
-        cut = [ax for ax in (0, 1) if x[2 + ax] == 1 and y[2 + ax] == 1 and g.kernel[ax] > 1
-               and g.dilation[ax] == 1 and g.pad[ax] < g.kernel[ax]]
-        if not cut:
-            continue
-        w = weights[lp.name][0]
-        kernel, pad = list(g.kernel), list(g.pad)
-        for ax in cut:
-            w = np.take(w, [pad[ax]], axis=2 + ax)
-            kernel[ax], pad[ax] = 1, 0
-        weights[lp.name][0] = np.ascontiguousarray(w, np.float32)
-        for f in ("kernel_size", "pad", "stride"):
-            cp.ClearField(f)
-        cp.kernel_h, cp.kernel_w = kernel
-        cp.pad_h, cp.pad_w = pad
-        cp.stride_h, cp.stride_w = g.stride
-
-
-def _keep_apart_for_opencv(net: Any) -> None:
-    """Put a one-top Split (a copy in Caffe) in front of the reader of each layer
-    pair OpenCV dnn fuses wrongly (:func:`_fused_wrongly_by_opencv`), so it runs
-    them apart; the reader copies the blob's value at that point of the net."""
-    layers = list(net.layer)
-    writer: Dict[str, Any] = {}
-    taken = {t for lp in layers for t in lp.top} | {lp.name for lp in layers}
-    rebuilt = []
-    changed = False
-
-    def fused_into(lp: Any) -> Any:
-        # OpenCV keeps fusing BatchNorm and per-channel Scale layers into the
-        # Convolution before them, so a Scale after such a chain meets it too
-        src = writer.get(lp.bottom[0]) if lp.bottom else None
-        while lp.type == "Scale" and src is not None and (
-                src.type == "BatchNorm" or (src.type == "Scale" and len(src.bottom) == 1
-                                            and src.scale_param.axis == 1
-                                            and src.scale_param.num_axes == 1)):
-            src = writer.get(src.bottom[0])
-        return src
-
-    for lp in layers:
-        src = fused_into(lp)
-        if src is not None and _fused_wrongly_by_opencv(src, lp):
-            name = lp.bottom[0] + "/copy"
-            while name in taken:
-                name += "_"
-            taken.add(name)
-            split = type(lp)()
-            split.name, split.type = name, "Split"
-            split.bottom.append(lp.bottom[0])
-            split.top.append(name)
-            rebuilt.append(split)
-            lp.bottom[0] = name
-            changed = True
-        rebuilt.append(lp)
-        for t in lp.top:
-            writer[t] = lp
-    if not changed:
-        return
-    copies = [type(lp)() for lp in rebuilt]
-    for dst, src in zip(copies, rebuilt):
-        dst.CopyFrom(src)
-    del net.layer[:]
-    net.layer.extend(copies)
-
-
-def _complete_weights(net: Any, weights: Dict[str, List[np.ndarray]],
-                      inputs: Dict[str, Tuple]) -> Dict[str, List[np.ndarray]]:
-    """The converters' weights, plus the fixed kernels of layers whose blobs come
-    from a constant or bilinear filler (OpenCV reads every blob from the
-    caffemodel); only layers of the net, in its order."""
-    from netdsl.weights import fill
-    need = []
-    for lp in net.layer:
-        if lp.name in weights or lp.type not in ("Convolution", "Deconvolution", "InnerProduct"):
-            continue
-        need.append(lp)
-    shapes = None
-    if need:
-        from netdsl.shapes import infer_shapes
-        shapes = infer_shapes(net, {k: list(v) for k, v in inputs.items()}).blobs
-    out: Dict[str, List[np.ndarray]] = {}
-    needset = {lp.name for lp in need}
-    for lp in net.layer:
-        if lp.name in weights:
-            out[lp.name] = weights[lp.name]
-        elif lp.name in needset:
-            p = lp.convolution_param if lp.type != "InnerProduct" else lp.inner_product_param
-            if p.weight_filler.type not in ("constant", "bilinear"):
-                raise NetdslError("no weights for layer %s" % lp.name, layer=lp.name)
-            x = shapes[lp.bottom[0]]
-            nout = int(p.num_output)
-            if lp.type == "InnerProduct":
-                wshape = (nout, int(np.prod(x[p.axis:])))
-            else:
-                k = (p.kernel_h, p.kernel_w) if p.kernel_h else (p.kernel_size[0],) * 2
-                g = max(1, int(p.group))
-                wshape = ((nout, x[1] // g) if lp.type == "Convolution"
-                          else (x[1], nout // g)) + tuple(k)
-            blobs = [fill(p.weight_filler, wshape)]
-            if p.bias_term:
-                blobs.append(fill(p.bias_filler, (nout,)))
-            out[lp.name] = blobs
-    return out

@@ -9,16 +9,16 @@ from typing import List, Tuple
 import numpy as np
 
 from netdsl.netspec import params as P
-from netdsl.ops import pytorch as recipes
-from netdsl.torch.graph import Blob, Context, Op
-from netdsl.torch.ops.common import concat, need_4d, pair, slice_axis
-from netdsl.torch.table import register_converter
+from netdsl.convert import recipes
+from netdsl.convert.graph import Blob, Context, Op
+from netdsl.convert.families.common import concat, nchw, pair, slice_axis
+from netdsl.convert.table import register_converter
 
 
 @register_converter("aten.max_pool2d", "aten.max_pool2d_with_indices")
 def max_pool2d(cx: Context, op: Op) -> Blob:
     x = op["input"]
-    need_4d(op, x)
+    nchw(x.shape, op)
     k = pair(op["kernel_size"])
     stride = op.get("stride") or k
     top = recipes.max_pool2d(x.top, x.shape, k, pair(stride), pair(op.get("padding", 0)),
@@ -33,7 +33,7 @@ def max_pool2d(cx: Context, op: Op) -> Blob:
 @register_converter("aten.avg_pool2d")
 def avg_pool2d(cx: Context, op: Op) -> Blob:
     x = op["input"]
-    need_4d(op, x)
+    nchw(x.shape, op)
     k = pair(op["kernel_size"])
     stride = pair(op.get("stride") or k)
     pad = pair(op.get("padding", 0))
@@ -124,7 +124,7 @@ def _adaptive(cx: Context, op: Op, pool: int) -> Blob:
     of means of equal-count rows; the max of maxima)."""
     x = op["input"]
     out_shape = op.out_shape[0] if isinstance(op.out_shape, list) else op.out_shape
-    need_4d(op, x)
+    nchw(x.shape, op)
     oh, ow = pair(op["output_size"])
     h, w = x.shape[2], x.shape[3]
     oh = h if oh is None else oh

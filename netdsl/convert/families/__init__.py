@@ -1,5 +1,5 @@
 """Built-in converters, one module per op family; importing a module registers
-its converters in :data:`netdsl.torch.table.CONVERTERS`."""
+its converters in :data:`netdsl.convert.table.CONVERTERS`."""
 from __future__ import annotations
 
 import importlib
@@ -10,4 +10,4 @@ FAMILIES = ("conv", "pool", "norm", "activation", "arithmetic", "shape", "pad", 
 
 def load_all() -> None:
     for name in FAMILIES:
-        importlib.import_module("netdsl.torch.ops." + name)
+        importlib.import_module("netdsl.convert.families." + name)

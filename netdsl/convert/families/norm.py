@@ -1,6 +1,6 @@
 """Normalisation: batch norm -> BatchNorm + Scale (or folded into the
 Convolution before it with ``fold_bn``), instance norm -> the parity recipe
-:func:`netdsl.ops.pytorch.instance_norm`, group norm -> that recipe on the
+:func:`netdsl.convert.recipes.instance_norm`, group norm -> that recipe on the
 (N, G, C/G*H, W) view plus a per-channel Scale."""
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ from typing import Optional
 
 import numpy as np
 
-from netdsl.ops import pytorch as recipes
-from netdsl.torch.graph import Blob, Context, Op
-from netdsl.torch.ops.common import array, reshape
-from netdsl.torch.table import register_converter
+from netdsl.convert import recipes
+from netdsl.convert.graph import Blob, Context, Op
+from netdsl.convert.families.common import array, reshape
+from netdsl.convert.table import register_converter
 
 
 def _const(op: Op, name: str) -> Optional[np.ndarray]:

@@ -11,10 +11,10 @@ from typing import Any, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from netdsl.torch.graph import Blob, Context, Op
-from netdsl.torch.ops.common import axis, broadcast_to, concat, need_4d, reshape, slice_axis
-from netdsl.torch.refusal import no_stock_form
-from netdsl.torch.table import register_converter
+from netdsl.convert.graph import Blob, Context, Op
+from netdsl.convert.families.common import axis, broadcast_to, concat, nchw, reshape, slice_axis
+from netdsl.convert.refusal import no_stock_form
+from netdsl.convert.table import register_converter
 
 #: largest permuted block (values along the permuted axes) turned into a matrix
 MAX_PERMUTE = 4096
@@ -69,7 +69,7 @@ def _constant_blob(cx: Context, op: Op, like: Blob, ax: int, value: np.ndarray, 
     token) as a blob: one position of ``like`` along ``ax`` times 0 (Power), then
     a Scale whose bias is the constant, broadcast over the batch.  Exact for
     finite inputs."""
-    from netdsl.torch.ops.arithmetic import _scale_const
+    from netdsl.convert.families.arithmetic import _scale_const
     value = np.asarray(value, np.float32)
     if value.ndim != like.ndim:
         raise op.error("a constant to join must have the computed tensors' rank")
@@ -363,7 +363,7 @@ def pixel_shuffle(cx: Context, op: Op) -> Blob:
     argument ``mode='DCR'`` (ONNX DepthToSpace's default) the input channel is
     ``(i r + j) C + c``: an ungrouped Deconvolution with a one-hot kernel."""
     x = _x(op)
-    need_4d(op, x)
+    nchw(x.shape, op)
     r = int(op["upscale_factor"])
     c = x.shape[1] // (r * r)
     if op.get("mode", "CRD") == "DCR":
@@ -390,7 +390,7 @@ def pixel_unshuffle(cx: Context, op: Op) -> Blob:
     ``mode='DCR'`` (ONNX SpaceToDepth's order) the output channel is
     ``(i r + j) C + c``: an ungrouped Convolution with a one-hot kernel."""
     x = _x(op)
-    need_4d(op, x)
+    nchw(x.shape, op)
     r = int(op["downscale_factor"])
     c = x.shape[1]
     if op.get("mode", "CRD") == "DCR":
@@ -482,7 +482,7 @@ def value_like(cx: Context, op: Op, like: Blob, value: Any) -> Blob:
     tensor) as a blob of ``like``'s shape; constants are ``like * 0`` plus the
     constant (Power, or a Scale whose bias is the constant), exact for finite
     ``like``."""
-    from netdsl.torch.ops.arithmetic import _scale_const
+    from netdsl.convert.families.arithmetic import _scale_const
     if isinstance(value, Blob):
         return broadcast_to(cx, value, like.shape)
     arr = np.asarray(value, np.float32)
@@ -498,7 +498,7 @@ def constant_blob(cx: Context, op: Op, like: Blob, value: Any) -> Blob:
     """A constant tensor of any shape as a blob: the first value of ``like`` times 0
     (Power), copied out (a Deconvolution of ones), plus the constant (a Scale whose
     bias it is), reshaped; exact for finite inputs."""
-    from netdsl.torch.ops.arithmetic import _scale_const
+    from netdsl.convert.families.arithmetic import _scale_const
     value = np.asarray(value, np.float32)
     row = reshape(cx, like, (1, int(np.prod(like.shape))))
     one = slice_axis(cx, row, 1, [(0, 1)])[0] if row.shape[1] > 1 else row

@@ -1,8 +1,8 @@
 """What converters see: :class:`Blob` (a Caffe top and its PyTorch shape),
 :class:`Op` (an op's arguments by schema name), :class:`Context` (layer factory,
 weights, target), plus layer/blob naming from module paths and source lines
-from the graph's metadata.  The walk over the graph is in
-:mod:`netdsl.torch.convert`.
+from the graph's metadata.  The walks over a graph are the front ends'
+(:mod:`netdsl.torch.convert`, :mod:`netdsl.onnx.convert`).
 """
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from netdsl.errors import NetdslError
-from netdsl.netspec import Top, layers as _layers
+from netdsl.convert.recipes import L as _layers
+from netdsl.netspec import Top
 
 #: layer types OpenCV dnn 4.x's Caffe importer runs (target="opencv")
 OPENCV_LAYERS = frozenset((
@@ -78,7 +79,8 @@ def located_error(message: str, op: Op, hint: Optional[str] = None) -> NetdslErr
 
 
 class Context:
-    """What converters use: ``L`` (NetSpec's layer factory), ``weights``
+    """What converters use: ``L`` (the recipes' layer factory, NetSpec's
+    ``layers`` by default), ``weights``
     (layer name -> arrays, filled by converters), ``target`` ('caffe' or
     'opencv'), ``fold_bn``."""
 

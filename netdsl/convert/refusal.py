@@ -79,7 +79,7 @@ def stand_in(cx: Any, shape: Any) -> Any:
     """A blob of ``shape`` (an Input layer, never emitted: the conversion is
     refused) standing for a blocked op's result, so the walk goes on to find
     the blockers after it; None when the result is not a tensor."""
-    from netdsl.torch.graph import Blob
+    from netdsl.convert.graph import Blob
     if isinstance(shape, tuple) and all(isinstance(d, int) for d in shape):
         return Blob(cx.L.Input(shape={"dim": list(shape)}), shape)
     if isinstance(shape, list):

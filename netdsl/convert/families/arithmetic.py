@@ -16,9 +16,9 @@ from typing import Any, Optional
 import numpy as np
 
 from netdsl.netspec import params as P
-from netdsl.torch.graph import Blob, Context, Op
-from netdsl.torch.ops.common import broadcast_to, reshape
-from netdsl.torch.table import register_converter
+from netdsl.convert.graph import Blob, Context, Op
+from netdsl.convert.families.common import broadcast_to, reshape
+from netdsl.convert.table import register_converter
 
 
 def _scalar(v: Any) -> Optional[float]:

@@ -13,10 +13,10 @@ from typing import Optional
 import numpy as np
 
 from netdsl.netspec import params as P
-from netdsl.ops import pytorch as recipes
-from netdsl.torch.graph import Blob, Context, Op
-from netdsl.torch.ops.common import array
-from netdsl.torch.table import register_converter
+from netdsl.convert import recipes
+from netdsl.convert.graph import Blob, Context, Op
+from netdsl.convert.families.common import array
+from netdsl.convert.table import register_converter
 
 
 def _x(op: Op) -> Blob:
@@ -149,7 +149,7 @@ def log_sigmoid(cx: Context, op: Op):
 def gelu(cx: Context, op: Op) -> Blob:
     """``approximate='tanh'``: ``0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))`` with
     Power, Eltwise and TanH.  The erf form (the default): the stock-layer
-    approximation of :func:`netdsl.ops.pytorch.gelu_erf` (at most 6.1e-7 relative
+    approximation of :func:`netdsl.convert.recipes.gelu_erf` (at most 6.1e-7 relative
     to the exact GELU)."""
     x = _x(op)
     if op.get("approximate", "none") != "tanh":
@@ -164,7 +164,7 @@ def gelu(cx: Context, op: Op) -> Blob:
 
 @register_converter("aten.erf")
 def erf(cx: Context, op: Op) -> Blob:
-    """``torch.erf``: :func:`netdsl.ops.pytorch.erf` (absolute error below 6e-7)."""
+    """``torch.erf``: :func:`netdsl.convert.recipes.erf` (absolute error below 6e-7)."""
     return Blob(recipes.erf(_x(op).top), op.out_shape)
 
 

@@ -12,9 +12,9 @@ from typing import Any, List, Tuple
 import numpy as np
 
 from netdsl.netspec import params as P
-from netdsl.torch.graph import Blob, Context, Op
-from netdsl.torch.ops.common import axis, reshape
-from netdsl.torch.table import register_converter
+from netdsl.convert.graph import Blob, Context, Op
+from netdsl.convert.families.common import axis, reshape
+from netdsl.convert.table import register_converter
 
 
 def _operand(cx: Context, op: Op) -> Tuple[Blob, List[int]]:
@@ -131,7 +131,7 @@ def amin(cx: Context, op: Op) -> Blob:
 def max_min(cx: Context, op: Op) -> Any:
     """``max(x, dim)`` / ``min(x, dim)``: the values (amax / amin; the indices
     have no Caffe blob); ``max(x)`` over everything; ``max(a, b)``: maximum."""
-    from netdsl.torch.ops.arithmetic import maximum, minimum
+    from netdsl.convert.families.arithmetic import maximum, minimum
     largest = op.key.endswith("max")
     if "other" in op.args:
         return (maximum if largest else minimum)(cx, op)

@@ -1,5 +1,5 @@
 """Resizing: ``F.interpolate`` bilinear / nearest through the parity recipe
-:func:`netdsl.ops.pytorch.interpolate` (integer factors: fixed Deconvolution
+:func:`netdsl.convert.recipes.interpolate` (integer factors: fixed Deconvolution
 kernels; any other size or ``align_corners=True``: the interpolation matrix).
 
 Besides the ATen arguments the converters read two optional ones another
@@ -9,16 +9,16 @@ from __future__ import annotations
 
 from typing import Optional, Tuple
 
-from netdsl.ops import pytorch as recipes
-from netdsl.torch.graph import Blob, Context, Op
-from netdsl.torch.ops.common import need_4d
-from netdsl.torch.table import register_converter
+from netdsl.convert import recipes
+from netdsl.convert.graph import Blob, Context, Op
+from netdsl.convert.families.common import nchw
+from netdsl.convert.table import register_converter
 
 
 def resize(cx: Context, op: Op, mode: str, align_corners: Optional[bool],
            size: Optional[Tuple[int, int]], scales: Optional[Tuple[float, float]]) -> Blob:
     x = op["input"]
-    need_4d(op, x)
+    nchw(x.shape, op)
     if scales is not None and all(s is not None for s in scales):
         kw = {"scale_factor": (float(scales[0]), float(scales[1]))}
     else:

@@ -1,8 +1,8 @@
 """Convolution, transposed convolution and fully connected ops.
 
 ``aten.conv2d`` -> Convolution (``padding='same'`` with an odd total pad: the
-recipe :func:`netdsl.ops.pytorch.pad_conv2d`); ``aten.conv_transpose2d`` -> the
-recipe :func:`netdsl.ops.pytorch.conv_transpose2d` (``output_padding``; an
+recipe :func:`netdsl.convert.recipes.pad_conv2d`); ``aten.conv_transpose2d`` -> the
+recipe :func:`netdsl.convert.recipes.conv_transpose2d` (``output_padding``; an
 ``output_size`` has already become ``output_padding`` in the traced graph);
 ``aten.linear`` / ``addmm`` / ``matmul`` / ``mm`` with a constant weight ->
 InnerProduct on the last axis.
@@ -13,11 +13,11 @@ from typing import Any, Optional
 
 import numpy as np
 
-from netdsl.ops import pytorch as recipes
-from netdsl.torch.graph import Blob, Context, Op
-from netdsl.torch.ops.common import array, need_4d, pair
-from netdsl.torch.refusal import no_stock_form
-from netdsl.torch.table import register_converter
+from netdsl.convert import recipes
+from netdsl.convert.graph import Blob, Context, Op
+from netdsl.convert.families.common import array, nchw, pair
+from netdsl.convert.refusal import no_stock_form
+from netdsl.convert.table import register_converter
 
 
 def _weight(op: Op, name: str) -> np.ndarray:
@@ -33,7 +33,7 @@ def convolution(cx: Context, op: Op, x: Blob, w: np.ndarray, b: Optional[np.ndar
     """``F.conv2d``: Caffe's Convolution has PyTorch's windows and floor rounding.
     ``padding`` is a number, a pair (h, w), ``'same'``/``'valid'``, or four
     numbers (top, left, bottom, right) -- ONNX's ``pads`` order."""
-    need_4d(op, x)
+    nchw(x.shape, op)
     sh, sw = pair(stride)
     dh, dw = pair(dilation)
     kh, kw = w.shape[2], w.shape[3]
@@ -83,7 +83,7 @@ def conv2d(cx: Context, op: Op) -> Blob:
 def transposed(cx: Context, op: Op, x: Blob, w: np.ndarray, b: Optional[np.ndarray],
                stride: Any, padding: Any, output_padding: Any, groups: int,
                dilation: Any) -> Blob:
-    need_4d(op, x)
+    nchw(x.shape, op)
     top = recipes.conv_transpose2d(x.top, x.shape, w, b, stride=pair(stride),
                                    padding=pair(padding), output_padding=pair(output_padding),
                                    groups=groups, dilation=pair(dilation), name=op.name,

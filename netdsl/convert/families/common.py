@@ -7,25 +7,15 @@ from typing import Any, List, Optional, Sequence, Tuple
 import numpy as np
 
 from netdsl.errors import NetdslError
-from netdsl.torch.graph import Blob, Context, Op
+from netdsl.convert.graph import Blob, Context
+from netdsl.convert.recipes import nchw, pair
 
-
-def pair(v: Any, n: int = 2) -> Tuple[int, ...]:
-    if isinstance(v, (list, tuple)):
-        vals = [int(x) for x in v]
-        if len(vals) == 1:
-            vals = vals * n
-        return tuple(vals)
-    return (int(v),) * n
+__all__ = ["pair", "nchw", "axis", "array", "reshape", "slice_axis", "concat",
+           "broadcast_to"]
 
 
 def axis(dim: int, ndim: int) -> int:
     return dim + ndim if dim < 0 else dim
-
-
-def need_4d(op: Op, x: Blob, what: str = "input") -> None:
-    if x.ndim != 4:
-        raise op.error("needs a 4-D (N, C, H, W) %s, got shape %s" % (what, x.shape))
 
 
 def array(v: Any) -> Optional[np.ndarray]:
@@ -65,14 +55,6 @@ def slice_axis(cx: Context, x: Blob, ax: int, bounds: Sequence[Tuple[int, int]])
         else:
             raise NetdslError("internal: slice bounds %r on %d" % (bounds, size))
     return out
-
-
-def own(cx: Context, x: Blob) -> Blob:
-    """``x`` as the only top of its layer (a one-top Split after a Slice part),
-    so that OpenCV finds it by its layer's name."""
-    if x.top.fn.ntop > 1:
-        return Blob(cx.L.Split(x.top), x.shape)
-    return x
 
 
 def concat(cx: Context, parts: Sequence[Blob], ax: int) -> Blob:

@@ -1,10 +1,10 @@
 """The one op table: ATen op name -> converter function.
 
 A converter is ``fn(cx, op) -> result`` where ``cx`` is the
-:class:`~netdsl.torch.graph.Context` of the conversion (layer factory ``cx.L``,
-weights, target) and ``op`` an :class:`~netdsl.torch.graph.Op`: the op's
+:class:`~netdsl.convert.graph.Context` of the conversion (layer factory ``cx.L``,
+weights, target) and ``op`` an :class:`~netdsl.convert.graph.Op`: the op's
 arguments by their schema names, each resolved to a
-:class:`~netdsl.torch.graph.Blob` (a Caffe top with its shape), a numpy array
+:class:`~netdsl.convert.graph.Blob` (a Caffe top with its shape), a numpy array
 (a parameter, buffer or folded constant) or a plain Python value.  The result
 is a Blob, a tuple/list of Blobs, or a numpy array.  Converters know nothing of
 torch.fx, so another front end (ONNX) can call the same table with resolved
@@ -19,7 +19,7 @@ from typing import Any, Callable, Dict, Optional
 
 Converter = Callable[[Any, Any], Any]
 
-#: op name -> converter (filled by the modules of :mod:`netdsl.torch.ops`)
+#: op name -> converter (filled by the modules of :mod:`netdsl.convert.families`)
 CONVERTERS: Dict[str, Converter] = {}
 
 #: op names that pass their first input through unchanged (eval mode)
@@ -76,5 +76,5 @@ def _load() -> None:
     global _loaded
     if not _loaded:
         _loaded = True
-        from .ops import load_all
+        from netdsl.convert.families import load_all
         load_all()

@@ -1,13 +1,13 @@
-"""Padding: constant (the parity recipe :func:`netdsl.ops.pytorch.pad`),
+"""Padding: constant (the parity recipe :func:`netdsl.convert.recipes.pad`),
 reflect and replicate (rows and columns sliced out and concatenated: copies)."""
 from __future__ import annotations
 
 from typing import List
 
-from netdsl.ops import pytorch as recipes
-from netdsl.torch.graph import Blob, Context, Op
-from netdsl.torch.ops.common import concat, need_4d, own, slice_axis
-from netdsl.torch.table import register_converter
+from netdsl.convert import recipes
+from netdsl.convert.graph import Blob, Context, Op
+from netdsl.convert.families.common import concat, nchw, slice_axis
+from netdsl.convert.table import register_converter
 
 
 def edge_pad(cx: Context, x: Blob, ax: int, lo: int, hi: int, mode: str) -> Blob:
@@ -32,7 +32,7 @@ def _pad(cx: Context, op: Op, pads, mode: str, value: float) -> Blob:
     x = op["input"]
     pads = [int(p) for p in pads]
     if mode == "constant":
-        need_4d(op, x)
+        nchw(x.shape, op)
         if len(pads) > 4 and any(pads[4:]):
             raise op.error("only the last two axes can be padded")
         return Blob(recipes.pad(x.top, x.shape, pads[:4], value), op.out_shape)
@@ -49,7 +49,7 @@ def _pad(cx: Context, op: Op, pads, mode: str, value: float) -> Blob:
             except ValueError:
                 raise op.error("%s padding of %d on an axis of %d"
                                % (mode, max(pads[k], pads[k + 1]), x.shape[ax])) from None
-    return own(cx, y)
+    return Blob(recipes.own(y.top), y.shape)
 
 
 @register_converter("aten.constant_pad_nd")
