@@ -354,3 +354,27 @@ def test_depthwise_on_one_pixel_maps_for_opencv(torch, tmp_path, size):
         if lp.type == "Convolution":
             cp = lp.convolution_param
             assert (cp.kernel_h == 1) == (size[0] == 1) and (cp.kernel_w == 1) == (size[1] == 1)
+
+
+def test_a_shared_prelu_slope_loads_in_caffe_and_opencv(torch, tmp_path):
+    """nn.PReLU() has one slope: Caffe's channel_shared PReLU, whose slope is a
+    0-axis Blob (prelu_layer.cpp).  The caffemodel stores it as num/channels/height/
+    width 1,1,1,1, which Blob::ShapeEquals (blob.cpp) accepts for a 0-axis blob and
+    OpenCV loads; the save checks every blob against the net as Caffe's loader would."""
+    from netdsl.proto import caffe_pb2
+    from netdsl.torch import convert
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.PReLU(init=0.3)).eval()
+    x = torch.randn(1, 3, 6, 6)
+    res = convert(model, x)
+    out = tmp_path / "out"
+    res.save(str(out))
+    saved = caffe_pb2.NetParameter.FromString((out / "model.caffemodel").read_bytes())
+    prelu = [l for l in saved.layer if l.type == "PReLU"]
+    assert len(prelu) == 1 and len(prelu[0].blobs) == 1
+    blob = prelu[0].blobs[0]
+    assert (blob.num, blob.channels, blob.height, blob.width) == (1, 1, 1, 1)
+    assert not blob.HasField("shape") and np.float32(blob.data[0]) == np.float32(0.3)
+    want = model(x).detach().numpy()                 # PyTorch's own PReLU
+    got = opencv_forward(str(out / "deploy.prototxt"), str(out / "model.caffemodel"),
+                         {list(res.inputs)[0]: x.numpy()}, res.outputs)
+    np.testing.assert_allclose(got[res.outputs[0]], want, rtol=1e-5, atol=1e-6)

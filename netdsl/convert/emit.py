@@ -62,9 +62,7 @@ class Conversion:
         model = os.path.join(directory, "model.caffemodel")
         report = os.path.join(directory, "parity.json")
         atomic_write(proto, self.prototxt())
-        # types by name only: a shared PReLU slope is stored (1,) for OpenCV, which
-        # cannot load the 0-axis blob Caffe's ShapeEquals wants, so the net check is left out
-        write_caffemodel(model, self.weights, types={l.name: l.type for l in self.net.layer})
+        write_caffemodel(model, self.weights, types=self.net)
         data = self.parity.to_json() if self.parity is not None else {"checked": False}
         atomic_write(report, json.dumps(data, indent=1) + "\n")
         return [proto, model, report]

@@ -91,7 +91,8 @@ def prelu(cx: Context, op: Op) -> Blob:
     w = array(w).reshape(-1)
     shared = w.size == 1 and (x.ndim < 2 or x.shape[1] != 1)
     top = cx.L.PReLU(x.top, name=op.name, prelu_param={"channel_shared": bool(shared)})
-    cx.weights[op.name] = [w]
+    # a shared slope is Caffe's 0-axis blob (prelu_layer.cpp), one per channel otherwise
+    cx.weights[op.name] = [w.reshape(()) if shared else w]
     return Blob(top, op.out_shape)
 
 
