@@ -684,26 +684,31 @@ def test_caffe_written_model_roundtrip_and_opencv(nsfw_model, tmp_path):
         np.testing.assert_array_equal(ours.forward(), theirs.forward())
 
 
-def test_a_zero_axis_blob_is_written_in_the_legacy_form_caffe_and_opencv_load(tmp_path):
-    """A channel-shared PReLU's slope is a 0-axis Blob (prelu_layer.cpp LayerSetUp:
-    ``Blob(vector<int>(0))``).  Caffe's Blob::ShapeEquals (blob.cpp) accepts a stored
-    blob with num/channels/height/width 1,1,1,1 for it (LegacyShape of a 0-axis blob
-    is 1 at every index), and OpenCV's Caffe importer loads that form, while it
-    cannot make a Mat of an empty ``shape {}``; so the writer uses the legacy form."""
+
+def test_a_legacy_blob_is_written_with_num_channels_height_width(tmp_path):
+    """LegacyBlob stores an array with the legacy 4-D dims, padded with leading 1s.
+    A channel-shared PReLU's slope is a 0-axis Blob (prelu_layer.cpp LayerSetUp:
+    ``Blob(vector<int>(0))``); Caffe's Blob::ShapeEquals (blob.cpp) accepts a stored
+    1,1,1,1 for it (LegacyShape of a 0-axis blob is 1 at every index), and OpenCV's
+    Caffe importer loads that form, while it cannot make a Mat of an empty
+    ``shape {}`` (what Caffe itself writes, and what a plain 0-axis array gives)."""
     from netdsl import prototxt
     from netdsl.forward import forward
-    from netdsl.weights.caffemodel.shape_check import shape_equals
+    from netdsl.weights.caffemodel.writer import LegacyBlob
     net = prototxt.parse_net(
         'layer { name: "data" type: "Input" top: "data" '
         'input_param { shape { dim: 1 dim: 3 dim: 4 dim: 4 } } }\n'
         'layer { name: "p" type: "PReLU" bottom: "data" top: "p" '
         'prelu_param { channel_shared: true } }\n')
+    plain = str(tmp_path / "plain.caffemodel")
+    write_caffemodel(plain, {"p": [np.array(0.25, np.float32)]}, types=net)
+    stored = caffe_pb2.NetParameter.FromString(open(plain, "rb").read()).layer[0].blobs[0]
+    assert stored.HasField("shape") and list(stored.shape.dim) == []   # Caffe's ToProto
     path = str(tmp_path / "p.caffemodel")
-    write_caffemodel(path, {"p": [np.array(0.25, np.float32)]}, types=net)
+    write_caffemodel(path, {"p": [LegacyBlob(np.array(0.25, np.float32))]}, types=net)
     stored = caffe_pb2.NetParameter.FromString(open(path, "rb").read()).layer[0].blobs[0]
     assert (stored.num, stored.channels, stored.height, stored.width) == (1, 1, 1, 1)
     assert not stored.HasField("shape") and list(stored.data) == [0.25]
-    assert shape_equals((), (1, 1, 1, 1), legacy=True)          # what Caffe checks on load
     x = np.linspace(-2, 2, 48, dtype=np.float32).reshape(1, 3, 4, 4)
     want = np.where(x > 0, x, np.float32(0.25) * x)               # prelu_layer.cpp forward
     np.testing.assert_array_equal(forward(net, path, {"data": x})["p"], want)
@@ -713,3 +718,5 @@ def test_a_zero_axis_blob_is_written_in_the_legacy_form_caffe_and_opencv_load(tm
     dnn = cv2.dnn.readNetFromCaffe(str(proto), path)
     dnn.setInput(x)
     np.testing.assert_allclose(dnn.forward(), want, rtol=0, atol=1e-7)
+    with pytest.raises(NetdslError, match="shape mismatch"):        # 1,1,1,2 is not 0-axis
+        write_caffemodel(path, {"p": [LegacyBlob(np.zeros(2, np.float32))]}, types=net)

@@ -65,7 +65,7 @@ FIELDS_READ = {
     'ArgMaxParameter': ('out_max_val', 'top_k', 'axis'),
     'ClipParameter': ('min', 'max'),
     'ConcatParameter': ('axis', 'concat_dim'),
-    'BatchNormParameter': ('use_global_stats', 'eps'),
+    'BatchNormParameter': ('use_global_stats', 'moving_average_fraction', 'eps'),
     'BiasParameter': ('axis', 'num_axes', 'filler'),
     'ConvolutionParameter': ('num_output', 'bias_term', 'pad', 'kernel_size', 'stride',
                              'dilation', 'pad_h', 'pad_w', 'kernel_h', 'kernel_w', 'stride_h',

@@ -17,6 +17,7 @@ from netdsl.convert import recipes
 from netdsl.convert.graph import Blob, Context, Op
 from netdsl.convert.families.common import array
 from netdsl.convert.table import register_converter
+from netdsl.weights.caffemodel.writer import LegacyBlob
 
 
 def _x(op: Op) -> Blob:
@@ -91,8 +92,9 @@ def prelu(cx: Context, op: Op) -> Blob:
     w = array(w).reshape(-1)
     shared = w.size == 1 and (x.ndim < 2 or x.shape[1] != 1)
     top = cx.L.PReLU(x.top, name=op.name, prelu_param={"channel_shared": bool(shared)})
-    # a shared slope is Caffe's 0-axis blob (prelu_layer.cpp), one per channel otherwise
-    cx.weights[op.name] = [w.reshape(()) if shared else w]
+    # a shared slope is Caffe's 0-axis blob (prelu_layer.cpp), stored 1x1x1x1, which
+    # Caffe's loader and OpenCV's both take; one value per channel otherwise
+    cx.weights[op.name] = [LegacyBlob(w.reshape(())) if shared else w]
     return Blob(top, op.out_shape)
 
 

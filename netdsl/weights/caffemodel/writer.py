@@ -20,7 +20,24 @@ from ...wire import LEN as _LEN, VARINT as _VARINT, key as _key, varint as _vari
 from .fields import PROTO_LIMIT, _F32, _F64, FieldNumbers, field_numbers as _field_numbers
 from .reader import CaffeModel
 
-__all__ = ["write_caffemodel"]
+__all__ = ["write_caffemodel", "LegacyBlob"]
+
+
+class LegacyBlob(np.ndarray):
+    """An array to store with the legacy ``num/channels/height/width`` dims (padded
+    with leading 1s) instead of ``shape { dim }``.  Blob::ShapeEquals (blob.cpp)
+    matches such a blob by LegacyShape, so 1x1x1x1 loads into Caffe's 0-axis blob
+    (a channel-shared PReLU slope) as Caffe's own empty ``shape {}`` does, and
+    OpenCV's Caffe importer, which cannot make a Mat of no dims, loads it too.
+    Only the mark travels: arithmetic on it gives plain arrays."""
+
+    def __new__(cls, array: Any) -> "LegacyBlob":
+        return np.asarray(array).view(cls)
+
+    def __array_wrap__(self, out: np.ndarray, context: Any = None,
+                       return_scalar: bool = False) -> Any:
+        out = out.view(np.ndarray)
+        return out[()] if return_scalar else out
 
 
 def _len_head(number: int, length: int) -> bytes:
@@ -120,9 +137,10 @@ def _net_check(types: Any):
         from .shape_check import copy_mismatch, shape_equals
         for j, (target, value) in enumerate(zip(want, blobs)):
             source = tuple(np.shape(value))
-            if v1:   # written with num/channels/height/width, padded with leading 1s
+            legacy = v1 or isinstance(value, LegacyBlob)
+            if legacy:   # written with num/channels/height/width, padded with leading 1s
                 source = (1,) * (4 - len(source)) + source if len(source) <= 4 else source
-            if not shape_equals(target, source, v1):
+            if not shape_equals(target, source, legacy):
                 raise copy_mismatch(name, j, source, target)
     return check
 
@@ -254,7 +272,7 @@ def _plan_layer(s: FieldNumbers, name: str, type_: str, blobs: Sequence[Any], dt
     body: List[Union[bytes, _ArrayPiece]] = [head]
     for i, value in enumerate(blobs):
         arr = _as_array(value, name, i)
-        parts = _plan_blob(s, arr, dtype, v1, name, i)
+        parts = _plan_blob(s, arr, dtype, v1 or isinstance(value, LegacyBlob), name, i)
         size = sum(len(p) if isinstance(p, bytes) else p.nbytes for p in parts)
         body.append(_len_head(blob_field, size))
         body.extend(parts)
@@ -265,10 +283,7 @@ def _plan_layer(s: FieldNumbers, name: str, type_: str, blobs: Sequence[Any], dt
 def _plan_blob(s: FieldNumbers, arr: np.ndarray, dtype: np.dtype, v1: bool, layer: str,
                index: int) -> List[Union[bytes, _ArrayPiece]]:
     parts: List[Union[bytes, _ArrayPiece]] = []
-    # a 0-axis blob (a channel-shared PReLU slope or Normalize scale) in the legacy
-    # 1x1x1x1 form: Blob::ShapeEquals takes it (a 0-axis LegacyShape is all 1s),
-    # while OpenCV's importer cannot make a Mat of Caffe's own empty `shape {}`
-    if v1 or s.blob_shape < 0 or arr.ndim == 0:   # V1, a schema before BlobProto.shape
+    if v1 or s.blob_shape < 0:   # V1, or a schema older than BlobProto.shape
         if arr.ndim > 4:
             raise NetdslError("blob %d has %d axes; the %s holds at most 4 (num, channels, "
                               "height, width)" % (index, arr.ndim, "V1 format" if v1 else
