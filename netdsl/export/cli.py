@@ -9,12 +9,11 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import sys
 import tempfile
 from typing import Any, List
 
 from ..errors import NetdslError
-from .walk import split_blobs as _outputs
+from .verb import add_check_arguments, add_net_arguments, export, finish
 
 __all__ = ["run", "add_arguments", "parity_path"]
 
@@ -53,52 +52,24 @@ def _save_checked(result: Any, args: Any) -> List[str]:
 
 def run(args: Any) -> int:
     from ..fileio import atomic_write
-    from ..torch.cli import parse_inputs
     from .onnx_export import to_onnx
-    if args.tolerance is not None and not args.tolerance > 0:
-        raise NetdslError("--tolerance must be positive")
-    shapes = dict(parse_inputs(args.input)) if args.input else None
-    result = to_onnx(args.net, args.weights, inputs=shapes, outputs=_outputs(args.outputs),
-                     opset=args.opset, dynamic_batch=args.dynamic_batch, check=False)
-    if result.walk.dropped:
-        print("netdsl: note: not exported: the net's output%s %s (past a layer with no export "
-              "rule)" % ("s" if len(result.walk.dropped) > 1 else "",
-                         ", ".join(result.walk.dropped)), file=sys.stderr)
+    result = export(args, to_onnx, opset=args.opset, dynamic_batch=args.dynamic_batch)
     written = _save_checked(result, args)
     report = parity_path(args.output)
     data = result.parity.to_json() if result.parity is not None else {"checked": False}
     data.update(opset=result.opset, inputs={k: list(v) for k, v in result.inputs.items()},
                 graph_outputs=result.outputs)
     atomic_write(report, json.dumps(data, indent=1) + "\n")
-    for p in written + [report]:
-        print("wrote %s" % p, file=sys.stderr)
-    if result.parity is not None:
-        sys.stdout.write(result.parity.table())
-        if not result.parity.ok:
-            print("netdsl: parity FAILS: onnxruntime's outputs differ from netdsl's forward "
-                  "beyond the tolerance (see %s)" % report, file=sys.stderr)
-            return 1
-    return 0
+    return finish(result, written, report, "onnxruntime's")
 
 
 def add_arguments(p: Any) -> None:
-    p.add_argument("net", metavar="NET.prototxt", help="the deploy net (prototxt)")
-    p.add_argument("weights", metavar="WEIGHTS.caffemodel", nargs="?",
-                   help="its trained weights (layers without weights need fixed fillers)")
-    p.add_argument("-o", "--output", required=True, metavar="model.onnx",
-                   help="the ONNX file to write (its parity report goes beside it)")
-    p.add_argument("--input", action="append", metavar="NAME=N,C,H,W",
-                   help="an input's shape instead of the net's own (repeatable)")
-    p.add_argument("--outputs", action="append", metavar="BLOB,...",
-                   help="blobs to export as graph outputs besides the net's outputs; the net's "
-                        "outputs past a layer with no export rule are then left out")
+    add_net_arguments(p, "model.onnx", "the ONNX file to write (its parity report goes beside it)",
+                      "blobs to export as graph outputs besides the net's outputs; the net's "
+                      "outputs past a layer with no export rule are then left out")
     p.add_argument("--opset", type=int, metavar="N",
                    help="ONNX opset, 13 or newer (default: the newest the installed onnx and "
                         "onnxruntime both support)")
     p.add_argument("--dynamic-batch", action="store_true",
                    help="make the batch axis of the inputs and outputs symbolic ('N')")
-    p.add_argument("--no-check", action="store_true",
-                   help="skip the parity check (which needs onnxruntime)")
-    p.add_argument("--tolerance", type=float, metavar="REL",
-                   help="largest relative error accepted (default 1e-4)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the check's random inputs")
+    add_check_arguments(p, "skip the parity check (which needs onnxruntime)")
