@@ -135,7 +135,7 @@ def emit_graph(walk: Walk, weights: Any, opset: int, dynamic_batch: bool = False
         graph.used[name] = None
     for st in walk.steps:
         graph.used.update(dict.fromkeys(st.top_values))
-    wts = _blob_source(weights)
+    wts = _blob_source(weights, as_stored=True)   # streamed: no aligned copies
     layers = [st.layer for st in walk.steps]
     try:
         for st in walk.steps:

@@ -11,11 +11,14 @@ from ..layers.runtime import np
 __all__ = ["blob_source", "layer_blobs"]
 
 
-def blob_source(weights: Any) -> Any:
+def blob_source(weights: Any, as_stored: bool = False) -> Any:
     """The weights as the forward reads them (caffemodel path, open CaffeModel or
-    ``{layer: [arrays]}``); ``close()`` it after use."""
+    ``{layer: [arrays]}``); ``close()`` it after use.  ``as_stored``: the arrays
+    as read (views of the file), not the aligned copies BLAS needs."""
     from ..forward.core import _Weights
-    return _Weights(weights)
+    wts = _Weights(weights)
+    wts.as_stored = as_stored
+    return wts
 
 
 def layer_blobs(step: Any, layers: List[Any], wts: Any) -> Any:

@@ -61,6 +61,7 @@ class _Weights:
         self._model = None
         self._dict: Optional[Mapping[str, Sequence[np.ndarray]]] = None
         self.stored: Dict[str, List[Tuple[Tuple[int, ...], bool]]] = {}   # caffemodel shapes
+        self.as_stored = False   # get(): the arrays as read, without aligned copies
         self._close = False
         if weights is None:
             self._dict = {}
@@ -92,6 +93,8 @@ class _Weights:
             return None
         if copy:
             return [np.array(b, dtype=np.float32, order="C") for b in blobs]
+        if self.as_stored:   # for a reader that copies the bytes anyway (an exporter)
+            return [np.asarray(b) for b in blobs]
         return [np.require(b, np.float32, ("C", "A")) for b in blobs]
 
     def names(self) -> List[str]:
