@@ -18,6 +18,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from ..errors import NetdslError
 from ..layers.runtime import np
+from .weights import LayerBlobsMixin
 
 __all__ = ["Graph", "Emitter", "Node"]
 
@@ -60,7 +61,7 @@ class Graph:
         return name
 
 
-class Emitter:
+class Emitter(LayerBlobsMixin):
     """What an export rule sees of one layer (``layer``, ``inputs``: bottom value
     names, ``in_shapes``, ``out_shapes``, ``opset``, ``blobs``) and how it adds to
     the graph (:meth:`node`, :meth:`weight`, :meth:`const`, :meth:`ints`, and
@@ -77,23 +78,7 @@ class Emitter:
         self._blobs = blobs
         self._cache: Optional[List[Any]] = None
 
-    # -- the layer's data
-    @property
-    def blobs(self) -> List[Any]:
-        """The layer's weight blobs as float32 arrays (from the caffemodel, a shared
-        owner, or Caffe's setup for fixed fillers)."""
-        if self._cache is None:
-            self._cache = [np.asarray(b, dtype=np.float32) for b in self._blobs()]
-        return self._cache
-
-    def blob(self, index: int, shape: Optional[Sequence[int]] = None) -> Any:
-        """Weight blob ``index`` (reshaped to ``shape`` by count, as Caffe copies)."""
-        from ..layers.runtime import blob_as
-        if index >= len(self.blobs):
-            raise NetdslError("the layer has %d weight blobs, the export needs blob %d"
-                              % (len(self.blobs), index), layer=self.layer.name)
-        b = self.blobs[index]
-        return b if shape is None else blob_as(b, shape, self.layer, index)
+    # -- the layer's data: blobs and blob() (LayerBlobsMixin)
 
     def refuse(self, why: str, hint: Optional[str] = None) -> NetdslError:
         stop = ",".join(dict.fromkeys(self.layer.bottom))

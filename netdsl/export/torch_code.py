@@ -21,6 +21,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from ..errors import NetdslError
 from ..layers.runtime import np
+from .weights import LayerBlobsMixin
 
 __all__ = ["Coder", "ModelCode", "py_name", "lit"]
 
@@ -117,7 +118,7 @@ class ModelCode:
         return py_name(layer_name, set(self.modules), self._attr_reserved)
 
 
-class Coder:
+class Coder(LayerBlobsMixin):
     """What a ``torch`` rule sees of one layer (``layer``, ``x``: the bottoms'
     variables, ``in_shapes``, ``out_shapes``, ``blobs``) and how it adds to the
     module (:meth:`module`, :meth:`blobs_module`, :meth:`helper`, :meth:`fold`)."""
@@ -137,21 +138,6 @@ class Coder:
         self._blobs_of = blobs_of
         self._cache: Optional[List[Any]] = None
         self.note = ""
-
-    @property
-    def blobs(self) -> List[Any]:
-        if self._cache is None:
-            self._cache = [np.asarray(b, dtype=np.float32) for b in self._blobs()]
-        return self._cache
-
-    def blob(self, index: int, shape: Optional[Sequence[int]] = None) -> Any:
-        """Weight blob ``index`` (reshaped to ``shape`` by count, as Caffe copies)."""
-        from ..layers.runtime import blob_as
-        if index >= len(self.blobs):
-            raise NetdslError("the layer has %d weight blobs, the export needs blob %d"
-                              % (len(self.blobs), index), layer=self.layer.name)
-        b = self.blobs[index]
-        return b if shape is None else blob_as(b, shape, self.layer, index)
 
     def refuse(self, why: str) -> NetdslError:
         stop = ",".join(dict.fromkeys(self.layer.bottom))

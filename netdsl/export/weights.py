@@ -3,7 +3,7 @@ entry of the layer's name, the owner of shared parameters, or Caffe's setup
 (the fillers) when the blobs are fixed (a bilinear upsampling kernel)."""
 from __future__ import annotations
 
-from typing import Any, List
+from typing import Any, List, Optional, Sequence
 
 from ..errors import NetdslError
 from ..layers.runtime import np
@@ -38,3 +38,29 @@ def layer_blobs(step: Any, layers: List[Any], wts: Any) -> Any:
                                   hint="give the caffemodel")
         return list(blobs or [])
     return get
+
+
+class LayerBlobsMixin:
+    """An emitter's view of its layer's weight blobs: ``self._blobs()`` gives them
+    (see :func:`layer_blobs`), read once, as float32 arrays."""
+
+    layer: Any
+    _blobs: Any
+    _cache: Optional[List[Any]]
+
+    @property
+    def blobs(self) -> List[Any]:
+        """The layer's weight blobs as float32 arrays (from the caffemodel, a shared
+        owner, or Caffe's setup for fixed fillers)."""
+        if self._cache is None:
+            self._cache = [np.asarray(b, dtype=np.float32) for b in self._blobs()]
+        return self._cache
+
+    def blob(self, index: int, shape: Optional[Sequence[int]] = None) -> Any:
+        """Weight blob ``index`` (reshaped to ``shape`` by count, as Caffe copies)."""
+        from ..layers.runtime import blob_as
+        if index >= len(self.blobs):
+            raise NetdslError("the layer has %d weight blobs, the export needs blob %d"
+                              % (len(self.blobs), index), layer=self.layer.name)
+        b = self.blobs[index]
+        return b if shape is None else blob_as(b, shape, self.layer, index)
