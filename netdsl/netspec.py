@@ -64,7 +64,9 @@ class Function:
 
     # labels: (layer name, top names) known before to_proto names them (set by the spec
     # compiler; read with getattr(fn, "labels", None))
-    __slots__ = ("type_name", "_in", "params", "ntop", "in_place", "_top0", "_tops",
+    # _out: the one Top when ntop is 1, else the tuple of Tops (one slot for both keeps
+    # a Function at 96 bytes, which the collector walks fastest in deep nets)
+    __slots__ = ("type_name", "_in", "params", "ntop", "in_place", "_out",
                  "_code", "_line", "labels", "__weakref__")
 
     def __init__(self, type_name: str, inputs: Iterable[Any], params: Dict[str, Any]) -> None:
@@ -87,11 +89,7 @@ class Function:
         self.ntop = ntop
         self.in_place = params.pop("in_place", False)
         # one Top is kept bare (no tuple) to keep big nets light on the collector
-        if ntop == 1:
-            self._top0, self._tops = Top(self, 0), None
-        else:
-            self._tops = tuple(Top(self, n) for n in range(ntop))
-            self._top0 = self._tops[0] if ntop else None
+        self._out = Top(self, 0) if ntop == 1 else tuple(Top(self, n) for n in range(ntop))
         # the user's line that created the layer, for error messages
         f = sys._getframe(1)
         if f.f_code.co_filename == __file__:
@@ -107,7 +105,7 @@ class Function:
     @property
     def tops(self) -> Tuple[Top, ...]:
         """This layer's output Tops, in order."""
-        return self._tops if self._tops is not None else (self._top0,)
+        return (self._out,) if self.ntop == 1 else self._out
 
     @property
     def where(self) -> Optional[Tuple[str, int]]:
@@ -233,8 +231,7 @@ def _emit_all(roots: List[Function], names: dict, autonames: Counter, em: _Emitt
         else:
             ready = all(inp.fn in done for inp in ins)
         if ready:
-            top = root._top0
-            lname = names.get(top) if root.ntop == 1 and not root.in_place else None
+            lname = names.get(root._out) if root.ntop == 1 and not root.in_place else None
             if lname is None or root in names:
                 _emit_one(root, names, autonames, em)
                 continue
@@ -288,7 +285,7 @@ def _emit_one(fn: Function, names: dict, autonames: Counter, em: _Emitter) -> No
         tops = bottoms
     else:
         tops = []
-        for top in (fn._tops if fn._tops is not None else (fn._top0,)):
+        for top in ((fn._out,) if fn.ntop == 1 else fn._out):
             name = names.get(top)
             if name is None:
                 name = names[top] = _autoname(type_name, autonames)
@@ -301,7 +298,7 @@ def _emit_one(fn: Function, names: dict, autonames: Counter, em: _Emitter) -> No
     lname = names.get(fn)
     if lname is None:
         if fn.ntop > 0:
-            first = fn._top0
+            first = fn._out if fn.ntop == 1 else fn._out[0]
             lname = names.get(first)
             if lname is None:  # in-place layer whose top has no name yet
                 lname = names[first] = _autoname(type_name, autonames)
@@ -690,11 +687,9 @@ class Layers:
 
         def layer_fn(*args: Any, **kwargs: Any):
             fn = Function(name, args, kwargs)
-            if fn.ntop == 1:
-                return fn._top0
             if fn.ntop == 0:
                 return fn
-            return fn._tops
+            return fn._out
         layer_fn.__name__ = name
         self.__dict__[name] = layer_fn  # later lookups skip __getattr__
         return layer_fn

@@ -17,8 +17,8 @@ from __future__ import annotations
 import contextlib
 import contextvars
 from dataclasses import dataclass
-from typing import (Any, Dict, Iterable, Iterator, List, Mapping, NamedTuple, Optional, Sequence,
-                    Tuple, Union)
+from typing import (Any, Dict, Iterable, Iterator, List, Mapping, NamedTuple, NoReturn, Optional,
+                    Sequence, Tuple, Union)
 
 from google.protobuf.message import Message
 
@@ -471,24 +471,21 @@ class _ShapeWalk:
                                     [0.0] * len(names), [so[0] for so in placed],
                                     [so[1] for so in placed], [False] * len(names)))
 
-    def bottom_shapes(self, layer: Message, bnames: List[str]) -> List[Shape]:
-        """The shapes of a layer's bottoms; an unknown one is named, with the layer the
-        phase's include/exclude rules leave out when one makes it."""
+    def refuse_unknown_bottom(self, layer: Message, bnames: List[str]) -> NoReturn:
+        """A bottom no earlier layer makes, named, with the layer the phase's
+        include/exclude rules leave out when one makes it."""
         blobs = self.blobs
-        try:
-            return [blobs[b] for b in bnames]
-        except KeyError:
-            bi = next(i for i, b in enumerate(bnames) if b not in blobs)
-            hint = did_you_mean(bnames[bi], blobs)
-            left_out = [lp.name for lp in self.net.layer if bnames[bi] in lp.top
-                        and lp not in self.layers and (lp.include or lp.exclude)]
-            if left_out:   # made by a layer the phase's include/exclude rules leave out
-                hint = ("layer '%s' makes it, but its include/exclude rules leave it out of "
-                        "this phase (%s); give the phase that includes it (--phase)"
-                        % (left_out[0], "TRAIN" if self.state.phase == 0 else "TEST"))
-            raise NetdslError("unknown bottom blob '%s' (bottom %d): no earlier layer produces "
-                              "it" % (bnames[bi], bi), layer=layer.name or None, field="bottom",
-                              hint=hint) from None
+        bi = next(i for i, b in enumerate(bnames) if b not in blobs)
+        hint = did_you_mean(bnames[bi], blobs)
+        left_out = [lp.name for lp in self.net.layer if bnames[bi] in lp.top
+                    and lp not in self.layers and (lp.include or lp.exclude)]
+        if left_out:   # made by a layer the phase's include/exclude rules leave out
+            hint = ("layer '%s' makes it, but its include/exclude rules leave it out of "
+                    "this phase (%s); give the phase that includes it (--phase)"
+                    % (left_out[0], "TRAIN" if self.state.phase == 0 else "TEST"))
+        raise NetdslError("unknown bottom blob '%s' (bottom %d): no earlier layer produces "
+                          "it" % (bnames[bi], bi), layer=layer.name or None, field="bottom",
+                          hint=hint) from None
 
     def type_of(self, ltype: str) -> Optional[LayerType]:
         lt = self.types.get(ltype, self.types)
@@ -503,7 +500,10 @@ class _ShapeWalk:
         lname, ltype = layer.name, layer.type
         bnames = list(layer.bottom)
         tnames = list(layer.top)
-        bshapes = self.bottom_shapes(layer, bnames)
+        try:
+            bshapes = [self.blobs[b] for b in bnames]
+        except KeyError:
+            self.refuse_unknown_bottom(layer, bnames)
         lt = self.types.get(ltype, self.types)
         if lt is self.types:
             lt = self.type_of(ltype)
@@ -515,7 +515,9 @@ class _ShapeWalk:
             pshapes = _param_shapes_of(layer, lt, bshapes, geo)
             if len(layer.propagate_down):
                 _check_propagate_down(layer, bnames)
-            weights, nall = _loss_weights(layer, lt, len(tnames) + len(auto))
+            nall = len(tnames) + len(auto)
+            weights = (_loss_weights(layer, lt, nall) if lt is not None and lt.loss
+                       or len(layer.loss_weight) else _NO_TOPS)
         except NetdslError as exc:
             raise exc.located(layer=lname or None)
         except (AttributeError, ValueError) as exc:  # a fork schema lacking a BVLC field
@@ -696,9 +698,10 @@ def _check_propagate_down(layer: Message, bnames: List[str]) -> None:
                           field="propagate_down")
 
 
-def _loss_weights(layer: Message, lt: Optional[LayerType], nall: int) -> Tuple[List[float], int]:
+def _loss_weights(layer: Message, lt: Optional[LayerType], nall: int) -> List[float]:
     """A layer's loss weights (layer.hpp SetLossWeights; a loss layer's default is a
-    single 1, loss_layer.cpp LayerSetUp) and its number of tops, automatic ones too."""
+    single 1, loss_layer.cpp LayerSetUp), checked against its ``nall`` tops (automatic
+    ones too)."""
     is_loss = lt is not None and lt.loss
     lw = layer.loss_weight
     weights = [float(w) for w in lw] if len(lw) else _NO_TOPS
@@ -711,7 +714,7 @@ def _loss_weights(layer: Message, lt: Optional[LayerType], nall: int) -> Tuple[L
                              "loss_weight 1 when none is set" if is_loss and
                              not len(layer.loss_weight) else ""),
                           field="loss_weight")
-    return weights, nall
+    return weights
 
 
 def _data_tops_given(exc: NetdslError, layer: Message, fixed: Dict[int, Shape],

@@ -7,6 +7,7 @@ below all read that value.
 """
 from __future__ import annotations
 
+import functools
 from typing import Any, List, NamedTuple, Optional, Sequence, Tuple
 
 from google.protobuf.message import Message
@@ -264,8 +265,10 @@ def _deconv_surgery(layer: Message, g: ConvGeometry) -> Optional[str]:
 
 # -- coordinate maps (y = x / s + (p - (e - 1) / 2) / s; deconvolution inverts it) ---------
 
+@functools.lru_cache(maxsize=256)
 def window_map(layer_type: str, g: ConvGeometry) -> Map:
-    """The map of a Convolution, Im2col or Deconvolution from its geometry."""
+    """The map of a Convolution, Im2col or Deconvolution from its geometry (kept per
+    geometry: a deep net repeats a few)."""
     _, kernel, stride, pad, dilation = g
     n = len(kernel)
     if n > 1 and all(v.count(v[0]) == n for v in (kernel, stride, pad, dilation)):

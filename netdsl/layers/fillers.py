@@ -17,9 +17,8 @@ from __future__ import annotations
 import math
 from typing import Any, Dict, Mapping, Sequence, Union
 
-import numpy as np
-
 from ..errors import NetdslError, did_you_mean
+from .runtime import np
 
 __all__ = ["fill", "filler_params", "bilinear_kernel", "is_fixed", "FILLERS", "FILLER_DEFAULTS"]
 
