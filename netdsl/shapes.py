@@ -149,50 +149,73 @@ class NetShapes:
         """Values of every parameter blob (learned ones and statistics); a blob shared
         by name (``param { name: ... }``) counts once, as Caffe's Net::AppendParam
         makes the later owners shares of the first."""
-        return self._count(None)
+        return self._counts()[0]
 
     @property
     def statistics_count(self) -> int:
         """Values of blobs that hold statistics, never learned (types whose declaration
         says ``statistics``: BatchNorm's mean, variance and factor, whose lr_mult
         batch_norm_layer.cpp fixes at 0); ``param_count`` minus this is what is learned."""
-        return self._count(_holds_statistics)
+        return self._counts()[1]
 
     @property
     def statistics_types(self) -> List[str]:
         """The types, in net order, of the layers counted by ``statistics_count``."""
         out: List[str] = []
+        holds: Dict[str, bool] = {}
         for ls in self.layers:
-            if ls.param_count and _holds_statistics(ls) and ls.type not in out:
+            if ls.param_count and _holds_statistics(ls.type, holds) and ls.type not in out:
                 out.append(ls.type)
         return out
 
-    def _count(self, which) -> int:
-        total = 0
-        seen = set()
+    def _counts(self) -> Tuple[int, int]:
+        """(param_count, statistics_count) in one walk, kept until layers are added."""
+        cached = self.__dict__.get("_counted")
+        if cached is not None and cached[0] == len(self.layers):
+            return cached[1]
+        total = stats = 0
+        seen_all: set = set()
+        seen_stats: set = set()
+        holds: Dict[str, bool] = {}
         for ls in self.layers:
-            if which is not None and not which(ls):
-                for p in (ls.layer.param if ls.layer is not None else ()):
-                    if p.name:
-                        seen.add(p.name)
-                continue
-            total += ls.param_count
-            if ls.param_count and ls.layer is not None and len(ls.layer.param):
-                for j, p in enumerate(ls.layer.param[:len(ls.param_shapes)]):
-                    if not p.name:
-                        continue
-                    if p.name in seen:   # a share of an earlier owner's blob
-                        n = 1
-                        for d in ls.param_shapes[j]:
-                            n *= int(d)
-                        total -= n
-                    seen.add(p.name)
-        return total
+            named = ls.layer is not None and len(ls.layer.param)
+            if not ls.param_count and not named:
+                continue   # no blobs, no names: nothing to count or to share
+            total += ls.param_count - _shared_values(ls, seen_all)
+            if _holds_statistics(ls.type, holds):
+                stats += ls.param_count - _shared_values(ls, seen_stats)
+            elif named:
+                seen_stats.update(p.name for p in ls.layer.param if p.name)
+        self.__dict__["_counted"] = (len(self.layers), (total, stats))
+        return total, stats
 
 
-def _holds_statistics(ls: "LayerShapes") -> bool:
-    lt = lookup(ls.type)
-    return lt is not None and bool(lt.extra.get("statistics"))
+def _shared_values(ls: "LayerShapes", seen: set) -> int:
+    """The values of ``ls``'s blobs that share (by ``param { name }``) a blob of an
+    earlier layer in ``seen``; adds its own names to ``seen``."""
+    if not ls.param_count or ls.layer is None:
+        return 0
+    shared = 0
+    for j, p in enumerate(ls.layer.param[:len(ls.param_shapes)]):
+        if not p.name:
+            continue
+        if p.name in seen:   # a share of an earlier owner's blob
+            n = 1
+            for d in ls.param_shapes[j]:
+                n *= int(d)
+            shared += n
+        seen.add(p.name)
+    return shared
+
+
+def _holds_statistics(ltype: str, known: Dict[str, bool]) -> bool:
+    """Whether a type's blobs are statistics (its declaration's ``statistics``), read
+    once per type into ``known``."""
+    holds = known.get(ltype)
+    if holds is None:
+        lt = lookup(ltype)
+        holds = known[ltype] = lt is not None and bool(lt.extra.get("statistics"))
+    return holds
 
 
 # -- parameter shapes -----------------------------------------------------------------------
