@@ -35,6 +35,14 @@ float32.
 measuring subprocesses (numpy's BLAS reads them at start-up) and
 ``cv2.setNumThreads(N)`` for OpenCV; without it each library uses its own
 default (all cores).
+
+Under each net's rows, ``GEMM floor`` is the least time any forward that does
+Caffe's arithmetic (im2col + one SGEMM per group, conv_layer.cpp) can take
+here: the net's multiply-accumulates (netdsl.cost) at the rate numpy's BLAS
+reaches on a large square float32 GEMM in a subprocess with the same thread
+settings.  A time below it needs fewer multiplications than Caffe does
+(Winograd's F(6,3), which OpenCV uses on 3x3 stride-1 convolutions), so other
+rounding than Caffe's.
 """
 from __future__ import annotations
 
@@ -46,6 +54,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from typing import Optional
 
 import numpy as np
 
@@ -288,6 +297,41 @@ def measure(engine: str, files, repeat: int, out: str, threads: int = 0) -> dict
     return json.loads(r.stdout.strip().splitlines()[-1])
 
 
+def sgemm_rate() -> float:
+    """FLOP/s of numpy's float32 GEMM on 2048 x 2048 matrices, best of 5."""
+    rng = np.random.default_rng(0)
+    a, b = (rng.standard_normal((2048, 2048), dtype=np.float32) for _ in range(2))
+    a @ b
+    best = float("inf")
+    for _ in range(5):
+        t0 = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - t0)
+    return 2 * 2048 ** 3 / best
+
+
+def measure_sgemm(threads: int) -> float:
+    env = dict(os.environ)
+    if threads:
+        env["OPENBLAS_NUM_THREADS"] = env["OMP_NUM_THREADS"] = str(threads)
+    r = subprocess.run([sys.executable, os.path.abspath(__file__), "--sgemm"],
+                       capture_output=True, text=True, env=env, check=True)
+    return float(r.stdout.strip().splitlines()[-1])
+
+
+def gemm_floor(proto: str, rate: float, opencv_seconds: Optional[float]) -> str:
+    """The net's MACs at ``rate`` FLOP/s, beside 1.5x OpenCV's time."""
+    from netdsl.cost import net_cost
+    from netdsl.prototxt import read_net
+    macs = net_cost(read_net(proto)).macs
+    floor = 2 * macs / rate
+    line = "          GEMM floor: %.2f GMACs at %.0f GFLOP/s = %.3f s" % (
+        macs / 1e9, rate / 1e9, floor)
+    if opencv_seconds:
+        line += "; 1.5x OpenCV = %.3f s" % (1.5 * opencv_seconds)
+    return line
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--nets", default="resnet50,vgg16,fcn32s")
@@ -296,7 +340,11 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=0,
                     help="BLAS / OpenCV threads in the measurements (default: their own)")
     ap.add_argument("--child", nargs=6, help=argparse.SUPPRESS)
+    ap.add_argument("--sgemm", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.sgemm:
+        print(sgemm_rate())
+        return
     if args.child:
         engine, proto, model, inp, repeat, out = args.child
         child(engine, proto, model, inp, int(repeat), out)
@@ -310,6 +358,7 @@ def main() -> None:
         "net", "engine", "seconds", "cpu s", "setup s", "peak MB", "fwd MB", "Caffe MB",
         "x OpenCV", "max |d|"))
     tmp = tempfile.mkdtemp(prefix="netdsl-bench-")
+    rate = measure_sgemm(args.threads)
     try:
         for name in args.nets.split(","):
             files = make_files(name, tmp)
@@ -329,6 +378,7 @@ def main() -> None:
                 print("%-9s %-18s %8.3f %8.3f %8.2f %9.1f %8.1f %9.1f %9.2f %10.3g" % (
                     name, engine, r["seconds"], r["cpu"], r["setup"], r["peak_bytes"] / 1e6,
                     r["forward_bytes"] / 1e6, files[4] / 1e6, ratio, diff))
+            print(gemm_floor(files[0], rate, cv[0].get("seconds")))
             sys.stdout.flush()
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
