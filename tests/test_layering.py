@@ -357,6 +357,26 @@ def test_public_imports_work_in_a_fresh_interpreter(code):
     assert res.returncode == 0, res.stderr[-2000:]
 
 
+def test_building_and_shaping_a_net_leaves_numpy_unimported():
+    """netdsl/layers/runtime.py: numpy is imported on first use, so a NetSpec script
+    and shape inference do not pay its import (about 40 ms) or carry its modules."""
+    import subprocess
+    code = ("import sys\n"
+            "from netdsl import NetSpec, layers as L\n"
+            "from netdsl.shapes import infer_shapes, check_net, format_table\n"
+            "n = NetSpec(); n.data = L.Input(shape=dict(dim=[1, 3, 8, 8]))\n"
+            "n.conv = L.Convolution(n.data, num_output=2, kernel_size=3,\n"
+            "                       weight_filler=dict(type='xavier'))\n"
+            "n.bn = L.BatchNorm(n.conv)\n"
+            "net = n.to_proto(); str(net)\n"
+            "format_table(check_net(net))\n"
+            "print('numpy' in sys.modules)\n")
+    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert res.stdout.strip() == "False"
+
+
 def test_the_architecture_doc_draws_the_floors_the_test_enforces():
     with open(os.path.join(ROOT, "docs", "architecture.md"), encoding="utf-8") as fh:
         doc = fh.read()
