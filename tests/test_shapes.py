@@ -906,6 +906,27 @@ def test_shared_parameters_count_once():
     assert res.param_count == 57
 
 
+def test_shared_batchnorm_statistics_count_once():
+    """Two branches sharing a convolution and a BatchNorm by param names (a Siamese
+    net): Net::AppendParam makes the second owners shares, so each blob counts once
+    among the parameters, and BatchNorm's mean, variance and factor
+    (batch_norm_layer.cpp, lr_mult fixed at 0) once among the statistics."""
+    from netdsl.prototxt import parse_net
+    branch = ('layer {{ name: "c{i}" type: "Convolution" bottom: "x" top: "c{i}" '
+              'param {{ name: "w" }} param {{ name: "b" }} '
+              'convolution_param {{ num_output: 3 kernel_size: 3 }} }}\n'
+              'layer {{ name: "bn{i}" type: "BatchNorm" bottom: "c{i}" top: "c{i}" '
+              'param {{ name: "m" }} param {{ name: "v" }} param {{ name: "f" }} }}\n')
+    net = parse_net('layer { name: "in" type: "Input" top: "x" input_param { shape { dim: 1 '
+                    'dim: 2 dim: 4 dim: 4 } } }\n' + branch.format(i=1) + branch.format(i=2),
+                    "n")
+    res = infer_shapes(net)
+    conv, stats = 3 * 2 * 3 * 3 + 3, 3 + 3 + 1      # weights + bias; mean, variance, factor
+    assert [ls.param_count for ls in res.layers] == [0, conv, stats, conv, stats]
+    assert (res.param_count, res.statistics_count) == (conv + stats, stats)
+    assert res.statistics_types == ["BatchNorm"]
+
+
 def test_missing_bottom_made_by_a_layer_of_another_phase_says_so():
     """A train net's data layer is `include { phase: TRAIN }`; shaped in the
     default TEST phase its top is missing, and the hint names that layer."""
