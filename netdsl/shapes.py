@@ -169,23 +169,27 @@ class NetShapes:
         return out
 
     def _counts(self) -> Tuple[int, int]:
-        """(param_count, statistics_count) in one walk, kept until layers are added."""
+        """(param_count, statistics_count) in one walk, kept until layers are added.
+        Names share blobs only (net.cpp AppendParam runs once per blob): a layer
+        without blobs takes no part."""
         cached = self.__dict__.get("_counted")
         if cached is not None and cached[0] == len(self.layers):
             return cached[1]
         total = stats = 0
-        seen_all: set = set()
-        seen_stats: set = set()
+        seen: set = set()
         holds: Dict[str, bool] = {}
         for ls in self.layers:
-            named = ls.layer is not None and len(ls.layer.param)
-            if not ls.param_count and not named:
-                continue   # no blobs, no names: nothing to count or to share
-            total += ls.param_count - _shared_values(ls, seen_all)
-            if _holds_statistics(ls.type, holds):
-                stats += ls.param_count - _shared_values(ls, seen_stats)
-            elif named:
-                seen_stats.update(p.name for p in ls.layer.param if p.name)
+            if not ls.param_count:
+                continue
+            own = ls.param_count
+            if ls.layer is not None and len(ls.layer.param):
+                own -= _shared_values(ls, seen)
+            total += own
+            is_statistics = holds.get(ls.type)
+            if is_statistics is None:
+                is_statistics = _holds_statistics(ls.type, holds)
+            if is_statistics:
+                stats += own
         self.__dict__["_counted"] = (len(self.layers), (total, stats))
         return total, stats
 
@@ -193,8 +197,6 @@ class NetShapes:
 def _shared_values(ls: "LayerShapes", seen: set) -> int:
     """The values of ``ls``'s blobs that share (by ``param { name }``) a blob of an
     earlier layer in ``seen``; adds its own names to ``seen``."""
-    if not ls.param_count or ls.layer is None:
-        return 0
     shared = 0
     for j, p in enumerate(ls.layer.param[:len(ls.param_shapes)]):
         if not p.name:
