@@ -355,13 +355,20 @@ def conv2d(x: np.ndarray, w: np.ndarray, b: "np.ndarray | None", stride: Tuple[i
         out = np.matmul(w.reshape(o, c), x.reshape(n, c, h * wd)).reshape(n, o, ho, wo)
     elif group == c == o and cg == 1 and group > 1:
         out = _depthwise(x, w, (ho, wo), stride, pad, dilation)
-    elif sh == sw == 1 and n == 1:
+    elif sh == sw == 1 and n == 1 and _few_dropped_columns(wd + 2 * pw, wo):
         return _shifted_gemm(x, w, b, (ho, wo), pad, dilation, group, work)
     else:
         out = _im2col_gemm(x, w, (ho, wo), stride, pad, dilation, group, work)
     if b is not None:
         out += b.reshape(1, o, 1, 1)
     return out
+
+
+def _few_dropped_columns(padded_width: int, out_width: int) -> bool:
+    """Whether the shifted GEMM drops at most an eighth of the columns it computes
+    (``padded_width - out_width`` per output row): past that (a 7x7 map, FCN's fc6 as
+    a 7x7 convolution on an 18-wide map) im2col's copy costs less than the waste."""
+    return (padded_width - out_width) * 8 <= padded_width
 
 
 def _padded(x: np.ndarray, ph: int, pw: int) -> np.ndarray:
