@@ -103,7 +103,11 @@ def _inner_product_onnx(layer: Message, ctx) -> List[str]:
         ins.append(ctx.weight(1, (n,)))
     direct = axis == 1
     y = ctx.node("Gemm", ins, out=ctx.top(0) if direct else None, transB=0 if trans else 1)
-    return [y if direct else ctx.reshape(y, ctx.out_shapes[0], out=ctx.top(0))]
+    if direct:
+        return [y]
+    # back to the bottom's leading axes, read at run time under a dynamic batch
+    return [ctx.node("Reshape", [y, ctx.shape_of(ctx.inputs[0], shape, axis, [n])],
+                     out=ctx.top(0))]
 
 
 def _embed_onnx(layer: Message, ctx) -> List[str]:

@@ -149,12 +149,16 @@ def unpooling_onnx(layer: Any, ctx: Any):
     if len(ctx.inputs) > 1:
         return [scatter_onnx(ctx, ctx.inputs[0], ctx.inputs[1], ctx.in_shapes[0], oh, ow)]
     _, s, pad, _ = unpool_setup(layer)
-    n, c, h, w = ctx.in_shapes[0]
+    shape = ctx.in_shapes[0]
+    h, w = shape[2:]
     uh = np.clip(np.arange(h) * s[0] - pad[0], 0, oh - 1)
     uw = np.clip(np.arange(w) * s[1] - pad[1], 0, ow - 1)
-    idx = np.broadcast_to((uh[:, None] * ow + uw[None, :]).astype(np.float32), (n, c, h, w))
-    return [scatter_onnx(ctx, ctx.inputs[0], ctx.const(idx, "positions"), (n, c, h, w),
-                         oh, ow)]
+    plane = (uh[:, None] * ow + uw[None, :]).astype(np.float32).reshape(1, 1, h, w)
+    # one plane of positions, expanded to the bottom's shape (read at run time under a
+    # dynamic batch)
+    idx = ctx.node("Expand", [ctx.const(plane, "positions"),
+                              ctx.shape_of(ctx.inputs[0], shape, 4, [])])
+    return [scatter_onnx(ctx, ctx.inputs[0], idx, shape, oh, ow)]
 
 
 
