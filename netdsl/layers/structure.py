@@ -767,7 +767,7 @@ def _argmax_torch(layer: Message, ctx) -> str:
     y = "%s(%s, %d, %r, %s)" % (ctx.helper("caffe_argmax"), ctx.x[0], p.top_k,
                                 bool(p.out_max_val), axis)
     if axis is None:
-        y += ".reshape(%s)" % ctx.lit(tuple(int(d) for d in ctx.out_shapes[0]))
+        y += ".reshape(%s)" % ctx.lit((-1,) + tuple(int(d) for d in ctx.out_shapes[0][1:]))
     return y
 
 

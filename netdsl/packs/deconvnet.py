@@ -172,11 +172,12 @@ def unpooling_torch(layer: Any, ctx: Any) -> str:
     if len(ctx.x) > 1:
         return "%s(%s, %s, %d, %d)" % (fn, ctx.x[0], ctx.x[1], oh, ow)
     _, s, pad, _ = unpool_setup(layer)
-    n, c, h, w = ctx.in_shapes[0]
+    h, w = ctx.in_shapes[0][2:]
     uh = np.clip(np.arange(h) * s[0] - pad[0], 0, oh - 1)
     uw = np.clip(np.arange(w) * s[1] - pad[1], 0, ow - 1)
-    idx = np.broadcast_to((uh[:, None] * ow + uw[None, :]).astype(np.float32), (n, c, h, w))
-    return "%s(%s, %s.value, %d, %d)" % (fn, ctx.x[0], ctx.constant_module(idx), oh, ow)
+    plane = (uh[:, None] * ow + uw[None, :]).astype(np.float32).reshape(1, 1, h, w)
+    return "%s(%s, %s.value.expand_as(%s), %d, %d)" % (
+        fn, ctx.x[0], ctx.constant_module(plane), ctx.x[0], oh, ow)
 
 
 declare("Unpooling", family="deconvnet", registry=PACKS, bottoms=(1, 2), tops=1,

@@ -212,10 +212,11 @@ def half_onnx(layer: Any, ctx: Any) -> List[str]:
 
 
 def half_torch(layer: Any, ctx: Any) -> str:
-    """torch.split at num / 2 along the axis (half_shape's sizes)."""
+    """torch.split at num / 2 along the axis (half_shape's sizes), num read from the
+    tensor, so the module takes any batch."""
     axis = _half_axis(layer, ctx.in_shapes[0])
-    sizes = [int(s[axis]) for s in ctx.out_shapes]
-    return "torch.split(%s, %s, %d)" % (ctx.x[0], sizes, axis)
+    return ("(lambda t: torch.split(t, [t.shape[0] // 2, t.shape[%d] - t.shape[0] // 2], "
+            "%d))(%s)" % (axis, axis, ctx.x[0]))
 
 
 declare("SliceHalf", family="zf_deconvnet", registry=PACKS, bottoms=1, tops=(2, 2),
