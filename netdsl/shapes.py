@@ -185,10 +185,7 @@ class NetShapes:
             if ls.layer is not None and len(ls.layer.param):
                 own -= _shared_values(ls, seen)
             total += own
-            is_statistics = holds.get(ls.type)
-            if is_statistics is None:
-                is_statistics = _holds_statistics(ls.type, holds)
-            if is_statistics:
+            if _holds_statistics(ls.type, holds):
                 stats += own
         self.__dict__["_counted"] = (len(self.layers), (total, stats))
         return total, stats

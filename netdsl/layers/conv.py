@@ -366,8 +366,8 @@ def conv2d(x: np.ndarray, w: np.ndarray, b: "np.ndarray | None", stride: Tuple[i
 
 def _few_dropped_columns(padded_width: int, out_width: int) -> bool:
     """Whether the shifted GEMM drops at most an eighth of the columns it computes
-    (``padded_width - out_width`` per output row): past that (a 7x7 map, FCN's fc6 as
-    a 7x7 convolution on an 18-wide map) im2col's copy costs less than the waste."""
+    (``padded_width - out_width`` per output row): past that (a 7x7 map; FCN's fc6, a
+    7x7 convolution on a 19-wide map at 384 x 384) im2col's copy costs less than the waste."""
     return (padded_width - out_width) * 8 <= padded_width
 
 
