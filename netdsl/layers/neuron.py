@@ -3,7 +3,7 @@ Clip, Swish, Power, Exp, Log, Dropout and PReLU (BVLC src/caffe/layers/*_layer.c
 """
 from __future__ import annotations
 
-from typing import List
+from typing import Any, List, Tuple
 
 from google.protobuf.message import Message
 
@@ -140,21 +140,38 @@ def power(layer: Message, x: np.ndarray) -> np.ndarray:
     return np.array(y, dtype=np.float32, copy=True)
 
 
-@_one
-def exp(layer: Message, x: np.ndarray) -> np.ndarray:
-    """``base ^ (shift + scale x)`` as ``base^shift * exp(ln(base) scale x)``
-    (base -1 means e)."""
-    p = layer.exp_param
-    base = np.float32(p.base)
+def _checked_base(base: float) -> Any:
+    base = np.float32(base)
     if base != -1 and not base > 0:
         raise NetdslError("base must be > 0 or -1 (e), got %g" % base, field="base")
+    return base
+
+
+def exp_factors(layer: Message) -> Tuple[Any, Any]:
+    """exp_layer.cpp LayerSetUp: ``base ^ (shift + scale x)`` is ``outer * exp(inner
+    x)`` with ``inner = ln(base) scale`` and ``outer = base^shift`` (base -1 means e),
+    in float32."""
+    p = layer.exp_param
+    base = _checked_base(p.base)
     log_base = np.float32(1) if base == -1 else np.float32(np.log(base))
     inner = log_base * np.float32(p.scale)
     shift = np.float32(p.shift)
     if shift == 0:
-        outer = np.float32(1)
-    else:
-        outer = np.float32(np.exp(shift)) if base == -1 else np.float32(base ** shift)
+        return inner, np.float32(1)
+    return inner, np.float32(np.exp(shift)) if base == -1 else np.float32(base ** shift)
+
+
+def log_base_scale(layer: Message) -> Any:
+    """log_layer.cpp LayerSetUp: ``1 / ln(base)`` in float32 (1 for base -1, e)."""
+    base = _checked_base(layer.log_param.base)
+    return np.float32(1) if base == -1 else np.float32(1) / np.float32(np.log(base))
+
+
+@_one
+def exp(layer: Message, x: np.ndarray) -> np.ndarray:
+    """``base ^ (shift + scale x)`` as ``base^shift * exp(ln(base) scale x)``
+    (base -1 means e)."""
+    inner, outer = exp_factors(layer)
     y = np.exp(x if inner == 1 else inner * x)
     return y if outer == 1 else outer * y
 
@@ -163,10 +180,7 @@ def exp(layer: Message, x: np.ndarray) -> np.ndarray:
 def log(layer: Message, x: np.ndarray) -> np.ndarray:
     """``log_base(shift + scale x)`` as ``ln(shift + scale x) / ln(base)``."""
     p = layer.log_param
-    base = np.float32(p.base)
-    if base != -1 and not base > 0:
-        raise NetdslError("base must be > 0 or -1 (e), got %g" % base, field="base")
-    base_scale = np.float32(1) if base == -1 else np.float32(1) / np.float32(np.log(base))
+    base_scale = log_base_scale(layer)
     y = x
     if p.scale != 1:
         y = np.float32(p.scale) * y
@@ -283,13 +297,7 @@ def _power_onnx(layer: Message, ctx) -> List[str]:
 
 def _exp_onnx(layer: Message, ctx) -> List[str]:
     """exp_layer.cpp: ``base^shift * exp(ln(base) scale x)`` (base -1: e)."""
-    p = layer.exp_param
-    base = np.float32(p.base)
-    log_base = np.float32(1) if base == -1 else np.float32(np.log(base))
-    inner = float(log_base * np.float32(p.scale))
-    shift = np.float32(p.shift)
-    outer = 1.0 if shift == 0 else float(np.float32(np.exp(shift)) if base == -1
-                                         else np.float32(base ** shift))
+    inner, outer = (float(v) for v in exp_factors(layer))
     y = ctx.node("Exp", [_affine(ctx, ctx.inputs[0], inner, 0.0, False)],
                  out=ctx.top(0) if outer == 1 else None)
     return [y if outer == 1 else ctx.node("Mul", [y, ctx.scalar(outer, "outer")],
@@ -299,8 +307,7 @@ def _exp_onnx(layer: Message, ctx) -> List[str]:
 def _log_onnx(layer: Message, ctx) -> List[str]:
     """log_layer.cpp: ``ln(shift + scale x) / ln(base)`` (base -1: e)."""
     p = layer.log_param
-    base = np.float32(p.base)
-    base_scale = 1.0 if base == -1 else float(np.float32(1) / np.float32(np.log(base)))
+    base_scale = float(log_base_scale(layer))
     y = _affine(ctx, ctx.inputs[0], float(np.float32(p.scale)), float(np.float32(p.shift)),
                 False)
     y = ctx.node("Log", [y], out=ctx.top(0) if base_scale == 1 else None)
@@ -374,13 +381,7 @@ def _power_torch(layer: Message, ctx) -> str:
 
 def _exp_torch(layer: Message, ctx) -> str:
     """exp_layer.cpp: ``base^shift * exp(ln(base) scale x)`` (base -1: e)."""
-    p = layer.exp_param
-    base = np.float32(p.base)
-    log_base = np.float32(1) if base == -1 else np.float32(np.log(base))
-    inner = float(log_base * np.float32(p.scale))
-    shift = np.float32(p.shift)
-    outer = 1.0 if shift == 0 else float(np.float32(np.exp(shift)) if base == -1
-                                         else np.float32(base ** shift))
+    inner, outer = (float(v) for v in exp_factors(layer))
     y = "torch.exp(%s)" % _affine_torch(ctx.x[0], inner, 0.0)
     return y if outer == 1 else "%s * %s" % (f32_code(outer), y)
 
@@ -388,8 +389,7 @@ def _exp_torch(layer: Message, ctx) -> str:
 def _log_torch(layer: Message, ctx) -> str:
     """log_layer.cpp: ``ln(shift + scale x) / ln(base)`` (base -1: e)."""
     p = layer.log_param
-    base = np.float32(p.base)
-    base_scale = 1.0 if base == -1 else float(np.float32(1) / np.float32(np.log(base)))
+    base_scale = float(log_base_scale(layer))
     y = "torch.log(%s)" % _affine_torch(ctx.x[0], float(np.float32(p.scale)),
                                          float(np.float32(p.shift))).strip("()")
     return y if base_scale == 1 else "%s * %s" % (f32_code(base_scale), y)
