@@ -52,6 +52,15 @@ class ParityReport:
     def ok(self) -> bool:
         return all(r["ok"] for r in self.rows)
 
+    def record(self, label: str, output: str, ours: np.ndarray, ref: np.ndarray) -> bool:
+        """One row: ``ours`` against ``ref`` (the shape shown is ``ref``'s); whether it
+        is within the tolerance."""
+        e = errors(ours, ref)
+        ok = e["rel"] <= self.tolerance
+        self.rows.append({"input": label, "output": output, "shape": list(np.shape(ref)),
+                          "max_abs": e["max_abs"], "rel": e["rel"], "ok": ok})
+        return ok
+
     @property
     def max_rel(self) -> float:
         return max((r["rel"] for r in self.rows), default=0.0)
@@ -124,11 +133,7 @@ def compare(conv: Any, sets: Sequence[Tuple[str, Any]],
         used.append(xs)
         ours = forward(conv.net, conv.weights, dict(zip(conv.inputs, xs)))
         for oname, r in zip(conv.outputs, ref):
-            e = errors(ours[oname], r)
-            ok = e["rel"] <= tolerance
-            report.rows.append({"input": label, "output": oname, "shape": list(r.shape),
-                                "max_abs": e["max_abs"], "rel": e["rel"], "ok": ok})
-            if not ok and failing is None:
+            if not report.record(label, oname, ours[oname], r) and failing is None:
                 failing = (ins, ours)
     report.warnings.extend(weak_outputs(conv.outputs, refs, used))
     if failing is not None:

@@ -55,7 +55,7 @@ def check_parity(export: Any, *, tolerance: float = 1e-4, seed: int = 0,
     """Compare ``export`` (an OnnxExport; written to ``path`` when given) with
     netdsl's forward."""
     from ..forward import forward
-    from ..torch.parity import ParityReport, errors
+    from ..torch.parity import ParityReport
     sess = _session(export, path)
     net = reference_net(export.walk)
     report = ParityReport(tolerance)
@@ -64,11 +64,7 @@ def check_parity(export: Any, *, tolerance: float = 1e-4, seed: int = 0,
         ref = _run(sess, export.outputs, feeds)
         ours = forward(net, export.weights, feeds)
         for name, r in zip(export.outputs, ref):
-            e = errors(ours[name], r)
-            ok = e["rel"] <= tolerance
-            report.rows.append({"input": label, "output": name, "shape": list(r.shape),
-                                "max_abs": e["max_abs"], "rel": e["rel"], "ok": ok})
-            if not ok and failing is None:
+            if not report.record(label, name, ours[name], r) and failing is None:
                 failing = (feeds, ours)
     if failing is not None:
         report.divergence = first_divergence(export, failing[0], failing[1], tolerance)

@@ -50,7 +50,7 @@ def check_parity(export: Any, *, tolerance: float = 1e-4, seed: int = 0,
                  directory: str) -> Any:
     """Compare the module written in ``directory`` with netdsl's forward."""
     from ..forward import forward
-    from ..torch.parity import ParityReport, errors
+    from ..torch.parity import ParityReport
     model = load_model(directory)
     net = reference_net(export.walk)
     report = ParityReport(tolerance)
@@ -59,11 +59,7 @@ def check_parity(export: Any, *, tolerance: float = 1e-4, seed: int = 0,
         got = _run(model, export.outputs, feeds)
         ours = forward(net, export.weights, feeds)
         for name in export.outputs:
-            e = errors(got[name], ours[name])
-            ok = e["rel"] <= tolerance
-            report.rows.append({"input": label, "output": name, "shape": list(ours[name].shape),
-                                "max_abs": e["max_abs"], "rel": e["rel"], "ok": ok})
-            if not ok and failing is None:
+            if not report.record(label, name, got[name], ours[name]) and failing is None:
                 failing = (feeds, ours)
     if failing is not None:
         report.divergence = first_divergence(export, failing[0], failing[1], tolerance,
